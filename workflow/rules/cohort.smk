@@ -1,0 +1,1 @@
+# placeholder: the cohort stage fills this file

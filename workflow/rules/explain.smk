@@ -1,0 +1,1 @@
+# placeholder: the explain stage fills this file

@@ -1,0 +1,1 @@
+# placeholder: the preprocess stage fills this file

@@ -1,0 +1,1 @@
+# placeholder: the report stage fills this file

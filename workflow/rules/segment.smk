@@ -1,0 +1,1 @@
+# placeholder: the segment stage fills this file

@@ -1,0 +1,1 @@
+# placeholder: the train stage fills this file
