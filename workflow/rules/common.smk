@@ -37,3 +37,10 @@ def log_path(*parts):
 def as_json(value):
     """A config block as a canonical string param: changing any value in it reruns the rules that use it."""
     return json.dumps(value, sort_keys=True)
+
+
+def library_code(script):
+    """The osteoloc source files a rule's script imports: as inputs, editing one reruns that rule."""
+    from osteoloc.provenance import library_sources
+
+    return library_sources(workflow.source_path(f"../../scripts/{script}"))
