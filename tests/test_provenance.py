@@ -1,12 +1,12 @@
 from pathlib import Path
 
-from osteoloc.provenance import library_sources
+from osteoloc.provenance import PACKAGE_ROOT, library_sources
 
 
 def test_sources_follow_imports_through_the_package(tmp_path):
     script = tmp_path / "script.py"
     script.write_text("import numpy\nfrom osteoloc.io.atomic import write_csv\n")
-    names = {Path(p).relative_to(Path(p).parents[2]).as_posix() for p in library_sources(script)}
+    names = {Path(p).relative_to(PACKAGE_ROOT.parent).as_posix() for p in library_sources(script)}
     assert "osteoloc/io/atomic.py" in names
     assert "osteoloc/io/__init__.py" in names
     assert "osteoloc/__init__.py" in names
