@@ -53,3 +53,86 @@ def write_pts(points, path):
     lines += [f"{x:.6f} {y:.6f}" for x, y in points]
     lines.append("}")
     Path(path).write_text("\n".join(lines) + "\n")
+
+
+# --- per-hip resolution -------------------------------------------------------------------------------
+# BoneFinder's 80-point hip model; a 160-point file holds the right hip (0-79) then the left (80-159).
+POINTS_PER_HIP = 80
+# BoneFinder names per-hip files by the side of the *image*: `_L` (image left) is the anatomical RIGHT hip.
+# `_RasL` holds the left hip placed on the mirrored image.
+PER_HIP_SUFFIXES = {"right": ("_l",), "left": ("_r", "_rasl")}
+
+
+def _find_case_insensitive(folder, name):
+    """The file in `folder` whose name equals `name` ignoring case (None when absent or ambiguous)."""
+    if not folder.is_dir():
+        return None
+    target = name.lower()
+    matches = sorted(p for p in folder.iterdir() if p.name.lower() == target and p.is_file())
+    return matches[0] if matches else None
+
+
+def resolve_hip_files(points_path):
+    """Where each hip's points live: {side: (path, kind)} with kind "both", "single" or "mirrored".
+
+    `points_path` is a 160-point `.pts` file or a stem whose per-hip files `<stem>_L.pts` (anatomical right),
+    `<stem>_R.pts` / `<stem>_RasL.pts` (anatomical left) sit beside it; suffixes are case-insensitive.
+    A side with no file is missing from the result.
+    """
+    points_path = Path(points_path)
+    if points_path.suffix.lower() == ".pts":
+        found = _find_case_insensitive(points_path.parent, points_path.name)
+        if found is not None:
+            return {"right": (found, "both"), "left": (found, "both")}
+        stem = points_path.with_suffix("")
+    else:
+        stem = points_path
+    resolved = {}
+    for side, suffixes in PER_HIP_SUFFIXES.items():
+        for suffix in suffixes:
+            found = _find_case_insensitive(stem.parent, f"{stem.name}{suffix}.pts")
+            if found is not None:
+                resolved[side] = (found, "mirrored" if suffix == "_rasl" else "single")
+                break
+    return resolved
+
+
+def read_hip_points(points_path, image_shape, spacing=None):
+    """Each hip's 80 points in source-image pixels (x = column, y = row), read from any `.pts` layout.
+
+    `image_shape` (rows, cols) of the radiograph un-mirrors `_RasL` files (x <- width - x, in the file's
+    units); `spacing` (row_mm, col_mm) converts millimetres to pixels, None when the file is in pixels.
+    Returns (points, problems): points {side: (80, 2) float array}, problems {side: reason} for every
+    side that could not be read.
+    """
+    files = resolve_hip_files(points_path)
+    points, problems = {}, {}
+    cache = {}
+    for side in ("right", "left"):
+        if side not in files:
+            problems[side] = f"no .pts file for the {side} hip at {points_path}"
+            continue
+        path, kind = files[side]
+        try:
+            if path not in cache:
+                cache[path] = read_pts(path)
+            raw = cache[path]
+            expected = 2 * POINTS_PER_HIP if kind == "both" else POINTS_PER_HIP
+            if len(raw) != expected:
+                raise ValueError(f"{path}: {len(raw)} points, expected {expected} for a {kind} file")
+        except (OSError, ValueError) as err:
+            problems[side] = str(err)
+            continue
+        if kind == "both":
+            hip = raw[:POINTS_PER_HIP] if side == "right" else raw[POINTS_PER_HIP:]
+        else:
+            hip = raw
+        hip = hip.copy()
+        if kind == "mirrored":
+            width = image_shape[1] * (spacing[1] if spacing is not None else 1.0)
+            hip[:, 0] = width - hip[:, 0]
+        if spacing is not None:
+            hip[:, 0] /= spacing[1]
+            hip[:, 1] /= spacing[0]
+        points[side] = hip
+    return points, problems

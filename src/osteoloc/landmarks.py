@@ -1,0 +1,114 @@
+"""BoneFinder's 80-point hip model: sanity checks, the femoral-head circle and the four target groups.
+
+Indices are BoneFinder's original numbering (DATA-FORMATS.md); points are (x, y) per index.
+"""
+
+import numpy as np
+
+from osteoloc.targets import TARGETS
+
+# Curves of the model in drawing order: neighbouring entries are neighbouring contour points.
+CURVES = {
+    "proximal femur": [*range(0, 10), 73, 10, 74, 11, 75, 12, 76, 77, 13, 78, *range(14, 29)],
+    "greater trochanter": [6, *range(29, 34)],
+    "posterior wall": list(range(34, 39)),
+    "ischium and pubis": list(range(38, 54)),
+    "obturator foramen": list(range(54, 61)),
+    "acetabular roof": [61, 62, 63, 79, 64, 65, 66, 67],
+    "teardrop": [68, 70, 72, 69, 71],
+}
+FEMORAL_HEAD = [13, 78, *range(14, 22)]
+SOURCIL = [79, 64, 65, 66, 67]
+
+# The group's sanity limits for catching a wrong numbering (DATA-FORMATS.md).
+MAX_NEIGHBOUR_MM = 75.0
+MAX_HEAD_RADIUS_MM = 40.0
+MAX_SOURCIL_RADIUS_MM = 45.0
+
+# Default target groups (docs/preprocessing.md says why).
+DEFAULT_GROUPS = {
+    "osteo_fem_sup": [13, 78, 14, 15],
+    "osteo_fem_inf": [19, 20, 21],
+    "osteo_acet_sup": [67],
+    "osteo_acet_inf": [71],
+}
+
+
+class LandmarkError(ValueError):
+    """A hip's points fail a sanity check."""
+
+
+def fit_circle(points):
+    """Algebraic least-squares circle (Kasa): solve x^2 + y^2 = 2 a x + 2 b y + c; returns (cx, cy, r)."""
+    points = np.asarray(points, dtype=np.float64)
+    if points.ndim != 2 or points.shape[1] != 2 or len(points) < 3:
+        raise ValueError(f"fit_circle needs (n >= 3, 2) points, got shape {points.shape}")
+    centre = points.mean(axis=0)  # centring keeps the normal equations well conditioned
+    x, y = (points - centre).T
+    design = np.column_stack([2 * x, 2 * y, np.ones_like(x)])
+    (a, b, c), *_ = np.linalg.lstsq(design, x * x + y * y, rcond=None)
+    radius_sq = c + a * a + b * b
+    if not np.isfinite(radius_sq) or radius_sq <= 0:
+        raise ValueError("fit_circle: degenerate (collinear) points")
+    return float(a + centre[0]), float(b + centre[1]), float(np.sqrt(radius_sq))
+
+
+def check_hip(points_px, spacing):
+    """Raise LandmarkError when a hip's (80, 2) pixel points break the sanity limits.
+
+    `spacing` (row_mm, col_mm) turns pixels into millimetres for the limits.
+    """
+    points = np.asarray(points_px, dtype=np.float64)
+    if points.shape != (80, 2):
+        raise LandmarkError(f"expected 80 points, got shape {points.shape}")
+    if not np.all(np.isfinite(points)):
+        raise LandmarkError("non-finite point coordinates")
+    mm = points * np.array([spacing[1], spacing[0]])
+    for name, indices in CURVES.items():
+        steps = np.linalg.norm(np.diff(mm[indices], axis=0), axis=1)
+        worst = int(np.argmax(steps))
+        if steps[worst] >= MAX_NEIGHBOUR_MM:
+            raise LandmarkError(f"{name}: points {indices[worst]} and {indices[worst + 1]} are "
+                                f"{steps[worst]:.1f} mm apart (limit {MAX_NEIGHBOUR_MM:g} mm; wrong numbering?)")
+    for name, indices, limit in (("femoral head", FEMORAL_HEAD, MAX_HEAD_RADIUS_MM),
+                                 ("sourcil", SOURCIL, MAX_SOURCIL_RADIUS_MM)):
+        try:
+            radius = fit_circle(mm[indices])[2]
+        except ValueError:
+            raise LandmarkError(f"{name}: points are collinear, no circle") from None
+        if radius >= limit:
+            raise LandmarkError(f"{name} circle radius {radius:.1f} mm (limit {limit:g} mm)")
+
+
+def head_circle(points):
+    """The femoral-head circle (cx, cy, r) fitted to points 13, 78, 14-21 of one hip."""
+    return fit_circle(np.asarray(points)[FEMORAL_HEAD])
+
+
+def validate_groups(groups):
+    """Groups as {target: [indices]} in TARGETS order; raises ValueError for unknown targets or indices."""
+    if set(groups) != set(TARGETS):
+        raise ValueError(f"preprocess.groups must name exactly the targets {list(TARGETS)}, got {sorted(groups)}")
+    out = {}
+    for target in TARGETS:
+        indices = [int(i) for i in groups[target]]
+        if not indices or any(not 0 <= i < 80 for i in indices):
+            raise ValueError(f"preprocess.groups.{target}: indices must be 0-79, got {groups[target]}")
+        out[target] = indices
+    return out
+
+
+def target_groups(points, groups, crop_size=None):
+    """The four target groups of one hip: (4, L, 2) points NaN-padded to the longest group, and a (4, L)
+    bool mask of real entries (inside the [0, crop_size) square when crop_size is given)."""
+    points = np.asarray(points, dtype=np.float32)
+    length = max(len(groups[t]) for t in TARGETS)
+    out = np.full((len(TARGETS), length, 2), np.nan, dtype=np.float32)
+    for t, target in enumerate(TARGETS):
+        out[t, : len(groups[target])] = points[groups[target]]
+    valid = np.all(np.isfinite(out), axis=-1)
+    if crop_size is not None:
+        with np.errstate(invalid="ignore"):
+            inside = np.all((out >= -0.5) & (out <= crop_size - 0.5), axis=-1)
+        valid &= inside
+    return out, valid
