@@ -1,0 +1,9 @@
+"""The phantom cohort: bilateral AP pelvis radiographs with BoneFinder points, grades and lesion truth.
+
+Modules: anatomy (hip outlines and the 80 points), lesions (osteophytes), labels (grades and labels.csv),
+render (rasterising a scene), dicom (writing DICOM variants), cohort (the whole cohort on disk).
+"""
+
+from osteoloc.phantom.cohort import DEFAULTS, make_cohort, with_defaults
+
+__all__ = ["DEFAULTS", "make_cohort", "with_defaults"]

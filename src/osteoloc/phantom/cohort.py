@@ -1,0 +1,353 @@
+"""Generate a whole phantom cohort in the real input formats (docs/contracts.md section 1).
+
+`make_cohort(config, out_dir)` writes, under `out_dir`: `images/*.dcm`, `points/manual/*.pts` (exact),
+`points/auto/*.pts` (BoneFinder-like error; some as per-hip `_L` / `_R` files), `manifest.csv`,
+`labels.csv`, `truth.h5` (lesion masks + generator parameters) and `broken.csv` (the deliberately broken
+inputs and their kind). Everything is a function of the config, the seed included.
+"""
+
+import json
+import logging
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pandas as pd
+
+from osteoloc.io.atomic import atomic_path, write_csv
+from osteoloc.io.pts import write_pts
+from osteoloc.phantom import anatomy, dicom, labels, lesions
+from osteoloc.phantom.render import Look, Scene, render
+from osteoloc.targets import SIDES, TARGETS
+
+log = logging.getLogger(__name__)
+
+BROKEN_KINDS = ("truncated_dicom", "missing_pts", "points_outside", "junk_grade")
+JUNK_GRADES = ("7", "abc")
+# Ridges drawn as bright lines: (name, width mm, strength relative to bone).
+RIDGES = (("sourcil", 1.2, 0.6), ("teardrop", 1.0, 0.7), ("trochanter", 1.0, 0.25), ("posterior_wall", 0.8, 0.3))
+
+DEFAULTS = {
+    "seed": 0,
+    "subjects": 240,
+    "visits": 1,
+    "oai_fraction": 0.5,
+    "spacing_mm": [0.6, 0.8],
+    "field_of_view_mm": [330.0, 230.0],
+    "anatomy_size_sd": 0.07,
+    "pose_rotation_deg": 3.0,
+    "pose_shift_mm": 8.0,
+    "prevalence": {"osteo_fem_sup": 0.30, "osteo_fem_inf": 0.20, "osteo_acet_sup": 0.35, "osteo_acet_inf": 0.18},
+    "label_correlation": [list(r) for r in labels.PAPER_A_CORRELATION],
+    "side_correlation": 0.5,
+    "visit_correlation": 0.9,
+    "grade_shares": [0.5, 0.3, 0.2],
+    "missing_fraction": 0.05,
+    "short_side_fraction": 0.3,
+    "difficulty": 0.5,
+    "lesion_size_mm": 2.5,
+    "noise_sd": 0.08,
+    "exposure_sd": 0.1,
+    "auto_points": {"error_sd_mm": 0.8, "shift_sd_mm": 1.0, "miss_probability": 0.05, "miss_mm": 6.0},
+    "split_pts_fraction": 0.2,
+    "dicom": {"cr_fraction": 0.3, "monochrome1_fraction": 0.3, "bits12_fraction": 0.5,
+              "pixel_spacing_fraction": 0.5, "rle_fraction": 0.25},
+    "cue": {"enabled": False, "target": "osteo_fem_sup", "strength": 0.8, "size_mm": 6.0},
+    "broken_fraction": 0.02,
+}
+
+
+def with_defaults(config):
+    """The phantom config with every missing key (also inside nested blocks) taken from DEFAULTS."""
+    out = {}
+    for key, default in DEFAULTS.items():
+        value = (config or {}).get(key, default)
+        if isinstance(default, dict) and key != "prevalence":
+            value = {**default, **(value or {})}
+        out[key] = value
+    unknown = set(config or {}) - set(DEFAULTS)
+    if unknown:
+        raise ValueError(f"unknown cohort.phantom keys: {sorted(unknown)}")
+    return out
+
+
+@dataclass
+class Difficulty:
+    """What the one `difficulty` number (0 easy .. 1 hard) sets; see docs/phantom.md."""
+
+    size_scale: float  # multiplies lesion_size_mm
+    contrast: float  # lesion density relative to cortical bone
+    mimic_probability: float  # per hip and target zone: a sub-threshold bony bump without a grade
+
+    @classmethod
+    def from_number(cls, d):
+        d = float(np.clip(d, 0.0, 1.0))
+        return cls(size_scale=1.6 - 1.0 * d, contrast=1.0 - 0.6 * d, mimic_probability=0.5 * d)
+
+
+def _rng(seed, *stream):
+    return np.random.default_rng([int(seed), *[int(s) for s in stream]])
+
+
+def _subject_ids(rng, n, oai_fraction):
+    """Cohort names and ids in the two real spellings (OAI-9xxxxxx, CHECK-0xxxx), unique."""
+    is_oai = rng.random(n) < oai_fraction
+    oai_ids = rng.choice(np.arange(9000000, 9999999), size=n, replace=False)
+    check_ids = rng.choice(np.arange(0, 99999), size=n, replace=False)
+    out = []
+    for i in range(n):
+        if is_oai[i]:
+            out.append(("OAI", f"OAI-{oai_ids[i]}", str(oai_ids[i])))
+        else:
+            out.append(("CHECK", f"CHECK-{check_ids[i]:05d}", f"{check_ids[i]:05d}"))
+    return out
+
+
+def _image_name(cohort, short_id, visit_index, date):
+    if cohort == "OAI":
+        return f"OAI-{short_id}-V{visit_index:02d}-{date}", f"V{visit_index:02d}"
+    return f"{short_id}_T{visit_index:02d}_APO", f"T{visit_index:02d}"
+
+
+def _variant(rng, cfg):
+    d = cfg["dicom"]
+    iod = "CR" if rng.random() < d["cr_fraction"] else "DX"
+    if iod == "DX":  # the DX Detector module requires ImagerPixelSpacing; PixelSpacing is optional
+        tags = ("ImagerPixelSpacing", "PixelSpacing") if rng.random() < d["pixel_spacing_fraction"] else (
+            "ImagerPixelSpacing",)
+    else:
+        tags = ("PixelSpacing",) if rng.random() < d["pixel_spacing_fraction"] else ("ImagerPixelSpacing",)
+    return dicom.Variant(
+        iod=iod,
+        photometric="MONOCHROME1" if rng.random() < d["monochrome1_fraction"] else "MONOCHROME2",
+        bits_stored=12 if rng.random() < d["bits12_fraction"] else 16,
+        spacing_tags=tags,
+        rle=bool(rng.random() < d["rle_fraction"]),
+    )
+
+
+def layout_radiograph(cfg, subject_params, rng):
+    """Place both hips in one image: spacing, size, head centres, pose. Returns a dict of geometry."""
+    lo, hi = cfg["spacing_mm"]
+    spacing = round(float(rng.uniform(lo, hi)), 4)
+    width_mm, height_mm = cfg["field_of_view_mm"]
+    rows, cols = int(round(height_mm / spacing)), int(round(width_mm / spacing))
+    w, h = cols * spacing, rows * spacing
+    shift = cfg["pose_shift_mm"]
+    mid = w / 2 + float(np.clip(rng.normal(0, shift / 2), -shift, shift))
+    head_y = 0.40 * h + float(np.clip(rng.normal(0, shift / 2), -shift, shift))
+    angle = float(np.clip(rng.normal(0, cfg["pose_rotation_deg"] / 2), -cfg["pose_rotation_deg"],
+                          cfg["pose_rotation_deg"]))
+    pelvis_scale = subject_params["pelvis_scale"]
+    centres = {}
+    hips = {}
+    for side in SIDES:
+        d = 88.0 * pelvis_scale + subject_params[f"{side}_midline_jitter"]
+        sign = -1.0 if side == "right" else 1.0  # the anatomical right hip is on the image's left
+        centres[side] = np.array([mid + sign * d, head_y + subject_params[f"{side}_height_jitter"]])
+        hips[side] = anatomy.build_hip(subject_params[side], d)
+    return {"spacing": spacing, "shape": (rows, cols), "mid": mid, "head_y": head_y,
+            "rotation": (angle, np.array([mid, head_y])), "centres": centres, "hips": hips}
+
+
+def _subject_params(rng, cfg):
+    return {
+        "pelvis_scale": float(rng.uniform(0.93, 1.07)),
+        "right": anatomy.draw_hip_params(rng, cfg["anatomy_size_sd"]),
+        "left": anatomy.draw_hip_params(rng, cfg["anatomy_size_sd"]),
+        "right_midline_jitter": float(rng.normal(0, 2)),
+        "left_midline_jitter": float(rng.normal(0, 2)),
+        "right_height_jitter": float(rng.normal(0, 1.5)),
+        "left_height_jitter": float(rng.normal(0, 1.5)),
+    }
+
+
+def build_scene(layout, grades, cue_flags, cfg, diff, rng):
+    """The scene of one radiograph and the exact 160 points (image mm)."""
+    sp, shape = layout["spacing"], layout["shape"]
+    scene = Scene(shape=shape, spacing=sp)
+    rot = layout["rotation"]
+    points, heights = [], np.zeros((2, 4))
+    mid, hy = layout["mid"], layout["head_y"]
+    sacrum = np.array([[mid - 50, hy - 300], [mid + 50, hy - 300], [mid + 40, hy - 50], [mid + 15, hy - 5],
+                       [mid, hy + 8], [mid - 15, hy - 5], [mid - 40, hy - 50]])
+    scene.sacrum = anatomy.to_image(sacrum - [mid, hy], [mid, hy], "right", rot)
+    for s, side in enumerate(SIDES):
+        hip, c = layout["hips"][side], layout["centres"][side]
+
+        def place(local, side=side, c=c):
+            return anatomy.to_image(local, c, side, rot)
+
+        points.append(place(hip.points))
+        scene.femurs.append(place(hip.femur))
+        scene.pelves.append((place(hip.pelvis), place(hip.foramen)))
+        for name, width, strength in RIDGES:
+            scene.ridges.append((place(hip.ridges[name]), width, strength))
+        for t, target in enumerate(TARGETS):
+            height = lesions.height_mm(grades[s, t], cfg["lesion_size_mm"] * diff.size_scale, rng)
+            heights[s, t] = height
+            if height > 0:
+                scene.lesions[(s, t)] = (place(lesions.osteophyte(hip, target, height, rng)), lesions.host_bone(target))
+            elif rng.random() < diff.mimic_probability:
+                small = 0.5 * cfg["lesion_size_mm"] * diff.size_scale * rng.uniform(0.5, 1.0)
+                scene.mimics.append((place(lesions.osteophyte(hip, target, small, rng)), lesions.host_bone(target)))
+        if cue_flags[s]:
+            half = cfg["cue"]["size_mm"] / 2
+            corner = hip.sites["cue_corner"]
+            square = corner + np.array([[-half, -half], [half, -half], [half, half], [-half, half]])
+            scene.markers.append(place(square))
+    return scene, np.concatenate(points), heights
+
+
+def automatic_points(exact, rng, auto_cfg, image_mm):
+    """BoneFinder-like points: a small shift per hip, per-point error, now and then one curve missed."""
+    out = exact.copy()
+    for s in range(2):
+        hip = slice(80 * s, 80 * s + 80)
+        out[hip] += rng.normal(0, auto_cfg["shift_sd_mm"], 2) + rng.normal(0, auto_cfg["error_sd_mm"], (80, 2))
+        if rng.random() < auto_cfg["miss_probability"]:
+            curve = list(anatomy.CURVES.values())[rng.integers(len(anatomy.CURVES))]
+            direction = rng.normal(0, 1, 2)
+            out[[80 * s + i for i in curve]] += auto_cfg["miss_mm"] * direction / np.linalg.norm(direction)
+    return np.clip(out, 0.0, np.asarray(image_mm) - 1e-3)
+
+
+def _broken_assignment(rng, n_images, fraction):
+    """Which image (index) gets which broken kind: at least one of each when fraction > 0, all distinct."""
+    if fraction <= 0:
+        return {}
+    per_kind = max(1, int(round(fraction * n_images)))
+    if per_kind * len(BROKEN_KINDS) > n_images:
+        raise ValueError(f"cohort.phantom.broken_fraction={fraction} needs {per_kind * len(BROKEN_KINDS)} "
+                         f"broken images but the cohort has only {n_images}")
+    chosen = rng.choice(n_images, size=per_kind * len(BROKEN_KINDS), replace=False)
+    return {int(i): BROKEN_KINDS[k // per_kind] for k, i in enumerate(chosen)}
+
+
+def make_cohort(config, out_dir):
+    """Generate the cohort described by `config` (the `cohort.phantom` block) into `out_dir`."""
+    cfg = with_defaults(config)
+    out = Path(out_dir)
+    for sub in ("images", "points"):
+        shutil.rmtree(out / sub, ignore_errors=True)
+    (out / "images").mkdir(parents=True, exist_ok=True)
+    (out / "points" / "manual").mkdir(parents=True, exist_ok=True)
+    (out / "points" / "auto").mkdir(parents=True, exist_ok=True)
+    seed = cfg["seed"]
+    diff = Difficulty.from_number(cfg["difficulty"])
+    n_subjects, n_visits = int(cfg["subjects"]), int(cfg["visits"])
+    prevalence = [cfg["prevalence"][t] for t in TARGETS]
+    grades = labels.sample_grades(_rng(seed, 1), n_subjects, n_visits, prevalence, cfg["label_correlation"],
+                                  cfg["grade_shares"], cfg["side_correlation"], cfg["visit_correlation"])
+    ids = _subject_ids(_rng(seed, 2), n_subjects, cfg["oai_fraction"])
+    broken = _broken_assignment(_rng(seed, 3), n_subjects * n_visits, cfg["broken_fraction"])
+    cue = cfg["cue"]
+    cue_t = TARGETS.index(cue["target"])
+
+    manifest, label_rows, broken_rows = [], [], []
+    with atomic_path(out / "truth.h5") as tmp_truth, h5py.File(tmp_truth, "w") as truth:
+        truth.attrs["targets"] = list(TARGETS)
+        truth.attrs["bit"] = "bit 4 * side + target is set where that lesion lies; side 0 = right, 1 = left"
+        truth.attrs["config"] = json.dumps(cfg, sort_keys=True)
+        masks_group = truth.create_group("masks")
+        masks_group.attrs["targets"] = list(TARGETS)
+        params_group = truth.create_group("params")
+        for i, (cohort, subject, short_id) in enumerate(ids):
+            subject_params = _subject_params(_rng(seed, 10, i), cfg)
+            for v in range(n_visits):
+                k = i * n_visits + v
+                rng = _rng(seed, 11, i, v)
+                date = f"{2005 + v * 2 + int(rng.integers(0, 2))}{int(rng.integers(1, 13)):02d}{int(rng.integers(1, 29)):02d}"
+                stem, visit = _image_name(cohort, short_id, v, date)
+                g = grades[i, v]
+                cue_flags = np.zeros(2, bool)
+                if cue["enabled"]:
+                    p_marker = np.where(g[:, cue_t] > 0, 0.5 + cue["strength"] / 2, 0.5 - cue["strength"] / 2)
+                    cue_flags = rng.random(2) < p_marker
+                layout = layout_radiograph(cfg, subject_params, rng)
+                scene, exact, heights = build_scene(layout, g, cue_flags, cfg, diff, rng)
+                look = Look(lesion_contrast=diff.contrast, noise_sd=cfg["noise_sd"],
+                            exposure_gain=float(np.exp(rng.normal(0, cfg["exposure_sd"]))),
+                            exposure_offset=float(rng.normal(0, cfg["exposure_sd"])))
+                image, lesion_masks, _ = render(scene, look, rng)
+                variant = _variant(rng, cfg)
+                stored = dicom.to_stored(image, variant.bits_stored, variant.photometric)
+                who = dicom.Identity(
+                    patient_name=f"PHANTOM^{rng.choice(['JANE', 'JOHN', 'ALEX', 'SAM'])}{int(rng.integers(1e6)):06d}",
+                    patient_id=f"PID{int(rng.integers(1e9)):09d}",
+                    birth_date=f"19{int(rng.integers(40, 60))}0101", sex=str(rng.choice(["F", "M"])),
+                    study_date=date, accession=f"ACC{int(rng.integers(1e8)):08d}",
+                    study_uid=dicom.uid(seed, subject, visit, "study"),
+                    series_uid=dicom.uid(seed, subject, visit, "series"),
+                    sop_uid=dicom.uid(seed, subject, visit, "sop"))
+                image_rel = f"images/{stem}.dcm"
+                dicom.write(out / image_rel, dicom.build_dataset(stored, layout["spacing"], variant, who))
+
+                rows, cols = layout["shape"]
+                image_mm = (cols * layout["spacing"], rows * layout["spacing"])
+                auto = automatic_points(exact, rng, cfg["auto_points"], image_mm)
+                kind = broken.get(k)
+                manual_rel = f"points/manual/{stem}.pts"
+                if rng.random() < cfg["split_pts_fraction"] and kind is None:
+                    auto_rel = f"points/auto/{stem}"  # a stem: per-hip files beside it
+                    write_pts(auto[:80], out / f"{auto_rel}_L.pts")  # image-left = anatomical right
+                    write_pts(auto[80:], out / f"{auto_rel}_R.pts")
+                else:
+                    auto_rel = f"points/auto/{stem}.pts"
+                    if kind == "points_outside":
+                        # the right hip's points pushed off the image's left border
+                        shift = np.array([exact[:80, 0].max() + 20.0, 0.0])
+                        exact = exact.copy()
+                        exact[:80] -= shift
+                        auto[:80] -= shift
+                    if kind != "missing_pts":
+                        write_pts(auto, out / auto_rel)
+                if kind != "missing_pts":
+                    write_pts(exact, out / manual_rel)
+                if kind == "truncated_dicom":
+                    data = (out / image_rel).read_bytes()
+                    (out / image_rel).write_bytes(data[: len(data) // 2])
+
+                mask = np.zeros(layout["shape"], np.uint8)
+                for (s, t), m in lesion_masks.items():
+                    mask |= (m.astype(np.uint8) << (4 * s + t)).astype(np.uint8)
+                masks_group.create_dataset(stem, data=mask, compression="gzip", compression_opts=4, shuffle=True)
+                pg = params_group.create_group(stem)
+                pg.attrs.update({
+                    "subject": subject, "visit": visit, "cohort": cohort, "spacing_mm": layout["spacing"],
+                    "grades": g.astype(np.int8), "cue": cue_flags, "lesion_height_mm": heights,
+                    "head_radius_mm": [layout["hips"][sd].radius for sd in SIDES],
+                    "rotation_deg": layout["rotation"][0], "broken": kind or "",
+                    "iod": variant.iod, "photometric": variant.photometric, "bits_stored": variant.bits_stored,
+                    "spacing_tags": list(variant.spacing_tags), "rle": variant.rle,
+                    "exact_points_path": manual_rel, "auto_points_path": auto_rel,
+                })
+                manifest.append({"image_path": image_rel, "subject": subject, "visit": visit, "cohort": cohort,
+                                 "points_path": auto_rel, "manual_points_path": manual_rel})
+                for s, side in enumerate(SIDES):
+                    label_rows.append({"cohort": cohort, "subject": subject, "visit": visit, "side": side,
+                                       **{t: int(g[s, ti]) for ti, t in enumerate(TARGETS)}})
+                if kind is not None:
+                    side = ""
+                    file = image_rel if kind == "truncated_dicom" else auto_rel
+                    if kind == "points_outside":
+                        side = "right"
+                    if kind == "junk_grade":
+                        side, file = "right", "labels.csv"
+                    broken_rows.append({"kind": kind, "subject": subject, "visit": visit, "side": side,
+                                        "file": file, "image_path": image_rel})
+
+    table = labels.label_table(label_rows, _rng(seed, 4), cfg["missing_fraction"], cfg["short_side_fraction"])
+    for j, row in enumerate(r for r in broken_rows if r["kind"] == "junk_grade"):
+        hit = (table["subject"] == row["subject"]) & (table["visit"] == row["visit"]) & (
+            table["side"].isin(labels.SIDE_SPELLINGS["right"]))
+        table.loc[hit, TARGETS[j % 4]] = JUNK_GRADES[j % len(JUNK_GRADES)]
+    write_csv(table, out / "labels.csv")
+    write_csv(pd.DataFrame(manifest), out / "manifest.csv")
+    write_csv(pd.DataFrame(broken_rows, columns=["kind", "subject", "visit", "side", "file", "image_path"]),
+              out / "broken.csv")
+    log.info("phantom cohort: %d subjects x %d visits, %d broken inputs -> %s", n_subjects, n_visits,
+             len(broken_rows), out)
+    return cfg

@@ -1,0 +1,166 @@
+"""Write phantom radiographs as DICOM in the variety met in the wild.
+
+Two IODs: Digital X-Ray Image For Presentation (DX) and Computed Radiography (CR); MONOCHROME1 or 2;
+12 or 16 bits stored; spacing in PixelSpacing and/or ImagerPixelSpacing; RLE Lossless or native.
+Every UID is derived from the generator's seed, so the same configuration writes the same bytes.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+import pydicom
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.sequence import Sequence
+from pydicom.uid import (ExplicitVRLittleEndian, RLELossless, generate_uid)
+
+DX_FOR_PRESENTATION = "1.2.840.10008.5.1.4.1.1.1.1"
+CR_IMAGE = "1.2.840.10008.5.1.4.1.1.1"
+# A root for this project's UIDs would need registration; "2.25." + a hash of the entropy is standard.
+
+
+@dataclass
+class Variant:
+    """How one radiograph is encoded."""
+
+    iod: str = "DX"  # DX | CR
+    photometric: str = "MONOCHROME2"
+    bits_stored: int = 16
+    spacing_tags: tuple = ("ImagerPixelSpacing",)  # PixelSpacing and/or ImagerPixelSpacing
+    rle: bool = False
+
+
+@dataclass
+class Identity:
+    """The fake patient identity and the study's deterministic UIDs and dates."""
+
+    patient_name: str
+    patient_id: str
+    birth_date: str
+    sex: str
+    study_date: str
+    accession: str
+    study_uid: str
+    series_uid: str
+    sop_uid: str
+
+
+def uid(*entropy):
+    """A deterministic `2.25.` UID from the given values (seed, subject, visit, kind)."""
+    return generate_uid(prefix=None, entropy_srcs=[str(e) for e in entropy])
+
+
+def to_stored(image, bits_stored, photometric):
+    """Map a float image (bone bright, values roughly 0-3) to unsigned stored values.
+
+    The scale uses the image's own range, as a detector's auto-ranging would; MONOCHROME1 stores the
+    inverse so that a viewer (and a correct reader) shows bone bright either way.
+    """
+    top = (1 << bits_stored) - 1
+    lo, hi = np.percentile(image, [0.1, 99.9])
+    scaled = (image - lo) / max(hi - lo, 1e-6) * 0.85 * top + 0.05 * top
+    stored = np.clip(np.rint(scaled), 0, top).astype(np.uint16)
+    if photometric == "MONOCHROME1":
+        stored = (top - stored).astype(np.uint16)
+    return stored
+
+
+def build_dataset(stored, spacing, variant, who, *, laterality="B"):
+    """A complete DICOM dataset (with file meta) holding `stored` (uint16 rows x cols)."""
+    rows, cols = stored.shape
+    sop_class = DX_FOR_PRESENTATION if variant.iod == "DX" else CR_IMAGE
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = sop_class
+    meta.MediaStorageSOPInstanceUID = who.sop_uid
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    meta.ImplementationClassUID = uid("osteoloc", "phantom", "implementation")
+    meta.ImplementationVersionName = "OSTEOLOC_PH1"
+
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SpecificCharacterSet = "ISO_IR 100"
+    ds.SOPClassUID = sop_class
+    ds.SOPInstanceUID = who.sop_uid
+    ds.StudyDate = ds.SeriesDate = ds.ContentDate = ds.AcquisitionDate = who.study_date
+    ds.StudyTime = ds.SeriesTime = ds.ContentTime = ds.AcquisitionTime = "093000"
+    ds.AccessionNumber = who.accession
+    ds.Manufacturer = "osteoloc phantom"
+    ds.InstitutionName = "Phantom Hospital"
+    ds.ReferringPhysicianName = ""
+    ds.StationName = "PHANTOM1"
+    ds.StudyDescription = "PELVIS AP"
+    ds.SeriesDescription = "AP pelvis weight-bearing"
+    ds.ManufacturerModelName = "Synthetic"
+    ds.PatientName = who.patient_name
+    ds.PatientID = who.patient_id
+    ds.PatientBirthDate = who.birth_date
+    ds.PatientSex = who.sex
+    ds.BodyPartExamined = "PELVIS"
+    ds.StudyInstanceUID = who.study_uid
+    ds.SeriesInstanceUID = who.series_uid
+    ds.StudyID = "1"
+    ds.SeriesNumber = 1
+    ds.InstanceNumber = 1
+    ds.PatientOrientation = ["L", "F"]  # columns run to the patient's left, rows to the feet
+    ds.ImageType = ["ORIGINAL", "PRIMARY"]
+    if variant.iod == "DX":
+        ds.Modality = "DX"
+        ds.PresentationIntentType = "FOR PRESENTATION"
+        ds.ImageLaterality = laterality
+        ds.AnatomicRegionSequence = Sequence([_code("12921003", "SCT", "Pelvis")])
+        ds.ViewPosition = "AP"
+        ds.ViewCodeSequence = Sequence([_code("399348003", "SCT", "antero-posterior")])
+        ds.PositionerType = "NONE"
+        ds.PixelIntensityRelationship = "LIN"
+        # +1: lower stored values mean less beam intensity (bone dark), as MONOCHROME1 stores bone.
+        ds.PixelIntensityRelationshipSign = 1 if variant.photometric == "MONOCHROME1" else -1
+        ds.RescaleIntercept = 0
+        ds.RescaleSlope = 1
+        ds.RescaleType = "US"
+        ds.PresentationLUTShape = "INVERSE" if variant.photometric == "MONOCHROME1" else "IDENTITY"
+        ds.LossyImageCompression = "00"
+        ds.BurnedInAnnotation = "NO"
+        ds.DetectorType = "SCINTILLATOR"
+        ds.AcquisitionContextSequence = Sequence([])
+    else:
+        ds.Modality = "CR"
+        ds.ViewPosition = "AP"
+    top = (1 << variant.bits_stored) - 1
+    ds.WindowCenter = top // 2
+    ds.WindowWidth = top
+    ds.VOILUTFunction = "LINEAR"
+    for tag in variant.spacing_tags:
+        setattr(ds, tag, [f"{spacing:.4f}", f"{spacing:.4f}"])
+    if "PixelSpacing" in variant.spacing_tags and variant.iod == "DX":
+        ds.PixelSpacingCalibrationType = "GEOMETRY"
+        ds.PixelSpacingCalibrationDescription = "phantom geometry"
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = variant.photometric
+    ds.Rows, ds.Columns = rows, cols
+    ds.BitsAllocated = 16
+    ds.BitsStored = variant.bits_stored
+    ds.HighBit = variant.bits_stored - 1
+    ds.PixelRepresentation = 0
+    ds.PixelData = np.ascontiguousarray(stored, dtype="<u2").tobytes()
+    if variant.rle:
+        ds.compress(RLELossless, encoding_plugin=_rle_plugin())
+    return ds
+
+
+def _code(value, scheme, meaning):
+    item = Dataset()
+    item.CodeValue = value
+    item.CodingSchemeDesignator = scheme
+    item.CodeMeaning = meaning
+    return item
+
+
+def _rle_plugin():
+    """pylibjpeg-rle when installed (fast); pydicom's own encoder otherwise. Both are lossless."""
+    from pydicom.pixels.encoders import RLELosslessEncoder
+
+    return "pylibjpeg" if "pylibjpeg" in RLELosslessEncoder._available else "pydicom"
+
+
+def write(path, ds):
+    """Write as a DICOM Part 10 file."""
+    pydicom.dcmwrite(path, ds, enforce_file_format=True)

@@ -1,0 +1,130 @@
+"""Rasterise a phantom scene into a radiograph: soft tissue, bone with cortex and texture, lesions, noise.
+
+Shapes arrive in image millimetres; pixel (row i, column j) sits at x = j * spacing, y = i * spacing.
+Polygons are filled with Pillow on a 2x supersampled canvas (fast, C) and averaged down, so edges are
+anti-aliased; the rest is whole-array numpy / scipy.ndimage.
+"""
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from PIL import Image, ImageDraw
+from scipy import ndimage
+
+SUPERSAMPLE = 2
+
+
+@dataclass
+class Scene:
+    """Everything to draw in one radiograph, in image millimetres."""
+
+    shape: tuple  # (rows, cols)
+    spacing: float  # mm per pixel
+    femurs: list = field(default_factory=list)  # closed polygons
+    pelves: list = field(default_factory=list)  # (polygon, hole polygon)
+    sacrum: np.ndarray | None = None
+    ridges: list = field(default_factory=list)  # (polyline, width mm, strength)
+    lesions: dict = field(default_factory=dict)  # (side index, target index) -> (polygon, host side index, host)
+    mimics: list = field(default_factory=list)  # (polygon, side index, host): sub-threshold bumps, no truth
+    markers: list = field(default_factory=list)  # closed polygons of burned-in cue markers
+
+
+def _canvas(shape):
+    rows, cols = shape
+    return Image.new("L", (cols * SUPERSAMPLE, rows * SUPERSAMPLE), 0)
+
+
+def _to_canvas(points_mm, spacing):
+    p = (np.asarray(points_mm, dtype=float) / spacing + 0.5) * SUPERSAMPLE - 0.5
+    return [tuple(q) for q in p]
+
+
+def _coverage(img, shape):
+    rows, cols = shape
+    a = np.asarray(img, dtype=np.float32).reshape(rows, SUPERSAMPLE, cols, SUPERSAMPLE)
+    return a.mean(axis=(1, 3)) / 255.0
+
+
+def fill(polygons, shape, spacing, holes=()):
+    """Anti-aliased coverage (0-1) of the union of `polygons` minus `holes`."""
+    img = _canvas(shape)
+    draw = ImageDraw.Draw(img)
+    for poly in polygons:
+        draw.polygon(_to_canvas(poly, spacing), fill=255)
+    for hole in holes:
+        draw.polygon(_to_canvas(hole, spacing), fill=0)
+    return _coverage(img, shape)
+
+
+def stroke(polyline, width_mm, shape, spacing):
+    """Anti-aliased coverage of a polyline drawn `width_mm` wide."""
+    img = _canvas(shape)
+    width = max(1, int(round(width_mm / spacing * SUPERSAMPLE)))
+    ImageDraw.Draw(img).line(_to_canvas(polyline, spacing), fill=255, width=width, joint="curve")
+    return _coverage(img, shape)
+
+
+def smooth_field(shape, rng, cells, sigma_px):
+    """Low-frequency random field, unit scale: white noise on a coarse grid, smoothed and upsampled."""
+    rows, cols = shape
+    coarse = rng.standard_normal((max(2, rows // cells), max(2, cols // cells))).astype(np.float32)
+    up = ndimage.zoom(coarse, (rows / coarse.shape[0], cols / coarse.shape[1]), order=1)[:rows, :cols]
+    return ndimage.gaussian_filter(up, sigma_px)
+
+
+@dataclass
+class Look:
+    """How the image looks: contrasts and noise (relative to a cortical-bone density of 1)."""
+
+    lesion_contrast: float = 0.8
+    noise_sd: float = 0.08
+    texture_sd: float = 0.10
+    exposure_gain: float = 1.0
+    exposure_offset: float = 0.0
+    blur_mm: float = 0.35
+
+
+def render(scene, look, rng):
+    """Return (image float32 (rows, cols) with bone bright, lesion masks {(side, target): bool array})."""
+    shape, sp = scene.shape, scene.spacing
+    rows, cols = shape
+    x = np.arange(cols, dtype=np.float32) * sp
+    width_mm = cols * sp
+    # Soft tissue: thicker at the body's centre, with slow random thickness variation.
+    tissue = 0.45 + 0.30 * np.exp(-(((x - width_mm / 2) / (0.42 * width_mm)) ** 2))
+    image = np.broadcast_to(tissue, shape).astype(np.float32).copy()
+    image += 0.06 * smooth_field(shape, rng, cells=40, sigma_px=12 / sp)
+
+    femur = fill(scene.femurs, shape, sp)
+    pelvis = fill([p for p, _ in scene.pelves], shape, sp, holes=[h for _, h in scene.pelves])
+    sacrum = fill([scene.sacrum], shape, sp) if scene.sacrum is not None else 0.0
+    bone = {"femur": femur, "pelvis": pelvis}
+
+    lesion_masks = {}
+    extra = np.zeros(shape, np.float32)
+    for key, (poly, host) in scene.lesions.items():
+        cov = fill([poly], shape, sp) * (1.0 - bone[host])
+        lesion_masks[key] = cov >= 0.5
+        extra = np.maximum(extra, cov)
+    mimic = np.zeros(shape, np.float32)
+    for poly, host in scene.mimics:
+        mimic = np.maximum(mimic, fill([poly], shape, sp) * (1.0 - bone[host]))
+
+    # Bone: additive path lengths (the head overlapping the acetabulum is brighter), a bright cortex
+    # rim inside every edge, and trabecular texture that hides small protrusions in anatomical variation.
+    solid = femur + pelvis + 0.7 * sacrum
+    cortex = np.clip(femur - ndimage.gaussian_filter(femur, 1.5 / sp), 0, None)
+    cortex += np.clip(pelvis - ndimage.gaussian_filter(pelvis, 1.5 / sp), 0, None)
+    texture = smooth_field(shape, rng, cells=3, sigma_px=0.6 / sp)
+    texture /= texture.std() + 1e-6
+    image += 1.0 * solid + 0.9 * cortex + look.texture_sd * texture * np.clip(solid, 0, 1)
+    for line, width, strength in scene.ridges:
+        image += strength * stroke(line, width, shape, sp)
+    image += look.lesion_contrast * (extra + mimic)
+    for poly in scene.markers:
+        image += 1.5 * fill([poly], shape, sp)
+
+    image = ndimage.gaussian_filter(image, look.blur_mm / sp)
+    image = look.exposure_gain * image + look.exposure_offset
+    image += look.noise_sd * rng.standard_normal(shape).astype(np.float32)
+    return image.astype(np.float32), lesion_masks, {"femur": femur >= 0.5, "pelvis": pelvis >= 0.5}
