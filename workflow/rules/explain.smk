@@ -1,1 +1,27 @@
-# placeholder: the explain stage fills this file
+# Explain every trained model on its test split: Grad-CAM maps of the four targets, predictions and
+# localisation metrics (docs/contracts.md section 5). Heavy: may run on a GPU node.
+
+
+rule explain:
+    input:
+        study=results("preprocess", "study.h5"),
+        split=results("splits", "seed{seed}.csv"),
+        checkpoint=results("train", "{model}", "seed{seed}", "best.pt"),
+        code=library_code("explain.py"),
+    output:
+        predictions=results("explain", "{model}", "seed{seed}", "predictions.csv"),
+        maps=results("explain", "{model}", "seed{seed}", "maps.h5"),
+        metrics=results("explain", "{model}", "seed{seed}", "metrics.csv"),
+    params:
+        batch_size=config["explain"]["batch_size"],
+        pointing_tolerance_px=config["explain"]["pointing_tolerance_px"],
+        device=config["study"]["device"],
+    log:
+        log_path("explain", "{model}", "seed{seed}.log"),
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=30,
+        gpu=1 if config["study"]["device"] == "cuda" else 0,
+    script:
+        "../../scripts/explain.py"

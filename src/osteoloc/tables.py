@@ -1,0 +1,190 @@
+"""Every table of paper A (and the extra ones) from the explain outputs, written as CSV + Markdown + LaTeX.
+
+Inputs are the long frames of `osteoloc.explain.read_runs` (columns model, seed, row, target, label, ...).
+Localisation statistics use positive images only (label 1); a metric that is NaN for either model drops the
+pair. Which seeds each table uses:
+- Table 1: the selection seed (one run, paired Wilcoxon over its test images, as the paper);
+- Tables A1 / A2, AUC, calibration and true localisation: every seed (per seed, and over seeds);
+- Table 2: every hip of the study (labels do not depend on a seed).
+"""
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from osteoloc.io.atomic import write_csv, write_text
+from osteoloc.stats import (delong_test, expected_calibration_error, image_level_table, label_correlation,
+                            paired_wilcoxon, seed_level_table)
+from osteoloc.targets import SHORT_NAMES, TARGETS
+
+METRICS = ("com_distance", "peak_distance", "spread")
+MODELS = ("baseline", "prior")
+TABLE_IDS = ("table1", "table2", "tableA1", "tableA2", "auc", "calibration", "true_localisation")
+
+
+def positives(frame):
+    return frame[frame["label"] == 1]
+
+
+def table1(metrics, selection_seed):
+    """Per metric and target: n, mean +- sd of both models, mean difference, Wilcoxon W and p."""
+    run = positives(metrics[metrics["seed"] == selection_seed])
+    if run.empty:
+        raise ValueError(f"no positive test image for the selection seed {selection_seed}")
+    return image_level_table(run, METRICS)
+
+
+def table2(labels):
+    """Label co-occurrence: Pearson correlation of the four binary labels over every hip."""
+    corr = label_correlation(labels)
+    corr.index = [SHORT_NAMES[t] for t in corr.index]
+    corr.columns = [SHORT_NAMES[t] for t in corr.columns]
+    return corr.rename_axis("target").reset_index()
+
+
+def seed_level_input(metrics):
+    """The documented seed-level CSV: seed, metric, target, baseline_mean, prior_mean (+ n_images).
+
+    Per run, the mean of each metric over the positive test images both models define."""
+    rows = []
+    for (seed, target), part in positives(metrics).groupby(["seed", "target"], sort=True):
+        for metric in METRICS:
+            wide = part.pivot_table(index="row", columns="model", values=metric, aggfunc="first")
+            wide = wide.reindex(columns=list(MODELS)).dropna()
+            rows.append({"seed": int(seed), "metric": metric, "target": target,
+                         "baseline_mean": wide["baseline"].mean() if len(wide) else np.nan,
+                         "prior_mean": wide["prior"].mean() if len(wide) else np.nan,
+                         "n_images": len(wide)})
+    frame = pd.DataFrame(rows)
+    order = {m: i for i, m in enumerate(METRICS)} | {t: i for i, t in enumerate(TARGETS)}
+    return frame.sort_values(["metric", "target", "seed"], key=lambda s: s.map(order) if s.name != "seed"
+                             else s, ignore_index=True)
+
+
+def tableA2(seed_input):
+    """Per seed, metric and target: the two models' means and their difference."""
+    return seed_input.assign(diff=seed_input["prior_mean"] - seed_input["baseline_mean"])[
+        ["seed", "metric", "target", "n_images", "baseline_mean", "prior_mean", "diff"]]
+
+
+def auc_table(predictions):
+    """Per seed and target: AUC of both models, their difference and the paired DeLong test; then one row
+    per target with the mean over seeds (seed = "mean")."""
+    rows = []
+    known = predictions[predictions["label"] >= 0]
+    for (seed, target), part in known.groupby(["seed", "target"], sort=True):
+        wide = part.pivot_table(index="row", columns="model", values=["prob", "label"], aggfunc="first")
+        labels = wide["label"]["baseline"].to_numpy().astype(int)
+        n_pos, n_neg = int(labels.sum()), int((1 - labels).sum())
+        row = {"seed": str(seed), "target": target, "n_pos": n_pos, "n_neg": n_neg}
+        if min(n_pos, n_neg) >= 2:
+            test = delong_test(labels, wide["prob"]["baseline"].to_numpy(), wide["prob"]["prior"].to_numpy())
+            row |= {"auc_baseline": test["auc_a"], "auc_prior": test["auc_b"], "diff": test["diff"],
+                    "delong_z": test["z"], "delong_p": test["p"]}
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    for column in ("auc_baseline", "auc_prior", "diff", "delong_z", "delong_p"):
+        if column not in table:
+            table[column] = np.nan
+    mean = (table.groupby("target", sort=False)[["n_pos", "n_neg", "auc_baseline", "auc_prior", "diff"]]
+            .mean().reset_index().assign(seed="mean"))
+    table = pd.concat([table, mean], ignore_index=True)
+    return table.sort_values("target", key=lambda s: s.map({t: i for i, t in enumerate(TARGETS)}),
+                             kind="stable", ignore_index=True)
+
+
+def calibration_table(predictions, n_bins):
+    """Expected calibration error per seed, model and target, and pooled over seeds (seed = "pooled")."""
+    rows = []
+    known = predictions[predictions["label"] >= 0]
+    for (seed, model, target), part in known.groupby(["seed", "model", "target"], sort=True):
+        rows.append({"seed": str(seed), "model": model, "target": target, "n": len(part),
+                     "ece": expected_calibration_error(part["label"], part["prob"], n_bins)})
+    for (model, target), part in known.groupby(["model", "target"], sort=True):
+        rows.append({"seed": "pooled", "model": model, "target": target, "n": len(part),
+                     "ece": expected_calibration_error(part["label"], part["prob"], n_bins)})
+    return pd.DataFrame(rows)
+
+
+def true_localisation_table(metrics):
+    """Pointing game and energy in the lesion mask per target and model: the mean over positive test images
+    of every seed (pooled), the sd of the per-seed means, and the paired Wilcoxon over the pooled images."""
+    if "pointing_hit" not in metrics:
+        return pd.DataFrame(columns=["target", "model", "n_runs", "n_images", "pointing_game",
+                                     "pointing_game_sd_runs", "energy_in_mask", "energy_in_mask_sd_runs"])
+    pos = positives(metrics).dropna(subset=["pointing_hit", "energy_in_mask"])
+    rows = []
+    for target in TARGETS:
+        for model in MODELS:
+            part = pos[(pos["target"] == target) & (pos["model"] == model)]
+            per_seed = part.groupby("seed")[["pointing_hit", "energy_in_mask"]].mean()
+            rows.append({"target": target, "model": model, "n_runs": len(per_seed), "n_images": len(part),
+                         "pointing_game": part["pointing_hit"].mean(),
+                         "pointing_game_sd_runs": per_seed["pointing_hit"].std(),
+                         "energy_in_mask": part["energy_in_mask"].mean(),
+                         "energy_in_mask_sd_runs": per_seed["energy_in_mask"].std()})
+        wide = pos[pos["target"] == target].pivot_table(index=["seed", "row"], columns="model",
+                                                        values="energy_in_mask", aggfunc="first")
+        wide = wide.reindex(columns=list(MODELS)).dropna()
+        _, w, p = paired_wilcoxon(wide["baseline"], wide["prior"])
+        rows[-1] |= {"energy_W": w, "energy_p": p}
+    return pd.DataFrame(rows)
+
+
+def write_table(table, stem, decimals=3, caption=""):
+    """`<stem>.csv` at full precision, `<stem>.md` and `<stem>.tex` rounded to `decimals`."""
+    stem = Path(stem)
+    write_csv(table, stem.with_suffix(".csv"))
+    shown = table.copy()
+    for column in shown.columns:
+        if column in ("p", "delong_p", "energy_p"):  # small p-values keep their magnitude
+            shown[column] = shown[column].map(lambda v: "" if pd.isna(v) else f"{v:.2g}")
+        elif pd.api.types.is_float_dtype(shown[column]):
+            shown[column] = shown[column].round(decimals)
+    write_text(shown.to_markdown(index=False, missingval="") + "\n", stem.with_suffix(".md"))
+    latex = shown.to_latex(index=False, na_rep="", caption=caption or None, label=f"tab:{stem.name}",
+                           float_format=f"%.{decimals}f", escape=True)
+    write_text(latex, stem.with_suffix(".tex"))
+
+
+def build_tables(predictions, metrics, labels, selection_seed, n_bins, seed_input_path):
+    """Every table, in TABLE_IDS order. The seed-level CSV is written to `seed_input_path` and Table A1 is
+    computed from the file as read back, so the same function serves numbers from elsewhere."""
+    seed_input = seed_level_input(metrics)
+    write_csv(seed_input, seed_input_path)
+    tables = {"table1": table1(metrics, selection_seed), "table2": table2(labels),
+              "tableA1": seed_level_table(pd.read_csv(seed_input_path)), "tableA2": tableA2(seed_input),
+              "auc": auc_table(predictions), "calibration": calibration_table(predictions, n_bins),
+              "true_localisation": true_localisation_table(metrics)}
+    return tables
+
+
+def summary_markdown(study_name, tables, exclusions, n_hips, seeds):
+    """A short Markdown summary: the study, the key numbers, and every exclusion."""
+    table_a1, auc = tables["tableA1"], tables["auc"]
+    lines = [f"# {study_name}: summary", "",
+             f"- hips in the study: {n_hips}; runs (seeds): {len(seeds)} ({', '.join(map(str, seeds))})",
+             f"- excluded: {len(exclusions)} (listed below)", "",
+             "## Localisation over runs (Table A1; prior - baseline, negative = better)", ""]
+    for _, r in table_a1.iterrows():
+        lines.append(f"- {r['metric']} {SHORT_NAMES.get(r['target'], r['target'])}: baseline "
+                     f"{r['baseline_mean']:.1f}, prior {r['prior_mean']:.1f}, diff {r['mean_diff']:+.1f} px, "
+                     f"improved in {r['improved']}/{r['n_runs']} runs, p = {r['p']:.3g}")
+    lines += ["", "## AUC (mean over runs)", ""]
+    for _, r in auc[auc["seed"] == "mean"].iterrows():
+        lines.append(f"- {SHORT_NAMES[r['target']]}: baseline {r['auc_baseline']:.3f}, prior "
+                     f"{r['auc_prior']:.3f}, diff {r['diff']:+.3f}")
+    true_loc = tables.get("true_localisation")
+    if true_loc is not None and len(true_loc):
+        lines += ["", "## True localisation (lesion masks, pooled over runs)", ""]
+        for _, r in true_loc.iterrows():
+            lines.append(f"- {SHORT_NAMES[r['target']]} {r['model']}: pointing game "
+                         f"{r['pointing_game']:.2f}, energy in mask {r['energy_in_mask']:.3f} "
+                         f"(n = {r['n_images']})")
+    lines += ["", "## Exclusions", ""]
+    if len(exclusions):
+        lines.append(exclusions.fillna("").to_markdown(index=False))
+    else:
+        lines.append("None.")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,185 @@
+"""Explain + aggregation on a tiny synthetic study (contracts section 2): every expected file appears,
+and the files hold what the contract says."""
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from osteoloc.explain import explain_run, read_maps, read_runs, write_maps
+from osteoloc.figures.paper import FIGURE_IDS, build_figures, select_cases
+from osteoloc.io.atomic import write_csv
+from osteoloc.model import build_model
+from osteoloc.tables import TABLE_IDS, build_tables, summary_markdown, write_table
+from osteoloc.targets import TARGETS
+
+S = 64
+N_SUBJECTS = 12
+SEEDS = (0, 1)
+MODELS = ("baseline", "prior")
+REPO = Path(__file__).resolve().parents[1]
+
+
+def write_study(path, with_truth=True):
+    """Two hips per subject; balanced labels; landmark groups of 3 points (acetabular: 1 valid)."""
+    rng = np.random.default_rng(0)
+    n = 2 * N_SUBJECTS
+    labels = np.zeros((n, 4), np.int8)
+    labels[::2] = 1
+    labels[1::4, 2] = 1
+    labels[3, 3] = -1
+    groups = rng.uniform(8, S - 8, size=(n, 4, 3, 2)).astype(np.float32)
+    valid = np.ones((n, 4, 3), bool)
+    valid[:, 2:, 1:] = False
+    groups[~valid] = np.nan
+    masks = np.zeros((n, 4, S, S), np.uint8)
+    for i in range(n):
+        for t in range(4):
+            x, y = groups[i, t, 0].astype(int)
+            masks[i, t, y - 4:y + 4, x - 4:x + 4] = labels[i, t] == 1
+    with h5py.File(path, "w") as f:
+        f["images"] = rng.random((n, S, S), dtype=np.float32)
+        f["labels"] = labels
+        f["grades"] = labels
+        f["landmarks/groups"] = groups
+        f["landmarks/valid"] = valid
+        subjects = [f"s{i // 2:02d}" for i in range(n)]
+        f["meta/subject"] = np.array(subjects, dtype=h5py.string_dtype())
+        f["meta/visit"] = np.array(["v0"] * n, dtype=h5py.string_dtype())
+        f["meta/side"] = np.array(["right", "left"] * N_SUBJECTS, dtype=h5py.string_dtype())
+        if with_truth:
+            f["truth/masks"] = masks
+        f.attrs["targets"] = list(TARGETS)
+        f.attrs["crop_size"] = S
+
+
+def write_upstream(root):
+    """study.h5, exclusions, splits and checkpoints, at their contract paths under `root`."""
+    (root / "preprocess").mkdir(parents=True)
+    write_study(root / "preprocess" / "study.h5")
+    pd.DataFrame([{"stage": "preprocess", "subject": "s99", "visit": "v0", "side": "",
+                   "file": "x.dcm", "reason": "no landmarks"}]).to_csv(root / "preprocess" / "exclusions.csv",
+                                                                       index=False)
+    for seed in SEEDS:
+        order = np.random.default_rng(seed).permutation(N_SUBJECTS)
+        split = ["train"] * 4 + ["val"] * 2 + ["test"] * 6
+        write_csv(pd.DataFrame({"subject": [f"s{i:02d}" for i in order], "split": split}),
+                  root / "splits" / f"seed{seed}.csv")
+        for k, model in enumerate(MODELS):
+            torch.manual_seed(10 * seed + k)
+            path = root / "train" / model / f"seed{seed}" / "best.pt"
+            path.parent.mkdir(parents=True)
+            model = build_model(weights="none")
+            with torch.no_grad():  # positive head weights: random-init CAMs would often be all zero
+                model.fc.weight.abs_()
+            torch.save({"state_dict": model.state_dict(), "epoch": 1, "config": {}}, path)
+
+
+@pytest.fixture(scope="module")
+def explained(tmp_path_factory):
+    root = tmp_path_factory.mktemp("results")
+    write_upstream(root)
+    outputs = {}
+    for seed in SEEDS:
+        for model in MODELS:
+            run = explain_run(root / "preprocess" / "study.h5", root / "splits" / f"seed{seed}.csv",
+                              root / "train" / model / f"seed{seed}" / "best.pt", batch_size=5,
+                              pointing_tolerance_px=2.0)
+            folder = root / "explain" / model / f"seed{seed}"
+            write_csv(run["predictions"], folder / "predictions.csv")
+            write_csv(run["metrics"], folder / "metrics.csv")
+            write_maps(folder / "maps.h5", run["maps"], run["rows"])
+            outputs[(model, seed)] = folder
+    return root, outputs
+
+
+def test_explain_outputs_follow_the_contract(explained):
+    root, outputs = explained
+    folder = outputs[("prior", 1)]
+    predictions = pd.read_csv(folder / "predictions.csv")
+    metrics = pd.read_csv(folder / "metrics.csv")
+    rows, maps = read_maps(folder / "maps.h5")
+    split = pd.read_csv(root / "splits" / "seed1.csv")
+    assert len(rows) == 2 * (split["split"] == "test").sum()
+    assert list(predictions.columns) == ["row", "subject", "visit", "side", "target", "label", "prob"]
+    assert list(metrics.columns) == ["row", "target", "label", "com_distance", "peak_distance", "spread",
+                                     "pointing_hit", "energy_in_mask"]
+    assert len(predictions) == len(metrics) == 4 * len(rows)
+    assert set(predictions["subject"]) <= set(split.loc[split["split"] == "test", "subject"])
+    assert maps.shape == (len(rows), 4, S, S) and maps.min() >= 0 and maps.max() <= 1
+    with h5py.File(folder / "maps.h5") as f:
+        assert f["maps"].dtype == np.float16
+    assert predictions["prob"].between(0, 1).all()
+    assert metrics.loc[metrics["label"] == 0, "pointing_hit"].isna().all()  # no mask on negatives
+    assert metrics.loc[metrics["label"] == 1, "pointing_hit"].notna().all()
+
+
+def test_aggregation_writes_every_table_and_figure(explained, tmp_path):
+    root, outputs = explained
+    predictions = read_runs({k: v / "predictions.csv" for k, v in outputs.items()}, "predictions")
+    metrics = read_runs({k: v / "metrics.csv" for k, v in outputs.items()}, "metrics")
+    with h5py.File(root / "preprocess" / "study.h5") as f:
+        labels = f["labels"][()]
+    tables = build_tables(predictions, metrics, labels, 0, 5, tmp_path / "tables" / "seed_level_input.csv")
+    assert set(tables) == set(TABLE_IDS)
+    for table_id, table in tables.items():
+        write_table(table, tmp_path / "tables" / table_id)
+        for suffix in (".csv", ".md", ".tex"):
+            assert (tmp_path / "tables" / f"{table_id}{suffix}").stat().st_size > 0
+    seed_input = pd.read_csv(tmp_path / "tables" / "seed_level_input.csv")
+    assert {"seed", "metric", "target", "baseline_mean", "prior_mean"} <= set(seed_input.columns)
+    assert len(seed_input) == len(SEEDS) * 3 * 4
+    assert (tables["tableA1"]["n_runs"] == len(SEEDS)).all()
+    assert len(tables["table1"]) == 12 and tables["table2"].shape == (4, 5)
+    assert set(tables["auc"]["seed"]) == {"0", "1", "mean"}
+    assert len(tables["true_localisation"]) == 8
+    summary = summary_markdown("tiny", tables, pd.read_csv(root / "preprocess" / "exclusions.csv"),
+                               len(labels), SEEDS)
+    assert "no landmarks" in summary and "improved in" in summary
+
+    maps_paths = {m: outputs[(m, 0)] / "maps.h5" for m in MODELS}
+    cases = build_figures(predictions, metrics, root / "preprocess" / "study.h5", maps_paths, 0,
+                          tmp_path / "figures", width_in=5.0, n_bins=5)
+    assert [c.key for c in cases] == ["a", "b", "c", "d"]
+    for figure_id in FIGURE_IDS:
+        for suffix in (".png", ".pdf"):
+            assert (tmp_path / "figures" / f"{figure_id}{suffix}").stat().st_size > 1000
+
+
+def test_case_rules_pick_the_stated_pairs():
+    table = pd.DataFrame({
+        "position": [0, 1, 2, 3, 4], "target": [0, 0, 1, 2, 3], "label": [1, 1, 0, 1, 1],
+        "p_baseline": [0.9, 0.8, 0.7, 0.9, 0.6], "p_prior": [0.85, 0.6, 0.2, 0.3, 0.7],
+        "com_baseline": [40.0, 30, 30, 20, 10], "com_prior": [10.0, 25, 30, 25, 12]})
+    cases = {c.key: c for c in select_cases(table, threshold=0.5)}
+    assert cases["a"].position == 0 and not cases["a"].fallback   # CoM -30, both >= 0.5
+    assert cases["b"].position == 1                                 # better localised, score -0.2
+    assert cases["c"].position == 2                                 # the negative, 0.7 -> 0.2
+    assert cases["d"].position == 3                                 # 0.9 -> 0.3, below 0.5
+
+
+@pytest.mark.workflow
+def test_workflow_report_rules(tmp_path):
+    """explain + report rules through Snakemake on synthetic upstream files; --report writes the HTML."""
+    results = tmp_path / "results"
+    write_upstream(results)
+    config = {"study": {"name": "tiny", "seeds": list(SEEDS), "selection_seed": 0, "results": str(results)},
+              "explain": {"batch_size": 8}, "report": {"figures": {"width_in": 5.0}}}
+    (tmp_path / "config.yaml").write_text(json.dumps(config))
+    snakemake = [str(Path(sys.executable).with_name("snakemake")), "-s", str(REPO / "Snakefile"),
+                 "--directory", str(REPO), "--configfile", str(tmp_path / "config.yaml")]
+    rules = ["--allowed-rules", "explain", "report_tables", "report_figures", "report_summary"]
+    target = [str(results / "report" / "summary.md"), str(results / "report" / "figures" / "figure6.png")]
+    subprocess.run(snakemake + ["--cores", "2"] + rules + ["--"] + target, check=True)
+    assert (results / "report" / "tables" / "tableA1.tex").is_file()
+    html = tmp_path / "report.html"
+    subprocess.run(snakemake + ["--report", str(html)] + rules + ["--"] + target, check=True)
+    assert html.stat().st_size > 10000
+    shutil.rmtree(results)
