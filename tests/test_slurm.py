@@ -1,0 +1,116 @@
+"""The workflow through profiles/slurm on a real single-node SLURM (tests/local_slurm/start.sh).
+
+Skips, saying so, when `sbatch` is missing (tests/local_slurm/install.sh installs it; CI does) or when the
+daemons cannot be started (not root). Stops the daemons it started, also when a test fails.
+"""
+
+import os
+import shutil
+import subprocess
+import textwrap
+from pathlib import Path
+
+import pytest
+from workflow_copy import (
+    CI_CONFIG,
+    REPO,
+    copy_profiles,
+    copy_workflow,
+    csv_outputs,
+    local_slurm_profile,
+    snakemake,
+)
+
+pytestmark = [pytest.mark.workflow, pytest.mark.slurm]
+
+LOCAL_SLURM = REPO / "tests" / "local_slurm"
+
+
+def _controller_up():
+    return subprocess.run(["scontrol", "ping"], capture_output=True, text=True).stdout.count("UP") > 0
+
+
+@pytest.fixture(scope="module")
+def local_slurm():
+    """A running single-node SLURM; the daemons this fixture started are stopped afterwards."""
+    if shutil.which("sbatch") is None:
+        pytest.skip("sbatch not found: no SLURM here (bash tests/local_slurm/install.sh installs it; CI does)")
+    if os.geteuid() != 0:
+        if not _controller_up():
+            pytest.skip("no SLURM controller running and starting one (tests/local_slurm/start.sh) needs root")
+        yield
+        return
+    started = subprocess.run(["bash", str(LOCAL_SLURM / "start.sh")], capture_output=True, text=True)
+    try:
+        assert started.returncode == 0, f"start.sh failed:\n{started.stdout}\n{started.stderr}"
+        yield
+    finally:
+        subprocess.run(["bash", str(LOCAL_SLURM / "stop.sh")], capture_output=True, text=True)
+
+
+SCRATCH = textwrap.dedent(
+    """
+    localrules:
+        report_tables,
+
+
+    rule all:
+        input:
+            "out/summary.csv",
+
+
+    rule train:
+        output:
+            "out/train_{seed}.csv",
+        resources:
+            mem_mb=100,
+            runtime=5,
+        shell:
+            "python -c 'import os, sys; print(\\"seed,value,partition,gpus,python\\"); "
+            "print({wildcards.seed}, {wildcards.seed} ** 2, os.environ.get(\\"SLURM_JOB_PARTITION\\", \\"\\"), "
+            "os.environ.get(\\"CUDA_VISIBLE_DEVICES\\", \\"\\"), sys.prefix, sep=\\",\\")' > {output}"
+
+
+    rule report_tables:
+        input:
+            expand("out/train_{seed}.csv", seed=[0, 1]),
+        output:
+            "out/summary.csv",
+        shell:
+            "(echo slurm_job; echo ${{SLURM_JOB_ID:-none}}) > {output}"
+    """
+)
+
+
+def test_scratch_workflow_heavy_rule_on_gpu_partition_cheap_rule_local(local_slurm, tmp_path):
+    """A `train` job goes to the profile's GPU partition with one GPU, the localrule stays local."""
+    (tmp_path / "Snakefile").write_text(SCRATCH)
+    copy_profiles(tmp_path)
+    profile = local_slurm_profile(tmp_path)
+    snakemake(tmp_path, "--profile", profile, timeout=300)
+
+    for seed in (0, 1):
+        header, row = (tmp_path / f"out/train_{seed}.csv").read_text().split()
+        fields = dict(zip(header.split(","), row.split(",")))
+        assert fields["value"] == str(seed**2)
+        assert fields["partition"] == "gpu-a100", "train must run on the profile's GPU partition"
+        assert fields["gpus"] != "", "train must be given a GPU (CUDA_VISIBLE_DEVICES set by SLURM)"
+        assert Path(fields["python"]).resolve() == Path(os.sys.prefix).resolve(), "jobs use the venv"
+    assert (tmp_path / "out/summary.csv").read_text().split() == ["slurm_job", "none"], "localrule ran local"
+
+
+def test_tiny_study_through_slurm_matches_a_local_run(local_slurm, tmp_path):
+    """The whole tiny study through profiles/slurm gives the same tables as a local run (CPU, seeded)."""
+    local = copy_workflow(tmp_path / "local")
+    snakemake(local, "--cores", "2", "--configfile", CI_CONFIG)
+    cluster = copy_workflow(tmp_path / "slurm")
+    profile = local_slurm_profile(cluster)
+    run = snakemake(cluster, "--profile", profile, "--configfile", CI_CONFIG, timeout=1800)
+    assert "SLURM" in run.stdout + run.stderr, "jobs must have been submitted to SLURM"
+
+    local_csv = csv_outputs(local / "results")
+    cluster_csv = csv_outputs(cluster / "results")
+    assert local_csv, "the local run wrote no CSV"
+    assert sorted(cluster_csv) == sorted(local_csv)
+    differing = [name for name in local_csv if local_csv[name] != cluster_csv[name]]
+    assert not differing, f"SLURM and local runs differ in {differing}"

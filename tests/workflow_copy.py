@@ -1,0 +1,179 @@
+"""Run snakemake on a throw-away copy of the workflow, for the infrastructure tests (SLURM, reruns, faults).
+
+A copy keeps /work/main/results untouched. `src/` is copied too and put first on PYTHONPATH, so a test may
+edit library code (and the rules' `library_code(...)` inputs point into the copy) without touching the
+checkout. Scratch workflows (a few rules written by a test) use the same runner.
+"""
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+VENV_BIN = Path(sys.executable).parent
+SNAKEMAKE = str(VENV_BIN / "snakemake")
+# What a workflow run needs; results/, .snakemake/ and the venv stay behind.
+WORKFLOW_PARTS = ("Snakefile", "workflow", "scripts", "config.yaml", "experiments", "profiles", "src")
+CI_CONFIG = "experiments/ci.yaml"
+
+
+def copy_workflow(dest):
+    """Copy the workflow's files into `dest` (created) and return it as a Path."""
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    for part in WORKFLOW_PARTS:
+        source = REPO / part
+        if source.is_dir():
+            shutil.copytree(source, dest / part, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+        elif source.is_file():
+            shutil.copy2(source, dest / part)
+    return dest
+
+
+def copy_profiles(dest):
+    """Copy only profiles/ (for scratch workflows that bring their own Snakefile)."""
+    shutil.copytree(REPO / "profiles", Path(dest) / "profiles", dirs_exist_ok=True)
+
+
+def run_env(workdir):
+    """The venv's tools first on PATH (SLURM jobs inherit it) and the copy's library first on PYTHONPATH."""
+    env = dict(os.environ)
+    env["PATH"] = f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}"
+    src = Path(workdir) / "src"
+    if src.is_dir():
+        env["PYTHONPATH"] = f"{src}{os.pathsep}{env.get('PYTHONPATH', '')}".rstrip(os.pathsep)
+    return env
+
+
+def snakemake(workdir, *args, check=True, timeout=900):
+    """Run snakemake in `workdir`; on failure (check=True) raise with the whole output."""
+    proc = subprocess.run(
+        [SNAKEMAKE, *map(str, args)],
+        cwd=workdir,
+        env=run_env(workdir),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(
+            f"snakemake {' '.join(map(str, args))} failed ({proc.returncode}) in {workdir}:\n"
+            f"{proc.stdout[-6000:]}\n{proc.stderr[-10000:]}"
+        )
+    return proc
+
+
+def start_snakemake(workdir, *args, log_path):
+    """Start snakemake in its own process group (so the test can kill it with every job it started)."""
+    log = open(log_path, "w")
+    return subprocess.Popen(
+        [SNAKEMAKE, *map(str, args)],
+        cwd=workdir,
+        env=run_env(workdir),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+
+def kill_group(proc, sig=signal.SIGKILL):
+    """Send `sig` to the process group `start_snakemake` created, and reap the leader."""
+    try:
+        os.killpg(proc.pid, sig)
+    except ProcessLookupError:
+        pass
+    proc.wait(timeout=60)
+
+
+def wait_for(predicate, timeout, what, proc=None):
+    """Poll until predicate() is true; fail after `timeout` s, or early if `proc` ended first."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if predicate():
+            return
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(f"snakemake ended ({proc.returncode}) before {what}")
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+_STATS_HEADER = re.compile(r"^job\s+count\s*$")
+
+
+def planned_jobs(workdir, *args):
+    """{rule: job count} snakemake -n would run ({} when nothing is to be done)."""
+    proc = snakemake(workdir, "-n", "--quiet", "rules", *args)
+    lines = (proc.stdout + "\n" + proc.stderr).splitlines()
+    counts = {}
+    for i, line in enumerate(lines):
+        if _STATS_HEADER.match(line.strip()):
+            for row in lines[i + 2 :]:
+                fields = row.split()
+                if len(fields) != 2 or fields[0] == "total":
+                    break
+                counts[fields[0]] = int(fields[1])
+            break
+    if not counts and "Nothing to be done" not in proc.stdout + proc.stderr:
+        raise AssertionError(f"could not read the job stats from snakemake -n:\n{proc.stdout}\n{proc.stderr}")
+    return counts
+
+
+def local_slurm_profile(workdir):
+    """profiles/slurm adapted to the tests' single-node SLURM; returns the new profile's folder.
+
+    Kept as written: executor, partitions (start.sh creates `compute` and `gpu-a100`), GPU requests,
+    retries, rerun policy, attempt-scaled memory/runtime expressions' shape. Changed, because the local
+    cluster differs from a production one: no account (no accounting database to validate it against),
+    job states from squeue (sacct needs accounting), sizes capped to the 2-CPU node, quick status checks.
+    """
+    profile = yaml.safe_load((REPO / "profiles/slurm/config.yaml").read_text())
+    profile["slurm-status-command"] = "squeue"
+    profile["slurm-init-seconds-before-status-checks"] = 2
+    profile["latency-wait"] = 5
+    profile["jobs"] = 4
+    profile["local-cores"] = 2
+    blocks = [profile["default-resources"], *profile["set-resources"].values()]
+    for block in blocks:
+        block.pop("slurm_account", None)
+        block["cpus_per_task"] = 1
+        block["mem_mb"] = "1000 * attempt"
+    folder = Path(workdir) / "profiles" / "slurm-local"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "config.yaml").write_text(yaml.safe_dump(profile, sort_keys=False))
+    return folder
+
+
+def csv_outputs(results):
+    """{relative path: text} of every CSV under `results` (logs excluded)."""
+    results = Path(results)
+    return {
+        str(p.relative_to(results)): p.read_text()
+        for p in sorted(results.rglob("*.csv"))
+        if "logs" not in p.relative_to(results).parts
+    }
+
+
+def full_workflow_ready():
+    """(ready, reason): whether `snakemake -n` on the tiny study builds a DAG with every stage."""
+    proc = subprocess.run(
+        [SNAKEMAKE, "-n", "--quiet", "rules", "--cores", "1", "--configfile", CI_CONFIG],
+        cwd=REPO,
+        env=run_env(REPO),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    out = proc.stdout + proc.stderr
+    if proc.returncode != 0:
+        return False, "snakemake -n on experiments/ci.yaml fails: " + out.strip().splitlines()[-1]
+    missing = [rule for rule in ("phantom_cohort", "preprocess", "train", "explain") if rule not in out]
+    if missing:
+        return False, f"the tiny study's DAG lacks rules {missing}"
+    return True, ""
