@@ -22,15 +22,16 @@ METRIC_LABELS = {"com_distance": "CoM distance (px)", "peak_distance": "peak dis
                  "spread": "spread (px)"}
 
 
-def _panel_grid(n_rows, n_cols, width_in, height_per_row):
-    return plt.subplots(n_rows, n_cols, figsize=(width_in, height_per_row * n_rows), squeeze=False)
+def _panel_grid(n_rows, n_cols, width_in, height_per_row, **kwargs):
+    return plt.subplots(n_rows, n_cols, figsize=(width_in, height_per_row * n_rows), squeeze=False,
+                        layout="constrained", **kwargs)
 
 
 def figure2_roc(predictions, selection_seed, stem, width_in=7.0):
     """ROC per target: every seed thin, the selection seed bold; legend = selection-seed AUC and the
     mean +- sd over seeds."""
     with plt.rc_context(PAPER_RC):
-        fig, axes = _panel_grid(1, 4, width_in, width_in / 4 + 0.4)
+        fig, axes = _panel_grid(1, 4, width_in, width_in / 4 + 0.3, sharey=True)
         known = predictions[predictions["label"] >= 0]
         for ax, target in zip(axes[0], TARGETS):
             for model in MODELS:
@@ -46,13 +47,13 @@ def figure2_roc(predictions, selection_seed, stem, width_in=7.0):
                 if selection_seed in curves:
                     fpr, tpr, auc = curves[selection_seed]
                     ax.plot(fpr, tpr, color=MODEL_COLOURS[model], lw=1.5,
-                            label=f"{model} AUC {auc:.2f}\n(runs {np.mean(aucs):.2f} ± {np.std(aucs):.2f},"
-                                  f" n={len(aucs)})")
+                            label=f"{model} {auc:.2f} ({np.mean(aucs):.2f}±{np.std(aucs):.2f})")
             ax.plot([0, 1], [0, 1], color="black", lw=0.5, ls=":")
-            ax.set(title=SHORT_NAMES[target], xlabel="false positive rate", aspect="equal",
-                   xlim=(0, 1), ylim=(0, 1))
-            ax.legend(loc="lower right", fontsize=5)
+            ax.set(title=SHORT_NAMES[target], aspect="equal", xlim=(0, 1), ylim=(0, 1))
+            ax.legend(loc="lower right", fontsize=5, handlelength=1.0, borderpad=0.3, framealpha=0.8,
+                      title="AUC (runs mean±sd)", title_fontsize=5)
         axes[0, 0].set_ylabel("true positive rate")
+        fig.supxlabel("false positive rate", fontsize=PAPER_RC["axes.labelsize"])
         save_figure(fig, stem)
 
 
@@ -142,7 +143,7 @@ def figure5_sample(image, maps, labels, probs, stem, width_in=7.0):
         for t, target in enumerate(TARGETS):
             _show_map(axes[0, t + 1], image, maps[t])
             label = {1: "positive", 0: "negative"}.get(int(labels[t]), "unknown")
-            axes[0, t + 1].set_title(f"{SHORT_NAMES[target]}\n{label}, p = {probs[t]:.2f}")
+            axes[0, t + 1].set_title(f"{SHORT_NAMES[target]}\n{label}\np = {probs[t]:.2f}")
         save_figure(fig, stem)
 
 
@@ -213,7 +214,7 @@ def figure6_cases(cases, images, maps_by_model, probs, groups, valid, stem, widt
             for c, model in enumerate(MODELS, start=1):
                 _show_map(axes[r, c], images[i], maps_by_model[model][i, t])
                 axes[r, c].scatter(pts[:, 0], pts[:, 1], s=6, c="white", edgecolors="black", linewidths=0.4)
-                axes[r, c].set_title(f"{model}, p = {probs[model][i, t]:.2f}")
+                axes[r, c].set_title(f"{model}\np = {probs[model][i, t]:.2f}")
         save_figure(fig, stem)
 
 
@@ -221,18 +222,18 @@ def figure_reliability(predictions, n_bins, stem, width_in=7.0):
     """Reliability diagrams per target, predictions of every seed pooled, both models."""
     known = predictions[predictions["label"] >= 0]
     with plt.rc_context(PAPER_RC):
-        fig, axes = _panel_grid(1, 4, width_in, width_in / 4 + 0.4)
+        fig, axes = _panel_grid(1, 4, width_in, width_in / 4 + 0.3, sharey=True)
         for ax, target in zip(axes[0], TARGETS):
             for model in MODELS:
                 part = known[(known["target"] == target) & (known["model"] == model)]
                 bins = reliability_bins(part["label"], part["prob"], n_bins).dropna()
                 ax.plot(bins["mean_prob"], bins["fraction_positive"], marker="o", ms=2.5,
-                        color=MODEL_COLOURS[model], label=model)
+                        color=MODEL_COLOURS[model], label=model, clip_on=False)
             ax.plot([0, 1], [0, 1], color="black", lw=0.5, ls=":")
-            ax.set(title=SHORT_NAMES[target], xlabel="mean predicted probability", xlim=(0, 1), ylim=(0, 1),
-                   aspect="equal")
+            ax.set(title=SHORT_NAMES[target], xlim=(0, 1), ylim=(0, 1), aspect="equal")
             ax.legend(loc="upper left", fontsize=6)
         axes[0, 0].set_ylabel("fraction positive")
+        fig.supxlabel("mean predicted probability (equal-width bins)", fontsize=PAPER_RC["axes.labelsize"])
         save_figure(fig, stem)
 
 
