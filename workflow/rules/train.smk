@@ -1,1 +1,200 @@
-# placeholder: the train stage fills this file
+# Training (docs/training.md): a subject-level split per seed, the prior's grid search on the selection
+# seed with automatic boundary extension (a checkpoint per selection round), then the baseline and the
+# prior model for every seed. Params carry the config as JSON blocks: the baseline's block holds no prior
+# value, so changing the prior reruns only the prior's jobs and what follows them.
+from osteoloc.grid import grid_points, point_id
+
+TRAIN = config["train"]
+PRIOR = TRAIN["prior"]
+SELECTION_SEED = int(config["study"]["selection_seed"])
+STUDY_H5 = results("preprocess", "study.h5")
+SELECT_BY_GRID = PRIOR["select"] == "grid"
+
+# What every run shares (the prior's values are added per job, never here).
+TRAINING = {key: TRAIN[key] for key in ("epochs", "batch_size", "lr", "weight_decay", "rotation_degrees",
+                                        "monitor", "early_stopping_patience", "weights", "weights_path",
+                                        "amp", "channels_last", "eval_batch_size")}
+TRAINING["device"] = config["study"]["device"]
+TRAIN_RESOURCES = TRAIN["resources"]
+GRID_STEPS = {axis: PRIOR["steps"][axis] for axis in ("lambda", "radius", "sigma")}
+FIRST_GRID = [point_id(p) for p in grid_points(PRIOR["grid"]["lambda"], PRIOR["grid"]["radius"],
+                                                PRIOR["grid"]["sigma"])]
+
+
+wildcard_constraints:
+    point=r"lam[^_/]+_r[^_/]+_sig[^_/]+",
+    round=r"\d+",
+
+
+def _round_record(index):
+    """The JSON of selection round `index` (raises Snakemake's 'checkpoint not done yet' until it is)."""
+    with open(checkpoints.select_prior_round.get(round=index).output[0]) as f:
+        return json.load(f)
+
+
+def round_points(wildcards):
+    """Histories of every point selection round `round` compares: the grid, plus each extension so far."""
+    index = int(wildcards.round)
+    if index == 0:
+        points = FIRST_GRID
+    else:
+        previous = _round_record(index - 1)
+        points = list(previous["losses"]) + previous["extension"]
+    return [results("grid", p, "history.csv") for p in points]
+
+
+def final_round():
+    """Index and record of the first round that asks for no further extension."""
+    index = 0
+    while True:
+        record = _round_record(index)
+        if record["done"]:
+            return index, record
+        index += 1
+
+
+def all_rounds(wildcards):
+    last, _ = final_round()
+    return [results("grid", "rounds", f"round{i}.json") for i in range(last + 1)]
+
+
+def grid_histories(wildcards):
+    _, record = final_round()
+    return [results("grid", p, "history.csv") for p in record["losses"]]
+
+
+def train_inputs(wildcards):
+    inputs = {"h5": STUDY_H5, "split": results("splits", f"seed{wildcards.seed}.csv")}
+    if wildcards.model == "prior" and SELECT_BY_GRID:
+        inputs["selection"] = results("grid", "selection.json")
+    return inputs
+
+
+def prior_values(wildcards):
+    """The prior's block for a per-seed run: empty for the baseline and for grid-selected values (the
+    script reads selection.json), the fixed values otherwise."""
+    if wildcards.model == "baseline" or SELECT_BY_GRID:
+        return ""
+    return as_json({axis: PRIOR[axis] for axis in ("lambda", "radius", "sigma")})
+
+
+rule split:
+    input:
+        h5=STUDY_H5,
+        user_split=TRAIN["split"]["file"] or [],
+    output:
+        results("splits", "seed{seed}.csv"),
+    params:
+        fractions=as_json([TRAIN["split"][k] for k in ("train", "val", "test")]),
+        seed=lambda wildcards: int(wildcards.seed),
+    log:
+        log_path("split", "seed{seed}.log"),
+    localrule: True
+    script:
+        "../../scripts/split.py"
+
+
+rule train_grid_point:
+    input:
+        h5=STUDY_H5,
+        split=results("splits", f"seed{SELECTION_SEED}.csv"),
+    output:
+        history=results("grid", "{point}", "history.csv"),
+        best=results("grid", "{point}", "best.pt"),
+    params:
+        training=as_json(TRAINING),
+        seed=SELECTION_SEED,
+        point=lambda wildcards: wildcards.point,
+        prior="",
+    log:
+        log_path("grid", "{point}.log"),
+    threads: TRAIN_RESOURCES["threads"]
+    resources:
+        mem_mb=TRAIN_RESOURCES["mem_mb"],
+        runtime=TRAIN_RESOURCES["runtime"],
+        gpu=TRAIN_RESOURCES["gpu"],
+    script:
+        "../../scripts/train.py"
+
+
+checkpoint select_prior_round:
+    input:
+        histories=round_points,
+    output:
+        results("grid", "rounds", "round{round}.json"),
+    params:
+        criterion=PRIOR["criterion"],
+        steps=as_json(GRID_STEPS),
+        max_rounds=PRIOR["max_rounds"],
+        round=lambda wildcards: int(wildcards.round),
+    log:
+        log_path("grid", "round{round}.log"),
+    localrule: True
+    script:
+        "../../scripts/select_prior.py"
+
+
+rule select_prior:
+    input:
+        rounds=all_rounds,
+    output:
+        results("grid", "selection.json"),
+    params:
+        criterion=PRIOR["criterion"],
+    log:
+        log_path("grid", "selection.log"),
+    localrule: True
+    script:
+        "../../scripts/select_prior.py"
+
+
+rule train:
+    input:
+        unpack(train_inputs),
+    output:
+        history=results("train", "{model}", "seed{seed}", "history.csv"),
+        best=results("train", "{model}", "seed{seed}", "best.pt"),
+    params:
+        training=as_json(TRAINING),
+        seed=lambda wildcards: int(wildcards.seed),
+        point="",
+        prior=prior_values,
+    log:
+        log_path("train", "{model}", "seed{seed}.log"),
+    threads: TRAIN_RESOURCES["threads"]
+    resources:
+        mem_mb=TRAIN_RESOURCES["mem_mb"],
+        runtime=TRAIN_RESOURCES["runtime"],
+        gpu=TRAIN_RESOURCES["gpu"],
+    script:
+        "../../scripts/train.py"
+
+
+rule figure_grid:
+    input:
+        selection=results("grid", "selection.json"),
+        histories=grid_histories,
+    output:
+        report(
+            results("report", "figures", "figureA1.png"),
+            caption="../report/figureA1.rst",
+            category="Figures",
+            subcategory="Appendix",
+            labels={"figure": "A1", "content": "prior grid search"},
+        ),
+        results("report", "figures", "figureA1.pdf"),
+    log:
+        log_path("report", "figureA1.log"),
+    localrule: True
+    script:
+        "../../scripts/figure_grid.py"
+
+
+ALL_TARGETS.extend(
+    results("train", model, f"seed{seed}", name)
+    for model in MODELS
+    for seed in SEEDS
+    for name in ("best.pt", "history.csv")
+)
+if SELECT_BY_GRID:
+    ALL_TARGETS.extend([results("grid", "selection.json"), results("report", "figures", "figureA1.png")])

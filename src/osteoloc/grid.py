@@ -1,0 +1,101 @@
+"""The prior's grid search: grid points (lambda, radius, sigma), selection by validation loss, and the
+automatic extension beyond the upper edge of the grid (paper A, appendix).
+
+Extension rule: when the best point holds the largest value tried so far on some axes (and that axis
+has a step > 0), try one point stepped one step further on each such axis, plus, when several axes are
+at their edge, one point with all of them stepped. Paper A's best (2, 20, 30) on the 3 x 3 x 3 grid with
+steps (1, 10, 10) gives exactly its four: (3, 20, 30), (2, 30, 30), (2, 20, 40), (3, 30, 40).
+Selection repeats over all points tried, at most `max_rounds` extension rounds.
+"""
+
+import itertools
+import math
+import re
+
+AXES = ("lambda", "radius", "sigma")
+_POINT_RE = re.compile(r"^lam(?P<lambda>[^_/]+)_r(?P<radius>[^_/]+)_sig(?P<sigma>[^_/]+)$")
+
+
+def _fmt(value):
+    return f"{float(value):g}"
+
+
+def point_id(point):
+    """`lam{lambda}_r{radius}_sig{sigma}` (contracts.md section 4), numbers in their shortest form."""
+    return f"lam{_fmt(point['lambda'])}_r{_fmt(point['radius'])}_sig{_fmt(point['sigma'])}"
+
+
+def parse_point_id(text):
+    """Inverse of point_id: {'lambda', 'radius', 'sigma'} as floats."""
+    match = _POINT_RE.match(text)
+    if not match:
+        raise ValueError(f"not a grid point id: {text!r} (expected lam<l>_r<r>_sig<s>)")
+    return {axis: float(match[axis]) for axis in AXES}
+
+
+def grid_points(lambdas, radii, sigmas):
+    """Every combination, in a fixed order (lambda slowest)."""
+    return [{"lambda": float(l), "radius": float(r), "sigma": float(s)}
+            for l, r, s in itertools.product(lambdas, radii, sigmas)]
+
+
+def best_point(losses):
+    """The id with the smallest finite loss (ties: the smaller id, so the choice is reproducible)."""
+    finite = {k: v for k, v in losses.items() if v is not None and math.isfinite(v)}
+    if not finite:
+        raise ValueError("no grid point has a finite validation loss")
+    return min(finite, key=lambda k: (finite[k], k))
+
+
+def extension_points(best, tried, steps):
+    """New points beyond the upper edge for `best` ({'lambda', 'radius', 'sigma'}).
+
+    tried: every point evaluated so far (defines each axis's upper edge); steps: axis -> step (0 or
+    missing = never extend that axis). Points already tried are left out.
+    """
+    edge_axes = [a for a in AXES
+                 if steps.get(a, 0) > 0 and best[a] >= max(p[a] for p in tried)]
+    candidates = []
+    for axis in edge_axes:
+        candidates.append({**best, axis: best[axis] + steps[axis]})
+    if len(edge_axes) > 1:
+        candidates.append({**best, **{a: best[a] + steps[a] for a in edge_axes}})
+    seen = {point_id(p) for p in tried}
+    new = []
+    for point in candidates:
+        if point_id(point) not in seen:
+            seen.add(point_id(point))
+            new.append(point)
+    return new
+
+
+def selection_round(losses, steps, round_index, max_rounds):
+    """One selection over every point tried so far.
+
+    losses: point id -> validation loss (the best epoch's). Returns a JSON-ready record
+    {round, losses, best, best_loss, extension: [ids], done}; `extension` is empty when the best is
+    inside the grid, nothing new is left to try, or `round_index` has reached `max_rounds`.
+    """
+    best = best_point(losses)
+    tried = [parse_point_id(p) for p in losses]
+    extension = []
+    if round_index < max_rounds:
+        extension = [point_id(p) for p in extension_points(parse_point_id(best), tried, steps)]
+    return {"round": round_index, "losses": dict(sorted(losses.items())), "best": best,
+            "best_loss": losses[best], "extension": extension, "done": not extension}
+
+
+def point_loss(history, criterion="bce"):
+    """A grid point's validation loss: the smallest `val_<criterion>` over its epochs."""
+    column = f"val_{criterion}"
+    if column not in history:
+        raise ValueError(f"history lacks column {column!r}")
+    return float(history[column].min())
+
+
+def selection_record(rounds, criterion):
+    """selection.json (contracts.md section 4) from the rounds, the last of which is done."""
+    final = rounds[-1]
+    chosen = parse_point_id(final["best"])
+    return {"lambda": chosen["lambda"], "radius": chosen["radius"], "sigma": chosen["sigma"],
+            "point": final["best"], "criterion": criterion, "rounds": rounds}

@@ -1,0 +1,62 @@
+"""Subject-level train / validation / test splits: seeded, or read from a user's `subject,split` file."""
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+SPLITS = ("train", "val", "test")
+
+
+def make_split(subjects, fractions=(0.70, 0.15, 0.15), seed=0):
+    """Assign every unique subject to train / val / test with the given fractions, shuffled by `seed`.
+
+    Counts are rounded so they add up to the number of subjects (train takes the remainder); the result
+    is sorted by subject so it does not depend on the input order.
+    """
+    fractions = np.asarray(fractions, dtype=float)
+    if fractions.shape != (3,) or np.any(fractions < 0) or not np.isclose(fractions.sum(), 1):
+        raise ValueError(f"split fractions must be three non-negative numbers summing to 1, got {fractions}")
+    unique = np.array(sorted(set(map(str, subjects))))
+    order = np.random.default_rng(seed).permutation(len(unique))
+    n_val = int(round(fractions[1] * len(unique)))
+    n_test = int(round(fractions[2] * len(unique)))
+    n_train = len(unique) - n_val - n_test
+    labels = np.array(["train"] * n_train + ["val"] * n_val + ["test"] * n_test)
+    split = pd.DataFrame({"subject": unique[order], "split": labels})
+    return split.sort_values("subject", ignore_index=True)
+
+
+def read_split_file(path):
+    """Read a user's split file (`subject,split`) as strings; errors name the file."""
+    path = Path(path)
+    try:
+        split = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (OSError, pd.errors.ParserError) as err:
+        raise ValueError(f"{path}: cannot read the split file ({err})") from None
+    missing = {"subject", "split"} - set(split.columns)
+    if missing:
+        raise ValueError(f"{path}: split file lacks column(s) {sorted(missing)}; expected 'subject,split'")
+    return split[["subject", "split"]].assign(subject=lambda d: d.subject.str.strip(),
+                                              split=lambda d: d.split.str.strip())
+
+
+def check_split(split, subjects, source="split"):
+    """Refuse a split that puts a subject in two splits, names an unknown split, or misses a subject.
+
+    `subjects`: every subject of the study HDF5. Returns the split with one row per subject, sorted.
+    """
+    bad = sorted(set(split["split"]) - set(SPLITS))
+    if bad:
+        raise ValueError(f"{source}: unknown split name(s) {bad}; use {list(SPLITS)}")
+    per_subject = split.drop_duplicates().groupby("subject")["split"].nunique()
+    leaked = sorted(per_subject.index[per_subject > 1])
+    if leaked:
+        raise ValueError(f"{source}: {len(leaked)} subject(s) in more than one split, e.g. {leaked[:5]}")
+    study = set(map(str, subjects))
+    absent = sorted(study - set(split["subject"]))
+    if absent:
+        raise ValueError(f"{source}: {len(absent)} subject(s) of the study have no split, e.g. {absent[:5]}")
+    split = split.drop_duplicates()
+    split = split[split["subject"].isin(study)]
+    return split.sort_values("subject", ignore_index=True)

@@ -1,0 +1,280 @@
+"""The training loop of paper A: Adam on masked BCE (+ lambda * landmark prior), best epoch by validation
+loss, a resumable checkpoint every epoch. Read top to bottom: settings, one epoch, validation, `train`.
+
+Files in `out_dir` (contracts.md section 4): `history.csv` (one row per epoch), `last.pt` (everything a
+rerun needs to continue: model, optimizer, scaler, RNG states, history, best-so-far bookkeeping),
+`best_so_far.pt` (the best weights so far, kept apart from the declared outputs so a workflow that
+deletes a killed job's outputs cannot lose them) and, at the end, `best.pt` = {state_dict, epoch, config}.
+"""
+
+import contextlib
+import dataclasses
+import logging
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from sklearn.metrics import roc_auc_score
+
+from osteoloc.data import batch_order, load_split, read_subjects, rotate_batch, rotation_matrices
+from osteoloc.io.atomic import atomic_path, write_csv
+from osteoloc.model import build_model, features_and_logits
+from osteoloc.prior import class_activation_maps, masked_bce, penalty_maps, prior_loss
+from osteoloc.splits import check_split, read_split_file
+from osteoloc.targets import TARGETS
+
+log = logging.getLogger(__name__)
+
+HISTORY_COLUMNS = (["epoch", "train_bce", "train_prior", "train_total", "val_bce", "val_prior", "val_total"]
+                   + [f"val_auc_{t}" for t in TARGETS] + ["seconds"])
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """Everything that fixes a run (the `train:` config section plus the run's seed and prior values).
+
+    prior_lambda 0 trains the baseline; with prior_sigma > 0 its prior loss is still measured (detached)
+    for comparison, with prior_sigma 0 it is not computed (NaN in the history). Radius and sigma are in
+    input pixels.
+    """
+
+    seed: int = 0
+    epochs: int = 8
+    batch_size: int = 32
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    rotation_degrees: float = 15.0
+    monitor: str = "bce"  # validation loss that picks the best epoch: "bce" or "total"
+    early_stopping_patience: int = 0  # 0 = off: always run every epoch
+    weights: str = "none"
+    weights_path: str = ""
+    device: str = "auto"
+    amp: bool = True  # mixed precision, CUDA only
+    channels_last: bool = False
+    eval_batch_size: int = 256
+    prior_lambda: float = 0.0
+    prior_radius: float = 0.0
+    prior_sigma: float = 0.0  # 0 = no prior measured at all (the baseline's history shows NaN)
+
+    def __post_init__(self):
+        if self.monitor not in ("bce", "total"):
+            raise ValueError(f"monitor must be 'bce' or 'total', not {self.monitor!r}")
+        if self.prior_lambda > 0 and self.prior_sigma <= 0:
+            raise ValueError("a prior run (prior_lambda > 0) needs prior_sigma > 0")
+
+    def as_dict(self):
+        return dataclasses.asdict(self)
+
+
+def pick_device(name):
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("device 'cuda' requested but CUDA is not available")
+    return torch.device(name)
+
+
+def _auc(labels, probs):
+    known = labels >= 0
+    y = labels[known]
+    if len(np.unique(y)) < 2:
+        return float("nan")  # undefined with one class
+    return float(roc_auc_score(y, probs[known]))
+
+
+class Trainer:
+    """One run: model, optimizer and data on the device, the fixed penalty maps of the validation set."""
+
+    def __init__(self, train_data, val_data, settings):
+        self.settings = s = settings
+        self.device = pick_device(s.device)
+        self.use_amp = s.amp and self.device.type == "cuda"
+        torch.manual_seed(s.seed)  # initialisation
+        self.generator = torch.Generator().manual_seed(s.seed)  # batch order and augmentation, on the CPU
+        self.model = build_model(s.weights, s.weights_path or None).to(self.device)
+        self.memory_format = torch.channels_last if s.channels_last else torch.contiguous_format
+        self.model = self.model.to(memory_format=self.memory_format)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=s.lr, weight_decay=s.weight_decay)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
+        self.train_data = train_data.to(self.device)
+        self.val_data = val_data.to(self.device)
+        self.input_hw = tuple(train_data.images.shape[-2:])
+
+    def _autocast(self):
+        if self.use_amp:
+            return torch.autocast(device_type="cuda", dtype=torch.float16)
+        return contextlib.nullcontext()
+
+    def _losses(self, images, labels, landmarks, valid):
+        """BCE, prior and total of one batch from one forward pass."""
+        s = self.settings
+        with self._autocast():
+            features, logits = features_and_logits(self.model, images.contiguous(memory_format=self.memory_format))
+        bce = masked_bce(logits.float(), labels)
+        if s.prior_sigma <= 0:
+            return logits, bce, torch.full_like(bce, float("nan")), bce
+        use_prior = s.prior_lambda > 0
+        fc_weight = self.model.fc.weight
+        if not use_prior:  # baseline: measure the prior without letting it train anything
+            features, fc_weight = features.detach(), fc_weight.detach()
+        cams = class_activation_maps(features.float(), fc_weight.float())
+        penalties = penalty_maps(landmarks, valid, cams.shape[-2:], self.input_hw, s.prior_radius, s.prior_sigma)
+        prior = prior_loss(cams, penalties, valid.any(dim=-1))
+        total = bce + s.prior_lambda * prior if use_prior else bce
+        return logits, bce, prior, total
+
+    def train_epoch(self):
+        s = self.settings
+        self.model.train()
+        sums = torch.zeros(3, dtype=torch.float64, device=self.device)
+        n_seen = 0
+        for index in batch_order(len(self.train_data), s.batch_size, self.generator):
+            rotations = rotation_matrices(len(index), s.rotation_degrees, self.generator)
+            index = index.to(self.device)
+            d = self.train_data
+            images, landmarks, valid = rotate_batch(d.images[index], d.landmarks[index], d.valid[index], rotations)
+            _, bce, prior, total = self._losses(images, d.labels[index], landmarks, valid)
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scaler.scale(total).backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            # accumulate on the device: no host sync per batch
+            sums += torch.stack([bce.detach(), prior.detach(), total.detach()]).double() * len(index)
+            n_seen += len(index)
+        bce, prior, total = (sums / max(n_seen, 1)).tolist()
+        return {"train_bce": bce, "train_prior": prior, "train_total": total}
+
+    @torch.no_grad()
+    def validate(self):
+        s = self.settings
+        self.model.eval()
+        d = self.val_data
+        logits, cams = [], []
+        for index in batch_order(len(d), s.eval_batch_size):
+            index = index.to(self.device)
+            with self._autocast():
+                features, batch_logits = features_and_logits(
+                    self.model, d.images[index].contiguous(memory_format=self.memory_format))
+            logits.append(batch_logits.float())
+            if s.prior_sigma > 0:
+                cams.append(class_activation_maps(features.float(), self.model.fc.weight.float()))
+        logits = torch.cat(logits)
+        bce = float(masked_bce(logits, d.labels))
+        prior = float("nan")
+        if s.prior_sigma > 0:
+            cams = torch.cat(cams)
+            penalties = penalty_maps(d.landmarks, d.valid, cams.shape[-2:], self.input_hw, s.prior_radius,
+                                     s.prior_sigma)
+            prior = float(prior_loss(cams, penalties, d.valid.any(dim=-1)))
+        total = bce + s.prior_lambda * prior if s.prior_lambda > 0 else bce
+        row = {"val_bce": bce, "val_prior": prior, "val_total": total}
+        labels, probs = d.labels.cpu().numpy(), torch.sigmoid(logits).cpu().numpy()
+        for t, target in enumerate(TARGETS):
+            row[f"val_auc_{target}"] = _auc(labels[:, t], probs[:, t])
+        return row
+
+    # -- checkpoint state ------------------------------------------------------------------------------
+    def state(self):
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "scaler": self.scaler.state_dict(), "generator": self.generator.get_state(),
+                "torch_rng": torch.get_rng_state()}
+
+    def load_state(self, state):
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.generator.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
+
+
+def _data_fingerprint(data):
+    """Cheap identity of a split, so a checkpoint of other data is never resumed."""
+    return [len(data), float(data.images.double().sum()), float(data.labels.double().sum())]
+
+
+def _save(obj, path):
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
+
+
+def _load_resumable(path, identity):
+    """The checkpoint at `path` if it belongs to this very run (same settings and data), else None."""
+    if not path.exists():
+        return None
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as err:  # a checkpoint from an older version or a damaged file: start afresh
+        log.warning("ignoring unreadable checkpoint %s (%s)", path, err)
+        return None
+    if checkpoint.get("identity") != identity:
+        log.info("checkpoint %s belongs to other settings or data: starting afresh", path)
+        return None
+    return checkpoint
+
+
+def train(train_data, val_data, settings, out_dir, on_epoch_end=None):
+    """Train one model, resuming from `out_dir/last.pt` when it belongs to the same run.
+
+    train_data, val_data: data.SplitTensors. on_epoch_end(epoch) is called after each epoch's checkpoint
+    (tests use it). Returns {"best_epoch", "best_loss", "history" (DataFrame)}.
+    """
+    s = settings
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    last_path, best_path = out_dir / "last.pt", out_dir / "best_so_far.pt"
+    torch.use_deterministic_algorithms(True, warn_only=True)  # bit-identical CPU reruns
+    trainer = Trainer(train_data, val_data, s)
+    identity = {"settings": s.as_dict(), "train": _data_fingerprint(train_data),
+                "val": _data_fingerprint(val_data)}
+    history, best_epoch, best_loss, stale, done = [], 0, math.inf, 0, False
+    checkpoint = _load_resumable(last_path, identity)
+    if checkpoint is not None and (checkpoint["best_epoch"] == 0 or best_path.exists()):
+        trainer.load_state(checkpoint["state"])
+        history, best_epoch, best_loss = checkpoint["history"], checkpoint["best_epoch"], checkpoint["best_loss"]
+        stale, done = checkpoint["stale"], checkpoint["done"]
+        log.info("resuming from %s after epoch %d", last_path, len(history))
+    log.info("training on %s: %d train / %d val images of %s px, settings %s", trainer.device,
+             len(train_data), len(val_data), "x".join(map(str, trainer.input_hw)), s.as_dict())
+    monitor = f"val_{s.monitor}"
+    while not done and len(history) < s.epochs:
+        epoch = len(history) + 1
+        start = time.perf_counter()
+        row = {"epoch": epoch, **trainer.train_epoch(), **trainer.validate()}
+        row["seconds"] = time.perf_counter() - start
+        history.append(row)
+        if row[monitor] < best_loss:
+            best_epoch, best_loss, stale = epoch, row[monitor], 0
+            _save({"state_dict": trainer.model.state_dict(), "epoch": epoch, "config": s.as_dict()}, best_path)
+        else:
+            stale += 1
+        done = epoch == s.epochs or (s.early_stopping_patience > 0 and stale >= s.early_stopping_patience)
+        _save({"identity": identity, "state": trainer.state(), "history": history, "best_epoch": best_epoch,
+               "best_loss": best_loss, "stale": stale, "done": done}, last_path)
+        write_csv(pd.DataFrame(history, columns=HISTORY_COLUMNS), out_dir / "history.csv")
+        log.info("epoch %d/%d  train bce %.4f prior %.4f | val bce %.4f prior %.4f total %.4f | "
+                 "best epoch %d | %.1f s", epoch, s.epochs, row["train_bce"], row["train_prior"],
+                 row["val_bce"], row["val_prior"], row["val_total"], best_epoch, row["seconds"])
+        if on_epoch_end is not None:
+            on_epoch_end(epoch)
+    if done and len(history) < s.epochs:
+        log.info("early stopping after epoch %d (%d epochs without improvement)", len(history), stale)
+    frame = pd.DataFrame(history, columns=HISTORY_COLUMNS)
+    write_csv(frame, out_dir / "history.csv")
+    if best_epoch == 0:
+        raise RuntimeError(f"{out_dir}: no epoch gave a finite validation loss ({monitor}); training diverged")
+    best = torch.load(best_path, map_location="cpu", weights_only=True)
+    _save(best, out_dir / "best.pt")
+    log.info("best epoch %d, %s %.4f", best_epoch, monitor, best_loss)
+    return {"best_epoch": best_epoch, "best_loss": best_loss, "history": frame}
+
+
+def train_on_study(h5_path, split_path, settings, out_dir, on_epoch_end=None):
+    """Read the train and validation splits of the study HDF5 into memory, then `train`."""
+    split = check_split(read_split_file(split_path), read_subjects(h5_path), source=str(split_path))
+    train_data = load_split(h5_path, split, "train")
+    val_data = load_split(h5_path, split, "val")
+    return train(train_data, val_data, settings, out_dir, on_epoch_end=on_epoch_end)

@@ -1,0 +1,111 @@
+"""In-memory split loading and whole-batch rotation (landmarks follow the pixels)."""
+
+import h5py
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from osteoloc.data import batch_order, load_split, read_subjects, rotate_batch, rotation_matrices
+from osteoloc.targets import TARGETS
+
+
+def write_study(path, n_subjects=12, size=32, n_points=3, seed=0):
+    """A small study HDF5 as docs/contracts.md section 2 defines it: two hips per subject, a bright
+    blob at the first landmark of every positive target, some unknown labels and padded landmarks."""
+    rng = np.random.default_rng(seed)
+    n = 2 * n_subjects
+    labels = rng.integers(0, 2, size=(n, 4)).astype(np.int8)
+    labels[rng.random((n, 4)) < 0.1] = -1
+    groups = rng.uniform(size * 0.2, size * 0.8, size=(n, 4, n_points, 2)).astype(np.float32)
+    valid = np.ones((n, 4, n_points), dtype=bool)
+    valid[:, 2:, 1:] = False  # acetabular targets: one point, NaN-padded like the real file
+    groups[~valid] = np.nan
+    yy, xx = np.mgrid[:size, :size]
+    images = rng.normal(0.5, 0.1, size=(n, size, size)).astype(np.float32)
+    for i in range(n):
+        for t in range(4):
+            if labels[i, t] == 1:
+                x, y = groups[i, t, 0]
+                images[i] += np.exp(-((xx - x) ** 2 + (yy - y) ** 2) / (2 * (size / 16) ** 2)).astype(np.float32)
+    with h5py.File(path, "w") as f:
+        f.create_dataset("images", data=images, chunks=(1, size, size))
+        f["labels"] = labels
+        f["grades"] = labels
+        f["landmarks/groups"] = groups
+        f["landmarks/valid"] = valid
+        subjects = np.repeat([f"S{k:03d}" for k in range(n_subjects)], 2)
+        f["meta/subject"] = subjects.astype(object).astype("S")
+        f["meta/side"] = np.tile(["right", "left"], n_subjects).astype("S")
+        f.attrs["targets"] = list(TARGETS)
+        f.attrs["crop_size"] = size
+    return path
+
+
+def test_load_split_reads_only_its_subjects_and_masks_padding(tmp_path):
+    h5 = write_study(tmp_path / "study.h5", n_subjects=5)
+    subjects = sorted(set(read_subjects(h5)))
+    split = pd.DataFrame({"subject": subjects, "split": ["train", "val", "train", "test", "train"]})
+    data = load_split(h5, split, "train")
+    assert data.images.shape == (6, 1, 32, 32) and data.images.dtype == torch.float32
+    assert data.rows.tolist() == [0, 1, 4, 5, 8, 9]
+    with h5py.File(h5) as f:
+        np.testing.assert_array_equal(data.images[:, 0].numpy(), f["images"][[0, 1, 4, 5, 8, 9]])
+        np.testing.assert_array_equal(data.labels.numpy(), f["labels"][[0, 1, 4, 5, 8, 9]])
+    assert not data.valid[:, 2:, 1:].any() and torch.isfinite(data.landmarks).all()
+    with pytest.raises(ValueError, match="holds no image"):
+        load_split(h5, split.assign(split="train"), "val")
+
+
+def test_batch_order_covers_every_index_once_and_is_seeded():
+    a = torch.cat(batch_order(10, 3, torch.Generator().manual_seed(1)))
+    b = torch.cat(batch_order(10, 3, torch.Generator().manual_seed(1)))
+    assert sorted(a.tolist()) == list(range(10)) and torch.equal(a, b)
+    assert torch.cat(batch_order(5, 2)).tolist() == [0, 1, 2, 3, 4]
+
+
+@pytest.mark.parametrize("degrees", [90.0, 37.0, -23.0])
+def test_bright_dot_stays_under_rotated_landmark(degrees):
+    size = 33
+    images = torch.zeros(2, 1, size, size)
+    landmarks = torch.tensor([[[[8.0, 5.0]]], [[[20.0, 11.0]]]])  # (B, 1, 1, 2) as (x, y)
+    for b, (x, y) in enumerate(landmarks[:, 0, 0].long().tolist()):
+        images[b, 0, y, x] = 1.0
+    angle = torch.tensor(np.radians(degrees))
+    rotation = torch.stack([torch.stack([angle.cos(), -angle.sin()]), torch.stack([angle.sin(), angle.cos()])])
+    rotations = rotation.expand(2, 2, 2).clone()
+    rotated, moved, valid = rotate_batch(images, landmarks, torch.ones(2, 1, 1, dtype=torch.bool), rotations)
+    assert valid.all()
+    for b in range(2):
+        peak = torch.nonzero(rotated[b, 0] == rotated[b, 0].max())[0]  # (row, col)
+        x, y = moved[b, 0, 0].tolist()
+        # the brightest pixel is the one nearest the transformed landmark
+        assert abs(peak[1].item() - x) <= 0.5 + 1e-4 and abs(peak[0].item() - y) <= 0.5 + 1e-4
+        assert rotated[b, 0, round(y), round(x)] > 0.3
+
+
+def test_random_rotations_move_landmarks_like_pixels():
+    """Random angles: a dot's intensity-weighted centre follows its landmark, in a whole batch."""
+    size, b = 41, 6
+    g = torch.Generator().manual_seed(0)
+    points = 12 + torch.rand(b, 1, 1, 2, generator=g) * 16
+    yy, xx = torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij")
+    images = torch.exp(-((xx - points[:, 0, 0, 0, None, None]) ** 2 + (yy - points[:, 0, 0, 1, None, None]) ** 2)
+                       / 4.0)[:, None]
+    rotated, moved, _ = rotate_batch(images, points, torch.ones(b, 1, 1, dtype=torch.bool),
+                                     rotation_matrices(b, 180, g))
+    weights = rotated[:, 0]
+    centre_x = (weights * xx).sum((1, 2)) / weights.sum((1, 2))
+    centre_y = (weights * yy).sum((1, 2)) / weights.sum((1, 2))
+    torch.testing.assert_close(centre_x, moved[:, 0, 0, 0], atol=0.05, rtol=0)
+    torch.testing.assert_close(centre_y, moved[:, 0, 0, 1], atol=0.05, rtol=0)
+
+
+def test_points_rotated_out_of_the_image_become_invalid():
+    landmarks = torch.tensor([[[[0.0, 0.0], [16.0, 16.0]]]])
+    angle = np.radians(45)
+    rotation = torch.tensor([[[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]]], dtype=torch.float32)
+    _, moved, valid = rotate_batch(torch.zeros(1, 1, 33, 33), landmarks, torch.ones(1, 1, 2, dtype=torch.bool),
+                                   rotation)
+    assert valid.tolist() == [[[False, True]]]
+    torch.testing.assert_close(moved[0, 0, 1], torch.tensor([16.0, 16.0]))

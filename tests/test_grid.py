@@ -1,0 +1,63 @@
+"""The prior's grid search: selection by validation loss and the boundary extension."""
+
+import pandas as pd
+import pytest
+
+from osteoloc.grid import (best_point, extension_points, grid_points, parse_point_id, point_id, point_loss,
+                           selection_record, selection_round)
+
+PAPER_STEPS = {"lambda": 1, "radius": 10, "sigma": 10}
+
+
+def test_point_ids_round_trip():
+    point = {"lambda": 0.5, "radius": 20.0, "sigma": 4.25}
+    assert point_id(point) == "lam0.5_r20_sig4.25"
+    assert parse_point_id("lam0.5_r20_sig4.25") == point
+    with pytest.raises(ValueError, match="not a grid point id"):
+        parse_point_id("lam0.5_sig3")
+
+
+def test_paper_a_extension_gives_its_four_points():
+    grid = grid_points([0.5, 1, 2], [5, 10, 20], [10, 20, 30])
+    assert len(grid) == 27
+    new = extension_points({"lambda": 2, "radius": 20, "sigma": 30}, grid, PAPER_STEPS)
+    assert [point_id(p) for p in new] == ["lam3_r20_sig30", "lam2_r30_sig30", "lam2_r20_sig40", "lam3_r30_sig40"]
+
+
+def test_extension_only_on_axes_at_the_upper_edge():
+    grid = grid_points([0.5, 1, 2], [5, 10, 20], [10, 20, 30])
+    assert extension_points({"lambda": 1, "radius": 10, "sigma": 20}, grid, PAPER_STEPS) == []  # inside
+    new = extension_points({"lambda": 2, "radius": 10, "sigma": 20}, grid, PAPER_STEPS)
+    assert [point_id(p) for p in new] == ["lam3_r10_sig20"]  # one axis: no combined point
+    assert extension_points({"lambda": 2, "radius": 10, "sigma": 20}, grid, {"lambda": 0, "radius": 10}) == []
+
+
+def _losses(points, best, best_loss=0.1):
+    return {point_id(p): (best_loss if point_id(p) == best else 0.5 + 0.01 * i) for i, p in enumerate(points)}
+
+
+def test_selection_rounds_on_synthetic_losses():
+    grid = grid_points([0.5, 1, 2], [5, 10, 20], [10, 20, 30])
+    round0 = selection_round(_losses(grid, "lam2_r20_sig30"), PAPER_STEPS, 0, max_rounds=2)
+    assert round0["best"] == "lam2_r20_sig30" and not round0["done"]
+    assert round0["extension"] == ["lam3_r20_sig30", "lam2_r30_sig30", "lam2_r20_sig40", "lam3_r30_sig40"]
+    # round 1: none of the four is better (paper A) -> done, the choice stays
+    losses1 = {**round0["losses"], **{p: 0.3 for p in round0["extension"]}}
+    round1 = selection_round(losses1, PAPER_STEPS, 1, max_rounds=2)
+    assert round1["done"] and round1["best"] == "lam2_r20_sig30" and round1["extension"] == []
+    record = selection_record([round0, round1], "bce")
+    assert (record["lambda"], record["radius"], record["sigma"], record["point"]) == (2, 20, 30, "lam2_r20_sig30")
+    assert record["criterion"] == "bce" and len(record["rounds"]) == 2
+    # if lam3_r20_sig30 wins round 1, lambda is at its edge again: extend once more, up to max_rounds
+    losses1["lam3_r20_sig30"] = 0.05
+    round1 = selection_round(losses1, PAPER_STEPS, 1, max_rounds=2)
+    assert round1["best"] == "lam3_r20_sig30" and round1["extension"] == ["lam4_r20_sig30"]
+    assert selection_round(losses1, PAPER_STEPS, 1, max_rounds=1)["done"]
+
+
+def test_best_point_and_point_loss():
+    assert best_point({"a": 0.3, "b": float("nan"), "c": 0.2, "d": 0.2}) == "c"  # tie -> smaller id
+    with pytest.raises(ValueError, match="no grid point"):
+        best_point({"a": float("nan")})
+    history = pd.DataFrame({"epoch": [1, 2, 3], "val_bce": [0.6, 0.4, 0.5], "val_total": [0.9, 0.95, 0.7]})
+    assert point_loss(history) == 0.4 and point_loss(history, "total") == 0.7

@@ -1,0 +1,37 @@
+"""Subject-level splits: fractions, seeding, and the refusal of a subject in two splits."""
+
+import pandas as pd
+import pytest
+
+from osteoloc.splits import check_split, make_split, read_split_file
+
+
+def test_split_fractions_and_seed():
+    subjects = [f"S{i:03d}" for i in range(100)] * 2  # two hips per subject
+    split = make_split(subjects, (0.7, 0.15, 0.15), seed=3)
+    assert len(split) == 100 and split["subject"].is_unique
+    assert split["split"].value_counts().to_dict() == {"train": 70, "val": 15, "test": 15}
+    assert split.equals(make_split(list(reversed(subjects)), (0.7, 0.15, 0.15), seed=3))
+    assert not split.equals(make_split(subjects, (0.7, 0.15, 0.15), seed=4))
+    with pytest.raises(ValueError, match="summing to 1"):
+        make_split(subjects, (0.7, 0.2, 0.2))
+
+
+def test_check_refuses_a_subject_in_two_splits(tmp_path):
+    path = tmp_path / "my_split.csv"
+    path.write_text("subject,split\nA,train\nB,val\nA,test\nC,test\nA,train\n")
+    with pytest.raises(ValueError, match=r"my_split.csv: 1 subject\(s\) in more than one split.*'A'"):
+        check_split(read_split_file(path), ["A", "B", "C"], source=str(path))
+
+
+def test_check_refuses_missing_subjects_and_unknown_names(tmp_path):
+    split = pd.DataFrame({"subject": ["A", "B"], "split": ["train", "val"]})
+    with pytest.raises(ValueError, match="have no split.*'C'"):
+        check_split(split, ["A", "B", "C"])
+    with pytest.raises(ValueError, match="unknown split name"):
+        check_split(split.assign(split=["train", "validation"]), ["A", "B"])
+    ok = check_split(pd.concat([split, split]), ["A", "B"])  # exact duplicates are harmless
+    assert ok.to_dict("list") == {"subject": ["A", "B"], "split": ["train", "val"]}
+    (tmp_path / "bad.csv").write_text("id,fold\nA,1\n")
+    with pytest.raises(ValueError, match="bad.csv: split file lacks column"):
+        read_split_file(tmp_path / "bad.csv")
