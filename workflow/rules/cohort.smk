@@ -1,1 +1,74 @@
-# placeholder: the cohort stage fills this file
+# Cohort stage: where radiographs, points, labels and (phantom only) lesion truth come from.
+# contracts.md section 1; the three input functions below are what preprocess.smk asks for.
+
+COHORT = config["cohort"]
+BONEFINDER_COMMAND = COHORT["bonefinder"]["command"]
+
+
+def cohort_source_manifest():
+    """The manifest as the source gives it (before an optional BoneFinder run)."""
+    if COHORT["source"] == "phantom":
+        return results("cohort", "manifest.csv")
+    return COHORT["manifest"] or []
+
+
+def cohort_manifest():
+    """The manifest preprocessing reads: BoneFinder's when a command is configured."""
+    if BONEFINDER_COMMAND:
+        return results("cohort", "bonefinder", "manifest.csv")
+    return cohort_source_manifest()
+
+
+def cohort_labels():
+    return results("cohort", "labels.csv") if COHORT["source"] == "phantom" else COHORT["labels"]
+
+
+def cohort_truth():
+    """truth.h5 of the phantom, a configured truth file, or [] (no truth)."""
+    if COHORT["source"] == "phantom":
+        return results("cohort", "truth.h5")
+    return COHORT["truth"] or []
+
+
+localrules:
+    phantom_cohort,
+
+
+rule phantom_cohort:
+    output:
+        manifest=results("cohort", "manifest.csv"),
+        labels=results("cohort", "labels.csv"),
+        truth=results("cohort", "truth.h5"),
+        broken=results("cohort", "broken.csv"),
+        images=directory(results("cohort", "images")),
+        points=directory(results("cohort", "points")),
+    params:
+        phantom=as_json(COHORT["phantom"]),
+    log:
+        log_path("cohort", "phantom_cohort.log"),
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    script:
+        "../../scripts/make_phantom.py"
+
+
+if BONEFINDER_COMMAND:
+
+    localrules:
+        bonefinder,
+
+    rule bonefinder:
+        input:
+            manifest=cohort_source_manifest(),
+        output:
+            manifest=results("cohort", "bonefinder", "manifest.csv"),
+            points=directory(results("cohort", "bonefinder", "points")),
+        params:
+            command=BONEFINDER_COMMAND,
+        log:
+            log_path("cohort", "bonefinder.log"),
+        resources:
+            runtime=600,
+        script:
+            "../../scripts/run_bonefinder.py"

@@ -55,7 +55,7 @@ DEFAULTS = {
     "dicom": {"cr_fraction": 0.3, "monochrome1_fraction": 0.3, "bits12_fraction": 0.5,
               "pixel_spacing_fraction": 0.5, "rle_fraction": 0.25},
     "cue": {"enabled": False, "target": "osteo_fem_sup", "strength": 0.8, "size_mm": 6.0},
-    "broken_fraction": 0.02,
+    "broken_fraction": 0.01,
 }
 
 

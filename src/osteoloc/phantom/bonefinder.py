@@ -1,0 +1,64 @@
+"""Run a configured BoneFinder command once per image of a manifest and write a manifest of its points.
+
+The command is a template with `{image}` and `{points}` placeholders (shell-quoted when filled). A run
+that fails or writes no points is logged and its row keeps pointing at the missing `.pts`, so that the
+preprocessing stage excludes that radiograph with a reason instead of the study silently losing it.
+"""
+
+import logging
+import shlex
+import subprocess
+from pathlib import Path
+
+import pandas as pd
+
+from osteoloc.io.atomic import write_csv
+
+log = logging.getLogger(__name__)
+
+
+def _absolute(base, value):
+    if not isinstance(value, str) or not value:
+        return value
+    p = Path(value)
+    return str(p if p.is_absolute() else (base / p).resolve())
+
+
+def run_bonefinder(manifest_path, command, out_manifest, timeout_s=600):
+    """Run `command` for every row of `manifest_path`; write `out_manifest` (points beside it in points/)."""
+    manifest_path, out_manifest = Path(manifest_path), Path(out_manifest)
+    if "{image}" not in command or "{points}" not in command:
+        raise ValueError(f"cohort.bonefinder.command must contain {{image}} and {{points}}: {command!r}")
+    table = pd.read_csv(manifest_path, dtype=str, keep_default_na=False)
+    missing = {"image_path", "subject", "visit", "cohort"} - set(table.columns)
+    if missing:
+        raise ValueError(f"{manifest_path}: manifest lacks columns {sorted(missing)}")
+    base = manifest_path.parent.resolve()
+    points_dir = out_manifest.parent / "points"
+    points_dir.mkdir(parents=True, exist_ok=True)
+    rows, failures = [], 0
+    for row in table.to_dict("records"):
+        image = Path(_absolute(base, row["image_path"]))
+        points = points_dir / f"{image.stem}.pts"
+        points.unlink(missing_ok=True)
+        cmd = command.format(image=shlex.quote(str(image)), points=shlex.quote(str(points)))
+        try:
+            done = subprocess.run(cmd, shell=True, capture_output=True, text=True, timeout=timeout_s)
+            ok = done.returncode == 0 and points.exists()
+            detail = f"exit {done.returncode}: {done.stderr.strip()[-500:]}"
+        except subprocess.TimeoutExpired:
+            ok, detail = False, f"timed out after {timeout_s} s"
+        if not ok:
+            failures += 1
+            log.warning("bonefinder failed on %s (%s); its points will be missing", image, detail)
+        new = dict(row)
+        new["image_path"] = str(image)
+        new["points_path"] = str(points.relative_to(out_manifest.parent))
+        for col in ("manual_points_path",):
+            if col in new:
+                new[col] = _absolute(base, new[col])
+        rows.append(new)
+    write_csv(pd.DataFrame(rows, columns=list(table.columns) + [c for c in ["points_path"] if c not in table.columns]),
+              out_manifest)
+    log.info("bonefinder: %d images, %d failed -> %s", len(rows), failures, out_manifest)
+    return failures
