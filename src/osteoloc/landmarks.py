@@ -46,9 +46,9 @@ def fit_circle(points):
     centre = points.mean(axis=0)  # centring keeps the normal equations well conditioned
     x, y = (points - centre).T
     design = np.column_stack([2 * x, 2 * y, np.ones_like(x)])
-    (a, b, c), *_ = np.linalg.lstsq(design, x * x + y * y, rcond=None)
+    (a, b, c), _, rank, _ = np.linalg.lstsq(design, x * x + y * y, rcond=None)
     radius_sq = c + a * a + b * b
-    if not np.isfinite(radius_sq) or radius_sq <= 0:
+    if rank < 3 or not np.isfinite(radius_sq) or radius_sq <= 0:
         raise ValueError("fit_circle: degenerate (collinear) points")
     return float(a + centre[0]), float(b + centre[1]), float(np.sqrt(radius_sq))
 

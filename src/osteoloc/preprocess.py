@@ -142,7 +142,8 @@ def preprocess_hip(pixels, spacing, points, side, crop_size, spacing_mm, manual_
                    intensity=intensity, masks=crop_masks)
 
 
-def hip_record(crop, grades, groups, crop_size, subject, visit, side, cohort, source, source_spacing):
+def hip_record(crop, grades, groups, crop_size, subject, visit, side, cohort, source, source_spacing,
+               spacing_from):
     """A HipCrop plus its labels and metadata as one HDF5 row."""
     group_points, valid = target_groups(crop.contour, groups, crop_size)
     grades = np.asarray(grades, dtype=np.int8)
@@ -150,7 +151,7 @@ def hip_record(crop, grades, groups, crop_size, subject, visit, side, cohort, so
         image=crop.image, grades=grades, labels=grades_to_labels(grades),
         contour=crop.contour.astype(np.float32), contour_manual=np.asarray(crop.contour_manual, np.float32),
         groups=group_points, valid=valid, subject=subject, visit=visit, side=side, cohort=cohort,
-        source=source, source_spacing=tuple(source_spacing), crop_offset=tuple(map(float, crop.offset)),
+        source=source, source_spacing=tuple(source_spacing), spacing_from=spacing_from, crop_offset=tuple(map(float, crop.offset)),
         head_circle=tuple(map(float, crop.head_circle)), intensity=crop.intensity, truth_masks=crop.masks)
 
 
@@ -200,7 +201,7 @@ def preprocess_study(manifest_path, labels_path, study_path, exclusions_path, *,
                 _preprocess_radiograph(row, keys, labels, writer, exclusions, truth_h5,
                                        crop_size=crop_size, spacing_mm=spacing_mm, groups=groups)
             for key in sorted(set(labels.grades) - seen):
-                exclusions.add("labels", key[0], key[1], key[2], labels_path,
+                exclusions.add("labels", *labels.spelled[key], key[2], labels_path,
                                "labels but no radiograph in the manifest")
             kept = writer.count + len(writer.buffer)
             write_csv(exclusions.frame(), exclusions_path)
@@ -263,4 +264,4 @@ def _preprocess_radiograph(row, keys, labels, writer, exclusions, truth_h5, *, c
             continue
         cohort = row.cohort or labels.cohort.get(key, "")
         writer.append(hip_record(crop, labels.grades[key], groups, crop_size, row.subject, row.visit, side,
-                                 cohort, source, radiograph.spacing))
+                                 cohort, source, radiograph.spacing, radiograph.spacing_source))

@@ -26,7 +26,7 @@ def hip_points_mm(centre, side, head_radius=24.0, seed=0):
     rng = np.random.default_rng(seed)
     medial = 1.0 if side == "right" else -1.0  # the right hip is on the image's left: medial = +x
     cx, cy = centre
-    points = np.column_stack([cx + rng.uniform(-30, 30, 80), cy + rng.uniform(-30, 30, 80)])
+    points = np.column_stack([cx + rng.uniform(-25, 25, 80), cy + rng.uniform(-25, 25, 80)])  # all neighbours < 75 mm
 
     def on_circle(angle, radius):
         a = np.deg2rad(angle)

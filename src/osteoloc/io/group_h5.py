@@ -75,7 +75,7 @@ def import_group_study(group_path, points_dir, labels_path, study_path, exclusio
                 if record is not None:
                     writer.append(record)
             for key in sorted(set(labels.grades) - seen):
-                exclusions.add("labels", key[0], key[1], key[2], labels_path, "labels but no scan in the group HDF5")
+                exclusions.add("labels", *labels.spelled[key], key[2], labels_path, "labels but no scan in the group HDF5")
             kept = writer.count + len(writer.buffer)
             write_csv(exclusions.frame(), exclusions_path)
             exclusions.check_fraction(n_hips, kept, max_excluded_fraction)
@@ -133,7 +133,7 @@ def _import_hip(group, image, subject, visit, side, key, labels, points_dir, gro
                    head_circle=(centre[0], centre[1], r),
                    intensity=(p5, p5 + float(attrs.get("intensity_slope", np.nan))))
     return hip_record(crop, labels.grades[key], groups, size, subject, visit, side, cohort, source,
-                      input_spacing)
+                      input_spacing, "source_pixel_spacing" if header_spacing is not None else "given")
 
 
 def export_group_h5(study, path):
@@ -146,9 +146,11 @@ def export_group_h5(study, path):
             ds = group.create_dataset("image", data=study.images[i].astype(np.float64),
                                       **hdf5plugin.Blosc2(cname="blosclz", clevel=9, filters=hdf5plugin.Blosc2.SHUFFLE))
             p5, p95 = (float(v) for v in study.intensity[i])
+            spacing = [float(v) for v in study.source_spacing[i]]
+            if row.spacing_from != "given":  # the group writes it only when the DICOM header had one
+                ds.attrs["source_pixel_spacing"] = spacing
             ds.attrs.update(source=f"/data/images/{row.source}", pixel_spacing=[study.attrs["spacing_mm"]] * 2,
-                            source_pixel_spacing=[float(v) for v in study.source_spacing[i]],
-                            input_pixel_spacing=[float(v) for v in study.source_spacing[i]],
+                            input_pixel_spacing=spacing,
                             intensity_offset=p5, intensity_slope=p95 - p5,
                             crop_offset_x=int(study.crop_offset[i][0]), crop_offset_y=int(study.crop_offset[i][1]),
                             femoral_head_radius=float(study.head_circle[i][2]), sourcil_radius=0.0)

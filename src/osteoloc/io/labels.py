@@ -69,6 +69,7 @@ class LabelTable:
 
     grades: dict = field(default_factory=dict)  # hip_key -> int8 (4,) in TARGETS order
     cohort: dict = field(default_factory=dict)  # hip_key -> cohort string
+    spelled: dict = field(default_factory=dict)  # hip_key -> (subject, visit) as written in the file
     problems: list = field(default_factory=list)  # (subject, visit, side, reason)
     problem_keys: set = field(default_factory=set)
 
@@ -109,6 +110,7 @@ def read_labels(path):
             continue
         table.grades[key] = grades
         table.cohort[key] = str(row.get("cohort", "")).strip()
+        table.spelled[key] = (str(subject).strip(), str(visit).strip())
     return table
 
 

@@ -16,7 +16,7 @@ from osteoloc.io.atomic import atomic_path
 from osteoloc.targets import TARGETS
 
 SCHEMA_VERSION = 1
-STRING_META = ("subject", "visit", "side", "cohort", "source")
+STRING_META = ("subject", "visit", "side", "cohort", "source", "spacing_from")
 FLOAT_META = {"source_spacing": 2, "crop_offset": 2, "intensity": 2}
 STR = h5py.string_dtype("utf-8")
 
@@ -38,6 +38,7 @@ class HipRecord:
     cohort: str
     source: str
     source_spacing: tuple  # (row_mm, col_mm)
+    spacing_from: str  # PixelSpacing, ImagerPixelSpacing or given (manifest / group file)
     crop_offset: tuple  # (x0, y0) in the resampled, unflipped image
     head_circle: tuple  # (cx, cy, r) in crop pixels
     intensity: tuple  # (p5, p95)

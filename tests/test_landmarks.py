@@ -1,0 +1,96 @@
+"""Landmarks: circle fit, sanity checks, target groups."""
+
+import numpy as np
+import pytest
+
+from osteoloc.landmarks import (DEFAULT_GROUPS, FEMORAL_HEAD, LandmarkError, check_hip, fit_circle, head_circle,
+                                target_groups, validate_groups)
+from osteoloc.targets import TARGETS
+from osteoloc.testing import hip_points_mm
+
+
+def test_fit_circle_exact_and_noisy():
+    angles = np.linspace(0.2, 2.5, 10)
+    points = np.column_stack([30 + 12 * np.cos(angles), -7 + 12 * np.sin(angles)])
+    assert fit_circle(points) == pytest.approx((30, -7, 12), abs=1e-9)
+    noisy = points + np.random.default_rng(0).normal(0, 0.05, points.shape)
+    assert fit_circle(noisy) == pytest.approx((30, -7, 12), abs=0.3)
+
+
+def test_fit_circle_far_from_origin_is_stable():
+    angles = np.linspace(0, np.pi, 8)
+    points = np.column_stack([5000 + 20 * np.cos(angles), 8000 + 20 * np.sin(angles)])
+    assert fit_circle(points) == pytest.approx((5000, 8000, 20), abs=1e-6)
+
+
+def test_fit_circle_refuses_collinear_and_too_few():
+    with pytest.raises(ValueError):
+        fit_circle([[0, 0], [1, 1]])
+    with pytest.raises(ValueError):
+        fit_circle([[0, 0], [1, 1], [2, 2], [3, 3]])
+
+
+def test_head_circle_uses_13_78_14_to_21():
+    points = hip_points_mm((100, 80), "right", head_radius=22)
+    assert head_circle(points) == pytest.approx((100, 80, 22), abs=1e-9)
+    assert FEMORAL_HEAD == [13, 78, 14, 15, 16, 17, 18, 19, 20, 21]
+
+
+def test_sanity_checks_pass_and_fail():
+    spacing = (0.5, 0.5)
+    good = hip_points_mm((100, 80), "right") / 0.5
+    check_hip(good, spacing)
+    far = good.copy()
+    far[30] += 200 / 0.5  # 200 mm away from its trochanter neighbours
+    with pytest.raises(LandmarkError, match="greater trochanter"):
+        check_hip(far, spacing)
+    big_head = hip_points_mm((100, 80), "right", head_radius=45) / 0.5
+    others = [i for i in range(80) if i not in (*FEMORAL_HEAD, 79, 64, 65, 66, 67, 71)]
+    big_head[others] = np.array([100, 80]) / 0.5  # everything else at the head centre: neighbours stay close
+    with pytest.raises(LandmarkError, match="femoral head"):
+        check_hip(big_head, spacing)
+
+
+def test_sourcil_radius_limit():
+    points = hip_points_mm((100, 80), "right", head_radius=30)
+    spread = points.copy()
+    # flatten the sourcil into a wide arc (radius ~ 60 mm) while keeping neighbours close
+    for k, index in enumerate([79, 64, 65, 66, 67]):
+        a = np.deg2rad(-20 + 10 * k)
+        spread[index] = (100 + 60 * np.sin(a), 140 - 60 * np.cos(a))
+    with pytest.raises(LandmarkError, match="sourcil"):
+        check_hip(spread, (1.0, 1.0))
+
+
+def test_target_groups_padding_and_validity():
+    points = np.arange(160, dtype=float).reshape(80, 2)
+    groups, valid = target_groups(points, DEFAULT_GROUPS)
+    assert groups.shape == (4, 4, 2) and valid.shape == (4, 4)
+    np.testing.assert_array_equal(groups[0], points[[13, 78, 14, 15]])
+    np.testing.assert_array_equal(groups[1, :3], points[[19, 20, 21]])
+    assert np.isnan(groups[1, 3]).all() and not valid[1, 3]
+    np.testing.assert_array_equal(groups[3, 0], points[71])
+    np.testing.assert_array_equal(valid.sum(axis=1), [4, 3, 1, 1])
+    # a crop of 40 px: points beyond it are not valid
+    _, inside = target_groups(points, DEFAULT_GROUPS, crop_size=40)
+    assert not inside[3, 0]  # point 71 = (142, 143)
+
+
+def test_validate_groups():
+    assert list(validate_groups(DEFAULT_GROUPS)) == list(TARGETS)
+    with pytest.raises(ValueError):
+        validate_groups({**DEFAULT_GROUPS, "osteo_fem_sup": [80]})
+    with pytest.raises(ValueError):
+        validate_groups({k: v for k, v in DEFAULT_GROUPS.items() if k != "osteo_acet_inf"})
+
+
+def test_default_groups_sit_where_their_names_say():
+    """Right hip in image coordinates: superior = smaller y, lateral = smaller x than the head centre."""
+    points = hip_points_mm((100, 80), "right")
+    cx, cy, _ = head_circle(points)
+    groups, _ = target_groups(points, DEFAULT_GROUPS)
+    fem_sup, fem_inf, acet_sup, acet_inf = (g[~np.isnan(g[:, 0])] for g in groups)
+    assert (fem_sup[:, 1] < cy).all()
+    assert (fem_inf[:, 1] > cy).all()
+    assert acet_sup[0, 1] < cy and acet_sup[0, 0] < cx  # lateral sourcil end: above and lateral
+    assert acet_inf[0, 1] > cy  # teardrop tip: below the head centre
