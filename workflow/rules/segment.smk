@@ -1,1 +1,141 @@
-# placeholder: the segment stage fills this file
+# Paper B (docs/segmentation.md): per site, landmark-centred patches -> U-Net -> test predictions and
+# metrics; then Table 1 / Table 2, confusion matrices, overlays and the weak-vs-strong table.
+# Sites are config (segment.sites); the split is the selection seed's (the same subjects as paper A's).
+
+SEGMENT = config["segment"]
+SEGMENT_SITES = list(SEGMENT["sites"])
+SEGMENT_SEED = int(config["study"]["selection_seed"])
+# The weak-vs-strong table reads paper A's explain metrics of the selection seed (contracts.md section 5).
+SEGMENT_CAM_MODELS = MODELS if SEGMENT["report"]["weak_vs_strong"] else []
+
+
+wildcard_constraints:
+    site="|".join(SEGMENT_SITES),
+
+
+def segment_block(site, *keys):
+    """The part of the segment config a rule uses: only that site, so editing one site reruns only it."""
+    block = {k: SEGMENT[k] for k in keys}
+    block["sites"] = {site: SEGMENT["sites"][site]}
+    return as_json(block)
+
+
+def segment_outputs(name):
+    return expand(results("segment", "{site}", name), site=SEGMENT_SITES)
+
+
+rule segment_patches:
+    input:
+        study=results("preprocess", "study.h5"),
+        split=results("splits", f"seed{SEGMENT_SEED}.csv"),
+        code=library_code("segment_patches.py"),
+    output:
+        patches=results("segment", "{site}", "patches.h5"),
+    params:
+        cfg=lambda w: segment_block(w.site, "patch_size", "dp_patch_size", "reference", "augment"),
+        seed=SEGMENT_SEED,
+    log:
+        log_path("segment", "{site}", "patches.log"),
+    script:
+        "../../scripts/segment_patches.py"
+
+
+rule segment_train:
+    input:
+        patches=results("segment", "{site}", "patches.h5"),
+        code=library_code("segment_train.py"),
+    output:
+        model=results("segment", "{site}", "model.pt"),
+        history=results("segment", "{site}", "history.csv"),
+    params:
+        cfg=lambda w: segment_block(w.site, "model", "training"),
+        seed=SEGMENT_SEED,
+        device=config["study"]["device"],
+    log:
+        log_path("segment", "{site}", "train.log"),
+    threads: SEGMENT["training"]["threads"]
+    resources:
+        mem_mb=3000,
+        runtime=30,
+        gpu=1 if config["study"]["device"] == "cuda" else 0,
+    script:
+        "../../scripts/segment_train.py"
+
+
+rule segment_evaluate:
+    input:
+        patches=results("segment", "{site}", "patches.h5"),
+        model=results("segment", "{site}", "model.pt"),
+        code=library_code("segment_evaluate.py"),
+    output:
+        predictions=results("segment", "{site}", "predictions.h5"),
+        metrics=results("segment", "{site}", "metrics.csv"),
+        summary=results("segment", "{site}", "summary.csv"),
+    params:
+        cfg=lambda w: segment_block(w.site, "training", "min_area"),
+        device=config["study"]["device"],
+    log:
+        log_path("segment", "{site}", "evaluate.log"),
+    threads: 1
+    script:
+        "../../scripts/segment_evaluate.py"
+
+
+def segment_report_outputs():
+    tables, figures = results("report", "tables"), results("report", "figures")
+    outputs = {
+        "table2": report(f"{tables}/segmentation.csv", caption="../report/segment_table2.rst",
+                         category="Segmentation", labels={"table": "Paper B Table 2"}),
+        "table2_md": f"{tables}/segmentation.md",
+        "table2_tex": f"{tables}/segmentation.tex",
+        "table1": report(f"{tables}/segmentation_partitions.csv", caption="../report/segment_table1.rst",
+                         category="Segmentation", labels={"table": "Paper B Table 1"}),
+        "table1_md": f"{tables}/segmentation_partitions.md",
+        "table1_tex": f"{tables}/segmentation_partitions.tex",
+        "confusion": report(f"{figures}/segmentation_confusion.png", caption="../report/segment_confusion.rst",
+                            category="Segmentation", labels={"figure": "Paper B Fig. 3"}),
+        "confusion_pdf": f"{figures}/segmentation_confusion.pdf",
+        "examples": report(f"{figures}/segmentation_examples.png", caption="../report/segment_examples.rst",
+                           category="Segmentation", labels={"figure": "Paper B Fig. 4"}),
+        "examples_pdf": f"{figures}/segmentation_examples.pdf",
+    }
+    if SEGMENT_CAM_MODELS:
+        outputs |= {
+            "weak_vs_strong": report(f"{tables}/segmentation_weak_vs_strong.csv",
+                                     caption="../report/segment_weak_vs_strong.rst", category="Segmentation",
+                                     labels={"table": "Weak vs strong localisation"}),
+            "weak_vs_strong_md": f"{tables}/segmentation_weak_vs_strong.md",
+            "weak_vs_strong_tex": f"{tables}/segmentation_weak_vs_strong.tex",
+        }
+    return outputs
+
+
+rule segment_report:
+    input:
+        patches=segment_outputs("patches.h5"),
+        predictions=segment_outputs("predictions.h5"),
+        metrics=segment_outputs("metrics.csv"),
+        summaries=segment_outputs("summary.csv"),
+        cam_metrics=expand(results("explain", "{model}", f"seed{SEGMENT_SEED}", "metrics.csv"),
+                           model=SEGMENT_CAM_MODELS),
+        code=library_code("segment_report.py"),
+    output:
+        **segment_report_outputs(),
+    params:
+        cfg=as_json({k: SEGMENT[k] for k in ("sites", "report")}),
+        sites=SEGMENT_SITES,
+        cam_models=SEGMENT_CAM_MODELS,
+    log:
+        log_path("segment", "report.log"),
+    script:
+        "../../scripts/segment_report.py"
+
+
+localrules:
+    segment_patches,
+    segment_evaluate,
+    segment_report,
+
+
+if SEGMENT["enabled"]:
+    ALL_TARGETS.extend(str(path) for path in segment_report_outputs().values())
