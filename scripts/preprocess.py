@@ -17,7 +17,8 @@ try:
                            snakemake.output.exclusions, spacing_mm=settings["spacing_mm"],  # noqa: F821
                            crop_size=settings["crop_size"], **common)
     else:
-        truth = list(getattr(inputs, "truth", None) or [])
+        truth = getattr(inputs, "truth", None) or []  # cohort_truth(): one path, or [] without truth
+        truth = [truth] if isinstance(truth, str) else list(truth)
         preprocess_study(inputs.manifest, inputs.labels, snakemake.output.study,  # noqa: F821
                          snakemake.output.exclusions, crop_size=settings["crop_size"],  # noqa: F821
                          spacing_mm=settings["spacing_mm"], truth_path=truth[0] if truth else None, **common)

@@ -21,8 +21,9 @@ class Exclusions:
     def add(self, stage, subject, visit, side, file, reason):
         """Record one excluded radiograph (side "") or hip; `file` is reduced to its name (no folders)."""
         name = "" if not file else str(file).replace("\\", "/").rsplit("/", 1)[-1]
+        reason = str(reason).replace(str(file), name) if file else str(reason)  # no folders in outputs
         self.rows.append(dict(stage=stage, subject=subject, visit=visit, side=side or "", file=name,
-                              reason=" ".join(str(reason).split())))
+                              reason=" ".join(reason.split())))
 
     def frame(self):
         return pd.DataFrame(self.rows, columns=list(COLUMNS))
