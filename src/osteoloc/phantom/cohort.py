@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 BROKEN_KINDS = ("truncated_dicom", "missing_pts", "points_outside", "junk_grade")
 JUNK_GRADES = ("7", "abc")
 # Ridges drawn as bright lines: (name, width mm, strength relative to bone).
-RIDGES = (("sourcil", 1.2, 0.6), ("teardrop", 1.0, 0.7), ("trochanter", 1.0, 0.25), ("posterior_wall", 0.8, 0.3))
+RIDGES = (("sourcil", 1.2, 0.6), ("teardrop", 1.0, 0.7), ("trochanter", 1.0, 0.4), ("posterior_wall", 1.0, 0.45))
 
 DEFAULTS = {
     "seed": 0,
@@ -35,7 +35,7 @@ DEFAULTS = {
     "visits": 1,
     "oai_fraction": 0.5,
     "spacing_mm": [0.6, 0.8],
-    "field_of_view_mm": [330.0, 230.0],
+    "field_of_view_mm": [360.0, 240.0],
     "anatomy_size_sd": 0.07,
     "pose_rotation_deg": 3.0,
     "pose_shift_mm": 8.0,
@@ -128,28 +128,37 @@ def _variant(rng, cfg):
     )
 
 
-def layout_radiograph(cfg, subject_params, rng):
-    """Place both hips in one image: spacing, size, head centres, pose. Returns a dict of geometry."""
+def layout_radiograph(cfg, subject_params, rng, margin_mm=3.0, tries=50):
+    """Place both hips in one image: spacing, size, head centres, pose. Returns a dict of geometry.
+
+    The pose is redrawn until all 160 points lie at least `margin_mm` inside the image.
+    """
     lo, hi = cfg["spacing_mm"]
     spacing = round(float(rng.uniform(lo, hi)), 4)
     width_mm, height_mm = cfg["field_of_view_mm"]
     rows, cols = int(round(height_mm / spacing)), int(round(width_mm / spacing))
     w, h = cols * spacing, rows * spacing
-    shift = cfg["pose_shift_mm"]
-    mid = w / 2 + float(np.clip(rng.normal(0, shift / 2), -shift, shift))
-    head_y = 0.40 * h + float(np.clip(rng.normal(0, shift / 2), -shift, shift))
-    angle = float(np.clip(rng.normal(0, cfg["pose_rotation_deg"] / 2), -cfg["pose_rotation_deg"],
-                          cfg["pose_rotation_deg"]))
-    pelvis_scale = subject_params["pelvis_scale"]
-    centres = {}
-    hips = {}
+    shift, max_angle = cfg["pose_shift_mm"], cfg["pose_rotation_deg"]
+    hips, distance = {}, {}
     for side in SIDES:
-        d = 88.0 * pelvis_scale + subject_params[f"{side}_midline_jitter"]
-        sign = -1.0 if side == "right" else 1.0  # the anatomical right hip is on the image's left
-        centres[side] = np.array([mid + sign * d, head_y + subject_params[f"{side}_height_jitter"]])
-        hips[side] = anatomy.build_hip(subject_params[side], d)
-    return {"spacing": spacing, "shape": (rows, cols), "mid": mid, "head_y": head_y,
-            "rotation": (angle, np.array([mid, head_y])), "centres": centres, "hips": hips}
+        distance[side] = 88.0 * subject_params["pelvis_scale"] + subject_params[f"{side}_midline_jitter"]
+        hips[side] = anatomy.build_hip(subject_params[side], distance[side])
+    for _ in range(tries):
+        mid = w / 2 + float(np.clip(rng.normal(0, shift / 2), -shift, shift))
+        head_y = 0.40 * h + float(np.clip(rng.normal(0, shift / 2), -shift, shift))
+        angle = float(np.clip(rng.normal(0, max_angle / 2), -max_angle, max_angle))
+        rotation = (angle, np.array([mid, head_y]))
+        centres = {}
+        for side in SIDES:
+            sign = -1.0 if side == "right" else 1.0  # the anatomical right hip is on the image's left
+            centres[side] = np.array([mid + sign * distance[side], head_y + subject_params[f"{side}_height_jitter"]])
+        points = np.concatenate([anatomy.to_image(hips[sd].points, centres[sd], sd, rotation) for sd in SIDES])
+        upper = np.array([(cols - 1) * spacing, (rows - 1) * spacing]) - margin_mm
+        if (points >= margin_mm).all() and (points <= upper).all():
+            return {"spacing": spacing, "shape": (rows, cols), "mid": mid, "head_y": head_y,
+                    "rotation": rotation, "centres": centres, "hips": hips}
+    raise ValueError(f"cohort.phantom.field_of_view_mm={cfg['field_of_view_mm']} is too small for the hips: "
+                     f"landmarks keep falling outside the image")
 
 
 def _subject_params(rng, cfg):
@@ -226,6 +235,15 @@ def _broken_assignment(rng, n_images, fraction):
     return {int(i): BROKEN_KINDS[k // per_kind] for k, i in enumerate(chosen)}
 
 
+def cohort_grades(config):
+    """True grades (subjects, visits, 2 sides, 4 targets) of the cohort `config` describes."""
+    cfg = with_defaults(config)
+    prevalence = [cfg["prevalence"][t] for t in TARGETS]
+    return labels.sample_grades(_rng(cfg["seed"], 1), int(cfg["subjects"]), int(cfg["visits"]), prevalence,
+                                cfg["label_correlation"], cfg["grade_shares"], cfg["side_correlation"],
+                                cfg["visit_correlation"])
+
+
 def make_cohort(config, out_dir):
     """Generate the cohort described by `config` (the `cohort.phantom` block) into `out_dir`."""
     cfg = with_defaults(config)
@@ -238,9 +256,7 @@ def make_cohort(config, out_dir):
     seed = cfg["seed"]
     diff = Difficulty.from_number(cfg["difficulty"])
     n_subjects, n_visits = int(cfg["subjects"]), int(cfg["visits"])
-    prevalence = [cfg["prevalence"][t] for t in TARGETS]
-    grades = labels.sample_grades(_rng(seed, 1), n_subjects, n_visits, prevalence, cfg["label_correlation"],
-                                  cfg["grade_shares"], cfg["side_correlation"], cfg["visit_correlation"])
+    grades = cohort_grades(cfg)
     ids = _subject_ids(_rng(seed, 2), n_subjects, cfg["oai_fraction"])
     broken = _broken_assignment(_rng(seed, 3), n_subjects * n_visits, cfg["broken_fraction"])
     cue = cfg["cue"]

@@ -5,17 +5,17 @@ Two IODs: Digital X-Ray Image For Presentation (DX) and Computed Radiography (CR
 Every UID is derived from the generator's seed, so the same configuration writes the same bytes.
 """
 
+import hashlib
 from dataclasses import dataclass
 
 import numpy as np
 import pydicom
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
-from pydicom.uid import (ExplicitVRLittleEndian, RLELossless, generate_uid)
+from pydicom.uid import ExplicitVRLittleEndian, RLELossless
 
 DX_FOR_PRESENTATION = "1.2.840.10008.5.1.4.1.1.1.1"
 CR_IMAGE = "1.2.840.10008.5.1.4.1.1.1"
-# A root for this project's UIDs would need registration; "2.25." + a hash of the entropy is standard.
 
 
 @dataclass
@@ -45,8 +45,12 @@ class Identity:
 
 
 def uid(*entropy):
-    """A deterministic `2.25.` UID from the given values (seed, subject, visit, kind)."""
-    return generate_uid(prefix=None, entropy_srcs=[str(e) for e in entropy])
+    """A deterministic `2.25.` UID (UUID-derived form, PS3.5 B.2) from the given values (seed, subject, ...).
+
+    pydicom's generate_uid ignores its entropy for the 2.25 root, so the hash is taken here.
+    """
+    digest = hashlib.sha256("\x1f".join(str(e) for e in entropy).encode()).digest()
+    return f"2.25.{int.from_bytes(digest[:16], 'big')}"
 
 
 def to_stored(image, bits_stored, photometric):
@@ -142,7 +146,7 @@ def build_dataset(stored, spacing, variant, who, *, laterality="B"):
     ds.PixelRepresentation = 0
     ds.PixelData = np.ascontiguousarray(stored, dtype="<u2").tobytes()
     if variant.rle:
-        ds.compress(RLELossless, encoding_plugin=_rle_plugin())
+        ds.compress(RLELossless, encoding_plugin=_rle_plugin(), generate_instance_uid=False)
     return ds
 
 

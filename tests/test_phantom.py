@@ -1,0 +1,380 @@
+"""The phantom cohort: determinism, labels, anatomy, lesions, DICOM variety, broken inputs, BoneFinder runner."""
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pandas as pd
+import pydicom
+import pytest
+import yaml
+from scipy import ndimage
+
+from osteoloc.io.pts import read_pts
+from osteoloc.phantom import DEFAULTS, anatomy, labels, make_cohort, with_defaults
+from osteoloc.phantom.bonefinder import run_bonefinder
+from osteoloc.phantom.cohort import BROKEN_KINDS, Difficulty, cohort_grades
+from osteoloc.targets import TARGETS
+
+ROOT = Path(__file__).resolve().parents[1]
+GROUPS = {"osteo_fem_sup": [13, 78, 14, 15], "osteo_fem_inf": [19, 20, 21], "osteo_acet_sup": [67],
+          "osteo_acet_inf": [71]}
+SMALL = {"subjects": 16, "seed": 3, "broken_fraction": 0.01, "missing_fraction": 0.15, "split_pts_fraction": 0.4,
+         "dicom": {"cr_fraction": 0.4, "monochrome1_fraction": 0.5, "bits12_fraction": 0.5,
+                   "pixel_spacing_fraction": 0.5, "rle_fraction": 0.4},
+         "prevalence": {"osteo_fem_sup": 0.5, "osteo_fem_inf": 0.5, "osteo_acet_sup": 0.5, "osteo_acet_inf": 0.5}}
+
+
+@pytest.fixture(scope="module")
+def cohort(tmp_path_factory):
+    out = tmp_path_factory.mktemp("cohort")
+    make_cohort(SMALL, out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def manifest(cohort):
+    return pd.read_csv(cohort / "manifest.csv")
+
+
+@pytest.fixture(scope="module")
+def broken(cohort):
+    return pd.read_csv(cohort / "broken.csv", keep_default_na=False)
+
+
+def good_rows(manifest, broken):
+    return manifest[~manifest["image_path"].isin(broken["image_path"])]
+
+
+def read_image(path):
+    ds = pydicom.dcmread(path)
+    spacing = ds.get("PixelSpacing") or ds.ImagerPixelSpacing
+    a = ds.pixel_array.astype(np.float64)
+    if ds.PhotometricInterpretation == "MONOCHROME1":
+        a = a.max() - a
+    return ds, a, float(spacing[0])
+
+
+def stem_of(image_path):
+    return Path(image_path).stem
+
+
+# --- determinism --------------------------------------------------------------------------------------
+
+def test_same_seed_same_bytes_and_arrays(tmp_path):
+    cfg = {"subjects": 3, "broken_fraction": 0.0, "dicom": {"rle_fraction": 0.5}}
+    make_cohort(cfg, tmp_path / "a")
+    make_cohort(cfg, tmp_path / "b")
+    files = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*") if p.is_file())
+    assert any(str(f).endswith(".dcm") for f in files) and any(str(f).endswith(".pts") for f in files)
+    for f in files:
+        if f.suffix == ".h5":
+            continue
+        assert (tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes(), f
+    with h5py.File(tmp_path / "a" / "truth.h5") as ha, h5py.File(tmp_path / "b" / "truth.h5") as hb:
+        assert list(ha["masks"]) == list(hb["masks"])
+        for k in ha["masks"]:
+            np.testing.assert_array_equal(ha["masks"][k][:], hb["masks"][k][:])
+            np.testing.assert_array_equal(ha["params"][k].attrs["grades"], hb["params"][k].attrs["grades"])
+    make_cohort({**cfg, "seed": 1}, tmp_path / "c")
+    first = sorted((tmp_path / "a" / "images").iterdir())[0].name
+    assert not (tmp_path / "c" / "images" / first).exists() or (
+        (tmp_path / "c" / "images" / first).read_bytes() != (tmp_path / "a" / "images" / first).read_bytes())
+
+
+# --- labels -------------------------------------------------------------------------------------------
+
+def test_label_correlation_and_prevalence_match_config():
+    cfg = with_defaults({"subjects": 3000})
+    g = cohort_grades(cfg).reshape(-1, 4)
+    prevalence = (g > 0).mean(axis=0)
+    np.testing.assert_allclose(prevalence, [cfg["prevalence"][t] for t in TARGETS], atol=0.02)
+    corr = labels.binary_correlation(g)
+    target = np.asarray(labels.PAPER_A_CORRELATION)
+    off = ~np.eye(4, dtype=bool)
+    assert np.abs(corr[off] - target[off]).max() < 0.05, corr
+    assert set(np.unique(g)) == {0, 1, 2, 3}
+    # higher grades are rarer, as the shares say
+    counts = [(g == k).sum() for k in (1, 2, 3)]
+    assert counts[0] > counts[1] > counts[2]
+
+
+def test_default_cohort_labels_correlate_like_paper_a():
+    g = cohort_grades({}).reshape(-1, 4)  # the default study (240 subjects, 480 hips)
+    corr = labels.binary_correlation(g)
+    off = corr[~np.eye(4, dtype=bool)]
+    assert 0.25 <= off.mean() <= 0.45 and off.min() > 0.15 and off.max() < 0.6, corr
+
+
+def test_scalar_correlation_and_unreachable_correlation():
+    g = labels.sample_grades(np.random.default_rng(0), 4000, 1, [0.3] * 4, 0.0, [1, 0, 0])
+    assert np.abs(labels.binary_correlation(g.reshape(-1, 4))[~np.eye(4, dtype=bool)]).max() < 0.05
+    with pytest.raises(ValueError, match="cannot be reached"):
+        labels.latent_correlation(labels.correlation_matrix(0.9), [0.05, 0.9, 0.3, 0.3])
+
+
+def test_labels_csv_schema_and_wild_spellings(cohort, broken):
+    raw = pd.read_csv(cohort / "labels.csv", dtype=str, keep_default_na=False)
+    assert list(raw.columns) == list(labels.LABEL_COLUMNS)
+    assert set(raw["side"]) <= {"left", "right", "L", "R"} and {"L", "R"} & set(raw["side"])
+    cells = raw[list(TARGETS)].to_numpy().ravel()
+    assert set(cells) - {"0", "1", "2", "3"} - set(labels.MISSING_SPELLINGS) <= set(
+        __import__("osteoloc.phantom.cohort", fromlist=["JUNK_GRADES"]).JUNK_GRADES)
+    assert len(set(cells) & set(labels.MISSING_SPELLINGS)) >= 3
+    # every known grade equals the truth's grade for that hip
+    with h5py.File(cohort / "truth.h5") as truth:
+        by_subject = {truth["params"][k].attrs["subject"]: truth["params"][k].attrs["grades"] for k in truth["params"]}
+    junk = set(broken.loc[broken["kind"] == "junk_grade", "subject"])
+    for row in raw.itertuples():
+        s = 0 if row.side in ("right", "R") else 1
+        for t, target in enumerate(TARGETS):
+            cell = getattr(row, target)
+            if cell in ("0", "1", "2", "3"):
+                assert int(cell) == by_subject[row.subject][s, t]
+            elif cell not in labels.MISSING_SPELLINGS:
+                assert row.subject in junk
+
+
+# --- anatomy and points -------------------------------------------------------------------------------
+
+def fit_circle(points):
+    x, y = points[:, 0], points[:, 1]
+    a = np.stack([x, y, np.ones_like(x)], axis=1)
+    c, *_ = np.linalg.lstsq(a, x**2 + y**2, rcond=None)
+    cx, cy = c[0] / 2, c[1] / 2
+    return cx, cy, np.sqrt(c[2] + cx**2 + cy**2)
+
+
+def test_points_inside_image_realistic_and_on_drawn_edges(cohort, manifest, broken):
+    checked = 0
+    for row in good_rows(manifest, broken).itertuples():
+        ds, image, sp = read_image(cohort / row.image_path)
+        pts_mm = read_pts(cohort / row.manual_points_path)
+        assert pts_mm.shape == (160, 2)
+        px = pts_mm / sp
+        assert (px >= 0).all() and (px[:, 0] <= ds.Columns - 1).all() and (px[:, 1] <= ds.Rows - 1).all()
+        # the anatomical right hip is on the image's left
+        assert pts_mm[:80, 0].mean() < pts_mm[80:, 0].mean()
+        smooth = ndimage.gaussian_filter(image, 1.5)
+        grad = np.hypot(ndimage.sobel(smooth, 0), ndimage.sobel(smooth, 1))
+        local_max = ndimage.maximum_filter(grad, size=5)
+        strong = np.percentile(grad, 70)
+        for hip in (pts_mm[:80], pts_mm[80:]):
+            for curve in anatomy.CURVES.values():
+                gaps = np.linalg.norm(np.diff(hip[list(curve)], axis=0), axis=1)
+                assert gaps.max() < 75.0
+            r = fit_circle(hip[list(anatomy.HEAD_INDICES)])[2]
+            assert 20.0 - 0.5 <= r <= 28.0 + 0.5 and r < 40
+        ij = np.rint(px[:, ::-1]).astype(int)
+        on_edge = local_max[ij[:, 0], ij[:, 1]] > strong
+        assert on_edge.mean() == 1.0, np.flatnonzero(~on_edge) % 80
+        checked += 1
+    assert checked >= 10
+
+
+def test_automatic_points_err_like_bonefinder(cohort, manifest, broken):
+    errors = []
+    split = 0
+    for row in good_rows(manifest, broken).itertuples():
+        exact = read_pts(cohort / row.manual_points_path)
+        p = cohort / row.points_path
+        if p.suffix == ".pts":
+            auto = read_pts(p)
+        else:
+            split += 1
+            auto = np.concatenate([read_pts(f"{p}_L.pts"), read_pts(f"{p}_R.pts")])
+        errors.append(np.linalg.norm(auto - exact, axis=1))
+    e = np.concatenate(errors)
+    assert 0.5 < np.median(e) < 3.0 and e.max() < 20.0
+    assert split >= 1  # some automatic points come as per-hip _L / _R files
+
+
+# --- lesions ------------------------------------------------------------------------------------------
+
+def test_lesion_masks_sit_at_their_target_groups_and_grow_with_grade(cohort, manifest, broken):
+    areas = {1: [], 2: [], 3: []}
+    with h5py.File(cohort / "truth.h5") as truth:
+        assert list(truth.attrs["targets"]) == list(TARGETS)
+        for row in good_rows(manifest, broken).itertuples():
+            stem = stem_of(row.image_path)
+            mask = truth["masks"][stem][:]
+            grades = truth["params"][stem].attrs["grades"]
+            sp = truth["params"][stem].attrs["spacing_mm"]
+            pts = read_pts(cohort / row.manual_points_path)
+            for s in range(2):
+                for t, target in enumerate(TARGETS):
+                    m = (mask >> (4 * s + t)) & 1
+                    if grades[s, t] == 0:
+                        assert m.sum() == 0
+                        continue
+                    assert m.sum() > 0, (stem, s, target)
+                    cy, cx = ndimage.center_of_mass(m)
+                    group = pts[[80 * s + i for i in GROUPS[target]]]
+                    d = np.linalg.norm(group - np.array([cx, cy]) * sp, axis=1).min()
+                    assert d < 12.0, (stem, s, target, d)
+                    areas[int(grades[s, t])].append(m.sum() * sp**2)
+    assert np.mean(areas[1]) < np.mean(areas[2]) < np.mean(areas[3])
+
+
+def test_difficulty_knob_is_monotone():
+    easy, hard = Difficulty.from_number(0.0), Difficulty.from_number(1.0)
+    assert easy.size_scale > hard.size_scale and easy.contrast > hard.contrast
+    assert easy.mimic_probability < hard.mimic_probability
+
+
+def test_shortcut_cue_tracks_its_target_and_stays_off_target_zones(tmp_path):
+    cfg = {"subjects": 6, "broken_fraction": 0.0, "cue": {"enabled": True, "target": "osteo_acet_inf",
+                                                         "strength": 1.0}}
+    make_cohort(cfg, tmp_path)
+    man = pd.read_csv(tmp_path / "manifest.csv")
+    with h5py.File(tmp_path / "truth.h5") as truth:
+        for row in man.itertuples():
+            attrs = truth["params"][stem_of(row.image_path)].attrs
+            np.testing.assert_array_equal(attrs["cue"], attrs["grades"][:, 3] > 0)
+    off = make_cohort({**cfg, "cue": {"enabled": False}}, tmp_path / "off")
+    assert off["cue"]["enabled"] is False
+    # the marker is a bright square: the image with markers differs only around the marker corner
+    hip = anatomy.build_hip(anatomy.draw_hip_params(np.random.default_rng(0)), 88.0)
+    corner = hip.sites["cue_corner"]
+    for target, idx in GROUPS.items():
+        assert np.linalg.norm(hip.points[idx] - corner, axis=1).min() > 20.0
+
+
+# --- DICOM --------------------------------------------------------------------------------------------
+
+def test_dicom_variety_is_present_and_readable(cohort, manifest, broken):
+    seen = {"photometric": set(), "bits": set(), "spacing": set(), "syntax": set(), "modality": set()}
+    for row in good_rows(manifest, broken).itertuples():
+        ds, image, _ = read_image(cohort / row.image_path)
+        seen["photometric"].add(ds.PhotometricInterpretation)
+        seen["bits"].add(int(ds.BitsStored))
+        seen["spacing"].add(tuple(t for t in ("PixelSpacing", "ImagerPixelSpacing") if t in ds))
+        seen["syntax"].add(ds.file_meta.TransferSyntaxUID)
+        seen["modality"].add(ds.Modality)
+        assert image.shape == (ds.Rows, ds.Columns)
+        assert image.max() < 2 ** int(ds.BitsStored)
+        # fake identifiers, never the subject id
+        assert str(ds.PatientID).startswith("PID") and row.subject not in str(ds.PatientName)
+        # bone is bright once MONOCHROME1 is inverted: the femoral head beats the soft tissue beside it
+        pts = read_pts(cohort / row.manual_points_path)
+        sp = float((ds.get("PixelSpacing") or ds.ImagerPixelSpacing)[0])
+        cx, cy, r = fit_circle(pts[list(anatomy.HEAD_INDICES)])
+        head = image[int(cy / sp) - 3 : int(cy / sp) + 3, int(cx / sp) - 3 : int(cx / sp) + 3].mean()
+        assert head > np.percentile(image, 30)
+    assert seen["photometric"] == {"MONOCHROME1", "MONOCHROME2"}
+    assert seen["bits"] == {12, 16}
+    assert {("PixelSpacing",), ("ImagerPixelSpacing",)} <= seen["spacing"]
+    assert pydicom.uid.RLELossless in seen["syntax"] and pydicom.uid.ExplicitVRLittleEndian in seen["syntax"]
+    assert seen["modality"] == {"CR", "DX"}
+
+
+def test_uids_deterministic_and_unique(cohort, manifest, broken):
+    uids = set()
+    for row in good_rows(manifest, broken).itertuples():
+        ds = pydicom.dcmread(cohort / row.image_path, stop_before_pixels=True)
+        assert ds.SOPInstanceUID.startswith("2.25.")
+        uids.add(ds.SOPInstanceUID)
+    assert len(uids) == len(good_rows(manifest, broken))
+
+
+@pytest.mark.skipif(shutil.which("dciodvfy") is None, reason="dicom3tools (dciodvfy) not installed")
+def test_dciodvfy_reports_no_errors(cohort, manifest, broken):
+    rows = good_rows(manifest, broken)
+    # one file of each kind of variant
+    picked = {}
+    for row in rows.itertuples():
+        ds = pydicom.dcmread(cohort / row.image_path, stop_before_pixels=True)
+        key = (ds.Modality, ds.PhotometricInterpretation, ds.file_meta.TransferSyntaxUID)
+        picked.setdefault(key, row.image_path)
+    assert len(picked) >= 4
+    for path in picked.values():
+        done = subprocess.run(["dciodvfy", str(cohort / path)], capture_output=True, text=True)
+        errors = [line for line in (done.stdout + done.stderr).splitlines() if line.startswith("Error")]
+        assert not errors, (path, errors)
+
+
+@pytest.mark.skipif(shutil.which("dcmdump") is None, reason="dcmtk (dcmdump) not installed")
+def test_dcmdump_reads_files(cohort, manifest, broken):
+    for path in good_rows(manifest, broken)["image_path"][:3]:
+        done = subprocess.run(["dcmdump", str(cohort / path)], capture_output=True, text=True)
+        assert done.returncode == 0 and "PatientName" in done.stdout
+
+
+# --- broken inputs ------------------------------------------------------------------------------------
+
+def test_every_broken_kind_is_present_and_really_broken(cohort, manifest, broken):
+    assert set(broken["kind"]) == set(BROKEN_KINDS)
+    assert broken["image_path"].is_unique
+    raw = pd.read_csv(cohort / "labels.csv", dtype=str, keep_default_na=False)
+    for row in broken.itertuples():
+        entry = manifest[manifest["image_path"] == row.image_path].iloc[0]
+        if row.kind == "truncated_dicom":
+            with pytest.raises(Exception):
+                pydicom.dcmread(cohort / row.image_path).pixel_array
+        elif row.kind == "missing_pts":
+            assert not (cohort / entry.points_path).exists()
+        elif row.kind == "points_outside":
+            pts = read_pts(cohort / entry.points_path)
+            assert (pts[:80, 0] < 0).any()
+        elif row.kind == "junk_grade":
+            hip = raw[(raw["subject"] == row.subject) & raw["side"].isin(["right", "R"])]
+            assert hip[list(TARGETS)].isin(["7", "abc"]).any(axis=None)
+
+
+def test_manifest_columns_and_file_names(cohort, manifest):
+    assert list(manifest.columns) == ["image_path", "subject", "visit", "cohort", "points_path",
+                                      "manual_points_path"]
+    for row in manifest.itertuples():
+        name = Path(row.image_path).name
+        if row.cohort == "OAI":
+            assert row.subject.startswith("OAI-") and name.startswith(f"{row.subject}-{row.visit}-")
+        else:
+            assert row.subject.startswith("CHECK-") and name == f"{row.subject[6:]}_{row.visit}_APO.dcm"
+
+
+# --- config -------------------------------------------------------------------------------------------
+
+def test_schema_defaults_match_library_defaults():
+    schema = yaml.safe_load((ROOT / "workflow/schemas/cohort.schema.yaml").read_text())
+    props = schema["properties"]["phantom"]["properties"]
+    assert set(props) == set(DEFAULTS)
+    for key, value in DEFAULTS.items():
+        if "properties" in props[key] and key != "prevalence":
+            assert {k: v["default"] for k, v in props[key]["properties"].items()} == value, key
+        else:
+            assert props[key]["default"] == value, key
+    for key, prop in schema["properties"].items():
+        assert "description" in prop and "default" in prop, key
+
+
+def test_unknown_phantom_key_is_refused():
+    with pytest.raises(ValueError, match="unknown cohort.phantom keys"):
+        with_defaults({"subjcts": 3})
+
+
+# --- BoneFinder runner --------------------------------------------------------------------------------
+
+def test_bonefinder_command_runs_per_image_and_writes_a_manifest(cohort, manifest, tmp_path):
+    known = cohort / manifest["manual_points_path"].iloc[0]
+    user = tmp_path / "user"
+    user.mkdir()
+    rows = manifest.head(3).copy()
+    rows["image_path"] = [str(cohort / p) for p in rows["image_path"]]
+    rows.loc[rows.index[2], "image_path"] = str(tmp_path / "no such image.dcm")  # a failing run
+    rows.to_csv(user / "manifest.csv", index=False)
+    copy = (f"{sys.executable} -c \"import shutil, sys, os; "
+            f"assert os.path.exists(sys.argv[1]); shutil.copy('{known}', sys.argv[2])\" {{image}} {{points}}")
+    failures = run_bonefinder(user / "manifest.csv", copy, tmp_path / "bf" / "manifest.csv")
+    assert failures == 1
+    out = pd.read_csv(tmp_path / "bf" / "manifest.csv")
+    assert len(out) == 3 and list(out["subject"]) == list(rows["subject"])
+    for i, row in enumerate(out.itertuples()):
+        produced = tmp_path / "bf" / row.points_path
+        assert produced.exists() == (i < 2)
+        if i < 2:
+            np.testing.assert_allclose(read_pts(produced), read_pts(known))
+    with pytest.raises(ValueError, match="must contain"):
+        run_bonefinder(user / "manifest.csv", "bonefinder {image}", tmp_path / "x" / "manifest.csv")
