@@ -43,27 +43,32 @@ def axis_weights(n_in, scale, start, count):
     The same kernel as torch's `interpolate(mode="bilinear", antialias=True)`: a triangle stretched to the
     output pixel size when downsampling (so every source pixel contributes, no aliasing), plain linear
     interpolation when upsampling; truncated and renormalised at the image edge.
-    Returns (first source index, weights (count, width)).
+    Returns banded (indices, weights), both (count, K): output k = sum_j weights[k, j] * source[indices[k, j]].
     """
     support = scale if scale >= 1 else 1.0
     inv = 1.0 / scale if scale >= 1 else 1.0
     centres = scale * (np.arange(start, start + count) + 0.5)
-    lo = max(int(np.floor(centres[0] - support + 0.5)), 0)
-    hi = min(int(np.floor(centres[-1] + support + 0.5)) + 1, n_in)
-    source = np.arange(lo, hi)
-    weights = np.clip(1.0 - np.abs((source[None, :] - centres[:, None] + 0.5) * inv), 0.0, None)
+    first = np.maximum(np.floor(centres - support + 0.5), 0).astype(np.int64)
+    stop = np.minimum(np.floor(centres + support + 0.5), n_in).astype(np.int64)
+    width = int((stop - first).max())
+    indices = first[:, None] + np.arange(width)[None, :]
+    weights = np.clip(1.0 - np.abs((indices - centres[:, None] + 0.5) * inv), 0.0, None)
+    weights[indices >= stop[:, None]] = 0.0
     weights /= weights.sum(axis=1, keepdims=True)
-    return lo, weights
+    return np.minimum(indices, n_in - 1), weights
 
 
 def resample_crop(image, scale, offset, size):
     """The (size, size) window at `offset` (x0, y0) of `image` resampled by `scale`, computed from the
-    source pixels under that window only (two small matrix products), never the whole resampled image."""
+    source pixels under that window only (banded weights, a few source pixels per output pixel), never
+    from the whole resampled image."""
     x0, y0 = offset
-    row_lo, row_w = axis_weights(image.shape[0], scale, y0, size)
-    col_lo, col_w = axis_weights(image.shape[1], scale, x0, size)
-    window = image[row_lo:row_lo + row_w.shape[1], col_lo:col_lo + col_w.shape[1]].astype(np.float64)
-    return (row_w @ window @ col_w.T).astype(np.float32)
+    row_idx, row_w = axis_weights(image.shape[0], scale, y0, size)
+    col_idx, col_w = axis_weights(image.shape[1], scale, x0, size)
+    lo, hi = int(col_idx.min()), int(col_idx.max()) + 1
+    strip = image[row_idx.ravel(), lo:hi].astype(np.float64).reshape(*row_idx.shape, hi - lo)
+    rows = np.einsum("ok,okc->oc", row_w, strip)  # (size, columns of the window)
+    return np.einsum("pk,opk->op", col_w, rows[:, col_idx - lo]).astype(np.float32)
 
 
 def nearest_crop(mask, scale, offset, size):
@@ -220,7 +225,7 @@ def _preprocess_radiograph(row, keys, labels, writer, exclusions, truth_h5, *, c
     source = Path(image_path).name
     given = None if not np.isfinite(row.spacing) else float(row.spacing)
     try:
-        radiograph = read_dicom(image_path, spacing=given)
+        radiograph = read_dicom(image_path, spacing=given, dtype=None)  # native ints: crops convert
     except (ValueError, OSError) as err:
         exclusions.add("dicom", row.subject, row.visit, "", image_path, err)
         log.warning("excluded %s: %s", source, err)

@@ -45,8 +45,11 @@ def _check_spacing(path, spacing):
     return row_mm, col_mm
 
 
-def read_dicom(path, spacing=None):
+def read_dicom(path, spacing=None, dtype=np.float32):
     """Read one greyscale radiograph; `spacing` (mm, scalar or pair) is used only when the header has none.
+
+    `dtype=None` keeps the decoded integer type (saves converting a whole radiograph when only crops of
+    it are used); MONOCHROME1 is inverted either way.
 
     Raises ValueError naming the file for unreadable, non-image, colour, multi-frame, non-linear VOI LUT,
     anisotropic or spacing-less input.
@@ -82,9 +85,13 @@ def read_dicom(path, spacing=None):
         raise ValueError(f"{path}: cannot decode pixel data ({type(err).__name__}: {err})") from None
     if pixels.ndim != 2:
         raise ValueError(f"{path}: expected a 2-D image, got shape {pixels.shape}")
-    pixels = pixels.astype(np.float32, copy=False)
+    if dtype is not None:
+        pixels = pixels.astype(dtype, copy=False)
     if photometric == "MONOCHROME1":
+        if pixels.dtype.kind == "i":  # signed: max - x could overflow the type
+            pixels = pixels.astype(np.float32)
         pixels = pixels.max() - pixels  # MONOCHROME1 shows low values bright: invert so bone is high
+        # (x <= max, so this never wraps around in an unsigned type)
     return Radiograph(pixels=pixels, spacing=(row_mm, col_mm), spacing_source=source)
 
 

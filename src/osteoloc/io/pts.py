@@ -64,7 +64,13 @@ PER_HIP_SUFFIXES = {"right": ("_l",), "left": ("_r", "_rasl")}
 
 
 def _find_case_insensitive(folder, name):
-    """The file in `folder` whose name equals `name` ignoring case (None when absent or ambiguous)."""
+    """The file in `folder` whose name equals `name` ignoring case (None when absent).
+
+    The spelling as given is tried first; only a miss lists the folder (real cohorts keep thousands of
+    files in one folder, so listing it for every radiograph would make the study quadratic)."""
+    exact = folder / name
+    if exact.is_file():
+        return exact
     if not folder.is_dir():
         return None
     target = name.lower()
@@ -90,7 +96,8 @@ def resolve_hip_files(points_path):
     resolved = {}
     for side, suffixes in PER_HIP_SUFFIXES.items():
         for suffix in suffixes:
-            found = _find_case_insensitive(stem.parent, f"{stem.name}{suffix}.pts")
+            spelled = {"_l": "_L", "_r": "_R", "_rasl": "_RasL"}[suffix]  # BoneFinder's own spelling first
+            found = _find_case_insensitive(stem.parent, f"{stem.name}{spelled}.pts")
             if found is not None:
                 resolved[side] = (found, "mirrored" if suffix == "_rasl" else "single")
                 break
