@@ -20,7 +20,11 @@ def cohort_manifest():
 
 
 def cohort_labels():
-    return results("cohort", "labels.csv") if COHORT["source"] == "phantom" else COHORT["labels"]
+    return (
+        results("cohort", "labels.csv")
+        if COHORT["source"] == "phantom"
+        else COHORT["labels"]
+    )
 
 
 def cohort_truth():
@@ -30,11 +34,9 @@ def cohort_truth():
     return COHORT["truth"] or []
 
 
-localrules:
-    phantom_cohort,
-
-
 rule phantom_cohort:
+    input:
+        code=library_code("make_phantom.py"),
     output:
         manifest=results("cohort", "manifest.csv"),
         labels=results("cohort", "labels.csv"),
@@ -46,6 +48,8 @@ rule phantom_cohort:
         phantom=as_json(COHORT["phantom"]),
     log:
         log_path("cohort", "phantom_cohort.log"),
+    localrule: True
+    threads: 1
     resources:
         mem_mb=2000,
         runtime=30,
@@ -55,19 +59,20 @@ rule phantom_cohort:
 
 if BONEFINDER_COMMAND:
 
-    localrules:
-        bonefinder,
-
     rule bonefinder:
         input:
             manifest=cohort_source_manifest(),
+            code=library_code("run_bonefinder.py"),
         output:
             manifest=results("cohort", "bonefinder", "manifest.csv"),
             points=directory(results("cohort", "bonefinder", "points")),
         params:
-            command=BONEFINDER_COMMAND,
+            # a function, so that snakemake leaves the template's {image} and {points} alone
+            command=lambda wildcards: BONEFINDER_COMMAND,
         log:
             log_path("cohort", "bonefinder.log"),
+        localrule: True
+        threads: 1
         resources:
             runtime=600,
         script:

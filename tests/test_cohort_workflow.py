@@ -1,0 +1,44 @@
+"""The cohort rules through snakemake: phantom_cohort on CI's study, and the bonefinder rule with a fake command."""
+
+import sys
+
+import pandas as pd
+import pytest
+from workflow_copy import CI_CONFIG, copy_workflow, snakemake, write_override
+
+from osteoloc.io.pts import read_pts
+from osteoloc.phantom.cohort import BROKEN_KINDS
+
+pytestmark = pytest.mark.workflow
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    return copy_workflow(tmp_path_factory.mktemp("cohort_wf"))
+
+
+def test_phantom_cohort_rule_on_ci_study(workdir):
+    snakemake(workdir, "phantom_cohort", "--cores", "1", "--configfile", CI_CONFIG)
+    cohort = workdir / "results" / "cohort"
+    manifest = pd.read_csv(cohort / "manifest.csv")
+    assert len(manifest) == 20 and manifest["subject"].is_unique
+    assert set(pd.read_csv(cohort / "broken.csv")["kind"]) == set(BROKEN_KINDS)
+    assert (cohort / "truth.h5").exists() and (cohort / "labels.csv").exists()
+    assert (workdir / "results" / "logs" / "cohort" / "phantom_cohort.log").read_text().strip()
+    # a second run has nothing to do
+    again = snakemake(workdir, "phantom_cohort", "--cores", "1", "--configfile", CI_CONFIG)
+    assert "Nothing to be done" in again.stdout + again.stderr
+
+
+def test_bonefinder_rule_runs_the_configured_command(workdir, tmp_path):
+    cohort = workdir / "results" / "cohort"
+    manifest = pd.read_csv(cohort / "manifest.csv")
+    known = cohort / manifest["manual_points_path"].iloc[0]
+    command = f"{sys.executable} -c \"import shutil, sys; shutil.copy('{known}', sys.argv[2])\" {{image}} {{points}}"
+    override = write_override(tmp_path, {"cohort": {"bonefinder": {"command": command}}})
+    snakemake(workdir, "bonefinder", "--cores", "1", "--configfile", CI_CONFIG, override)
+    out = pd.read_csv(cohort / "bonefinder" / "manifest.csv")
+    assert list(out["subject"]) == list(manifest["subject"])
+    for row in out.itertuples():
+        assert (cohort / "bonefinder" / row.points_path).exists()
+    assert read_pts(cohort / "bonefinder" / out["points_path"].iloc[-1]).shape == (160, 2)
