@@ -101,7 +101,7 @@ def gradcam_maps(model, images, method="auto", target_layer=None):
     if method == "identity" and not has_gap_linear_head(model):
         raise ValueError("the CAM identity needs a global-average-pool + linear head (avgpool, fc)")
     if use_identity:
-        with torch.no_grad():
+        with torch.inference_mode():  # no autograd bookkeeping at all: the identity needs no gradient
             logits, features = _forward_with_features(model, images, layer)
             raw = _raw_cam_identity(model, features)
     else:
