@@ -14,6 +14,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
@@ -151,29 +152,78 @@ def local_slurm_profile(workdir):
 
 
 def csv_outputs(results):
-    """{relative path: text} of every CSV under `results` (logs excluded)."""
+    """{relative path: content} of every CSV under `results` (logs excluded; timing columns dropped)."""
     results = Path(results)
     return {
-        str(p.relative_to(results)): p.read_text()
+        str(p.relative_to(results)): comparable_csv(p)
         for p in sorted(results.rglob("*.csv"))
         if "logs" not in p.relative_to(results).parts
     }
 
 
-def full_workflow_ready():
-    """(ready, reason): whether `snakemake -n` on the tiny study builds a DAG with every stage."""
-    proc = subprocess.run(
-        [SNAKEMAKE, "-n", "--quiet", "rules", "--cores", "1", "--configfile", CI_CONFIG],
-        cwd=REPO,
-        env=run_env(REPO),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    out = proc.stdout + proc.stderr
-    if proc.returncode != 0:
-        return False, "snakemake -n on experiments/ci.yaml fails: " + out.strip().splitlines()[-1]
-    missing = [rule for rule in ("phantom_cohort", "preprocess", "train", "explain") if rule not in out]
-    if missing:
-        return False, f"the tiny study's DAG lacks rules {missing}"
-    return True, ""
+def copy_completed(source, dest):
+    """Copy a completed run (results, .snakemake metadata, mtimes kept) so a test can change it freely."""
+    shutil.copytree(source, dest, symlinks=True, ignore=shutil.ignore_patterns("locks", "incomplete"))
+    return Path(dest)
+
+
+_JOB_HEADER = re.compile(r"^(?:local)?(?:rule|checkpoint) (\w+):$")
+_WILDCARDS = re.compile(r"^\s+wildcards: (.*)$")
+
+
+def planned(workdir, *args):
+    """[(rule, {wildcard: value})] of every job `snakemake -n` would run ([] when nothing is to be done)."""
+    proc = snakemake(workdir, "-n", *args)
+    jobs = []
+    for line in (proc.stdout + "\n" + proc.stderr).splitlines():
+        if m := _JOB_HEADER.match(line.strip()):
+            jobs.append((m.group(1), {}))
+        elif (m := _WILDCARDS.match(line)) and jobs:
+            jobs[-1][1].update(item.split("=", 1) for item in m.group(1).split(", "))
+    if not jobs and "Nothing to be done" not in proc.stdout + proc.stderr:
+        raise AssertionError(f"no jobs and no 'Nothing to be done' in snakemake -n:\n{proc.stdout}\n{proc.stderr}")
+    return jobs
+
+
+def comparable_csv(path):
+    """A CSV's content without columns that measure time (they differ between any two runs)."""
+    import pandas as pd
+
+    frame = pd.read_csv(path)
+    timing = [c for c in frame.columns if "second" in c.lower() or c.lower() in ("time", "elapsed", "runtime")]
+    return frame.drop(columns=timing).to_csv(index=False)
+
+
+@pytest.fixture(scope="session")
+def completed_study(tmp_path_factory):
+    """A copy of the workflow with the tiny study run to completion locally (shared by the test files).
+
+    Tests that change it must put it back as it was (content and mtimes); copying a completed run is no
+    substitute, since the rules' library inputs are absolute paths into the copy.
+    """
+    workdir = copy_workflow(tmp_path_factory.mktemp("completed") / "study")
+    snakemake(workdir, "--cores", "2", "--configfile", CI_CONFIG, timeout=1800)
+    return workdir
+
+
+def write_override(tmp_path, block):
+    """A config file holding `block`; passed after experiments/ci.yaml it overrides just those keys."""
+    path = Path(tmp_path) / "override.yaml"
+    path.write_text(yaml.safe_dump(block))
+    return path
+
+
+_RULE = re.compile(r"^(?:rule|checkpoint) (\w+):")
+_SCRIPT = re.compile(r"""["'](?:\.\./)*scripts/(\w+)\.py["']""")
+
+
+def script_rules(workdir):
+    """{script stem: [rule names]} from the workflow's .smk files."""
+    mapping, rule = {}, None
+    for smk in sorted((Path(workdir) / "workflow" / "rules").glob("*.smk")):
+        for line in smk.read_text().splitlines():
+            if m := _RULE.match(line.strip()):
+                rule = m.group(1)
+            elif (m := _SCRIPT.search(line)) and rule:
+                mapping.setdefault(m.group(1), []).append(rule)
+    return mapping
