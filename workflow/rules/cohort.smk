@@ -41,7 +41,12 @@ rule phantom_cohort:
         manifest=results("cohort", "manifest.csv"),
         labels=results("cohort", "labels.csv"),
         truth=results("cohort", "truth.h5"),
-        broken=results("cohort", "broken.csv"),
+        broken=report(
+            results("cohort", "broken.csv"),
+            caption="../report/phantom_broken.rst",
+            category="Cohort",
+            labels={"table": "phantom broken inputs"},
+        ),
         images=directory(results("cohort", "images")),
         points=directory(results("cohort", "points")),
     params:
