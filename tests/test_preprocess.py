@@ -12,7 +12,7 @@ from osteoloc.exclusions import TooManyExclusions
 from osteoloc.io.group_h5 import export_group_h5, import_group_study
 from osteoloc.io.pts import write_pts
 from osteoloc.io.study_h5 import load_study
-from osteoloc.landmarks import DEFAULT_GROUPS
+from osteoloc.landmarks import DEFAULT_GROUPS, target_groups
 from osteoloc.preprocess import crop_offset, preprocess_hip, preprocess_study, resample_crop, to_crop, to_resampled
 from osteoloc.targets import TARGETS
 from osteoloc.testing import make_cohort, radiograph_points_mm, synthetic_pixels, write_dicom, write_labels
@@ -299,3 +299,44 @@ def test_group_hdf5_import_reproduces_the_crop(tmp_path, processed):
     with pytest.raises(ValueError, match="crop_size"):
         import_group_study(tmp_path / "group.h5", processed["dir"], processed["labels"], imported,
                            tmp_path / "excl.csv", groups=DEFAULT_GROUPS, max_excluded_fraction=0.9, crop_size=224)
+
+
+# --- end to end on CI's phantom study -----------------------------------------------------------------
+@pytest.mark.workflow
+def test_workflow_preprocess_and_figure1_on_the_ci_phantom(tmp_path):
+    """The rules on experiments/ci.yaml: HDF5 checked against the phantom's truth, every broken input
+    excluded with its reason, both sides in the same orientation, Figure 1 written."""
+    from workflow_copy import CI_CONFIG, copy_workflow, snakemake
+
+    workdir = copy_workflow(tmp_path / "wf")
+    snakemake(workdir, "figure_landmarks", "--cores", "2", "--configfile", CI_CONFIG)
+    results = workdir / "results"
+    study = load_study(results / "preprocess" / "study.h5")
+    spacing = study.attrs["spacing_mm"]
+    assert study.truth_masks is not None and len(study) > 0
+    assert not np.isnan(study.contour_manual).any()  # the phantom's exact points, as manual points
+    # lesions of graded targets lie at their target group (exact points): within a lesion's protrusion
+    for i in range(len(study)):
+        groups, _ = target_groups(study.contour_manual[i], study.group_indices)
+        for t in range(len(TARGETS)):
+            if study.grades[i, t] > 0:
+                ys, xs = np.nonzero(study.truth_masks[i, t])
+                assert len(xs), (i, t)
+                distance = np.nanmin(np.linalg.norm(groups[t] - [xs.mean(), ys.mean()], axis=1)) * spacing
+                assert distance < 8.0, (study.meta.iloc[i].to_dict(), TARGETS[t], distance)
+    # every crop looks like a right hip: lateral sourcil end and head-neck junction left of the head centre
+    assert (study.contour_manual[:, 67, 0] < study.head_circle[:, 0]).all()
+    assert (study.contour_manual[:, 13, 0] < study.head_circle[:, 0]).all()
+    right = study.images[study.meta.side == "right"].mean(axis=0)
+    left = study.images[study.meta.side == "left"].mean(axis=0)
+    assert np.corrcoef(right.ravel(), left.ravel())[0, 1] > 0.7
+    assert np.corrcoef(right.ravel(), left.ravel())[0, 1] > np.corrcoef(right.ravel(), left[:, ::-1].ravel())[0, 1]
+    # each broken input of the phantom is in the exclusions table
+    broken = pd.read_csv(results / "cohort" / "broken.csv", keep_default_na=False)
+    excluded = pd.read_csv(results / "preprocess" / "exclusions.csv", keep_default_na=False)
+    for row in broken.itertuples():
+        sides = [row.side] if row.side else ["", "right", "left"]
+        rows = excluded[(excluded.subject == row.subject) & excluded.side.isin(sides)]
+        assert len(rows), f"broken input {row.kind} of {row.subject} not excluded"
+    assert (results / "report" / "figures" / "figure1.png").stat().st_size > 0
+    assert (results / "report" / "figures" / "figure1.pdf").stat().st_size > 0
