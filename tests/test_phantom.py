@@ -378,3 +378,14 @@ def test_bonefinder_command_runs_per_image_and_writes_a_manifest(cohort, manifes
             np.testing.assert_allclose(read_pts(produced), read_pts(known))
     with pytest.raises(ValueError, match="must contain"):
         run_bonefinder(user / "manifest.csv", "bonefinder {image}", tmp_path / "x" / "manifest.csv")
+
+
+def test_visits_share_the_subject_and_anatomy(tmp_path):
+    make_cohort({"subjects": 2, "visits": 2, "broken_fraction": 0.0, "oai_fraction": 0.0}, tmp_path)
+    man = pd.read_csv(tmp_path / "manifest.csv")
+    assert list(man["visit"]) == ["T00", "T01", "T00", "T01"]
+    assert all(Path(p).name.endswith(f"_{v}_APO.dcm") for p, v in zip(man["image_path"], man["visit"]))
+    with h5py.File(tmp_path / "truth.h5") as truth:
+        radii = [truth["params"][stem_of(p)].attrs["head_radius_mm"] for p in man["image_path"]]
+    np.testing.assert_allclose(radii[0], radii[1])
+    assert not np.allclose(radii[0], radii[2])
