@@ -22,7 +22,7 @@ from osteoloc.targets import TARGETS
 ROOT = Path(__file__).resolve().parents[1]
 GROUPS = {"osteo_fem_sup": [13, 78, 14, 15], "osteo_fem_inf": [19, 20, 21], "osteo_acet_sup": [67],
           "osteo_acet_inf": [71]}
-SMALL = {"subjects": 16, "seed": 3, "broken_fraction": 0.01, "missing_fraction": 0.15, "split_pts_fraction": 0.4,
+SMALL = {"subjects": 16, "seed": 3, "spacing_mm": [0.75, 0.8], "broken_fraction": 0.01, "missing_fraction": 0.15, "split_pts_fraction": 0.4,
          "dicom": {"cr_fraction": 0.4, "monochrome1_fraction": 0.5, "bits12_fraction": 0.5,
                    "pixel_spacing_fraction": 0.5, "rle_fraction": 0.4},
          "prevalence": {"osteo_fem_sup": 0.5, "osteo_fem_inf": 0.5, "osteo_acet_sup": 0.5, "osteo_acet_inf": 0.5}}
@@ -65,7 +65,7 @@ def stem_of(image_path):
 # --- determinism --------------------------------------------------------------------------------------
 
 def test_same_seed_same_bytes_and_arrays(tmp_path):
-    cfg = {"subjects": 3, "broken_fraction": 0.0, "dicom": {"rle_fraction": 0.5}}
+    cfg = {"subjects": 2, "broken_fraction": 0.0, "spacing_mm": [0.8, 0.8], "dicom": {"rle_fraction": 0.5}}
     make_cohort(cfg, tmp_path / "a")
     make_cohort(cfg, tmp_path / "b")
     files = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*") if p.is_file())
@@ -226,17 +226,15 @@ def test_difficulty_knob_is_monotone():
 
 
 def test_shortcut_cue_tracks_its_target_and_stays_off_target_zones(tmp_path):
-    cfg = {"subjects": 6, "broken_fraction": 0.0, "cue": {"enabled": True, "target": "osteo_acet_inf",
-                                                         "strength": 1.0}}
+    cfg = {"subjects": 4, "broken_fraction": 0.0, "spacing_mm": [0.8, 0.8],
+           "cue": {"enabled": True, "target": "osteo_acet_inf", "strength": 1.0}}
     make_cohort(cfg, tmp_path)
     man = pd.read_csv(tmp_path / "manifest.csv")
     with h5py.File(tmp_path / "truth.h5") as truth:
         for row in man.itertuples():
             attrs = truth["params"][stem_of(row.image_path)].attrs
             np.testing.assert_array_equal(attrs["cue"], attrs["grades"][:, 3] > 0)
-    off = make_cohort({**cfg, "cue": {"enabled": False}}, tmp_path / "off")
-    assert off["cue"]["enabled"] is False
-    # the marker is a bright square: the image with markers differs only around the marker corner
+    assert with_defaults({})["cue"]["enabled"] is False  # off by default
     hip = anatomy.build_hip(anatomy.draw_hip_params(np.random.default_rng(0)), 88.0)
     corner = hip.sites["cue_corner"]
     for target, idx in GROUPS.items():
@@ -381,7 +379,8 @@ def test_bonefinder_command_runs_per_image_and_writes_a_manifest(cohort, manifes
 
 
 def test_visits_share_the_subject_and_anatomy(tmp_path):
-    make_cohort({"subjects": 2, "visits": 2, "broken_fraction": 0.0, "oai_fraction": 0.0}, tmp_path)
+    make_cohort({"subjects": 2, "visits": 2, "broken_fraction": 0.0, "oai_fraction": 0.0,
+                 "spacing_mm": [0.8, 0.8]}, tmp_path)
     man = pd.read_csv(tmp_path / "manifest.csv")
     assert list(man["visit"]) == ["T00", "T01", "T00", "T01"]
     assert all(Path(p).name.endswith(f"_{v}_APO.dcm") for p, v in zip(man["image_path"], man["visit"]))
