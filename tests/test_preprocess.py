@@ -340,3 +340,22 @@ def test_workflow_preprocess_and_figure1_on_the_ci_phantom(tmp_path):
         assert len(rows), f"broken input {row.kind} of {row.subject} not excluded"
     assert (results / "report" / "figures" / "figure1.png").stat().st_size > 0
     assert (results / "report" / "figures" / "figure1.pdf").stat().st_size > 0
+
+
+def test_an_unforeseen_error_is_recorded_not_raised(tmp_path, monkeypatch):
+    import osteoloc.preprocess as pre
+
+    manifest, labels = make_cohort(tmp_path, 3, shape=SHAPE, spacing=SPACING)
+    real = pre.read_hip_points
+
+    def flaky(path, *args):
+        if "00001" in str(path):
+            raise RuntimeError("simulated bug")
+        return real(path, *args)
+
+    monkeypatch.setattr(pre, "read_hip_points", flaky)
+    kept = preprocess_study(manifest, labels, tmp_path / "study.h5", tmp_path / "excl.csv", **SETTINGS)
+    table = pd.read_csv(tmp_path / "excl.csv", keep_default_na=False)
+    assert kept == 4
+    assert table.stage.tolist() == ["error"] and "RuntimeError: simulated bug" in table.reason[0]
+    assert table.subject[0] == "CHECK-00001" and table.side[0] == ""

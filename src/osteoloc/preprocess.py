@@ -203,8 +203,15 @@ def preprocess_study(manifest_path, labels_path, study_path, exclusions_path, *,
                 for side in SIDES:
                     keys[side] = hip_key(row.subject, row.visit, side)
                     seen.add(keys[side])
-                _preprocess_radiograph(row, keys, labels, writer, exclusions, truth_h5,
-                                       crop_size=crop_size, spacing_mm=spacing_mm, groups=groups)
+                try:
+                    _preprocess_radiograph(row, keys, labels, writer, exclusions, truth_h5,
+                                           crop_size=crop_size, spacing_mm=spacing_mm, groups=groups)
+                except Exception as err:  # noqa: BLE001 - one bad file must not stop the study
+                    # Unforeseen trouble (a bug or an input nobody anticipated): recorded, with the
+                    # traceback in the log; if it hits many files the excluded-fraction check fails loudly.
+                    log.exception("unexpected error on %s", row.image_path)
+                    exclusions.add("error", row.subject, row.visit, "", row.image_path,
+                                   f"unexpected {type(err).__name__}: {err}")
             for key in sorted(set(labels.grades) - seen):
                 exclusions.add("labels", *labels.spelled[key], key[2], labels_path,
                                "labels but no radiograph in the manifest")
@@ -264,9 +271,14 @@ def _preprocess_radiograph(row, keys, labels, writer, exclusions, truth_h5, *, c
         try:
             crop = preprocess_hip(radiograph.pixels, radiograph.spacing, hip, side, crop_size, spacing_mm,
                                   manual_points=manual.get(side), masks=_truth_masks(truth_h5, stem, side))
-        except (CropError, ValueError) as err:
+            cohort = row.cohort or labels.cohort.get(key, "")
+            record = hip_record(crop, labels.grades[key], groups, crop_size, row.subject, row.visit, side,
+                                cohort, source, radiograph.spacing, radiograph.spacing_source)
+        except ValueError as err:  # CropError included
             exclude("crop", image_path, err)
             continue
-        cohort = row.cohort or labels.cohort.get(key, "")
-        writer.append(hip_record(crop, labels.grades[key], groups, crop_size, row.subject, row.visit, side,
-                                 cohort, source, radiograph.spacing, radiograph.spacing_source))
+        except Exception as err:  # noqa: BLE001 - unforeseen: recorded for this hip, traceback in the log
+            log.exception("unexpected error on %s %s", source, side)
+            exclude("error", image_path, f"unexpected {type(err).__name__}: {err}")
+            continue
+        writer.append(record)

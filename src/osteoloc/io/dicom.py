@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import pydicom
-from pydicom.errors import InvalidDicomError
 
 GREYSCALE = ("MONOCHROME1", "MONOCHROME2")
 # Relative tolerance for calling a spacing isotropic (header values are decimal strings).
@@ -57,7 +56,7 @@ def read_dicom(path, spacing=None, dtype=np.float32):
     path = Path(path)
     try:
         ds = pydicom.dcmread(path)
-    except (InvalidDicomError, OSError, EOFError, ValueError, TypeError, KeyError) as err:
+    except Exception as err:  # noqa: BLE001 - a damaged header can fail in many ways; all mean "unreadable"
         raise ValueError(f"{path}: not a readable DICOM file ({type(err).__name__}: {err})") from None
     if "PixelData" not in ds:
         raise ValueError(f"{path}: DICOM holds no image (no PixelData)")
