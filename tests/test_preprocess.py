@@ -359,3 +359,18 @@ def test_an_unforeseen_error_is_recorded_not_raised(tmp_path, monkeypatch):
     assert kept == 4
     assert table.stage.tolist() == ["error"] and "RuntimeError: simulated bug" in table.reason[0]
     assert table.subject[0] == "CHECK-00001" and table.side[0] == ""
+
+
+def test_duplicate_manifest_rows_and_empty_points_path(tmp_path):
+    manifest_path, labels = make_cohort(tmp_path, 3, shape=SHAPE, spacing=SPACING)
+    manifest = pd.read_csv(manifest_path)
+    manifest = pd.concat([manifest, manifest.iloc[[0]]], ignore_index=True)
+    manifest.loc[1, "points_path"] = ""
+    manifest.to_csv(manifest_path, index=False)
+    kept = preprocess_study(manifest_path, labels, tmp_path / "study.h5", tmp_path / "excl.csv", **SETTINGS)
+    table = pd.read_csv(tmp_path / "excl.csv", keep_default_na=False)
+    assert kept == 4 and len(load_study(tmp_path / "study.h5", images=False)) == 4
+    duplicate = table[table.reason.str.contains("duplicate manifest row")]
+    assert duplicate.subject.tolist() == ["CHECK-00000"]
+    empty = table[table.subject == "CHECK-00001"]
+    assert sorted(empty.side) == ["left", "right"] and (empty.reason == "no points_path given").all()

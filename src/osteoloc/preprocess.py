@@ -199,10 +199,12 @@ def preprocess_study(manifest_path, labels_path, study_path, exclusions_path, *,
     try:
         with StudyWriter(study_path, crop_size, spacing_mm, groups, with_truth=truth_h5 is not None) as writer:
             for row in manifest.itertuples(index=False):
-                keys = {}
-                for side in SIDES:
-                    keys[side] = hip_key(row.subject, row.visit, side)
-                    seen.add(keys[side])
+                keys = {side: hip_key(row.subject, row.visit, side) for side in SIDES}
+                if keys["right"] in seen:  # a second radiograph of one subject and visit: which one is meant?
+                    exclusions.add("dicom", row.subject, row.visit, "", row.image_path,
+                                   "duplicate manifest row for this subject and visit (the first one is used)")
+                    continue
+                seen.update(keys.values())
                 try:
                     _preprocess_radiograph(row, keys, labels, writer, exclusions, truth_h5,
                                            crop_size=crop_size, spacing_mm=spacing_mm, groups=groups)

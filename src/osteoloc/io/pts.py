@@ -112,6 +112,8 @@ def read_hip_points(points_path, image_shape, spacing=None):
     Returns (points, problems): points {side: (80, 2) float array}, problems {side: reason} for every
     side that could not be read.
     """
+    if not str(points_path).strip() or str(points_path) == ".":
+        return {}, {side: "no points_path given" for side in ("right", "left")}
     files = resolve_hip_files(points_path)
     points, problems = {}, {}
     cache = {}
