@@ -23,7 +23,7 @@ from workflow_copy import (
 pytestmark = pytest.mark.workflow
 
 RUN = "results/train/baseline/seed0"
-EPOCHS = 6  # enough epochs that the kill lands mid-run
+EPOCHS = 4  # enough epochs that the kill lands mid-run
 
 
 def _epochs_in_checkpoint(path):

@@ -4,6 +4,7 @@ The justified findings are listed in docs/cluster.md under "Lint findings we kee
 each; any other finding fails the test, and so does a justification that no longer matches a finding.
 """
 
+import functools
 import re
 import subprocess
 from pathlib import Path
@@ -21,6 +22,7 @@ def _snakemake_files():
     return [REPO / "Snakefile", *sorted((REPO / "workflow" / "rules").glob("*.smk"))]
 
 
+@functools.cache
 def _lint_findings(configfile):
     """[(kind, name, title)] of `snakemake --lint` on the given study."""
     proc = subprocess.run(
@@ -36,7 +38,7 @@ def _lint_findings(configfile):
             findings.append((*target, m.group(1)))
     if proc.returncode != 0 and not findings:
         raise AssertionError(f"snakemake --lint failed without lints:\n{out[-5000:]}")
-    return findings
+    return tuple(findings)
 
 
 def _justified_titles():

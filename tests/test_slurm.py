@@ -5,20 +5,27 @@ daemons cannot be started (not root). Stops the daemons it started, also when a 
 """
 
 import os
+import re
 import shutil
 import subprocess
 import textwrap
 from pathlib import Path
 
 import pytest
+import torch
 from workflow_copy import (
     CI_CONFIG,
     REPO,
+    completed_study,  # noqa: F401 (fixture)
     copy_profiles,
     copy_workflow,
     csv_outputs,
+    kill_group,
     local_slurm_profile,
     snakemake,
+    start_snakemake,
+    wait_for,
+    write_override,
 )
 
 pytestmark = [pytest.mark.workflow, pytest.mark.slurm]
@@ -99,10 +106,10 @@ def test_scratch_workflow_heavy_rule_on_gpu_partition_cheap_rule_local(local_slu
     assert (tmp_path / "out/summary.csv").read_text().split() == ["slurm_job", "none"], "localrule ran local"
 
 
-def test_tiny_study_through_slurm_matches_a_local_run(local_slurm, tmp_path):
-    """The whole tiny study through profiles/slurm gives the same tables as a local run (CPU, seeded)."""
-    local = copy_workflow(tmp_path / "local")
-    snakemake(local, "--cores", "2", "--configfile", CI_CONFIG)
+def test_tiny_study_through_slurm_matches_a_local_run(local_slurm, completed_study, tmp_path):
+    """The whole tiny study through profiles/slurm gives the same CSVs as a local run (CPU, seeded); timing
+    columns aside."""
+    local = completed_study
     cluster = copy_workflow(tmp_path / "slurm")
     profile = local_slurm_profile(cluster)
     run = snakemake(cluster, "--profile", profile, "--configfile", CI_CONFIG, timeout=1800)
@@ -114,3 +121,39 @@ def test_tiny_study_through_slurm_matches_a_local_run(local_slurm, tmp_path):
     assert sorted(cluster_csv) == sorted(local_csv)
     differing = [name for name in local_csv if local_csv[name] != cluster_csv[name]]
     assert not differing, f"SLURM and local runs differ in {differing}"
+
+
+def _last_epochs(path):
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception:
+        return 0
+    return 0 if checkpoint.get("done") else len(checkpoint["history"])
+
+
+def test_scancelled_training_is_retried_and_resumes_from_its_checkpoint(local_slurm, tmp_path):
+    """scancel a training job mid-run: the profile's retry resubmits it and training resumes at its last
+    epoch instead of starting over; the run then completes."""
+    workdir = copy_workflow(tmp_path / "study")
+    override = write_override(tmp_path, {"train": {"epochs": 6, "early_stopping_patience": 0}})
+    config = ["--configfile", CI_CONFIG, override]
+    snakemake(workdir, "--cores", "2", *config, "results/splits/seed0.csv")  # prerequisites, locally
+    run_dir = workdir / "results/train/baseline/seed0"
+    profile = local_slurm_profile(workdir)
+    log_path = tmp_path / "slurm_run.log"
+    proc = start_snakemake(workdir, "--profile", profile, *config, f"{run_dir}/best.pt", log_path=log_path)
+    try:
+        wait_for(lambda: _last_epochs(run_dir / "last.pt") >= 1, 600, "the first epoch on SLURM", proc)
+        job_ids = re.findall(r"SLURM jobid (\d+)", log_path.read_text())
+        assert job_ids, "no SLURM job id in snakemake's output"
+        epochs_before = _last_epochs(run_dir / "last.pt")
+        subprocess.run(["scancel", job_ids[-1]], check=True)
+        assert proc.wait(timeout=900) == 0, log_path.read_text()[-5000:]
+    finally:
+        if proc.poll() is None:
+            kill_group(proc)
+    assert epochs_before < 6, "the job finished before it could be cancelled"
+    log = (workdir / "results/logs/train/baseline/seed0.log").read_text()
+    assert "resuming" in log, "the retried job started over instead of resuming:\n" + log
+    assert (run_dir / "best.pt").exists()
+    assert len((run_dir / "history.csv").read_text().strip().splitlines()) == 7
