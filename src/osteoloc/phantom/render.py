@@ -24,8 +24,8 @@ class Scene:
     pelves: list = field(default_factory=list)  # (polygon, hole polygon)
     sacrum: np.ndarray | None = None
     ridges: list = field(default_factory=list)  # (polyline, width mm, strength)
-    lesions: dict = field(default_factory=dict)  # (side index, target index) -> (polygon, host side index, host)
-    mimics: list = field(default_factory=list)  # (polygon, side index, host): sub-threshold bumps, no truth
+    lesions: dict = field(default_factory=dict)  # (side index, target index) -> (polygon, host bone name)
+    mimics: list = field(default_factory=list)  # (polygon, host bone name): ungraded bumps, no truth
     markers: list = field(default_factory=list)  # closed polygons of burned-in cue markers
 
 
