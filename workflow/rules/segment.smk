@@ -1,11 +1,11 @@
 # Paper B (docs/segmentation.md): per site, landmark-centred patches -> U-Net -> test predictions and
 # metrics; then Table 1 / Table 2, confusion matrices, overlays and the weak-vs-strong table.
-# Sites are config (segment.sites); the split is the selection seed's (the same subjects as paper A's).
+# Sites are config (segment.sites); the split is that of the selection seed (the subjects of paper A).
 
 SEGMENT = config["segment"]
 SEGMENT_SITES = list(SEGMENT["sites"])
 SEGMENT_SEED = int(config["study"]["selection_seed"])
-# The weak-vs-strong table reads paper A's explain metrics of the selection seed (contracts.md section 5).
+# The weak-vs-strong table reads the paper A explain metrics of the selection seed (contracts.md section 5).
 SEGMENT_CAM_MODELS = MODELS if SEGMENT["report"]["weak_vs_strong"] else []
 
 
@@ -32,7 +32,9 @@ rule segment_patches:
     output:
         patches=results("segment", "{site}", "patches.h5"),
     params:
-        cfg=lambda w: segment_block(w.site, "patch_size", "dp_patch_size", "reference", "augment"),
+        cfg=lambda w: segment_block(
+            w.site, "patch_size", "dp_patch_size", "reference", "augment"
+        ),
         seed=SEGMENT_SEED,
     log:
         log_path("segment", "{site}", "patches.log"),
@@ -81,32 +83,52 @@ rule segment_evaluate:
         "../../scripts/segment_evaluate.py"
 
 
+# Report outputs: id -> (folder, file stem, caption file, label); each has its .md/.tex or .pdf siblings.
+SEGMENT_REPORT = {
+    "table2": ("tables", "segmentation", "segment_table2", "Paper B Table 2"),
+    "table1": (
+        "tables",
+        "segmentation_partitions",
+        "segment_table1",
+        "Paper B Table 1",
+    ),
+    "confusion": (
+        "figures",
+        "segmentation_confusion",
+        "segment_confusion",
+        "Paper B Fig. 3",
+    ),
+    "examples": (
+        "figures",
+        "segmentation_examples",
+        "segment_examples",
+        "Paper B Fig. 4",
+    ),
+}
+if SEGMENT_CAM_MODELS:
+    SEGMENT_REPORT["weak_vs_strong"] = (
+        "tables",
+        "segmentation_weak_vs_strong",
+        "segment_weak_vs_strong",
+        "Weak vs strong localisation",
+    )
+
+
 def segment_report_outputs():
-    tables, figures = results("report", "tables"), results("report", "figures")
-    outputs = {
-        "table2": report(f"{tables}/segmentation.csv", caption="../report/segment_table2.rst",
-                         category="Segmentation", labels={"table": "Paper B Table 2"}),
-        "table2_md": f"{tables}/segmentation.md",
-        "table2_tex": f"{tables}/segmentation.tex",
-        "table1": report(f"{tables}/segmentation_partitions.csv", caption="../report/segment_table1.rst",
-                         category="Segmentation", labels={"table": "Paper B Table 1"}),
-        "table1_md": f"{tables}/segmentation_partitions.md",
-        "table1_tex": f"{tables}/segmentation_partitions.tex",
-        "confusion": report(f"{figures}/segmentation_confusion.png", caption="../report/segment_confusion.rst",
-                            category="Segmentation", labels={"figure": "Paper B Fig. 3"}),
-        "confusion_pdf": f"{figures}/segmentation_confusion.pdf",
-        "examples": report(f"{figures}/segmentation_examples.png", caption="../report/segment_examples.rst",
-                           category="Segmentation", labels={"figure": "Paper B Fig. 4"}),
-        "examples_pdf": f"{figures}/segmentation_examples.pdf",
-    }
-    if SEGMENT_CAM_MODELS:
-        outputs |= {
-            "weak_vs_strong": report(f"{tables}/segmentation_weak_vs_strong.csv",
-                                     caption="../report/segment_weak_vs_strong.rst", category="Segmentation",
-                                     labels={"table": "Weak vs strong localisation"}),
-            "weak_vs_strong_md": f"{tables}/segmentation_weak_vs_strong.md",
-            "weak_vs_strong_tex": f"{tables}/segmentation_weak_vs_strong.tex",
-        }
+    outputs = {}
+    for key, (folder, stem, caption, label) in SEGMENT_REPORT.items():
+        path = results("report", folder, stem)
+        main, siblings = (
+            (".csv", (".md", ".tex")) if folder == "tables" else (".png", (".pdf",))
+        )
+        outputs[key] = report(
+            path + main,
+            caption=f"../report/{caption}.rst",
+            category="Segmentation",
+            labels={"table" if folder == "tables" else "figure": label},
+        )
+        for suffix in siblings:
+            outputs[f"{key}_{suffix[1:]}"] = path + suffix
     return outputs
 
 
@@ -116,8 +138,10 @@ rule segment_report:
         predictions=segment_outputs("predictions.h5"),
         metrics=segment_outputs("metrics.csv"),
         summaries=segment_outputs("summary.csv"),
-        cam_metrics=expand(results("explain", "{model}", f"seed{SEGMENT_SEED}", "metrics.csv"),
-                           model=SEGMENT_CAM_MODELS),
+        cam_metrics=expand(
+            results("explain", "{model}", f"seed{SEGMENT_SEED}", "metrics.csv"),
+            model=SEGMENT_CAM_MODELS,
+        ),
         code=library_code("segment_report.py"),
     output:
         **segment_report_outputs(),
