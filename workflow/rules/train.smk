@@ -64,7 +64,8 @@ def grid_histories(wildcards):
 
 
 def train_inputs(wildcards):
-    inputs = {"h5": STUDY_H5, "split": results("splits", f"seed{wildcards.seed}.csv")}
+    inputs = {"h5": STUDY_H5, "split": results("splits", f"seed{wildcards.seed}.csv"),
+              "code": library_code("train.py")}
     if wildcards.model == "prior" and SELECT_BY_GRID:
         inputs["selection"] = results("grid", "selection.json")
     return inputs
@@ -82,6 +83,7 @@ rule split:
     input:
         h5=STUDY_H5,
         user_split=TRAIN["split"]["file"] or [],
+        code=library_code("split.py"),
     output:
         results("splits", "seed{seed}.csv"),
     params:
@@ -98,6 +100,7 @@ rule train_grid_point:
     input:
         h5=STUDY_H5,
         split=results("splits", f"seed{SELECTION_SEED}.csv"),
+        code=library_code("train.py"),
     output:
         history=results("grid", "{point}", "history.csv"),
         best=results("grid", "{point}", "best.pt"),
@@ -120,6 +123,7 @@ rule train_grid_point:
 checkpoint select_prior_round:
     input:
         histories=round_points,
+        code=library_code("select_prior.py"),
     output:
         results("grid", "rounds", "round{round}.json"),
     params:
@@ -137,6 +141,7 @@ checkpoint select_prior_round:
 rule select_prior:
     input:
         rounds=all_rounds,
+        code=library_code("select_prior.py"),
     output:
         results("grid", "selection.json"),
     params:
@@ -152,7 +157,12 @@ rule train:
     input:
         unpack(train_inputs),
     output:
-        history=results("train", "{model}", "seed{seed}", "history.csv"),
+        history=report(
+            results("train", "{model}", "seed{seed}", "history.csv"),
+            caption="../report/train_history.rst",
+            category="Training",
+            labels={"model": "{model}", "seed": "{seed}"},
+        ),
         best=results("train", "{model}", "seed{seed}", "best.pt"),
     params:
         training=as_json(TRAINING),
@@ -174,6 +184,7 @@ rule figure_grid:
     input:
         selection=results("grid", "selection.json"),
         histories=grid_histories,
+        code=library_code("figure_grid.py"),
     output:
         report(
             results("report", "figures", "figureA1.png"),

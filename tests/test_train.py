@@ -1,0 +1,109 @@
+"""The training loop: outputs, baseline vs prior, ImageNet weights, and resume-after-kill."""
+
+import signal
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from test_data import write_study  # the synthetic study HDF5 (tests/ is on sys.path under pytest)
+from torchvision.models import resnet18
+
+from osteoloc.data import read_subjects
+from osteoloc.io.atomic import write_csv
+from osteoloc.model import build_model
+from osteoloc.splits import make_split
+from osteoloc.targets import TARGETS
+from osteoloc.train import HISTORY_COLUMNS, TrainSettings, train_on_study
+
+TINY = dict(epochs=2, batch_size=8, lr=1e-3, device="cpu", eval_batch_size=16)
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("study")
+    h5 = write_study(folder / "study.h5", n_subjects=14, size=64)
+    split = make_split(read_subjects(h5), (0.6, 0.4, 0.0), seed=0)
+    write_csv(split, folder / "split.csv")
+    return h5, folder / "split.csv"
+
+
+def test_baseline_and_prior_runs_write_history_and_best(study, tmp_path):
+    h5, split = study
+    torch.set_num_threads(1)
+    base = train_on_study(h5, split, TrainSettings(**TINY), tmp_path / "baseline")
+    history = pd.read_csv(tmp_path / "baseline" / "history.csv")
+    assert list(history.columns) == HISTORY_COLUMNS and history["epoch"].tolist() == [1, 2]
+    assert history["val_prior"].isna().all() and history["train_prior"].isna().all()
+    assert np.allclose(history["val_total"], history["val_bce"])
+    best = torch.load(tmp_path / "baseline" / "best.pt", weights_only=True)
+    assert best["epoch"] == base["best_epoch"] == int(history["val_bce"].idxmin()) + 1
+    assert best["config"]["prior_lambda"] == 0 and set(best["state_dict"]) == set(build_model().state_dict())
+
+    prior = TrainSettings(**TINY, prior_lambda=2.0, prior_radius=4.0, prior_sigma=8.0)
+    train_on_study(h5, split, prior, tmp_path / "prior")
+    history = pd.read_csv(tmp_path / "prior" / "history.csv")
+    assert history[["train_prior", "val_prior"]].gt(0).all().all()
+    assert np.allclose(history["val_total"], history["val_bce"] + 2.0 * history["val_prior"])
+    assert history[[f"val_auc_{t}" for t in TARGETS]].notna().any(axis=None)
+
+
+def test_imagenet_weights_fold_rgb_into_one_channel(tmp_path):
+    with pytest.raises(FileNotFoundError, match="place torchvision's ResNet-18 checkpoint.*resnet18-f37072fd"):
+        build_model("imagenet", tmp_path / "absent.pth")
+    torch.manual_seed(0)
+    rgb = resnet18(num_classes=1000).state_dict()
+    torch.save(rgb, tmp_path / "resnet18.pth")
+    model = build_model("imagenet", tmp_path / "resnet18.pth")
+    state = model.state_dict()
+    torch.testing.assert_close(state["conv1.weight"], rgb["conv1.weight"].sum(1, keepdim=True))
+    torch.testing.assert_close(state["layer3.1.conv2.weight"], rgb["layer3.1.conv2.weight"])
+    assert state["fc.weight"].shape == (4, 512)
+
+
+RUNNER = textwrap.dedent("""
+    import sys, time, torch
+    from osteoloc.train import TrainSettings, train_on_study
+    torch.set_num_threads(1)
+    settings = TrainSettings(seed=5, epochs=3, batch_size=8, lr=1e-3, device="cpu", eval_batch_size=16,
+                             prior_lambda=1.0, prior_radius=4.0, prior_sigma=8.0)
+    def pause(epoch):
+        print(f"checkpoint {epoch}", flush=True)
+        time.sleep(float(sys.argv[4]))
+    train_on_study(sys.argv[1], sys.argv[2], settings, sys.argv[3], on_epoch_end=pause)
+""")
+
+
+def _run(script, h5, split, out, pause):
+    return subprocess.Popen([sys.executable, str(script), str(h5), str(split), str(out), str(pause)],
+                            stdout=subprocess.PIPE, text=True)
+
+
+def test_resume_after_kill_gives_the_same_weights(study, tmp_path):
+    h5, split = study
+    script = tmp_path / "runner.py"
+    script.write_text(RUNNER)
+    uninterrupted = _run(script, h5, split, tmp_path / "a", 0)
+    killed = _run(script, h5, split, tmp_path / "b", 60)  # sleeps after each checkpoint: killed there
+    assert killed.stdout.readline().strip() == "checkpoint 1"
+    killed.send_signal(signal.SIGKILL)
+    killed.wait()
+    assert uninterrupted.wait(timeout=120) == 0
+    after_kill = torch.load(tmp_path / "b" / "last.pt", weights_only=False)
+    assert len(after_kill["history"]) == 1 and not (tmp_path / "b" / "best.pt").exists()
+
+    resumed = _run(script, h5, split, tmp_path / "b", 0)
+    out, _ = resumed.communicate(timeout=120)
+    assert resumed.returncode == 0 and out.split() == ["checkpoint", "2", "checkpoint", "3"]
+    for name in ("last.pt", "best.pt"):
+        a = torch.load(tmp_path / "a" / name, weights_only=False)
+        b = torch.load(tmp_path / "b" / name, weights_only=False)
+        weights_a = a["state"]["model"] if name == "last.pt" else a["state_dict"]
+        weights_b = b["state"]["model"] if name == "last.pt" else b["state_dict"]
+        assert all(torch.equal(weights_a[k], weights_b[k]) for k in weights_a), name
+    history_a = pd.read_csv(tmp_path / "a" / "history.csv").drop(columns="seconds")
+    history_b = pd.read_csv(tmp_path / "b" / "history.csv").drop(columns="seconds")
+    pd.testing.assert_frame_equal(history_a, history_b)
