@@ -227,13 +227,23 @@ def test_difficulty_knob_is_monotone():
 
 def test_shortcut_cue_tracks_its_target_and_stays_off_target_zones(tmp_path):
     cfg = {"subjects": 4, "broken_fraction": 0.0, "spacing_mm": [0.8, 0.8],
-           "cue": {"enabled": True, "target": "osteo_acet_inf", "strength": 1.0}}
+           "cue": {"enabled": True, "target": "osteo_fem_inf", "strength": 1.0}, "prevalence": SMALL["prevalence"]}
     make_cohort(cfg, tmp_path)
     man = pd.read_csv(tmp_path / "manifest.csv")
+    flags = []
     with h5py.File(tmp_path / "truth.h5") as truth:
         for row in man.itertuples():
             attrs = truth["params"][stem_of(row.image_path)].attrs
-            np.testing.assert_array_equal(attrs["cue"], attrs["grades"][:, 3] > 0)
+            np.testing.assert_array_equal(attrs["cue"], attrs["grades"][:, 1] > 0)
+            _, image, sp = read_image(tmp_path / row.image_path)
+            for s in range(2):
+                flags.append(bool(attrs["cue"][s]))
+                if attrs["cue"][s]:  # the burned-in square is brighter than anything around it
+                    x, y = np.rint(attrs["cue_xy_mm"][s] / sp).astype(int)
+                    assert image[y - 1 : y + 2, x - 1 : x + 2].mean() > np.percentile(image, 99)
+                else:
+                    assert np.isnan(attrs["cue_xy_mm"][s]).all()
+    assert any(flags) and not all(flags)
     assert with_defaults({})["cue"]["enabled"] is False  # off by default
     hip = anatomy.build_hip(anatomy.draw_hip_params(np.random.default_rng(0)), 88.0)
     corner = hip.sites["cue_corner"]

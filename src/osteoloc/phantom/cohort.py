@@ -178,7 +178,7 @@ def build_scene(layout, grades, cue_flags, cfg, diff, rng):
     sp, shape = layout["spacing"], layout["shape"]
     scene = Scene(shape=shape, spacing=sp)
     rot = layout["rotation"]
-    points, heights = [], np.zeros((2, 4))
+    points, heights, marker_xy = [], np.zeros((2, 4)), np.full((2, 2), np.nan)
     mid, hy = layout["mid"], layout["head_y"]
     sacrum = np.array([[mid - 50, hy - 300], [mid + 50, hy - 300], [mid + 40, hy - 50], [mid + 15, hy - 5],
                        [mid, hy + 8], [mid - 15, hy - 5], [mid - 40, hy - 50]])
@@ -207,7 +207,8 @@ def build_scene(layout, grades, cue_flags, cfg, diff, rng):
             corner = hip.sites["cue_corner"]
             square = corner + np.array([[-half, -half], [half, -half], [half, half], [-half, half]])
             scene.markers.append(place(square))
-    return scene, np.concatenate(points), heights
+            marker_xy[s] = place(corner)
+    return scene, np.concatenate(points), heights, marker_xy
 
 
 def automatic_points(exact, rng, auto_cfg, image_mm):
@@ -283,7 +284,7 @@ def make_cohort(config, out_dir):
                     p_marker = np.where(g[:, cue_t] > 0, 0.5 + cue["strength"] / 2, 0.5 - cue["strength"] / 2)
                     cue_flags = rng.random(2) < p_marker
                 layout = layout_radiograph(cfg, subject_params, rng)
-                scene, exact, heights = build_scene(layout, g, cue_flags, cfg, diff, rng)
+                scene, exact, heights, marker_xy = build_scene(layout, g, cue_flags, cfg, diff, rng)
                 look = Look(lesion_contrast=diff.contrast, noise_sd=cfg["noise_sd"],
                             exposure_gain=float(np.exp(rng.normal(0, cfg["exposure_sd"]))),
                             exposure_offset=float(rng.normal(0, cfg["exposure_sd"])))
@@ -333,7 +334,7 @@ def make_cohort(config, out_dir):
                 pg = params_group.create_group(stem)
                 pg.attrs.update({
                     "subject": subject, "visit": visit, "cohort": cohort, "spacing_mm": layout["spacing"],
-                    "grades": g.astype(np.int8), "cue": cue_flags, "lesion_height_mm": heights,
+                    "grades": g.astype(np.int8), "cue": cue_flags, "cue_xy_mm": marker_xy, "lesion_height_mm": heights,
                     "head_radius_mm": [layout["hips"][sd].radius for sd in SIDES],
                     "rotation_deg": layout["rotation"][0], "broken": kind or "",
                     "iod": variant.iod, "photometric": variant.photometric, "bits_stored": variant.bits_stored,
