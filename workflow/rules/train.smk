@@ -11,14 +11,32 @@ STUDY_H5 = results("preprocess", "study.h5")
 SELECT_BY_GRID = PRIOR["select"] == "grid"
 
 # What every run shares (the prior's values are added per job, never here).
-TRAINING = {key: TRAIN[key] for key in ("epochs", "batch_size", "lr", "weight_decay", "rotation_degrees",
-                                        "monitor", "early_stopping_patience", "weights", "weights_path",
-                                        "amp", "channels_last", "eval_batch_size")}
+TRAINING = {
+    key: TRAIN[key]
+    for key in (
+        "epochs",
+        "batch_size",
+        "lr",
+        "weight_decay",
+        "rotation_degrees",
+        "monitor",
+        "early_stopping_patience",
+        "weights",
+        "weights_path",
+        "amp",
+        "channels_last",
+        "eval_batch_size",
+    )
+}
 TRAINING["device"] = config["study"]["device"]
 TRAIN_RESOURCES = TRAIN["resources"]
 GRID_STEPS = {axis: PRIOR["steps"][axis] for axis in ("lambda", "radius", "sigma")}
-FIRST_GRID = [point_id(p) for p in grid_points(PRIOR["grid"]["lambda"], PRIOR["grid"]["radius"],
-                                                PRIOR["grid"]["sigma"])]
+FIRST_GRID = [
+    point_id(p)
+    for p in grid_points(
+        PRIOR["grid"]["lambda"], PRIOR["grid"]["radius"], PRIOR["grid"]["sigma"]
+    )
+]
 
 
 wildcard_constraints:
@@ -64,8 +82,11 @@ def grid_histories(wildcards):
 
 
 def train_inputs(wildcards):
-    inputs = {"h5": STUDY_H5, "split": results("splits", f"seed{wildcards.seed}.csv"),
-              "code": library_code("train.py")}
+    inputs = {
+        "h5": STUDY_H5,
+        "split": results("splits", f"seed{wildcards.seed}.csv"),
+        "code": library_code("train.py"),
+    }
     if wildcards.model == "prior" and SELECT_BY_GRID:
         inputs["selection"] = results("grid", "selection.json")
     return inputs
@@ -208,4 +229,9 @@ ALL_TARGETS.extend(
     for name in ("best.pt", "history.csv")
 )
 if SELECT_BY_GRID:
-    ALL_TARGETS.extend([results("grid", "selection.json"), results("report", "figures", "figureA1.png")])
+    ALL_TARGETS.extend(
+        [
+            results("grid", "selection.json"),
+            results("report", "figures", "figureA1.png"),
+        ]
+    )
