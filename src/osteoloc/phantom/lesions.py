@@ -41,12 +41,14 @@ def acetabular_lateral_spur(hip, height, rng):
     p67 = hip.points[67]
     up = hip.sites["ilium_lateral"] - p67
     up /= np.linalg.norm(up)
-    reach = np.degrees(1.4 * height / Rs) * rng.uniform(0.85, 1.15)
+    # The lateral edge borders dark soft tissue, where a spur shows more than a bump on the head does:
+    # it is kept slimmer so that acet_sup is not the easiest target (it is the hardest in paper A).
+    reach = np.degrees(1.0 * height / Rs) * rng.uniform(0.85, 1.15)
     return np.array([
         polar(e + 5.0, Rs),
         polar(e - reach, Rs + 0.3),
-        polar(e - 0.55 * reach, Rs + 0.6 * height + 0.5),
-        p67 + up * (1.0 + 0.8 * height),
+        polar(e - 0.55 * reach, Rs + 0.4 * height + 0.3),
+        p67 + up * (1.0 + 0.6 * height),
         polar(e + 3.0, Rs + 3.0),
     ])
 
