@@ -4,7 +4,7 @@ Prints (1) per-image preprocessing time (read + landmarks + resample/crop/flip/n
 write) divided by a bare pydicom decode (`dcmread(path).pixel_array`) of the same files: goal <= 2.0;
 (2) peak memory of a preprocessing run in a fresh process at two cohort sizes: goal flat (it streams).
 
-    .venv/bin/python benchmarks/bench_preprocess.py [--small 8] [--large 32] [--shape 1500 1800]
+    .venv/bin/python benchmarks/bench_preprocess.py [--small 16] [--large 96] [--shape 1500 1800]
 """
 
 import argparse
@@ -51,17 +51,15 @@ def bare_decode(paths):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--small", type=int, default=8, help="radiographs in the small cohort")
-    parser.add_argument("--large", type=int, default=32, help="radiographs in the large cohort")
+    parser.add_argument("--small", type=int, default=16, help="radiographs in the small cohort")
+    parser.add_argument("--large", type=int, default=96, help="radiographs in the large cohort")
     parser.add_argument("--shape", type=int, nargs=2, default=(1500, 1800), help="rows cols of each radiograph")
     parser.add_argument("--spacing", type=float, default=0.2, help="source pixel spacing (mm)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--manifest", "--labels", "--out", dest="unused", help=argparse.SUPPRESS)
     args, rest = parser.parse_known_args()
-    if args.child:
-        child_args = argparse.Namespace(**dict(zip(("manifest", "labels", "out"), rest)))
-        return child(child_args)
+    if args.child:  # --child MANIFEST LABELS OUT
+        return child(argparse.Namespace(**dict(zip(("manifest", "labels", "out"), rest))))
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)

@@ -265,10 +265,10 @@ def test_truth_masks_follow_the_image(tmp_path):
 
 
 def test_streaming_writer_batches(tmp_path):
-    manifest, labels = make_cohort(tmp_path, 20, shape=(200, 300), spacing=SPACING)  # 40 hips > batch of 32
+    manifest, labels = make_cohort(tmp_path, 40, shape=(200, 300), spacing=SPACING)  # 80 hips > batch of 64
     preprocess_study(manifest, labels, tmp_path / "study.h5", tmp_path / "excl.csv", **SETTINGS)
     study = load_study(tmp_path / "study.h5")
-    assert len(study) == 40
+    assert len(study) == 80
     assert list(study.meta.subject[:4]) == ["CHECK-00000", "CHECK-00000", "CHECK-00001", "CHECK-00001"]
     assert list(study.meta.side[:2]) == ["right", "left"]
     assert not np.isnan(study.images).any()

@@ -17,6 +17,10 @@ CURVES = {
     "acetabular roof": [61, 62, 63, 79, 64, 65, 66, 67],
     "teardrop": [68, 70, 72, 69, 71],
 }
+# Every neighbouring pair of every curve, as two index arrays (one vectorised distance check).
+_PAIR_CURVE = [name for name, idx in CURVES.items() for _ in idx[1:]]
+_PAIR_A = np.array([a for idx in CURVES.values() for a in idx[:-1]])
+_PAIR_B = np.array([b for idx in CURVES.values() for b in idx[1:]])
 FEMORAL_HEAD = [13, 78, *range(14, 22)]
 SOURCIL = [79, 64, 65, 66, 67]
 
@@ -64,12 +68,12 @@ def check_hip(points_px, spacing):
     if not np.all(np.isfinite(points)):
         raise LandmarkError("non-finite point coordinates")
     mm = points * np.array([spacing[1], spacing[0]])
-    for name, indices in CURVES.items():
-        steps = np.linalg.norm(np.diff(mm[indices], axis=0), axis=1)
-        worst = int(np.argmax(steps))
-        if steps[worst] >= MAX_NEIGHBOUR_MM:
-            raise LandmarkError(f"{name}: points {indices[worst]} and {indices[worst + 1]} are "
-                                f"{steps[worst]:.1f} mm apart (limit {MAX_NEIGHBOUR_MM:g} mm; wrong numbering?)")
+    steps = np.hypot(*(mm[_PAIR_A] - mm[_PAIR_B]).T)
+    too_far = np.flatnonzero(steps >= MAX_NEIGHBOUR_MM)
+    if too_far.size:
+        k = too_far[0]
+        raise LandmarkError(f"{_PAIR_CURVE[k]}: points {_PAIR_A[k]} and {_PAIR_B[k]} are {steps[k]:.1f} mm "
+                            f"apart (limit {MAX_NEIGHBOUR_MM:g} mm; wrong numbering?)")
     for name, indices, limit in (("femoral head", FEMORAL_HEAD, MAX_HEAD_RADIUS_MM),
                                  ("sourcil", SOURCIL, MAX_SOURCIL_RADIUS_MM)):
         try:

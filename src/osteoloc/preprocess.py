@@ -15,13 +15,13 @@ import h5py
 import numpy as np
 
 from osteoloc.exclusions import Exclusions
+from osteoloc.io.atomic import write_csv
 from osteoloc.io.dicom import read_dicom
 from osteoloc.io.labels import grades_to_labels, hip_key, read_labels
 from osteoloc.io.manifest import read_manifest
 from osteoloc.io.pts import read_hip_points
 from osteoloc.io.study_h5 import HipRecord, StudyWriter
-from osteoloc.io.atomic import write_csv
-from osteoloc.landmarks import LandmarkError, check_hip, fit_circle, FEMORAL_HEAD, target_groups, validate_groups
+from osteoloc.landmarks import FEMORAL_HEAD, LandmarkError, check_hip, fit_circle, target_groups, validate_groups
 from osteoloc.targets import SIDES, TARGETS
 
 log = logging.getLogger(__name__)
@@ -156,7 +156,8 @@ def hip_record(crop, grades, groups, crop_size, subject, visit, side, cohort, so
         image=crop.image, grades=grades, labels=grades_to_labels(grades),
         contour=crop.contour.astype(np.float32), contour_manual=np.asarray(crop.contour_manual, np.float32),
         groups=group_points, valid=valid, subject=subject, visit=visit, side=side, cohort=cohort,
-        source=source, source_spacing=tuple(source_spacing), spacing_from=spacing_from, crop_offset=tuple(map(float, crop.offset)),
+        source=source, source_spacing=tuple(source_spacing), spacing_from=spacing_from,
+        crop_offset=tuple(map(float, crop.offset)),
         head_circle=tuple(map(float, crop.head_circle)), intensity=crop.intensity, truth_masks=crop.masks)
 
 

@@ -75,7 +75,8 @@ def import_group_study(group_path, points_dir, labels_path, study_path, exclusio
                 if record is not None:
                     writer.append(record)
             for key in sorted(set(labels.grades) - seen):
-                exclusions.add("labels", *labels.spelled[key], key[2], labels_path, "labels but no scan in the group HDF5")
+                exclusions.add("labels", *labels.spelled[key], key[2], labels_path,
+                               "labels but no scan in the group HDF5")
             kept = writer.count + len(writer.buffer)
             write_csv(exclusions.frame(), exclusions_path)
             exclusions.check_fraction(n_hips, kept, max_excluded_fraction)

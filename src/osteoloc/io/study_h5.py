@@ -48,7 +48,7 @@ class HipRecord:
 class StudyWriter:
     """Append HipRecords to a new study HDF5; use as a context manager (rename on success only)."""
 
-    def __init__(self, path, crop_size, spacing_mm, groups, with_truth=False, batch=32, attrs=None):
+    def __init__(self, path, crop_size, spacing_mm, groups, with_truth=False, batch=64, attrs=None):
         self.path = Path(path)
         self.crop_size = int(crop_size)
         self.groups = {t: [int(i) for i in groups[t]] for t in TARGETS}
