@@ -5,7 +5,7 @@ import logging
 
 import pandas as pd
 
-from osteoloc.explain import study_labels
+from osteoloc.explain import read_runs, study_labels
 from osteoloc.io.atomic import write_text
 from osteoloc.tables import summary_markdown
 
@@ -18,7 +18,9 @@ try:
               "true_localisation": pd.read_csv(inputs.true_localisation)}
     exclusions = pd.read_csv(inputs.exclusions, dtype=str, keep_default_na=False)
     n_hips = len(study_labels(inputs.study))
-    text = summary_markdown(params.study_name, tables, exclusions, n_hips, json.loads(params.seeds))
+    runs = [tuple(run) for run in json.loads(params.runs)]
+    metrics = read_runs(dict(zip(runs, inputs.metrics)), "metrics")
+    text = summary_markdown(params.study_name, tables, exclusions, n_hips, json.loads(params.seeds), metrics)
     write_text(text, snakemake.output.summary)  # noqa: F821
 except Exception:
     logging.exception("report_summary failed")

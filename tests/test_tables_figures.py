@@ -141,8 +141,9 @@ def test_aggregation_writes_every_table_and_figure(explained, tmp_path):
     assert set(tables["auc"]["seed"]) == {"0", "1", "mean"}
     assert len(tables["true_localisation"]) == 8
     summary = summary_markdown("tiny", tables, pd.read_csv(root / "preprocess" / "exclusions.csv"),
-                               len(labels), SEEDS)
+                               len(labels), SEEDS, metrics)
     assert "no landmarks" in summary and "improved in" in summary
+    assert "baseline: 0 of 55 positive (image, target) test pairs" in summary  # positive head: none zero
 
     maps_paths = {m: outputs[(m, 0)] / "maps.h5" for m in MODELS}
     cases = build_figures(predictions, metrics, root / "preprocess" / "study.h5", maps_paths, 0,

@@ -160,12 +160,25 @@ def build_tables(predictions, metrics, labels, selection_seed, n_bins, seed_inpu
     return tables
 
 
-def summary_markdown(study_name, tables, exclusions, n_hips, seeds):
+def undefined_maps(metrics):
+    """Per model: positive (image, target) pairs of every run and how many have a Grad-CAM map with zero
+    mass (all evidence negative), whose localisation metrics are undefined and left out."""
+    pos = positives(metrics)
+    return {model: (int((pos["model"] == model).sum()),
+                    int(pos.loc[pos["model"] == model, "spread"].isna().sum())) for model in MODELS}
+
+
+def summary_markdown(study_name, tables, exclusions, n_hips, seeds, metrics=None):
     """A short Markdown summary: the study, the key numbers, and every exclusion."""
     table_a1, auc = tables["tableA1"], tables["auc"]
     lines = [f"# {study_name}: summary", "",
              f"- hips in the study: {n_hips}; runs (seeds): {len(seeds)} ({', '.join(map(str, seeds))})",
-             f"- excluded: {len(exclusions)} (listed below)", "",
+             f"- excluded: {len(exclusions)} (listed below)"]
+    if metrics is not None:
+        for model, (n, undefined) in undefined_maps(metrics).items():
+            lines.append(f"- {model}: {undefined} of {n} positive (image, target) test pairs have an all-zero "
+                         "Grad-CAM map (undefined metrics, left out)")
+    lines += ["",
              "## Localisation over runs (Table A1; prior - baseline, negative = better)", ""]
     for _, r in table_a1.iterrows():
         lines.append(f"- {r['metric']} {SHORT_NAMES.get(r['target'], r['target'])}: baseline "

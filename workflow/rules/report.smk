@@ -120,6 +120,7 @@ rule report_summary:
         true_localisation=results("report", "tables", "true_localisation.csv"),
         exclusions=results("preprocess", "exclusions.csv"),
         study=results("preprocess", "study.h5"),
+        metrics=explain_outputs("metrics.csv"),
         code=library_code("report_summary.py"),
     output:
         summary=report(
@@ -131,6 +132,7 @@ rule report_summary:
     params:
         study_name=config["study"]["name"],
         seeds=as_json(SEEDS),
+        runs=as_json(RUNS),
     log:
         log_path("report", "summary.log"),
     script:
