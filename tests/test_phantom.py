@@ -245,6 +245,17 @@ def test_shortcut_cue_tracks_its_target_and_stays_off_target_zones(tmp_path):
                     assert np.isnan(attrs["cue_xy_mm"][s]).all()
     assert any(flags) and not all(flags)
     assert with_defaults({})["cue"]["enabled"] is False  # off by default
+    # turning the cue off changes nothing but the markers
+    make_cohort({**cfg, "cue": {**cfg["cue"], "enabled": False}}, tmp_path / "off")
+    with h5py.File(tmp_path / "truth.h5") as on, h5py.File(tmp_path / "off" / "truth.h5") as off:
+        for key in on["params"]:
+            assert not off["params"][key].attrs["cue"].any()
+            np.testing.assert_array_equal(on["masks"][key][:], off["masks"][key][:])
+    for row in man.itertuples():
+        _, with_cue, sp = read_image(tmp_path / row.image_path)
+        _, without, _ = read_image(tmp_path / "off" / row.image_path)
+        changed = np.abs(with_cue - without) > 0.05 * (without.max() - without.min())
+        assert changed.mean() < 0.01  # only the marker squares (plus rescaling) differ
     hip = anatomy.build_hip(anatomy.draw_hip_params(np.random.default_rng(0)), 88.0)
     corner = hip.sites["cue_corner"]
     for target, idx in GROUPS.items():

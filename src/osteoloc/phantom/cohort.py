@@ -279,10 +279,9 @@ def make_cohort(config, out_dir):
                 date = f"{2005 + v * 2 + int(rng.integers(0, 2))}{int(rng.integers(1, 13)):02d}{int(rng.integers(1, 29)):02d}"
                 stem, visit = _image_name(cohort, short_id, v, date)
                 g = grades[i, v]
-                cue_flags = np.zeros(2, bool)
-                if cue["enabled"]:
-                    p_marker = np.where(g[:, cue_t] > 0, 0.5 + cue["strength"] / 2, 0.5 - cue["strength"] / 2)
-                    cue_flags = rng.random(2) < p_marker
+                # drawn whether or not the cue is on, so turning it on changes nothing but the markers
+                p_marker = np.where(g[:, cue_t] > 0, 0.5 + cue["strength"] / 2, 0.5 - cue["strength"] / 2)
+                cue_flags = (rng.random(2) < p_marker) & bool(cue["enabled"])
                 layout = layout_radiograph(cfg, subject_params, rng)
                 scene, exact, heights, marker_xy = build_scene(layout, g, cue_flags, cfg, diff, rng)
                 look = Look(lesion_contrast=diff.contrast, noise_sd=cfg["noise_sd"],
