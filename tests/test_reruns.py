@@ -22,33 +22,47 @@ def _job_set(jobs):
     return {(rule, tuple(sorted(wildcards.items()))) for rule, wildcards in jobs}
 
 
+def _summary_plans(workdir, *args):
+    """{output: plan} from `snakemake --summary` (plan: "no update", "update pending", ...)."""
+    out = snakemake(workdir, "--summary", *args).stdout
+    lines = [line.split("\t") for line in out.splitlines() if line.strip()]
+    header, rows = lines[0], lines[1:]
+    assert header[0] == "output_file" and header[-1] == "plan", header
+    return {row[0]: row[-1] for row in rows}
+
+
 def test_completed_study_reruns_nothing(completed_study):
     assert planned(completed_study, "--cores", "1", "--configfile", CI_CONFIG) == []
-    changes = snakemake(completed_study, "--list-changes", "params", "--configfile", CI_CONFIG)
-    assert changes.stdout.strip() == "", f"params changes after a completed run:\n{changes.stdout}"
-    summary = snakemake(completed_study, "--summary", "--configfile", CI_CONFIG).stdout
-    rows = [line.split("\t") for line in summary.splitlines()[1:] if line.strip()]
-    assert rows, "--summary listed no outputs"
-    assert all(row[-1] == "-" for row in rows), "--summary plans work:\n" + "\n".join(
-        "\t".join(r) for r in rows if r[-1] != "-"
-    )
+    for change in ("input", "code"):  # (`--list-changes params` lists one output per job in 9.27.1)
+        listed = snakemake(completed_study, "--list-changes", change, "--configfile", CI_CONFIG).stdout
+        assert listed.strip() == "", f"--list-changes {change} after a completed run:\n{listed}"
+    plans = _summary_plans(completed_study, "--configfile", CI_CONFIG)
+    assert plans, "--summary listed no outputs"
+    pending = {output: plan for output, plan in plans.items() if plan != "no update"}
+    assert not pending, f"--summary plans work after a completed run: {pending}"
 
 
 def test_prior_hyperparameter_reruns_only_prior_jobs_and_what_follows(completed_study, tmp_path):
-    """A third prior weight in the grid: only its new grid points, the selection, and the prior model's
-    training, Grad-CAM and the report run; preprocessing, splits, the baseline and paper B are reused."""
-    override = write_override(tmp_path, {"train": {"prior": {"grid": {"lambda": [0.5, 1.0, 2.0]}}}})
+    """A second plateau radius in the prior's grid: only the new grid points, the selection, and the prior
+    model's training, Grad-CAM and the report run; preprocessing, splits, the baseline and paper B are
+    reused, and so are the grid points already trained."""
+    override = write_override(tmp_path, {"train": {"prior": {"grid": {"radius": [3.0, 5.0]}}}})
     jobs = planned(completed_study, "--cores", "1", "--configfile", CI_CONFIG, override)
     rules = _rules(jobs)
     assert {"train_grid_point", "select_prior_round", "select_prior", "train"} <= rules
-    allowed = {"train_grid_point", "select_prior_round", "select_prior", "figure_grid", "train", "explain",
-               "report_tables", "report_figures", "report_summary", "all"}
-    assert rules <= allowed, f"unrelated rules rerun: {sorted(rules - allowed)}"
+    # Everything planned follows the grid search (that includes paper B's report, which compares with the
+    # prior model's Grad-CAM), and nothing upstream of it or beside it is.
+    after_grid = planned(
+        completed_study, "--cores", "1", "--configfile", CI_CONFIG, override, "--forcerun", "train_grid_point"
+    )
+    assert _job_set(jobs) <= _job_set(after_grid), f"unrelated jobs: {_job_set(jobs) - _job_set(after_grid)}"
+    assert not rules & {"phantom_cohort", "preprocess", "split", "segment_patches", "segment_train"}
     for rule, wildcards in jobs:
         if rule in ("train", "explain"):
             assert wildcards["model"] == "prior", f"{rule} {wildcards} reruns although it has no prior"
         if rule == "train_grid_point":
-            assert wildcards["point"].startswith("lam2"), f"grid point {wildcards['point']} was already done"
+            assert "_r5_" in wildcards["point"], f"grid point {wildcards['point']} was already trained"
+            assert not (completed_study / "results" / "grid" / wildcards["point"]).exists()
 
 
 def test_report_option_reruns_only_the_report(completed_study, tmp_path):
@@ -56,9 +70,10 @@ def test_report_option_reruns_only_the_report(completed_study, tmp_path):
     rules = _rules(planned(completed_study, "--cores", "1", "--configfile", CI_CONFIG, override))
     assert "report_tables" in rules
     assert rules <= {"report_tables", "report_summary", "all"}, f"beyond the report: {sorted(rules)}"
-    changed = snakemake(completed_study, "--list-changes", "params", "--configfile", CI_CONFIG, override).stdout
-    assert changed.strip(), "--list-changes params lists no output"
-    assert all("/report/" in line for line in changed.split()), changed
+    plans = _summary_plans(completed_study, "--configfile", CI_CONFIG, override)
+    pending = sorted(output for output, plan in plans.items() if plan != "no update")
+    assert pending, "--summary plans no update"
+    assert all("/report/" in output for output in pending), pending
 
 
 def test_target_spacing_reruns_everything_downstream_of_preprocessing(completed_study, tmp_path):
