@@ -13,7 +13,8 @@ from osteoloc.io.group_h5 import export_group_h5, import_group_study
 from osteoloc.io.pts import write_pts
 from osteoloc.io.study_h5 import load_study
 from osteoloc.landmarks import DEFAULT_GROUPS, target_groups
-from osteoloc.preprocess import crop_offset, preprocess_hip, preprocess_study, resample_crop, to_crop, to_resampled
+from osteoloc.preprocess import (crop_offset, mask_crop, preprocess_hip, preprocess_study, resample_crop, to_crop,
+                                 to_resampled)
 from osteoloc.targets import TARGETS
 from osteoloc.testing import make_cohort, radiograph_points_mm, synthetic_pixels, write_dicom, write_labels
 
@@ -264,6 +265,17 @@ def test_truth_masks_follow_the_image(tmp_path):
     assert study.truth_masks[2:].sum() == 0  # subject 1 has no mask in the truth file
 
 
+def test_mask_crop_keeps_lesions_smaller_than_a_crop_pixel():
+    mask = np.zeros((100, 100), np.uint8)
+    mask[41:43, 57:59] = 1  # 2 x 2 source pixels
+    down = mask_crop(mask, 4.0, (0, 0), 20)  # 4x downsampling: one crop pixel
+    assert down.sum() == 1 and down[10, 14] == 1
+    up = mask_crop(mask, 0.5, (100, 70), 40)  # 2x upsampling: a 4 x 4 block, where the pixels went
+    ys, xs = np.nonzero(up)
+    assert up.sum() == 16 and xs.mean() == pytest.approx(to_resampled([[57.5, 41.5]], 0.5)[0, 0] - 100)
+    assert ys.mean() == pytest.approx(to_resampled([[57.5, 41.5]], 0.5)[0, 1] - 70)
+
+
 def test_streaming_writer_batches(tmp_path):
     manifest, labels = make_cohort(tmp_path, 40, shape=(200, 300), spacing=SPACING)  # 80 hips > batch of 64
     preprocess_study(manifest, labels, tmp_path / "study.h5", tmp_path / "excl.csv", **SETTINGS)
@@ -302,15 +314,21 @@ def test_group_hdf5_import_reproduces_the_crop(tmp_path, processed):
 
 
 # --- end to end on CI's phantom study -----------------------------------------------------------------
-@pytest.mark.workflow
-def test_workflow_preprocess_and_figure1_on_the_ci_phantom(tmp_path):
-    """The rules on experiments/ci.yaml: HDF5 checked against the phantom's truth, every broken input
-    excluded with its reason, both sides in the same orientation, Figure 1 written."""
+@pytest.fixture(scope="module")
+def ci_workflow(tmp_path_factory):
+    """A copy of the workflow that has run `figure_landmarks` (hence the phantom and preprocess) on CI's study."""
     from workflow_copy import CI_CONFIG, copy_workflow, snakemake
 
-    workdir = copy_workflow(tmp_path / "wf")
+    workdir = copy_workflow(tmp_path_factory.mktemp("ci_wf"))
     snakemake(workdir, "figure_landmarks", "--cores", "2", "--configfile", CI_CONFIG)
-    results = workdir / "results"
+    return workdir
+
+
+@pytest.mark.workflow
+def test_workflow_preprocess_and_figure1_on_the_ci_phantom(ci_workflow):
+    """The rules on experiments/ci.yaml: HDF5 checked against the phantom's truth, every broken input
+    excluded with its reason, both sides in the same orientation, Figure 1 written."""
+    results = ci_workflow / "results"
     study = load_study(results / "preprocess" / "study.h5")
     spacing = study.attrs["spacing_mm"]
     assert study.truth_masks is not None and len(study) > 0
@@ -374,3 +392,28 @@ def test_duplicate_manifest_rows_and_empty_points_path(tmp_path):
     assert duplicate.subject.tolist() == ["CHECK-00000"]
     empty = table[table.subject == "CHECK-00001"]
     assert sorted(empty.side) == ["left", "right"] and (empty.reason == "no points_path given").all()
+
+
+@pytest.mark.workflow
+def test_workflow_group_hdf5_source_gives_the_same_study(ci_workflow, tmp_path):
+    """`cohort.source: group_hdf5`: the preprocess rule imports the group's layout (written here from the
+    phantom study) plus the phantom's .pts files, and reproduces the phantom study's rows."""
+    from workflow_copy import CI_CONFIG, copy_workflow, snakemake, write_override
+
+    cohort = ci_workflow / "results" / "cohort"
+    ours = load_study(ci_workflow / "results" / "preprocess" / "study.h5")
+    export_group_h5(ours, tmp_path / "group.h5")
+    override = write_override(tmp_path, {"cohort": {
+        "source": "group_hdf5", "group_hdf5": str(tmp_path / "group.h5"),
+        "points_dir": str(cohort / "points" / "auto"), "labels": str(cohort / "labels.csv")}})
+    workdir = copy_workflow(tmp_path / "wf")
+    snakemake(workdir, "preprocess", "--cores", "1", "--configfile", CI_CONFIG, override)
+    theirs = load_study(workdir / "results" / "preprocess" / "study.h5")
+    key = ["subject", "visit", "side"]
+    merged = ours.meta.reset_index().merge(theirs.meta.reset_index(), on=key, suffixes=("_o", "_t"))
+    assert len(merged) == len(ours) == len(theirs)
+    a, b = merged.index_o.to_numpy(), merged.index_t.to_numpy()
+    np.testing.assert_allclose(theirs.contour[b], ours.contour[a], atol=1e-3)
+    np.testing.assert_allclose(theirs.images[b], ours.images[a], atol=1e-6)
+    np.testing.assert_array_equal(theirs.labels[b], ours.labels[a])
+    assert theirs.attrs["imported_from"] == "group_hdf5"

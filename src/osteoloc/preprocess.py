@@ -71,12 +71,24 @@ def resample_crop(image, scale, offset, size):
     return np.einsum("pk,opk->op", col_w, rows[:, col_idx - lo]).astype(np.float32)
 
 
-def nearest_crop(mask, scale, offset, size):
-    """Nearest-neighbour version of `resample_crop` for label masks (values are kept, never blended)."""
+def _footprints(n_in, scale, start, count):
+    """Source indices under each output pixel start .. start+count-1 (edge-aligned): (count, K), padded by
+    repeating the last index (harmless for a maximum)."""
+    k = np.arange(start, start + count)
+    first = np.minimum(np.floor(scale * k + 1e-9).astype(np.int64), n_in - 1)
+    stop = np.clip(np.ceil(scale * (k + 1) - 1e-9).astype(np.int64), first + 1, n_in)
+    width = int((stop - first).max())
+    return np.minimum(first[:, None] + np.arange(width)[None, :], stop[:, None] - 1)
+
+
+def mask_crop(mask, scale, offset, size):
+    """A label mask cropped like `resample_crop`: each output pixel takes the maximum over the source
+    pixels it covers, so a lesion smaller than an output pixel never vanishes when downsampling (the same
+    as nearest-neighbour when upsampling). Values are kept, never blended."""
     x0, y0 = offset
-    rows = np.minimum(np.floor(scale * (np.arange(y0, y0 + size) + 0.5)).astype(int), mask.shape[0] - 1)
-    cols = np.minimum(np.floor(scale * (np.arange(x0, x0 + size) + 0.5)).astype(int), mask.shape[1] - 1)
-    return mask[np.ix_(rows, cols)]
+    rows = _footprints(mask.shape[0], scale, y0, size)
+    cols = _footprints(mask.shape[1], scale, x0, size)
+    return mask[rows[:, :, None, None], cols[None, None, :, :]].max(axis=(1, 3))
 
 
 def to_resampled(points, scale):
@@ -138,7 +150,7 @@ def preprocess_hip(pixels, spacing, points, side, crop_size, spacing_mm, manual_
               else to_crop(to_resampled(manual_points, scale), offset, side, crop_size))
     crop_masks = None
     if masks is not None:
-        crop_masks = np.stack([nearest_crop(m, scale, offset, crop_size) for m in masks])
+        crop_masks = np.stack([mask_crop(m, scale, offset, crop_size) for m in masks])
         if side == "left":
             crop_masks = crop_masks[:, :, ::-1]
         crop_masks = np.ascontiguousarray(crop_masks, dtype=np.uint8)
