@@ -28,43 +28,56 @@ REPORT_FIGURES = {
 RUNS = [[model, seed] for model in MODELS for seed in SEEDS]
 
 
-def explain_outputs(name):
-    return expand(results("explain", "{model}", "seed{seed}", name), model=MODELS, seed=SEEDS)
-
-
-def table_outputs():
-    outputs = {}
-    for table_id, label in REPORT_TABLES.items():
-        stem = results("report", "tables", table_id)
-        outputs[table_id] = report(
-            f"{stem}.csv",
-            caption=f"../report/{table_id}.rst",
-            category="Tables",
-            labels={"table": label},
-        )
-        outputs[f"{table_id}_md"] = f"{stem}.md"
-        outputs[f"{table_id}_tex"] = f"{stem}.tex"
-    outputs["seed_level_input"] = report(
-        results("report", "tables", "seed_level_input.csv"),
-        caption="../report/seed_level_input.rst",
-        category="Tables",
-        labels={"table": "Seed-level input"},
+# snakemake's report() under a name its parser does not take for the `report:` keyword at a line start.
+in_report = report
+# Every run's explain outputs, in RUNS order.
+PREDICTIONS = expand(
+    results("explain", "{model}", "seed{seed}", "predictions.csv"),
+    model=MODELS,
+    seed=SEEDS,
+)
+METRICS = expand(
+    results("explain", "{model}", "seed{seed}", "metrics.csv"), model=MODELS, seed=SEEDS
+)
+TABLE_OUTPUTS = {
+    output_id: path
+    for table_id, label in REPORT_TABLES.items()
+    for output_id, path in (
+        (
+            table_id,
+            in_report(
+                results("report", "tables", f"{table_id}.csv"),
+                caption=f"../report/{table_id}.rst",
+                category="Tables",
+                labels={"table": label},
+            ),
+        ),
+        (f"{table_id}_md", results("report", "tables", f"{table_id}.md")),
+        (f"{table_id}_tex", results("report", "tables", f"{table_id}.tex")),
     )
-    return outputs
-
-
-def figure_outputs():
-    outputs = {}
-    for figure_id, label in REPORT_FIGURES.items():
-        stem = results("report", "figures", figure_id)
-        outputs[figure_id] = report(
-            f"{stem}.png",
-            caption=f"../report/{figure_id}.rst",
-            category="Figures",
-            labels={"figure": label},
-        )
-        outputs[f"{figure_id}_pdf"] = f"{stem}.pdf"
-    return outputs
+}
+TABLE_OUTPUTS["seed_level_input"] = report(
+    results("report", "tables", "seed_level_input.csv"),
+    caption="../report/seed_level_input.rst",
+    category="Tables",
+    labels={"table": "Seed-level input"},
+)
+FIGURE_OUTPUTS = {
+    output_id: path
+    for figure_id, label in REPORT_FIGURES.items()
+    for output_id, path in (
+        (
+            figure_id,
+            in_report(
+                results("report", "figures", f"{figure_id}.png"),
+                caption=f"../report/{figure_id}.rst",
+                category="Figures",
+                labels={"figure": label},
+            ),
+        ),
+        (f"{figure_id}_pdf", results("report", "figures", f"{figure_id}.pdf")),
+    )
+}
 
 
 localrules:
@@ -75,12 +88,12 @@ localrules:
 
 rule report_tables:
     input:
-        predictions=explain_outputs("predictions.csv"),
-        metrics=explain_outputs("metrics.csv"),
+        predictions=PREDICTIONS,
+        metrics=METRICS,
         study=results("preprocess", "study.h5"),
         code=library_code("report_tables.py"),
     output:
-        **table_outputs(),
+        **TABLE_OUTPUTS,
     params:
         runs=as_json(RUNS),
         selection_seed=config["study"]["selection_seed"],
@@ -94,14 +107,21 @@ rule report_tables:
 
 rule report_figures:
     input:
-        predictions=explain_outputs("predictions.csv"),
-        metrics=explain_outputs("metrics.csv"),
-        maps_baseline=results("explain", "baseline", f"seed{config['study']['selection_seed']}", "maps.h5"),
-        maps_prior=results("explain", "prior", f"seed{config['study']['selection_seed']}", "maps.h5"),
+        predictions=PREDICTIONS,
+        metrics=METRICS,
+        maps_baseline=results(
+            "explain",
+            "baseline",
+            f"seed{config['study']['selection_seed']}",
+            "maps.h5",
+        ),
+        maps_prior=results(
+            "explain", "prior", f"seed{config['study']['selection_seed']}", "maps.h5"
+        ),
         study=results("preprocess", "study.h5"),
         code=library_code("report_figures.py"),
     output:
-        **figure_outputs(),
+        **FIGURE_OUTPUTS,
     params:
         runs=as_json(RUNS),
         selection_seed=config["study"]["selection_seed"],
@@ -120,7 +140,7 @@ rule report_summary:
         true_localisation=results("report", "tables", "true_localisation.csv"),
         exclusions=results("preprocess", "exclusions.csv"),
         study=results("preprocess", "study.h5"),
-        metrics=explain_outputs("metrics.csv"),
+        metrics=METRICS,
         code=library_code("report_summary.py"),
     output:
         summary=report(
@@ -140,7 +160,7 @@ rule report_summary:
 
 
 ALL_TARGETS.extend(
-    list(table_outputs().values())
-    + list(figure_outputs().values())
+    list(TABLE_OUTPUTS.values())
+    + list(FIGURE_OUTPUTS.values())
     + [results("report", "summary.md")]
 )
