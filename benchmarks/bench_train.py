@@ -1,12 +1,12 @@
 """Training throughput of the real loop vs a bare forward/backward/step of the same model.
 
-The real loop (osteoloc.train.Trainer.train_epoch: shuffled batches from in-memory tensors, whole-batch
-rotation of images and landmarks, masked BCE, the CAM prior, Adam step) is timed side by side with the
-least a training step can do: forward, BCE, backward and Adam step on one fixed in-memory batch of the
-same shape. Measurements alternate (bare, baseline, prior, ...) so a busy machine hurts all alike; the
-figures are medians. Goal: ratio >= 0.90 for the baseline and >= 0.85 with the prior.
+The real loop's step (osteoloc.train.Trainer.train_step as train_epoch calls it: rows drawn from the
+in-memory split, whole-batch rotation of images and landmarks, masked BCE, the CAM prior, Adam step) is
+timed side by side with the least a training step can do: forward, BCE, backward and Adam step on one
+fixed in-memory batch of the same shape. Single steps are interleaved (bare, baseline, prior, bare, ...)
+so a busy machine hurts all alike; figures are medians. Goal: ratio >= 0.90 baseline, >= 0.85 prior.
 
-    .venv/bin/python benchmarks/bench_train.py [--size 96] [--n-train 336] [--batch 32] [--repeats 3]
+    .venv/bin/python benchmarks/bench_train.py [--size 96] [--batch 32] [--steps 15] [--device cuda --amp]
 """
 
 import argparse
@@ -16,7 +16,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from osteoloc.data import SplitTensors
+from osteoloc.data import SplitTensors, rotation_matrices
 from osteoloc.model import build_model
 from osteoloc.train import TrainSettings, Trainer, pick_device
 
@@ -30,16 +30,28 @@ def synthetic_split(n, size, n_points=4, seed=0):
                         rows=torch.arange(n))
 
 
-def bare_epoch(model, optimizer, images, labels, n_steps, device):
-    """n_steps of forward / BCE / backward / step on one batch already in memory."""
-    model.train()
-    for _ in range(n_steps):
-        loss = F.binary_cross_entropy_with_logits(model(images), labels)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+def bare_step(model, optimizer, images, labels):
+    """Forward / BCE / backward / Adam step on one batch already in memory: the least a step can do."""
+    loss = F.binary_cross_entropy_with_logits(model(images), labels)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+
+
+def loop_step(trainer, batch_size):
+    """What Trainer.train_epoch does per batch: draw the rows and rotations, then Trainer.train_step."""
+    s = trainer.settings
+    index = torch.randperm(len(trainer.train_data), generator=trainer.generator)[:batch_size]
+    rotations = rotation_matrices(len(index), s.rotation_degrees, trainer.generator)
+    trainer.train_step(index.to(trainer.device), rotations)
+
+
+def timed(fn, device):
+    start = time.perf_counter()
+    fn()
     if device.type == "cuda":
         torch.cuda.synchronize()
+    return time.perf_counter() - start
 
 
 def main():
@@ -47,55 +59,60 @@ def main():
     parser.add_argument("--size", type=int, default=96)
     parser.add_argument("--n-train", type=int, default=336)
     parser.add_argument("--batch", type=int, default=32)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=15, help="timed steps per variant")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--amp", action="store_true", help="CUDA: float16 autocast in the loop")
+    parser.add_argument("--channels-last", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.use_deterministic_algorithms(True, warn_only=True)  # as in osteoloc.train.train
     device = pick_device(args.device)
     train_data, val_data = synthetic_split(args.n_train, args.size), synthetic_split(64, args.size, seed=1)
-    common = dict(batch_size=args.batch, device=args.device, rotation_degrees=15.0)
+    common = dict(batch_size=args.batch, device=args.device, rotation_degrees=15.0, amp=args.amp,
+                  channels_last=args.channels_last)
     trainers = {
         "baseline": Trainer(train_data, val_data, TrainSettings(**common)),
         "prior": Trainer(train_data, val_data, TrainSettings(**common, prior_lambda=1.0, prior_radius=4.0,
                                                              prior_sigma=13.0)),
     }
-    torch.manual_seed(0)
-    model = build_model().to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    images = torch.rand(args.batch, 1, args.size, args.size, device=device)
-    labels = torch.randint(0, 2, (args.batch, 4), device=device).float()
-    n_steps = -(-args.n_train // args.batch)
-
-    # warm-up, then alternate the measurements
-    bare_epoch(model, optimizer, images, labels, 2, device)
     for trainer in trainers.values():
-        trainer.train_epoch()
-    times = {"bare": [], "baseline": [], "prior": [], "validate": []}
-    for _ in range(args.repeats):
-        start = time.perf_counter()
-        bare_epoch(model, optimizer, images, labels, n_steps, device)
-        times["bare"].append(time.perf_counter() - start)
-        for name, trainer in trainers.items():
-            start = time.perf_counter()
-            trainer.train_epoch()
-            times[name].append(time.perf_counter() - start)
-        start = time.perf_counter()
-        trainers["prior"].validate()
-        times["validate"].append(time.perf_counter() - start)
+        trainer.model.train()
+    torch.manual_seed(0)
+    memory_format = torch.channels_last if args.channels_last else torch.contiguous_format
+    model = build_model().to(device).to(memory_format=memory_format)
+    model.train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    images = torch.rand(args.batch, 1, args.size, args.size, device=device).contiguous(memory_format=memory_format)
+    labels = torch.randint(0, 2, (args.batch, 4), device=device).float()
+    variants = {"bare": lambda: bare_step(model, optimizer, images, labels),
+                "baseline": lambda: loop_step(trainers["baseline"], args.batch),
+                "prior": lambda: loop_step(trainers["prior"], args.batch)}
 
-    bare = statistics.median(times["bare"])
-    print(f"device {device}, {args.threads} threads, {args.n_train} images of {args.size} px, batch {args.batch}, "
-          f"{n_steps} steps per epoch, median of {args.repeats}")
-    print(f"bare forward/backward/step : {bare:7.2f} s/epoch  {args.n_train / bare:7.1f} img/s")
+    # warm-up, then interleave single steps (bare, baseline, prior, bare, ...) so that a busy machine
+    # slows every variant alike; the figures are medians (and minima) over the steps
+    for fn in variants.values():
+        fn(), fn()
+    times = {name: [] for name in variants}
+    for _ in range(args.steps):
+        for name, fn in variants.items():
+            times[name].append(timed(fn, device))
+    epoch_start = time.perf_counter()
+    trainers["prior"].validate()
+    validate_seconds = time.perf_counter() - epoch_start
+
+    bare_med, bare_min = statistics.median(times["bare"]), min(times["bare"])
+    print(f"device {device}, {args.threads} threads, batches of {args.batch} x {args.size} px, "
+          f"{args.steps} interleaved steps per variant (amp {args.amp}, channels_last {args.channels_last})")
+    print(f"bare forward/backward/step : {bare_med * 1e3:8.1f} ms/step (min {bare_min * 1e3:.1f})  "
+          f"{args.batch / bare_med:7.1f} img/s")
     for name in ("baseline", "prior"):
-        t = statistics.median(times[name])
-        ratios = [b / x for b, x in zip(times["bare"], times[name])]
+        med, low = statistics.median(times[name]), min(times[name])
         goal = 0.90 if name == "baseline" else 0.85
-        print(f"real loop, {name:8s}         : {t:7.2f} s/epoch  {args.n_train / t:7.1f} img/s  "
-              f"ratio {bare / t:.3f} (per repeat {', '.join(f'{r:.2f}' for r in ratios)}; goal >= {goal})")
-    print(f"validation pass ({len(val_data)} images, prior): {statistics.median(times['validate']):.2f} s")
+        print(f"real loop step, {name:8s}   : {med * 1e3:8.1f} ms/step (min {low * 1e3:.1f})  "
+              f"{args.batch / med:7.1f} img/s  ratio {bare_med / med:.3f} (of minima {bare_min / low:.3f}; "
+              f"goal >= {goal})")
+    print(f"validation pass ({len(val_data)} images, with prior): {validate_seconds:.2f} s")
 
 
 if __name__ == "__main__":

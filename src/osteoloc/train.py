@@ -127,6 +127,18 @@ class Trainer:
         total = bce + s.prior_lambda * prior if use_prior else bce
         return logits, bce, prior, total
 
+    def train_step(self, index, rotations):
+        """One optimisation step on the training rows `index` (device tensor), rotated by `rotations`.
+        Returns the detached (bce, prior, total) as one device tensor: no host sync per batch."""
+        d = self.train_data
+        images, landmarks, valid = rotate_batch(d.images[index], d.landmarks[index], d.valid[index], rotations)
+        _, bce, prior, total = self._losses(images, d.labels[index], landmarks, valid)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(total).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        return torch.stack([bce.detach(), prior.detach(), total.detach()])
+
     def train_epoch(self):
         s = self.settings
         self.model.train()
@@ -134,16 +146,7 @@ class Trainer:
         n_seen = 0
         for index in batch_order(len(self.train_data), s.batch_size, self.generator):
             rotations = rotation_matrices(len(index), s.rotation_degrees, self.generator)
-            index = index.to(self.device)
-            d = self.train_data
-            images, landmarks, valid = rotate_batch(d.images[index], d.landmarks[index], d.valid[index], rotations)
-            _, bce, prior, total = self._losses(images, d.labels[index], landmarks, valid)
-            self.optimizer.zero_grad(set_to_none=True)
-            self.scaler.scale(total).backward()
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
-            # accumulate on the device: no host sync per batch
-            sums += torch.stack([bce.detach(), prior.detach(), total.detach()]).double() * len(index)
+            sums += self.train_step(index.to(self.device), rotations).double() * len(index)
             n_seen += len(index)
         bce, prior, total = (sums / max(n_seen, 1)).tolist()
         return {"train_bce": bce, "train_prior": prior, "train_total": total}
