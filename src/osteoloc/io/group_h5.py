@@ -58,7 +58,12 @@ def import_group_study(group_path, points_dir, labels_path, study_path, exclusio
         if not scans:
             raise ValueError(f"{group_path}: no /scans/{{subject}}/{{visit}}/{{side}}/image datasets")
         file_size = scans[0][1].shape[0]
-        file_spacing = _spacing_pair(scans[0][1].attrs.get("pixel_spacing"))[1]
+        first = scans[0][1].attrs  # a release without resampling has no pixel_spacing: the input's then
+        file_spacing = (_spacing_pair(first.get("pixel_spacing")) or _spacing_pair(first.get("input_pixel_spacing"))
+                        or _spacing_pair(first.get("source_pixel_spacing")))
+        if file_spacing is None:
+            raise ValueError(f"{group_path}: the first scan has no pixel_spacing / input_pixel_spacing attribute")
+        file_spacing = file_spacing[1]
         for name, given, found in (("crop_size", crop_size, file_size), ("spacing_mm", spacing_mm, file_spacing)):
             if given is not None and not np.isclose(float(given), float(found)):
                 raise ValueError(f"{group_path}: its crops have {name} {found}, the config says {given}")
