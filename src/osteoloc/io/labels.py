@@ -79,7 +79,7 @@ class LabelTable:
 
 def read_labels(path):
     """Read the label CSV into a LabelTable; raises ValueError naming the file when columns are missing."""
-    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    frame = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")  # Excel adds a BOM
     frame.columns = [str(c).strip().lower() for c in frame.columns]
     missing = [c for c in ("subject", "visit", "side", *TARGETS) if c not in frame.columns]
     if missing:
