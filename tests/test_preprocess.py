@@ -4,6 +4,7 @@ import h5py
 import hdf5plugin
 import numpy as np
 import pandas as pd
+import pydicom
 import pytest
 import torch
 import torch.nn.functional as F
@@ -417,3 +418,20 @@ def test_workflow_group_hdf5_source_gives_the_same_study(ci_workflow, tmp_path):
     np.testing.assert_allclose(theirs.images[b], ours.images[a], atol=1e-6)
     np.testing.assert_array_equal(theirs.labels[b], ours.labels[a])
     assert theirs.attrs["imported_from"] == "group_hdf5"
+
+
+def test_monochrome1_radiograph_gives_the_same_crop_as_monochrome2(tmp_path):
+    manifest_path, labels = make_cohort(tmp_path, 1, shape=SHAPE, spacing=SPACING)
+    plain = tmp_path / "00000_T00_APO.dcm"
+    pixels = pydicom.dcmread(plain).pixel_array
+    write_dicom(tmp_path / "inverted.dcm", pixels.max() - pixels, spacing=SPACING, photometric="MONOCHROME1")
+    (tmp_path / "inverted.pts").write_bytes((tmp_path / "00000_T00_APO.pts").read_bytes())
+    manifest = pd.read_csv(manifest_path)
+    manifest.loc[1] = ["inverted.dcm", "CHECK-00001", "T00", "CHECK", "inverted.pts"]
+    manifest.to_csv(manifest_path, index=False)
+    label_rows = pd.read_csv(labels).assign(subject="CHECK-00001")
+    pd.concat([pd.read_csv(labels), label_rows]).to_csv(labels, index=False)
+    preprocess_study(manifest_path, labels, tmp_path / "study.h5", tmp_path / "excl.csv", **SETTINGS)
+    study = load_study(tmp_path / "study.h5")
+    assert len(study) == 4
+    np.testing.assert_allclose(study.images[2:], study.images[:2], atol=1e-4)
