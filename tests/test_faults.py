@@ -49,17 +49,19 @@ def test_killed_training_resumes_from_last_checkpoint(tmp_path):
     workdir = copy_workflow(tmp_path / "study")
     override = write_override(tmp_path, {"train": {"epochs": EPOCHS, "early_stopping_patience": 0}})
     config = ["--configfile", CI_CONFIG, override]
-    snakemake(workdir, "--cores", "2", *config, "results/splits/seed0.csv")  # cohort, preprocessing, split
+    snakemake(workdir, "results/splits/seed0.csv", "--cores", "2", *config)  # cohort, preprocessing, split
 
     target = f"{RUN}/best.pt"
-    done_before_kill = kill_training_mid_run(workdir, ["--cores", "1", *config, target], tmp_path / "killed.log")
+    done_before_kill = kill_training_mid_run(workdir, [target, "--cores", "1", *config], tmp_path / "killed.log")
     assert 1 <= done_before_kill < EPOCHS, f"the kill landed after {done_before_kill} of {EPOCHS} epochs"
     assert not (workdir / target).exists()
 
-    # Without --rerun-incomplete snakemake refuses to go on (the profiles set it; here it is explicit).
-    refused = snakemake(workdir, "--cores", "1", *config, "--no-rerun-incomplete", target, check=False)
+    # Without --rerun-incomplete snakemake refuses to go on. Both profiles set it, so the profile is left out
+    # here (`--workflow-profile none`) and the flag given explicitly.
+    bare = ["--workflow-profile", "none", "--cores", "1"]
+    refused = snakemake(workdir, target, *bare, *config, check=False)
     assert refused.returncode != 0 and "incomplete" in (refused.stdout + refused.stderr).lower()
-    snakemake(workdir, "--cores", "1", *config, "--rerun-incomplete", target)
+    snakemake(workdir, target, *bare, "--rerun-incomplete", *config)
 
     log = (workdir / "results/logs/train/baseline/seed0.log").read_text()
     assert f"after epoch {done_before_kill}" in log and "resuming" in log, "the rerun did not resume:\n" + log
@@ -69,7 +71,7 @@ def test_killed_training_resumes_from_last_checkpoint(tmp_path):
     # The same run uninterrupted gives the same history and weights (CPU runs are bit-identical).
     for name in ("last.pt", "best_so_far.pt"):
         (workdir / RUN / name).unlink(missing_ok=True)
-    snakemake(workdir, "--cores", "1", *config, "--forcerun", "train", target)
+    snakemake(workdir, target, "--cores", "1", "--forcerun", "train", *config)
     assert comparable_csv(workdir / RUN / "history.csv") == resumed
     assert len(resumed.strip().splitlines()) == EPOCHS + 1
     best = torch.load(workdir / target, map_location="cpu", weights_only=True)

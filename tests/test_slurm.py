@@ -137,11 +137,11 @@ def test_scancelled_training_is_retried_and_resumes_from_its_checkpoint(local_sl
     workdir = copy_workflow(tmp_path / "study")
     override = write_override(tmp_path, {"train": {"epochs": 6, "early_stopping_patience": 0}})
     config = ["--configfile", CI_CONFIG, override]
-    snakemake(workdir, "--cores", "2", *config, "results/splits/seed0.csv")  # prerequisites, locally
+    snakemake(workdir, "results/splits/seed0.csv", "--cores", "2", *config)  # prerequisites, locally
     run_dir = workdir / "results/train/baseline/seed0"
     profile = local_slurm_profile(workdir)
     log_path = tmp_path / "slurm_run.log"
-    proc = start_snakemake(workdir, "--profile", profile, *config, f"{run_dir}/best.pt", log_path=log_path)
+    proc = start_snakemake(workdir, f"{run_dir}/best.pt", "--profile", profile, *config, log_path=log_path)
     try:
         wait_for(lambda: _last_epochs(run_dir / "last.pt") >= 1, 600, "the first epoch on SLURM", proc)
         job_ids = re.findall(r"SLURM jobid (\d+)", log_path.read_text())
