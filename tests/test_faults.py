@@ -58,9 +58,11 @@ def test_killed_training_resumes_from_last_checkpoint(tmp_path):
 
     # Without --rerun-incomplete snakemake refuses to go on. Both profiles set it, so the profile is left out
     # here (`--workflow-profile none`) and the flag given explicitly.
+    # A killed snakemake leaves its lock behind; --unlock removes it (docs/cluster.md).
     bare = ["--workflow-profile", "none", "--cores", "1"]
+    snakemake(workdir, target, "--unlock", *bare, *config)
     refused = snakemake(workdir, target, *bare, *config, check=False)
-    assert refused.returncode != 0 and "incomplete" in (refused.stdout + refused.stderr).lower()
+    assert refused.returncode != 0 and "IncompleteFilesException" in refused.stdout + refused.stderr
     snakemake(workdir, target, *bare, "--rerun-incomplete", *config)
 
     log = (workdir / "results/logs/train/baseline/seed0.log").read_text()
