@@ -4,7 +4,7 @@ import logging
 
 import torch
 
-from osteoloc.explain import explain_run, write_maps
+from osteoloc.explain import explain_run
 from osteoloc.io.atomic import write_csv
 
 logging.basicConfig(filename=snakemake.log[0], level=logging.INFO,  # noqa: F821
@@ -13,13 +13,13 @@ torch.set_num_threads(snakemake.threads)  # noqa: F821
 torch.manual_seed(0)
 params = snakemake.params  # noqa: F821
 try:
-    run = explain_run(snakemake.input.study, snakemake.input.split, snakemake.input.checkpoint,  # noqa: F821
+    inputs, outputs = snakemake.input, snakemake.output  # noqa: F821
+    run = explain_run(inputs.study, inputs.split, inputs.checkpoint, outputs.maps,
                       batch_size=params.batch_size, pointing_tolerance_px=params.pointing_tolerance_px,
                       device=params.device)
-    write_csv(run["predictions"], snakemake.output.predictions)  # noqa: F821
-    write_csv(run["metrics"], snakemake.output.metrics, float_format="%.6g")  # noqa: F821
-    write_maps(snakemake.output.maps, run["maps"], run["rows"])  # noqa: F821
-    logging.info("explained %d test hips of %s", len(run["rows"]), snakemake.input.checkpoint)  # noqa: F821
+    write_csv(run["predictions"], outputs.predictions)
+    write_csv(run["metrics"], outputs.metrics, float_format="%.6g")
+    logging.info("explained %d test hips of %s", len(run["rows"]), inputs.checkpoint)
 except Exception:
     logging.exception("explain failed")
     raise

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 import torch
 
-from osteoloc.explain import explain_run, read_maps, read_runs, write_maps
+from osteoloc.explain import explain_run, read_maps, read_runs
 from osteoloc.figures.paper import FIGURE_IDS, build_figures, select_cases
 from osteoloc.io.atomic import write_csv
 from osteoloc.model import build_model
@@ -89,13 +89,12 @@ def explained(tmp_path_factory):
     outputs = {}
     for seed in SEEDS:
         for model in MODELS:
-            run = explain_run(root / "preprocess" / "study.h5", root / "splits" / f"seed{seed}.csv",
-                              root / "train" / model / f"seed{seed}" / "best.pt", batch_size=5,
-                              pointing_tolerance_px=2.0)
             folder = root / "explain" / model / f"seed{seed}"
+            run = explain_run(root / "preprocess" / "study.h5", root / "splits" / f"seed{seed}.csv",
+                              root / "train" / model / f"seed{seed}" / "best.pt", folder / "maps.h5",
+                              batch_size=5, pointing_tolerance_px=2.0)
             write_csv(run["predictions"], folder / "predictions.csv")
             write_csv(run["metrics"], folder / "metrics.csv")
-            write_maps(folder / "maps.h5", run["maps"], run["rows"])
             outputs[(model, seed)] = folder
     return root, outputs
 

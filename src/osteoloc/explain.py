@@ -55,29 +55,40 @@ def resolve_device(device):
     return device
 
 
-def explain_run(study_path, split_path, checkpoint_path, batch_size=32, pointing_tolerance_px=5.0,
+def explain_run(study_path, split_path, checkpoint_path, maps_path, batch_size=32, pointing_tolerance_px=5.0,
                 device="cpu"):
-    """Predictions, maps and metrics of one model on its test split.
+    """Predictions, maps and metrics of one model on its test split, one batch at a time (memory stays
+    at one batch of images and maps however large the test split).
 
-    Returns dict: rows (n,), maps float32 (n, 4, S, S), predictions and metrics DataFrames (contracts §5).
+    Writes `maps_path` (contracts §5: `/maps` float16 (n, 4, S, S) chunked per image, `/rows`) atomically;
+    returns dict rows (n,), predictions and metrics DataFrames. Metrics use the float32 maps.
     """
     rows = rows_in_test_split(study_path, split_path)
     device = resolve_device(device)
     model = load_model(checkpoint_path).to(device)
-    with h5py.File(study_path, "r") as study:
-        images = study["images"][rows]
+    probs, values = [], []
+    with h5py.File(study_path, "r") as study, atomic_path(maps_path) as tmp, h5py.File(tmp, "w") as out:
+        size = study["images"].shape[1:]
         labels = study["labels"][rows].astype(int)
-        groups = study["landmarks/groups"][rows]
-        valid = study["landmarks/valid"][rows]
         meta = {field: _strings(study[f"meta/{field}"])[rows] for field in META_FIELDS}
-        masks = study["truth/masks"][rows] if "truth/masks" in study else None
-    probs, maps = [], []
-    for start in range(0, len(rows), batch_size):
-        batch = torch.from_numpy(np.ascontiguousarray(images[start:start + batch_size]))[:, None]
-        logits, batch_maps = gradcam_maps(model, batch.float().to(device))
-        probs.append(torch.sigmoid(logits).cpu().numpy())
-        maps.append(batch_maps.cpu().numpy())
-    probs, maps = np.concatenate(probs), np.concatenate(maps)
+        has_truth = "truth/masks" in study
+        maps_out = out.create_dataset("maps", shape=(len(rows), len(TARGETS), *size), dtype=np.float16,
+                                      chunks=(1, len(TARGETS), *size), compression="gzip", compression_opts=4)
+        out.create_dataset("rows", data=np.asarray(rows, dtype=np.int64))
+        out.attrs["targets"] = list(TARGETS)
+        out.attrs["normalisation"] = "pytorch-grad-cam: ReLU, min-max, bilinear, min-max"
+        for start in range(0, len(rows), batch_size):
+            batch_rows = rows[start:start + batch_size]
+            images = torch.from_numpy(study["images"][batch_rows].astype(np.float32))[:, None]
+            logits, maps = gradcam_maps(model, images.to(device))
+            maps = maps.cpu().numpy()
+            probs.append(torch.sigmoid(logits).cpu().numpy())
+            maps_out[start:start + len(batch_rows)] = maps.astype(np.float16)
+            values.append(localisation_table(
+                maps, study["landmarks/groups"][batch_rows], study["landmarks/valid"][batch_rows],
+                study["truth/masks"][batch_rows] if has_truth else None, pointing_tolerance_px))
+    probs = np.concatenate(probs)
+    values = {name: np.concatenate([v[name] for v in values]) for name in values[0]}
 
     n = len(rows)
     long = {"row": np.repeat(rows, len(TARGETS)), "target": np.tile(TARGETS, n),
@@ -86,26 +97,14 @@ def explain_run(study_path, split_path, checkpoint_path, batch_size=32, pointing
                                 **{f: np.repeat(meta[f], len(TARGETS)) for f in META_FIELDS},
                                 "target": long["target"], "label": long["label"],
                                 "prob": probs.reshape(-1)})
-    values = localisation_table(maps, groups, valid, masks, pointing_tolerance_px)
     metrics = pd.DataFrame({**long, **{name: v.reshape(-1) for name, v in values.items()}})
-    return {"rows": rows, "maps": maps, "predictions": predictions, "metrics": metrics}
+    return {"rows": rows, "predictions": predictions, "metrics": metrics}
 
 
 def study_labels(study_path):
     """The study's (N, 4) labels (1 / 0 / -1)."""
     with h5py.File(study_path, "r") as study:
         return study["labels"][()].astype(int)
-
-
-def write_maps(path, maps, rows):
-    """`/maps` float16 (n, 4, S, S) chunked per image, `/rows` int64."""
-    with atomic_path(path) as tmp:
-        with h5py.File(tmp, "w") as out:
-            out.create_dataset("maps", data=maps.astype(np.float16),
-                               chunks=(1, *maps.shape[1:]), compression="gzip", compression_opts=4)
-            out.create_dataset("rows", data=np.asarray(rows, dtype=np.int64))
-            out.attrs["targets"] = list(TARGETS)
-            out.attrs["normalisation"] = "pytorch-grad-cam: ReLU, min-max, bilinear, min-max"
 
 
 def read_maps(path):
