@@ -1,20 +1,18 @@
-"""The four rules' work, file in -> file out (the scripts only unpack snakemake and call these)."""
+"""The four rules' work, file in -> file out (the scripts only unpack snakemake and call these).
 
-import json
+MONAI (about 5 CPU seconds to import) and the plotting libraries are imported inside the functions that
+need them, so the patch and report jobs start fast.
+"""
+
 import logging
 
 import h5py
 import numpy as np
 import pandas as pd
-import torch
 
 from osteoloc.io.atomic import atomic_path, write_csv
-from osteoloc.segment import report as R
 from osteoloc.segment.dataset import build_site_patches, read_patch_set, read_splits, write_patch_sets
-from osteoloc.segment.evaluate import per_patch_metrics, summarise
 from osteoloc.segment.sites import parse_sites
-from osteoloc.segment.train import pick_device, predict, train_unet
-from osteoloc.segment.unet import build_unet
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +27,10 @@ def make_patches(study, split_csv, site_name, cfg, seed, out):
 
 def train_site(patches, cfg, seed, device, model_out, history_out):
     """Rule segment_train: the best-validation U-Net (`model.pt`) and its per-epoch losses."""
+    import torch
+
+    from osteoloc.segment.train import train_unet
+
     train_cfg = cfg["model"] | cfg["training"]
     model, history, best_epoch = train_unet(read_patch_set(patches, "train"), read_patch_set(patches, "val"),
                                             train_cfg, seed, device)
@@ -40,6 +42,11 @@ def train_site(patches, cfg, seed, device, model_out, history_out):
 
 
 def load_model(path, device="cpu"):
+    import torch
+
+    from osteoloc.segment.train import pick_device
+    from osteoloc.segment.unet import build_unet
+
     checkpoint = torch.load(path, map_location="cpu", weights_only=False)
     cfg = checkpoint["config"]
     model = build_unet(cfg["features"], cfg["dropout"], cfg["norm"])
@@ -49,6 +56,9 @@ def load_model(path, device="cpu"):
 
 def evaluate_site(patches, model_path, site_name, cfg, device, predictions_out, metrics_out, summary_out):
     """Rule segment_evaluate: test-patch probabilities, per-patch metrics and the site's Table-2 row."""
+    from osteoloc.segment.evaluate import per_patch_metrics, summarise
+    from osteoloc.segment.train import predict
+
     site = parse_sites(cfg["sites"])[site_name]
     test = read_patch_set(patches, "test")
     prob = predict(load_model(model_path, device), test.images, int(cfg["training"]["batch_size"]))
@@ -69,6 +79,8 @@ def build_report(cfg, site_files, cam_metrics_files, out):
     """Rule segment_report. site_files: {site: {patches, predictions, metrics, summary}};
     cam_metrics_files: {model: explain metrics.csv} (empty to leave out the weak-vs-strong table);
     out: {table2, table1, weak_vs_strong, confusion, examples} stems."""
+    from osteoloc.segment import report as R
+
     sites = parse_sites(cfg["sites"])
     summaries = [pd.read_csv(f["summary"]).iloc[0].to_dict() for f in site_files.values()]
     t2 = R.table2(summaries)
