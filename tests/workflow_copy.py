@@ -130,9 +130,11 @@ def local_slurm_profile(workdir):
     """profiles/slurm adapted to the tests' single-node SLURM; returns the new profile's folder.
 
     Kept as written: executor, partitions (start.sh creates `compute` and `gpu-a100`), GPU requests,
-    retries, rerun policy, attempt-scaled memory/runtime expressions' shape. Changed, because the local
-    cluster differs from a production one: no account (no accounting database to validate it against),
-    job states from squeue (sacct needs accounting), sizes capped to the 2-CPU node, quick status checks.
+    retries, rerun policy, attempt-scaled runtimes. Changed, because the local cluster differs from a
+    production one: no account (no accounting database to validate it against), job states from squeue
+    (sacct needs accounting), memory capped to the small node, quick status checks, and the rules' own
+    threads instead of set-threads (the 2-CPU node; and the same torch thread count as a local run, so
+    the numbers can be compared exactly).
     """
     profile = yaml.safe_load((REPO / "profiles/slurm/config.yaml").read_text())
     profile["slurm-status-command"] = "squeue"
@@ -140,10 +142,10 @@ def local_slurm_profile(workdir):
     profile["latency-wait"] = 5
     profile["jobs"] = 4
     profile["local-cores"] = 2
+    profile.pop("set-threads", None)
     blocks = [profile["default-resources"], *profile["set-resources"].values()]
     for block in blocks:
         block.pop("slurm_account", None)
-        block["cpus_per_task"] = 1
         block["mem_mb"] = "1000 * attempt"
     folder = Path(workdir) / "profiles" / "slurm-local"
     folder.mkdir(parents=True, exist_ok=True)
