@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 
 from osteoloc.grid import parse_point_id
-from osteoloc.train import TrainSettings, train_on_study
+from osteoloc.train import TrainSettings, reuse_run, train_on_study
 
 smk = snakemake  # noqa: F821 (injected by Snakemake)
 logging.basicConfig(filename=smk.log[0], level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
@@ -26,4 +26,8 @@ else:
 settings = TrainSettings(seed=int(smk.params.seed), **json.loads(smk.params.training),
                          prior_lambda=float(prior["lambda"]), prior_radius=float(prior["radius"]),
                          prior_sigma=float(prior["sigma"]))
-train_on_study(smk.input.h5, smk.input.split, settings, Path(smk.output.best).parent)
+out_dir = Path(smk.output.best).parent
+# The prior run of the selection seed is the chosen grid point's run: copy it rather than train it again.
+grid_best = smk.input.get("grid_best")
+if not (grid_best and reuse_run(grid_best, smk.input.grid_history, settings, out_dir)):
+    train_on_study(smk.input.h5, smk.input.split, settings, out_dir)

@@ -17,7 +17,7 @@ from osteoloc.io.atomic import write_csv
 from osteoloc.model import build_model
 from osteoloc.splits import make_split
 from osteoloc.targets import TARGETS
-from osteoloc.train import HISTORY_COLUMNS, TrainSettings, train_on_study
+from osteoloc.train import HISTORY_COLUMNS, TrainSettings, reuse_run, train_on_study
 
 TINY = dict(epochs=2, batch_size=8, lr=1e-3, device="cpu", eval_batch_size=16)
 
@@ -42,6 +42,12 @@ def test_baseline_and_prior_runs_write_history_and_best(study, tmp_path):
     best = torch.load(tmp_path / "baseline" / "best.pt", weights_only=True)
     assert best["epoch"] == base["best_epoch"] == int(history["val_bce"].idxmin()) + 1
     assert best["config"]["prior_lambda"] == 0 and set(best["state_dict"]) == set(build_model().state_dict())
+    # an identical finished run is copied, not retrained; other settings are refused
+    run = tmp_path / "baseline"
+    assert not reuse_run(run / "best.pt", run / "history.csv", TrainSettings(**TINY, seed=1), tmp_path / "other")
+    assert not (tmp_path / "other" / "best.pt").exists()
+    assert reuse_run(run / "best.pt", run / "history.csv", TrainSettings(**TINY), tmp_path / "copy")
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "copy" / "history.csv"), history)
 
     prior = TrainSettings(**TINY, prior_lambda=2.0, prior_radius=4.0, prior_sigma=8.0)
     train_on_study(h5, split, prior, tmp_path / "prior")

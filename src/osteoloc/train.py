@@ -281,3 +281,17 @@ def train_on_study(h5_path, split_path, settings, out_dir, on_epoch_end=None):
     train_data = load_split(h5_path, split, "train")
     val_data = load_split(h5_path, split, "val")
     return train(train_data, val_data, settings, out_dir, on_epoch_end=on_epoch_end)
+
+
+def reuse_run(best_path, history_path, settings, out_dir):
+    """Copy a finished run's best.pt and history.csv into `out_dir` when it was trained with exactly these
+    settings (the grid point chosen on the selection seed is the prior run of that seed). Returns True if
+    copied, False (nothing written) when the settings differ."""
+    best = torch.load(best_path, map_location="cpu", weights_only=True)
+    if best.get("config") != settings.as_dict():
+        return False
+    out_dir = Path(out_dir)
+    _save(best, out_dir / "best.pt")
+    write_csv(pd.read_csv(history_path), out_dir / "history.csv")
+    log.info("reused the identical run %s (best epoch %d)", Path(best_path).parent, best["epoch"])
+    return True

@@ -89,6 +89,12 @@ def train_inputs(wildcards):
     }
     if wildcards.model == "prior" and SELECT_BY_GRID:
         inputs["selection"] = results("grid", "selection.json")
+        if (
+            int(wildcards.seed) == SELECTION_SEED
+        ):  # the chosen grid point's run is this very run
+            chosen = final_round()[1]["best"]
+            inputs["grid_best"] = results("grid", chosen, "best.pt")
+            inputs["grid_history"] = results("grid", chosen, "history.csv")
     return inputs
 
 
