@@ -38,6 +38,8 @@ rule segment_patches:
         seed=SEGMENT_SEED,
     log:
         log_path("segment", "{site}", "patches.log"),
+    benchmark:
+        results("benchmarks", "segment", "{site}", "patches.tsv")
     script:
         "../../scripts/segment_patches.py"
 
@@ -55,6 +57,8 @@ rule segment_train:
         device=config["study"]["device"],
     log:
         log_path("segment", "{site}", "train.log"),
+    benchmark:
+        results("benchmarks", "segment", "{site}", "train.tsv")
     threads: SEGMENT["training"]["threads"]
     resources:
         mem_mb=3000,
@@ -78,6 +82,8 @@ rule segment_evaluate:
         device=config["study"]["device"],
     log:
         log_path("segment", "{site}", "evaluate.log"),
+    benchmark:
+        results("benchmarks", "segment", "{site}", "evaluate.tsv")
     threads: 1
     script:
         "../../scripts/segment_evaluate.py"
@@ -151,6 +157,8 @@ rule segment_report:
         cam_models=SEGMENT_CAM_MODELS,
     log:
         log_path("segment", "report.log"),
+    benchmark:
+        results("benchmarks", "segment", "report.tsv")
     script:
         "../../scripts/segment_report.py"
 
