@@ -47,7 +47,7 @@ TABLE_OUTPUTS = {
             table_id,
             in_report(
                 results("report", "tables", f"{table_id}.csv"),
-                caption=f"../report/{table_id}.rst",
+                caption=workflow.source_path(f"../report/{table_id}.rst"),
                 category="Tables",
                 labels={"table": label},
             ),
@@ -58,7 +58,7 @@ TABLE_OUTPUTS = {
 }
 TABLE_OUTPUTS["seed_level_input"] = report(
     results("report", "tables", "seed_level_input.csv"),
-    caption="../report/seed_level_input.rst",
+    caption=workflow.source_path("../report/seed_level_input.rst"),
     category="Tables",
     labels={"table": "Seed-level input"},
 )
@@ -70,7 +70,7 @@ FIGURE_OUTPUTS = {
             figure_id,
             in_report(
                 results("report", "figures", f"{figure_id}.png"),
-                caption=f"../report/{figure_id}.rst",
+                caption=workflow.source_path(f"../report/{figure_id}.rst"),
                 category="Figures",
                 labels={"figure": label},
             ),
