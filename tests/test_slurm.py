@@ -141,7 +141,7 @@ def test_scancelled_training_is_retried_and_resumes_from_its_checkpoint(local_sl
     run_dir = workdir / "results/train/baseline/seed0"
     profile = local_slurm_profile(workdir)
     log_path = tmp_path / "slurm_run.log"
-    proc = start_snakemake(workdir, f"{run_dir}/best.pt", "--profile", profile, *config, log_path=log_path)
+    proc = start_snakemake(workdir, "results/train/baseline/seed0/best.pt", "--profile", profile, *config, log_path=log_path)
     try:
         wait_for(lambda: _last_epochs(run_dir / "last.pt") >= 1, 600, "the first epoch on SLURM", proc)
         job_ids = re.findall(r"SLURM jobid (\d+)", log_path.read_text())
