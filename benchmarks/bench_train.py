@@ -47,11 +47,13 @@ def loop_step(trainer, batch_size):
 
 
 def timed(fn, device):
-    start = time.perf_counter()
+    """(wall seconds, CPU seconds of this process) of one call. On a shared machine the CPU time is the
+    steadier measure: it does not count the time spent waiting for a core."""
+    start, cpu_start = time.perf_counter(), time.process_time()
     fn()
     if device.type == "cuda":
         torch.cuda.synchronize()
-    return time.perf_counter() - start
+    return time.perf_counter() - start, time.process_time() - cpu_start
 
 
 def main():
@@ -94,9 +96,12 @@ def main():
     for fn in variants.values():
         fn(), fn()
     times = {name: [] for name in variants}
+    cpu_times = {name: [] for name in variants}
     for _ in range(args.steps):
         for name, fn in variants.items():
-            times[name].append(timed(fn, device))
+            wall, cpu = timed(fn, device)
+            times[name].append(wall)
+            cpu_times[name].append(cpu)
     epoch_start = time.perf_counter()
     trainers["prior"].validate()
     validate_seconds = time.perf_counter() - epoch_start
@@ -112,6 +117,11 @@ def main():
         print(f"real loop step, {name:8s}   : {med * 1e3:8.1f} ms/step (min {low * 1e3:.1f})  "
               f"{args.batch / med:7.1f} img/s  ratio {bare_med / med:.3f} (of minima {bare_min / low:.3f}; "
               f"goal >= {goal})")
+    if device.type == "cpu":
+        bare_cpu = statistics.median(cpu_times["bare"])
+        print(f"CPU time per step (median): bare {bare_cpu * 1e3:.1f} ms, " + ", ".join(
+            f"{name} {statistics.median(cpu_times[name]) * 1e3:.1f} ms (ratio "
+            f"{bare_cpu / statistics.median(cpu_times[name]):.3f})" for name in ("baseline", "prior")))
     print(f"validation pass ({len(val_data)} images, with prior): {validate_seconds:.2f} s")
 
 
