@@ -203,9 +203,15 @@ def completed_study(tmp_path_factory):
     Tests that change it must put it back as it was (content and mtimes); copying a completed run is no
     substitute, since the rules' library inputs are absolute paths into the copy.
     """
-    workdir = copy_workflow(tmp_path_factory.mktemp("completed") / "study")
-    snakemake(workdir, "--cores", "2", "--configfile", CI_CONFIG, timeout=1800)
-    return workdir
+    # Each test module that imports this fixture gets its own session fixture; share one run between them.
+    if "workdir" not in _COMPLETED:
+        workdir = copy_workflow(tmp_path_factory.mktemp("completed") / "study")
+        snakemake(workdir, "--cores", "2", "--configfile", CI_CONFIG, timeout=1800)
+        _COMPLETED["workdir"] = workdir
+    return _COMPLETED["workdir"]
+
+
+_COMPLETED = {}
 
 
 def write_override(tmp_path, block):
