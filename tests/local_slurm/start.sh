@@ -114,6 +114,9 @@ SlurmdLogFile=/var/log/slurm/slurmd.log
 SlurmctldDebug=info
 SlurmdDebug=info
 InactiveLimit=0
+# client commands give up on an unreachable controller after ~this many seconds (default 10): snakemake's
+# slurm plugin runs scontrol at every start, so with the daemons stopped each snakemake call waited 9 s
+MessageTimeout=3
 # scancel'ed jobs get SIGTERM, then SIGKILL after this many seconds
 KillWait=5
 # finished jobs stay visible to squeue for 300 s: snakemake's squeue status mode needs that
