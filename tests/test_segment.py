@@ -284,8 +284,9 @@ def test_segment_branch_runs_on_the_ci_study(tmp_path):
     config = yaml.safe_load((work / CI_CONFIG).read_text())
     config["segment"]["report"]["weak_vs_strong"] = False  # the CAM side needs paper A's whole branch
     (work / "seg.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
-    snakemake(work, "--cores", "2", "--configfile", "seg.yaml", "results/report/tables/segmentation.csv",
-              "results/report/figures/segmentation_examples.png")
+    # targets before --configfile, which takes every following word as a config file
+    snakemake(work, "results/report/tables/segmentation.csv", "results/report/figures/segmentation_examples.png",
+              "--cores", "2", "--configfile", "seg.yaml")
     table = pd.read_csv(work / "results/report/tables/segmentation.csv")
     assert list(table["site"]) == list(config["segment"]["sites"])
     assert (table["n"] > 0).all() and (table["tp"] + table["fn"] == table["n_positive"]).all()
