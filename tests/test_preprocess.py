@@ -435,3 +435,39 @@ def test_monochrome1_radiograph_gives_the_same_crop_as_monochrome2(tmp_path):
     study = load_study(tmp_path / "study.h5")
     assert len(study) == 4
     np.testing.assert_allclose(study.images[2:], study.images[:2], atol=1e-4)
+
+
+@pytest.mark.workflow
+def test_workflow_landmarks_match_the_generator_within_one_pixel(ci_workflow):
+    """The HDF5's target groups and head radius against the phantom generator's own records, mapped
+    independently of the pipeline: generator mm -> source pixels -> target spacing -> crop -> flip."""
+    from osteoloc.io.pts import read_pts
+    from osteoloc.landmarks import FEMORAL_HEAD, fit_circle
+
+    results = ci_workflow / "results"
+    study = load_study(results / "preprocess" / "study.h5", images=False)
+    spacing_mm = study.attrs["spacing_mm"]
+    size = study.attrs["crop_size"]
+    checked = 0
+    with h5py.File(results / "cohort" / "truth.h5", "r") as truth:
+        for i, hip in study.meta.iterrows():
+            record = truth["params"][hip.source.removesuffix(".dcm")].attrs
+            side = 0 if hip.side == "right" else 1
+            exact_mm = read_pts(results / "cohort" / record["exact_points_path"])[80 * side:80 * (side + 1)]
+            source_px = exact_mm / record["spacing_mm"]
+            scale = spacing_mm / record["spacing_mm"]
+            crop = (source_px + 0.5) / scale - 0.5 - study.crop_offset[i]
+            if hip.side == "left":
+                crop[:, 0] = size - 1 - crop[:, 0]
+            for t, target in enumerate(TARGETS):
+                indices = study.group_indices[target]
+                expected = crop[indices]
+                stored = study.groups[i, t, :len(indices)]
+                # groups come from the automatic points: compare the manual contour, which is the exact set
+                np.testing.assert_allclose(study.contour_manual[i][indices], expected, atol=1.0)
+                assert np.isfinite(stored).all()
+            # the head circle of the exact points has the generator's radius
+            _, _, radius = fit_circle(study.contour_manual[i][FEMORAL_HEAD])
+            assert abs(radius - record["head_radius_mm"][side] / spacing_mm) < 1.0, hip.to_dict()
+            checked += 1
+    assert checked == len(study) > 0
