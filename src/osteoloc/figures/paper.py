@@ -169,7 +169,8 @@ def select_cases(table, threshold=0.5):
 
     table: one row per (position, target) with label, p_baseline, p_prior, com_baseline, com_prior.
     When no pair meets a rule, the fallback relaxes it to its label condition and the same ordering; the
-    case is marked so the figure says so."""
+    case is marked so the figure says so. Each case shows a different image: rules are applied in order
+    (a)-(d), and an image already shown is not chosen again."""
     d_com = table["com_prior"] - table["com_baseline"]
     d_p = table["p_prior"] - table["p_baseline"]
     pos, neg = table["label"] == 1, table["label"] == 0
@@ -182,7 +183,8 @@ def select_cases(table, threshold=0.5):
     }
     cases = []
     for key, (strict, relaxed, order) in rules.items():
-        for candidates, fallback in ((strict, False), (relaxed & order.notna(), True)):
+        unused = ~table["position"].isin([case.position for case in cases])
+        for candidates, fallback in ((strict & unused, False), (relaxed & order.notna() & unused, True)):
             if candidates.any():
                 best = order[candidates].sort_values(kind="stable").index[0]
                 cases.append(Case(key, CASE_RULES[key], int(table.at[best, "position"]),
