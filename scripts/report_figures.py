@@ -4,16 +4,14 @@ import json
 import logging
 from pathlib import Path
 
-from osteoloc.explain import read_runs
+from osteoloc.explain import read_all_runs
 from osteoloc.figures.paper import build_figures
 
 logging.basicConfig(filename=snakemake.log[0], level=logging.INFO,  # noqa: F821
                     format="%(asctime)s %(levelname)s %(message)s")
 inputs, outputs, params = snakemake.input, snakemake.output, snakemake.params  # noqa: F821
 try:
-    runs = [tuple(run) for run in json.loads(params.runs)]
-    predictions = read_runs(dict(zip(runs, inputs.predictions)), "predictions")
-    metrics = read_runs(dict(zip(runs, inputs.metrics)), "metrics")
+    predictions, metrics = read_all_runs(params.runs, inputs.predictions, inputs.metrics)
     options = json.loads(params.format)
     cases = build_figures(predictions, metrics, inputs.study,
                           {"baseline": inputs.maps_baseline, "prior": inputs.maps_prior},

@@ -4,17 +4,14 @@ import json
 import logging
 from pathlib import Path
 
-
-from osteoloc.explain import read_runs, study_labels
+from osteoloc.explain import read_all_runs, study_labels
 from osteoloc.tables import build_tables, write_table
 
 logging.basicConfig(filename=snakemake.log[0], level=logging.INFO,  # noqa: F821
                     format="%(asctime)s %(levelname)s %(message)s")
 inputs, outputs, params = snakemake.input, snakemake.output, snakemake.params  # noqa: F821
 try:
-    runs = [tuple(run) for run in json.loads(params.runs)]
-    predictions = read_runs(dict(zip(runs, inputs.predictions)), "predictions")
-    metrics = read_runs(dict(zip(runs, inputs.metrics)), "metrics")
+    predictions, metrics = read_all_runs(params.runs, inputs.predictions, inputs.metrics)
     labels = study_labels(inputs.study)
     tables = build_tables(predictions, metrics, labels, params.selection_seed, params.calibration_bins,
                           outputs.seed_level_input)

@@ -1,6 +1,7 @@
 """Explain one trained model on its test split: predictions, Grad-CAM maps and localisation metrics
 (docs/contracts.md section 5); and read those outputs back for the report."""
 
+import json
 from pathlib import Path
 
 import h5py
@@ -126,3 +127,11 @@ def read_runs(paths, kind):
             raise ValueError(f"{path}: {kind} lacks columns {sorted(missing)}")
         frames.append(frame.assign(model=model, seed=int(seed)))
     return pd.concat(frames, ignore_index=True)
+
+
+def read_all_runs(runs_json, predictions_paths, metrics_paths):
+    """Predictions and metrics of every run, as the report rules receive them: `runs_json` lists the
+    (model, seed) pairs in the order of the two path lists."""
+    runs = [tuple(run) for run in json.loads(runs_json)]
+    return (read_runs(dict(zip(runs, predictions_paths)), "predictions"),
+            read_runs(dict(zip(runs, metrics_paths)), "metrics"))
