@@ -196,7 +196,8 @@ def test_workflow_report_rules(tmp_path):
 
 
 def test_case_rules_show_four_different_images():
-    # position 0 is the best candidate of both (b) and (d); (d) must take the next image instead
+    # position 0 is the best candidate of both (b) and (d); (d), the narrower rule, keeps it and (b) falls
+    # back to another image
     table = pd.DataFrame({
         "position": [0, 1, 2, 3], "target": [0, 1, 2, 3], "label": [1, 1, 0, 1],
         "p_baseline": [0.9, 0.8, 0.7, 0.7], "p_prior": [0.1, 0.85, 0.2, 0.4],
@@ -204,4 +205,5 @@ def test_case_rules_show_four_different_images():
     cases = select_cases(table, threshold=0.5)
     assert [c.key for c in cases] == ["a", "b", "c", "d"]
     assert len({c.position for c in cases}) == 4
-    assert {c.key: c.position for c in cases} == {"a": 1, "b": 0, "c": 2, "d": 3}
+    assert {c.key: c.position for c in cases} == {"a": 1, "b": 3, "c": 2, "d": 0}
+    assert [c.key for c in cases if c.fallback] == ["b"]

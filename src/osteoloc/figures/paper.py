@@ -169,8 +169,8 @@ def select_cases(table, threshold=0.5):
 
     table: one row per (position, target) with label, p_baseline, p_prior, com_baseline, com_prior.
     When no pair meets a rule, the fallback relaxes it to its label condition and the same ordering; the
-    case is marked so the figure says so. Each case shows a different image: rules are applied in order
-    (a)-(d), and an image already shown is not chosen again."""
+    case is marked so the figure says so. Each case shows a different image: the narrowest rules choose
+    first (d, a, c, then b, the broadest), and an image already chosen is not chosen again."""
     d_com = table["com_prior"] - table["com_baseline"]
     d_p = table["p_prior"] - table["p_baseline"]
     pos, neg = table["label"] == 1, table["label"] == 0
@@ -182,7 +182,8 @@ def select_cases(table, threshold=0.5):
         "d": (pos & (table["p_baseline"] >= threshold) & (table["p_prior"] < threshold), pos, d_p),
     }
     cases = []
-    for key, (strict, relaxed, order) in rules.items():
+    for key in ("d", "a", "c", "b"):
+        strict, relaxed, order = rules[key]
         unused = ~table["position"].isin([case.position for case in cases])
         for candidates, fallback in ((strict & unused, False), (relaxed & order.notna() & unused, True)):
             if candidates.any():
@@ -190,7 +191,7 @@ def select_cases(table, threshold=0.5):
                 cases.append(Case(key, CASE_RULES[key], int(table.at[best, "position"]),
                                   int(table.at[best, "target"]), fallback))
                 break
-    return cases
+    return sorted(cases, key=lambda case: case.key)
 
 
 def case_table(labels, probs, com):
