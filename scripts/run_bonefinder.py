@@ -2,7 +2,7 @@
 
 import logging
 
-from osteoloc.phantom.bonefinder import run_bonefinder
+from osteoloc.bonefinder import run_bonefinder
 
 logging.basicConfig(filename=snakemake.log[0], level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
 run_bonefinder(snakemake.input.manifest, snakemake.params.command, snakemake.output.manifest)

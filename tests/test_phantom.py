@@ -15,7 +15,7 @@ from scipy import ndimage
 
 from osteoloc.io.pts import read_pts
 from osteoloc.phantom import DEFAULTS, anatomy, labels, make_cohort, with_defaults
-from osteoloc.phantom.bonefinder import run_bonefinder
+from osteoloc.bonefinder import run_bonefinder
 from osteoloc.phantom.cohort import BROKEN_KINDS, Difficulty, cohort_grades
 from osteoloc.targets import TARGETS
 
