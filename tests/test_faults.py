@@ -8,6 +8,7 @@ import pytest
 import torch
 import yaml
 from workflow_copy import (
+    epochs_in_checkpoint,
     CI_CONFIG,
     REPO,
     comparable_csv,
@@ -26,23 +27,14 @@ RUN = "results/train/baseline/seed0"
 EPOCHS = 4  # enough epochs that the kill lands mid-run
 
 
-def _epochs_in_checkpoint(path):
-    """Completed epochs recorded in last.pt, or 0 while it is missing or being written."""
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception:
-        return 0
-    return 0 if checkpoint.get("done") else len(checkpoint["history"])
-
-
 def kill_training_mid_run(workdir, args, log_path):
     """Start snakemake on `args`, SIGKILL its whole process group once last.pt holds >= 1 unfinished epoch."""
     proc = start_snakemake(workdir, *args, log_path=log_path)
     try:
-        wait_for(lambda: _epochs_in_checkpoint(workdir / RUN / "last.pt") >= 1, 600, "the first epoch", proc)
+        wait_for(lambda: epochs_in_checkpoint(workdir / RUN / "last.pt") >= 1, 600, "the first epoch", proc)
     finally:
         kill_group(proc)
-    return _epochs_in_checkpoint(workdir / RUN / "last.pt")
+    return epochs_in_checkpoint(workdir / RUN / "last.pt")
 
 
 def test_killed_training_resumes_from_last_checkpoint(tmp_path):

@@ -298,10 +298,7 @@ def test_group_hdf5_import_reproduces_the_crop(tmp_path, processed):
                        tmp_path / "excl.csv", groups=DEFAULT_GROUPS, max_excluded_fraction=0.9,
                        spacing_mm=0.8, crop_size=80)
     theirs = load_study(imported)
-    key = ["subject", "visit", "side"]
-    merged = ours.meta.reset_index().merge(theirs.meta.reset_index(), on=key, suffixes=("_o", "_t"))
-    assert len(merged) == len(ours) == len(theirs)
-    a, b = merged.index_o.to_numpy(), merged.index_t.to_numpy()
+    a, b = matched_rows(ours, theirs)
     np.testing.assert_allclose(theirs.contour[b], ours.contour[a], atol=1e-3)
     np.testing.assert_allclose(theirs.groups[b], ours.groups[a], atol=1e-3)
     np.testing.assert_array_equal(theirs.valid[b], ours.valid[a])
@@ -312,6 +309,14 @@ def test_group_hdf5_import_reproduces_the_crop(tmp_path, processed):
     with pytest.raises(ValueError, match="crop_size"):
         import_group_study(tmp_path / "group.h5", processed["dir"], processed["labels"], imported,
                            tmp_path / "excl.csv", groups=DEFAULT_GROUPS, max_excluded_fraction=0.9, crop_size=224)
+
+
+def matched_rows(ours, theirs):
+    """Row indices (ours, theirs) of the same hips in two studies that must hold exactly the same hips."""
+    key = ["subject", "visit", "side"]
+    merged = ours.meta.reset_index().merge(theirs.meta.reset_index(), on=key, suffixes=("_o", "_t"))
+    assert len(merged) == len(ours) == len(theirs)
+    return merged.index_o.to_numpy(), merged.index_t.to_numpy()
 
 
 # --- end to end on CI's phantom study -----------------------------------------------------------------
@@ -410,10 +415,7 @@ def test_workflow_group_hdf5_source_gives_the_same_study(ci_workflow, tmp_path):
     workdir = copy_workflow(tmp_path / "wf")
     snakemake(workdir, "preprocess", "--cores", "1", "--configfile", CI_CONFIG, override)
     theirs = load_study(workdir / "results" / "preprocess" / "study.h5")
-    key = ["subject", "visit", "side"]
-    merged = ours.meta.reset_index().merge(theirs.meta.reset_index(), on=key, suffixes=("_o", "_t"))
-    assert len(merged) == len(ours) == len(theirs)
-    a, b = merged.index_o.to_numpy(), merged.index_t.to_numpy()
+    a, b = matched_rows(ours, theirs)
     np.testing.assert_allclose(theirs.contour[b], ours.contour[a], atol=1e-3)
     np.testing.assert_allclose(theirs.images[b], ours.images[a], atol=1e-6)
     np.testing.assert_array_equal(theirs.labels[b], ours.labels[a])

@@ -12,8 +12,8 @@ import textwrap
 from pathlib import Path
 
 import pytest
-import torch
 from workflow_copy import (
+    epochs_in_checkpoint,
     CI_CONFIG,
     REPO,
     completed_study,  # noqa: F401 (fixture)
@@ -123,14 +123,6 @@ def test_tiny_study_through_slurm_matches_a_local_run(local_slurm, completed_stu
     assert not differing, f"SLURM and local runs differ in {differing}"
 
 
-def _last_epochs(path):
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception:
-        return 0
-    return 0 if checkpoint.get("done") else len(checkpoint["history"])
-
-
 def test_scancelled_training_is_retried_and_resumes_from_its_checkpoint(local_slurm, tmp_path):
     """scancel a training job mid-run: the profile's retry resubmits it and training resumes at its last
     epoch instead of starting over; the run then completes."""
@@ -143,10 +135,10 @@ def test_scancelled_training_is_retried_and_resumes_from_its_checkpoint(local_sl
     log_path = tmp_path / "slurm_run.log"
     proc = start_snakemake(workdir, "results/train/baseline/seed0/best.pt", "--profile", profile, *config, log_path=log_path)
     try:
-        wait_for(lambda: _last_epochs(run_dir / "last.pt") >= 1, 600, "the first epoch on SLURM", proc)
+        wait_for(lambda: epochs_in_checkpoint(run_dir / "last.pt") >= 1, 600, "the first epoch on SLURM", proc)
         job_ids = re.findall(r"SLURM jobid (\d+)", log_path.read_text())
         assert job_ids, "no SLURM job id in snakemake's output"
-        epochs_before = _last_epochs(run_dir / "last.pt")
+        epochs_before = epochs_in_checkpoint(run_dir / "last.pt")
         subprocess.run(["scancel", job_ids[-1]], check=True)
         assert proc.wait(timeout=900) == 0, log_path.read_text()[-5000:]
     finally:

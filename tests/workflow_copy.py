@@ -108,6 +108,17 @@ def wait_for(predicate, timeout, what, proc=None):
 _STATS_HEADER = re.compile(r"^job\s+count\s*$")
 
 
+def epochs_in_checkpoint(path):
+    """Completed epochs recorded in a training run's last.pt; 0 while it is missing or being written."""
+    import torch
+
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception:
+        return 0
+    return 0 if checkpoint.get("done") else len(checkpoint["history"])
+
+
 def planned_jobs(workdir, *args):
     """{rule: job count} snakemake -n would run ({} when nothing is to be done)."""
     proc = snakemake(workdir, "-n", "--quiet", "rules", *args)
