@@ -1,25 +1,12 @@
 """Rule report_figures: Figures 2-6, A2 and the reliability diagrams."""
 
 import json
-import logging
-from pathlib import Path
 
-from osteoloc.explain import read_all_runs
-from osteoloc.figures.paper import build_figures
+from osteoloc.figures.paper import report_figures
+from osteoloc.runner import run_script
 
-logging.basicConfig(filename=snakemake.log[0], level=logging.INFO,  # noqa: F821
-                    format="%(asctime)s %(levelname)s %(message)s")
-inputs, outputs, params = snakemake.input, snakemake.output, snakemake.params  # noqa: F821
-try:
-    predictions, metrics = read_all_runs(params.runs, inputs.predictions, inputs.metrics)
-    options = json.loads(params.format)
-    cases = build_figures(predictions, metrics, inputs.study,
-                          {"baseline": inputs.maps_baseline, "prior": inputs.maps_prior},
-                          params.selection_seed, Path(outputs.figure2).parent, width_in=options["width_in"],
-                          case_threshold=options["case_threshold"], figure5_row_index=options["figure5_row"],
-                          n_bins=params.calibration_bins)
-    for case in cases:
-        logging.info("figure 6 case %s: %s%s", case.key, case.rule, " (fallback)" if case.fallback else "")
-except Exception:
-    logging.exception("report_figures failed")
-    raise
+run_script(snakemake, lambda smk: report_figures(  # noqa: F821
+    smk.params.runs, smk.input.predictions, smk.input.metrics, smk.input.study,
+    {"baseline": smk.input.maps_baseline, "prior": smk.input.maps_prior},
+    selection_seed=smk.params.selection_seed, calibration_bins=smk.params.calibration_bins,
+    figure_paths=smk.output, **json.loads(smk.params.format)))

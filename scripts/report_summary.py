@@ -1,27 +1,12 @@
 """Rule report_summary: the study's key numbers and its exclusions in Markdown."""
 
 import json
-import logging
 
-import pandas as pd
+from osteoloc.runner import run_script
+from osteoloc.tables import SUMMARY_TABLES, report_summary
 
-from osteoloc.explain import read_runs, study_labels
-from osteoloc.io.atomic import write_text
-from osteoloc.tables import summary_markdown
-
-logging.basicConfig(filename=snakemake.log[0], level=logging.INFO,  # noqa: F821
-                    format="%(asctime)s %(levelname)s %(message)s")
-inputs, params = snakemake.input, snakemake.params  # noqa: F821
-try:
-    tables = {"tableA1": pd.read_csv(inputs.tableA1),
-              "auc": pd.read_csv(inputs.auc, dtype={"seed": str}),
-              "true_localisation": pd.read_csv(inputs.true_localisation)}
-    exclusions = pd.read_csv(inputs.exclusions, dtype=str, keep_default_na=False)
-    n_hips = len(study_labels(inputs.study))
-    runs = [tuple(run) for run in json.loads(params.runs)]
-    metrics = read_runs(dict(zip(runs, inputs.metrics)), "metrics")
-    text = summary_markdown(params.study_name, tables, exclusions, n_hips, json.loads(params.seeds), metrics)
-    write_text(text, snakemake.output.summary)  # noqa: F821
-except Exception:
-    logging.exception("report_summary failed")
-    raise
+run_script(snakemake, lambda smk: report_summary(  # noqa: F821
+    smk.params.study_name, json.loads(smk.params.seeds), json.loads(smk.params.runs),
+    table_paths={t: smk.input[t] for t in SUMMARY_TABLES},
+    exclusions_path=smk.input.exclusions, study_path=smk.input.study, metrics_paths=smk.input.metrics,
+    out_path=smk.output.summary))

@@ -2,23 +2,17 @@
 and `select_prior` (selection.json from all rounds)."""
 
 import json
-import logging
-from pathlib import Path
 
-import pandas as pd
+from osteoloc.grid import select_prior_stage, select_round_stage
+from osteoloc.runner import run_script
 
-from osteoloc.grid import point_loss, selection_record, selection_round
-from osteoloc.io.atomic import write_text
 
-smk = snakemake  # noqa: F821 (injected by Snakemake)
-logging.basicConfig(filename=smk.log[0], level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+def main(smk):
+    if smk.rule == "select_prior_round":
+        select_round_stage(smk.input.histories, smk.params.criterion, json.loads(smk.params.steps),
+                           smk.params.round, smk.params.max_rounds, smk.output[0])
+    else:
+        select_prior_stage(smk.input.rounds, smk.params.criterion, smk.output[0])
 
-if smk.rule == "select_prior_round":
-    losses = {Path(path).parent.name: point_loss(pd.read_csv(path), smk.params.criterion)
-              for path in smk.input.histories}
-    record = selection_round(losses, json.loads(smk.params.steps), smk.params.round, smk.params.max_rounds)
-else:
-    rounds = [json.loads(Path(path).read_text()) for path in smk.input.rounds]
-    record = selection_record(rounds, smk.params.criterion)
-logging.info("%s", json.dumps(record, indent=1))
-write_text(json.dumps(record, indent=1) + "\n", smk.output[0])
+
+run_script(snakemake, main)  # noqa: F821

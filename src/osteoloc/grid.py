@@ -9,8 +9,16 @@ Selection repeats over all points tried, at most `max_rounds` extension rounds.
 """
 
 import itertools
+import json
+import logging
 import math
 import re
+from pathlib import Path
+
+from osteoloc.io.atomic import write_text
+from osteoloc.runs import read_history
+
+log = logging.getLogger(__name__)
 
 AXES = ("lambda", "radius", "sigma")
 _POINT_RE = re.compile(r"^lam(?P<lambda>[^_/]+)_r(?P<radius>[^_/]+)_sig(?P<sigma>[^_/]+)$")
@@ -85,7 +93,7 @@ def selection_round(losses, steps, round_index, max_rounds):
             "best_loss": losses[best], "extension": extension, "done": not extension}
 
 
-def point_loss(history, criterion="bce"):
+def point_loss(history, criterion):
     """A grid point's validation loss: the smallest `val_<criterion>` over its epochs."""
     column = f"val_{criterion}"
     if column not in history:
@@ -99,3 +107,45 @@ def selection_record(rounds, criterion):
     chosen = parse_point_id(final["best"])
     return {"lambda": chosen["lambda"], "radius": chosen["radius"], "sigma": chosen["sigma"],
             "point": final["best"], "criterion": criterion, "rounds": rounds}
+
+
+NO_PRIOR = {"lambda": 0.0, "radius": 0.0, "sigma": 0.0}
+
+
+def read_selection(path):
+    """A selection.json (or a round's JSON) as a dict."""
+    return json.loads(Path(path).read_text())
+
+
+def write_selection(record, path):
+    log.info("%s", json.dumps(record, indent=1))
+    write_text(json.dumps(record, indent=1) + "\n", path)
+
+
+def prior_values(point="", selection_path=None, fixed_json=""):
+    """The prior's {"lambda", "radius", "sigma"} of a run: from a grid point's id, else the grid selection
+    (selection.json), else the fixed config block (JSON), else none (the baseline). Radius and sigma in
+    input pixels."""
+    if point:
+        return parse_point_id(point)
+    if selection_path:
+        return read_selection(selection_path)
+    if fixed_json:
+        return json.loads(fixed_json)
+    return NO_PRIOR
+
+
+def point_histories(history_paths):
+    """{point id: history DataFrame} of grid runs at `.../{point}/history.csv` (contracts.md section 4)."""
+    return {Path(path).parent.name: read_history(path) for path in history_paths}
+
+
+def select_round_stage(history_paths, criterion, steps, round_index, max_rounds, out_path):
+    """Rule select_prior_round: one selection round over the grid runs' histories -> its JSON record."""
+    losses = {point: point_loss(history, criterion) for point, history in point_histories(history_paths).items()}
+    write_selection(selection_round(losses, steps, round_index, max_rounds), out_path)
+
+
+def select_prior_stage(round_paths, criterion, out_path):
+    """Rule select_prior: selection.json from every round's record, in round order."""
+    write_selection(selection_record([read_selection(path) for path in round_paths], criterion), out_path)

@@ -52,3 +52,16 @@ def features_and_logits(model, images):
     features = model.layer4(model.layer3(model.layer2(model.layer1(x))))
     logits = model.fc(torch.flatten(model.avgpool(features), 1))
     return features, logits
+
+
+def load_trained_model(checkpoint_path, device="cpu"):
+    """The trained network of a `best.pt` (contracts.md section 4: a dict with "state_dict"), in eval mode
+    on `device` (a torch.device or a name `osteoloc.device.pick_device` takes)."""
+    from osteoloc.device import pick_device
+
+    checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+        raise ValueError(f"{checkpoint_path}: not a checkpoint dict with a 'state_dict'")
+    model = build_model(weights="none")
+    model.load_state_dict(checkpoint["state_dict"])
+    return model.to(pick_device(device)).eval()

@@ -1,6 +1,6 @@
 """Every table of paper A (and the extra ones) from the explain outputs, written as CSV + Markdown + LaTeX.
 
-Inputs are the long frames of `osteoloc.explain.read_runs` (columns model, seed, row, target, label, ...).
+Inputs are the long frames of `osteoloc.runs.read_runs` (columns model, seed, row, target, label, ...).
 Localisation statistics use positive images only (label 1); a metric that is NaN for either model drops the
 pair. Which seeds each table uses:
 - Table 1: the selection seed (one run, paired Wilcoxon over its test images, as the paper);
@@ -8,19 +8,29 @@ pair. Which seeds each table uses:
 - Table 2: every hip of the study (labels do not depend on a seed).
 """
 
+import logging
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from osteoloc.io.atomic import write_csv, write_text
+from osteoloc.io.study_h5 import StudyFile
+from osteoloc.runs import read_all_runs, read_runs
 from osteoloc.stats import (delong_test, expected_calibration_error, image_level_table, label_correlation,
                             paired_wilcoxon, seed_level_table)
 from osteoloc.targets import SHORT_NAMES, TARGETS
 
 METRICS = ("com_distance", "peak_distance", "spread")
 MODELS = ("baseline", "prior")
-TABLE_IDS = ("table1", "table2", "tableA1", "tableA2", "auc", "calibration", "true_localisation")
+# Every table the report rule writes: id -> its label in the HTML report (the rule files import these).
+TABLES = {"table1": "Table 1", "table2": "Table 2", "tableA1": "Table A1", "tableA2": "Table A2",
+          "auc": "AUC table", "calibration": "Calibration table", "true_localisation": "True localisation table"}
+TABLE_IDS = tuple(TABLES)
+SEED_LEVEL_INPUT = ("seed_level_input", "Seed-level input")  # the CSV Table A1 is computed from
+SUMMARY_TABLES = ("tableA1", "auc", "true_localisation")  # the tables summary.md quotes
+
+log = logging.getLogger(__name__)
 
 
 def positives(frame):
@@ -132,9 +142,10 @@ def true_localisation_table(metrics):
     return pd.DataFrame(rows)
 
 
-def write_table(table, stem, decimals=3, caption=""):
-    """`<stem>.csv` at full precision, `<stem>.md` and `<stem>.tex` rounded to `decimals`."""
-    stem = Path(stem)
+def write_table(table, stem, decimals, caption=""):
+    """`<stem>.csv` at full precision, `<stem>.md` and `<stem>.tex` rounded to `decimals` (stem may carry
+    any of the three suffixes)."""
+    stem = Path(stem).with_suffix("")
     write_csv(table, stem.with_suffix(".csv"))
     shown = table.copy()
     for column in shown.columns:
@@ -158,6 +169,24 @@ def build_tables(predictions, metrics, labels, selection_seed, n_bins, seed_inpu
               "auc": auc_table(predictions), "calibration": calibration_table(predictions, n_bins),
               "true_localisation": true_localisation_table(metrics)}
     return tables
+
+
+def read_table(path):
+    """A table CSV written by `write_table` (the `seed` column, "0" or "mean", stays text)."""
+    return pd.read_csv(path, dtype={"seed": str})
+
+
+def report_tables(runs_json, predictions_paths, metrics_paths, study_path, *, selection_seed, calibration_bins,
+                  decimals, table_paths, seed_input_path):
+    """Rule report_tables: every table of TABLE_IDS from every run's explain outputs (`runs.read_all_runs`)
+    and the study's labels. table_paths: {table id: its path, .csv / .md / .tex written beside each other}."""
+    predictions, metrics = read_all_runs(runs_json, predictions_paths, metrics_paths)
+    with StudyFile(study_path) as study:
+        labels = study.read(["labels"])["labels"].astype(int)
+    tables = build_tables(predictions, metrics, labels, selection_seed, calibration_bins, seed_input_path)
+    for table_id, table in tables.items():
+        write_table(table, table_paths[table_id], decimals=decimals)
+        log.info("%s: %d rows", table_id, len(table))
 
 
 def undefined_maps(metrics):
@@ -201,3 +230,15 @@ def summary_markdown(study_name, tables, exclusions, n_hips, seeds, metrics=None
     else:
         lines.append("None.")
     return "\n".join(lines) + "\n"
+
+
+def report_summary(study_name, seeds, runs, *, table_paths, exclusions_path, study_path, metrics_paths, out_path):
+    """Rule report_summary: `summary_markdown` from the written tables (table_paths: {SUMMARY_TABLES id:
+    path}), the exclusions table, the study's size and every run's metrics.
+    runs: the (model, seed) pairs of `metrics_paths`, in order."""
+    tables = {table_id: read_table(path) for table_id, path in table_paths.items()}
+    exclusions = pd.read_csv(exclusions_path, dtype=str, keep_default_na=False)
+    with StudyFile(study_path) as study:
+        n_hips = len(study)
+    metrics = read_runs(dict(zip((tuple(run) for run in runs), metrics_paths)), "metrics")
+    write_text(summary_markdown(study_name, tables, exclusions, n_hips, seeds, metrics), out_path)

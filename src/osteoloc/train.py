@@ -1,14 +1,15 @@
 """The training loop of paper A: Adam on masked BCE (+ lambda * landmark prior), best epoch by validation
 loss, a resumable checkpoint every epoch. Read top to bottom: settings, one epoch, validation, `train`.
 
-Files in `out_dir` (contracts.md section 4): `history.csv` (one row per epoch), `last.pt` (everything a
-rerun needs to continue: model, optimizer, scaler, RNG states, history, best-so-far bookkeeping),
-`best_so_far.pt` (the best weights so far, kept apart from the declared outputs so a workflow that
-deletes a killed job's outputs cannot lose them) and, at the end, `best.pt` = {state_dict, epoch, config}.
+Files (contracts.md section 4), each at the path the caller gives: `history.csv` (one row per epoch),
+`best.pt` = {state_dict, epoch, config} at the end, and the resumable checkpoint `last.pt` (everything a
+rerun needs to continue: model, optimizer, scaler, RNG states, history, and the best weights so far, so a
+workflow that deletes a killed job's declared outputs cannot lose them).
 """
 
 import contextlib
 import dataclasses
+import json
 import logging
 import math
 import time
@@ -21,29 +22,29 @@ import torch
 from sklearn.metrics import roc_auc_score
 
 from osteoloc.data import batch_order, load_split, read_subjects, rotate_batch, rotation_matrices
-from osteoloc.io.atomic import atomic_path, write_csv
+from osteoloc.device import pick_device
+from osteoloc.io.atomic import atomic_path
 from osteoloc.model import build_model, features_and_logits
 from osteoloc.prior import class_activation_maps, masked_bce, penalty_maps, prior_loss
-from osteoloc.splits import check_split, read_split_file
+from osteoloc.runs import HISTORY_COLUMNS, copy_history, write_history
+from osteoloc.splits import check_split, read_split
 from osteoloc.targets import TARGETS
 
 log = logging.getLogger(__name__)
-
-HISTORY_COLUMNS = (["epoch", "train_bce", "train_prior", "train_total", "val_bce", "val_prior", "val_total"]
-                   + [f"val_auc_{t}" for t in TARGETS] + ["seconds"])
-
 
 @dataclass(frozen=True)
 class TrainSettings:
     """Everything that fixes a run (the `train:` config section plus the run's seed and prior values).
 
+    The defaults are the schema's (workflow/schemas/train.schema.yaml, study.schema.yaml for `device`;
+    tests/test_train.py holds them equal); the workflow passes every value from the validated config.
     prior_lambda 0 trains the baseline; with prior_sigma > 0 its prior loss is still measured (detached)
     for comparison, with prior_sigma 0 it is not computed (NaN in the history). Radius and sigma are in
     input pixels.
     """
 
     seed: int = 0
-    epochs: int = 8
+    epochs: int = 3
     batch_size: int = 32
     lr: float = 1e-3
     weight_decay: float = 0.0
@@ -69,13 +70,12 @@ class TrainSettings:
     def as_dict(self):
         return dataclasses.asdict(self)
 
-
-def pick_device(name):
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("device 'cuda' requested but CUDA is not available")
-    return torch.device(name)
+    @classmethod
+    def for_run(cls, training_json, seed, prior):
+        """Settings of one run from the rule's params: the shared `training` block (JSON), the seed and the
+        prior's {"lambda", "radius", "sigma"} (`grid.prior_values`)."""
+        return cls(seed=int(seed), **json.loads(training_json), prior_lambda=float(prior["lambda"]),
+                   prior_radius=float(prior["radius"]), prior_sigma=float(prior["sigma"]))
 
 
 def _auc(labels, probs):
@@ -204,6 +204,9 @@ def _save(obj, path):
         torch.save(obj, tmp)
 
 
+CHECKPOINT_FORMAT = 2  # last.pt layout: a checkpoint of another layout is never resumed
+
+
 def _load_resumable(path, identity):
     """The checkpoint at `path` if it belongs to this very run (same settings and data), else None."""
     if not path.exists():
@@ -219,25 +222,25 @@ def _load_resumable(path, identity):
     return checkpoint
 
 
-def train(train_data, val_data, settings, out_dir, on_epoch_end=None):
-    """Train one model, resuming from `out_dir/last.pt` when it belongs to the same run.
+def train(train_data, val_data, settings, *, history_path, best_path, last_path, on_epoch_end=None):
+    """Train one model, resuming from `last_path` when it holds a checkpoint of the same run.
 
-    train_data, val_data: data.SplitTensors. on_epoch_end(epoch) is called after each epoch's checkpoint
-    (tests use it). Returns {"best_epoch", "best_loss", "history" (DataFrame)}.
+    train_data, val_data: data.SplitTensors. Writes `history_path` after every epoch, `last_path` (the
+    resumable checkpoint, best weights so far included) after every epoch and `best_path` at the end.
+    on_epoch_end(epoch) is called after each epoch's checkpoint (tests use it).
+    Returns {"best_epoch", "best_loss", "history" (DataFrame)}.
     """
     s = settings
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    last_path, best_path = out_dir / "last.pt", out_dir / "best_so_far.pt"
+    last_path = Path(last_path)
     torch.use_deterministic_algorithms(True, warn_only=True)  # bit-identical CPU reruns
     trainer = Trainer(train_data, val_data, s)
-    identity = {"settings": s.as_dict(), "train": _data_fingerprint(train_data),
+    identity = {"format": CHECKPOINT_FORMAT, "settings": s.as_dict(), "train": _data_fingerprint(train_data),
                 "val": _data_fingerprint(val_data)}
-    history, best_epoch, best_loss, stale, done = [], 0, math.inf, 0, False
+    history, best, best_loss, stale, done = [], None, math.inf, 0, False
     checkpoint = _load_resumable(last_path, identity)
-    if checkpoint is not None and (checkpoint["best_epoch"] == 0 or best_path.exists()):
+    if checkpoint is not None:
         trainer.load_state(checkpoint["state"])
-        history, best_epoch, best_loss = checkpoint["history"], checkpoint["best_epoch"], checkpoint["best_loss"]
+        history, best, best_loss = checkpoint["history"], checkpoint["best"], checkpoint["best_loss"]
         stale, done = checkpoint["stale"], checkpoint["done"]
         log.info("resuming from %s after epoch %d", last_path, len(history))
     log.info("training on %s: %d train / %d val images of %s px, settings %s", trainer.device,
@@ -250,48 +253,59 @@ def train(train_data, val_data, settings, out_dir, on_epoch_end=None):
         row["seconds"] = time.perf_counter() - start
         history.append(row)
         if row[monitor] < best_loss:
-            best_epoch, best_loss, stale = epoch, row[monitor], 0
-            _save({"state_dict": trainer.model.state_dict(), "epoch": epoch, "config": s.as_dict()}, best_path)
+            best_loss, stale = row[monitor], 0
+            weights = {k: v.detach().to("cpu", copy=True) for k, v in trainer.model.state_dict().items()}
+            best = {"state_dict": weights, "epoch": epoch, "config": s.as_dict()}
         else:
             stale += 1
         done = epoch == s.epochs or (s.early_stopping_patience > 0 and stale >= s.early_stopping_patience)
-        _save({"identity": identity, "state": trainer.state(), "history": history, "best_epoch": best_epoch,
+        _save({"identity": identity, "state": trainer.state(), "history": history, "best": best,
                "best_loss": best_loss, "stale": stale, "done": done}, last_path)
-        write_csv(pd.DataFrame(history, columns=HISTORY_COLUMNS), out_dir / "history.csv")
+        write_history(history, history_path)
         log.info("epoch %d/%d  train bce %.4f prior %.4f | val bce %.4f prior %.4f total %.4f | "
                  "best epoch %d | %.1f s", epoch, s.epochs, row["train_bce"], row["train_prior"],
-                 row["val_bce"], row["val_prior"], row["val_total"], best_epoch, row["seconds"])
+                 row["val_bce"], row["val_prior"], row["val_total"], best["epoch"] if best else 0,
+                 row["seconds"])
         if on_epoch_end is not None:
             on_epoch_end(epoch)
     if done and len(history) < s.epochs:
         log.info("early stopping after epoch %d (%d epochs without improvement)", len(history), stale)
-    frame = pd.DataFrame(history, columns=HISTORY_COLUMNS)
-    write_csv(frame, out_dir / "history.csv")
-    if best_epoch == 0:
-        raise RuntimeError(f"{out_dir}: no epoch gave a finite validation loss ({monitor}); training diverged")
-    best = torch.load(best_path, map_location="cpu", weights_only=True)
-    _save(best, out_dir / "best.pt")
-    log.info("best epoch %d, %s %.4f", best_epoch, monitor, best_loss)
-    return {"best_epoch": best_epoch, "best_loss": best_loss, "history": frame}
+    write_history(history, history_path)
+    if best is None:
+        raise RuntimeError(f"{last_path.parent}: no epoch gave a finite validation loss ({monitor}); "
+                           "training diverged")
+    _save(best, best_path)
+    log.info("best epoch %d, %s %.4f", best["epoch"], monitor, best_loss)
+    return {"best_epoch": best["epoch"], "best_loss": best_loss,
+            "history": pd.DataFrame(history, columns=HISTORY_COLUMNS)}
 
 
-def train_on_study(h5_path, split_path, settings, out_dir, on_epoch_end=None):
+def train_on_study(h5_path, split_path, settings, *, history_path, best_path, last_path, on_epoch_end=None):
     """Read the train and validation splits of the study HDF5 into memory, then `train`."""
-    split = check_split(read_split_file(split_path), read_subjects(h5_path), source=str(split_path))
+    split = check_split(read_split(split_path), read_subjects(h5_path), source=str(split_path))
     train_data = load_split(h5_path, split, "train")
     val_data = load_split(h5_path, split, "val")
-    return train(train_data, val_data, settings, out_dir, on_epoch_end=on_epoch_end)
+    return train(train_data, val_data, settings, history_path=history_path, best_path=best_path,
+                 last_path=last_path, on_epoch_end=on_epoch_end)
 
 
-def reuse_run(best_path, history_path, settings, out_dir):
-    """Copy a finished run's best.pt and history.csv into `out_dir` when it was trained with exactly these
-    settings (the grid point chosen on the selection seed is the prior run of that seed). Returns True if
-    copied, False (nothing written) when the settings differ."""
-    best = torch.load(best_path, map_location="cpu", weights_only=True)
+def reuse_run(source_best, source_history, settings, *, best_path, history_path):
+    """Copy a finished run's best.pt and history.csv to `best_path` and `history_path` when it was trained
+    with exactly these settings (the grid point chosen on the selection seed is the prior run of that
+    seed). Returns True if copied, False (nothing written) when the settings differ."""
+    best = torch.load(source_best, map_location="cpu", weights_only=True)
     if best.get("config") != settings.as_dict():
         return False
-    out_dir = Path(out_dir)
-    _save(best, out_dir / "best.pt")
-    write_csv(pd.read_csv(history_path), out_dir / "history.csv")
-    log.info("reused the identical run %s (best epoch %d)", Path(best_path).parent, best["epoch"])
+    _save(best, best_path)
+    copy_history(source_history, history_path)
+    log.info("reused the identical run %s (best epoch %d)", Path(source_best).parent, best["epoch"])
     return True
+
+
+def train_run(h5_path, split_path, settings, *, history_path, best_path, last_path, reuse=None):
+    """The train rules' stage: copy the run `reuse` = (best.pt, history.csv) of another job when it was
+    trained with these very settings, else train on the study (resuming from `last_path`)."""
+    if reuse and reuse_run(*reuse, settings, best_path=best_path, history_path=history_path):
+        return
+    train_on_study(h5_path, split_path, settings, history_path=history_path, best_path=best_path,
+                   last_path=last_path)

@@ -44,3 +44,53 @@ def library_code(script):
     from osteoloc.provenance import library_sources
 
     return library_sources(workflow.source_path(f"../../scripts/{script}"))
+
+
+def train_file(name, model="{model}", seed="{seed}"):
+    """A training run's file (contracts.md section 4); wildcards unless model and seed are given."""
+    return results("train", model, f"seed{seed}", name)
+
+
+def explain_file(name, model="{model}", seed="{seed}"):
+    """An explain run's file (contracts.md section 5); wildcards unless model and seed are given."""
+    return results("explain", model, f"seed{seed}", name)
+
+
+def explain_outputs(name):
+    """The explain file `name` of every (model, seed), models outer: the order of `explain_runs`."""
+    return expand(explain_file(name), model=MODELS, seed=SEEDS)
+
+
+def explain_runs():
+    """(model, seed) of every run as a JSON param, in the order `explain_outputs` lists their files."""
+    return as_json([[model, seed] for model in MODELS for seed in SEEDS])
+
+
+# snakemake's report() under a name its parser does not take for the `report:` keyword at a line start.
+report_file = report
+REPORT_SUFFIXES = {"tables": ("csv", "md", "tex"), "figures": ("png", "pdf")}
+
+
+def report_outputs(kind, labels, category, suffixes=None, **report_options):
+    """Named outputs of report tables (kind "tables") or figures ("figures"): for each id -> labels of
+    `labels`, `<id>` is results/report/<kind>/<id>.csv (or .png), shown in the HTML report with the caption
+    workflow/report/<id>.rst, and `<id>_md`, `<id>_tex` (or `<id>_pdf`) are its siblings (`suffixes`
+    overrides REPORT_SUFFIXES; the first one is shown)."""
+    first, *siblings = suffixes or REPORT_SUFFIXES[kind]
+    outputs = {}
+    for output_id, output_labels in labels.items():
+        outputs[output_id] = report_file(
+            results("report", kind, f"{output_id}.{first}"),
+            caption=workflow.source_path(f"../report/{output_id}.rst"),
+            category=category,
+            labels=output_labels,
+            **report_options,
+        )
+        for suffix in siblings:
+            outputs[f"{output_id}_{suffix}"] = results("report", kind, f"{output_id}.{suffix}")
+    return outputs
+
+
+def job_resources(block):
+    """The portable resources of a config `resources` block (threads are declared apart)."""
+    return {key: block[key] for key in ("mem_mb", "runtime", "gpu")}

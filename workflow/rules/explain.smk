@@ -6,12 +6,12 @@ rule explain:
     input:
         study=results("preprocess", "study.h5"),
         split=results("splits", "seed{seed}.csv"),
-        checkpoint=results("train", "{model}", "seed{seed}", "best.pt"),
+        checkpoint=train_file("best.pt"),
         code=library_code("explain.py"),
     output:
-        predictions=results("explain", "{model}", "seed{seed}", "predictions.csv"),
-        maps=results("explain", "{model}", "seed{seed}", "maps.h5"),
-        metrics=results("explain", "{model}", "seed{seed}", "metrics.csv"),
+        predictions=explain_file("predictions.csv"),
+        maps=explain_file("maps.h5"),
+        metrics=explain_file("metrics.csv"),
     params:
         batch_size=config["explain"]["batch_size"],
         pointing_tolerance_px=config["explain"]["pointing_tolerance_px"],

@@ -29,7 +29,8 @@ TRAINING = {
     )
 }
 TRAINING["device"] = config["study"]["device"]
-TRAIN_RESOURCES = TRAIN["resources"]
+TRAIN_THREADS = TRAIN["resources"]["threads"]
+TRAIN_RESOURCES = job_resources(TRAIN["resources"])
 GRID_STEPS = {axis: PRIOR["steps"][axis] for axis in ("lambda", "radius", "sigma")}
 FIRST_GRID = [
     point_id(p)
@@ -42,6 +43,11 @@ FIRST_GRID = [
 wildcard_constraints:
     point=r"lam[^_/]+_r[^_/]+_sig[^_/]+",
     round=r"\d+",
+
+
+def grid_file(name, point="{point}"):
+    """A grid point's run file (contracts.md section 4)."""
+    return results("grid", point, name)
 
 
 def _round_record(index):
@@ -58,7 +64,7 @@ def round_points(wildcards):
     else:
         previous = _round_record(index - 1)
         points = list(previous["losses"]) + previous["extension"]
-    return [results("grid", p, "history.csv") for p in points]
+    return [grid_file("history.csv", p) for p in points]
 
 
 def final_round():
@@ -78,7 +84,7 @@ def all_rounds(wildcards):
 
 def grid_histories(wildcards):
     _, record = final_round()
-    return [results("grid", p, "history.csv") for p in record["losses"]]
+    return [grid_file("history.csv", p) for p in record["losses"]]
 
 
 def train_inputs(wildcards):
@@ -93,12 +99,12 @@ def train_inputs(wildcards):
             int(wildcards.seed) == SELECTION_SEED
         ):  # the chosen grid point's run is this very run
             chosen = final_round()[1]["best"]
-            inputs["grid_best"] = results("grid", chosen, "best.pt")
-            inputs["grid_history"] = results("grid", chosen, "history.csv")
+            inputs["grid_best"] = grid_file("best.pt", chosen)
+            inputs["grid_history"] = grid_file("history.csv", chosen)
     return inputs
 
 
-def prior_values(wildcards):
+def fixed_prior(wildcards):
     """The prior's block for a per-seed run: empty for the baseline and for grid-selected values (the
     script reads selection.json), the fixed values otherwise."""
     if wildcards.model == "baseline" or SELECT_BY_GRID:
@@ -129,20 +135,20 @@ rule train_grid_point:
         split=results("splits", f"seed{SELECTION_SEED}.csv"),
         code=library_code("train.py"),
     output:
-        history=results("grid", "{point}", "history.csv"),
-        best=results("grid", "{point}", "best.pt"),
+        history=grid_file("history.csv"),
+        best=grid_file("best.pt"),
     params:
         training=as_json(TRAINING),
         seed=SELECTION_SEED,
         point=lambda wildcards: wildcards.point,
         prior="",
+        # resumable checkpoint: not an output, so a killed job's cleanup keeps it
+        last=grid_file("last.pt"),
     log:
         log_path("grid", "{point}.log"),
-    threads: TRAIN_RESOURCES["threads"]
+    threads: TRAIN_THREADS
     resources:
-        mem_mb=TRAIN_RESOURCES["mem_mb"],
-        runtime=TRAIN_RESOURCES["runtime"],
-        gpu=TRAIN_RESOURCES["gpu"],
+        **TRAIN_RESOURCES,
     script:
         "../../scripts/train.py"
 
@@ -185,24 +191,23 @@ rule train:
         unpack(train_inputs),
     output:
         history=report(
-            results("train", "{model}", "seed{seed}", "history.csv"),
+            train_file("history.csv"),
             caption="../report/train_history.rst",
             category="Training",
             labels={"model": "{model}", "seed": "{seed}"},
         ),
-        best=results("train", "{model}", "seed{seed}", "best.pt"),
+        best=train_file("best.pt"),
     params:
         training=as_json(TRAINING),
         seed=lambda wildcards: int(wildcards.seed),
         point="",
-        prior=prior_values,
+        prior=fixed_prior,
+        last=train_file("last.pt"),
     log:
         log_path("train", "{model}", "seed{seed}.log"),
-    threads: TRAIN_RESOURCES["threads"]
+    threads: TRAIN_THREADS
     resources:
-        mem_mb=TRAIN_RESOURCES["mem_mb"],
-        runtime=TRAIN_RESOURCES["runtime"],
-        gpu=TRAIN_RESOURCES["gpu"],
+        **TRAIN_RESOURCES,
     script:
         "../../scripts/train.py"
 
@@ -213,14 +218,12 @@ rule figure_grid:
         histories=grid_histories,
         code=library_code("figure_grid.py"),
     output:
-        report(
-            results("report", "figures", "figureA1.png"),
-            caption="../report/figureA1.rst",
-            category="Figures",
+        **report_outputs(
+            "figures",
+            {"figureA1": {"figure": "A1", "content": "prior grid search"}},
+            "Figures",
             subcategory="Appendix",
-            labels={"figure": "A1", "content": "prior grid search"},
         ),
-        results("report", "figures", "figureA1.pdf"),
     log:
         log_path("report", "figureA1.log"),
     localrule: True
@@ -229,7 +232,7 @@ rule figure_grid:
 
 
 ALL_TARGETS.extend(
-    results("train", model, f"seed{seed}", name)
+    train_file(name, model, seed)
     for model in MODELS
     for seed in SEEDS
     for name in ("best.pt", "history.csv")

@@ -4,6 +4,7 @@ the reliability diagrams pool the positive test images / predictions of every se
 (4, 5, 6) use the selection seed, as the paper shows one run.
 """
 
+import logging
 import warnings
 from dataclasses import dataclass
 
@@ -14,8 +15,11 @@ import seaborn as sns
 from sklearn.metrics import roc_auc_score, roc_curve
 
 from osteoloc.figures.style import MODEL_COLOURS, PAPER_RC, save_figure
+from osteoloc.runs import read_all_runs
 from osteoloc.stats import reliability_bins
 from osteoloc.targets import SHORT_NAMES, TARGETS
+
+log = logging.getLogger(__name__)
 
 MODELS = ("baseline", "prior")
 METRIC_LABELS = {"com_distance": "CoM distance (px)", "peak_distance": "peak distance (px)",
@@ -27,7 +31,7 @@ def _panel_grid(n_rows, n_cols, width_in, height_per_row, **kwargs):
                         layout="constrained", **kwargs)
 
 
-def figure2_roc(predictions, selection_seed, stem, width_in=7.0):
+def figure2_roc(predictions, selection_seed, stem, width_in):
     """ROC per target: every seed thin, the selection seed bold; legend = selection-seed AUC and the
     mean +- sd over seeds."""
     with plt.rc_context(PAPER_RC):
@@ -74,12 +78,12 @@ def _distribution_figure(metrics, metric_names, stem, width_in):
         save_figure(fig, stem)
 
 
-def figure3_distances(metrics, stem, width_in=7.0):
+def figure3_distances(metrics, stem, width_in):
     """CoM and peak distance, positive test images of every seed pooled, baseline vs prior."""
     _distribution_figure(metrics, ("com_distance", "peak_distance"), stem, width_in)
 
 
-def figureA2_spread(metrics, stem, width_in=7.0):
+def figureA2_spread(metrics, stem, width_in):
     """Spread, positive test images of every seed pooled, baseline vs prior."""
     _distribution_figure(metrics, ("spread",), stem, width_in / 2)
 
@@ -92,7 +96,7 @@ def _show_map(ax, image, heatmap=None, alpha=0.45):
     ax.set_yticks([])
 
 
-def figure4_mean_cam(maps_by_model, labels, groups, valid, stem, width_in=7.0):
+def figure4_mean_cam(maps_by_model, labels, groups, valid, stem, width_in):
     """Mean Grad-CAM over the positive test images (selection seed), rows baseline / prior, one column per
     target; the mean landmark positions of those images overlaid; n per column.
 
@@ -123,8 +127,8 @@ def figure4_mean_cam(maps_by_model, labels, groups, valid, stem, width_in=7.0):
         save_figure(fig, stem)
 
 
-def figure5_row(labels, probs_baseline, row=None):
-    """The sample of Figure 5: `row` if given, else the test image with the most positive labels, ties
+def figure5_row(labels, probs_baseline, row):
+    """The sample of Figure 5: `row` if not None, else the test image with the most positive labels, ties
     broken by the highest mean baseline probability, then the lowest index. Returns the position."""
     if row is not None:
         return int(row)
@@ -133,7 +137,7 @@ def figure5_row(labels, probs_baseline, row=None):
     return int(order[0])
 
 
-def figure5_sample(image, maps, labels, probs, stem, width_in=7.0):
+def figure5_sample(image, maps, labels, probs, stem, width_in):
     """One test image (selection seed): the reference and the baseline Grad-CAM of each target, with its
     label and baseline probability."""
     with plt.rc_context(PAPER_RC):
@@ -164,7 +168,7 @@ CASE_RULES = {
 }
 
 
-def select_cases(table, threshold=0.5):
+def select_cases(table, threshold):
     """Figure 6's four cases by the explicit rules in CASE_RULES.
 
     table: one row per (position, target) with label, p_baseline, p_prior, com_baseline, com_prior.
@@ -203,7 +207,7 @@ def case_table(labels, probs, com):
                          "com_baseline": com["baseline"].reshape(-1), "com_prior": com["prior"].reshape(-1)})
 
 
-def figure6_cases(cases, images, maps_by_model, probs, groups, valid, stem, width_in=7.0):
+def figure6_cases(cases, images, maps_by_model, probs, groups, valid, stem, width_in):
     """Rows = cases (a)-(d); columns = reference, baseline, prior Grad-CAM of the case's target."""
     with plt.rc_context(PAPER_RC):
         fig, axes = _panel_grid(max(len(cases), 1), 3, width_in * 0.6, width_in * 0.2 + 0.35)
@@ -221,7 +225,7 @@ def figure6_cases(cases, images, maps_by_model, probs, groups, valid, stem, widt
         save_figure(fig, stem)
 
 
-def figure_reliability(predictions, n_bins, stem, width_in=7.0):
+def figure_reliability(predictions, n_bins, stem, width_in):
     """Reliability diagrams per target, predictions of every seed pooled, both models."""
     known = predictions[predictions["label"] >= 0]
     with plt.rc_context(PAPER_RC):
@@ -240,7 +244,10 @@ def figure_reliability(predictions, n_bins, stem, width_in=7.0):
         save_figure(fig, stem)
 
 
-FIGURE_IDS = ("figure2", "figure3", "figure4", "figure5", "figure6", "figureA2", "reliability")
+# Every figure the report rule writes: id -> its label in the HTML report (the rule files import these).
+FIGURES = {"figure2": "Figure 2", "figure3": "Figure 3", "figure4": "Figure 4", "figure5": "Figure 5",
+           "figure6": "Figure 6", "figureA2": "Figure A2", "reliability": "Reliability diagrams"}
+FIGURE_IDS = tuple(FIGURES)
 
 
 def _selection_run(predictions, metrics, maps_paths, study_path, selection_seed):
@@ -248,7 +255,7 @@ def _selection_run(predictions, metrics, maps_paths, study_path, selection_seed)
     distances and maps, aligned on the rows of the maps files."""
     import h5py
 
-    from osteoloc.explain import read_maps
+    from osteoloc.runs import read_maps
 
     maps_by_model, rows = {}, None
     for model in MODELS:
@@ -272,28 +279,40 @@ def _selection_run(predictions, metrics, maps_paths, study_path, selection_seed)
     return rows, images, labels, groups, valid, maps_by_model, probs, com
 
 
-def build_figures(predictions, metrics, study_path, maps_paths, selection_seed, out_dir, width_in=7.0,
-                  case_threshold=0.5, figure5_row_index=None, n_bins=10):
-    """Every figure of FIGURE_IDS into `out_dir`; returns the Figure 6 cases (for logging).
+def build_figures(predictions, metrics, study_path, maps_paths, selection_seed, figure_paths, *, width_in,
+                  case_threshold, figure5_row_index, n_bins):
+    """Every figure of FIGURE_IDS; returns the Figure 6 cases (for logging).
 
-    figure5_row_index: an HDF5 row of the selection seed's test split, or None for the rule."""
-    from pathlib import Path
-
-    out = Path(out_dir)
-    figure2_roc(predictions, selection_seed, out / "figure2", width_in)
-    figure3_distances(metrics, out / "figure3", width_in)
-    figureA2_spread(metrics, out / "figureA2", width_in)
-    figure_reliability(predictions, n_bins, out / "reliability", width_in)
+    figure_paths: {figure id: path}, each written as .png and .pdf (the path may carry either suffix);
+    maps_paths: {model: the selection seed's maps.h5}; figure5_row_index: an HDF5 row of the selection
+    seed's test split, or None for the rule (`figure5_row`); width_in: figure width in inches."""
+    out = figure_paths
+    figure2_roc(predictions, selection_seed, out["figure2"], width_in)
+    figure3_distances(metrics, out["figure3"], width_in)
+    figureA2_spread(metrics, out["figureA2"], width_in)
+    figure_reliability(predictions, n_bins, out["reliability"], width_in)
     rows, images, labels, groups, valid, maps_by_model, probs, com = _selection_run(
         predictions, metrics, maps_paths, study_path, selection_seed)
-    figure4_mean_cam(maps_by_model, labels, groups, valid, out / "figure4", width_in)
+    figure4_mean_cam(maps_by_model, labels, groups, valid, out["figure4"], width_in)
     if figure5_row_index is not None and figure5_row_index not in rows:
         raise ValueError(f"report.figures.figure5_row {figure5_row_index} is not a test row of seed "
                          f"{selection_seed}")
     position = None if figure5_row_index is None else int(np.flatnonzero(rows == figure5_row_index)[0])
     i = figure5_row(labels, probs["baseline"], position)
-    figure5_sample(images[i], maps_by_model["baseline"][i], labels[i], probs["baseline"][i], out / "figure5",
+    figure5_sample(images[i], maps_by_model["baseline"][i], labels[i], probs["baseline"][i], out["figure5"],
                    width_in)
     cases = select_cases(case_table(labels, probs, com), case_threshold)
-    figure6_cases(cases, images, maps_by_model, probs, groups, valid, out / "figure6", width_in)
+    figure6_cases(cases, images, maps_by_model, probs, groups, valid, out["figure6"], width_in)
     return cases
+
+
+def report_figures(runs_json, predictions_paths, metrics_paths, study_path, maps_paths, *, selection_seed,
+                   calibration_bins, figure_paths, width_in, case_threshold, figure5_row):
+    """Rule report_figures: every figure of FIGURE_IDS from every run's explain outputs
+    (`runs.read_all_runs`); the options are the `report.figures` config block."""
+    predictions, metrics = read_all_runs(runs_json, predictions_paths, metrics_paths)
+    cases = build_figures(predictions, metrics, study_path, maps_paths, selection_seed, figure_paths,
+                          width_in=width_in, case_threshold=case_threshold, figure5_row_index=figure5_row,
+                          n_bins=calibration_bins)
+    for case in cases:
+        log.info("figure 6 case %s: %s%s", case.key, case.rule, " (fallback)" if case.fallback else "")

@@ -1,0 +1,132 @@
+"""The per-run files (docs/contracts.md sections 4 and 5): their one reader and writer. Training writes a
+run's history, explain its predictions, maps and metrics; the grid selection, the report's tables and
+figures read them; nobody opens them any other way.
+
+- `history.csv`: one row per epoch, HISTORY_COLUMNS (losses, validation AUC per target, seconds);
+
+- `predictions.csv`: `row, subject, visit, side, target, label, prob` (test split, every target);
+- `maps.h5`: `/maps` float16 (n_test, 4, S, S) Grad-CAM in crop pixels (values 0-1), chunked per image;
+  `/rows` int64, the study HDF5 rows of `/maps`;
+- `metrics.csv`: `row, target, label, com_distance, peak_distance, spread` (crop pixels) plus, where the
+  study has truth masks, `pointing_hit, energy_in_mask`.
+"""
+
+import contextlib
+import json
+
+import h5py
+import numpy as np
+import pandas as pd
+
+from osteoloc.io.atomic import atomic_path, write_csv
+from osteoloc.targets import TARGETS
+
+HISTORY_COLUMNS = (["epoch", "train_bce", "train_prior", "train_total", "val_bce", "val_prior", "val_total"]
+                   + [f"val_auc_{t}" for t in TARGETS] + ["seconds"])
+META_FIELDS = ("subject", "visit", "side")
+PREDICTION_COLUMNS = ("row", *META_FIELDS, "target", "label", "prob")
+METRIC_COLUMNS = ("com_distance", "peak_distance", "spread")
+TRUTH_COLUMNS = ("pointing_hit", "energy_in_mask")
+MAPS_NORMALISATION = "pytorch-grad-cam: ReLU, min-max, bilinear, min-max"
+
+
+def write_history(history, path):
+    """history: a list of per-epoch dicts or a DataFrame."""
+    write_csv(pd.DataFrame(history, columns=HISTORY_COLUMNS), path)
+
+
+def read_history(path):
+    history = pd.read_csv(path)
+    missing = {"epoch", "val_bce", "val_total"} - set(history.columns)
+    if missing:
+        raise ValueError(f"{path}: not a training history (lacks columns {sorted(missing)})")
+    return history
+
+
+def copy_history(source, path):
+    write_history(read_history(source), path)
+
+
+def predictions_frame(rows, meta, labels, probs):
+    """The long predictions table: one row per (hip, target), hips in `rows` order, targets in TARGETS order.
+
+    rows (n,) study rows; meta: DataFrame indexed by study row with META_FIELDS; labels, probs (n, 4)."""
+    n_targets = len(TARGETS)
+    meta = meta.loc[rows]
+    return pd.DataFrame({"row": np.repeat(rows, n_targets),
+                         **{f: np.repeat(meta[f].to_numpy(), n_targets) for f in META_FIELDS},
+                         "target": np.tile(TARGETS, len(rows)), "label": np.asarray(labels).reshape(-1),
+                         "prob": np.asarray(probs).reshape(-1)})
+
+
+def metrics_frame(rows, labels, values):
+    """The long metrics table; values: {metric name: (n, 4) array} (`metrics.localisation_table`)."""
+    n_targets = len(TARGETS)
+    return pd.DataFrame({"row": np.repeat(rows, n_targets), "target": np.tile(TARGETS, len(rows)),
+                         "label": np.asarray(labels).reshape(-1),
+                         **{name: np.asarray(v).reshape(-1) for name, v in values.items()}})
+
+
+def write_predictions(frame, path):
+    write_csv(frame, path)
+
+
+def write_metrics(frame, path):
+    write_csv(frame, path, float_format="%.6g")
+
+
+@contextlib.contextmanager
+def maps_writer(path, rows, crop_size):
+    """Write a maps.h5 one batch at a time, atomically (the file appears only when the block succeeds and
+    every row has its maps). Yields `append(maps)`, maps (b, 4, S, S) float in `rows` order.
+
+        with maps_writer(path, rows, crop_size) as append:
+            append(batch_maps)
+    """
+    rows = np.asarray(rows, dtype=np.int64)
+    size = (int(crop_size), int(crop_size))
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as out:
+        maps = out.create_dataset("maps", shape=(len(rows), len(TARGETS), *size), dtype=np.float16,
+                                  chunks=(1, len(TARGETS), *size), compression="gzip", compression_opts=4)
+        out.create_dataset("rows", data=rows)
+        out.attrs["targets"] = list(TARGETS)
+        out.attrs["normalisation"] = MAPS_NORMALISATION
+        written = 0
+
+        def append(batch):
+            nonlocal written
+            maps[written:written + len(batch)] = np.asarray(batch).astype(np.float16)
+            written += len(batch)
+
+        yield append
+        if written != len(rows):
+            raise ValueError(f"{path}: maps of {written} hips written for {len(rows)} rows")
+
+
+def read_maps(path):
+    """(rows, maps float32) from a maps.h5."""
+    with h5py.File(path, "r") as f:
+        return f["rows"][()], f["maps"][()].astype(np.float32)
+
+
+def read_runs(paths, kind):
+    """Concatenate predictions.csv or metrics.csv of several runs.
+
+    paths: {(model, seed): path}. Adds columns model, seed.
+    """
+    frames = []
+    for (model, seed), path in sorted(paths.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+        frame = pd.read_csv(path, keep_default_na=True, dtype={"subject": str, "visit": str})
+        missing = {"row", "target", "label"} - set(frame.columns)
+        if missing:
+            raise ValueError(f"{path}: {kind} lacks columns {sorted(missing)}")
+        frames.append(frame.assign(model=model, seed=int(seed)))
+    return pd.concat(frames, ignore_index=True)
+
+
+def read_all_runs(runs_json, predictions_paths, metrics_paths):
+    """Predictions and metrics of every run, as the report rules receive them: `runs_json` lists the
+    (model, seed) pairs in the order of the two path lists."""
+    runs = [tuple(run) for run in json.loads(runs_json)]
+    return (read_runs(dict(zip(runs, predictions_paths)), "predictions"),
+            read_runs(dict(zip(runs, metrics_paths)), "metrics"))
