@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from osteoloc.data import batch_order, load_split, read_subjects, rotate_batch, rotation_matrices
+from osteoloc.io.study_h5 import StudyFile, StudyFormatError, read_spans, write_study_arrays
 from osteoloc.targets import TARGETS
 
 
@@ -28,17 +29,10 @@ def write_study(path, n_subjects=12, size=32, n_points=3, seed=0):
             if labels[i, t] == 1:
                 x, y = groups[i, t, 0]
                 images[i] += np.exp(-((xx - x) ** 2 + (yy - y) ** 2) / (2 * (size / 16) ** 2)).astype(np.float32)
-    with h5py.File(path, "w") as f:
-        f.create_dataset("images", data=images, chunks=(1, size, size))
-        f["labels"] = labels
-        f["grades"] = labels
-        f["landmarks/groups"] = groups
-        f["landmarks/valid"] = valid
-        subjects = np.repeat([f"S{k:03d}" for k in range(n_subjects)], 2)
-        f["meta/subject"] = subjects.astype(object).astype("S")
-        f["meta/side"] = np.tile(["right", "left"], n_subjects).astype("S")
-        f.attrs["targets"] = list(TARGETS)
-        f.attrs["crop_size"] = size
+    subjects = np.repeat([f"S{k:03d}" for k in range(n_subjects)], 2)
+    group_indices = {t: list(range(10 * k, 10 * k + (n_points if k < 2 else 1))) for k, t in enumerate(TARGETS)}
+    write_study_arrays(path, {"image": images, "labels": labels, "groups": groups, "valid": valid,
+                              "subject": subjects, "side": np.tile(["right", "left"], n_subjects)}, group_indices)
     return path
 
 
@@ -49,12 +43,62 @@ def test_load_split_reads_only_its_subjects_and_masks_padding(tmp_path):
     data = load_split(h5, split, "train")
     assert data.images.shape == (6, 1, 32, 32) and data.images.dtype == torch.float32
     assert data.rows.tolist() == [0, 1, 4, 5, 8, 9]
-    with h5py.File(h5) as f:
-        np.testing.assert_array_equal(data.images[:, 0].numpy(), f["images"][[0, 1, 4, 5, 8, 9]])
-        np.testing.assert_array_equal(data.labels.numpy(), f["labels"][[0, 1, 4, 5, 8, 9]])
+    with StudyFile(h5) as f:
+        stored = f.read(["images", "labels"], [0, 1, 4, 5, 8, 9])
+    np.testing.assert_array_equal(data.images[:, 0].numpy(), stored["images"])
+    np.testing.assert_array_equal(data.labels.numpy(), stored["labels"])
     assert not data.valid[:, 2:, 1:].any() and torch.isfinite(data.landmarks).all()
     with pytest.raises(ValueError, match="holds no image"):
         load_split(h5, split.assign(split="train"), "val")
+
+
+def test_study_file_refuses_a_wrong_schema_version_and_a_missing_dataset(tmp_path):
+    for problem, expected in [("version", "schema_version 2"), ("dataset", "no /landmarks/valid dataset"),
+                              ("shape", "/labels has shape")]:
+        path = write_study(tmp_path / f"{problem}.h5", n_subjects=2)
+        with h5py.File(path, "a") as f:  # break one thing of a good file
+            if problem == "version":
+                f.attrs["schema_version"] = 2
+            elif problem == "dataset":
+                del f["landmarks/valid"]
+            else:
+                del f["labels"]
+                f["labels"] = np.zeros((4, 3), np.int8)
+        with pytest.raises(StudyFormatError, match=rf"{problem}\.h5: {expected}"):
+            StudyFile(path)
+    (tmp_path / "text.h5").write_text("not hdf5")
+    with pytest.raises(StudyFormatError, match="text.h5: cannot open as HDF5"):
+        StudyFile(tmp_path / "text.h5")
+
+
+def test_study_file_reads_rows_in_any_order_as_fancy_indexing_would(tmp_path):
+    h5 = write_study(tmp_path / "study.h5", n_subjects=12)
+    rows = [17, 3, 4, 5, 3, 23, 0]
+    with StudyFile(h5) as study, h5py.File(h5) as raw:
+        assert len(study) == 24 and study.crop_size == 32 and study.targets == list(TARGETS)
+        assert not study.has_truth and study.group_indices["osteo_acet_sup"] == [20]
+        got = study.read(["images", "landmarks/groups", "meta/side"], rows)
+        np.testing.assert_array_equal(got["images"], raw["images"][()][rows])
+        np.testing.assert_array_equal(got["landmarks/groups"], raw["landmarks/groups"][()][rows])
+        assert got["meta/side"].tolist() == ["left", "left", "right", "left", "left", "left", "right"]
+        meta = study.meta(("subject", "side"), rows=[2, 3])
+        assert meta.to_dict("list") == {"row": [2, 3], "subject": ["S001", "S001"], "side": ["right", "left"]}
+        batches = list(study.batches(["labels"], np.arange(5, 12), 3))
+        assert [b.tolist() for b, _ in batches] == [[5, 6, 7], [8, 9, 10], [11]]
+        np.testing.assert_array_equal(batches[1][1]["labels"], raw["labels"][8:11])
+        with pytest.raises(IndexError, match="study.h5: row"):
+            study.read(["labels"], [24])
+
+
+def test_read_spans_cover_each_row_once_with_bounded_slices():
+    rows = np.array([0, 1, 2, 50, 300, 301, 2000, 2001, 2100, 5000])
+    spans = read_spans(rows, max_gap=64, max_len=1024)
+    covered = np.concatenate([start + positions for start, _, positions in spans])
+    np.testing.assert_array_equal(covered, rows)
+    assert [(a, b) for a, b, _ in spans] == [(0, 51), (300, 302), (2000, 2002), (2100, 2101),
+                                          (5000, 5001)]
+    long = read_spans(np.arange(3000), max_gap=64, max_len=1024)
+    assert [(a, b) for a, b, _ in long] == [(0, 1024), (1024, 2048), (2048, 3000)]
 
 
 def test_batch_order_covers_every_index_once_and_is_seeded():

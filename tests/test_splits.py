@@ -3,7 +3,7 @@
 import pandas as pd
 import pytest
 
-from osteoloc.splits import check_split, make_split, read_split_file
+from osteoloc.splits import check_split, make_split, read_split
 
 
 def test_split_fractions_and_seed():
@@ -21,7 +21,7 @@ def test_check_refuses_a_subject_in_two_splits(tmp_path):
     path = tmp_path / "my_split.csv"
     path.write_text("subject,split\nA,train\nB,val\nA,test\nC,test\nA,train\n")
     with pytest.raises(ValueError, match=r"my_split.csv: 1 subject\(s\) in more than one split.*'A'"):
-        check_split(read_split_file(path), ["A", "B", "C"], source=str(path))
+        check_split(read_split(path), ["A", "B", "C"], source=str(path))
 
 
 def test_check_refuses_missing_subjects_and_unknown_names(tmp_path):
@@ -34,4 +34,12 @@ def test_check_refuses_missing_subjects_and_unknown_names(tmp_path):
     assert ok.to_dict("list") == {"subject": ["A", "B"], "split": ["train", "val"]}
     (tmp_path / "bad.csv").write_text("id,fold\nA,1\n")
     with pytest.raises(ValueError, match="bad.csv: split file lacks column"):
-        read_split_file(tmp_path / "bad.csv")
+        read_split(tmp_path / "bad.csv")
+
+
+def test_read_split_takes_a_header_or_none_and_any_common_separator(tmp_path):
+    expected = {"subject": ["0012", "B"], "split": ["train", "test"]}
+    for name, text in [("header.csv", "subject,split\n0012,train\nB, test\n"), ("plain.tsv", "0012\ttrain\nB\ttest\n"),
+                       ("spaces.txt", "0012 train\n  B   test\n"), ("extra.csv", "split,subject,note\ntrain,0012,x\ntest,B,\n")]:
+        (tmp_path / name).write_text(text)
+        assert read_split(tmp_path / name).to_dict("list") == expected, name

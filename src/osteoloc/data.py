@@ -8,14 +8,11 @@ matrix, so the prior's penalty follows the image. No per-sample Python anywhere 
 import math
 from dataclasses import dataclass, fields
 
-import h5py
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from osteoloc.targets import TARGETS
-
-READ_BLOCK = 1024  # rows per HDF5 read: contiguous slices are far faster than fancy indexing
+from osteoloc.io.study_h5 import StudyFile
 
 
 @dataclass
@@ -41,62 +38,30 @@ class SplitTensors:
         return SplitTensors(**{f.name: getattr(self, f.name)[index] for f in fields(self)})
 
 
-def _decode(values):
-    return np.array([v.decode() if isinstance(v, bytes) else str(v) for v in values])
-
-
 def read_subjects(h5_path):
     """`/meta/subject` of the study HDF5 as an array of str."""
-    with h5py.File(h5_path, "r") as f:
-        return _decode(f["meta/subject"][:])
-
-
-def _check_study(f, h5_path):
-    for name in ("images", "labels", "landmarks/groups", "landmarks/valid", "meta/subject"):
-        if name not in f:
-            raise ValueError(f"{h5_path}: no /{name} dataset; not a study HDF5 (docs/contracts.md section 2)")
-    n = f["images"].shape[0]
-    if f["labels"].shape != (n, len(TARGETS)):
-        raise ValueError(f"{h5_path}: /labels has shape {f['labels'].shape}, expected ({n}, {len(TARGETS)})")
-    if f["landmarks/groups"].shape[:2] != (n, len(TARGETS)):
-        raise ValueError(f"{h5_path}: /landmarks/groups has shape {f['landmarks/groups'].shape}")
+    with StudyFile(h5_path) as study:
+        return study.subjects()
 
 
 def load_split(h5_path, split, which):
     """Read the rows of the study HDF5 whose subject is in split `which` ('train', 'val', 'test').
 
-    split: DataFrame `subject, split` (splits.check_split). Returns SplitTensors on the CPU.
+    split: DataFrame `subject, split` (splits.check_split). Returns SplitTensors on the CPU; landmarks
+    that are padding or NaN are marked invalid and set to 0.
     """
-    with h5py.File(h5_path, "r") as f:
-        _check_study(f, h5_path)
-        subjects = _decode(f["meta/subject"][:])
-        wanted = set(split.loc[split["split"] == which, "subject"].astype(str))
-        keep = np.isin(subjects, list(wanted))
-        rows = np.flatnonzero(keep)
-        parts = {"images": [], "labels": [], "landmarks": [], "valid": []}
-        sources = {"images": "images", "labels": "labels", "landmarks": "landmarks/groups",
-                   "valid": "landmarks/valid"}
-        for start in range(0, len(subjects), READ_BLOCK):
-            block = keep[start:start + READ_BLOCK]
-            if not block.any():
-                continue
-            for key, name in sources.items():
-                parts[key].append(f[name][start:start + READ_BLOCK][block])
-        size = f["images"].shape[1:]
-        n_points = f["landmarks/groups"].shape[2]
-    if len(rows) == 0:
-        raise ValueError(f"{h5_path}: the '{which}' split holds no image")
-    images = np.concatenate(parts["images"]).astype(np.float32)
-    landmarks = np.concatenate(parts["landmarks"]).astype(np.float32)
-    valid = np.concatenate(parts["valid"]).astype(bool) & np.isfinite(landmarks).all(axis=-1)
+    with StudyFile(h5_path) as study:
+        rows = study.rows_in_split(split, which)
+        data = study.read(["images", "labels", "landmarks/groups", "landmarks/valid"], rows)
+    landmarks = data["landmarks/groups"].astype(np.float32)
+    valid = data["landmarks/valid"].astype(bool) & np.isfinite(landmarks).all(axis=-1)
     landmarks = np.where(valid[..., None], landmarks, 0.0).astype(np.float32)
-    assert images.shape[1:] == size and landmarks.shape[2] == n_points
     return SplitTensors(
-        images=torch.from_numpy(images)[:, None],
-        labels=torch.from_numpy(np.concatenate(parts["labels"]).astype(np.float32)),
+        images=torch.from_numpy(data["images"].astype(np.float32))[:, None],
+        labels=torch.from_numpy(data["labels"].astype(np.float32)),
         landmarks=torch.from_numpy(landmarks),
         valid=torch.from_numpy(valid),
-        rows=torch.from_numpy(rows.astype(np.int64)),
+        rows=torch.from_numpy(rows),
     )
 
 

@@ -1,4 +1,5 @@
-"""Subject-level train / validation / test splits: seeded, or read from a user's `subject,split` file."""
+"""Subject-level train / validation / test splits: seeded, or read from a `subject,split` file (the one
+split-file reader of the library)."""
 
 from pathlib import Path
 
@@ -27,18 +28,36 @@ def make_split(subjects, fractions=(0.70, 0.15, 0.15), seed=0):
     return split.sort_values("subject", ignore_index=True)
 
 
-def read_split_file(path):
-    """Read a user's split file (`subject,split`) as strings; errors name the file."""
+def read_split(path):
+    """The one split-file reader (contracts.md section 3): DataFrame `subject, split` of str, stripped.
+
+    Accepts a header (`subject,split`, other columns ignored) or none (two columns, subject first),
+    fields separated by commas, tabs or spaces. Errors name the file; `check_split` then checks the
+    split against the study.
+    """
     path = Path(path)
     try:
-        split = pd.read_csv(path, dtype=str, keep_default_na=False)
-    except (OSError, pd.errors.ParserError) as err:
+        with open(path, encoding="utf-8-sig") as handle:
+            head = handle.readline()
+        # the first line decides: commas, else tabs, else runs of spaces
+        sep = "," if "," in head else "\t" if "\t" in head else r"\s+"
+        table = pd.read_csv(path, sep=sep, engine="python", header=None, dtype=str, keep_default_na=False,
+                            skip_blank_lines=True, encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
         raise ValueError(f"{path}: cannot read the split file ({err})") from None
-    missing = {"subject", "split"} - set(split.columns)
-    if missing:
-        raise ValueError(f"{path}: split file lacks column(s) {sorted(missing)}; expected 'subject,split'")
-    return split[["subject", "split"]].assign(subject=lambda d: d.subject.str.strip(),
-                                              split=lambda d: d.split.str.strip())
+    table = table.apply(lambda column: column.str.strip())
+    first = [str(v).lower() for v in table.iloc[0]] if len(table) else []
+    if {"subject", "split"} <= set(first):
+        table = table.iloc[1:].set_axis(first, axis=1)
+    elif table.shape[1] == 2 and len(table) and table.iloc[0, 1] in SPLITS:
+        table = table.set_axis(["subject", "split"], axis=1)
+    else:
+        raise ValueError(f"{path}: split file lacks column(s) subject, split; expected 'subject,split' "
+                         f"(a header, or two columns without one), found {first[:4]}")
+    return table[["subject", "split"]].reset_index(drop=True)
+
+
+read_split_file = read_split  # the old name, until every caller (train.py) says read_split
 
 
 def check_split(split, subjects, source="split"):

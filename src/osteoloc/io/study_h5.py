@@ -1,7 +1,10 @@
-"""The study HDF5 (docs/contracts.md section 2, docs/preprocessing.md): a streaming writer and a reader.
+"""The study HDF5 (docs/contracts.md section 2, docs/preprocessing.md) and its one owner: `StudyWriter`
+writes it, `StudyFile` is the only reader anywhere in the library.
 
 The writer appends hips to resizable datasets in small batches, so memory stays flat however large the
 cohort; it writes to a temporary file that is renamed onto the target only when the block succeeds.
+The reader opens the file once, checks `schema_version` and the layout (`dataset_layout`, the same table
+the writer creates from), and serves the rows each stage needs, read in contiguous slices.
 """
 
 import json
@@ -9,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import h5py
+import hdf5plugin  # noqa: F401  (registers the Blosc2 filter an imported group file's crops may carry)
 import numpy as np
 import pandas as pd
 
@@ -19,6 +23,34 @@ SCHEMA_VERSION = 1
 STRING_META = ("subject", "visit", "side", "cohort", "source", "spacing_from")
 FLOAT_META = {"source_spacing": 2, "crop_offset": 2, "intensity": 2}
 STR = h5py.string_dtype("utf-8")
+READ_GAP = 64  # rows: wanted rows closer than this are read in one slice (slices beat fancy indexing)
+READ_BLOCK = 1024  # rows: the longest slice read at once, so memory stays bounded
+
+
+def dataset_layout(crop_size, n_points, with_truth):
+    """name -> (per-row shape, dtype, rows per chunk) of every dataset of contracts.md section 2.
+
+    `n_points` is L, the longest target group; `/truth/masks` only `with_truth`."""
+    S, L, T = int(crop_size), int(n_points), len(TARGETS)
+    layout = {
+        "images": ((S, S), np.float32, 1),
+        "grades": ((T,), np.int8, 256),
+        "labels": ((T,), np.int8, 256),
+        "landmarks/contour": ((80, 2), np.float32, 256),
+        "landmarks/contour_manual": ((80, 2), np.float32, 256),
+        "landmarks/groups": ((T, L, 2), np.float32, 256),
+        "landmarks/valid": ((T, L), bool, 256),
+        **{f"meta/{name}": ((), STR, 256) for name in STRING_META},
+        **{f"meta/{name}": ((width,), np.float32, 256) for name, width in FLOAT_META.items()},
+        "meta/head_circle": ((3,), np.float32, 256),
+    }
+    if with_truth:
+        layout["truth/masks"] = ((T, S, S), np.uint8, 1)
+    return layout
+
+
+class StudyFormatError(ValueError):
+    """A file that is not a study HDF5 of this schema; the message names the file and the problem."""
 
 
 @dataclass
@@ -81,34 +113,23 @@ class StudyWriter:
         return self._atomic.__exit__(exc_type, exc, tb)
 
     def _create(self):
-        S, L = self.crop_size, self.length
+        for name, (shape, dtype, chunk_rows) in dataset_layout(self.crop_size, self.length, self.with_truth).items():
+            fill = np.nan if name.startswith("landmarks/contour") or name == "landmarks/groups" else None
+            # images and masks: one chunk per image, so random access is cheap
+            self.h5.create_dataset(name, shape=(0, *shape), maxshape=(None, *shape), dtype=dtype,
+                                   chunks=(chunk_rows, *shape), fillvalue=fill)
         h5 = self.h5
-
-        def make(name, shape, dtype, chunks=None, fill=None):
-            h5.create_dataset(name, shape=(0, *shape), maxshape=(None, *shape), dtype=dtype,
-                              chunks=chunks or (256, *shape), fillvalue=fill)
-
-        make("images", (S, S), np.float32, chunks=(1, S, S))  # one chunk per image: random access is cheap
-        make("grades", (len(TARGETS),), np.int8)
-        make("labels", (len(TARGETS),), np.int8)
-        make("landmarks/contour", (80, 2), np.float32, fill=np.nan)
-        make("landmarks/contour_manual", (80, 2), np.float32, fill=np.nan)
-        make("landmarks/groups", (len(TARGETS), L, 2), np.float32, fill=np.nan)
-        make("landmarks/valid", (len(TARGETS), L), bool)
-        for name in STRING_META:
-            make(f"meta/{name}", (), STR)
-        for name, width in FLOAT_META.items():
-            make(f"meta/{name}", (width,), np.float32)
-        make("meta/head_circle", (3,), np.float32)
-        if self.with_truth:
-            make("truth/masks", (len(TARGETS), S, S), np.uint8, chunks=(1, len(TARGETS), S, S))
         h5.attrs["targets"] = list(TARGETS)
-        h5.attrs["crop_size"] = S
+        h5.attrs["crop_size"] = self.crop_size
         h5.attrs["spacing_mm"] = self.spacing_mm
         h5.attrs["group_indices"] = json.dumps(self.groups)
         h5.attrs["schema_version"] = SCHEMA_VERSION
         for key, value in self.extra_attrs.items():
             h5.attrs[key] = value
+
+    def __len__(self):
+        """Hips appended so far, buffered ones included."""
+        return self.count + len(self.buffer)
 
     def append(self, record):
         if record.image.shape != (self.crop_size, self.crop_size):
@@ -148,6 +169,176 @@ class StudyWriter:
         self.count += n
 
 
+def write_study_arrays(path, columns, group_indices, spacing_mm=1.0, attrs=None):
+    """Write whole arrays as a study through StudyWriter (synthetic studies for tests and benchmarks).
+
+    `columns`: HipRecord field -> sequence of N values; `image` (N, S, S), `labels` (N, 4), `groups`
+    (N, 4, L, 2) and `subject` are required. Absent fields take their 'unknown' value: grades = labels,
+    contours NaN, valid = finite group points, strings empty (side 'right'), spacings and circle NaN.
+    `truth_masks` present -> the file has `/truth/masks`. Returns the number of hips written."""
+    images = np.asarray(columns["image"], dtype=np.float32)
+    n, size = len(images), images.shape[-1]
+    nan2, nan80 = np.full(2, np.nan, np.float32), np.full((80, 2), np.nan, np.float32)
+    groups = np.asarray(columns["groups"], dtype=np.float32)
+    defaults = {"grades": columns["labels"], "contour": [nan80] * n, "contour_manual": [nan80] * n,
+                "valid": np.isfinite(groups).all(axis=-1), "visit": [""] * n, "side": ["right"] * n,
+                "cohort": [""] * n, "source": [""] * n, "source_spacing": [nan2] * n, "spacing_from": ["given"] * n,
+                "crop_offset": [nan2] * n, "head_circle": [np.full(3, np.nan, np.float32)] * n,
+                "intensity": [nan2] * n, "truth_masks": [None] * n}
+    unknown = set(columns) - set(defaults) - {"image", "labels", "groups", "subject"}
+    if unknown:
+        raise ValueError(f"write_study_arrays: unknown column(s) {sorted(unknown)}; use HipRecord's field names")
+    values = defaults | dict(columns)
+    with StudyWriter(path, size, spacing_mm, group_indices, with_truth="truth_masks" in columns,
+                     attrs=attrs) as writer:
+        for i in range(n):
+            writer.append(HipRecord(**{key: column[i] for key, column in values.items()}))
+        return len(writer)
+
+
+def _plain(value):
+    return value.tolist() if isinstance(value, (np.ndarray, np.generic)) else value
+
+
+def read_spans(rows, max_gap=READ_GAP, max_len=READ_BLOCK):
+    """Cover sorted unique `rows` with slices: (start, stop, positions) where `positions` index the
+    slice's wanted rows. A new slice starts where the gap to the previous row exceeds `max_gap` or the
+    slice would pass `max_len` rows, so dense selections cost few reads and sparse ones read little."""
+    rows = np.asarray(rows, dtype=np.int64)
+    if len(rows) == 0:
+        return []
+    run = np.concatenate([[0], np.cumsum(np.diff(rows) > max_gap)])
+    run_start = rows[np.concatenate([[0], np.flatnonzero(np.diff(run)) + 1])][run]
+    key = run * (rows[-1] // max_len + 2) + (rows - run_start) // max_len
+    edges = np.concatenate([[0], np.flatnonzero(np.diff(key)) + 1, [len(rows)]])
+    return [(int(rows[a]), int(rows[b - 1]) + 1, rows[a:b] - rows[a]) for a, b in zip(edges[:-1], edges[1:])]
+
+
+class StudyFile:
+    """Read-only access to a study HDF5, the only reader of that format (contracts.md section 2).
+
+    Opening checks `schema_version` and the layout once; a wrong file raises StudyFormatError naming
+    it. Use as a context manager, or call `close()`. Rows are HDF5 row indices (0..N-1); arrays come
+    back as stored: points (x, y) in crop pixels after the flip, images normalised, labels 1 / 0 / -1.
+    """
+
+    def __init__(self, path):
+        self.path = Path(path)
+        try:
+            self._h5 = h5py.File(self.path, "r")
+        except FileNotFoundError:
+            raise FileNotFoundError(f"{self.path}: no such study HDF5") from None
+        except OSError as err:
+            raise StudyFormatError(f"{self.path}: cannot open as HDF5 ({err})") from None
+        try:
+            self._check()
+        except BaseException:
+            self._h5.close()
+            raise
+
+    def _fail(self, problem):
+        raise StudyFormatError(f"{self.path}: {problem} (not a study HDF5 of schema {SCHEMA_VERSION}, "
+                               "docs/contracts.md section 2)")
+
+    def _check(self):
+        h5 = self._h5
+        version = h5.attrs.get("schema_version")
+        if version is None:
+            self._fail("no schema_version attribute")
+        if int(version) != SCHEMA_VERSION:
+            self._fail(f"schema_version {int(version)}, this code reads {SCHEMA_VERSION}")
+        missing = [key for key in ("targets", "crop_size", "spacing_mm", "group_indices") if key not in h5.attrs]
+        if missing:
+            self._fail(f"no attribute(s) {missing}")
+        self.attrs = {key: _plain(value) for key, value in h5.attrs.items()}
+        if list(self.attrs["targets"]) != list(TARGETS):
+            self._fail(f"targets {self.attrs['targets']}, expected {list(TARGETS)}")
+        self.crop_size = int(self.attrs["crop_size"])
+        self.spacing_mm = float(self.attrs["spacing_mm"])
+        self.group_indices = {t: [int(i) for i in v] for t, v in json.loads(self.attrs["group_indices"]).items()}
+        if set(self.group_indices) != set(TARGETS):
+            self._fail(f"group_indices has targets {sorted(self.group_indices)}, expected {list(TARGETS)}")
+        self.targets = list(TARGETS)
+        self.has_truth = "truth/masks" in h5
+        n_points = max(len(v) for v in self.group_indices.values())
+        self._n = h5["images"].shape[0] if "images" in h5 else 0
+        for name, (shape, _, _) in dataset_layout(self.crop_size, n_points, self.has_truth).items():
+            if name not in h5:
+                self._fail(f"no /{name} dataset")
+            if h5[name].shape != (self._n, *shape):
+                self._fail(f"/{name} has shape {h5[name].shape}, expected {(self._n, *shape)}")
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def close(self):
+        self._h5.close()
+
+    def __len__(self):
+        return self._n
+
+    def _strings(self, name):
+        return name.startswith("meta/") and name[len("meta/"):] in STRING_META
+
+    def _rows(self, rows):
+        """(sorted unique rows, index that restores the caller's order) after a bounds check."""
+        rows = np.asarray(rows, dtype=np.int64).reshape(-1)
+        bad = rows[(rows < 0) | (rows >= self._n)]
+        if len(bad):
+            raise IndexError(f"{self.path}: row(s) {bad[:5].tolist()} outside 0..{self._n - 1}")
+        return np.unique(rows, return_inverse=True)
+
+    def read(self, names, rows=None):
+        """{name: array} of the datasets `names` (paths as in contracts.md section 2, e.g. "images",
+        "landmarks/groups", "meta/subject") at `rows` (HDF5 row indices in any order; None = every
+        row), in that order. Reads contiguous slices (`read_spans`); strings come back as str."""
+        for name in names:
+            if name not in self._h5:
+                raise KeyError(f"{self.path}: no /{name} dataset")
+        if rows is None:
+            return {name: self._h5[name].asstr()[:] if self._strings(name) else self._h5[name][:]
+                    for name in names}
+        unique, restore = self._rows(rows)
+        spans = read_spans(unique)
+        out = {}
+        for name in names:
+            dataset = self._h5[name].asstr() if self._strings(name) else self._h5[name]
+            parts = [dataset[start:stop][positions] for start, stop, positions in spans]
+            shape, dtype = self._h5[name].shape[1:], object if self._strings(name) else self._h5[name].dtype
+            out[name] = (np.concatenate(parts) if parts else np.zeros((0, *shape), dtype))[restore]
+        return out
+
+    def batches(self, names, rows, batch_size):
+        """Yield (batch_rows, {name: array}) over `rows` in order, `batch_size` rows at a time (memory
+        stays at one batch)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        for start in range(0, len(rows), int(batch_size)):
+            batch = rows[start:start + int(batch_size)]
+            yield batch, self.read(names, batch)
+
+    def meta(self, fields=("subject", "visit", "side", "cohort", "source"), rows=None):
+        """The string metadata as a DataFrame, column `row` (HDF5 row index) first."""
+        values = self.read([f"meta/{f}" for f in fields], rows)
+        index = np.arange(self._n) if rows is None else np.asarray(rows, dtype=np.int64)
+        return pd.DataFrame({"row": index, **{f: values[f"meta/{f}"].astype(str) for f in fields}})
+
+    def subjects(self):
+        """`/meta/subject` as an array of str (N,)."""
+        return self.read(["meta/subject"])["meta/subject"].astype(str)
+
+    def rows_in_split(self, split, which):
+        """Sorted int64 HDF5 rows whose subject is in split `which` of `split` (DataFrame `subject,
+        split`, e.g. from splits.read_split); raises naming the file when there is none."""
+        wanted = split.loc[split["split"] == which, "subject"].astype(str)
+        rows = np.flatnonzero(np.isin(self.subjects(), wanted.to_numpy()))
+        if len(rows) == 0:
+            raise ValueError(f"{self.path}: the '{which}' split holds no image")
+        return rows.astype(np.int64)
+
+
 @dataclass
 class Study:
     """A study HDF5 in memory (images optional)."""
@@ -176,22 +367,16 @@ class Study:
 
 
 def load_study(path, images=True, rows=None):
-    """Read a study HDF5; `images=False` skips the image stack, `rows` (sorted indices) selects hips."""
-    select = slice(None) if rows is None else np.asarray(rows)
-    with h5py.File(path, "r") as h5:
-        def get(name):
-            return h5[name][select]
-
-        meta = pd.DataFrame({name: h5[f"meta/{name}"].asstr()[select] for name in STRING_META})
-        meta.insert(0, "row", np.arange(h5["grades"].shape[0])[select])
-        study = Study(
-            meta=meta, grades=get("grades"), labels=get("labels"), contour=get("landmarks/contour"),
-            contour_manual=get("landmarks/contour_manual"), groups=get("landmarks/groups"),
-            valid=get("landmarks/valid"), source_spacing=get("meta/source_spacing"),
-            crop_offset=get("meta/crop_offset"), head_circle=get("meta/head_circle"),
-            intensity=get("meta/intensity"),
-            attrs={k: (v.tolist() if isinstance(v, (np.ndarray, np.generic)) else v) for k, v in h5.attrs.items()},
-            images=get("images") if images else None,
-            truth_masks=get("truth/masks") if "truth/masks" in h5 else None,
-        )
-    return study
+    """A study HDF5 in memory (`Study`); `images=False` skips the image stack, `rows` selects hips."""
+    with StudyFile(path) as study:
+        names = ["grades", "labels", "landmarks/contour", "landmarks/contour_manual", "landmarks/groups",
+                 "landmarks/valid", "meta/source_spacing", "meta/crop_offset", "meta/head_circle",
+                 "meta/intensity"] + ["images"] * images + ["truth/masks"] * study.has_truth
+        data = study.read(names, rows)
+        return Study(
+            meta=study.meta(STRING_META, rows), grades=data["grades"], labels=data["labels"],
+            contour=data["landmarks/contour"], contour_manual=data["landmarks/contour_manual"],
+            groups=data["landmarks/groups"], valid=data["landmarks/valid"],
+            source_spacing=data["meta/source_spacing"], crop_offset=data["meta/crop_offset"],
+            head_circle=data["meta/head_circle"], intensity=data["meta/intensity"], attrs=dict(study.attrs),
+            images=data.get("images"), truth_masks=data.get("truth/masks"))
