@@ -4,7 +4,9 @@ import pandas as pd
 import pytest
 
 from osteoloc.grid import (best_point, extension_points, grid_points, parse_point_id, point_id, point_loss,
-                           selection_record, selection_round)
+                           prior_values, read_selection, select_prior_stage, select_round_stage, selection_record,
+                           selection_round)
+from osteoloc.runs import write_history
 
 PAPER_STEPS = {"lambda": 1, "radius": 10, "sigma": 10}
 
@@ -60,4 +62,23 @@ def test_best_point_and_point_loss():
     with pytest.raises(ValueError, match="no grid point"):
         best_point({"a": float("nan")})
     history = pd.DataFrame({"epoch": [1, 2, 3], "val_bce": [0.6, 0.4, 0.5], "val_total": [0.9, 0.95, 0.7]})
-    assert point_loss(history) == 0.4 and point_loss(history, "total") == 0.7
+    assert point_loss(history, "bce") == 0.4 and point_loss(history, "total") == 0.7
+
+
+def test_selection_stages_read_histories_and_write_selection(tmp_path):
+    """The select rules' stages: point ids from the grid folders, the best epoch's loss, selection.json."""
+    paths = []
+    for point, losses in {"lam1_r4_sig13": [0.5, 0.3], "lam0.5_r4_sig13": [0.4, 0.35]}.items():
+        paths.append(tmp_path / point / "history.csv")
+        write_history([{"epoch": e + 1, "val_bce": v, "val_total": v} for e, v in enumerate(losses)], paths[-1])
+    select_round_stage(paths, "bce", {"lambda": 0, "radius": 0, "sigma": 0}, 0, 1, tmp_path / "round0.json")
+    round0 = read_selection(tmp_path / "round0.json")
+    assert round0["best"] == "lam1_r4_sig13" and round0["best_loss"] == 0.3 and round0["done"]
+    select_prior_stage([tmp_path / "round0.json"], "bce", tmp_path / "selection.json")
+    selection = read_selection(tmp_path / "selection.json")
+    assert (selection["lambda"], selection["radius"], selection["sigma"]) == (1.0, 4.0, 13.0)
+    # a run's prior: grid point id, else the selection, else the fixed block, else none
+    assert prior_values("lam2_r9_sig13", tmp_path / "selection.json", "") == {"lambda": 2, "radius": 9, "sigma": 13}
+    assert prior_values("", tmp_path / "selection.json", "")["point"] == "lam1_r4_sig13"
+    assert prior_values("", None, '{"lambda": 3, "radius": 1, "sigma": 2}')["lambda"] == 3
+    assert prior_values("", None, "") == {"lambda": 0.0, "radius": 0.0, "sigma": 0.0}

@@ -12,10 +12,12 @@ import pandas as pd
 import pytest
 import torch
 
-from osteoloc.explain import explain_run, read_maps, read_runs
+from osteoloc.explain import explain_run
 from osteoloc.figures.paper import FIGURE_IDS, build_figures, select_cases
 from osteoloc.io.atomic import write_csv
+from osteoloc.io.study_h5 import StudyFile, write_study_arrays
 from osteoloc.model import build_model
+from osteoloc.runs import read_maps, read_runs
 from osteoloc.tables import TABLE_IDS, build_tables, summary_markdown, write_table
 from osteoloc.targets import TARGETS
 
@@ -43,20 +45,13 @@ def write_study(path, with_truth=True):
         for t in range(4):
             x, y = groups[i, t, 0].astype(int)
             masks[i, t, y - 4:y + 4, x - 4:x + 4] = labels[i, t] == 1
-    with h5py.File(path, "w") as f:
-        f["images"] = rng.random((n, S, S), dtype=np.float32)
-        f["labels"] = labels
-        f["grades"] = labels
-        f["landmarks/groups"] = groups
-        f["landmarks/valid"] = valid
-        subjects = [f"s{i // 2:02d}" for i in range(n)]
-        f["meta/subject"] = np.array(subjects, dtype=h5py.string_dtype())
-        f["meta/visit"] = np.array(["v0"] * n, dtype=h5py.string_dtype())
-        f["meta/side"] = np.array(["right", "left"] * N_SUBJECTS, dtype=h5py.string_dtype())
-        if with_truth:
-            f["truth/masks"] = masks
-        f.attrs["targets"] = list(TARGETS)
-        f.attrs["crop_size"] = S
+    # H3's stand-in until H1's fixture lands: the same arrays, written through StudyWriter.
+    columns = {"image": rng.random((n, S, S), dtype=np.float32), "labels": labels, "groups": groups,
+               "valid": valid, "subject": [f"s{i // 2:02d}" for i in range(n)], "visit": ["v0"] * n,
+               "side": ["right", "left"] * N_SUBJECTS}
+    if with_truth:
+        columns["truth_masks"] = masks
+    write_study_arrays(path, columns, {t: [0, 1, 2] if k < 2 else [3 + k] for k, t in enumerate(TARGETS)})
 
 
 def write_upstream(root):
@@ -89,11 +84,10 @@ def explained(tmp_path_factory):
     for seed in SEEDS:
         for model in MODELS:
             folder = root / "explain" / model / f"seed{seed}"
-            run = explain_run(root / "preprocess" / "study.h5", root / "splits" / f"seed{seed}.csv",
-                              root / "train" / model / f"seed{seed}" / "best.pt", folder / "maps.h5",
-                              batch_size=5, pointing_tolerance_px=2.0)
-            write_csv(run["predictions"], folder / "predictions.csv")
-            write_csv(run["metrics"], folder / "metrics.csv")
+            explain_run(root / "preprocess" / "study.h5", root / "splits" / f"seed{seed}.csv",
+                        root / "train" / model / f"seed{seed}" / "best.pt", predictions_path=folder / "predictions.csv",
+                        maps_path=folder / "maps.h5", metrics_path=folder / "metrics.csv", batch_size=5,
+                        pointing_tolerance_px=2.0, device="cpu")
             outputs[(model, seed)] = folder
     return root, outputs
 
@@ -123,12 +117,12 @@ def test_aggregation_writes_every_table_and_figure(explained, tmp_path):
     root, outputs = explained
     predictions = read_runs({k: v / "predictions.csv" for k, v in outputs.items()}, "predictions")
     metrics = read_runs({k: v / "metrics.csv" for k, v in outputs.items()}, "metrics")
-    with h5py.File(root / "preprocess" / "study.h5") as f:
-        labels = f["labels"][()]
+    with StudyFile(root / "preprocess" / "study.h5") as study:
+        labels = study.read(["labels"])["labels"]
     tables = build_tables(predictions, metrics, labels, 0, 5, tmp_path / "tables" / "seed_level_input.csv")
     assert set(tables) == set(TABLE_IDS)
     for table_id, table in tables.items():
-        write_table(table, tmp_path / "tables" / table_id)
+        write_table(table, tmp_path / "tables" / table_id, decimals=3)
         for suffix in (".csv", ".md", ".tex"):
             assert (tmp_path / "tables" / f"{table_id}{suffix}").stat().st_size > 0
     seed_input = pd.read_csv(tmp_path / "tables" / "seed_level_input.csv")
@@ -144,8 +138,9 @@ def test_aggregation_writes_every_table_and_figure(explained, tmp_path):
     assert "baseline: 0 of 55 positive (image, target) test pairs" in summary  # positive head: none zero
 
     maps_paths = {m: outputs[(m, 0)] / "maps.h5" for m in MODELS}
-    cases = build_figures(predictions, metrics, root / "preprocess" / "study.h5", maps_paths, 0,
-                          tmp_path / "figures", width_in=5.0, n_bins=5)
+    figure_paths = {figure_id: tmp_path / "figures" / f"{figure_id}.png" for figure_id in FIGURE_IDS}
+    cases = build_figures(predictions, metrics, root / "preprocess" / "study.h5", maps_paths, 0, figure_paths,
+                          width_in=5.0, case_threshold=0.5, figure5_row_index=None, n_bins=5)
     assert [c.key for c in cases] == ["a", "b", "c", "d"]
     for figure_id in FIGURE_IDS:
         for suffix in (".png", ".pdf"):

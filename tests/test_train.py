@@ -1,25 +1,37 @@
 """The training loop: outputs, baseline vs prior, ImageNet weights, and resume-after-kill."""
 
+import inspect
 import signal
 import subprocess
 import sys
 import textwrap
+from dataclasses import fields
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
+import yaml
 from test_data import write_study  # the synthetic study HDF5 (tests/ is on sys.path under pytest)
 from torchvision.models import resnet18
 
 from osteoloc.data import read_subjects
+from osteoloc.device import pick_device
 from osteoloc.io.atomic import write_csv
 from osteoloc.model import build_model
 from osteoloc.splits import make_split
 from osteoloc.targets import TARGETS
-from osteoloc.train import HISTORY_COLUMNS, TrainSettings, reuse_run, train_on_study
+from osteoloc.runs import HISTORY_COLUMNS
+from osteoloc.train import TrainSettings, reuse_run, train_on_study
 
 TINY = dict(epochs=2, batch_size=8, lr=1e-3, device="cpu", eval_batch_size=16)
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run_paths(folder):
+    """The output paths a rule gives `train_on_study`."""
+    return {"history_path": folder / "history.csv", "best_path": folder / "best.pt", "last_path": folder / "last.pt"}
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +46,7 @@ def study(tmp_path_factory):
 def test_baseline_and_prior_runs_write_history_and_best(study, tmp_path):
     h5, split = study
     torch.set_num_threads(1)
-    base = train_on_study(h5, split, TrainSettings(**TINY), tmp_path / "baseline")
+    base = train_on_study(h5, split, TrainSettings(**TINY), **run_paths(tmp_path / "baseline"))
     history = pd.read_csv(tmp_path / "baseline" / "history.csv")
     assert list(history.columns) == HISTORY_COLUMNS and history["epoch"].tolist() == [1, 2]
     assert history["val_prior"].isna().all() and history["train_prior"].isna().all()
@@ -44,13 +56,15 @@ def test_baseline_and_prior_runs_write_history_and_best(study, tmp_path):
     assert best["config"]["prior_lambda"] == 0 and set(best["state_dict"]) == set(build_model().state_dict())
     # an identical finished run is copied, not retrained; other settings are refused
     run = tmp_path / "baseline"
-    assert not reuse_run(run / "best.pt", run / "history.csv", TrainSettings(**TINY, seed=1), tmp_path / "other")
+    copy = {"best_path": tmp_path / "other" / "best.pt", "history_path": tmp_path / "other" / "history.csv"}
+    assert not reuse_run(run / "best.pt", run / "history.csv", TrainSettings(**TINY, seed=1), **copy)
     assert not (tmp_path / "other" / "best.pt").exists()
-    assert reuse_run(run / "best.pt", run / "history.csv", TrainSettings(**TINY), tmp_path / "copy")
+    copy = {"best_path": tmp_path / "copy" / "best.pt", "history_path": tmp_path / "copy" / "history.csv"}
+    assert reuse_run(run / "best.pt", run / "history.csv", TrainSettings(**TINY), **copy)
     pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "copy" / "history.csv"), history)
 
     prior = TrainSettings(**TINY, prior_lambda=2.0, prior_radius=4.0, prior_sigma=8.0)
-    train_on_study(h5, split, prior, tmp_path / "prior")
+    train_on_study(h5, split, prior, **run_paths(tmp_path / "prior"))
     history = pd.read_csv(tmp_path / "prior" / "history.csv")
     assert history[["train_prior", "val_prior"]].gt(0).all().all()
     assert np.allclose(history["val_total"], history["val_bce"] + 2.0 * history["val_prior"])
@@ -72,6 +86,7 @@ def test_imagenet_weights_fold_rgb_into_one_channel(tmp_path):
 
 RUNNER = textwrap.dedent("""
     import sys, time, torch
+    from pathlib import Path
     from osteoloc.train import TrainSettings, train_on_study
     torch.set_num_threads(1)
     settings = TrainSettings(seed=5, epochs=3, batch_size=8, lr=1e-3, device="cpu", eval_batch_size=16,
@@ -79,7 +94,9 @@ RUNNER = textwrap.dedent("""
     def pause(epoch):
         print(f"checkpoint {epoch}", flush=True)
         time.sleep(float(sys.argv[4]))
-    train_on_study(sys.argv[1], sys.argv[2], settings, sys.argv[3], on_epoch_end=pause)
+    out = Path(sys.argv[3])
+    train_on_study(sys.argv[1], sys.argv[2], settings, history_path=out / "history.csv", best_path=out / "best.pt",
+                   last_path=out / "last.pt", on_epoch_end=pause)
 """)
 
 
@@ -113,3 +130,17 @@ def test_resume_after_kill_gives_the_same_weights(study, tmp_path):
     history_a = pd.read_csv(tmp_path / "a" / "history.csv").drop(columns="seconds")
     history_b = pd.read_csv(tmp_path / "b" / "history.csv").drop(columns="seconds")
     pd.testing.assert_frame_equal(history_a, history_b)
+
+
+def test_settings_defaults_are_the_schemas():
+    """TrainSettings' defaults are the config schema's (defaults live in the schemas; this holds them equal)."""
+    schemas = {section: yaml.safe_load((REPO / "workflow" / "schemas" / f"{section}.schema.yaml").read_text())
+               for section in ("train", "study")}
+    schema_defaults = {key: spec["default"] for key, spec in schemas["train"]["properties"].items()
+                       if "default" in spec and not isinstance(spec["default"], dict)}
+    schema_defaults["device"] = schemas["study"]["properties"]["device"]["default"]
+    code_defaults = {f.name: f.default for f in fields(TrainSettings)}
+    compared = set(schema_defaults) & set(code_defaults)
+    assert compared >= {"epochs", "batch_size", "lr", "weights_path", "device", "eval_batch_size"}
+    assert {key: code_defaults[key] for key in compared} == {key: schema_defaults[key] for key in compared}
+    assert inspect.signature(pick_device).parameters["name"].default == schema_defaults["device"]

@@ -52,7 +52,7 @@ class TrainSettings:
     monitor: str = "bce"  # validation loss that picks the best epoch: "bce" or "total"
     early_stopping_patience: int = 0  # 0 = off: always run every epoch
     weights: str = "none"
-    weights_path: str = ""
+    weights_path: str = "resources/resnet18-f37072fd.pth"
     device: str = "auto"
     amp: bool = True  # mixed precision, CUDA only
     channels_last: bool = False
