@@ -1,23 +1,18 @@
 """The training loop: outputs, baseline vs prior, ImageNet weights, and resume-after-kill."""
 
-import inspect
 import signal
 import subprocess
 import sys
 import textwrap
-from dataclasses import fields
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
-import yaml
 from test_data import write_study  # the synthetic study HDF5 (tests/ is on sys.path under pytest)
 from torchvision.models import resnet18
 
 from osteoloc.data import read_subjects
-from osteoloc.device import pick_device
 from osteoloc.io.atomic import write_csv
 from osteoloc.model import build_model
 from osteoloc.splits import make_split
@@ -26,7 +21,6 @@ from osteoloc.runs import HISTORY_COLUMNS
 from osteoloc.train import TrainSettings, reuse_run, train_on_study
 
 TINY = dict(epochs=2, batch_size=8, lr=1e-3, device="cpu", eval_batch_size=16)
-REPO = Path(__file__).resolve().parents[1]
 
 
 def run_paths(folder):
@@ -131,16 +125,3 @@ def test_resume_after_kill_gives_the_same_weights(study, tmp_path):
     history_b = pd.read_csv(tmp_path / "b" / "history.csv").drop(columns="seconds")
     pd.testing.assert_frame_equal(history_a, history_b)
 
-
-def test_settings_defaults_are_the_schemas():
-    """TrainSettings' defaults are the config schema's (defaults live in the schemas; this holds them equal)."""
-    schemas = {section: yaml.safe_load((REPO / "workflow" / "schemas" / f"{section}.schema.yaml").read_text())
-               for section in ("train", "study")}
-    schema_defaults = {key: spec["default"] for key, spec in schemas["train"]["properties"].items()
-                       if "default" in spec and not isinstance(spec["default"], dict)}
-    schema_defaults["device"] = schemas["study"]["properties"]["device"]["default"]
-    code_defaults = {f.name: f.default for f in fields(TrainSettings)}
-    compared = set(schema_defaults) & set(code_defaults)
-    assert compared >= {"epochs", "batch_size", "lr", "weights_path", "device", "eval_batch_size"}
-    assert {key: code_defaults[key] for key in compared} == {key: schema_defaults[key] for key in compared}
-    assert inspect.signature(pick_device).parameters["name"].default == schema_defaults["device"]
