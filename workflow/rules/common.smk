@@ -87,7 +87,9 @@ def report_outputs(kind, labels, category, suffixes=None, **report_options):
             **report_options,
         )
         for suffix in siblings:
-            outputs[f"{output_id}_{suffix}"] = results("report", kind, f"{output_id}.{suffix}")
+            outputs[f"{output_id}_{suffix}"] = results(
+                "report", kind, f"{output_id}.{suffix}"
+            )
     return outputs
 
 

@@ -12,14 +12,18 @@ report: "../report/workflow.rst"
 REPORT = config["report"]
 REPORT_SELECTION_SEED = config["study"]["selection_seed"]
 TABLE_OUTPUTS = report_outputs(
-    "tables", {table_id: {"table": label} for table_id, label in TABLES.items()}, "Tables"
+    "tables",
+    {table_id: {"table": label} for table_id, label in TABLES.items()},
+    "Tables",
 )
 # The seed-level input is one CSV: no Markdown or LaTeX sibling.
 TABLE_OUTPUTS |= report_outputs(
     "tables", {SEED_LEVEL_INPUT[0]: {"table": SEED_LEVEL_INPUT[1]}}, "Tables", ("csv",)
 )
 FIGURE_OUTPUTS = report_outputs(
-    "figures", {figure_id: {"figure": label} for figure_id, label in FIGURES.items()}, "Figures"
+    "figures",
+    {figure_id: {"figure": label} for figure_id, label in FIGURES.items()},
+    "Figures",
 )
 # What the tables and figures read: the explain outputs of every run (params `runs` names them) and the study.
 ALL_RUNS = dict(
