@@ -9,13 +9,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from osteoloc.exclusions import TooManyExclusions
-from osteoloc.io.group_h5 import export_group_h5, import_group_study
+from osteoloc.io.group_h5 import export_group_h5
 from osteoloc.io.pts import write_pts
 from osteoloc.io.study_h5 import load_study
 from osteoloc.landmarks import DEFAULT_GROUPS, target_groups
-from osteoloc.preprocess import (crop_offset, mask_crop, preprocess_hip, preprocess_study, resample_crop, to_crop,
-                                 to_resampled)
+from osteoloc.preprocess import (TooManyExclusions, crop_offset, import_group_study, mask_crop, preprocess_hip,
+                                 preprocess_study, resample_crop, to_crop, to_resampled)
 from osteoloc.targets import TARGETS
 from osteoloc.testing import make_cohort, radiograph_points_mm, synthetic_pixels, write_dicom, write_labels
 
@@ -367,7 +366,7 @@ def test_workflow_preprocess_and_figure1_on_the_ci_phantom(ci_workflow):
 
 
 def test_an_unforeseen_error_is_recorded_not_raised(tmp_path, monkeypatch):
-    import osteoloc.preprocess as pre
+    import osteoloc.preprocess.sources as pre
 
     manifest, labels = make_cohort(tmp_path, 3, shape=SHAPE, spacing=SPACING)
     real = pre.read_hip_points
