@@ -212,6 +212,30 @@ def test_study_h5_schema(processed):
     assert np.all(np.abs(study.head_circle[:, :2] - SETTINGS["crop_size"] / 2) < 2)
 
 
+def test_a_source_gives_the_same_rows_for_any_split_of_its_units(processed):
+    """Work units asked for in pieces (as shards will) give the whole study's records and exclusions, in
+    order: the duplicate-row decision does not depend on which rows are asked for."""
+    from osteoloc.preprocess import Exclusion, ManifestSource
+
+    def key(item):
+        if isinstance(item, Exclusion):
+            return tuple(item)
+        return item.subject, item.side, item.image.tobytes(), item.contour.tobytes()
+
+    manifest = pd.read_csv(processed["manifest"])
+    pd.concat([manifest, manifest.iloc[[0]]], ignore_index=True).to_csv(processed["dir"] / "dup.csv", index=False)
+    settings = {k: SETTINGS[k] for k in ("crop_size", "spacing_mm", "groups")}
+    with ManifestSource(processed["dir"] / "dup.csv", processed["labels"], **settings) as source:
+        whole = [key(item) for item in source.hips()]
+        units = list(source.units)
+        pieces = [key(item) for part in (units[:5], units[5:11], units[11:]) for item in source.hips(part)]
+        last = [key(item) for item in source.hips(units[-1:])]
+    assert pieces == whole
+    assert last == [("dicom", "CHECK-00000", "T00", "", "00000_T00_APO.dcm",
+                     "duplicate manifest row for this subject and visit (the first one is used)")]
+    assert sum(len(k) == 4 for k in whole) == processed["kept"]  # records (4-tuples), exclusions have 6 fields
+
+
 def test_no_patient_identifier_reaches_any_output(processed):
     for path in (processed["study"], processed["exclusions"]):
         data = path.read_bytes()

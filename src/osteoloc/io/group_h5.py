@@ -54,37 +54,29 @@ class GroupScan:
     intensity: tuple  # (p5, p95) of the normalisation, NaN when absent
 
 
-class GroupFile:
-    """Read-only group HDF5; a context manager (or call `close()`). Lists every hip on opening and
-    raises ValueError naming the file when it holds none or its first crop states no spacing."""
+class GroupFile(h5py.File):
+    """The group HDF5 opened read-only (an h5py File: a context manager, or call `close()`). Lists every
+    hip on opening and raises ValueError naming the file when it holds none or its first crop states no
+    spacing."""
 
     def __init__(self, path):
+        super().__init__(path, "r")
         self.path = path
-        self.h5 = h5py.File(path, "r")
         try:
-            self.scans = [self._scan(group, image) for group, image in iter_scans(self.h5)]
+            self.scans = [self._scan(group, image) for group, image in iter_scans(self)]
             if not self.scans:
                 raise ValueError(f"{path}: no /scans/{{subject}}/{{visit}}/{{side}}/image datasets")
-            first = self.h5[self.scans[0].name]["image"].attrs
+            first = self[self.scans[0].name]["image"].attrs
             # a release without resampling has no pixel_spacing: its input's spacing is the crops' then
             spacing = (_spacing_pair(first.get("pixel_spacing")) or _spacing_pair(first.get("input_pixel_spacing"))
                        or _spacing_pair(first.get("source_pixel_spacing")))
             if spacing is None:
                 raise ValueError(f"{path}: the first scan has no pixel_spacing / input_pixel_spacing attribute")
         except BaseException:
-            self.h5.close()
+            self.close()
             raise
         self.crop_size = self.scans[0].shape[0]  # px
         self.spacing_mm = spacing[1]  # mm per crop pixel
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def close(self):
-        self.h5.close()
 
     def _scan(self, group, image):
         attrs = image.attrs
@@ -107,7 +99,7 @@ class GroupFile:
 
     def image(self, scan):
         """The stored crop of `scan`: float32 (S, S), normalised and flipped as the group wrote it."""
-        return np.asarray(self.h5[scan.name]["image"][()], dtype=np.float32)
+        return np.asarray(self[scan.name]["image"][()], dtype=np.float32)
 
 
 def export_group_h5(study, path):

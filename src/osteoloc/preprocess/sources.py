@@ -67,14 +67,18 @@ class _LabelledSource:
         pass
 
     def label_exclusions(self):
+        """Exclusion rows for the label table's own problems (junk grades, duplicate rows, bad sides)."""
         return [Exclusion.of("labels", subject, visit, side, self.labels_path, reason)
                 for subject, visit, side, reason in self.labels.problems]
 
     def unmatched_exclusions(self):
+        """Exclusion rows for labelled hips that none of the source's units holds (sorted by hip key)."""
         return [Exclusion.of("labels", *self.labels.spelled[key], key[2], self.labels_path, self.unmatched_reason)
                 for key in sorted(set(self.labels.grades) - self.hip_keys)]
 
     def hips(self, units=None):
+        """HipRecords and Exclusion rows of `units` (default: all), in unit order; a unit's items are
+        produced whole before they are yielded, an unforeseen error adding an `error` row to them."""
         for unit in self.units if units is None else units:
             items = []
             try:
@@ -84,7 +88,8 @@ class _LabelledSource:
                 # in the log; if it hits many files the excluded-fraction check fails loudly.
                 subject, visit, side, file = self._describe(unit)
                 log.exception("unexpected error on %s", file)
-                items.append(Exclusion.of("error", subject, visit, side, file, f"unexpected {type(err).__name__}: {err}"))
+                reason = f"unexpected {type(err).__name__}: {err}"
+                items.append(Exclusion.of("error", subject, visit, side, file, reason))
             yield from items
 
     def _grades(self, key, exclude, file):
@@ -217,7 +222,8 @@ class GroupSource(_LabelledSource):
         self.points_dir = Path(points_dir)
         self.file = GroupFile(group_path)
         self.crop_size, self.spacing_mm = self.file.crop_size, self.file.spacing_mm
-        for name, given, found in (("crop_size", crop_size, self.crop_size), ("spacing_mm", spacing_mm, self.spacing_mm)):
+        checks = (("crop_size", crop_size, self.crop_size), ("spacing_mm", spacing_mm, self.spacing_mm))
+        for name, given, found in checks:
             if given is not None and not np.isclose(float(given), float(found)):
                 self.file.close()
                 raise ValueError(f"{group_path}: its crops have {name} {found}, the config says {given}")
@@ -252,7 +258,8 @@ class GroupSource(_LabelledSource):
         points_path = (self.points_dir / Path(source).stem).with_suffix(".pts")
         files = resolve_hip_files(points_path)
         if files.get(side, (None, ""))[1] == "mirrored":
-            exclude("points", files[side][0], "a _RasL file needs the source image width, which the group HDF5 lacks")
+            exclude("points", files[side][0],
+                    "a _RasL file needs the source image width, which the group HDF5 lacks")
             return
         # Units are mm when the source DICOM had a spacing, else pixels (the shape only serves _RasL).
         points, problems = read_hip_points(points_path, (0, 0), scan.header_spacing)
