@@ -1,8 +1,7 @@
 """Rule bonefinder: run the configured BoneFinder command on every image of the cohort manifest."""
 
-import logging
-
 from osteoloc.bonefinder import run_bonefinder
+from osteoloc.runner import run_script
 
-logging.basicConfig(filename=snakemake.log[0], level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-run_bonefinder(snakemake.input.manifest, snakemake.params.command, snakemake.output.manifest)
+run_script(snakemake, lambda smk: run_bonefinder(smk.input.manifest, smk.params.command,  # noqa: F821
+                                                 smk.output.manifest))

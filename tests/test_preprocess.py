@@ -9,13 +9,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from osteoloc.exclusions import TooManyExclusions
-from osteoloc.io.group_h5 import export_group_h5, import_group_study
+from osteoloc.io.group_h5 import export_group_h5
 from osteoloc.io.pts import write_pts
 from osteoloc.io.study_h5 import load_study
 from osteoloc.landmarks import DEFAULT_GROUPS, target_groups
-from osteoloc.preprocess import (crop_offset, mask_crop, preprocess_hip, preprocess_study, resample_crop, to_crop,
-                                 to_resampled)
+from osteoloc.preprocess import (TooManyExclusions, crop_offset, import_group_study, mask_crop, preprocess_hip,
+                                 preprocess_study, resample_crop, to_crop, to_resampled)
 from osteoloc.targets import TARGETS
 from osteoloc.testing import make_cohort, radiograph_points_mm, synthetic_pixels, write_dicom, write_labels
 
@@ -213,6 +212,30 @@ def test_study_h5_schema(processed):
     assert np.all(np.abs(study.head_circle[:, :2] - SETTINGS["crop_size"] / 2) < 2)
 
 
+def test_a_source_gives_the_same_rows_for_any_split_of_its_units(processed):
+    """Work units asked for in pieces (as shards will) give the whole study's records and exclusions, in
+    order: the duplicate-row decision does not depend on which rows are asked for."""
+    from osteoloc.preprocess import Exclusion, ManifestSource
+
+    def key(item):
+        if isinstance(item, Exclusion):
+            return tuple(item)
+        return item.subject, item.side, item.image.tobytes(), item.contour.tobytes()
+
+    manifest = pd.read_csv(processed["manifest"])
+    pd.concat([manifest, manifest.iloc[[0]]], ignore_index=True).to_csv(processed["dir"] / "dup.csv", index=False)
+    settings = {k: SETTINGS[k] for k in ("crop_size", "spacing_mm", "groups")}
+    with ManifestSource(processed["dir"] / "dup.csv", processed["labels"], **settings) as source:
+        whole = [key(item) for item in source.hips()]
+        units = list(source.units)
+        pieces = [key(item) for part in (units[:5], units[5:11], units[11:]) for item in source.hips(part)]
+        last = [key(item) for item in source.hips(units[-1:])]
+    assert pieces == whole
+    assert last == [("dicom", "CHECK-00000", "T00", "", "00000_T00_APO.dcm",
+                     "duplicate manifest row for this subject and visit (the first one is used)")]
+    assert sum(len(k) == 4 for k in whole) == processed["kept"]  # records (4-tuples), exclusions have 6 fields
+
+
 def test_no_patient_identifier_reaches_any_output(processed):
     for path in (processed["study"], processed["exclusions"]):
         data = path.read_bytes()
@@ -367,7 +390,7 @@ def test_workflow_preprocess_and_figure1_on_the_ci_phantom(ci_workflow):
 
 
 def test_an_unforeseen_error_is_recorded_not_raised(tmp_path, monkeypatch):
-    import osteoloc.preprocess as pre
+    import osteoloc.preprocess.sources as pre
 
     manifest, labels = make_cohort(tmp_path, 3, shape=SHAPE, spacing=SPACING)
     real = pre.read_hip_points

@@ -12,29 +12,22 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-
-def fit_circle(points):
-    """Algebraic (Kasa) least-squares circle through (n, 2) points, NaN rows ignored -> (cx, cy, r)."""
-    points = np.asarray(points, dtype=float)
-    points = points[np.all(np.isfinite(points), axis=1)]
-    if len(points) < 3:
-        return np.nan, np.nan, np.nan
-    x, y = points[:, 0], points[:, 1]
-    a = np.column_stack([x, y, np.ones_like(x)])
-    b = x**2 + y**2
-    (c0, c1, c2), *_ = np.linalg.lstsq(a, b, rcond=None)
-    cx, cy = c0 / 2, c1 / 2
-    return cx, cy, float(np.sqrt(max(c2 + cx**2 + cy**2, 0.0)))
+from osteoloc.landmarks import fit_circle
 
 
 def reference_length(contour, kind, indices):
     """Reference length in crop pixels from one hip's (80, 2) contour; NaN when the points are missing.
 
-    kind `head_diameter`: diameter of the circle through `indices`; `distance`: |p[i0] - p[i1]|.
+    kind `head_diameter`: diameter of the circle through `indices` (their NaN rows ignored; NaN when
+    fewer than three remain or they are collinear); `distance`: |p[i0] - p[i1]|.
     """
     pts = np.asarray(contour, dtype=float)[list(indices)]
     if kind == "head_diameter":
-        return 2.0 * fit_circle(pts)[2]
+        pts = pts[np.all(np.isfinite(pts), axis=1)]
+        try:
+            return 2.0 * fit_circle(pts)[2]
+        except ValueError:  # too few or collinear points: no circle, the caller skips the hip
+            return np.nan
     if kind == "distance":
         if len(pts) != 2:
             raise ValueError(f"reference kind 'distance' needs exactly two indices, got {list(indices)}")

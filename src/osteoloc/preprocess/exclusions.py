@@ -1,9 +1,11 @@
 """Everything that could not be used, with the reason: the exclusions table (docs/contracts.md section 2).
 
-`stage` names the step that refused the input: `dicom`, `points`, `landmarks`, `labels`, `crop`, `truth`.
+`stage` names the step that refused the input: `dicom`, `points`, `landmarks`, `labels`, `crop`, `error`.
+Hip sources yield `Exclusion` rows; the driver collects them in an `Exclusions` table.
 """
 
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import pandas as pd
 
@@ -14,19 +16,35 @@ class TooManyExclusions(RuntimeError):
     """More hips were excluded than the study allows."""
 
 
+class Exclusion(NamedTuple):
+    """One row of the exclusions table: a radiograph (side "") or a hip that was not used, and why."""
+
+    stage: str
+    subject: str
+    visit: str
+    side: str
+    file: str
+    reason: str
+
+    @classmethod
+    def of(cls, stage, subject, visit, side, file, reason):
+        """The row with `file` reduced to its name and that name replacing the full path in `reason`
+        (no folders in any output), blanks in the reason collapsed."""
+        name = "" if not file else str(file).replace("\\", "/").rsplit("/", 1)[-1]
+        reason = str(reason).replace(str(file), name) if file else str(reason)
+        return cls(stage, subject, visit, side or "", name, " ".join(reason.split()))
+
+
 @dataclass
 class Exclusions:
     rows: list = field(default_factory=list)
 
-    def add(self, stage, subject, visit, side, file, reason):
-        """Record one excluded radiograph (side "") or hip; `file` is reduced to its name (no folders)."""
-        name = "" if not file else str(file).replace("\\", "/").rsplit("/", 1)[-1]
-        reason = str(reason).replace(str(file), name) if file else str(reason)  # no folders in outputs
-        self.rows.append(dict(stage=stage, subject=subject, visit=visit, side=side or "", file=name,
-                              reason=" ".join(reason.split())))
+    def append(self, row):
+        """Record one `Exclusion`."""
+        self.rows.append(row)
 
     def frame(self):
-        return pd.DataFrame(self.rows, columns=list(COLUMNS))
+        return pd.DataFrame([row._asdict() for row in self.rows], columns=list(COLUMNS))
 
     def check_fraction(self, n_hips, n_kept, max_fraction):
         """Raise TooManyExclusions when the share of the `n_hips` expected hips not kept exceeds the limit."""

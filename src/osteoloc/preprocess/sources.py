@@ -1,0 +1,277 @@
+"""Hip sources: where the study's hips come from (docs/preprocessing.md). Each source turns its inputs
+into study rows (`HipRecord`) or `Exclusion` rows and writes nothing; `driver.write_study` consumes them.
+
+A source is a context manager with
+- `crop_size` (px), `spacing_mm` (mm per crop pixel), `groups`, `with_truth`, `attrs`: the study file's layout;
+- `n_hips`: the hips the study expects (denominator of the excluded share);
+- `units`: its work units in study order (manifest rows, or the group file's scans);
+- `label_exclusions()`: rows known from the label table alone (first in the table);
+- `hips(units=None)`: records and exclusions of the given units (a shard), in unit order; the answer for
+  one unit never depends on which other units are asked for, so shards concatenate to the whole study;
+- `unmatched_exclusions()`: labelled hips that no unit holds (last in the table).
+"""
+
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from osteoloc.io.dicom import read_dicom
+from osteoloc.io.group_h5 import GroupFile
+from osteoloc.io.labels import grades_to_labels, hip_key, read_labels
+from osteoloc.io.manifest import read_manifest
+from osteoloc.io.pts import read_hip_points, resolve_hip_files
+from osteoloc.io.study_h5 import HipRecord
+from osteoloc.io.truth_h5 import TruthFile
+from osteoloc.landmarks import LandmarkError, check_hip, target_groups, validate_groups
+from osteoloc.preprocess.exclusions import Exclusion
+from osteoloc.preprocess.geometry import (HipCrop, landmarks_in_crop, outside_image, preprocess_hip,
+                                          resample_scale)
+from osteoloc.targets import SIDES
+
+log = logging.getLogger(__name__)
+
+
+def hip_record(crop, grades, groups, crop_size, subject, visit, side, cohort, source, source_spacing,
+               spacing_from):
+    """A HipCrop plus its grades and metadata as one study row; the target groups are taken from the
+    crop's contour (crop pixels)."""
+    group_points, valid = target_groups(crop.contour, groups, crop_size)
+    grades = np.asarray(grades, dtype=np.int8)
+    return HipRecord(
+        image=crop.image, grades=grades, labels=grades_to_labels(grades),
+        contour=crop.contour.astype(np.float32), contour_manual=np.asarray(crop.contour_manual, np.float32),
+        groups=group_points, valid=valid, subject=subject, visit=visit, side=side, cohort=cohort,
+        source=source, source_spacing=tuple(source_spacing), spacing_from=spacing_from,
+        crop_offset=tuple(map(float, crop.offset)),
+        head_circle=tuple(map(float, crop.head_circle)), intensity=crop.intensity, truth_masks=crop.masks)
+
+
+class _LabelledSource:
+    """What every source shares: the label table, its exclusions, the catch-all per unit."""
+
+    with_truth = False
+    attrs = {}
+
+    def __init__(self, labels_path):
+        self.labels_path = labels_path
+        self.labels = read_labels(labels_path)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def close(self):
+        pass
+
+    def label_exclusions(self):
+        """Exclusion rows for the label table's own problems (junk grades, duplicate rows, bad sides)."""
+        return [Exclusion.of("labels", subject, visit, side, self.labels_path, reason)
+                for subject, visit, side, reason in self.labels.problems]
+
+    def unmatched_exclusions(self):
+        """Exclusion rows for labelled hips that none of the source's units holds (sorted by hip key)."""
+        return [Exclusion.of("labels", *self.labels.spelled[key], key[2], self.labels_path, self.unmatched_reason)
+                for key in sorted(set(self.labels.grades) - self.hip_keys)]
+
+    def hips(self, units=None):
+        """HipRecords and Exclusion rows of `units` (default: all), in unit order; a unit's items are
+        produced whole before they are yielded, an unforeseen error adding an `error` row to them."""
+        for unit in self.units if units is None else units:
+            items = []
+            try:
+                self._unit(unit, items)
+            except Exception as err:  # noqa: BLE001 - one bad file must not stop the study
+                # Unforeseen trouble (a bug or an input nobody anticipated): recorded, with the traceback
+                # in the log; if it hits many files the excluded-fraction check fails loudly.
+                subject, visit, side, file = self._describe(unit)
+                log.exception("unexpected error on %s", file)
+                reason = f"unexpected {type(err).__name__}: {err}"
+                items.append(Exclusion.of("error", subject, visit, side, file, reason))
+            yield from items
+
+    def _grades(self, key, exclude, file):
+        """The hip's grades, or None: a label-table problem is already recorded, a missing row is excluded."""
+        if key in self.labels.problem_keys:
+            return None  # recorded once, from the label table
+        if key not in self.labels.grades:
+            exclude("labels", file, "no label row for this hip")
+            return None
+        return self.labels.grades[key]
+
+    @staticmethod
+    def _sane(points, spacing, exclude, file):
+        """False (and the hip excluded) when its points fail the sanity limits (landmarks.check_hip)."""
+        try:
+            check_hip(points, spacing)
+        except LandmarkError as err:
+            exclude("landmarks", file, err)
+            return False
+        return True
+
+
+def _excluder(out, subject, visit, side, where):
+    """exclude(stage, file, reason): add one hip's exclusion to `out` and log it."""
+    def exclude(stage, file, reason):
+        out.append(Exclusion.of(stage, subject, visit, side, file, reason))
+        log.warning("excluded %s %s: %s", where, side, reason)
+    return exclude
+
+
+class ManifestSource(_LabelledSource):
+    """The cohort manifest (docs/contracts.md section 1): DICOM + BoneFinder `.pts` (+ manual points) +
+    the label CSV; one unit per manifest row (radiograph), two hips each. `truth_path`, the phantom's
+    `truth.h5`, adds lesion masks cropped like the image."""
+
+    unmatched_reason = "labels but no radiograph in the manifest"
+
+    def __init__(self, manifest_path, labels_path, *, crop_size, spacing_mm, groups, truth_path=None):
+        self.groups = validate_groups(groups)
+        self.rows = list(read_manifest(manifest_path).itertuples(index=False))
+        super().__init__(labels_path)
+        self.crop_size, self.spacing_mm = int(crop_size), float(spacing_mm)
+        self.truth = TruthFile(truth_path) if truth_path else None
+        self.with_truth = self.truth is not None
+        self.n_hips = 2 * len(self.rows)
+        self.units = range(len(self.rows))
+        # A second radiograph of one subject and visit: which one is meant? Only the first is used,
+        # decided over the whole manifest so that any shard of rows gives the same answer.
+        first = {}
+        for i, row in enumerate(self.rows):
+            first.setdefault(hip_key(row.subject, row.visit, "right"), i)
+        self.duplicate = [first[hip_key(row.subject, row.visit, "right")] != i for i, row in enumerate(self.rows)]
+        self.hip_keys = {hip_key(row.subject, row.visit, side) for row in self.rows for side in SIDES}
+
+    def close(self):
+        if self.truth is not None:
+            self.truth.close()
+
+    def _describe(self, i):
+        row = self.rows[i]
+        return row.subject, row.visit, "", row.image_path
+
+    def _unit(self, i, out):
+        """One radiograph -> up to two records; problems become exclusions, never exceptions."""
+        row = self.rows[i]
+        image_path = row.image_path
+        if self.duplicate[i]:
+            out.append(Exclusion.of("dicom", row.subject, row.visit, "", image_path,
+                                    "duplicate manifest row for this subject and visit (the first one is used)"))
+            return
+        source = Path(image_path).name
+        given = None if not np.isfinite(row.spacing) else float(row.spacing)
+        try:
+            radiograph = read_dicom(image_path, spacing=given, dtype=None)  # native ints: crops convert
+        except (ValueError, OSError) as err:
+            out.append(Exclusion.of("dicom", row.subject, row.visit, "", image_path, err))
+            log.warning("excluded %s: %s", source, err)
+            return
+        # BoneFinder writes millimetres when the DICOM has a spacing, pixels otherwise.
+        points_spacing = radiograph.spacing if radiograph.spacing_in_header else None
+        points, problems = read_hip_points(row.points_path, radiograph.pixels.shape, points_spacing)
+        manual = {}
+        if row.manual_points_path:
+            manual, _ = read_hip_points(row.manual_points_path, radiograph.pixels.shape, points_spacing)
+        stem = Path(image_path).stem
+        for side in SIDES:
+            key = hip_key(row.subject, row.visit, side)
+            exclude = _excluder(out, row.subject, row.visit, side, source)
+            grades = self._grades(key, exclude, image_path)
+            if grades is None:
+                continue
+            if side in problems:
+                exclude("points", row.points_path, problems[side])
+                continue
+            hip = points[side]
+            if outside_image(hip, radiograph.pixels.shape):
+                exclude("points", row.points_path, "points outside the image")
+                continue
+            if not self._sane(hip, radiograph.spacing, exclude, row.points_path):
+                continue
+            try:
+                crop = preprocess_hip(radiograph.pixels, radiograph.spacing, hip, side, self.crop_size,
+                                      self.spacing_mm, manual_points=manual.get(side),
+                                      masks=self.truth.masks(stem, side) if self.truth is not None else None)
+                cohort = row.cohort or self.labels.cohort.get(key, "")
+                record = hip_record(crop, grades, self.groups, self.crop_size, row.subject, row.visit, side,
+                                    cohort, source, radiograph.spacing, radiograph.spacing_source)
+            except ValueError as err:  # CropError included
+                exclude("crop", image_path, err)
+                continue
+            except Exception as err:  # noqa: BLE001 - unforeseen: recorded for this hip, traceback in the log
+                log.exception("unexpected error on %s %s", source, side)
+                exclude("error", image_path, f"unexpected {type(err).__name__}: {err}")
+                continue
+            out.append(record)
+
+
+class GroupSource(_LabelledSource):
+    """The group's preprocessed HDF5 (`osteoloc.io.group_h5`) + `.pts` files named after each scan's source
+    image (`<points_dir>/<source stem>.pts` or its per-hip files) + the label CSV; one unit per scan
+    (hip). Its crops are used as stored; the points are mapped onto them with the stored crop offset and
+    spacings and flipped like the pixels. `spacing_mm` / `crop_size`, when given, must match the file's."""
+
+    unmatched_reason = "labels but no scan in the group HDF5"
+    attrs = {"imported_from": "group_hdf5"}
+
+    def __init__(self, group_path, points_dir, labels_path, *, groups, spacing_mm=None, crop_size=None):
+        self.groups = validate_groups(groups)
+        super().__init__(labels_path)
+        self.points_dir = Path(points_dir)
+        self.file = GroupFile(group_path)
+        self.crop_size, self.spacing_mm = self.file.crop_size, self.file.spacing_mm
+        checks = (("crop_size", crop_size, self.crop_size), ("spacing_mm", spacing_mm, self.spacing_mm))
+        for name, given, found in checks:
+            if given is not None and not np.isclose(float(given), float(found)):
+                self.file.close()
+                raise ValueError(f"{group_path}: its crops have {name} {found}, the config says {given}")
+        self.n_hips = len(self.file.scans)
+        self.units = self.file.scans
+        self.hip_keys = {hip_key(scan.subject, scan.visit, scan.side) for scan in self.file.scans}
+
+    def close(self):
+        self.file.close()
+
+    @staticmethod
+    def _describe(scan):
+        return scan.subject, scan.visit, scan.side, scan.source
+
+    def _unit(self, scan, out):
+        """One hip of the group's file -> a record or an exclusion."""
+        subject, visit, side, source = self._describe(scan)
+        size = self.crop_size
+        exclude = _excluder(out, subject, visit, side, f"{subject}/{visit}")
+        grades = self._grades(hip_key(subject, visit, side), exclude, source)
+        if grades is None:
+            return
+        if scan.shape != (size, size):
+            exclude("crop", source, f"crop shape {scan.shape} differs from the file's first crop {(size, size)}")
+            return
+        if scan.input_spacing is None:
+            exclude("crop", source, "no input_pixel_spacing / source_pixel_spacing attribute")
+            return
+        if scan.crop_offset is None:
+            exclude("crop", source, "no crop_offset_x / crop_offset_y attribute")
+            return
+        points_path = (self.points_dir / Path(source).stem).with_suffix(".pts")
+        files = resolve_hip_files(points_path)
+        if files.get(side, (None, ""))[1] == "mirrored":
+            exclude("points", files[side][0],
+                    "a _RasL file needs the source image width, which the group HDF5 lacks")
+            return
+        # Units are mm when the source DICOM had a spacing, else pixels (the shape only serves _RasL).
+        points, problems = read_hip_points(points_path, (0, 0), scan.header_spacing)
+        if side in problems:
+            exclude("points", points_path, problems[side])
+            return
+        if not self._sane(points[side], scan.input_spacing, exclude, points_path):
+            return
+        scale = resample_scale(self.spacing_mm, scan.input_spacing)
+        contour, circle = landmarks_in_crop(points[side], scale, scan.crop_offset, side, size)
+        crop = HipCrop(image=self.file.image(scan), contour=contour, contour_manual=np.full((80, 2), np.nan),
+                       offset=scan.crop_offset, head_circle=circle, intensity=scan.intensity)
+        out.append(hip_record(crop, grades, self.groups, size, subject, visit, side, scan.cohort, source,
+                              scan.input_spacing,
+                              "source_pixel_spacing" if scan.header_spacing is not None else "given"))
