@@ -15,6 +15,7 @@ import torch
 from osteoloc.explain import explain_run, read_maps, read_runs
 from osteoloc.figures.paper import FIGURE_IDS, build_figures, select_cases
 from osteoloc.io.atomic import write_csv
+from osteoloc.io.study_h5 import write_study_arrays
 from osteoloc.model import build_model
 from osteoloc.tables import TABLE_IDS, build_tables, summary_markdown, write_table
 from osteoloc.targets import TARGETS
@@ -43,20 +44,13 @@ def write_study(path, with_truth=True):
         for t in range(4):
             x, y = groups[i, t, 0].astype(int)
             masks[i, t, y - 4:y + 4, x - 4:x + 4] = labels[i, t] == 1
-    with h5py.File(path, "w") as f:
-        f["images"] = rng.random((n, S, S), dtype=np.float32)
-        f["labels"] = labels
-        f["grades"] = labels
-        f["landmarks/groups"] = groups
-        f["landmarks/valid"] = valid
-        subjects = [f"s{i // 2:02d}" for i in range(n)]
-        f["meta/subject"] = np.array(subjects, dtype=h5py.string_dtype())
-        f["meta/visit"] = np.array(["v0"] * n, dtype=h5py.string_dtype())
-        f["meta/side"] = np.array(["right", "left"] * N_SUBJECTS, dtype=h5py.string_dtype())
-        if with_truth:
-            f["truth/masks"] = masks
-        f.attrs["targets"] = list(TARGETS)
-        f.attrs["crop_size"] = S
+    subjects = [f"s{i // 2:02d}" for i in range(n)]
+    columns = {"image": rng.random((n, S, S), dtype=np.float32), "labels": labels, "groups": groups, "valid": valid,
+               "subject": subjects, "visit": ["v0"] * n, "side": ["right", "left"] * N_SUBJECTS}
+    if with_truth:
+        columns["truth_masks"] = masks
+    group_indices = {t: list(range(10 * k, 10 * k + (3 if k < 2 else 1))) for k, t in enumerate(TARGETS)}
+    write_study_arrays(path, columns, group_indices)
 
 
 def write_upstream(root):
