@@ -1,11 +1,9 @@
 """Rule `figure_landmarks`: Figure 1 (a right and a left hip with contour and target groups)."""
 
 import json
-import logging
 
 from osteoloc.figures.landmarks import figure_landmarks
+from osteoloc.runner import run_script
 
-logging.basicConfig(filename=snakemake.log[0], level=logging.INFO)  # noqa: F821
-rows = figure_landmarks(snakemake.input.study, snakemake.output.png,  # noqa: F821
-                        rows=json.loads(snakemake.params.rows))  # noqa: F821
-logging.info("Figure 1 shows HDF5 rows %s", rows.tolist())
+run_script(snakemake, lambda smk: figure_landmarks(  # noqa: F821
+    smk.input.study, smk.output.png, rows=json.loads(smk.params.rows)))

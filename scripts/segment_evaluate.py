@@ -1,20 +1,12 @@
 """Rule segment_evaluate: one site's test predictions, per-patch metrics and Table-2 row (paper B)."""
 
 import json
-import logging
 
-import torch
+import torch  # noqa: F401  (imported before run_script so that it sets torch's thread count)
 
+from osteoloc.runner import run_script
 from osteoloc.segment.stages import evaluate_site
 
-logging.basicConfig(filename=snakemake.log[0], level=logging.INFO,  # noqa: F821
-                    format="%(asctime)s %(levelname)s %(message)s")
-torch.set_num_threads(snakemake.threads)  # noqa: F821
-out = snakemake.output  # noqa: F821
-try:
-    evaluate_site(snakemake.input.patches, snakemake.input.model, snakemake.wildcards.site,  # noqa: F821
-                  json.loads(snakemake.params.cfg), snakemake.params.device,  # noqa: F821
-                  out.predictions, out.metrics, out.summary)
-except Exception:
-    logging.exception("segment_evaluate failed")
-    raise
+run_script(snakemake, lambda smk: evaluate_site(  # noqa: F821
+    smk.input.patches, smk.input.model, smk.wildcards.site, json.loads(smk.params.cfg), smk.params.device,
+    smk.output.predictions, smk.output.metrics, smk.output.summary))

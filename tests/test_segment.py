@@ -9,7 +9,9 @@ import pytest
 import torch
 
 from osteoloc.segment import patches as P
-from osteoloc.segment.dataset import build_site_patches, read_patch_set, read_splits
+from osteoloc.io.segment_h5 import read_patch_set
+from osteoloc.io.study_h5 import StudyFile
+from osteoloc.segment.dataset import build_site_patches
 from osteoloc.segment.evaluate import dice_scores, per_patch_metrics, summarise
 from osteoloc.segment.sampling import augmentation_draws, balanced_rows, site_rng
 from osteoloc.segment.sites import HEAD_CIRCLE_INDICES, parse_sites
@@ -17,6 +19,7 @@ from osteoloc.segment.stages import build_report, evaluate_site, make_patches, t
 from osteoloc.segment.synthetic import write_toy_study
 from osteoloc.segment.train import train_unet
 from osteoloc.segment.unet import build_unet
+from osteoloc.splits import read_split
 
 TINY_MODEL = {"features": [4, 4, 8, 8, 16, 4], "dropout": 0.3, "norm": "none"}
 
@@ -199,11 +202,12 @@ def toy(tmp_path_factory):
 def test_patch_sets_follow_paper_b(toy):
     cfg = _cfg()
     site = parse_sites(cfg["sites"])["fem_inf"]
-    splits = read_splits(toy / "seed0.csv")
-    sets = build_site_patches(toy / "study.h5", splits, site, cfg, seed=0)
-    with h5py.File(toy / "study.h5") as h5:
-        labels = h5["labels"][:, 1]
-        subjects = h5["meta/subject"].asstr()[:]
+    split = read_split(toy / "seed0.csv")
+    splits = dict(zip(split["subject"], split["split"]))
+    sets = build_site_patches(toy / "study.h5", split, site, cfg, seed=0)
+    with StudyFile(toy / "study.h5") as study:
+        labels = study.read(["labels"])["labels"][:, 1]
+        subjects = study.subjects()
     for split in ("train", "val"):
         ps = sets[split]
         originals = ps.labels[ps.copy == 0]
@@ -226,13 +230,13 @@ def test_missing_masks_give_a_clear_error(tmp_path, toy):
     write_toy_study(tmp_path / "nomask.h5", n_subjects=24, size=64, with_masks=False)
     site = parse_sites(_cfg()["sites"])["fem_inf"]
     with pytest.raises(ValueError, match="truth/masks.*segment.enabled"):
-        build_site_patches(tmp_path / "nomask.h5", read_splits(toy / "seed0.csv"), site, _cfg(), 0)
+        build_site_patches(tmp_path / "nomask.h5", read_split(toy / "seed0.csv"), site, _cfg(), 0)
 
 
 def test_manual_points_absent_fall_back_to_automatic(tmp_path, toy):
     write_toy_study(tmp_path / "auto.h5", n_subjects=24, size=64, seed=1, with_manual=False)
     site = parse_sites(_cfg()["sites"])["fem_inf"]
-    sets = build_site_patches(tmp_path / "auto.h5", read_splits(toy / "seed0.csv"), site, _cfg(), 0)
+    sets = build_site_patches(tmp_path / "auto.h5", read_split(toy / "seed0.csv"), site, _cfg(), 0)
     assert set(sets["train"].landmarks) == {"automatic"}
     assert sets["train"].counts["manual_fallback_to_automatic"] == sets["train"].counts["hips"]
 

@@ -39,7 +39,8 @@ def test_check_refuses_missing_subjects_and_unknown_names(tmp_path):
 
 def test_read_split_takes_a_header_or_none_and_any_common_separator(tmp_path):
     expected = {"subject": ["0012", "B"], "split": ["train", "test"]}
-    for name, text in [("header.csv", "subject,split\n0012,train\nB, test\n"), ("plain.tsv", "0012\ttrain\nB\ttest\n"),
-                       ("spaces.txt", "0012 train\n  B   test\n"), ("extra.csv", "split,subject,note\ntrain,0012,x\ntest,B,\n")]:
+    for name, text in [("header.csv", "subject,split\n0012,train\nB, test\n"),
+                       ("plain.tsv", "0012\ttrain\nB\ttest\n"), ("spaces.txt", "0012 train\n  B   test\n"),
+                       ("extra.csv", "split,subject,note\ntrain,0012,x\ntest,B,\n")]:
         (tmp_path / name).write_text(text)
         assert read_split(tmp_path / name).to_dict("list") == expected, name

@@ -45,13 +45,13 @@ def write_study(path, with_truth=True):
         for t in range(4):
             x, y = groups[i, t, 0].astype(int)
             masks[i, t, y - 4:y + 4, x - 4:x + 4] = labels[i, t] == 1
-    # H3's stand-in until H1's fixture lands: the same arrays, written through StudyWriter.
-    columns = {"image": rng.random((n, S, S), dtype=np.float32), "labels": labels, "groups": groups,
-               "valid": valid, "subject": [f"s{i // 2:02d}" for i in range(n)], "visit": ["v0"] * n,
-               "side": ["right", "left"] * N_SUBJECTS}
+    subjects = [f"s{i // 2:02d}" for i in range(n)]
+    columns = {"image": rng.random((n, S, S), dtype=np.float32), "labels": labels, "groups": groups, "valid": valid,
+               "subject": subjects, "visit": ["v0"] * n, "side": ["right", "left"] * N_SUBJECTS}
     if with_truth:
         columns["truth_masks"] = masks
-    write_study_arrays(path, columns, {t: [0, 1, 2] if k < 2 else [3 + k] for k, t in enumerate(TARGETS)})
+    group_indices = {t: list(range(10 * k, 10 * k + (3 if k < 2 else 1))) for k, t in enumerate(TARGETS)}
+    write_study_arrays(path, columns, group_indices)
 
 
 def write_upstream(root):

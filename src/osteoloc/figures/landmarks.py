@@ -1,13 +1,17 @@
 """Figure 1 (paper A): a right and a left hip crop from the study HDF5 with the BoneFinder contour in
 black and the four target groups coloured (the left hip as stored, i.e. flipped like every crop)."""
 
+import logging
+
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.lines import Line2D
 
 from osteoloc.figures.style import PAPER_RC, TARGET_COLOURS, save_figure
-from osteoloc.io.study_h5 import load_study
+from osteoloc.io.study_h5 import StudyFile
 from osteoloc.targets import SHORT_NAMES, TARGETS
+
+log = logging.getLogger(__name__)
 
 
 def pick_rows(meta, rows=None):
@@ -41,20 +45,22 @@ def draw_hip(ax, image, contour, groups, valid, title):
 
 def figure_landmarks(study_path, out_stem, rows=None):
     """Draw Figure 1 from `study_path` and save `<out_stem>.png` and `.pdf`."""
-    meta = load_study(study_path, images=False).meta
-    rows = pick_rows(meta, rows)
-    study = load_study(study_path, rows=sorted(rows))
-    order = [sorted(rows).index(r) for r in rows]
+    with StudyFile(study_path) as study:
+        meta = study.meta(("side",))
+        rows = pick_rows(meta, rows)
+        data = study.read(["images", "landmarks/contour", "landmarks/groups", "landmarks/valid"], rows)
     with plt.rc_context(PAPER_RC):
         fig, axes = plt.subplots(1, len(rows), figsize=(2.4 * len(rows), 2.7), squeeze=False)
-        for ax, i in zip(axes[0], order):
-            m = study.meta.iloc[i]
-            title = f"{m.side} hip" + (" (flipped)" if m.side == "left" else "")
-            draw_hip(ax, study.images[i], study.contour[i], study.groups[i], study.valid[i], title)
+        for i, (ax, row) in enumerate(zip(axes[0], rows)):
+            side = meta["side"][row]
+            title = f"{side} hip" + (" (flipped)" if side == "left" else "")
+            draw_hip(ax, data["images"][i], data["landmarks/contour"][i], data["landmarks/groups"][i],
+                     data["landmarks/valid"][i], title)
         handles = [Line2D([], [], marker="o", ls="", color="black", markersize=3, label="contour")]
         handles += [Line2D([], [], marker="o", ls="", color=TARGET_COLOURS[t], markersize=5,
                            label=SHORT_NAMES[t]) for t in TARGETS]
         fig.legend(handles=handles, loc="lower center", ncol=5, frameon=False, bbox_to_anchor=(0.5, -0.02))
         fig.tight_layout(rect=(0, 0.08, 1, 1))
         save_figure(fig, out_stem)
+    log.info("Figure 1 shows HDF5 rows %s", rows)
     return np.array(rows)

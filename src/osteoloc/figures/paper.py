@@ -253,8 +253,7 @@ FIGURE_IDS = tuple(FIGURES)
 def _selection_run(predictions, metrics, maps_paths, study_path, selection_seed):
     """Arrays of the selection seed's test rows: images, labels, groups, valid, per-model probs, CoM
     distances and maps, aligned on the rows of the maps files."""
-    import h5py
-
+    from osteoloc.io.study_h5 import StudyFile
     from osteoloc.runs import read_maps
 
     maps_by_model, rows = {}, None
@@ -263,11 +262,10 @@ def _selection_run(predictions, metrics, maps_paths, study_path, selection_seed)
         if rows is not None and not np.array_equal(rows, model_rows):
             raise ValueError(f"{maps_paths[model]}: rows differ from the other model's maps")
         rows, maps_by_model[model] = model_rows, maps
-    with h5py.File(study_path, "r") as study:
-        images = study["images"][rows]
-        labels = study["labels"][rows].astype(int)
-        groups = study["landmarks/groups"][rows]
-        valid = study["landmarks/valid"][rows]
+    with StudyFile(study_path) as study:
+        data = study.read(["images", "labels", "landmarks/groups", "landmarks/valid"], rows)
+    images, labels = data["images"], data["labels"].astype(int)
+    groups, valid = data["landmarks/groups"], data["landmarks/valid"]
 
     def wide(frame, model, column):
         part = frame[(frame["seed"] == selection_seed) & (frame["model"] == model)]

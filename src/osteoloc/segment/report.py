@@ -2,29 +2,13 @@
 (partitions), confusion matrices (Fig. 3), example overlays (Fig. 4), and the weak-vs-strong comparison
 of paper A's CAMs with the U-Nets on the shared targets."""
 
-from pathlib import Path
-
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
 
 from osteoloc.figures.style import PAPER_RC, save_figure
-from osteoloc.io.atomic import write_csv, write_text
 from osteoloc.targets import SHORT_NAMES
-
-
-def write_table(table, stem, caption, decimals=3):
-    """`<stem>.csv` at full precision, `.md` and `.tex` rounded (a table's three forms, as the report's)."""
-    stem = Path(stem)
-    write_csv(table, stem.with_suffix(".csv"))
-    shown = table.copy()
-    for column in shown.columns:
-        if pd.api.types.is_float_dtype(shown[column]):
-            shown[column] = shown[column].round(decimals)
-    write_text(shown.to_markdown(index=False) + "\n", stem.with_suffix(".md"))
-    write_text(shown.to_latex(index=False, na_rep="", caption=caption, label=f"tab:{stem.name}",
-                              float_format=f"%.{decimals}f", escape=True), stem.with_suffix(".tex"))
 
 
 def _pm(mean, sd):

@@ -6,13 +6,13 @@ need them, so the patch and report jobs start fast.
 
 import logging
 
-import h5py
-import numpy as np
 import pandas as pd
 
 from osteoloc.io.atomic import atomic_path, write_csv
-from osteoloc.segment.dataset import build_site_patches, read_patch_set, read_splits, write_patch_sets
+from osteoloc.io.segment_h5 import read_patch_set, read_prediction_patches, write_patch_sets, write_predictions
+from osteoloc.segment.dataset import build_site_patches
 from osteoloc.segment.sites import parse_sites
+from osteoloc.splits import read_split
 
 log = logging.getLogger(__name__)
 
@@ -20,57 +20,38 @@ log = logging.getLogger(__name__)
 def make_patches(study, split_csv, site_name, cfg, seed, out):
     """Rule segment_patches: one site's train / val / test patches -> `out` (HDF5)."""
     site = parse_sites(cfg["sites"])[site_name]
-    sets = build_site_patches(study, read_splits(split_csv), site, cfg, seed)
+    sets = build_site_patches(study, read_split(split_csv), site, cfg, seed)
     with atomic_path(out) as tmp:
-        write_patch_sets(sets, site, tmp)
+        write_patch_sets(sets, site.name, site.target, tmp)
 
 
 def train_site(patches, cfg, seed, device, model_out, history_out):
     """Rule segment_train: the best-validation U-Net (`model.pt`) and its per-epoch losses."""
-    import torch
-
     from osteoloc.segment.train import train_unet
+    from osteoloc.segment.unet import save_unet
 
     train_cfg = cfg["model"] | cfg["training"]
     model, history, best_epoch = train_unet(read_patch_set(patches, "train"), read_patch_set(patches, "val"),
                                             train_cfg, seed, device)
     history["best"] = history["epoch"] == best_epoch
     with atomic_path(model_out) as tmp:
-        torch.save({"state_dict": model.state_dict(), "epoch": best_epoch, "config": train_cfg}, tmp)
+        save_unet(model, best_epoch, train_cfg, tmp)
     write_csv(history, history_out, float_format="%.6g")
     log.info("best epoch %d of %d", best_epoch, len(history))
-
-
-def load_model(path, device="cpu"):
-    import torch
-
-    from osteoloc.segment.train import pick_device
-    from osteoloc.segment.unet import build_unet
-
-    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
-    cfg = checkpoint["config"]
-    model = build_unet(cfg["features"], cfg["dropout"], cfg["norm"])
-    model.load_state_dict(checkpoint["state_dict"])
-    return model.to(pick_device(device)).eval()
 
 
 def evaluate_site(patches, model_path, site_name, cfg, device, predictions_out, metrics_out, summary_out):
     """Rule segment_evaluate: test-patch probabilities, per-patch metrics and the site's Table-2 row."""
     from osteoloc.segment.evaluate import per_patch_metrics, summarise
     from osteoloc.segment.train import predict
+    from osteoloc.segment.unet import load_unet
 
     site = parse_sites(cfg["sites"])[site_name]
     test = read_patch_set(patches, "test")
-    prob = predict(load_model(model_path, device), test.images, int(cfg["training"]["batch_size"]))
+    prob = predict(load_unet(model_path, device), test.images, int(cfg["training"]["batch_size"]))
     metrics = per_patch_metrics(prob, test.masks, test.labels, test.rows, int(cfg["min_area"]))
-    with atomic_path(predictions_out) as tmp, h5py.File(tmp, "w") as h5:
-        h5.create_dataset("rows", data=test.rows.astype(np.int64))
-        h5.create_dataset("labels", data=test.labels.astype(np.int8))
-        h5.create_dataset("images", data=test.images, compression="gzip", chunks=True if len(test.rows) else None)
-        h5.create_dataset("truth", data=test.masks, compression="gzip", chunks=True if len(test.rows) else None)
-        h5.create_dataset("prob", data=prob.astype(np.float16), compression="gzip",
-                          chunks=True if len(test.rows) else None)
-        h5.attrs["site"], h5.attrs["target"] = site.name, site.target
+    with atomic_path(predictions_out) as tmp:
+        write_predictions(test, prob, site.name, site.target, tmp)
     write_csv(metrics, metrics_out, float_format="%.6g")
     write_csv(pd.DataFrame([summarise(metrics, site.name, site.target)]), summary_out, float_format="%.6g")
 
@@ -80,26 +61,29 @@ def build_report(cfg, site_files, cam_metrics_files, out):
     cam_metrics_files: {model: explain metrics.csv} (empty to leave out the weak-vs-strong table);
     out: {table2, table1, weak_vs_strong, confusion, examples} stems."""
     from osteoloc.segment import report as R
+    from osteoloc.tables import write_table
 
     sites = parse_sites(cfg["sites"])
     summaries = [pd.read_csv(f["summary"]).iloc[0].to_dict() for f in site_files.values()]
     t2 = R.table2(summaries)
-    R.write_table(t2, out["table2"], "Osteophyte detection and segmentation per U-Net (paper B, Table 2).")
+    write_table(t2, out["table2"],
+                caption="Osteophyte detection and segmentation per U-Net (paper B, Table 2).")
     partitions = [R.partition_counts(s, sites[s].target, {sp: read_patch_set(f["patches"], sp)
                                                           for sp in ("train", "val", "test")})
                   for s, f in site_files.items()]
-    R.write_table(R.table1(partitions), out["table1"], "Hips per partition, with osteophytes in brackets (paper B, Table 1).")
+    write_table(R.table1(partitions), out["table1"],
+                caption="Hips per partition, with osteophytes in brackets (paper B, Table 1).")
     unet_metrics = {s: pd.read_csv(f["metrics"]) for s, f in site_files.items()}
     if "weak_vs_strong" in out:
         cams = {m: pd.read_csv(p) for m, p in cam_metrics_files.items()}
-        R.write_table(R.weak_vs_strong(cams, unet_metrics, {s: sites[s].target for s in site_files}),
-                      out["weak_vs_strong"], "Weak (CAM) versus strong (U-Net) localisation, positive test hips.")
+        write_table(R.weak_vs_strong(cams, unet_metrics, {s: sites[s].target for s in site_files}),
+                    out["weak_vs_strong"],
+                    caption="Weak (CAM) versus strong (U-Net) localisation, positive test hips.")
     R.confusion_figure(t2, out["confusion"])
     examples = []
     for s, f in site_files.items():
-        with h5py.File(f["predictions"], "r") as h5:
-            for i in R.pick_examples(unet_metrics[s], int(cfg["report"]["examples_per_site"])):
-                pred = (h5["prob"][i].astype(np.float32) >= 0.5)
-                examples.append((f"{s}\nDice {unet_metrics[s]['dice'][i]:.2f}", h5["images"][i], h5["truth"][i], pred))
+        picks = R.pick_examples(unet_metrics[s], int(cfg["report"]["examples_per_site"]))
+        for i, (image, truth, prob) in zip(picks, read_prediction_patches(f["predictions"], picks)):
+            examples.append((f"{s}\nDice {unet_metrics[s]['dice'][i]:.2f}", image, truth, prob >= 0.5))
     R.examples_figure(examples, out["examples"])
     log.info("report: %d sites, %d examples", len(site_files), len(examples))

@@ -1,12 +1,11 @@
-"""A tiny study HDF5 in the contracts.md section-2 layout, for tests and benchmarks: a bright disc (the
-femoral head) whose head points lie on its rim, and per positive target a bright blob (the lesion) beside
-the target's landmark. Manual points are exact; automatic ones carry Gaussian noise."""
+"""A tiny study HDF5 in the contracts.md section-2 layout (written through StudyWriter), for tests and
+benchmarks: a bright disc (the femoral head) whose head points lie on its rim, and per positive target a
+bright blob (the lesion) beside the target's landmark. Manual points are exact; automatic ones carry
+Gaussian noise."""
 
-import json
-
-import h5py
 import numpy as np
 
+from osteoloc.io.study_h5 import write_study_arrays
 from osteoloc.segment.sites import HEAD_CIRCLE_INDICES
 from osteoloc.targets import TARGETS
 
@@ -54,19 +53,10 @@ def write_toy_study(path, n_subjects=20, size=96, seed=0, positive_rate=0.5, aut
         images[i] = img + rng.normal(0, 0.05, img.shape).astype(np.float32)
     automatic = manual + rng.normal(0, auto_noise, manual.shape).astype(np.float32)
     subjects = np.array([f"S{k:03d}" for k in range(n_subjects) for _ in range(2)])
-    with h5py.File(path, "w") as h5:
-        h5.create_dataset("images", data=images, chunks=(1, size, size))
-        h5.create_dataset("labels", data=labels)
-        h5.create_dataset("grades", data=labels)
-        h5.create_dataset("landmarks/contour", data=automatic)
-        h5.create_dataset("landmarks/contour_manual",
-                          data=manual if with_manual else np.full_like(manual, np.nan))
-        h5.create_dataset("landmarks/groups", data=groups)
-        h5.create_dataset("meta/subject", data=subjects.astype(object), dtype=h5py.string_dtype())
-        if with_masks:
-            h5.create_dataset("truth/masks", data=masks)
-        h5.attrs["targets"] = list(TARGETS)
-        h5.attrs["crop_size"] = size
-        h5.attrs["group_indices"] = json.dumps(TOY_GROUPS)
-        h5.attrs["schema_version"] = 1
+    columns = {"image": images, "labels": labels, "groups": groups, "subject": subjects, "contour": automatic,
+               "contour_manual": manual if with_manual else np.full_like(manual, np.nan),
+               "side": np.tile(["right", "left"], n_subjects)}
+    if with_masks:
+        columns["truth_masks"] = masks
+    write_study_arrays(path, columns, TOY_GROUPS)
     return sorted(set(subjects))

@@ -8,26 +8,17 @@ import numpy as np
 import pandas as pd
 import torch
 
+from osteoloc.data import batch_order
+from osteoloc.device import pick_device
 from osteoloc.segment.unet import build_unet
 
 log = logging.getLogger(__name__)
-
-
-def pick_device(name):
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def seed_everything(seed):
     torch.manual_seed(seed)
     np.random.seed(seed)
     torch.use_deterministic_algorithms(True, warn_only=True)
-
-
-def _batches(n, batch_size, generator=None):
-    order = torch.randperm(n, generator=generator) if generator is not None else torch.arange(n)
-    return [order[i:i + batch_size] for i in range(0, n, batch_size)]
 
 
 def mean_loss(model, images, masks, batch_size, device, loss_fn):
@@ -37,7 +28,7 @@ def mean_loss(model, images, masks, batch_size, device, loss_fn):
     model.eval()
     total = 0.0
     with torch.no_grad():
-        for idx in _batches(len(images), batch_size):
+        for idx in batch_order(len(images), batch_size):
             x = images[idx].to(device)
             y = masks[idx].to(device)
             total += loss_fn(model(x), y).item() * len(idx)
@@ -67,7 +58,7 @@ def train_unet(train_set, val_set, cfg, seed, device="cpu"):
     for epoch in range(1, int(cfg["epochs"]) + 1):
         model.train()
         running = 0.0
-        for idx in _batches(len(x_train), int(cfg["batch_size"]), generator):
+        for idx in batch_order(len(x_train), int(cfg["batch_size"]), generator):
             optimiser.zero_grad()
             loss = loss_fn(model(x_train[idx].to(device)), y_train[idx].to(device))
             loss.backward()
@@ -92,6 +83,6 @@ def predict(model, images, batch_size=32, device="cpu"):
     x = torch.as_tensor(images)[:, None]
     out = []
     with torch.no_grad():
-        for idx in _batches(len(x), batch_size):
+        for idx in batch_order(len(x), batch_size):
             out.append(torch.softmax(model(x[idx].to(device)), dim=1)[:, 1].cpu().numpy())
     return np.concatenate(out) if out else np.zeros(images.shape, np.float32)

@@ -23,3 +23,22 @@ def build_unet(features, dropout=0.3, norm="none"):
             if module.bias is not None:
                 torch.nn.init.zeros_(module.bias)
     return model
+
+
+def save_unet(model, epoch, cfg, path):
+    """The site's `model.pt`: {"state_dict", "epoch", "config"} (config: the widths, dropout and norm
+    `load_unet` rebuilds the network from). `path` should be atomic (the caller's atomic_path)."""
+    torch.save({"state_dict": model.state_dict(), "epoch": int(epoch), "config": dict(cfg)}, path)
+
+
+def load_unet(path, device="cpu"):
+    """The U-Net saved by `save_unet`, in eval mode on `device` (osteoloc.device.pick_device names)."""
+    from osteoloc.device import pick_device
+
+    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    if not isinstance(checkpoint, dict) or not {"state_dict", "config"} <= set(checkpoint):
+        raise ValueError(f"{path}: not a U-Net checkpoint dict with 'state_dict' and 'config'")
+    cfg = checkpoint["config"]
+    model = build_unet(cfg["features"], cfg["dropout"], cfg["norm"])
+    model.load_state_dict(checkpoint["state_dict"])
+    return model.to(pick_device(device)).eval()
