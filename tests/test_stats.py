@@ -76,6 +76,7 @@ def test_paper_a_table_a2_ties_give_the_exact_p():
 @pytest.mark.parametrize("diff", [
     [-1.0, -1.0, 2.0, -3.0, 3.0, -3.0, -0.5, 4.0],  # ties across signs
     [-1.0] * 5,  # all tied
+    [0.0, -3.0, 0.0],  # one non-zero difference: p = 1
     [0.0, 0.0, -2.0, -2.0, 1.0, -4.0, -5.0, -5.0, -5.0, 6.0, -7.0],  # zeros and ties
     [0.5, -0.5, 1.5, -2.0, -2.5, 3.0, -3.5, -4.0, 4.0, -4.0, -5.0, -6.0, -7.0, 7.0, -8.0, -9.0],  # 16
 ])

@@ -51,6 +51,8 @@ def paired_wilcoxon(baseline, prior):
 def _sign_flip_wilcoxon(nonzero):
     """(W, two-sided p) over every sign flip of the non-zero differences: the exact null distribution of
     W+ (sum of the midranks of |d| where d > 0) also when |d| ties, by scipy's permutation_test."""
+    if len(nonzero) == 1:  # W+ is 0 or 1 with probability 1/2 each (scipy needs two observations)
+        return 0.0, 1.0
     ranks = stats.rankdata(np.abs(nonzero))  # a sign flip leaves |d| and so the ranks unchanged
 
     def w_plus(d, axis):
