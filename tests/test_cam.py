@@ -1,4 +1,5 @@
-"""Grad-CAM from one forward pass must equal pytorch-grad-cam 1.5.7 (one call per class) to 1e-5."""
+"""Grad-CAM from one forward pass must equal pytorch-grad-cam 1.5.7 (one call per class) to 1e-5, at both
+output strides of the study's ResNet-18 (32: 7 x 7 maps at 224 px; 16: 14 x 14)."""
 
 import numpy as np
 import pytest
@@ -14,13 +15,15 @@ from osteoloc.cam import gradcam_maps, scale_maps
 TOLERANCE = 1e-5
 
 
-def make_model(seed=0):
+def make_model(seed=0, output_stride=32):
     """The study's architecture: ResNet-18, one input channel, four logits (osteoloc.model when present)."""
     torch.manual_seed(seed)
     try:
         from osteoloc.model import build_model
-        model = build_model(weights="none")
+        model = build_model(weights="none", output_stride=output_stride)
     except ImportError:
+        if output_stride != 32:
+            raise
         model = torchvision.models.resnet18(num_classes=4)
         model.conv1 = nn.Conv2d(1, 64, kernel_size=7, stride=2, padding=3, bias=False)
     return model.eval()
@@ -42,9 +45,9 @@ def max_abs_difference(maps, reference):
     return float(np.abs(maps - reference).max())
 
 
-@pytest.fixture(scope="module")
-def model_and_batch():
-    model = make_model()
+@pytest.fixture(scope="module", params=[32, 16], ids=["stride32", "stride16"])
+def model_and_batch(request):
+    model = make_model(output_stride=request.param)
     generator = torch.Generator().manual_seed(1)
     images = torch.rand(3, 1, 224, 224, generator=generator)
     return model, images, reference_maps(model, images)
@@ -70,7 +73,8 @@ def test_comparison_catches_wrong_normalisation(model_and_batch):
         handle = model.layer4.register_forward_hook(lambda m, i, o: features.setdefault("A", o))
         model(images)
         handle.remove()
-        raw = torch.einsum("ck,bkhw->bchw", model.fc.weight, features["A"]) / 49
+        cells = features["A"].shape[-2] * features["A"].shape[-1]  # 49 at stride 32, 196 at stride 16
+        raw = torch.einsum("ck,bkhw->bchw", model.fc.weight, features["A"]) / cells
     right = scale_maps(raw, (224, 224))
     assert max_abs_difference(right.numpy(), reference) <= TOLERANCE
     relu = torch.relu(raw)
@@ -116,3 +120,20 @@ def test_mode_is_never_switched():
 def test_bad_input_shape_is_named():
     with pytest.raises(ValueError, match=r"\(B, 1, H, W\)"):
         gradcam_maps(make_model(), torch.rand(1, 64, 64))
+
+
+def test_stride_16_maps_are_finer():
+    """The stride-16 model explains on a 14 x 14 grid; on the same weights its maps differ from stride 32's."""
+    coarse, fine = make_model(seed=5), make_model(seed=5, output_stride=16)
+    images = torch.rand(2, 1, 224, 224, generator=torch.Generator().manual_seed(6))
+    captured = {}
+    handle = fine.layer4.register_forward_hook(lambda m, i, o: captured.setdefault("A", o))
+    _, fine_maps = gradcam_maps(fine, images)
+    handle.remove()
+    assert captured["A"].shape[-2:] == (14, 14)
+    _, coarse_maps = gradcam_maps(coarse, images)
+    assert (fine_maps - coarse_maps).abs().max() > 0.05
+    small_images = images[..., :96, :96]  # 6 x 6 cells at 96 px, the default study's crop size
+    _, small = gradcam_maps(fine, small_images)
+    assert small.shape == (2, 4, 96, 96) and small.amax(dim=(-2, -1)).min() > 0.99
+    assert max_abs_difference(small.numpy(), reference_maps(fine, small_images)) <= TOLERANCE

@@ -2,10 +2,12 @@
 
 import math
 
+import pytest
 import torch
 
 from osteoloc.model import build_model, features_and_logits
-from osteoloc.prior import class_activation_maps, masked_bce, normalised_cams, penalty_maps, prior_loss
+from osteoloc.prior import (PENALTY_SHAPES, class_activation_maps, masked_bce, normalised_cams, penalty_maps,
+                            prior_loss)
 
 
 def test_masked_bce_ignores_unknown_labels():
@@ -56,6 +58,71 @@ def test_penalty_uses_nearest_valid_landmark():
     assert q[0, 0, 0, 0] == 0 and q[0, 0, 3, 3] == 0
     d = 3.0  # from cell (row 3, col 0) centre (0.5, 3.5) to (0.5, 0.5)
     assert math.isclose(q[0, 0, 3, 0].item(), 1 - math.exp(-(d**2) / 2), rel_tol=1e-6)
+
+
+# Output of penalty_maps before mask shapes existed (main at f8420d1), float32 values written out: the
+# default shape must reproduce it bit for bit.
+BEFORE_SHAPES = [
+    [[0.0, 0.024389028549194336, 0.0], [4.708766937255859e-06, 0.1053382158279419, 0.2105555534362793],
+     [0.32702672481536865, 0.4657406806945801, 0.707291841506958]],
+    [[0.0, 0.08427160978317261, 0.5510530471801758], [4.708766937255859e-06, 0.1053382158279419,
+     0.5667140483856201], [0.32702672481536865, 0.4657406806945801, 0.769220232963562]],
+    [[0.44198840856552124, 0.024389028549194336, 0.0], [0.647678017616272, 0.2994734048843384,
+     0.2105555534362793], [0.8845167756080627, 0.7482694387435913, 0.707291841506958]],
+    [[0.0] * 3] * 3,
+]
+
+
+def test_default_shape_is_unchanged_plateau_gaussian():
+    landmarks = torch.tensor([[[[1.0, 2.0], [5.5, 0.0]]]]).expand(1, 4, 2, 2).clone()
+    valid = torch.tensor([[[True, True], [True, False], [False, True], [False, False]]])
+    default = penalty_maps(landmarks, valid, (3, 3), (8, 8), radius=1.5, sigma=3.0)
+    assert torch.equal(default[0], torch.tensor(BEFORE_SHAPES, dtype=torch.float32))
+    named = penalty_maps(landmarks, valid, (3, 3), (8, 8), radius=1.5, sigma=3.0, shape="plateau_gaussian")
+    assert torch.equal(default, named)
+
+
+# One landmark at pixel (0, 0) of a 16 x 16 input with 16 x 16 features (s = 1): feature point (0.5, 0.5),
+# the centre of cell (0, 0), so cell (0, j) lies j cells away. r = 2, sigma = 3.
+SHAPE_CASES = {  # shape: penalty at d = 1 (inside r), 2 (at r), 5 (r + sigma), 15 (far)
+    "plateau_gaussian": (0.0, 0.0, 1 - math.exp(-0.5), 1 - math.exp(-(13**2) / 18)),
+    "disc": (0.0, 0.0, 1.0, 1.0),
+    "linear": (0.0, 0.0, 1.0, 1.0),
+    "cauchy": (0.0, 0.0, 1 / 3, 1 - 1 / (1 + 13**2 / 18)),
+}
+
+
+@pytest.mark.parametrize("shape", sorted(SHAPE_CASES))
+def test_shape_values_at_known_distances(shape):
+    landmarks = torch.zeros(1, 4, 1, 2)
+    valid = torch.zeros(1, 4, 1, dtype=torch.bool)
+    valid[0, 0, 0] = True
+    q = penalty_maps(landmarks, valid, (16, 16), (16, 16), radius=2.0, sigma=3.0, shape=shape)
+    inside, at_r, at_r_sigma, far = (q[0, 0, 0, j].item() for j in (1, 2, 5, 15))
+    expected = SHAPE_CASES[shape]
+    assert (inside, at_r) == (0.0, 0.0)
+    assert math.isclose(at_r_sigma, expected[2], rel_tol=1e-6)
+    assert math.isclose(far, expected[3], rel_tol=1e-6)
+    assert (q[0, 1:] == 0).all()
+    # each shape is a non-decreasing function of the distance, within [0, 1]
+    row = q[0, 0, 0]
+    assert (row.diff() >= 0).all() and row.min() >= 0 and row.max() <= 1
+
+
+def test_shapes_differ_where_claimed():
+    landmarks = torch.zeros(1, 4, 1, 2)
+    valid = torch.ones(1, 4, 1, dtype=torch.bool)
+    q = {shape: penalty_maps(landmarks, valid, (16, 16), (16, 16), 2.0, 3.0, shape=shape)[0, 0, 0]
+         for shape in PENALTY_SHAPES}
+    assert set(q) == set(SHAPE_CASES)
+    # at d = 3 = r + sigma / 3 the ramp is a third of the way up; the disc is already 1
+    assert math.isclose(q["linear"][3].item(), 1 / 3, rel_tol=1e-6)
+    assert q["disc"][3] == 1.0
+    # the Cauchy tail still rises where the Gaussian has saturated (d = 12 -> 15)
+    assert q["cauchy"][15] - q["cauchy"][12] > 0.05
+    assert q["plateau_gaussian"][15] - q["plateau_gaussian"][12] < 0.005
+    with pytest.raises(ValueError, match="unknown penalty shape 'ring'"):
+        penalty_maps(landmarks, valid, (4, 4), (8, 8), 2.0, 3.0, shape="ring")
 
 
 def test_normalisation_and_prior_loss_by_hand():

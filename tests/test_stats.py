@@ -1,5 +1,7 @@
 """Wilcoxon tables, the DeLong test, calibration and label correlation on cases with known answers."""
 
+import itertools
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -45,10 +47,55 @@ def test_seed_level_mixed_and_bad_input():
         seed_level_table(pd.concat([seed_frame(3, 3)] * 2))
 
 
+def brute_force_wilcoxon(diff):
+    """Two-sided p of W+ by enumerating every sign flip of the non-zero differences (midranks of |d|)."""
+    d = np.asarray(diff, dtype=np.float64)
+    d = d[d != 0]
+    ranks = sps.rankdata(np.abs(d))
+    observed = ranks[d > 0].sum()
+    null = np.array([ranks[np.array(signs)].sum() for signs in itertools.product([False, True], repeat=len(d))])
+    p = 2 * min(np.mean(null <= observed + 1e-9), np.mean(null >= observed - 1e-9))
+    return min(observed, ranks.sum() - observed), min(p, 1.0)
+
+
+# Paper A, Table A2: peak distance at the superior acetabulum, seeds 0-11 and 123 (baseline, prior mean).
+# Seeds 10 and 11 share (82.6, 21.8): their differences tie.
+TABLE_A2_PEAK_ACET_SUP = [(91.3, 21.6), (90.9, 22.4), (94.5, 23.3), (76.7, 22.1), (94.9, 22.2), (97.5, 22.3),
+                          (99.0, 22.4), (80.5, 22.4), (96.4, 21.4), (87.5, 22.0), (82.6, 21.8), (82.6, 21.8),
+                          (96.1, 21.7)]
+
+
+def test_paper_a_table_a2_ties_give_the_exact_p():
+    baseline, prior = np.array(TABLE_A2_PEAK_ACET_SUP).T
+    n, w, p = paired_wilcoxon(baseline, prior)
+    assert n == 13 and w == 0
+    assert p == pytest.approx(2 / 2**13, rel=1e-12)  # paper A's 0.000244, not the approximation's 0.0015
+    assert sps.wilcoxon(prior - baseline, method="asymptotic").pvalue > 0.001
+
+
+@pytest.mark.parametrize("diff", [
+    [-1.0, -1.0, 2.0, -3.0, 3.0, -3.0, -0.5, 4.0],  # ties across signs
+    [-1.0] * 5,  # all tied
+    [0.0, -3.0, 0.0],  # one non-zero difference: p = 1
+    [0.0, 0.0, -2.0, -2.0, 1.0, -4.0, -5.0, -5.0, -5.0, 6.0, -7.0],  # zeros and ties
+    [0.5, -0.5, 1.5, -2.0, -2.5, 3.0, -3.5, -4.0, 4.0, -4.0, -5.0, -6.0, -7.0, 7.0, -8.0, -9.0],  # 16
+])
+def test_paired_wilcoxon_exact_with_ties_matches_enumeration(diff):
+    diff = np.asarray(diff)
+    baseline = np.linspace(10, 20, len(diff))
+    n, w, p = paired_wilcoxon(baseline, baseline + diff)
+    expected_w, expected_p = brute_force_wilcoxon(diff)
+    assert n == len(diff)  # zero differences count as pairs, but not in the test
+    assert w == pytest.approx(expected_w)
+    assert p == pytest.approx(expected_p, rel=1e-12)
+
+
 def test_paired_wilcoxon_falls_back_to_approx_with_ties():
-    n, w, p = paired_wilcoxon([1, 2, 3, 4, 5], [0, 1, 2, 3, 4])  # all diffs -1: tied
-    assert n == 5 and w == 0
-    assert p == pytest.approx(sps.wilcoxon([-1] * 5, method="approx").pvalue)
+    n, w, p = paired_wilcoxon(np.arange(1, 18), np.arange(0, 17))  # 17 diffs of -1: tied, beyond 16
+    assert n == 17 and w == 0
+    assert p == pytest.approx(sps.wilcoxon([-1] * 17, method="asymptotic").pvalue)
+    n, w, p = paired_wilcoxon([1, 2, 3, 4, 5], [0, 1, 2, 3, 4])  # 5 tied diffs: exact, 2 / 2^5
+    assert n == 5 and w == 0 and p == pytest.approx(2 / 2**5)
     assert np.isnan(paired_wilcoxon([1, 2], [1, 2])[2])
 
 

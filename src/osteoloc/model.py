@@ -12,15 +12,22 @@ from osteoloc.targets import TARGETS
 IMAGENET_FILE = "resnet18-f37072fd.pth"
 
 
-def build_model(weights="none", weights_path=None):
+def build_model(weights="none", weights_path=None, output_stride=32):
     """ResNet-18 with conv1 taking one channel and fc giving len(TARGETS) logits.
 
     weights: "none" (random init, from the global torch RNG) or "imagenet", read from the local torchvision
     checkpoint `weights_path` (no download on cluster nodes); conv1's RGB filters are summed to one channel
     so a grey image x gives the response the RGB net gives to (x, x, x). The fc layer stays random.
+    output_stride: input pixels per feature-map cell, 32 (torchvision's ResNet: 7 x 7 maps at 224 px) or
+    16 (layer4 dilated instead of strided: 14 x 14 at 224 px, 6 x 6 at 96 px). Both have the same
+    parameter shapes, so the same state_dict (ImageNet or a trained stride-32 model) loads into either.
     """
+    if output_stride not in (16, 32):
+        raise ValueError(f"output_stride must be 16 or 32, not {output_stride!r}")
     model = resnet18(weights=None, num_classes=len(TARGETS))
     model.conv1 = nn.Conv2d(1, 64, kernel_size=7, stride=2, padding=3, bias=False)
+    if output_stride == 16:
+        _dilate_layer4(model)
     if weights == "none":
         return model
     if weights != "imagenet":
@@ -39,6 +46,20 @@ def build_model(weights="none", weights_path=None):
         raise ValueError(f"{path}: not a torchvision ResNet-18 checkpoint "
                          f"(missing {sorted(missing)}, unexpected {sorted(unexpected)})")
     return model
+
+
+def _dilate_layer4(model):
+    """Output stride 16 the a-trous way (torchvision's replace_stride_with_dilation refuses BasicBlock).
+
+    layer4's first conv and its shortcut lose their stride 2; every 3x3 conv after that first one is
+    dilated by 2 (padding 2), so it sees the same neighbours as before on the twice finer grid: the
+    stride-16 map at even cells equals the stride-32 map. Only strides, dilations and paddings change.
+    """
+    first = model.layer4[0]
+    first.conv1.stride = (1, 1)
+    first.downsample[0].stride = (1, 1)
+    for conv in (first.conv2, *[c for block in model.layer4[1:] for c in (block.conv1, block.conv2)]):
+        conv.dilation, conv.padding = (2, 2), (2, 2)
 
 
 def features_and_logits(model, images):

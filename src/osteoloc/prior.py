@@ -1,5 +1,6 @@
 """Paper A's losses (METHOD.md eqs. 1-8): masked BCE, class activation maps, the plateau-Gaussian
-landmark penalty and the prior loss on normalised CAMs. Pure tensor functions, batched, differentiable."""
+landmark penalty (or another mask shape) and the prior loss on normalised CAMs. Pure tensor functions,
+batched, differentiable."""
 
 import torch
 import torch.nn.functional as F
@@ -24,14 +25,34 @@ def class_activation_maps(features, fc_weight):
     return torch.relu(torch.einsum("bkhw,ck->bchw", features, fc_weight.to(features.dtype)))
 
 
-def penalty_maps(landmarks, valid, feature_hw, input_hw, radius, sigma):
-    """Eqs. (3)-(5): the plateau-Gaussian penalty Q_c on the feature grid, per image and target.
+# Penalty as a function of the plateau-adjusted distance d_adj = max(0, d - r) and sigma (same units).
+# Each is 0 on the plateau and rises towards 1; see docs/training.md "Penalty-mask shapes".
+PENALTY_SHAPES = {
+    # paper A, eq. (5): 1 - exp(-d_adj^2 / (2 sigma^2))
+    "plateau_gaussian": lambda adjusted, sigma: 1 - torch.exp(-adjusted**2 / (2 * sigma**2)),
+    # hard disc: 0 within r (d <= r), 1 outside; sigma unused
+    "disc": lambda adjusted, sigma: (adjusted > 0).to(adjusted.dtype),
+    # linear ramp from 0 at r to 1 at r + sigma, 1 beyond
+    "linear": lambda adjusted, sigma: (adjusted / sigma).clamp(max=1),
+    # Cauchy (Lorentzian): the Gaussian's curvature at the plateau edge, but a heavy tail that is still
+    # rising far away, so activation beyond ~r + 3 sigma keeps a gradient towards the target
+    "cauchy": lambda adjusted, sigma: 1 - 1 / (1 + adjusted**2 / (2 * sigma**2)),
+}
+DEFAULT_SHAPE = "plateau_gaussian"
+
+
+def penalty_maps(landmarks, valid, feature_hw, input_hw, radius, sigma, shape=DEFAULT_SHAPE):
+    """Eqs. (3)-(5): the landmark penalty Q_c on the feature grid, per image and target.
 
     landmarks (B, 4, L, 2) as (x, y) in input pixels, valid (B, 4, L) bool; radius and sigma in input
     pixels. Pixel coordinate u maps to (u + 0.5) * s feature units, s = feature size / input size, and
     the centre of cell j sits at j + 0.5 (METHOD.md). Radius and sigma are scaled by the same s.
-    Targets without a valid landmark get an all-zero map (the prior loss leaves them out anyway).
+    shape: a key of PENALTY_SHAPES, a function of d_adj = max(0, d - r) (eq. 4); the default is paper A's
+    plateau Gaussian (eq. 5). Targets without a valid landmark get an all-zero map (the prior loss leaves
+    them out anyway).
     """
+    if shape not in PENALTY_SHAPES:
+        raise ValueError(f"unknown penalty shape {shape!r}; choose one of {sorted(PENALTY_SHAPES)}")
     h, w = feature_hw
     in_h, in_w = input_hw
     scale_x, scale_y = w / in_w, h / in_h
@@ -47,7 +68,7 @@ def penalty_maps(landmarks, valid, feature_hw, input_hw, radius, sigma):
     d2 = d2.masked_fill(~valid[..., None, None], float("inf"))
     distance = d2.min(dim=2).values.sqrt()  # eq. (3): (B, 4, h, w)
     adjusted = (distance - radius * scale).clamp(min=0)  # eq. (4)
-    penalty = 1 - torch.exp(-adjusted**2 / (2 * (sigma * scale) ** 2))  # eq. (5)
+    penalty = PENALTY_SHAPES[shape](adjusted, sigma * scale)
     has_point = valid.any(dim=2)[..., None, None]
     return torch.where(has_point, penalty, torch.zeros_like(penalty))
 
