@@ -11,14 +11,13 @@ figures read them; nobody opens them any other way.
   study has truth masks, `pointing_hit, energy_in_mask`.
 """
 
-import contextlib
 import json
 
-import h5py
 import numpy as np
 import pandas as pd
 
-from osteoloc.io.atomic import atomic_path, write_csv
+from osteoloc.io.atomic import write_csv
+from osteoloc.io.maps_h5 import MAPS_NORMALISATION, maps_writer, read_maps  # noqa: F401 (the run files' API)
 from osteoloc.targets import TARGETS
 
 HISTORY_COLUMNS = (["epoch", "train_bce", "train_prior", "train_total", "val_bce", "val_prior", "val_total"]
@@ -27,7 +26,6 @@ META_FIELDS = ("subject", "visit", "side")
 PREDICTION_COLUMNS = ("row", *META_FIELDS, "target", "label", "prob")
 METRIC_COLUMNS = ("com_distance", "peak_distance", "spread")
 TRUTH_COLUMNS = ("pointing_hit", "energy_in_mask")
-MAPS_NORMALISATION = "pytorch-grad-cam: ReLU, min-max, bilinear, min-max"
 
 
 def write_history(history, path):
@@ -73,40 +71,6 @@ def write_predictions(frame, path):
 
 def write_metrics(frame, path):
     write_csv(frame, path, float_format="%.6g")
-
-
-@contextlib.contextmanager
-def maps_writer(path, rows, crop_size):
-    """Write a maps.h5 one batch at a time, atomically (the file appears only when the block succeeds and
-    every row has its maps). Yields `append(maps)`, maps (b, 4, S, S) float in `rows` order.
-
-        with maps_writer(path, rows, crop_size) as append:
-            append(batch_maps)
-    """
-    rows = np.asarray(rows, dtype=np.int64)
-    size = (int(crop_size), int(crop_size))
-    with atomic_path(path) as tmp, h5py.File(tmp, "w") as out:
-        maps = out.create_dataset("maps", shape=(len(rows), len(TARGETS), *size), dtype=np.float16,
-                                  chunks=(1, len(TARGETS), *size), compression="gzip", compression_opts=4)
-        out.create_dataset("rows", data=rows)
-        out.attrs["targets"] = list(TARGETS)
-        out.attrs["normalisation"] = MAPS_NORMALISATION
-        written = 0
-
-        def append(batch):
-            nonlocal written
-            maps[written:written + len(batch)] = np.asarray(batch).astype(np.float16)
-            written += len(batch)
-
-        yield append
-        if written != len(rows):
-            raise ValueError(f"{path}: maps of {written} hips written for {len(rows)} rows")
-
-
-def read_maps(path):
-    """(rows, maps float32) from a maps.h5."""
-    with h5py.File(path, "r") as f:
-        return f["rows"][()], f["maps"][()].astype(np.float32)
 
 
 def read_runs(paths, kind):
