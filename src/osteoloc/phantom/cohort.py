@@ -27,7 +27,8 @@ log = logging.getLogger(__name__)
 BROKEN_KINDS = ("truncated_dicom", "missing_pts", "points_outside", "junk_grade")
 JUNK_GRADES = ("7", "abc")
 # Ridges drawn as bright lines: (name, width mm, strength relative to bone).
-RIDGES = (("sourcil", 1.2, 0.6), ("teardrop", 1.0, 0.7), ("trochanter", 1.0, 0.4), ("posterior_wall", 1.0, 0.45))
+RIDGES = (("sourcil", 1.2, 0.6), ("teardrop", 1.0, 0.7), ("trochanter", 1.0, 0.4), ("posterior_wall", 1.0, 0.45),
+          ("anterior_wall", 0.8, 0.3))
 
 DEFAULTS = {
     "seed": 0,

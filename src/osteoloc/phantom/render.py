@@ -122,7 +122,7 @@ def render(scene, look, rng):
         image += strength * stroke(line, width, shape, sp)
     image += look.lesion_contrast * (extra + mimic)
     for poly in scene.markers:
-        image += 1.5 * fill([poly], shape, sp)
+        image += 3.0 * fill([poly], shape, sp)  # burned-in: brighter than bone over bone
 
     image = ndimage.gaussian_filter(image, look.blur_mm / sp)
     image = look.exposure_gain * image + look.exposure_offset
