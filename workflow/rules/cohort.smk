@@ -92,54 +92,6 @@ rule phantom_cohort:
 
 
 if BONEFINDER_COMMAND:
-        return results("cohort", "bonefinder", "manifest.csv")
-    return cohort_source_manifest()
-
-
-def cohort_labels():
-    return (
-        results("cohort", "labels.csv")
-        if COHORT["source"] == "phantom"
-        else COHORT["labels"]
-    )
-
-
-def cohort_truth():
-    """truth.h5 of the phantom, a configured truth file, or [] (no truth)."""
-    if COHORT["source"] == "phantom":
-        return results("cohort", "truth.h5")
-    return COHORT["truth"] or []
-
-
-rule phantom_cohort:
-    input:
-        code=library_code("make_phantom.py"),
-    output:
-        manifest=results("cohort", "manifest.csv"),
-        labels=results("cohort", "labels.csv"),
-        truth=results("cohort", "truth.h5"),
-        broken=report(
-            results("cohort", "broken.csv"),
-            caption="../report/phantom_broken.rst",
-            category="Cohort",
-            labels={"table": "phantom broken inputs"},
-        ),
-        images=directory(results("cohort", "images")),
-        points=directory(results("cohort", "points")),
-    params:
-        phantom=as_json(COHORT["phantom"]),
-    log:
-        log_path("cohort", "phantom_cohort.log"),
-    localrule: True
-    threads: 1
-    resources:
-        mem_mb=2000,
-        runtime=30,
-    script:
-        "../../scripts/make_phantom.py"
-
-
-if BONEFINDER_COMMAND:
 
     rule bonefinder:
         input:
