@@ -1,10 +1,18 @@
-"""Rule phantom_cohort: generate the phantom cohort into the folder of the manifest output."""
+"""Rules phantom_shard (one shard of subjects into its folder) and phantom_cohort (gather the shards)."""
 
 import json
-import logging
 from pathlib import Path
 
-from osteoloc.phantom import make_cohort
+from osteoloc.phantom import gather_shards, make_shard
+from osteoloc.runner import run_script
 
-logging.basicConfig(filename=snakemake.log[0], level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-make_cohort(json.loads(snakemake.params.phantom), Path(snakemake.output.manifest).parent)
+
+def main(smk):
+    config = json.loads(smk.params.phantom)
+    if smk.rule == "phantom_shard":
+        make_shard(config, int(smk.wildcards.shard), smk.output.shard)
+    else:
+        gather_shards(config, list(smk.input.shards), Path(smk.output.manifest).parent)
+
+
+run_script(snakemake, main)  # noqa: F821

@@ -1,4 +1,4 @@
-"""The cohort rules through snakemake: phantom_cohort on CI's study, and the bonefinder rule with a fake command."""
+"""The cohort rules through snakemake: phantom_shard jobs and their gather phantom_cohort on CI's study, and the bonefinder rule with a fake command."""
 
 import sys
 
@@ -25,6 +25,11 @@ def test_phantom_cohort_rule_on_ci_study(workdir):
     assert set(pd.read_csv(cohort / "broken.csv")["kind"]) == set(BROKEN_KINDS)
     assert (cohort / "truth.h5").exists() and (cohort / "labels.csv").exists()
     assert (workdir / "results" / "logs" / "cohort" / "phantom_cohort.log").read_text().strip()
+    # CI's 20 subjects at 8 per shard: three shard jobs, whose temporary folders are gone after the gather
+    shard_logs = sorted((workdir / "results" / "logs" / "cohort").glob("phantom_shard_*.log"))
+    assert [p.name for p in shard_logs] == [f"phantom_shard_{k}.log" for k in range(3)]
+    assert not any((cohort / "shards").glob("*"))
+    assert all((cohort / path).exists() for path in manifest["image_path"])
     # a second run has nothing to do
     again = snakemake(workdir, "phantom_cohort", "--cores", "1", "--configfile", CI_CONFIG)
     assert "Nothing to be done" in again.stdout + again.stderr

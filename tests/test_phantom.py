@@ -14,7 +14,7 @@ import yaml
 from scipy import ndimage
 
 from osteoloc.io.pts import read_pts
-from osteoloc.phantom import DEFAULTS, anatomy, labels, make_cohort, with_defaults
+from osteoloc.phantom import DEFAULTS, anatomy, dicom, gather_shards, labels, make_cohort, make_shard, with_defaults
 from osteoloc.bonefinder import run_bonefinder
 from osteoloc.phantom.cohort import BROKEN_KINDS, Difficulty, cohort_grades
 from osteoloc.targets import TARGETS
@@ -22,9 +22,15 @@ from osteoloc.targets import TARGETS
 ROOT = Path(__file__).resolve().parents[1]
 GROUPS = {"osteo_fem_sup": [13, 78, 14, 15], "osteo_fem_inf": [19, 20, 21], "osteo_acet_sup": [67],
           "osteo_acet_inf": [71]}
+HAVE_DCMTK = shutil.which("dcmcjpls") is not None and shutil.which("dcmcjpeg") is not None
+NEEDS_DCMTK = pytest.mark.skipif(not HAVE_DCMTK, reason="dcmtk (dcmcjpls, dcmcjpeg) not installed: "
+                                 "tools/system-packages.sh installs it")
+SYNTAXES = {"explicit": 1.0, "rle": 1.0, "jpeg2000": 1.0, "jpegls": float(HAVE_DCMTK),
+            "jpeg_lossless": float(HAVE_DCMTK)}
 SMALL = {"subjects": 16, "seed": 3, "spacing_mm": [0.75, 0.8], "broken_fraction": 0.01, "missing_fraction": 0.15, "split_pts_fraction": 0.4,
-         "dicom": {"cr_fraction": 0.4, "monochrome1_fraction": 0.5, "bits12_fraction": 0.5,
-                   "pixel_spacing_fraction": 0.5, "rle_fraction": 0.4},
+         "shard_subjects": 5,
+         "dicom": {"cr_fraction": 0.4, "monochrome1_fraction": 0.5, "pixel_spacing_fraction": 0.5,
+                   "bits_stored": {"10": 1, "12": 1, "14": 1, "16": 1}, "transfer_syntax": SYNTAXES},
          "prevalence": {"osteo_fem_sup": 0.5, "osteo_fem_inf": 0.5, "osteo_acet_sup": 0.5, "osteo_acet_inf": 0.5}}
 
 
@@ -65,7 +71,7 @@ def stem_of(image_path):
 # --- determinism --------------------------------------------------------------------------------------
 
 def test_same_seed_same_bytes_and_arrays(tmp_path):
-    cfg = {"subjects": 2, "broken_fraction": 0.0, "spacing_mm": [0.8, 0.8], "dicom": {"rle_fraction": 0.5}}
+    cfg = {"subjects": 2, "broken_fraction": 0.0, "spacing_mm": [0.8, 0.8], "dicom": {"transfer_syntax": SYNTAXES}}
     make_cohort(cfg, tmp_path / "a")
     make_cohort(cfg, tmp_path / "b")
     files = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*") if p.is_file())
@@ -284,9 +290,10 @@ def test_dicom_variety_is_present_and_readable(cohort, manifest, broken):
         head = image[int(cy / sp) - 3 : int(cy / sp) + 3, int(cx / sp) - 3 : int(cx / sp) + 3].mean()
         assert head > np.percentile(image, 30)
     assert seen["photometric"] == {"MONOCHROME1", "MONOCHROME2"}
-    assert seen["bits"] == {12, 16}
+    assert seen["bits"] == {10, 12, 14, 16}
     assert {("PixelSpacing",), ("ImagerPixelSpacing",)} <= seen["spacing"]
-    assert pydicom.uid.RLELossless in seen["syntax"] and pydicom.uid.ExplicitVRLittleEndian in seen["syntax"]
+    expected = {dicom.TRANSFER_SYNTAXES[name][0] for name, weight in SYNTAXES.items() if weight > 0}
+    assert seen["syntax"] == expected
     assert seen["modality"] == {"CR", "DX"}
 
 
@@ -320,6 +327,65 @@ def test_dcmdump_reads_files(cohort, manifest, broken):
     for path in good_rows(manifest, broken)["image_path"][:3]:
         done = subprocess.run(["dcmdump", str(cohort / path)], capture_output=True, text=True)
         assert done.returncode == 0 and "PatientName" in done.stdout
+
+
+@pytest.mark.parametrize("syntax", [pytest.param(name, marks=NEEDS_DCMTK if dicom.TRANSFER_SYNTAXES[name][1] else ())
+                                    for name in dicom.TRANSFER_SYNTAXES])
+@pytest.mark.parametrize("bits", dicom.BITS_STORED)
+def test_every_transfer_syntax_is_lossless_at_every_bit_depth(tmp_path, syntax, bits):
+    rng = np.random.default_rng(bits)
+    image = ndimage.gaussian_filter(rng.standard_normal((60, 90)), 3) + rng.standard_normal((60, 90))
+    stored = dicom.to_stored(image, bits, "MONOCHROME2")
+    stored[0, 0], stored[-1, -1] = 0, (1 << bits) - 1  # both ends of the range
+    who = dicom.Identity("PHANTOM^X", "PID1", "19500101", "F", "20200101", "ACC1", dicom.uid(1), dicom.uid(2),
+                         dicom.uid(3))
+    variant = dicom.Variant(bits_stored=bits, transfer_syntax=syntax)
+    dicom.write(tmp_path / "x.dcm", dicom.build_dataset(stored, 0.15, variant, who), syntax)
+    ds = pydicom.dcmread(tmp_path / "x.dcm")
+    assert ds.file_meta.TransferSyntaxUID == dicom.TRANSFER_SYNTAXES[syntax][0]
+    assert ds.SOPInstanceUID == dicom.uid(3) and int(ds.BitsStored) == bits
+    np.testing.assert_array_equal(ds.pixel_array, stored)
+
+
+def test_missing_dcmtk_fails_clearly(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))  # no dcmtk here
+    with pytest.raises(RuntimeError, match="dcmcjpls is not on PATH"):
+        make_cohort({"subjects": 1, "broken_fraction": 0, "dicom": {"transfer_syntax": {"jpegls": 1}}}, tmp_path)
+    assert not (tmp_path / "manifest.csv").exists()
+
+
+# --- shards -------------------------------------------------------------------------------------------
+
+def test_cohort_is_the_same_whatever_the_shard_size(tmp_path):
+    cfg = {**SMALL, "subjects": 7, "visits": 2, "spacing_mm": [0.9, 1.0], "shard_subjects": 7}
+    make_cohort(cfg, tmp_path / "one")
+    for size in (1, 3):
+        make_cohort({**cfg, "shard_subjects": size}, tmp_path / str(size))
+        one, other = tmp_path / "one", tmp_path / str(size)
+        files = sorted(p.relative_to(one) for p in one.rglob("*") if p.is_file() and p.suffix != ".h5")
+        assert files == sorted(p.relative_to(other) for p in other.rglob("*") if p.is_file() and p.suffix != ".h5")
+        assert len([f for f in files if f.suffix == ".dcm"]) == 14
+        for f in files:
+            assert (one / f).read_bytes() == (other / f).read_bytes(), (size, f)
+        with h5py.File(one / "truth.h5") as a, h5py.File(other / "truth.h5") as b:
+            assert {k: str(v) for k, v in a.attrs.items()} == {k: str(v) for k, v in b.attrs.items()}
+            assert list(a["masks"]) == list(b["masks"])
+            for stem in a["masks"]:
+                np.testing.assert_array_equal(a["masks"][stem][:], b["masks"][stem][:])
+                assert {k: str(v) for k, v in a["params"][stem].attrs.items()} == {
+                    k: str(v) for k, v in b["params"][stem].attrs.items()}
+
+
+def test_gather_refuses_missing_or_misnumbered_shards(tmp_path):
+    cfg = {"subjects": 4, "shard_subjects": 2, "broken_fraction": 0, "spacing_mm": [1.0, 1.0]}
+    make_shard(cfg, 0, tmp_path / "a")
+    make_shard(cfg, 0, tmp_path / "b")
+    with pytest.raises(ValueError, match="has 2 shards but 1"):
+        gather_shards(cfg, [tmp_path / "a"], tmp_path / "out")
+    with pytest.raises(ValueError, match="holds shard 0, expected 1"):
+        gather_shards(cfg, [tmp_path / "a", tmp_path / "b"], tmp_path / "out")
+    with pytest.raises(ValueError, match="shard 2 is outside 0..1"):
+        make_shard(cfg, 2, tmp_path / "c")
 
 
 # --- broken inputs ------------------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Debian packages the test suite uses beyond Python: DICOM validators (dicom3tools' dciodvfy, dcmtk's
-# dcmdump) and a single-node SLURM (slurm-wlm, munge) for the cluster tests. Run as root; idempotent.
+# Debian packages the test suite and the phantom use beyond Python: dicom3tools (dciodvfy) and dcmtk (dcmdump;
+# dcmcjpls and dcmcjpeg write the phantom's JPEG-LS and JPEG Lossless SV1 files), and a single-node SLURM (slurm-wlm, munge) for the cluster tests. Run as root; idempotent.
 set -euo pipefail
 packages=(dicom3tools dcmtk)
 missing=()

@@ -34,8 +34,37 @@ def cohort_truth():
     return COHORT["truth"] or []
 
 
+def phantom_shards():
+    """The shard folders of the phantom cohort (one job per `shard_subjects` subjects)."""
+    from osteoloc.phantom import n_shards
+
+    return [results("cohort", "shards", str(k)) for k in range(n_shards(COHORT["phantom"]))]
+
+
+rule phantom_shard:
+    input:
+        code=library_code("make_phantom.py"),
+    output:
+        # temporary: the gather links its files into results/cohort/images and points
+        shard=temp(directory(results("cohort", "shards", "{shard}"))),
+    params:
+        phantom=as_json(COHORT["phantom"]),
+    wildcard_constraints:
+        shard=r"\d+",
+    log:
+        log_path("cohort", "phantom_shard_{shard}.log"),
+    threads: 1
+    resources:
+        # a clinical-size radiograph (0.14 mm, 2600 x 1700 px) renders on a 2x supersampled canvas
+        mem_mb=4000,
+        runtime=60,
+    script:
+        "../../scripts/make_phantom.py"
+
+
 rule phantom_cohort:
     input:
+        shards=phantom_shards() if COHORT["source"] == "phantom" else [],
         code=library_code("make_phantom.py"),
     output:
         manifest=results("cohort", "manifest.csv"),

@@ -1,9 +1,9 @@
 """The phantom cohort: bilateral AP pelvis radiographs with BoneFinder points, grades and lesion truth.
 
 Modules: anatomy (hip outlines and the 80 points), lesions (osteophytes), labels (grades and labels.csv),
-render (rasterising a scene), dicom (writing DICOM variants), cohort (the whole cohort on disk).
+render (rasterising a scene), dicom (writing DICOM variants), cohort (the whole cohort on disk, by shards).
 """
 
-from osteoloc.phantom.cohort import DEFAULTS, make_cohort, with_defaults
+from osteoloc.phantom.cohort import DEFAULTS, gather_shards, make_cohort, make_shard, n_shards, with_defaults
 
-__all__ = ["DEFAULTS", "make_cohort", "with_defaults"]
+__all__ = ["DEFAULTS", "gather_shards", "make_cohort", "make_shard", "n_shards", "with_defaults"]

@@ -202,17 +202,27 @@ def build_hip(p, midline_distance):
     p38 = np.array([-3.0 * s, 38.0 * s]) + jit[14] * 0.5
     sup_ramus = np.array([D - 28.0, 22.0 * s])
 
+    # The acetabular fossa line: the sourcil continued medially over the roof points to 61 (drawn as a ridge).
+    fossa_line = Path()
+    fossa_line.mark("p67", pts[67])
+    fossa_line.add(arc(e, m, Rs)[1:-1])
+    fossa_line.mark("p79", pts[79])
+    fossa_line.add(arc(m, 58.0, Rs, roof_r[63])[1:-1])
+    fossa_line.add(pts[63])
+    fossa_line.add(arc(58.0, 80.0, roof_r[63], roof_r[62])[1:-1])
+    fossa_line.add(pts[62])
+    fossa_line.add(arc(80.0, 102.0, roof_r[62], roof_r[61])[1:-1])
+    fossa_line.add(pts[61])
+    # The anterior acetabular wall: from the lateral edge (67) down across the head to the teardrop tip
+    # (71). The hemipelvis lies medial to it, so it overlaps the head's superomedial part as on an AP
+    # radiograph, and the joint space under the sourcil is bone over bone, darker than both.
+    anterior_wall = _smooth_open(np.array([pts[67], polar(e + 22.0, R - 3.0 * s), polar(25.0, 0.5 * R),
+                                           polar(95.0, 0.55 * R), polar(130.0, R + 1.0 * s), tear[-1]]))
+
     g = Path()
     g.mark("p67", pts[67])
-    g.add(arc(e, m, Rs)[1:-1])
-    g.mark("p79", pts[79])
-    g.add(arc(m, 58.0, Rs, roof_r[63])[1:-1])
-    g.mark("p63", pts[63])
-    g.add(arc(58.0, 80.0, roof_r[63], roof_r[62])[1:-1])
-    g.add(pts[62])
-    g.add(arc(80.0, 102.0, roof_r[62], roof_r[61])[1:-1])
-    g.add(pts[61])
-    g.add(tear)
+    g.add(anterior_wall[1:-1])
+    g.add(tear[-1])
     g.add([[18.0 * s, 35.0 * s]])
     g.mark("p38", p38)
     g.add([[-9 * s, 52 * s], [-9 * s, 70 * s], [0.0, 88 * s], [16 * s, 93 * s], [40 * s, 86 * s]])
@@ -239,8 +249,9 @@ def build_hip(p, midline_distance):
     pts[list(POSTERIOR_WALL)] = wall
 
     ridges = {
-        "sourcil": arc(e, m, Rs),  # sclerotic weight-bearing roof
+        "sourcil": fossa_line.points,  # sclerotic weight-bearing roof, continued medially as the fossa line
         "teardrop": np.concatenate([[pts[61]], tear, tear_medial[1:]]),
+        "anterior_wall": anterior_wall,
         "trochanter": trochanter,
         "posterior_wall": _smooth_open(wall),
     }

@@ -4,11 +4,19 @@
 `points/auto/*.pts` (BoneFinder-like error; some as per-hip `_L` / `_R` files), `manifest.csv`,
 `labels.csv`, `truth.h5` (lesion masks + generator parameters) and `broken.csv` (the deliberately broken
 inputs and their kind). Everything is a function of the config, the seed included.
+
+Generation is sharded by subject: `make_shard` writes the radiographs of `shard_subjects` consecutive
+subjects and a part file; `gather_shards` puts the shards' files in place and writes the tables. Every
+random draw of a radiograph comes from a stream seeded by (seed, subject index, visit), and the cohort-wide
+draws (ids, grades, broken inputs, missing labels) from the seed alone, so the cohort does not depend on
+the shard size.
 """
 
 import json
 import logging
+import os
 import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,7 +35,8 @@ log = logging.getLogger(__name__)
 BROKEN_KINDS = ("truncated_dicom", "missing_pts", "points_outside", "junk_grade")
 JUNK_GRADES = ("7", "abc")
 # Ridges drawn as bright lines: (name, width mm, strength relative to bone).
-RIDGES = (("sourcil", 1.2, 0.6), ("teardrop", 1.0, 0.7), ("trochanter", 1.0, 0.4), ("posterior_wall", 1.0, 0.45))
+RIDGES = (("sourcil", 1.2, 0.6), ("teardrop", 1.0, 0.7), ("trochanter", 1.0, 0.4), ("posterior_wall", 1.0, 0.45),
+          ("anterior_wall", 0.8, 0.3))
 
 DEFAULTS = {
     "seed": 0,
@@ -52,11 +61,16 @@ DEFAULTS = {
     "exposure_sd": 0.1,
     "auto_points": {"error_sd_mm": 0.8, "shift_sd_mm": 1.0, "miss_probability": 0.05, "miss_mm": 6.0},
     "split_pts_fraction": 0.2,
-    "dicom": {"cr_fraction": 0.3, "monochrome1_fraction": 0.3, "bits12_fraction": 0.5,
-              "pixel_spacing_fraction": 0.5, "rle_fraction": 0.25},
+    "dicom": {"cr_fraction": 0.3, "monochrome1_fraction": 0.3, "pixel_spacing_fraction": 0.5,
+              "bits_stored": {"10": 0.15, "12": 0.35, "14": 0.15, "16": 0.35},
+              "transfer_syntax": {"explicit": 0.4, "rle": 0.3, "jpeg2000": 0.3, "jpegls": 0.0, "jpeg_lossless": 0.0}},
     "cue": {"enabled": False, "target": "osteo_fem_sup", "strength": 0.8, "size_mm": 6.0},
     "broken_fraction": 0.01,
+    "shard_subjects": 60,
 }
+# How the generation is split into jobs, not what it generates: left out of truth.h5's config.
+LAYOUT_KEYS = ("shard_subjects",)
+PART_FILE = "part.h5"
 
 
 def with_defaults(config):
@@ -111,6 +125,15 @@ def _image_name(cohort, short_id, visit_index, date):
     return f"{short_id}_T{visit_index:02d}_APO", f"T{visit_index:02d}"
 
 
+def _draw(rng, weights):
+    """One key of `weights` (name -> non-negative weight), drawn with probability proportional to weight."""
+    keys = list(weights)
+    p = np.array([float(weights[k]) for k in keys])
+    if p.sum() <= 0:
+        raise ValueError(f"cohort.phantom.dicom weights {weights} are all zero")
+    return keys[int(rng.choice(len(keys), p=p / p.sum()))]
+
+
 def _variant(rng, cfg):
     d = cfg["dicom"]
     iod = "CR" if rng.random() < d["cr_fraction"] else "DX"
@@ -122,9 +145,9 @@ def _variant(rng, cfg):
     return dicom.Variant(
         iod=iod,
         photometric="MONOCHROME1" if rng.random() < d["monochrome1_fraction"] else "MONOCHROME2",
-        bits_stored=12 if rng.random() < d["bits12_fraction"] else 16,
+        bits_stored=int(_draw(rng, d["bits_stored"])),
         spacing_tags=tags,
-        rle=bool(rng.random() < d["rle_fraction"]),
+        transfer_syntax=_draw(rng, d["transfer_syntax"]),
     )
 
 
@@ -245,117 +268,201 @@ def cohort_grades(config):
                                 cfg["visit_correlation"])
 
 
-def make_cohort(config, out_dir):
-    """Generate the cohort described by `config` (the `cohort.phantom` block) into `out_dir`."""
+def n_shards(config):
+    """How many shard jobs generate the cohort `config` describes (subjects / shard_subjects, rounded up)."""
     cfg = with_defaults(config)
-    out = Path(out_dir)
-    for sub in ("images", "points"):
-        shutil.rmtree(out / sub, ignore_errors=True)
-    (out / "images").mkdir(parents=True, exist_ok=True)
-    (out / "points" / "manual").mkdir(parents=True, exist_ok=True)
-    (out / "points" / "auto").mkdir(parents=True, exist_ok=True)
-    seed = cfg["seed"]
-    diff = Difficulty.from_number(cfg["difficulty"])
-    n_subjects, n_visits = int(cfg["subjects"]), int(cfg["visits"])
-    grades = cohort_grades(cfg)
-    ids = _subject_ids(_rng(seed, 2), n_subjects, cfg["oai_fraction"])
-    broken = _broken_assignment(_rng(seed, 3), n_subjects * n_visits, cfg["broken_fraction"])
+    return -(-int(cfg["subjects"]) // int(cfg["shard_subjects"]))
+
+
+class _Plan:
+    """The cohort-wide draws every shard shares: ids, grades and broken inputs, all from the seed."""
+
+    def __init__(self, config):
+        cfg = self.cfg = with_defaults(config)
+        self.diff = Difficulty.from_number(cfg["difficulty"])
+        self.n_subjects, self.n_visits = int(cfg["subjects"]), int(cfg["visits"])
+        self.grades = cohort_grades(cfg)
+        self.ids = _subject_ids(_rng(cfg["seed"], 2), self.n_subjects, cfg["oai_fraction"])
+        self.broken = _broken_assignment(_rng(cfg["seed"], 3), self.n_subjects * self.n_visits,
+                                         cfg["broken_fraction"])
+        names = [n for n, w in cfg["dicom"]["transfer_syntax"].items() if float(w) > 0]
+        missing = dicom.dcmtk_missing(names)
+        if missing:
+            raise RuntimeError(f"cohort.phantom.dicom.transfer_syntax asks for syntaxes that dcmtk writes, but "
+                               f"{', '.join(missing)} is not on PATH: install dcmtk (tools/system-packages.sh) "
+                               f"or give jpegls and jpeg_lossless weight 0")
+
+    def subjects(self, shard):
+        size = int(self.cfg["shard_subjects"])
+        if not 0 <= shard < n_shards(self.cfg):
+            raise ValueError(f"shard {shard} is outside 0..{n_shards(self.cfg) - 1}")
+        return range(shard * size, min((shard + 1) * size, self.n_subjects))
+
+
+def _radiograph(plan, i, v, out):
+    """Write radiograph (subject index i, visit v) and its points under `out`; return its table rows,
+    mask and truth attributes."""
+    cfg, diff, seed = plan.cfg, plan.diff, plan.cfg["seed"]
     cue = cfg["cue"]
     cue_t = TARGETS.index(cue["target"])
+    cohort, subject, short_id = plan.ids[i]
+    subject_params = _subject_params(_rng(seed, 10, i), cfg)
+    k = i * plan.n_visits + v
+    rng = _rng(seed, 11, i, v)
+    date = f"{2005 + v * 2 + int(rng.integers(0, 2))}{int(rng.integers(1, 13)):02d}{int(rng.integers(1, 29)):02d}"
+    stem, visit = _image_name(cohort, short_id, v, date)
+    g = plan.grades[i, v]
+    # drawn whether or not the cue is on, so turning it on changes nothing but the markers
+    p_marker = np.where(g[:, cue_t] > 0, 0.5 + cue["strength"] / 2, 0.5 - cue["strength"] / 2)
+    cue_flags = (rng.random(2) < p_marker) & bool(cue["enabled"])
+    layout = layout_radiograph(cfg, subject_params, rng)
+    scene, exact, heights, marker_xy = build_scene(layout, g, cue_flags, cfg, diff, rng)
+    look = Look(lesion_contrast=diff.contrast, noise_sd=cfg["noise_sd"],
+                exposure_gain=float(np.exp(rng.normal(0, cfg["exposure_sd"]))),
+                exposure_offset=float(rng.normal(0, cfg["exposure_sd"])))
+    image, lesion_masks, _ = render(scene, look, rng)
+    variant = _variant(rng, cfg)
+    stored = dicom.to_stored(image, variant.bits_stored, variant.photometric)
+    who = dicom.Identity(
+        patient_name=f"PHANTOM^{rng.choice(['JANE', 'JOHN', 'ALEX', 'SAM'])}{int(rng.integers(1e6)):06d}",
+        patient_id=f"PID{int(rng.integers(1e9)):09d}",
+        birth_date=f"19{int(rng.integers(40, 60))}0101", sex=str(rng.choice(["F", "M"])),
+        study_date=date, accession=f"ACC{int(rng.integers(1e8)):08d}",
+        study_uid=dicom.uid(seed, subject, visit, "study"),
+        series_uid=dicom.uid(seed, subject, visit, "series"),
+        sop_uid=dicom.uid(seed, subject, visit, "sop"))
+    image_rel = f"images/{stem}.dcm"
+    dicom.write(out / image_rel, dicom.build_dataset(stored, layout["spacing"], variant, who),
+                variant.transfer_syntax)
 
+    rows, cols = layout["shape"]
+    image_mm = (cols * layout["spacing"], rows * layout["spacing"])
+    auto = automatic_points(exact, rng, cfg["auto_points"], image_mm)
+    kind = plan.broken.get(k)
+    manual_rel = f"points/manual/{stem}.pts"
+    if rng.random() < cfg["split_pts_fraction"] and kind is None:
+        auto_rel = f"points/auto/{stem}"  # a stem: per-hip files beside it
+        write_pts(auto[:80], out / f"{auto_rel}_L.pts")  # image-left = anatomical right
+        write_pts(auto[80:], out / f"{auto_rel}_R.pts")
+    else:
+        auto_rel = f"points/auto/{stem}.pts"
+        if kind == "points_outside":
+            # the right hip's points pushed off the image's left border
+            shift = np.array([exact[:80, 0].max() + 20.0, 0.0])
+            exact = exact.copy()
+            exact[:80] -= shift
+            auto[:80] -= shift
+        if kind != "missing_pts":
+            write_pts(auto, out / auto_rel)
+    if kind != "missing_pts":
+        write_pts(exact, out / manual_rel)
+    if kind == "truncated_dicom":
+        data = (out / image_rel).read_bytes()
+        (out / image_rel).write_bytes(data[: len(data) // 2])
+
+    mask = np.zeros(layout["shape"], np.uint8)
+    for (s, t), m in lesion_masks.items():
+        mask |= (m.astype(np.uint8) << (4 * s + t)).astype(np.uint8)
+    attrs = {
+        "subject": subject, "visit": visit, "cohort": cohort, "spacing_mm": layout["spacing"],
+        "grades": g.astype(np.int8), "cue": cue_flags, "cue_xy_mm": marker_xy, "lesion_height_mm": heights,
+        "head_radius_mm": [layout["hips"][sd].radius for sd in SIDES],
+        "rotation_deg": layout["rotation"][0], "broken": kind or "",
+        "iod": variant.iod, "photometric": variant.photometric, "bits_stored": variant.bits_stored,
+        "spacing_tags": list(variant.spacing_tags), "transfer_syntax": variant.transfer_syntax,
+        "exact_points_path": manual_rel, "auto_points_path": auto_rel,
+    }
+    manifest = {"image_path": image_rel, "subject": subject, "visit": visit, "cohort": cohort,
+                "points_path": auto_rel, "manual_points_path": manual_rel}
+    label_rows = [{"cohort": cohort, "subject": subject, "visit": visit, "side": side,
+                   **{t: int(g[s, ti]) for ti, t in enumerate(TARGETS)}} for s, side in enumerate(SIDES)]
+    broken_row = None
+    if kind is not None:
+        side = ""
+        file = image_rel if kind == "truncated_dicom" else auto_rel
+        if kind == "points_outside":
+            side = "right"
+        if kind == "junk_grade":
+            side, file = "right", "labels.csv"
+        broken_row = {"kind": kind, "subject": subject, "visit": visit, "side": side, "file": file,
+                      "image_path": image_rel}
+    return stem, manifest, label_rows, broken_row, mask, attrs
+
+
+def make_shard(config, shard, shard_dir):
+    """Generate the radiographs of shard number `shard` into `shard_dir`: `images/`, `points/` (paths as
+    in the cohort folder) and `part.h5` (masks, truth attributes and table rows, read by gather_shards)."""
+    plan = _Plan(config)
+    out = Path(shard_dir)
+    shutil.rmtree(out, ignore_errors=True)
+    for sub in ("images", "points/manual", "points/auto"):
+        (out / sub).mkdir(parents=True, exist_ok=True)
+    rows = {"manifest": [], "labels": [], "broken": []}
+    with atomic_path(out / PART_FILE) as tmp, h5py.File(tmp, "w") as part:
+        for i in plan.subjects(shard):
+            for v in range(plan.n_visits):
+                stem, manifest, label_rows, broken_row, mask, attrs = _radiograph(plan, i, v, out)
+                part.create_dataset(f"masks/{stem}", data=mask, compression="gzip", compression_opts=4, shuffle=True)
+                part.create_group(f"params/{stem}").attrs.update(attrs)
+                rows["manifest"].append(manifest)
+                rows["labels"].extend(label_rows)
+                rows["broken"].extend([broken_row] if broken_row else [])
+        part.attrs["rows"] = json.dumps(rows)
+        part.attrs["shard"] = int(shard)
+    log.info("phantom shard %d: subjects %s -> %s", shard, plan.subjects(shard), out)
+
+
+def _link_tree(src, dst):
+    """Hard-link (copy across file systems) every file under `src` to the same relative path under `dst`."""
+    for path in sorted(p for p in Path(src).rglob("*") if p.is_file()):
+        target = Path(dst) / path.relative_to(src)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.unlink(missing_ok=True)
+        try:
+            os.link(path, target)
+        except OSError:
+            shutil.copyfile(path, target)
+
+
+def gather_shards(config, shard_dirs, out_dir):
+    """Put the shards' images and points under `out_dir` and write truth.h5, manifest.csv, labels.csv and
+    broken.csv (contracts section 1) exactly as one unsharded run would."""
+    plan = _Plan(config)
+    cfg, out = plan.cfg, Path(out_dir)
+    shard_dirs = [Path(d) for d in shard_dirs]
+    if len(shard_dirs) != n_shards(cfg):
+        raise ValueError(f"the cohort has {n_shards(cfg)} shards but {len(shard_dirs)} shard folders were given")
+    for sub in ("images", "points"):
+        shutil.rmtree(out / sub, ignore_errors=True)
+        (out / sub).mkdir(parents=True)
     manifest, label_rows, broken_rows = [], [], []
     with atomic_path(out / "truth.h5") as tmp_truth, h5py.File(tmp_truth, "w") as truth:
         truth.attrs["targets"] = list(TARGETS)
         truth.attrs["bit"] = "bit 4 * side + target is set where that lesion lies; side 0 = right, 1 = left"
-        truth.attrs["config"] = json.dumps(cfg, sort_keys=True)
+        truth.attrs["config"] = json.dumps({k: v for k, v in cfg.items() if k not in LAYOUT_KEYS}, sort_keys=True)
         masks_group = truth.create_group("masks")
         masks_group.attrs["targets"] = list(TARGETS)
         params_group = truth.create_group("params")
-        for i, (cohort, subject, short_id) in enumerate(ids):
-            subject_params = _subject_params(_rng(seed, 10, i), cfg)
-            for v in range(n_visits):
-                k = i * n_visits + v
-                rng = _rng(seed, 11, i, v)
-                date = f"{2005 + v * 2 + int(rng.integers(0, 2))}{int(rng.integers(1, 13)):02d}{int(rng.integers(1, 29)):02d}"
-                stem, visit = _image_name(cohort, short_id, v, date)
-                g = grades[i, v]
-                # drawn whether or not the cue is on, so turning it on changes nothing but the markers
-                p_marker = np.where(g[:, cue_t] > 0, 0.5 + cue["strength"] / 2, 0.5 - cue["strength"] / 2)
-                cue_flags = (rng.random(2) < p_marker) & bool(cue["enabled"])
-                layout = layout_radiograph(cfg, subject_params, rng)
-                scene, exact, heights, marker_xy = build_scene(layout, g, cue_flags, cfg, diff, rng)
-                look = Look(lesion_contrast=diff.contrast, noise_sd=cfg["noise_sd"],
-                            exposure_gain=float(np.exp(rng.normal(0, cfg["exposure_sd"]))),
-                            exposure_offset=float(rng.normal(0, cfg["exposure_sd"])))
-                image, lesion_masks, _ = render(scene, look, rng)
-                variant = _variant(rng, cfg)
-                stored = dicom.to_stored(image, variant.bits_stored, variant.photometric)
-                who = dicom.Identity(
-                    patient_name=f"PHANTOM^{rng.choice(['JANE', 'JOHN', 'ALEX', 'SAM'])}{int(rng.integers(1e6)):06d}",
-                    patient_id=f"PID{int(rng.integers(1e9)):09d}",
-                    birth_date=f"19{int(rng.integers(40, 60))}0101", sex=str(rng.choice(["F", "M"])),
-                    study_date=date, accession=f"ACC{int(rng.integers(1e8)):08d}",
-                    study_uid=dicom.uid(seed, subject, visit, "study"),
-                    series_uid=dicom.uid(seed, subject, visit, "series"),
-                    sop_uid=dicom.uid(seed, subject, visit, "sop"))
-                image_rel = f"images/{stem}.dcm"
-                dicom.write(out / image_rel, dicom.build_dataset(stored, layout["spacing"], variant, who))
+        for shard, shard_dir in enumerate(shard_dirs):
+            part_path = shard_dir / PART_FILE
+            if not part_path.exists():
+                raise FileNotFoundError(f"{part_path}: shard {shard} has no part file (did its job finish?)")
+            with h5py.File(part_path, "r") as part:
+                if int(part.attrs["shard"]) != shard:
+                    raise ValueError(f"{part_path} holds shard {int(part.attrs['shard'])}, expected {shard}")
+                rows = json.loads(part.attrs["rows"])
+                for row in rows["manifest"]:
+                    stem = Path(row["image_path"]).stem
+                    masks_group.create_dataset(stem, data=part[f"masks/{stem}"][:], compression="gzip",
+                                               compression_opts=4, shuffle=True)
+                    params_group.create_group(stem).attrs.update(dict(part[f"params/{stem}"].attrs))
+            manifest += rows["manifest"]
+            label_rows += rows["labels"]
+            broken_rows += rows["broken"]
+            for sub in ("images", "points"):
+                _link_tree(shard_dir / sub, out / sub)
 
-                rows, cols = layout["shape"]
-                image_mm = (cols * layout["spacing"], rows * layout["spacing"])
-                auto = automatic_points(exact, rng, cfg["auto_points"], image_mm)
-                kind = broken.get(k)
-                manual_rel = f"points/manual/{stem}.pts"
-                if rng.random() < cfg["split_pts_fraction"] and kind is None:
-                    auto_rel = f"points/auto/{stem}"  # a stem: per-hip files beside it
-                    write_pts(auto[:80], out / f"{auto_rel}_L.pts")  # image-left = anatomical right
-                    write_pts(auto[80:], out / f"{auto_rel}_R.pts")
-                else:
-                    auto_rel = f"points/auto/{stem}.pts"
-                    if kind == "points_outside":
-                        # the right hip's points pushed off the image's left border
-                        shift = np.array([exact[:80, 0].max() + 20.0, 0.0])
-                        exact = exact.copy()
-                        exact[:80] -= shift
-                        auto[:80] -= shift
-                    if kind != "missing_pts":
-                        write_pts(auto, out / auto_rel)
-                if kind != "missing_pts":
-                    write_pts(exact, out / manual_rel)
-                if kind == "truncated_dicom":
-                    data = (out / image_rel).read_bytes()
-                    (out / image_rel).write_bytes(data[: len(data) // 2])
-
-                mask = np.zeros(layout["shape"], np.uint8)
-                for (s, t), m in lesion_masks.items():
-                    mask |= (m.astype(np.uint8) << (4 * s + t)).astype(np.uint8)
-                masks_group.create_dataset(stem, data=mask, compression="gzip", compression_opts=4, shuffle=True)
-                pg = params_group.create_group(stem)
-                pg.attrs.update({
-                    "subject": subject, "visit": visit, "cohort": cohort, "spacing_mm": layout["spacing"],
-                    "grades": g.astype(np.int8), "cue": cue_flags, "cue_xy_mm": marker_xy, "lesion_height_mm": heights,
-                    "head_radius_mm": [layout["hips"][sd].radius for sd in SIDES],
-                    "rotation_deg": layout["rotation"][0], "broken": kind or "",
-                    "iod": variant.iod, "photometric": variant.photometric, "bits_stored": variant.bits_stored,
-                    "spacing_tags": list(variant.spacing_tags), "rle": variant.rle,
-                    "exact_points_path": manual_rel, "auto_points_path": auto_rel,
-                })
-                manifest.append({"image_path": image_rel, "subject": subject, "visit": visit, "cohort": cohort,
-                                 "points_path": auto_rel, "manual_points_path": manual_rel})
-                for s, side in enumerate(SIDES):
-                    label_rows.append({"cohort": cohort, "subject": subject, "visit": visit, "side": side,
-                                       **{t: int(g[s, ti]) for ti, t in enumerate(TARGETS)}})
-                if kind is not None:
-                    side = ""
-                    file = image_rel if kind == "truncated_dicom" else auto_rel
-                    if kind == "points_outside":
-                        side = "right"
-                    if kind == "junk_grade":
-                        side, file = "right", "labels.csv"
-                    broken_rows.append({"kind": kind, "subject": subject, "visit": visit, "side": side,
-                                        "file": file, "image_path": image_rel})
-
-    table = labels.label_table(label_rows, _rng(seed, 4), cfg["missing_fraction"], cfg["short_side_fraction"])
+    table = labels.label_table(label_rows, _rng(cfg["seed"], 4), cfg["missing_fraction"], cfg["short_side_fraction"])
     for j, row in enumerate(r for r in broken_rows if r["kind"] == "junk_grade"):
         hit = (table["subject"] == row["subject"]) & (table["visit"] == row["visit"]) & (
             table["side"].isin(labels.SIDE_SPELLINGS["right"]))
@@ -364,6 +471,18 @@ def make_cohort(config, out_dir):
     write_csv(pd.DataFrame(manifest), out / "manifest.csv")
     write_csv(pd.DataFrame(broken_rows, columns=["kind", "subject", "visit", "side", "file", "image_path"]),
               out / "broken.csv")
-    log.info("phantom cohort: %d subjects x %d visits, %d broken inputs -> %s", n_subjects, n_visits,
-             len(broken_rows), out)
+    log.info("phantom cohort: %d subjects x %d visits from %d shards, %d broken inputs -> %s", plan.n_subjects,
+             plan.n_visits, len(shard_dirs), len(broken_rows), out)
     return cfg
+
+
+def make_cohort(config, out_dir):
+    """Generate the cohort described by `config` (the `cohort.phantom` block) into `out_dir`, all shards in
+    this process (the workflow runs them as separate jobs)."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out, prefix=".shards-") as tmp:
+        shard_dirs = [Path(tmp) / str(k) for k in range(n_shards(config))]
+        for k, shard_dir in enumerate(shard_dirs):
+            make_shard(config, k, shard_dir)
+        return gather_shards(config, shard_dirs, out)

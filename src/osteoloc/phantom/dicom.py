@@ -1,21 +1,38 @@
 """Write phantom radiographs as DICOM in the variety met in the wild.
 
 Two IODs: Digital X-Ray Image For Presentation (DX) and Computed Radiography (CR); MONOCHROME1 or 2;
-12 or 16 bits stored; spacing in PixelSpacing and/or ImagerPixelSpacing; RLE Lossless or native.
-Every UID is derived from the generator's seed, so the same configuration writes the same bytes.
+10, 12, 14 or 16 bits stored; spacing in PixelSpacing and/or ImagerPixelSpacing; five transfer syntaxes
+(TRANSFER_SYNTAXES): native Explicit VR Little Endian, RLE Lossless and JPEG 2000 Lossless (pydicom's
+encoders), JPEG-LS Lossless and JPEG Lossless SV1 (process 14) through dcmtk's `dcmcjpls` / `dcmcjpeg`,
+for which pydicom has no encoder in the pinned dependencies. Every UID is derived from the generator's seed,
+so the same configuration writes the same bytes.
 """
 
 import hashlib
+import shutil
+import subprocess
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pydicom
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
-from pydicom.uid import ExplicitVRLittleEndian, RLELossless
+from pydicom.uid import (ExplicitVRLittleEndian, JPEG2000Lossless, JPEGLosslessSV1, JPEGLSLossless,
+                         RLELossless)
 
 DX_FOR_PRESENTATION = "1.2.840.10008.5.1.4.1.1.1.1"
 CR_IMAGE = "1.2.840.10008.5.1.4.1.1.1"
+# config name -> (transfer syntax UID, dcmtk command converting a native file, or None for pydicom)
+TRANSFER_SYNTAXES = {
+    "explicit": (ExplicitVRLittleEndian, None),
+    "rle": (RLELossless, None),
+    "jpeg2000": (JPEG2000Lossless, None),
+    "jpegls": (JPEGLSLossless, ("dcmcjpls", "--encode-lossless")),
+    "jpeg_lossless": (JPEGLosslessSV1, ("dcmcjpeg", "--encode-lossless-sv1", "--true-lossless")),
+}
+BITS_STORED = (10, 12, 14, 16)
 
 
 @dataclass
@@ -26,7 +43,7 @@ class Variant:
     photometric: str = "MONOCHROME2"
     bits_stored: int = 16
     spacing_tags: tuple = ("ImagerPixelSpacing",)  # PixelSpacing and/or ImagerPixelSpacing
-    rle: bool = False
+    transfer_syntax: str = "explicit"  # a key of TRANSFER_SYNTAXES
 
 
 @dataclass
@@ -145,8 +162,10 @@ def build_dataset(stored, spacing, variant, who, *, laterality="B"):
     ds.HighBit = variant.bits_stored - 1
     ds.PixelRepresentation = 0
     ds.PixelData = np.ascontiguousarray(stored, dtype="<u2").tobytes()
-    if variant.rle:
+    if variant.transfer_syntax == "rle":
         ds.compress(RLELossless, encoding_plugin=_rle_plugin(), generate_instance_uid=False)
+    elif variant.transfer_syntax == "jpeg2000":
+        ds.compress(JPEG2000Lossless, encoding_plugin="pylibjpeg", generate_instance_uid=False)
     return ds
 
 
@@ -165,6 +184,37 @@ def _rle_plugin():
     return "pylibjpeg" if "pylibjpeg" in RLELosslessEncoder._available else "pydicom"
 
 
-def write(path, ds):
-    """Write as a DICOM Part 10 file."""
-    pydicom.dcmwrite(path, ds, enforce_file_format=True)
+def dcmtk_missing(transfer_syntaxes):
+    """The dcmtk programs the given transfer syntax names need that are not on PATH (empty when none)."""
+    for name in transfer_syntaxes:
+        if name not in TRANSFER_SYNTAXES:
+            raise ValueError(f"unknown transfer syntax {name!r}; expected one of {sorted(TRANSFER_SYNTAXES)}")
+    tools = {TRANSFER_SYNTAXES[n][1][0] for n in transfer_syntaxes if TRANSFER_SYNTAXES[n][1]}
+    return sorted(t for t in tools if shutil.which(t) is None)
+
+
+def write(path, ds, transfer_syntax="explicit"):
+    """Write as a DICOM Part 10 file; `transfer_syntax` names a dcmtk-encoded syntax or the one `ds` has.
+
+    A dcmtk syntax: `ds` (native) is written to a temporary file and converted by the dcmtk program in a
+    subprocess (lossless, SOP Instance UID kept); a missing program or a failed run raises.
+    """
+    uid_expected, command = TRANSFER_SYNTAXES[transfer_syntax]
+    if command is None:
+        pydicom.dcmwrite(path, ds, enforce_file_format=True)
+        return
+    missing = dcmtk_missing([transfer_syntax])
+    if missing:
+        raise RuntimeError(f"writing {path} as {transfer_syntax}: dcmtk's {missing[0]} is not on PATH; install "
+                           f"dcmtk (tools/system-packages.sh) or set cohort.phantom.dicom.transfer_syntax."
+                           f"{transfer_syntax} to 0")
+    path = Path(path)
+    with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
+        native = Path(tmp) / "native.dcm"
+        pydicom.dcmwrite(native, ds, enforce_file_format=True)
+        done = subprocess.run([*command, "--uid-never", str(native), str(path)], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"{command[0]} failed on {path} (exit {done.returncode}): {done.stderr.strip()}")
+    written = pydicom.dcmread(path, stop_before_pixels=True).file_meta.TransferSyntaxUID
+    if written != uid_expected:
+        raise RuntimeError(f"{command[0]} wrote {path} as {written}, expected {uid_expected}")

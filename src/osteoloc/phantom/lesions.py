@@ -35,7 +35,7 @@ def femoral_bump(hip, angle, height, rng):
 
 
 def acetabular_lateral_spur(hip, height, rng):
-    """A spur continuing the sourcil beyond the lateral acetabular edge (point 67), down over the head."""
+    """A spur continuing the sourcil beyond the lateral acetabular edge (point 67), its tip over the head."""
     Rs = hip.params["sourcil_radius"]
     e = hip.params["lateral_edge"]
     p67 = hip.points[67]
@@ -46,7 +46,7 @@ def acetabular_lateral_spur(hip, height, rng):
     reach = np.degrees(1.0 * height / Rs) * rng.uniform(0.85, 1.15)
     return np.array([
         polar(e + 5.0, Rs),
-        polar(e - reach, Rs + 0.3),
+        polar(e - reach, hip.radius - 1.0),  # the tip overhangs the joint space onto the head
         polar(e - 0.55 * reach, Rs + 0.4 * height + 0.3),
         p67 + up * (1.0 + 0.6 * height),
         polar(e + 3.0, Rs + 3.0),

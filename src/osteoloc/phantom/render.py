@@ -29,47 +29,58 @@ class Scene:
     markers: list = field(default_factory=list)  # closed polygons of burned-in cue markers
 
 
-def _canvas(shape):
+def _rasterise(shapes, shape, spacing, pad_mm, draw):
+    """Coverage (0-1) of what `draw(ImageDraw, to_canvas)` paints, on a supersampled canvas covering only
+    the bounding box of `shapes` (+ pad_mm): a small lesion on a clinical-size image costs what it covers."""
     rows, cols = shape
-    return Image.new("L", (cols * SUPERSAMPLE, rows * SUPERSAMPLE), 0)
+    allpts = np.concatenate([np.asarray(p, dtype=float).reshape(-1, 2) for p in shapes]) / spacing
+    pad = pad_mm / spacing + 2
+    c0, r0 = np.clip(np.floor(allpts.min(axis=0) - pad).astype(int), 0, [cols, rows])
+    c1, r1 = np.clip(np.ceil(allpts.max(axis=0) + pad).astype(int) + 1, 0, [cols, rows])
+    out = np.zeros(shape, np.float32)
+    if c1 <= c0 or r1 <= r0:
+        return out
+    img = Image.new("L", (int(c1 - c0) * SUPERSAMPLE, int(r1 - r0) * SUPERSAMPLE), 0)
 
+    def to_canvas(points_mm):
+        p = (np.asarray(points_mm, dtype=float) / spacing - [c0, r0] + 0.5) * SUPERSAMPLE - 0.5
+        return [tuple(q) for q in p]
 
-def _to_canvas(points_mm, spacing):
-    p = (np.asarray(points_mm, dtype=float) / spacing + 0.5) * SUPERSAMPLE - 0.5
-    return [tuple(q) for q in p]
-
-
-def _coverage(img, shape):
-    rows, cols = shape
-    a = np.asarray(img, dtype=np.float32).reshape(rows, SUPERSAMPLE, cols, SUPERSAMPLE)
-    return a.mean(axis=(1, 3)) / 255.0
+    draw(ImageDraw.Draw(img), to_canvas)
+    a = np.asarray(img, dtype=np.float32).reshape(r1 - r0, SUPERSAMPLE, c1 - c0, SUPERSAMPLE)
+    out[r0:r1, c0:c1] = a.mean(axis=(1, 3)) / 255.0
+    return out
 
 
 def fill(polygons, shape, spacing, holes=()):
     """Anti-aliased coverage (0-1) of the union of `polygons` minus `holes`."""
-    img = _canvas(shape)
-    draw = ImageDraw.Draw(img)
-    for poly in polygons:
-        draw.polygon(_to_canvas(poly, spacing), fill=255)
-    for hole in holes:
-        draw.polygon(_to_canvas(hole, spacing), fill=0)
-    return _coverage(img, shape)
+
+    def draw(d, to_canvas):
+        for poly in polygons:
+            d.polygon(to_canvas(poly), fill=255)
+        for hole in holes:
+            d.polygon(to_canvas(hole), fill=0)
+
+    return _rasterise(list(polygons), shape, spacing, 0.0, draw)
 
 
 def stroke(polyline, width_mm, shape, spacing):
     """Anti-aliased coverage of a polyline drawn `width_mm` wide."""
-    img = _canvas(shape)
     width = max(1, int(round(width_mm / spacing * SUPERSAMPLE)))
-    ImageDraw.Draw(img).line(_to_canvas(polyline, spacing), fill=255, width=width, joint="curve")
-    return _coverage(img, shape)
+    return _rasterise([polyline], shape, spacing, width_mm,
+                      lambda d, to_canvas: d.line(to_canvas(polyline), fill=255, width=width, joint="curve"))
 
 
 def smooth_field(shape, rng, cells, sigma_px):
-    """Low-frequency random field, unit scale: white noise on a coarse grid, smoothed and upsampled."""
+    """Low-frequency random field, unit scale: white noise on a coarse grid, smoothed and upsampled.
+
+    The smoothing runs on the coarse grid (sigma scaled down), so its cost does not grow with sigma_px
+    on a clinical-size image."""
     rows, cols = shape
     coarse = rng.standard_normal((max(2, rows // cells), max(2, cols // cells))).astype(np.float32)
-    up = ndimage.zoom(coarse, (rows / coarse.shape[0], cols / coarse.shape[1]), order=1)[:rows, :cols]
-    return ndimage.gaussian_filter(up, sigma_px)
+    factor = (rows / coarse.shape[0], cols / coarse.shape[1])
+    coarse = ndimage.gaussian_filter(coarse, (sigma_px / factor[0], sigma_px / factor[1]))
+    return ndimage.zoom(coarse, factor, order=1, grid_mode=True, mode="nearest")[:rows, :cols]
 
 
 @dataclass
@@ -122,7 +133,7 @@ def render(scene, look, rng):
         image += strength * stroke(line, width, shape, sp)
     image += look.lesion_contrast * (extra + mimic)
     for poly in scene.markers:
-        image += 1.5 * fill([poly], shape, sp)
+        image += 3.0 * fill([poly], shape, sp)  # burned-in: brighter than bone over bone
 
     image = ndimage.gaussian_filter(image, look.blur_mm / sp)
     image = look.exposure_gain * image + look.exposure_offset
