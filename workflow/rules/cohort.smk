@@ -38,7 +38,9 @@ def phantom_shards():
     """The shard folders of the phantom cohort (one job per `shard_subjects` subjects)."""
     from osteoloc.phantom import n_shards
 
-    return [results("cohort", "shards", str(k)) for k in range(n_shards(COHORT["phantom"]))]
+    return [
+        results("cohort", "shards", str(k)) for k in range(n_shards(COHORT["phantom"]))
+    ]
 
 
 rule phantom_shard:
