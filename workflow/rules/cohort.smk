@@ -60,7 +60,9 @@ def phantom_shards():
     """The shard folders of the phantom cohort (one job per `shard_subjects` subjects)."""
     from osteoloc.phantom import n_shards
 
-    return [results("cohort", "shards", str(k)) for k in range(n_shards(COHORT["phantom"]))]
+    return [
+        results("cohort", "shards", str(k)) for k in range(n_shards(COHORT["phantom"]))
+    ]
 
 
 rule phantom_shard:
@@ -89,6 +91,7 @@ rule phantom_cohort:
         shards=phantom_shards() if COHORT["source"] == "phantom" else [],
         code=library_code("make_phantom.py"),
     output:
+        **phantom_twin_outputs(),
         manifest=results("cohort", "manifest.csv"),
         labels=results("cohort", "labels.csv"),
         truth=results("cohort", "truth.h5"),
@@ -100,7 +103,6 @@ rule phantom_cohort:
         ),
         images=directory(results("cohort", "images")),
         points=directory(results("cohort", "points")),
-        **phantom_twin_outputs(),
     params:
         phantom=as_json(COHORT["phantom"]),
     log:
