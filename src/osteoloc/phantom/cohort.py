@@ -23,12 +23,12 @@ import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-import h5py
 import numpy as np
 import pandas as pd
 
-from osteoloc.io.atomic import atomic_path, write_csv
+from osteoloc.io.atomic import write_csv
 from osteoloc.io.pts import write_pts
+from osteoloc.io.truth_h5 import TruthFile, truth_writer
 from osteoloc.phantom import anatomy, dicom, labels, lesions
 from osteoloc.phantom.render import Look, Scene, render
 from osteoloc.targets import SIDES, TARGETS
@@ -433,15 +433,11 @@ def make_shard(config, shard, shard_dir):
     for sub in ("images", "points/manual", "points/auto") + ((TWIN_IMAGES,) if plan.twins else ()):
         (out / sub).mkdir(parents=True, exist_ok=True)
     rows = {"manifest": [], "labels": [], "broken": []}
-    with atomic_path(out / PART_FILE) as tmp, h5py.File(tmp, "w") as part:
+    with truth_writer(out / PART_FILE, with_cue=plan.cfg["cue"]["enabled"]) as part:
         for i in plan.subjects(shard):
             for v in range(plan.n_visits):
                 stem, manifest, label_rows, broken_row, mask, cue_mask, attrs = _radiograph(plan, i, v, out)
-                part.create_dataset(f"masks/{stem}", data=mask, compression="gzip", compression_opts=4, shuffle=True)
-                if cue_mask is not None:
-                    part.create_dataset(f"cue/{stem}", data=cue_mask, compression="gzip", compression_opts=4,
-                                        shuffle=True)
-                part.create_group(f"params/{stem}").attrs.update(attrs)
+                part.add(stem, mask, attrs, cue_mask)
                 rows["manifest"].append(manifest)
                 rows["labels"].extend(label_rows)
                 rows["broken"].extend([broken_row] if broken_row else [])
@@ -478,34 +474,18 @@ def gather_shards(config, shard_dirs, out_dir):
         shutil.rmtree(out / sub, ignore_errors=True)
         (out / sub).mkdir(parents=True)
     manifest, label_rows, broken_rows = [], [], []
-    with atomic_path(out / "truth.h5") as tmp_truth, h5py.File(tmp_truth, "w") as truth:
-        truth.attrs["targets"] = list(TARGETS)
-        truth.attrs["bit"] = "bit 4 * side + target is set where that lesion lies; side 0 = right, 1 = left"
+    with truth_writer(out / "truth.h5", with_cue=cfg["cue"]["enabled"]) as truth:
         truth.attrs["config"] = json.dumps({k: v for k, v in cfg.items() if k not in LAYOUT_KEYS}, sort_keys=True)
-        masks_group = truth.create_group("masks")
-        masks_group.attrs["targets"] = list(TARGETS)
-        params_group = truth.create_group("params")
-        cue_group = None
-        if cfg["cue"]["enabled"]:
-            cue_group = truth.create_group("cue")
-            cue_group.attrs["bit"] = ("bit s (0 = right, 1 = left) is set where side s's cue marker changes the "
-                                      "radiograph; the twin equals the radiograph everywhere else")
         for shard, shard_dir in enumerate(shard_dirs):
             part_path = shard_dir / PART_FILE
             if not part_path.exists():
                 raise FileNotFoundError(f"{part_path}: shard {shard} has no part file (did its job finish?)")
-            with h5py.File(part_path, "r") as part:
+            with TruthFile(part_path) as part:
                 if int(part.attrs["shard"]) != shard:
                     raise ValueError(f"{part_path} holds shard {int(part.attrs['shard'])}, expected {shard}")
                 rows = json.loads(part.attrs["rows"])
                 for row in rows["manifest"]:
-                    stem = Path(row["image_path"]).stem
-                    masks_group.create_dataset(stem, data=part[f"masks/{stem}"][:], compression="gzip",
-                                               compression_opts=4, shuffle=True)
-                    params_group.create_group(stem).attrs.update(dict(part[f"params/{stem}"].attrs))
-                    if cue_group is not None:
-                        cue_group.create_dataset(stem, data=part[f"cue/{stem}"][:], compression="gzip",
-                                                 compression_opts=4, shuffle=True)
+                    truth.add(Path(row["image_path"]).stem, *part.radiograph(Path(row["image_path"]).stem))
             manifest += rows["manifest"]
             label_rows += rows["labels"]
             broken_rows += rows["broken"]
