@@ -261,7 +261,7 @@ def test_end_to_end_on_a_toy_study(toy, tmp_path):
     out = {"table2": tmp_path / "r" / "segmentation.csv", "table1": tmp_path / "r" / "segmentation_partitions.csv",
            "weak_vs_strong": tmp_path / "r" / "wvs.csv", "confusion": tmp_path / "r" / "conf.png",
            "examples": tmp_path / "r" / "ex.png"}
-    build_report(cfg, files, {"baseline": tmp_path / "cam.csv", "prior": tmp_path / "cam.csv"}, out)
+    build_report(cfg, files, {"baseline": tmp_path / "cam.csv", "prior": tmp_path / "cam.csv"}, out, decimals=3)
     t2 = pd.read_csv(out["table2"])
     assert list(t2["site"]) == ["fem_inf", "acet_disp"]
     assert t2[["sensitivity", "specificity"]].apply(lambda c: c.between(0, 1) | c.isna()).all().all()

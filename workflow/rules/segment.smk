@@ -155,6 +155,7 @@ rule segment_report:
         cfg=as_json({k: SEGMENT[k] for k in ("sites", "report")}),
         sites=SEGMENT_SITES,
         cam_models=SEGMENT_CAM_MODELS,
+        decimals=config["report"]["tables"]["decimals"],
     log:
         log_path("segment", "report.log"),
     benchmark:
