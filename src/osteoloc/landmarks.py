@@ -32,9 +32,9 @@ MAX_SOURCIL_RADIUS_MM = 45.0
 # Adult femoral heads are 20-29 mm in radius, a little more on a radiograph (magnification 1.1-1.2): under
 # 15 mm the points are on the wrong scale (millimetres read as pixels at a spacing under about 0.6 mm).
 MIN_HEAD_RADIUS_MM = 15.0
-# Head centres of an adult pelvis are 150-220 mm apart on an AP radiograph; closer than 80 mm the two hips
-# overlap (both sets on one hip, or a wrong scale), farther than 320 mm no pelvis fits.
-MIN_HIP_DISTANCE_MM = 80.0
+# Head centres of an adult pelvis are 150-220 mm apart on an AP radiograph; farther than 320 mm no pelvis
+# fits. The lower bound is relative: one head centre inside the other head's circle means both point sets
+# sit on one hip (an absolute bound would add nothing the head-radius limit does not already catch).
 MAX_HIP_DISTANCE_MM = 320.0
 
 # Default target groups (docs/preprocessing.md says why).
@@ -102,7 +102,7 @@ def check_hip(points_px, spacing):
     radius_mm = fit_circle(mm[FEMORAL_HEAD])[2]
     if radius_mm < MIN_HEAD_RADIUS_MM:
         radius_px = fit_circle(points[FEMORAL_HEAD])[2]
-        raise LandmarkError(f"head radius {radius_px:.1f} px = {radius_mm:.1f} mm, under the "
+        raise LandmarkError(f"femoral head radius {radius_px:.1f} px = {radius_mm:.1f} mm, under the "
                             f"{MIN_HEAD_RADIUS_MM:g} mm of any adult femoral head", scale="small")
 
 
@@ -130,16 +130,17 @@ def check_pair(right, left, spacing):
     """Raise LandmarkError when the two hips' (80, 2) pixel points are not a pelvis: HipsSwapped when the
     right hip's head centre lies right of the left hip's on the image (on a standard AP radiograph the
     anatomical right hip is on the image's left), LandmarkError(scale=...) when the head centres are
-    closer than MIN_HIP_DISTANCE_MM or farther than MAX_HIP_DISTANCE_MM. `spacing` (row_mm, col_mm)."""
-    (rx, ry, _), (lx, ly, _) = head_circle(right), head_circle(left)
+    closer than the larger head radius (one hip's centre inside the other's head) or farther than
+    MAX_HIP_DISTANCE_MM. `spacing` (row_mm, col_mm)."""
+    (rx, ry, rr), (lx, ly, lr) = head_circle(right), head_circle(left)
     if rx >= lx:
         raise HipsSwapped(f"hips swapped or image mirrored: the right hip's head (x = {rx:.0f} px) lies right "
                           f"of the left hip's (x = {lx:.0f} px); on an AP radiograph the right hip is on the "
                           "image's left")
     distance = float(np.hypot((lx - rx) * spacing[1], (ly - ry) * spacing[0]))
-    if distance < MIN_HIP_DISTANCE_MM:
-        raise LandmarkError(f"head centres {distance:.1f} mm apart, under the {MIN_HIP_DISTANCE_MM:g} mm of "
-                            "any adult pelvis", scale="small")
+    if distance < max(rr, lr) * spacing[1]:
+        raise LandmarkError(f"head centres {distance:.1f} mm apart, inside one head circle (radius "
+                            f"{max(rr, lr) * spacing[1]:.1f} mm): both point sets on one hip")
     if distance > MAX_HIP_DISTANCE_MM:
         raise LandmarkError(f"head centres {distance:.1f} mm apart, over the {MAX_HIP_DISTANCE_MM:g} mm of "
                             "any adult pelvis", scale="large")
