@@ -86,6 +86,14 @@ def assert_excluded(table, subject, stage, file, fragment, sides=("right", "left
     assert rows.reason.str.contains(fragment, regex=False).all(), rows.reason.tolist()
 
 
+def assert_swapped(v, i, file):
+    """Both hips of manifest row i excluded as swapped, naming `file`; the subject is not in the study."""
+    table, study = v.run()
+    subject = v.manifest.loc[i, "subject"]
+    assert_excluded(table, subject, "landmarks", file, "hips swapped or image mirrored")
+    assert subject not in set(study.meta.subject)
+
+
 # --- 1. millimetre points read as pixels ---------------------------------------------------------------
 def test_millimetre_points_read_as_pixels_are_excluded_with_the_cause(phantom, tmp_path):
     """A DICOM without spacing tags, the spacing in the manifest, and .pts in mm (BoneFinder knew a fine
@@ -140,10 +148,7 @@ def test_per_hip_files_named_by_the_anatomical_side_are_excluded(phantom, tmp_pa
     left_file.rename(tmp_path / "swap.pts")
     right_file.rename(left_file)
     (tmp_path / "swap.pts").rename(right_file)
-    table, study = v.run()
-    subject = v.manifest.loc[i, "subject"]
-    assert_excluded(table, subject, "landmarks", stem.name, "hips swapped or image mirrored")
-    assert subject not in set(study.meta.subject)
+    assert_swapped(v, i, stem.name)
 
 
 def test_a_160_point_file_with_swapped_halves_is_excluded(phantom, tmp_path):
@@ -152,10 +157,7 @@ def test_a_160_point_file_with_swapped_halves_is_excluded(phantom, tmp_path):
     pts = v.path(i, "points_path")
     points = read_pts(pts)
     write_pts(np.vstack([points[80:], points[:80]]), pts)
-    table, study = v.run()
-    subject = v.manifest.loc[i, "subject"]
-    assert_excluded(table, subject, "landmarks", pts.name, "hips swapped or image mirrored")
-    assert subject not in set(study.meta.subject)
+    assert_swapped(v, i, pts.name)
 
 
 def mirror(v, i):
@@ -176,9 +178,7 @@ def test_a_mirrored_radiograph_is_excluded_or_flipped_back_when_the_config_accep
     i = v.row(per_hip=False)
     mirror(v, i)
     subject, image = v.manifest.loc[i, "subject"], v.path(i, "image_path")
-    table, study = v.run()
-    assert_excluded(table, subject, "landmarks", v.path(i, "points_path").name, "hips swapped or image mirrored")
-    assert subject not in set(study.meta.subject)
+    assert_swapped(v, i, v.path(i, "points_path").name)
 
     table, study = v.run(accept_mirrored=True)
     notes = table[table.subject == subject]
@@ -225,7 +225,6 @@ def test_a_single_valued_imager_pixel_spacing_is_a_named_exclusion(phantom, tmp_
     v = Variant(phantom, tmp_path)
     i = v.row()
     image = v.path(i, "image_path")
-    ds = pydicom.dcmread(image)
     without_spacing(image)
     ds = pydicom.dcmread(image)
     ds.ImagerPixelSpacing = "0.7"
