@@ -18,7 +18,8 @@ def main(smk):
     truth = [truth] if isinstance(truth, str) else list(truth)
     return preprocess_study(inputs.manifest, inputs.labels, smk.output.study, smk.output.exclusions,
                             crop_size=settings["crop_size"], spacing_mm=settings["spacing_mm"],
-                            truth_path=truth[0] if truth else None, **common)
+                            truth_path=truth[0] if truth else None, points_unit=settings["points_unit"],
+                            accept_mirrored=settings["accept_mirrored"], **common)
 
 
 run_script(snakemake, main)  # noqa: F821

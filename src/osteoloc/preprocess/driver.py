@@ -35,11 +35,13 @@ def write_study(source, study_path, exclusions_path, *, max_excluded_fraction):
 
 
 def preprocess_study(manifest_path, labels_path, study_path, exclusions_path, *, crop_size, spacing_mm,
-                     groups, max_excluded_fraction, truth_path=None):
+                     groups, max_excluded_fraction, truth_path=None, points_unit="auto", accept_mirrored=False):
     """The study from the cohort manifest (DICOM + .pts + labels; the phantom's truth masks when
-    `truth_path` is given): `crop_size` px at `spacing_mm` mm per pixel. Returns the hips written."""
+    `truth_path` is given): `crop_size` px at `spacing_mm` mm per pixel; `points_unit` and
+    `accept_mirrored` as ManifestSource. Returns the hips written."""
     with ManifestSource(manifest_path, labels_path, crop_size=crop_size, spacing_mm=spacing_mm, groups=groups,
-                        truth_path=truth_path) as source:
+                        truth_path=truth_path, points_unit=points_unit,
+                        accept_mirrored=accept_mirrored) as source:
         return write_study(source, study_path, exclusions_path, max_excluded_fraction=max_excluded_fraction)
 
 
