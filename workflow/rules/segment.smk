@@ -28,6 +28,7 @@ rule segment_patches:
     input:
         study=results("preprocess", "study.h5"),
         split=results("splits", f"seed{SEGMENT_SEED}.csv"),
+        exclusions=results("preprocess", "exclusions.csv"),
         code=library_code("segment_patches.py"),
     output:
         patches=results("segment", "{site}", "patches.h5"),

@@ -17,10 +17,20 @@ from osteoloc.splits import read_split
 log = logging.getLogger(__name__)
 
 
-def make_patches(study, split_csv, site_name, cfg, seed, out):
-    """Rule segment_patches: one site's train / val / test patches -> `out` (HDF5)."""
+def manual_points_excluded(exclusions_path):
+    """(subject, visit, side) of the hips whose manual points preprocessing excluded (exclusions.csv rows
+    of stage `manual_points`: the hip stays in the study, its manual points do not)."""
+    table = pd.read_csv(exclusions_path, dtype=str, keep_default_na=False)
+    rows = table[table["stage"] == "manual_points"]
+    return frozenset(zip(rows["subject"], rows["visit"], rows["side"]))
+
+
+def make_patches(study, split_csv, exclusions_csv, site_name, cfg, seed, out):
+    """Rule segment_patches: one site's train / val / test patches -> `out` (HDF5); hips whose manual
+    points were excluded (exclusions_csv) leave training and validation."""
     site = parse_sites(cfg["sites"])[site_name]
-    sets = build_site_patches(study, read_split(split_csv), site, cfg, seed)
+    sets = build_site_patches(study, read_split(split_csv), site, cfg, seed,
+                              manual_excluded=manual_points_excluded(exclusions_csv))
     with atomic_path(out) as tmp:
         write_patch_sets(sets, site.name, site.target, tmp)
 
