@@ -80,8 +80,15 @@ def _bad_cohort(tmp_path):
     pixels = synthetic_pixels(SHAPE, points_mm / SPACING)
     extra_rows, extra_labels = [], []
 
+    def marked():
+        # each radiograph its own pixel data (else they are duplicates of each other): one corner pixel
+        # differs, far from the left hip's crop, which test_manifest_spacing_fallback compares
+        copy = pixels.copy()
+        copy[0, 0] = (int(pixels[0, 0]) + 1 + len(extra_rows)) % 4096
+        return copy
+
     def add(stem, subject, labelled=True, **dicom):
-        write_dicom(tmp_path / f"{stem}.dcm", pixels, spacing=dicom.pop("spacing", SPACING), **dicom)
+        write_dicom(tmp_path / f"{stem}.dcm", marked(), spacing=dicom.pop("spacing", SPACING), **dicom)
         extra_rows.append(dict(image_path=f"{stem}.dcm", subject=subject, visit="T00", cohort="CHECK",
                                points_path=f"{stem}.pts"))
         if labelled:
@@ -117,7 +124,7 @@ def _bad_cohort(tmp_path):
     # labels but no radiograph
     extra_labels.append(("CHECK", "S-ghost", "T00", "left", 0, 0, 0, 0))
     # spacing only in the manifest (points then in pixels)
-    write_dicom(tmp_path / "nospacing.dcm", pixels, spacing=None)
+    write_dicom(tmp_path / "nospacing.dcm", marked(), spacing=None)
     write_pts(points_mm / SPACING, tmp_path / "nospacing.pts")
     extra_rows.append(dict(image_path="nospacing.dcm", subject="S-nospacing", visit="T00", cohort="CHECK",
                            points_path="nospacing.pts", spacing=SPACING))

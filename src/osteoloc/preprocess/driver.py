@@ -2,11 +2,11 @@
 exclusions table (docs/contracts.md section 2), and the excluded-share check."""
 
 import logging
-from itertools import chain
 
 from osteoloc.io.atomic import write_csv
 from osteoloc.io.study_h5 import StudyWriter
-from osteoloc.preprocess.exclusions import Exclusion, Exclusions
+from osteoloc.preprocess.exclusions import Exclusions
+from osteoloc.preprocess.shards import Duplicates, unit_results
 from osteoloc.preprocess.sources import GroupSource, ManifestSource
 
 log = logging.getLogger(__name__)
@@ -14,19 +14,25 @@ log = logging.getLogger(__name__)
 
 def write_study(source, study_path, exclusions_path, *, max_excluded_fraction):
     """Stream every hip of `source` (sources.py) into `study_path`, one unit at a time, in the source's
-    order, and write every exclusion to `exclusions_path`. Raises TooManyExclusions (after writing the
-    exclusions table, without the HDF5) when more than `max_excluded_fraction` of `source.n_hips` hips
-    were excluded. Returns the number of hips written."""
-    exclusions = Exclusions()
-    kept = 0  # hips appended so far (buffered ones included)
+    order, and write every exclusion to `exclusions_path`, in one process: the same file and table as
+    the sharded rules (shards.py) give. A radiograph whose pixel data an earlier unit already had is
+    excluded (`shards.Duplicates`). Raises TooManyExclusions (after writing the exclusions table, without
+    the HDF5) when more than `max_excluded_fraction` of `source.n_hips` hips were excluded. Returns the
+    number of hips written."""
+    exclusions = Exclusions(list(source.label_exclusions()))
+    duplicates = Duplicates()
     with StudyWriter(study_path, source.crop_size, source.spacing_mm, source.groups,
                      with_truth=source.with_truth, attrs=source.attrs) as writer:
-        for item in chain(source.label_exclusions(), source.hips(), source.unmatched_exclusions()):
-            if isinstance(item, Exclusion):
-                exclusions.append(item)
-            else:
-                writer.append(item)
-                kept += 1
+        for unit in unit_results(source, range(len(source.units))):
+            duplicate = duplicates.exclusion(unit.unit, unit.subject, unit.visit, unit.file, unit.pixel_hash)
+            if duplicate is not None:
+                exclusions.append(duplicate)
+                continue
+            for record in unit.records:
+                writer.append(record)
+            exclusions.rows.extend(unit.exclusions)
+        exclusions.rows.extend(source.unmatched_exclusions())
+        kept = len(writer)
         write_csv(exclusions.frame(), exclusions_path)
         fraction = exclusions.check_fraction(source.n_hips, kept, max_excluded_fraction)
     log.info("wrote %d of %d hips to %s; %.1f%% excluded (%d exclusion rows)",
