@@ -503,3 +503,25 @@ def test_workflow_landmarks_match_the_generator_within_one_pixel(ci_workflow):
             assert abs(radius - record["head_radius_mm"][side] / spacing_mm) < 1.0, hip.to_dict()
             checked += 1
     assert checked == len(study) > 0
+
+
+@pytest.mark.workflow
+def test_workflow_exclusions_table_survives_a_refused_excluded_share(ci_workflow, tmp_path):
+    """A threshold no cohort meets: the gather `preprocess` fails, writes no study, and the exclusions
+    table (written by its own rule before) stays with a reason on every row; restored afterwards."""
+    from workflow_copy import CI_CONFIG, snakemake, write_override
+
+    results = ci_workflow / "results" / "preprocess"
+    before = (results / "exclusions.csv").read_text()
+    override = write_override(tmp_path, {"preprocess": {"max_excluded_fraction": 0.0}})
+    failed = snakemake(ci_workflow, "preprocess", "--cores", "1", "--configfile", CI_CONFIG, override, check=False)
+    try:
+        assert failed.returncode != 0
+        assert "TooManyExclusions" in (ci_workflow / "results" / "logs" / "preprocess.log").read_text()
+        assert not (results / "study.h5").exists()
+        assert (results / "exclusions.csv").read_text() == before  # not rerun (its inputs did not change)
+        table = pd.read_csv(results / "exclusions.csv", keep_default_na=False)
+        assert len(table) and (table.reason.str.len() > 0).all()
+    finally:
+        snakemake(ci_workflow, "figure_landmarks", "--cores", "1", "--configfile", CI_CONFIG)
+    assert (results / "study.h5").exists()
