@@ -15,99 +15,63 @@ def cohort_source_manifest():
 def cohort_manifest():
     """The manifest preprocessing reads: BoneFinder's when a command is configured."""
     if BONEFINDER_COMMAND:
-        return results("cohort", "bonefinder", "manifest.csv")
-    return cohort_source_manifest()
 
+    # Sharded like the preprocessing: a plan of the source manifest's rows (a checkpoint, since the
+    # phantom's manifest is a rule output), one bonefinder_shard cluster job per shard, then the gather.
+    checkpoint bonefinder_plan:
+        input:
+            manifest=cohort_source_manifest(),
+            code=library_code("preprocess_plan.py"),
+        output:
+            plan=results("cohort", "bonefinder", "plan.csv"),
+        params:
+            source="manifest",
+            shard_size=config["preprocess"]["shard_size"],
+        log:
+            log_path("cohort", "bonefinder_plan.log"),
+        localrule: True
+        threads: 1
+        script:
+            "../../scripts/preprocess_plan.py"
 
-def cohort_labels():
-    return (
-        results("cohort", "labels.csv")
-        if COHORT["source"] == "phantom"
-        else COHORT["labels"]
-    )
+    def bonefinder_shard_manifests(wildcards):
+        from osteoloc.preprocess import read_shard_plan
 
+        plan = read_shard_plan(checkpoints.bonefinder_plan.get().output.plan)
+        return [results("cohort", "bonefinder", "shards", str(k), "manifest.csv") for k in sorted(plan)]
 
-def cohort_truth():
-    """truth.h5 of the phantom, a configured truth file, or [] (no truth)."""
-    if COHORT["source"] == "phantom":
-        return results("cohort", "truth.h5")
-    return COHORT["truth"] or []
-
-
-def phantom_shards():
-    """The shard folders of the phantom cohort (one job per `shard_subjects` subjects)."""
-    from osteoloc.phantom import n_shards
-
-    return [results("cohort", "shards", str(k)) for k in range(n_shards(COHORT["phantom"]))]
-
-
-rule phantom_shard:
-    input:
-        code=library_code("make_phantom.py"),
-    output:
-        # temporary: the gather links its files into results/cohort/images and points
-        shard=temp(directory(results("cohort", "shards", "{shard}"))),
-    params:
-        phantom=as_json(COHORT["phantom"]),
-    wildcard_constraints:
-        shard=r"\d+",
-    log:
-        log_path("cohort", "phantom_shard_{shard}.log"),
-    threads: 1
-    resources:
-        # a clinical-size radiograph (0.14 mm, 2600 x 1700 px) renders on a 2x supersampled canvas
-        mem_mb=4000,
-        runtime=60,
-    script:
-        "../../scripts/make_phantom.py"
-
-
-rule phantom_cohort:
-    input:
-        shards=phantom_shards() if COHORT["source"] == "phantom" else [],
-        code=library_code("make_phantom.py"),
-    output:
-        manifest=results("cohort", "manifest.csv"),
-        labels=results("cohort", "labels.csv"),
-        truth=results("cohort", "truth.h5"),
-        broken=report(
-            results("cohort", "broken.csv"),
-            caption="../report/phantom_broken.rst",
-            category="Cohort",
-            labels={"table": "phantom broken inputs"},
-        ),
-        images=directory(results("cohort", "images")),
-        points=directory(results("cohort", "points")),
-    params:
-        phantom=as_json(COHORT["phantom"]),
-    log:
-        log_path("cohort", "phantom_cohort.log"),
-    localrule: True
-    threads: 1
-    resources:
-        mem_mb=2000,
-        runtime=30,
-    script:
-        "../../scripts/make_phantom.py"
-
-
-if BONEFINDER_COMMAND:
-
-    rule bonefinder:
+    rule bonefinder_shard:
         input:
             manifest=cohort_source_manifest(),
             code=library_code("run_bonefinder.py"),
         output:
-            manifest=results("cohort", "bonefinder", "manifest.csv"),
-            points=directory(results("cohort", "bonefinder", "points")),
+            manifest=results("cohort", "bonefinder", "shards", "{shard}", "manifest.csv"),
+            points=directory(results("cohort", "bonefinder", "shards", "{shard}", "points")),
         params:
             # a function, so that snakemake leaves the template's {image} and {points} alone
             command=lambda wildcards: BONEFINDER_COMMAND,
+            shard_size=config["preprocess"]["shard_size"],
+        wildcard_constraints:
+            shard=r"\d+",
+        log:
+            log_path("cohort", "bonefinder_shard_{shard}.log"),
+        threads: 1
+        resources:
+            runtime=600,
+        script:
+            "../../scripts/run_bonefinder.py"
+
+    rule bonefinder:
+        input:
+            manifests=bonefinder_shard_manifests,
+            code=library_code("run_bonefinder.py"),
+        output:
+            manifest=results("cohort", "bonefinder", "manifest.csv"),
         log:
             log_path("cohort", "bonefinder.log"),
         localrule: True
         threads: 1
         resources:
-            runtime=600,
+            runtime=10,
         script:
             "../../scripts/run_bonefinder.py"
