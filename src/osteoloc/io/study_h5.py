@@ -168,6 +168,25 @@ class StudyWriter:
                 f"meta/{s}" for s in STRING_META) else np.asarray(values, dtype=object)
         self.count += n
 
+    def copy_rows(self, study, start, stop, block=64):
+        """Append rows start..stop-1 of the open StudyFile `study` (a shard of the same layout) as they are
+        stored, `block` rows at a time so memory stays bounded; pending appends are written first, so
+        rows keep the order they were added in."""
+        if (study.crop_size, study.has_truth) != (self.crop_size, self.with_truth) or \
+                study.group_indices != self.groups:
+            raise StudyFormatError(f"{study.path}: layout differs from the study being written to {self.path}")
+        self._flush()
+        n = int(stop) - int(start)
+        if n <= 0:
+            return
+        for name in dataset_layout(self.crop_size, self.length, self.with_truth):
+            source, target = study._h5[name], self.h5[name]
+            target.resize(self.count + n, axis=0)
+            for a in range(0, n, block):
+                b = min(a + block, n)
+                target[self.count + a:self.count + b] = source[start + a:start + b]
+        self.count += n
+
 
 def write_study_arrays(path, columns, group_indices, spacing_mm=1.0, attrs=None):
     """Write whole arrays as a study through StudyWriter (synthetic studies for tests and benchmarks).

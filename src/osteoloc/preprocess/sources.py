@@ -11,6 +11,7 @@ A source is a context manager with
 - `unmatched_exclusions()`: labelled hips that no unit holds (last in the table).
 """
 
+import hashlib
 import logging
 from pathlib import Path
 
@@ -109,6 +110,15 @@ def hip_record(crop, grades, groups, crop_size, subject, visit, side, cohort, so
         source=source, source_spacing=tuple(source_spacing), spacing_from=spacing_from,
         crop_offset=tuple(map(float, crop.offset)),
         head_circle=tuple(map(float, crop.head_circle)), intensity=crop.intensity, truth_masks=crop.masks)
+
+
+def pixel_digest(pixels):
+    """A hex digest of an image's decoded pixels with their shape and type: equal for the same radiograph
+    however its file is named or compressed (losslessly)."""
+    pixels = np.ascontiguousarray(pixels)
+    digest = hashlib.blake2b(f"{pixels.shape}{pixels.dtype.str}".encode(), digest_size=16)
+    digest.update(memoryview(pixels).cast("B"))
+    return digest.hexdigest()
 
 
 class _LabelledSource:
@@ -216,6 +226,7 @@ class ManifestSource(_LabelledSource):
             first.setdefault(hip_key(row.subject, row.visit, "right"), i)
         self.duplicate = [first[hip_key(row.subject, row.visit, "right")] != i for i, row in enumerate(self.rows)]
         self.hip_keys = {hip_key(row.subject, row.visit, side) for row in self.rows for side in SIDES}
+        self.pixel_hashes = {}  # unit -> pixel_digest of its decoded image (duplicates are judged on these)
 
     def close(self):
         if self.truth is not None:
@@ -242,6 +253,7 @@ class ManifestSource(_LabelledSource):
             out.append(Exclusion.of("dicom", row.subject, row.visit, "", image_path, err))
             log.warning("excluded %s: %s", source, err)
             return
+        self.pixel_hashes[i] = pixel_digest(radiograph.pixels)  # of the file's pixels, before any flip
         pixels, shape, spacing = radiograph.pixels, radiograph.pixels.shape, radiograph.spacing
         units, unit = points_spacing(row.points_unit or self.points_unit, radiograph)
         points, problems = self._read_points(row.points_path, shape, units)
