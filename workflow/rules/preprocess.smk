@@ -10,7 +10,15 @@ PREPROCESS = config["preprocess"]
 PREPROCESS_SOURCE = config["cohort"].get("source", "phantom")
 # What a shard's crops depend on (not the check's threshold, not Figure 1's rows).
 SHARD_SETTINGS = {
-    key: PREPROCESS[key] for key in ("crop_size", "spacing_mm", "groups", "shard_size")
+    key: PREPROCESS[key]
+    for key in (
+        "crop_size",
+        "spacing_mm",
+        "groups",
+        "shard_size",
+        "points_unit",
+        "accept_mirrored",
+    )
 }
 
 
