@@ -215,6 +215,7 @@ def stage_figures(work, args):
     return {"hips": len(test_rows(work)), "runs": len(runs["runs"])}
 
 
+ORDER = ("imports", "write", "split", "train_load", "prepare", "explain", "tables", "figures")
 STAGES = {"imports": stage_imports, "write": stage_write, "split": stage_split,
           "train_load": stage_train_load, "prepare": stage_prepare, "explain": stage_explain,
           "tables": stage_tables, "figures": stage_figures}
@@ -244,6 +245,8 @@ def main():
     parser.add_argument("--work", type=Path, default=None, help="folder (default /tmp/bench_scale_<hips>)")
     parser.add_argument("--stage", choices=list(STAGES), help=argparse.SUPPRESS)
     parser.add_argument("--keep", action="store_true", help="keep the work folder")
+    parser.add_argument("--stages", nargs="+", choices=ORDER, default=ORDER,
+                        help="a subset, on a kept work folder (e.g. another checkout's code via PYTHONPATH)")
     args = parser.parse_args()
     args.work = args.work or Path(f"/tmp/bench_scale_{args.hips}")
     if args.stage:  # child: run one stage, print its result as the last line
@@ -253,7 +256,7 @@ def main():
         return
     args.work.mkdir(parents=True, exist_ok=True)
     lines = []
-    for name in ("imports", "write", "split", "train_load", "prepare", "explain", "tables", "figures"):
+    for name in args.stages:
         result, rss_mb = run_stage(name, args)
         lines.append({"stage": name, "rss_mb": rss_mb, **result})
         note = ""
@@ -265,7 +268,7 @@ def main():
         lines[-1]["note"] = note
         print(f"{name:<11} {result['hips']:>7} hips {result['wall_s']:>9.1f} s {rss_mb:>9.0f} MB  {note}",
               flush=True)
-    (args.work / "bench_scale.json").write_text(json.dumps(lines, indent=1))
+    (args.work / "bench_scale.json").write_text(json.dumps(lines, indent=1))  # the last run's stages
     print(f"\n| stage | hips | wall s | peak RSS MB | note |\n|---|---:|---:|---:|---|")
     for line in lines:
         print(f"| {line['stage']} | {line['hips']} | {line['wall_s']:.1f} | {line['rss_mb']:.0f} | {line['note']} |")
