@@ -322,12 +322,21 @@ class StudyFile:
                     for name in names}
         unique, restore = self._rows(rows)
         spans = read_spans(unique)
+        # each slice goes straight to its places in the output: memory stays at the output plus one slice
+        by_unique = np.argsort(restore, kind="stable")
+        bounds = np.searchsorted(restore[by_unique], np.arange(len(unique) + 1))
         out = {}
         for name in names:
             dataset = self._h5[name].asstr() if self._strings(name) else self._h5[name]
-            parts = [dataset[start:stop][positions] for start, stop, positions in spans]
             shape, dtype = self._h5[name].shape[1:], object if self._strings(name) else self._h5[name].dtype
-            out[name] = (np.concatenate(parts) if parts else np.zeros((0, *shape), dtype))[restore]
+            values = np.empty((len(restore), *shape), dtype)
+            first = 0
+            for start, stop, positions in spans:
+                last = first + len(positions)
+                places = by_unique[bounds[first]:bounds[last]]
+                values[places] = dataset[start:stop][positions][restore[places] - first]
+                first = last
+            out[name] = values
         return out
 
     def batches(self, names, rows, batch_size):
