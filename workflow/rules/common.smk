@@ -7,7 +7,16 @@ from snakemake.utils import validate
 
 from osteoloc.arms import all_arm_settings
 
-SECTIONS = ("study", "cohort", "preprocess", "train", "arms", "explain", "report", "segment")
+SECTIONS = (
+    "study",
+    "cohort",
+    "preprocess",
+    "train",
+    "arms",
+    "explain",
+    "report",
+    "segment",
+)
 
 for _section in SECTIONS:
     config.setdefault(_section, {})

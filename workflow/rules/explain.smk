@@ -27,10 +27,10 @@ rule explain:
     input:
         unpack(explain_inputs),
     output:
+        **({"twin_predictions": explain_file("twin_predictions.csv")} if TWINS else {}),
         predictions=explain_file("predictions.csv"),
         maps=explain_file("maps.h5"),
         metrics=explain_file("metrics.csv"),
-        **({"twin_predictions": explain_file("twin_predictions.csv")} if TWINS else {}),
     params:
         batch_size=config["explain"]["batch_size"],
         pointing_tolerance_px=config["explain"]["pointing_tolerance_px"],

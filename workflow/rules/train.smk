@@ -119,7 +119,8 @@ def run_runtime(wildcards):
 
 def fixed_prior(wildcards):
     """The prior's block for a per-seed run of the prior or an arm: empty for the baseline and for
-    grid-selected values (the script reads selection.json), the fixed values otherwise."""
+    grid-selected values (the script reads selection.json), the fixed values otherwise.
+    """
     if wildcards.model == "baseline" or SELECT_BY_GRID:
         return ""
     return as_json({axis: PRIOR[axis] for axis in ("lambda", "radius", "sigma")})
