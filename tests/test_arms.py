@@ -10,20 +10,17 @@ import pandas as pd
 import pytest
 import torch
 import yaml
-from test_data import write_study  # the synthetic study HDF5 (tests/ is on sys.path under pytest)
+from test_train import study_with_split  # tests/ is on sys.path under pytest
 from workflow_copy import CI_CONFIG, copy_workflow, planned, snakemake, write_override
 
 from osteoloc.arms import DEFAULTS, arm_settings, all_arm_settings
 from osteoloc.cam import gradcam_maps
-from osteoloc.data import (cut_subcrops, groups_from_contour, load_split, place_subcrop_maps, read_subjects,
-                           subcrop_offsets)
+from osteoloc.data import cut_subcrops, groups_from_contour, load_split, place_subcrop_maps, subcrop_offsets
 from osteoloc.explain import explain_run, predict_maps
-from osteoloc.io.atomic import write_csv
 from osteoloc.io.maps_h5 import read_maps
 from osteoloc.io.study_h5 import StudyFile, write_study_arrays
 from osteoloc.model import PerTargetModels, build_model, load_trained_model
 from osteoloc.runs import HISTORY_COLUMNS
-from osteoloc.splits import make_split
 from osteoloc.targets import TARGETS
 from osteoloc.train import TrainSettings, per_target_last_path, train_on_study
 
@@ -89,11 +86,7 @@ def test_arm_defaults_are_the_schemas():
 
 @pytest.fixture(scope="module")
 def study(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("arms_study")
-    h5 = write_study(folder / "study.h5", n_subjects=14, size=64)
-    split = make_split(read_subjects(h5), (0.5, 0.25, 0.25), seed=0)
-    write_csv(split, folder / "split.csv")
-    return h5, folder / "split.csv", split
+    return study_with_split(tmp_path_factory.mktemp("arms_study"), (0.5, 0.25, 0.25))
 
 
 def test_landmark_noise_is_drawn_once_per_hip_from_the_seed(study):
