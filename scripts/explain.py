@@ -1,4 +1,5 @@
-"""Rule explain: predictions, Grad-CAM maps and localisation metrics of one model on its test split."""
+"""Rule explain: predictions, Grad-CAM maps and localisation metrics of one model on its test split (and its
+predictions on the counterfactual twin study, when the rule names one)."""
 
 from osteoloc.explain import explain_run
 from osteoloc.runner import run_script
@@ -6,4 +7,5 @@ from osteoloc.runner import run_script
 run_script(snakemake, lambda smk: explain_run(  # noqa: F821
     smk.input.study, smk.input.split, smk.input.checkpoint, predictions_path=smk.output.predictions,
     maps_path=smk.output.maps, metrics_path=smk.output.metrics, batch_size=smk.params.batch_size,
-    pointing_tolerance_px=smk.params.pointing_tolerance_px, device=smk.params.device))
+    pointing_tolerance_px=smk.params.pointing_tolerance_px, device=smk.params.device,
+    twin_study_path=smk.input.get("twin"), twin_predictions_path=smk.output.get("twin_predictions")))

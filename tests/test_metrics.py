@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from osteoloc.metrics import (com_distance, energy_in_mask, localisation_table, peak_distance,
+from osteoloc.metrics import (com_distance, cue_energy, energy_in_mask, localisation_table, peak_distance,
                               pointing_hit, spread)
 
 
@@ -78,3 +78,21 @@ def test_table_matches_scalar_functions_and_respects_valid():
     assert table["spread"][1, 2] == pytest.approx(spread(maps[1, 2]))
     assert table["energy_in_mask"][0, 0] == pytest.approx(energy_in_mask(maps[0, 0], masks[0, 0]))
     assert set(table) == {"com_distance", "peak_distance", "spread", "pointing_hit", "energy_in_mask"}
+
+
+def test_cue_energy_is_the_maps_share_on_the_cue_and_nan_without_one():
+    heatmap = np.zeros((8, 8))
+    heatmap[1, 1], heatmap[6, 6] = 3.0, 1.0
+    cue = np.zeros((8, 8), np.uint8)
+    cue[0:3, 0:3] = 1  # a 3 x 3 marker around the larger peak
+    assert cue_energy(heatmap, cue) == pytest.approx(0.75, rel=1e-6)
+    assert math.isnan(cue_energy(heatmap, np.zeros((8, 8), np.uint8)))  # a hip without the cue
+    # in the table: one cue mask per image, every target's map against it; NaN where the image has none
+    maps = np.stack([np.stack([heatmap, heatmap[::-1, ::-1]] * 2)] * 2).astype(np.float32)  # (2, 4, 8, 8)
+    cues = np.stack([cue, np.zeros_like(cue)])
+    groups, valid = np.zeros((2, 4, 1, 2)), np.ones((2, 4, 1), bool)
+    table = localisation_table(maps, groups, valid, cue=cues)
+    assert "cue_energy" in table and "energy_in_mask" not in table
+    np.testing.assert_allclose(table["cue_energy"][0], [0.75, 0.25, 0.75, 0.25], rtol=1e-6)
+    assert np.isnan(table["cue_energy"][1]).all()
+    assert "cue_energy" not in localisation_table(maps, groups, valid)

@@ -28,13 +28,17 @@ def run_paths(folder):
     return {"history_path": folder / "history.csv", "best_path": folder / "best.pt", "last_path": folder / "last.pt"}
 
 
+def study_with_split(folder, fractions):
+    """A synthetic 14-subject study of 64 px crops and its seed-0 split: (h5 path, split path, split)."""
+    h5 = write_study(folder / "study.h5", n_subjects=14, size=64)
+    split = make_split(read_subjects(h5), fractions, seed=0)
+    write_csv(split, folder / "split.csv")
+    return h5, folder / "split.csv", split
+
+
 @pytest.fixture(scope="module")
 def study(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("study")
-    h5 = write_study(folder / "study.h5", n_subjects=14, size=64)
-    split = make_split(read_subjects(h5), (0.6, 0.4, 0.0), seed=0)
-    write_csv(split, folder / "split.csv")
-    return h5, folder / "split.csv"
+    return study_with_split(tmp_path_factory.mktemp("study"), (0.6, 0.4, 0.0))[:2]
 
 
 def test_baseline_and_prior_runs_write_history_and_best(study, tmp_path):

@@ -3,6 +3,11 @@
 Training reads its split once (contracts.md section 2) and never touches the file again; augmentation
 rotates a whole batch with one affine_grid / grid_sample call and moves the landmarks with the same
 matrix, so the prior's penalty follows the image. No per-sample Python anywhere in the loop.
+
+The study arms (`osteoloc.arms`) read the prior's landmarks from another source (the manual contour) or
+with added noise, train one target at a time (`SplitTensors.target`), and cut each target's sub-crop
+around its landmark zone (`subcrop_offsets`, `cut_subcrops`; `place_subcrop_maps` puts a sub-crop's map
+back into the hip crop's frame).
 """
 
 import math
@@ -13,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from osteoloc.io.study_h5 import StudyFile
+from osteoloc.targets import TARGETS
 
 
 @dataclass
@@ -37,6 +43,21 @@ class SplitTensors:
         """The rows `index` (a LongTensor on the data's device) of every tensor."""
         return SplitTensors(**{f.name: getattr(self, f.name)[index] for f in fields(self)})
 
+    def target(self, t, crop_px=0):
+        """Target `t` alone (labels (N, 1), landmarks (N, 1, L, 2), valid (N, 1, L)), for a per-target
+        model. With crop_px > 0 the images are each hip's crop_px-square sub-crop around the target's
+        landmarks (`subcrop_offsets`) and the landmarks are in the sub-crop's pixels."""
+        one = slice(t, t + 1)
+        images, landmarks, valid = self.images, self.landmarks[:, one], self.valid[:, one]
+        if crop_px:
+            offsets = subcrop_offsets(landmarks[:, 0], valid[:, 0], crop_px, images.shape[-1])
+            images = cut_subcrops(images, offsets, crop_px)
+            landmarks = landmarks - offsets[:, None, None, :].to(landmarks.dtype)
+            valid = valid & _inside(landmarks, crop_px)
+            landmarks = torch.where(valid[..., None], landmarks, torch.zeros_like(landmarks))
+        return SplitTensors(images=images, labels=self.labels[:, one], landmarks=landmarks, valid=valid,
+                            rows=self.rows)
+
 
 def read_subjects(h5_path):
     """`/meta/subject` of the study HDF5 as an array of str."""
@@ -44,17 +65,21 @@ def read_subjects(h5_path):
         return study.subjects()
 
 
-def load_split(h5_path, split, which):
+def load_split(h5_path, split, which, *, landmark_source="automatic", landmark_noise_mm=0.0, seed=0):
     """Read the rows of the study HDF5 whose subject is in split `which` ('train', 'val', 'test').
 
     split: DataFrame `subject, split` (splits.check_split). Returns SplitTensors on the CPU; landmarks
     that are padding or NaN are marked invalid and set to 0.
+    landmark_source: "automatic" (`/landmarks/groups`, the reference every metric uses) or "manual" (the
+    groups built from `/landmarks/contour_manual` with the file's `group_indices`).
+    landmark_noise_mm: sd of Gaussian noise added to every landmark coordinate (mm, converted to crop
+    pixels with the file's `spacing_mm`), drawn once per hip from `seed`: a hip gets the same noise
+    whatever split it is read in. Points the noise moves out of the crop become invalid.
     """
     with StudyFile(h5_path) as study:
         rows = study.rows_in_split(split, which)
-        data = study.read(["images", "labels", "landmarks/groups", "landmarks/valid"], rows)
-    landmarks = data["landmarks/groups"].astype(np.float32)
-    valid = data["landmarks/valid"].astype(bool) & np.isfinite(landmarks).all(axis=-1)
+        data = study.read(["images", "labels"], rows)
+        landmarks, valid = prior_landmarks(study, rows, landmark_source, landmark_noise_mm, seed)
     landmarks = np.where(valid[..., None], landmarks, 0.0).astype(np.float32)
     return SplitTensors(
         images=torch.from_numpy(data["images"].astype(np.float32, copy=False))[:, None],  # no second copy of the split
@@ -63,6 +88,98 @@ def load_split(h5_path, split, which):
         valid=torch.from_numpy(valid),
         rows=torch.from_numpy(rows),
     )
+
+
+NOISE_STREAM = 12  # keeps the landmark noise's draws apart from every other use of the run's seed
+
+
+def prior_landmarks(study, rows, source="automatic", noise_mm=0.0, seed=0):
+    """The prior's target groups at `rows` of an open StudyFile: (n, 4, L, 2) float32 (x, y) crop pixels
+    and (n, 4, L) bool valid (finite, inside the crop). See `load_split` for source, noise_mm and seed."""
+    if source == "automatic":
+        data = study.read(["landmarks/groups", "landmarks/valid"], rows)
+        points = data["landmarks/groups"].astype(np.float32)
+        valid = data["landmarks/valid"].astype(bool) & np.isfinite(points).all(axis=-1)
+    elif source == "manual":
+        contour = study.read(["landmarks/contour_manual"], rows)["landmarks/contour_manual"]
+        points, valid = groups_from_contour(contour, study.group_indices, study.crop_size)
+        if not valid.any():
+            raise ValueError(f"{study.path}: no manual landmark in these rows (/landmarks/contour_manual is "
+                             "NaN: the manifest has no manual_points_path)")
+    else:
+        raise ValueError(f"landmark source must be 'automatic' or 'manual', not {source!r}")
+    if noise_mm > 0:
+        rng = np.random.default_rng([int(seed), NOISE_STREAM])
+        # one draw for every hip of the file, so a hip's noise does not depend on the split's rows
+        noise = rng.normal(0.0, noise_mm / study.spacing_mm, size=(len(study), *points.shape[1:]))
+        points = (points + noise[np.asarray(rows)]).astype(np.float32)
+        with np.errstate(invalid="ignore"):
+            valid = valid & _inside(points, study.crop_size)
+    return points, valid
+
+
+def groups_from_contour(contour, group_indices, crop_size):
+    """Target groups of many hips from their 80-point contours (the vectorised `landmarks.target_groups`).
+
+    contour (n, 80, 2) (x, y) crop pixels, NaN where absent; group_indices {target: BoneFinder indices}.
+    Returns (n, 4, L, 2) float32 NaN-padded to the longest group and (n, 4, L) bool: real points inside
+    the crop."""
+    contour = np.asarray(contour, dtype=np.float32)
+    length = max(len(group_indices[t]) for t in TARGETS)
+    index = np.zeros((len(TARGETS), length), dtype=np.int64)
+    real = np.zeros((len(TARGETS), length), dtype=bool)
+    for t, target in enumerate(TARGETS):
+        index[t, : len(group_indices[target])] = group_indices[target]
+        real[t, : len(group_indices[target])] = True
+    points = np.where(real[None, ..., None], contour[:, index], np.nan).astype(np.float32)
+    with np.errstate(invalid="ignore"):
+        valid = np.isfinite(points).all(axis=-1) & _inside(points, crop_size)
+    return points, valid
+
+
+def _inside(points, size):
+    """(x, y) points (..., 2) inside a size-pixel square (pixel centres 0..size-1, edges at -0.5)."""
+    return ((points[..., 0] >= -0.5) & (points[..., 0] <= size - 0.5)
+            & (points[..., 1] >= -0.5) & (points[..., 1] <= size - 0.5))
+
+
+def subcrop_offsets(landmarks, valid, crop_px, size):
+    """Top-left (x0, y0) integer pixels of each hip's crop_px-square sub-crop of a size-pixel hip crop:
+    centred on the mean of the valid landmarks (n, L, 2) (x, y) of one target, clamped inside the hip
+    crop; centred in the hip crop when a hip has no valid landmark. Returns a LongTensor (n, 2)."""
+    if not 0 < crop_px <= size:
+        raise ValueError(f"a landmark sub-crop of {crop_px} px does not fit the {size} px hip crop")
+    weight = valid.to(torch.float64)
+    count = weight.sum(dim=-1, keepdim=True)
+    centre = (landmarks.to(torch.float64) * weight[..., None]).sum(dim=-2) / count.clamp(min=1)
+    centre = torch.where(count > 0, centre, torch.full_like(centre, (size - 1) / 2))
+    # the pixel centres of a crop starting at x0 run x0 .. x0 + crop_px - 1: their mean is the centre
+    top_left = torch.round(centre - (crop_px - 1) / 2).to(torch.int64)
+    return top_left.clamp(0, size - crop_px)
+
+
+def _window(offsets, crop_px, device):
+    steps = torch.arange(crop_px, device=device)
+    offsets = offsets.to(device)
+    return offsets[:, 1, None] + steps, offsets[:, 0, None] + steps  # rows (n, c), columns (n, c)
+
+
+def cut_subcrops(images, offsets, crop_px):
+    """images (n, C, S, S), offsets (n, 2) (x0, y0) -> (n, C, crop_px, crop_px), one gather, no loop."""
+    rows, cols = _window(offsets, crop_px, images.device)
+    batch = torch.arange(len(images), device=images.device)[:, None, None]
+    return images.permute(0, 2, 3, 1)[batch, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)
+
+
+def place_subcrop_maps(maps, offsets, size):
+    """Sub-crop maps (n, C, c, c) back into the size x size hip-crop frame at offsets (n, 2) (x0, y0),
+    zero outside the sub-crop (the inverse of `cut_subcrops` for maps)."""
+    n, channels, crop_px, _ = maps.shape
+    out = maps.new_zeros((n, channels, size, size))
+    rows, cols = _window(offsets, crop_px, maps.device)
+    batch = torch.arange(n, device=maps.device)[:, None, None]
+    out.permute(0, 2, 3, 1)[batch, rows[:, :, None], cols[:, None, :]] = maps.permute(0, 2, 3, 1)
+    return out
 
 
 def batch_order(n, batch_size, generator=None):

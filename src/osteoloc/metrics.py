@@ -85,18 +85,27 @@ def energy_in_mask(heatmap, mask):
     return float(heatmap[mask].sum() / (total + EPS))
 
 
-def localisation_table(maps, groups, valid, masks=None, tolerance_px=0.0):
+def cue_energy(heatmap, cue_mask):
+    """Share of the heatmap's mass on the shortcut cue's pixels (the shortcut test, docs/contracts.md
+    section 5): `energy_in_mask` on the cue's mask; NaN where the hip has no cue (empty mask) or the
+    heatmap has no mass."""
+    return energy_in_mask(heatmap, cue_mask)
+
+
+def localisation_table(maps, groups, valid, masks=None, tolerance_px=0.0, cue=None):
     """Every metric for every image and target.
 
     maps (n, T, H, W); groups (n, T, L, 2) landmark points (x, y); valid (n, T, L) bool;
-    masks (n, T, H, W) or None. Returns a dict of (n, T) float arrays: com_distance, peak_distance, spread
-    and, with masks, pointing_hit and energy_in_mask.
+    masks (n, T, H, W) or None; cue (n, H, W) the shortcut cue's mask per image (`/truth/cue`) or None.
+    Returns a dict of (n, T) float arrays: com_distance, peak_distance, spread, with masks pointing_hit
+    and energy_in_mask, with cue cue_energy (every target's map against its image's cue).
     """
     maps = np.asarray(maps, dtype=np.float32)
     groups = np.where(np.asarray(valid, dtype=bool)[..., None], np.asarray(groups, dtype=np.float64), np.nan)
     n, n_targets = maps.shape[:2]
     names = ["com_distance", "peak_distance", "spread"] + (["pointing_hit", "energy_in_mask"]
                                                            if masks is not None else [])
+    names += ["cue_energy"] if cue is not None else []
     out = {name: np.full((n, n_targets), np.nan) for name in names}
     for i in range(n):
         for t in range(n_targets):
@@ -107,4 +116,6 @@ def localisation_table(maps, groups, valid, masks=None, tolerance_px=0.0):
             if masks is not None:
                 out["pointing_hit"][i, t] = pointing_hit(heatmap, masks[i, t], tolerance_px)
                 out["energy_in_mask"][i, t] = energy_in_mask(heatmap, masks[i, t])
+            if cue is not None:
+                out["cue_energy"][i, t] = cue_energy(heatmap, cue[i])
     return out

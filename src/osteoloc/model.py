@@ -12,8 +12,9 @@ from osteoloc.targets import TARGETS
 IMAGENET_FILE = "resnet18-f37072fd.pth"
 
 
-def build_model(weights="none", weights_path=None, output_stride=32):
-    """ResNet-18 with conv1 taking one channel and fc giving len(TARGETS) logits.
+def build_model(weights="none", weights_path=None, output_stride=32, n_outputs=len(TARGETS)):
+    """ResNet-18 with conv1 taking one channel and fc giving `n_outputs` logits (TARGETS order; 1 for a
+    per-target model).
 
     weights: "none" (random init, from the global torch RNG) or "imagenet", read from the local torchvision
     checkpoint `weights_path` (no download on cluster nodes); conv1's RGB filters are summed to one channel
@@ -24,7 +25,7 @@ def build_model(weights="none", weights_path=None, output_stride=32):
     """
     if output_stride not in (16, 32):
         raise ValueError(f"output_stride must be 16 or 32, not {output_stride!r}")
-    model = resnet18(weights=None, num_classes=len(TARGETS))
+    model = resnet18(weights=None, num_classes=n_outputs)
     model.conv1 = nn.Conv2d(1, 64, kernel_size=7, stride=2, padding=3, bias=False)
     if output_stride == 16:
         _dilate_layer4(model)
@@ -75,14 +76,38 @@ def features_and_logits(model, images):
     return features, logits
 
 
+class PerTargetModels(nn.ModuleDict):
+    """Four single-output ResNet-18s keyed by target (TARGETS order), the study arm of 'separate
+    location-specific models'. crop_px > 0: each model takes its target's landmark sub-crop
+    (`osteoloc.data.subcrop_offsets`) instead of the whole hip crop."""
+
+    def __init__(self, models, crop_px=0):
+        super().__init__(models)
+        self.crop_px = int(crop_px)
+
+
 def load_trained_model(checkpoint_path, device="cpu"):
-    """The trained network of a `best.pt` (contracts.md section 4: a dict with "state_dict"), in eval mode
-    on `device` (a torch.device or a name `osteoloc.device.pick_device` takes)."""
+    """The trained network of a `best.pt` (contracts.md section 4: a dict with "state_dict" and the run's
+    "config", `TrainSettings.as_dict()`), in eval mode on `device` (a torch.device or a name
+    `osteoloc.device.pick_device` takes).
+
+    The config says how to rebuild it: `output_stride` (default 32) and, for a per-target arm
+    (`per_target` or `crop_px` > 0), a PerTargetModels of four single-output ResNet-18s. A checkpoint
+    without those keys (older runs) is the four-target stride-32 model."""
     from osteoloc.device import pick_device
 
     checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
         raise ValueError(f"{checkpoint_path}: not a checkpoint dict with a 'state_dict'")
-    model = build_model(weights="none")
-    model.load_state_dict(checkpoint["state_dict"])
+    config = checkpoint.get("config") or {}
+    stride, crop_px = int(config.get("output_stride", 32)), int(config.get("crop_px", 0))
+    if config.get("per_target") or crop_px:
+        model = PerTargetModels({t: build_model(output_stride=stride, n_outputs=1) for t in TARGETS}, crop_px)
+    else:
+        model = build_model(weights="none", output_stride=stride)
+    try:
+        model.load_state_dict(checkpoint["state_dict"])
+    except RuntimeError as err:
+        raise ValueError(f"{checkpoint_path}: its weights do not fit the model its config describes "
+                         f"({type(model).__name__}, stride {stride}): {err}") from None
     return model.to(pick_device(device)).eval()

@@ -5,6 +5,11 @@ Files (contracts.md section 4), each at the path the caller gives: `history.csv`
 `best.pt` = {state_dict, epoch, config} at the end, and the resumable checkpoint `last.pt` (everything a
 rerun needs to continue: model, optimizer, scaler, RNG states, history, and the best weights so far, so a
 workflow that deletes a killed job's declared outputs cannot lose them).
+
+A per-target run (the arms `per_target` and landmark crops, `osteoloc.arms`) trains four single-output
+models in sequence, each with its own target's prior and its own resumable checkpoint `last_<target>.pt`
+beside `last.pt`; its best.pt holds the four as one `model.PerTargetModels` state_dict and its history.csv
+the four histories combined (`combine_histories`).
 """
 
 import contextlib
@@ -25,7 +30,7 @@ from osteoloc.data import batch_order, load_split, read_subjects, rotate_batch, 
 from osteoloc.device import pick_device
 from osteoloc.io.atomic import atomic_path
 from osteoloc.model import build_model, features_and_logits
-from osteoloc.prior import class_activation_maps, masked_bce, penalty_maps, prior_loss
+from osteoloc.prior import DEFAULT_SHAPE, class_activation_maps, masked_bce, penalty_maps, prior_loss
 from osteoloc.runs import HISTORY_COLUMNS, copy_history, write_history
 from osteoloc.splits import check_split, read_split
 from osteoloc.targets import TARGETS
@@ -60,12 +65,21 @@ class TrainSettings:
     prior_lambda: float = 0.0
     prior_radius: float = 0.0
     prior_sigma: float = 0.0  # 0 = no prior measured at all (the baseline's history shows NaN)
+    # The study arms' settings (osteoloc.arms, workflow/schemas/arms.schema.yaml); defaults = paper A.
+    prior_shape: str = DEFAULT_SHAPE  # a key of prior.PENALTY_SHAPES
+    landmark_source: str = "automatic"  # the prior's landmarks: automatic (/landmarks/groups) or manual
+    landmark_noise_mm: float = 0.0  # sd of the noise added to the prior's landmarks, mm
+    output_stride: int = 32  # 32 or 16 (model.build_model)
+    per_target: bool = False  # four single-output models, each with its own target's prior
+    crop_px: int = 0  # > 0: each target's model sees a crop_px sub-crop around its landmarks (per target)
 
     def __post_init__(self):
         if self.monitor not in ("bce", "total"):
             raise ValueError(f"monitor must be 'bce' or 'total', not {self.monitor!r}")
         if self.prior_lambda > 0 and self.prior_sigma <= 0:
             raise ValueError("a prior run (prior_lambda > 0) needs prior_sigma > 0")
+        if self.crop_px and not self.per_target:
+            raise ValueError("landmark crops (crop_px > 0) need per_target models")
 
     def as_dict(self):
         return dataclasses.asdict(self)
@@ -89,13 +103,15 @@ def _auc(labels, probs):
 class Trainer:
     """One run: model, optimizer and data on the device, the fixed penalty maps of the validation set."""
 
-    def __init__(self, train_data, val_data, settings):
+    def __init__(self, train_data, val_data, settings, targets=TARGETS):
         self.settings = s = settings
+        self.targets = tuple(targets)  # the label columns of the data, in order
         self.device = pick_device(s.device)
         self.use_amp = s.amp and self.device.type == "cuda"
         torch.manual_seed(s.seed)  # initialisation
         self.generator = torch.Generator().manual_seed(s.seed)  # batch order and augmentation, on the CPU
-        self.model = build_model(s.weights, s.weights_path or None).to(self.device)
+        self.model = build_model(s.weights, s.weights_path or None, output_stride=s.output_stride,
+                                 n_outputs=len(self.targets)).to(self.device)
         self.memory_format = torch.channels_last if s.channels_last else torch.contiguous_format
         self.model = self.model.to(memory_format=self.memory_format)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=s.lr, weight_decay=s.weight_decay)
@@ -122,7 +138,8 @@ class Trainer:
         if not use_prior:  # baseline: measure the prior without letting it train anything
             features, fc_weight = features.detach(), fc_weight.detach()
         cams = class_activation_maps(features.float(), fc_weight.float())
-        penalties = penalty_maps(landmarks, valid, cams.shape[-2:], self.input_hw, s.prior_radius, s.prior_sigma)
+        penalties = penalty_maps(landmarks, valid, cams.shape[-2:], self.input_hw, s.prior_radius, s.prior_sigma,
+                                 s.prior_shape)
         prior = prior_loss(cams, penalties, valid.any(dim=-1))
         total = bce + s.prior_lambda * prior if use_prior else bce
         return logits, bce, prior, total
@@ -171,12 +188,12 @@ class Trainer:
         if s.prior_sigma > 0:
             cams = torch.cat(cams)
             penalties = penalty_maps(d.landmarks, d.valid, cams.shape[-2:], self.input_hw, s.prior_radius,
-                                     s.prior_sigma)
+                                     s.prior_sigma, s.prior_shape)
             prior = float(prior_loss(cams, penalties, d.valid.any(dim=-1)))
         total = bce + s.prior_lambda * prior if s.prior_lambda > 0 else bce
         row = {"val_bce": bce, "val_prior": prior, "val_total": total}
         labels, probs = d.labels.cpu().numpy(), torch.sigmoid(logits).cpu().numpy()
-        for t, target in enumerate(TARGETS):
+        for t, target in enumerate(self.targets):
             row[f"val_auc_{target}"] = _auc(labels[:, t], probs[:, t])
         return row
 
@@ -222,20 +239,17 @@ def _load_resumable(path, identity):
     return checkpoint
 
 
-def train(train_data, val_data, settings, *, history_path, best_path, last_path, on_epoch_end=None):
-    """Train one model, resuming from `last_path` when it holds a checkpoint of the same run.
-
-    train_data, val_data: data.SplitTensors. Writes `history_path` after every epoch, `last_path` (the
-    resumable checkpoint, best weights so far included) after every epoch and `best_path` at the end.
-    on_epoch_end(epoch) is called after each epoch's checkpoint (tests use it).
-    Returns {"best_epoch", "best_loss", "history" (DataFrame)}.
+def fit(train_data, val_data, settings, *, last_path, targets=TARGETS, history_path=None, on_epoch_end=None):
+    """Train one network on the label columns `targets` of the data, resuming from `last_path` when it
+    holds a checkpoint of the same run. Saves `last_path` (and writes `history_path` when given) after
+    every epoch. Returns (history: list of per-epoch dicts, best: {state_dict, epoch, config}, best_loss).
     """
     s = settings
     last_path = Path(last_path)
     torch.use_deterministic_algorithms(True, warn_only=True)  # bit-identical CPU reruns
-    trainer = Trainer(train_data, val_data, s)
-    identity = {"format": CHECKPOINT_FORMAT, "settings": s.as_dict(), "train": _data_fingerprint(train_data),
-                "val": _data_fingerprint(val_data)}
+    trainer = Trainer(train_data, val_data, s, targets)
+    identity = {"format": CHECKPOINT_FORMAT, "settings": s.as_dict(), "targets": list(targets),
+                "train": _data_fingerprint(train_data), "val": _data_fingerprint(val_data)}
     history, best, best_loss, stale, done = [], None, math.inf, 0, False
     checkpoint = _load_resumable(last_path, identity)
     if checkpoint is not None:
@@ -243,8 +257,8 @@ def train(train_data, val_data, settings, *, history_path, best_path, last_path,
         history, best, best_loss = checkpoint["history"], checkpoint["best"], checkpoint["best_loss"]
         stale, done = checkpoint["stale"], checkpoint["done"]
         log.info("resuming from %s after epoch %d", last_path, len(history))
-    log.info("training on %s: %d train / %d val images of %s px, settings %s", trainer.device,
-             len(train_data), len(val_data), "x".join(map(str, trainer.input_hw)), s.as_dict())
+    log.info("training %s on %s: %d train / %d val images of %s px, settings %s", "/".join(targets),
+             trainer.device, len(train_data), len(val_data), "x".join(map(str, trainer.input_hw)), s.as_dict())
     monitor = f"val_{s.monitor}"
     while not done and len(history) < s.epochs:
         epoch = len(history) + 1
@@ -261,7 +275,8 @@ def train(train_data, val_data, settings, *, history_path, best_path, last_path,
         done = epoch == s.epochs or (s.early_stopping_patience > 0 and stale >= s.early_stopping_patience)
         _save({"identity": identity, "state": trainer.state(), "history": history, "best": best,
                "best_loss": best_loss, "stale": stale, "done": done}, last_path)
-        write_history(history, history_path)
+        if history_path is not None:
+            write_history(history, history_path)
         log.info("epoch %d/%d  train bce %.4f prior %.4f | val bce %.4f prior %.4f total %.4f | "
                  "best epoch %d | %.1f s", epoch, s.epochs, row["train_bce"], row["train_prior"],
                  row["val_bce"], row["val_prior"], row["val_total"], best["epoch"] if best else 0,
@@ -270,21 +285,72 @@ def train(train_data, val_data, settings, *, history_path, best_path, last_path,
             on_epoch_end(epoch)
     if done and len(history) < s.epochs:
         log.info("early stopping after epoch %d (%d epochs without improvement)", len(history), stale)
-    write_history(history, history_path)
     if best is None:
         raise RuntimeError(f"{last_path.parent}: no epoch gave a finite validation loss ({monitor}); "
                            "training diverged")
-    _save(best, best_path)
     log.info("best epoch %d, %s %.4f", best["epoch"], monitor, best_loss)
-    return {"best_epoch": best["epoch"], "best_loss": best_loss,
-            "history": pd.DataFrame(history, columns=HISTORY_COLUMNS)}
+    return history, best, best_loss
+
+
+def combine_histories(histories):
+    """One history of a per-target run from its models' histories {target: list of per-epoch dicts}:
+    per epoch, the mean loss over the models that ran it, each target's validation AUC from its own
+    model and the seconds summed (HISTORY_COLUMNS, one row per epoch of the longest run)."""
+    frames = [pd.DataFrame(h) for h in histories.values()]
+    stacked = pd.concat(frames, ignore_index=True)
+    by_epoch = stacked.groupby("epoch", sort=True)
+    combined = by_epoch.mean(numeric_only=True)  # each target's AUC column is its one model's value
+    combined["seconds"] = by_epoch["seconds"].sum()
+    return combined.reset_index().reindex(columns=HISTORY_COLUMNS)
+
+
+def per_target_last_path(last_path, target):
+    """The resumable checkpoint of one model of a per-target run: `last_<target>.pt` beside `last.pt`."""
+    last_path = Path(last_path)
+    return last_path.with_name(f"{last_path.stem}_{target}{last_path.suffix}")
+
+
+def train(train_data, val_data, settings, *, history_path, best_path, last_path, on_epoch_end=None):
+    """Train one run, resuming from `last_path` when it holds a checkpoint of the same run.
+
+    train_data, val_data: data.SplitTensors. Writes `history_path` after every epoch, `last_path` (the
+    resumable checkpoint, best weights so far included) after every epoch and `best_path` at the end.
+    A per-target run (settings.per_target) trains the four targets' models one after the other
+    (checkpoints `per_target_last_path`) and writes the combined history at the end of each model.
+    on_epoch_end(epoch) is called after each epoch's checkpoint (tests use it).
+    Returns {"best_epoch", "best_loss", "history" (DataFrame)}.
+    """
+    s = settings
+    if not s.per_target:
+        history, best, best_loss = fit(train_data, val_data, s, last_path=last_path, history_path=history_path,
+                                       on_epoch_end=on_epoch_end)
+        history = pd.DataFrame(history, columns=HISTORY_COLUMNS)
+    else:
+        histories, state, epochs, losses = {}, {}, {}, []
+        for t, target in enumerate(TARGETS):
+            history, best, loss = fit(train_data.target(t, s.crop_px), val_data.target(t, s.crop_px), s,
+                                      last_path=per_target_last_path(last_path, target), targets=(target,),
+                                      on_epoch_end=on_epoch_end)
+            histories[target], epochs[target] = history, best["epoch"]
+            state.update({f"{target}.{key}": value for key, value in best["state_dict"].items()})
+            losses.append(loss)
+            write_history(combine_histories(histories), history_path)
+        best = {"state_dict": state, "epoch": max(epochs.values()), "epochs": epochs, "config": s.as_dict()}
+        best_loss = float(np.mean(losses))
+        history = combine_histories(histories)
+    write_history(history, history_path)
+    _save(best, best_path)
+    return {"best_epoch": best["epoch"], "best_loss": best_loss, "history": history}
 
 
 def train_on_study(h5_path, split_path, settings, *, history_path, best_path, last_path, on_epoch_end=None):
-    """Read the train and validation splits of the study HDF5 into memory, then `train`."""
+    """Read the train and validation splits of the study HDF5 into memory (the prior's landmarks from the
+    settings' source, with their noise), then `train`."""
     split = check_split(read_split(split_path), read_subjects(h5_path), source=str(split_path))
-    train_data = load_split(h5_path, split, "train")
-    val_data = load_split(h5_path, split, "val")
+    landmarks = {"landmark_source": settings.landmark_source, "landmark_noise_mm": settings.landmark_noise_mm,
+                 "seed": settings.seed}
+    train_data = load_split(h5_path, split, "train", **landmarks)
+    val_data = load_split(h5_path, split, "val", **landmarks)
     return train(train_data, val_data, settings, history_path=history_path, best_path=best_path,
                  last_path=last_path, on_epoch_end=on_epoch_end)
 

@@ -5,7 +5,18 @@ from pathlib import Path
 
 from snakemake.utils import validate
 
-SECTIONS = ("study", "cohort", "preprocess", "train", "explain", "report", "segment")
+from osteoloc.arms import all_arm_settings
+
+SECTIONS = (
+    "study",
+    "cohort",
+    "preprocess",
+    "train",
+    "arms",
+    "explain",
+    "report",
+    "segment",
+)
 
 for _section in SECTIONS:
     config.setdefault(_section, {})
@@ -13,14 +24,17 @@ for _section in SECTIONS:
 
 RESULTS = config["study"]["results"]
 SEEDS = [int(s) for s in config["study"]["seeds"]]
-MODELS = ["baseline", "prior"]
+MODELS = ["baseline", "prior"]  # the paper's two models; 'prior' is the reference arm
+# Study arms (docs/training.md "Arms"): name -> the flat training settings the arm overrides.
+ARMS = all_arm_settings(config["arms"])
+RUNS = MODELS + list(ARMS)  # every trained model: the `model` wildcard
 
 # Each stage appends the outputs that `rule all` must produce.
 ALL_TARGETS = []
 
 
 wildcard_constraints:
-    model="|".join(MODELS),
+    model="|".join(RUNS),
     seed=r"\d+",
 
 
@@ -56,14 +70,15 @@ def explain_file(name, model="{model}", seed="{seed}"):
     return results("explain", model, f"seed{seed}", name)
 
 
-def explain_outputs(name):
-    """The explain file `name` of every (model, seed), models outer: the order of `explain_runs`."""
-    return expand(explain_file(name), model=MODELS, seed=SEEDS)
+def explain_outputs(name, models=MODELS):
+    """The explain file `name` of every (model, seed), models outer: the order of `explain_runs`.
+    models: the paper's two by default; RUNS or list(ARMS) for the arms."""
+    return expand(explain_file(name), model=models, seed=SEEDS)
 
 
-def explain_runs():
+def explain_runs(models=MODELS):
     """(model, seed) of every run as a JSON param, in the order `explain_outputs` lists their files."""
-    return as_json([[model, seed] for model in MODELS for seed in SEEDS])
+    return as_json([[model, seed] for model in models for seed in SEEDS])
 
 
 # snakemake's report() under a name its parser does not take for the `report:` keyword at a line start.

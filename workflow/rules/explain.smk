@@ -1,14 +1,33 @@
-# Explain every trained model on its test split: Grad-CAM maps of the four targets, predictions and
-# localisation metrics (docs/contracts.md section 5). Heavy: may run on a GPU node.
+# Explain every trained model (the paper's two and every study arm) on its test split: Grad-CAM maps of the
+# four targets in the hip crop's frame, predictions and localisation metrics (docs/contracts.md section 5).
+# With the phantom's counterfactual twins (cohort.phantom.cue.twins) also the predictions on the twin study
+# (the shortcut test). Heavy: may run on a GPU node.
+_CUE = config["cohort"].get("phantom", {}).get("cue", {})
+TWINS = (
+    config["cohort"]["source"] == "phantom"
+    and bool(_CUE.get("enabled"))
+    and bool(_CUE.get("twins"))
+)
+TWIN_STUDY_H5 = results("preprocess", "study_twin.h5")
+
+
+def explain_inputs(wildcards):
+    inputs = {
+        "study": results("preprocess", "study.h5"),
+        "split": results("splits", f"seed{wildcards.seed}.csv"),
+        "checkpoint": train_file("best.pt", wildcards.model, wildcards.seed),
+        "code": library_code("explain.py"),
+    }
+    if TWINS:
+        inputs["twin"] = TWIN_STUDY_H5
+    return inputs
 
 
 rule explain:
     input:
-        study=results("preprocess", "study.h5"),
-        split=results("splits", "seed{seed}.csv"),
-        checkpoint=train_file("best.pt"),
-        code=library_code("explain.py"),
+        unpack(explain_inputs),
     output:
+        **({"twin_predictions": explain_file("twin_predictions.csv")} if TWINS else {}),
         predictions=explain_file("predictions.csv"),
         maps=explain_file("maps.h5"),
         metrics=explain_file("metrics.csv"),
@@ -25,3 +44,12 @@ rule explain:
         gpu=1 if config["study"]["device"] == "cuda" else 0,
     script:
         "../../scripts/explain.py"
+
+
+# The paper's two models are explained for the report; the arms' runs are final outputs of their own.
+ALL_TARGETS.extend(
+    explain_file(name, model, seed)
+    for model in ARMS
+    for seed in SEEDS
+    for name in ("predictions.csv", "metrics.csv", "maps.h5")
+)

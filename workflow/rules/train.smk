@@ -1,7 +1,9 @@
 # Training (docs/training.md): a subject-level split per seed, the prior's grid search on the selection
 # seed with automatic boundary extension (a checkpoint per selection round), then the baseline and the
-# prior model for every seed. Params carry the config as JSON blocks: the baseline's block holds no prior
-# value, so changing the prior reruns only the prior's jobs and what follows them.
+# prior model for every seed, and every study arm (config `arms:`) for every seed with the prior's values.
+# Params carry the config as JSON blocks: the baseline's block holds no prior value, so changing the prior
+# reruns only the prior's jobs (and the arms') and what follows them; an arm's training block is the shared
+# one merged with that arm's settings alone, so editing one arm reruns only that arm.
 from osteoloc.grid import grid_points, point_id
 
 TRAIN = config["train"]
@@ -93,10 +95,10 @@ def train_inputs(wildcards):
         "split": results("splits", f"seed{wildcards.seed}.csv"),
         "code": library_code("train.py"),
     }
-    if wildcards.model == "prior" and SELECT_BY_GRID:
+    if wildcards.model != "baseline" and SELECT_BY_GRID:  # the prior and every arm
         inputs["selection"] = results("grid", "selection.json")
         if (
-            int(wildcards.seed) == SELECTION_SEED
+            wildcards.model == "prior" and int(wildcards.seed) == SELECTION_SEED
         ):  # the chosen grid point's run is this very run
             chosen = final_round()[1]["best"]
             inputs["grid_best"] = grid_file("best.pt", chosen)
@@ -104,9 +106,21 @@ def train_inputs(wildcards):
     return inputs
 
 
+def run_training(wildcards):
+    """The training block of a per-seed run: the shared one, merged with the arm's settings for an arm."""
+    return as_json({**TRAINING, **ARMS.get(wildcards.model, {})})
+
+
+def run_runtime(wildcards):
+    """A per-target arm trains four models in sequence: four times the wall time."""
+    arm = ARMS.get(wildcards.model, {})
+    return TRAIN_RESOURCES["runtime"] * (4 if arm.get("per_target") else 1)
+
+
 def fixed_prior(wildcards):
-    """The prior's block for a per-seed run: empty for the baseline and for grid-selected values (the
-    script reads selection.json), the fixed values otherwise."""
+    """The prior's block for a per-seed run of the prior or an arm: empty for the baseline and for
+    grid-selected values (the script reads selection.json), the fixed values otherwise.
+    """
     if wildcards.model == "baseline" or SELECT_BY_GRID:
         return ""
     return as_json({axis: PRIOR[axis] for axis in ("lambda", "radius", "sigma")})
@@ -198,7 +212,7 @@ rule train:
         ),
         best=train_file("best.pt"),
     params:
-        training=as_json(TRAINING),
+        training=run_training,
         seed=lambda wildcards: int(wildcards.seed),
         point="",
         prior=fixed_prior,
@@ -207,7 +221,9 @@ rule train:
         log_path("train", "{model}", "seed{seed}.log"),
     threads: TRAIN_THREADS
     resources:
-        **TRAIN_RESOURCES,
+        mem_mb=TRAIN_RESOURCES["mem_mb"],
+        runtime=run_runtime,
+        gpu=TRAIN_RESOURCES["gpu"],
     script:
         "../../scripts/train.py"
 
@@ -233,7 +249,7 @@ rule figure_grid:
 
 ALL_TARGETS.extend(
     train_file(name, model, seed)
-    for model in MODELS
+    for model in RUNS
     for seed in SEEDS
     for name in ("best.pt", "history.csv")
 )

@@ -1,0 +1,92 @@
+"""Study arms (issue 12, docs/training.md "Arms"): named sets of overrides of the prior's training, the model
+or its input, each trained with the reference arm's prior values for every seed on that seed's split.
+
+An arm's config block (workflow/schemas/arms.schema.yaml) is nested by what it changes:
+
+    prior: {shape, landmarks, landmark_noise_mm}     penalty-mask shape; landmark source; added noise (mm)
+    model: {per_target, output_stride}               four single-output models; stride 16 or 32
+    input: {landmark_crops, crop_px}                 each target's model sees a crop around its landmarks
+    train: {epochs, batch_size, lr, ...}             any of the shared training values
+
+`arm_settings` merges it with the defaults into the flat `osteoloc.train.TrainSettings` keys the arm's job
+passes (and only those: editing one arm changes only its own job's params). The paper's two models keep
+their names: 'baseline' and 'prior' (the reference arm) are not arm names.
+"""
+
+import re
+
+from osteoloc.prior import DEFAULT_SHAPE, PENALTY_SHAPES
+
+RESERVED = ("baseline", "prior")
+NAME = re.compile(r"^[a-z0-9_]+$")
+LANDMARK_SOURCES = ("automatic", "manual")
+
+# Defaults of every arm key (the schema's; tests/test_arms.py holds them equal).
+DEFAULTS = {
+    "prior": {"shape": DEFAULT_SHAPE, "landmarks": "automatic", "landmark_noise_mm": 0.0},
+    "model": {"per_target": False, "output_stride": 32},
+    "input": {"landmark_crops": False, "crop_px": 48},
+}
+# Shared training values an arm may override (the `train:` keys that change what is learnt).
+TRAIN_KEYS = ("epochs", "batch_size", "lr", "weight_decay", "rotation_degrees", "monitor",
+              "early_stopping_patience", "weights")
+
+
+def check_arm_name(name):
+    """Raise ValueError unless `name` is a usable arm name ([a-z0-9_]+, not 'baseline' or 'prior')."""
+    if not NAME.match(str(name)) or name in RESERVED:
+        raise ValueError(f"arms: {name!r} is not an arm name (letters a-z, digits and _; not "
+                         f"{' or '.join(RESERVED)}, the paper's two models)")
+
+
+def arm_settings(name, block):
+    """The flat TrainSettings overrides of arm `name` from its config block (see the module docstring).
+
+    Returns a dict with every arm key filled (prior_shape, landmark_source, landmark_noise_mm, per_target,
+    output_stride, crop_px) plus the block's `train` overrides. crop_px is 0 unless input.landmark_crops;
+    landmark crops imply per-target models (each target is classified from its own crop). Raises
+    ValueError naming the arm for an unknown key or value.
+    """
+    check_arm_name(name)
+    block = dict(block or {})
+    unknown = set(block) - set(DEFAULTS) - {"train"}
+    if unknown:
+        raise ValueError(f"arms.{name}: unknown section(s) {sorted(unknown)}; use {sorted([*DEFAULTS, 'train'])}")
+    merged = {}
+    for section, defaults in DEFAULTS.items():
+        values = dict(block.get(section) or {})
+        extra = set(values) - set(defaults)
+        if extra:
+            raise ValueError(f"arms.{name}.{section}: unknown key(s) {sorted(extra)}; use {sorted(defaults)}")
+        merged[section] = {**defaults, **values}
+    prior, model, inputs = merged["prior"], merged["model"], merged["input"]
+    if prior["shape"] not in PENALTY_SHAPES:
+        raise ValueError(f"arms.{name}.prior.shape: {prior['shape']!r}, choose one of {sorted(PENALTY_SHAPES)}")
+    if prior["landmarks"] not in LANDMARK_SOURCES:
+        raise ValueError(f"arms.{name}.prior.landmarks: {prior['landmarks']!r}, choose one of {LANDMARK_SOURCES}")
+    if not float(prior["landmark_noise_mm"]) >= 0:
+        raise ValueError(f"arms.{name}.prior.landmark_noise_mm must be >= 0, not {prior['landmark_noise_mm']!r}")
+    if int(model["output_stride"]) not in (16, 32):
+        raise ValueError(f"arms.{name}.model.output_stride must be 16 or 32, not {model['output_stride']!r}")
+    if inputs["landmark_crops"] and not int(inputs["crop_px"]) >= 8:
+        raise ValueError(f"arms.{name}.input.crop_px must be at least 8 pixels, not {inputs['crop_px']!r}")
+    train = dict(block.get("train") or {})
+    extra = set(train) - set(TRAIN_KEYS)
+    if extra:
+        raise ValueError(f"arms.{name}.train: key(s) {sorted(extra)} cannot differ between arms; "
+                         f"an arm may override {list(TRAIN_KEYS)}")
+    crops = bool(inputs["landmark_crops"])
+    return {
+        **train,
+        "prior_shape": str(prior["shape"]),
+        "landmark_source": str(prior["landmarks"]),
+        "landmark_noise_mm": float(prior["landmark_noise_mm"]),
+        "per_target": bool(model["per_target"]) or crops,
+        "output_stride": int(model["output_stride"]),
+        "crop_px": int(inputs["crop_px"]) if crops else 0,
+    }
+
+
+def all_arm_settings(arms):
+    """{name: arm_settings(name, block)} of the config's `arms:` section, in config order."""
+    return {name: arm_settings(name, block) for name, block in (arms or {}).items()}
