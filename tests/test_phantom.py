@@ -560,3 +560,40 @@ def test_visits_share_the_subject_and_anatomy(tmp_path):
         radii = [truth["params"][stem_of(p)].attrs["head_radius_mm"] for p in man["image_path"]]
     np.testing.assert_allclose(radii[0], radii[1])
     assert not np.allclose(radii[0], radii[2])
+
+
+def test_twin_study_has_the_study_rows_and_the_cue_in_crop_pixels(twin_cohort, tmp_path):
+    """Preprocessing carries the cue into the study (`/truth/cue`, cropped and flipped like the image) and
+    the twin cohort preprocesses to the same hips in the same rows; only the cue's neighbourhood (and the
+    crop's own p5/p95 normalisation) tells the two images apart."""
+    from osteoloc.io.study_h5 import StudyFile
+    from osteoloc.preprocess import preprocess_twin
+    from osteoloc.preprocess.driver import preprocess_study
+
+    settings = {"crop_size": 64, "spacing_mm": 1.4, "groups": GROUPS, "points_unit": "auto",
+                "accept_mirrored": False, "max_excluded_fraction": 0.6}
+    preprocess_study(twin_cohort / "manifest.csv", twin_cohort / "labels.csv", tmp_path / "study.h5",
+                     tmp_path / "exclusions.csv", truth_path=twin_cohort / "truth.h5",
+                     **{k: settings[k] for k in ("crop_size", "spacing_mm", "groups", "max_excluded_fraction")})
+    preprocess_twin({"manifest": str(twin_cohort / TWIN_MANIFEST), "labels": str(twin_cohort / "labels.csv"),
+                     "truth": str(twin_cohort / "truth.h5")}, settings, tmp_path / "twin.h5", tmp_path / "twin.csv")
+    with StudyFile(tmp_path / "study.h5") as study, StudyFile(tmp_path / "twin.h5") as twin, \
+            h5py.File(twin_cohort / "truth.h5") as truth:
+        assert study.has_cue and twin.has_cue and len(study) == len(twin) > 0
+        pd.testing.assert_frame_equal(study.meta(("subject", "visit", "side")), twin.meta(("subject", "visit", "side")))
+        meta = study.meta(("subject", "visit", "side", "source"))
+        a = study.read(["images", "truth/cue"])
+        b = twin.read(["images", "truth/cue"])
+        np.testing.assert_array_equal(a["truth/cue"], b["truth/cue"])
+        marked = 0
+        for i, hip in meta.iterrows():
+            flag = bool(truth[f"params/{Path(hip.source).stem}"].attrs["cue"][["right", "left"].index(hip.side)])
+            cue = a["truth/cue"][i]
+            if not flag:  # no marker on this hip: nothing in the mask, the twin's crop is the same crop
+                assert cue.sum() == 0
+                np.testing.assert_allclose(a["images"][i], b["images"][i], atol=1e-6)
+            elif cue.any():  # a marker inside the crop: the images differ most at the cue
+                marked += 1
+                diff = np.abs(a["images"][i] - b["images"][i])
+                assert diff[cue > 0].mean() > 5 * diff[cue == 0].mean()
+        assert marked > 0

@@ -57,20 +57,15 @@ def predict_maps(model, images, groups, valid):
     return torch.cat(logits, dim=1), torch.cat(maps, dim=1)
 
 
-def _has_dataset(study, name):
-    try:
-        study.read([name], [])
-    except KeyError:
-        return False
-    return True
-
-
-def _twin_probabilities(model, twin_path, rows, crop_size, batch_size, device):
+def _twin_probabilities(model, twin_path, rows, meta, crop_size, batch_size, device):
     """The model's probabilities (n, 4) on the twin study's `rows` (the same hips, the cue removed)."""
     probs = []
     with StudyFile(twin_path) as twin:
         if twin.crop_size != crop_size:
             raise ValueError(f"{twin_path}: crop size {twin.crop_size}, the study's is {crop_size}")
+        if len(twin) != len(meta) or not twin.meta(META_FIELDS, rows).set_index("row").equals(meta.loc[rows]):
+            raise ValueError(f"{twin_path}: its rows are not the study's hips (subject, visit, side differ); "
+                             "the twin cohort must be preprocessed like the study")
         for _, batch in twin.batches(BATCH_FIELDS, rows, batch_size):
             images = torch.from_numpy(batch["images"].astype(np.float32))[:, None]
             logits, _ = predict_maps(model, images.to(device), batch["landmarks/groups"], batch["landmarks/valid"])
@@ -100,7 +95,7 @@ def explain_run(study_path, split_path, checkpoint_path, *, predictions_path, ma
         meta = study.meta(META_FIELDS).set_index("row")
         labels = study.read(["labels"], rows)["labels"].astype(int)
         fields = BATCH_FIELDS + (("truth/masks",) if study.has_truth else ())
-        fields += (CUE,) if _has_dataset(study, CUE) else ()
+        fields += (CUE,) if study.has_cue else ()
         crop_size = study.crop_size
         with maps_writer(maps_path, rows, study.crop_size) as append_maps:
             for _, batch in study.batches(fields, rows, batch_size):
@@ -120,7 +115,7 @@ def explain_run(study_path, split_path, checkpoint_path, *, predictions_path, ma
     write_metrics(metrics, metrics_path)
     result = {"rows": rows, "predictions": predictions, "metrics": metrics}
     if twin_study_path:
-        twin_probs = _twin_probabilities(model, twin_study_path, rows, crop_size, batch_size, device)
+        twin_probs = _twin_probabilities(model, twin_study_path, rows, meta, crop_size, batch_size, device)
         result["twin_predictions"] = predictions_frame(rows, meta, labels, twin_probs)
         write_predictions(result["twin_predictions"], twin_predictions_path)
     log.info("explained %d test hips of %s", len(rows), checkpoint_path)

@@ -204,3 +204,32 @@ ALL_TARGETS.extend(
         rules.figure_landmarks.output.pdf,
     ]
 )
+
+
+if phantom_twins():
+
+    # The shortcut test's counterfactual study: the phantom's twins (each radiograph without its cue
+    # markers) preprocessed exactly like the study, in one job (phantom cohorts only); explain checks that
+    # its rows are the study's hips.
+    rule preprocess_twin:
+        input:
+            manifest=cohort_twin_manifest(),
+            labels=cohort_labels(),
+            truth=cohort_truth(),
+            code=library_code("preprocess_twin.py"),
+        output:
+            study=results("preprocess", "study_twin.h5"),
+            exclusions=results("preprocess", "exclusions_twin.csv"),
+        params:
+            settings=as_json(
+                SHARD_SETTINGS
+                | {"max_excluded_fraction": PREPROCESS["max_excluded_fraction"]}
+            ),
+        log:
+            log_path("preprocess_twin.log"),
+        threads: 1
+        resources:
+            mem_mb=1500,
+            runtime=120,
+        script:
+            "../../scripts/preprocess_twin.py"

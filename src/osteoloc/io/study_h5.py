@@ -27,10 +27,11 @@ READ_GAP = 64  # rows: wanted rows closer than this are read in one slice (slice
 READ_BLOCK = 1024  # rows: the longest slice read at once, so memory stays bounded
 
 
-def dataset_layout(crop_size, n_points, with_truth):
+def dataset_layout(crop_size, n_points, with_truth, with_cue=False):
     """name -> (per-row shape, dtype, rows per chunk) of every dataset of contracts.md section 2.
 
-    `n_points` is L, the longest target group; `/truth/masks` only `with_truth`."""
+    `n_points` is L, the longest target group; `/truth/masks` only `with_truth`, `/truth/cue` (the
+    phantom's shortcut cue, 1 where its marker lies) only `with_cue`."""
     S, L, T = int(crop_size), int(n_points), len(TARGETS)
     layout = {
         "images": ((S, S), np.float32, 1),
@@ -46,6 +47,8 @@ def dataset_layout(crop_size, n_points, with_truth):
     }
     if with_truth:
         layout["truth/masks"] = ((T, S, S), np.uint8, 1)
+    if with_cue:
+        layout["truth/cue"] = ((S, S), np.uint8, 1)
     return layout
 
 
@@ -75,18 +78,20 @@ class HipRecord:
     head_circle: tuple  # (cx, cy, r) in crop pixels
     intensity: tuple  # (p5, p95)
     truth_masks: np.ndarray = None  # uint8 (4, S, S) or None
+    truth_cue: np.ndarray = None  # uint8 (S, S): the shortcut cue's marker, or None
 
 
 class StudyWriter:
     """Append HipRecords to a new study HDF5; use as a context manager (rename on success only)."""
 
-    def __init__(self, path, crop_size, spacing_mm, groups, with_truth=False, batch=64, attrs=None):
+    def __init__(self, path, crop_size, spacing_mm, groups, with_truth=False, batch=64, attrs=None, with_cue=False):
         self.path = Path(path)
         self.crop_size = int(crop_size)
         self.groups = {t: [int(i) for i in groups[t]] for t in TARGETS}
         self.length = max(len(v) for v in self.groups.values())
         self.spacing_mm = float(spacing_mm)
         self.with_truth = with_truth
+        self.with_cue = with_cue
         self.batch = batch
         self.extra_attrs = dict(attrs or {})
         self.buffer = []
@@ -113,7 +118,7 @@ class StudyWriter:
         return self._atomic.__exit__(exc_type, exc, tb)
 
     def _create(self):
-        for name, (shape, dtype, chunk_rows) in dataset_layout(self.crop_size, self.length, self.with_truth).items():
+        for name, (shape, dtype, chunk_rows) in dataset_layout(self.crop_size, self.length, self.with_truth, self.with_cue).items():
             fill = np.nan if name.startswith("landmarks/contour") or name == "landmarks/groups" else None
             # images and masks: one chunk per image, so random access is cheap
             self.h5.create_dataset(name, shape=(0, *shape), maxshape=(None, *shape), dtype=dtype,
@@ -161,6 +166,10 @@ class StudyWriter:
             S = self.crop_size
             columns["truth/masks"] = [r.truth_masks if r.truth_masks is not None
                                       else np.zeros((len(TARGETS), S, S), np.uint8) for r in records]
+        if self.with_cue:
+            S = self.crop_size
+            columns["truth/cue"] = [r.truth_cue if r.truth_cue is not None else np.zeros((S, S), np.uint8)
+                                    for r in records]
         for name, values in columns.items():
             dataset = self.h5[name]
             dataset.resize(start + n, axis=0)
@@ -172,14 +181,14 @@ class StudyWriter:
         """Append rows start..stop-1 of the open StudyFile `study` (a shard of the same layout) as they are
         stored, `block` rows at a time so memory stays bounded; pending appends are written first, so
         rows keep the order they were added in."""
-        if (study.crop_size, study.has_truth) != (self.crop_size, self.with_truth) or \
+        if (study.crop_size, study.has_truth, study.has_cue) != (self.crop_size, self.with_truth, self.with_cue) or \
                 study.group_indices != self.groups:
             raise StudyFormatError(f"{study.path}: layout differs from the study being written to {self.path}")
         self._flush()
         n = int(stop) - int(start)
         if n <= 0:
             return
-        for name in dataset_layout(self.crop_size, self.length, self.with_truth):
+        for name in dataset_layout(self.crop_size, self.length, self.with_truth, self.with_cue):
             source, target = study._h5[name], self.h5[name]
             target.resize(self.count + n, axis=0)
             for a in range(0, n, block):
@@ -279,9 +288,10 @@ class StudyFile:
             self._fail(f"group_indices has targets {sorted(self.group_indices)}, expected {list(TARGETS)}")
         self.targets = list(TARGETS)
         self.has_truth = "truth/masks" in h5
+        self.has_cue = "truth/cue" in h5
         n_points = max(len(v) for v in self.group_indices.values())
         self._n = h5["images"].shape[0] if "images" in h5 else 0
-        for name, (shape, _, _) in dataset_layout(self.crop_size, n_points, self.has_truth).items():
+        for name, (shape, _, _) in dataset_layout(self.crop_size, n_points, self.has_truth, self.has_cue).items():
             if name not in h5:
                 self._fail(f"no /{name} dataset")
             if h5[name].shape != (self._n, *shape):

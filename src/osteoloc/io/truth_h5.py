@@ -72,6 +72,17 @@ class TruthFile(h5py.File):
         s = SIDES.index(side)
         return np.stack([(bits >> (4 * s + t)) & 1 for t in range(len(TARGETS))]).astype(np.uint8)
 
+    def cue(self, stem, side):
+        """The cue marker mask (rows, cols) uint8 0/1 of one hip, or None when the file has no cue for it."""
+        key = f"cue/{stem}"
+        if key not in self:
+            return None
+        return ((self[key][()] >> SIDES.index(side)) & 1).astype(np.uint8)
+
+    @property
+    def has_cue(self):
+        return "cue" in self
+
     def radiograph(self, stem):
         """(mask bitfield, params dict, cue bitfield or None) of one radiograph, as TruthWriter.add took
         them; KeyError naming the file when it is absent."""

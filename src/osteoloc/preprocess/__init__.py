@@ -10,7 +10,7 @@
 """
 
 from osteoloc.preprocess.driver import (cohort_source, import_group_study, preprocess_exclusions, preprocess_gather,
-                                        preprocess_shard, preprocess_study, read_shard_plan, write_shard_plan,
+                                        preprocess_shard, preprocess_study, preprocess_twin, read_shard_plan, write_shard_plan,
                                         write_study)
 from osteoloc.preprocess.exclusions import Exclusion, Exclusions, TooManyExclusions
 from osteoloc.preprocess.geometry import (CropError, HipCrop, crop_offset, mask_crop, preprocess_hip, resample_crop,
@@ -21,5 +21,5 @@ from osteoloc.preprocess.sources import GroupSource, ManifestSource
 __all__ = ["CropError", "Duplicates", "Exclusion", "Exclusions", "GroupSource", "HipCrop", "ManifestSource",
            "TooManyExclusions", "cohort_source", "crop_offset", "gather_exclusions", "gather_study",
            "import_group_study", "mask_crop", "n_shards", "preprocess_exclusions", "preprocess_gather", "preprocess_hip",
-           "preprocess_shard", "preprocess_study", "read_shard_plan", "resample_crop", "shard_units", "to_crop",
+           "preprocess_shard", "preprocess_study", "preprocess_twin", "read_shard_plan", "resample_crop", "shard_units", "to_crop",
            "to_resampled", "write_shard", "write_shard_plan", "write_study"]

@@ -24,7 +24,7 @@ def write_study(source, study_path, exclusions_path, *, max_excluded_fraction):
     exclusions = Exclusions(list(source.label_exclusions()))
     duplicates = Duplicates()
     with StudyWriter(study_path, source.crop_size, source.spacing_mm, source.groups,
-                     with_truth=source.with_truth, attrs=source.attrs) as writer:
+                     with_truth=source.with_truth, with_cue=source.with_cue, attrs=source.attrs) as writer:
         for unit in unit_results(source, range(len(source.units))):
             duplicate = duplicates.exclusion(unit.unit, unit.subject, unit.visit, unit.file, unit.pixel_hash)
             if duplicate is not None:
@@ -134,3 +134,11 @@ def read_shard_plan(plan_path):
     for shard, files in zip(table["shard"], table["files"]):
         shards.setdefault(int(shard), []).extend(f for f in files.split(";") if f)
     return shards
+
+
+def preprocess_twin(inputs, settings, study_path, exclusions_path):
+    """Rule `preprocess_twin`: the twin cohort (inputs manifest, labels, truth) preprocessed with the
+    study's settings in one process (the same checks, the same row order). Returns the hips written."""
+    with cohort_source("manifest", inputs, settings) as source:
+        return write_study(source, study_path, exclusions_path,
+                           max_excluded_fraction=settings["max_excluded_fraction"])

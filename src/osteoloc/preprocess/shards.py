@@ -97,7 +97,7 @@ class Duplicates:
 
 def _writer(source, path):
     return StudyWriter(path, source.crop_size, source.spacing_mm, source.groups, with_truth=source.with_truth,
-                       attrs=source.attrs)
+                       with_cue=source.with_cue, attrs=source.attrs)
 
 
 def write_shard(source, positions, shard_dir):

@@ -29,7 +29,7 @@ from osteoloc.landmarks import (HipsSwapped, LandmarkError, check_hip, check_pai
 from osteoloc.preprocess.exclusions import Exclusion
 from osteoloc.preprocess.geometry import (HipCrop, landmarks_in_crop, mirror_points, outside_image, preprocess_hip,
                                           resample_scale)
-from osteoloc.targets import SIDES
+from osteoloc.targets import SIDES, TARGETS
 
 log = logging.getLogger(__name__)
 
@@ -100,8 +100,11 @@ def check_points(points, problems, shape, spacing, unit):
 def hip_record(crop, grades, groups, crop_size, subject, visit, side, cohort, source, source_spacing,
                spacing_from):
     """A HipCrop plus its grades and metadata as one study row; the target groups are taken from the
-    crop's contour (crop pixels)."""
+    crop's contour (crop pixels). A fifth cropped mask, when present, is the shortcut cue's."""
     group_points, valid = target_groups(crop.contour, groups, crop_size)
+    masks, cue = crop.masks, None
+    if masks is not None and len(masks) == len(TARGETS) + 1:
+        masks, cue = masks[:len(TARGETS)], masks[len(TARGETS)]
     grades = np.asarray(grades, dtype=np.int8)
     return HipRecord(
         image=crop.image, grades=grades, labels=grades_to_labels(grades),
@@ -109,7 +112,8 @@ def hip_record(crop, grades, groups, crop_size, subject, visit, side, cohort, so
         groups=group_points, valid=valid, subject=subject, visit=visit, side=side, cohort=cohort,
         source=source, source_spacing=tuple(source_spacing), spacing_from=spacing_from,
         crop_offset=tuple(map(float, crop.offset)),
-        head_circle=tuple(map(float, crop.head_circle)), intensity=crop.intensity, truth_masks=crop.masks)
+        head_circle=tuple(map(float, crop.head_circle)), intensity=crop.intensity, truth_masks=masks,
+        truth_cue=cue)
 
 
 def pixel_digest(pixels):
@@ -125,6 +129,7 @@ class _LabelledSource:
     """What every source shares: the label table, its exclusions, the catch-all per unit."""
 
     with_truth = False
+    with_cue = False
     attrs = {}
 
     def __init__(self, labels_path):
@@ -217,6 +222,7 @@ class ManifestSource(_LabelledSource):
         self.crop_size, self.spacing_mm = int(crop_size), float(spacing_mm)
         self.truth = TruthFile(truth_path) if truth_path else None
         self.with_truth = self.truth is not None
+        self.with_cue = self.with_truth and self.truth.has_cue
         self.n_hips = 2 * len(self.rows)
         self.units = range(len(self.rows))
         # A second radiograph of one subject and visit: which one is meant? Only the first is used,
@@ -280,6 +286,9 @@ class ManifestSource(_LabelledSource):
                 exclude(stage, row.points_path, failures[side])
                 continue
             masks = self.truth.masks(stem, side) if self.truth is not None else None
+            if masks is not None and self.with_cue:  # the cue rides along as a fifth mask, cropped alike
+                cue = self.truth.cue(stem, side)
+                masks = np.concatenate([masks, (cue if cue is not None else np.zeros_like(masks[0]))[None]])
             if masks is not None and mirrored:
                 masks = masks[:, :, ::-1]
             try:
