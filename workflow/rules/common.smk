@@ -86,24 +86,26 @@ report_file = report
 REPORT_SUFFIXES = {"tables": ("csv", "md", "tex"), "figures": ("png", "pdf")}
 
 
-def report_outputs(kind, labels, category, suffixes=None, **report_options):
+def report_outputs(kind, labels, category, suffixes=None, stems=None, **report_options):
     """Named outputs of report tables (kind "tables") or figures ("figures"): for each id -> labels of
     `labels`, `<id>` is results/report/<kind>/<id>.csv (or .png), shown in the HTML report with the caption
     workflow/report/<id>.rst, and `<id>_md`, `<id>_tex` (or `<id>_pdf`) are its siblings (`suffixes`
-    overrides REPORT_SUFFIXES; the first one is shown)."""
+    overrides REPORT_SUFFIXES; the first one is shown). `stems`: id -> (file stem, caption stem) where
+    they differ from the id."""
     first, *siblings = suffixes or REPORT_SUFFIXES[kind]
     outputs = {}
     for output_id, output_labels in labels.items():
+        stem, caption = (stems or {}).get(output_id, (output_id, output_id))
         outputs[output_id] = report_file(
-            results("report", kind, f"{output_id}.{first}"),
-            caption=workflow.source_path(f"../report/{output_id}.rst"),
+            results("report", kind, f"{stem}.{first}"),
+            caption=workflow.source_path(f"../report/{caption}.rst"),
             category=category,
             labels=output_labels,
             **report_options,
         )
         for suffix in siblings:
             outputs[f"{output_id}_{suffix}"] = results(
-                "report", kind, f"{output_id}.{suffix}"
+                "report", kind, f"{stem}.{suffix}"
             )
     return outputs
 

@@ -123,19 +123,14 @@ if SEGMENT_CAM_MODELS:
 
 def segment_report_outputs():
     outputs = {}
-    for key, (folder, stem, caption, label) in SEGMENT_REPORT.items():
-        path = results("report", folder, stem)
-        main, siblings = (
-            (".csv", (".md", ".tex")) if folder == "tables" else (".png", (".pdf",))
+    for kind, label_key in (("tables", "table"), ("figures", "figure")):
+        entries = {k: v for k, v in SEGMENT_REPORT.items() if v[0] == kind}
+        outputs |= report_outputs(
+            kind,
+            {k: {label_key: label} for k, (_, _, _, label) in entries.items()},
+            "Segmentation",
+            stems={k: (stem, caption) for k, (_, stem, caption, _) in entries.items()},
         )
-        outputs[key] = report(
-            path + main,
-            caption=f"../report/{caption}.rst",
-            category="Segmentation",
-            labels={"table" if folder == "tables" else "figure": label},
-        )
-        for suffix in siblings:
-            outputs[f"{key}_{suffix[1:]}"] = path + suffix
     return outputs
 
 
