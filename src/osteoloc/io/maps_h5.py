@@ -11,6 +11,7 @@ import h5py
 import numpy as np
 
 from osteoloc.io.atomic import atomic_path
+from osteoloc.io.h5view import H5View
 from osteoloc.targets import TARGETS
 
 MAPS_NORMALISATION = "pytorch-grad-cam: ReLU, min-max, bilinear, min-max"
@@ -50,7 +51,7 @@ def read_maps(path):
         return f["rows"][()], f["maps"][()].astype(np.float32)
 
 
-class MapsFile:
+class MapsFile(H5View):
     """Read-only view of a maps.h5: `.rows` (n,), `len`, and the maps of given positions or batches."""
 
     def __init__(self, path):
@@ -63,15 +64,6 @@ class MapsFile:
 
     def __len__(self):
         return len(self.rows)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def close(self):
-        self._h5.close()
 
     def take(self, positions):
         """float32 maps (k, 4, S, S) of the given positions (indices into `.rows`), in that order."""

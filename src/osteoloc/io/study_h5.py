@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from osteoloc.io.atomic import atomic_path
+from osteoloc.io.h5view import H5View
 from osteoloc.targets import TARGETS
 
 SCHEMA_VERSION = 1
@@ -242,7 +243,7 @@ def read_spans(rows, max_gap=READ_GAP, max_len=READ_BLOCK):
     return [(int(rows[a]), int(rows[b - 1]) + 1, rows[a:b] - rows[a]) for a, b in zip(edges[:-1], edges[1:])]
 
 
-class StudyFile:
+class StudyFile(H5View):
     """Read-only access to a study HDF5, the only reader of that format (contracts.md section 2).
 
     Opening checks `schema_version` and the layout once; a wrong file raises StudyFormatError naming
@@ -296,15 +297,6 @@ class StudyFile:
                 self._fail(f"no /{name} dataset")
             if h5[name].shape != (self._n, *shape):
                 self._fail(f"/{name} has shape {h5[name].shape}, expected {(self._n, *shape)}")
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def close(self):
-        self._h5.close()
 
     def __len__(self):
         return self._n
