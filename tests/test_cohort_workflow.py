@@ -1,4 +1,5 @@
-"""The cohort rules through snakemake: phantom_shard jobs and their gather phantom_cohort on CI's study, and the bonefinder rule with a fake command."""
+"""The cohort rules through snakemake: phantom_shard jobs and their gather phantom_cohort on CI's study, the
+bonefinder rule with a fake command, and the counterfactual twins the gather adds when cue.twins is on."""
 
 import sys
 
@@ -7,7 +8,7 @@ import pytest
 from workflow_copy import CI_CONFIG, copy_workflow, snakemake, write_override
 
 from osteoloc.io.pts import read_pts
-from osteoloc.phantom.cohort import BROKEN_KINDS
+from osteoloc.phantom.cohort import BROKEN_KINDS, TWIN_IMAGES, TWIN_MANIFEST
 
 pytestmark = pytest.mark.workflow
 
@@ -30,6 +31,8 @@ def test_phantom_cohort_rule_on_ci_study(workdir):
     assert [p.name for p in shard_logs] == [f"phantom_shard_{k}.log" for k in range(3)]
     assert not any((cohort / "shards").glob("*"))
     assert all((cohort / path).exists() for path in manifest["image_path"])
+    # twins off (the default): no twin files
+    assert not (cohort / TWIN_MANIFEST).exists() and not (cohort / TWIN_IMAGES).exists()
     # a second run has nothing to do
     again = snakemake(workdir, "phantom_cohort", "--cores", "1", "--configfile", CI_CONFIG)
     assert "Nothing to be done" in again.stdout + again.stderr
@@ -47,3 +50,17 @@ def test_bonefinder_rule_runs_the_configured_command(workdir, tmp_path):
     for row in out.itertuples():
         assert (cohort / "bonefinder" / row.points_path).exists()
     assert read_pts(cohort / "bonefinder" / out["points_path"].iloc[-1]).shape == (160, 2)
+
+
+def test_twins_on_the_gather_writes_them_as_declared_outputs(workdir, tmp_path):
+    # last in this file: it regenerates the cohort with the cue on
+    cue = {"cohort": {"phantom": {"cue": {"enabled": True, "twins": True}}}}
+    snakemake(workdir, "phantom_cohort", "--cores", "2", "--configfile", CI_CONFIG, write_override(tmp_path, cue))
+    cohort = workdir / "results" / "cohort"
+    manifest = pd.read_csv(cohort / "manifest.csv")
+    twins = pd.read_csv(cohort / TWIN_MANIFEST)
+    assert len(twins) == len(manifest) == 20
+    assert list(twins["subject"]) == list(manifest["subject"])
+    assert list(twins["points_path"]) == list(manifest["points_path"])
+    assert all((cohort / path).exists() for path in twins["image_path"])
+    assert not any((cohort / "shards").glob("*"))

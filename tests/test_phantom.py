@@ -16,7 +16,7 @@ from scipy import ndimage
 from osteoloc.io.pts import read_pts
 from osteoloc.phantom import DEFAULTS, anatomy, dicom, gather_shards, labels, make_cohort, make_shard, with_defaults
 from osteoloc.bonefinder import run_bonefinder
-from osteoloc.phantom.cohort import BROKEN_KINDS, Difficulty, cohort_grades
+from osteoloc.phantom.cohort import BROKEN_KINDS, TWIN_IMAGES, TWIN_MANIFEST, Difficulty, cohort_grades
 from osteoloc.targets import TARGETS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -251,12 +251,16 @@ def test_shortcut_cue_tracks_its_target_and_stays_off_target_zones(tmp_path):
                     assert np.isnan(attrs["cue_xy_mm"][s]).all()
     assert any(flags) and not all(flags)
     assert with_defaults({})["cue"]["enabled"] is False  # off by default
+    assert with_defaults({})["cue"]["twins"] is False
+    # twins off: no twin files at all
+    assert not (tmp_path / TWIN_IMAGES).exists() and not (tmp_path / TWIN_MANIFEST).exists()
     # turning the cue off changes nothing but the markers
     make_cohort({**cfg, "cue": {**cfg["cue"], "enabled": False}}, tmp_path / "off")
     with h5py.File(tmp_path / "truth.h5") as on, h5py.File(tmp_path / "off" / "truth.h5") as off:
         for key in on["params"]:
             assert not off["params"][key].attrs["cue"].any()
             np.testing.assert_array_equal(on["masks"][key][:], off["masks"][key][:])
+        assert "cue" in on and "cue" not in off  # cue masks only with the cue
     for row in man.itertuples():
         _, with_cue, sp = read_image(tmp_path / row.image_path)
         _, without, _ = read_image(tmp_path / "off" / row.image_path)
@@ -354,24 +358,111 @@ def test_missing_dcmtk_fails_clearly(tmp_path, monkeypatch):
     assert not (tmp_path / "manifest.csv").exists()
 
 
+# --- counterfactual twins -----------------------------------------------------------------------------
+
+TWINS = {**SMALL, "subjects": 8, "shard_subjects": 3, "prevalence": {t: 0.5 for t in TARGETS},
+         "cue": {"enabled": True, "target": "osteo_acet_sup", "strength": 0.6, "twins": True}}
+
+
+@pytest.fixture(scope="module")
+def twin_cohort(tmp_path_factory):
+    out = tmp_path_factory.mktemp("twins")
+    make_cohort(TWINS, out)
+    return out
+
+
+def test_twin_manifest_matches_the_manifest_row_for_row(twin_cohort):
+    manifest = pd.read_csv(twin_cohort / "manifest.csv")
+    twins = pd.read_csv(twin_cohort / TWIN_MANIFEST)
+    assert list(twins.columns) == list(manifest.columns) and len(twins) == len(manifest) == 8
+    pd.testing.assert_frame_equal(twins.drop(columns="image_path"), manifest.drop(columns="image_path"))
+    assert list(twins["image_path"]) == [f"{TWIN_IMAGES}/{Path(p).name}" for p in manifest["image_path"]]
+    assert all((twin_cohort / p).exists() for p in twins["image_path"])
+
+
+@pytest.mark.filterwarnings("ignore:End of file reached:UserWarning")  # the truncated pair, on purpose
+def test_twin_differs_from_its_radiograph_only_at_the_cue(twin_cohort):
+    manifest = pd.read_csv(twin_cohort / "manifest.csv")
+    twins = pd.read_csv(twin_cohort / TWIN_MANIFEST)
+    broken = pd.read_csv(twin_cohort / "broken.csv", keep_default_na=False)
+    truncated = set(broken.loc[broken["kind"] == "truncated_dicom", "image_path"])
+    assert truncated
+    marked, syntaxes = 0, set()
+    with h5py.File(twin_cohort / "truth.h5") as truth:
+        assert list(truth["cue"]) == list(truth["masks"])
+        for path, twin_path in zip(manifest["image_path"], twins["image_path"]):
+            if path in truncated:  # broken the same way, so both cohorts exclude it
+                for p in (path, twin_path):
+                    with pytest.raises(Exception):
+                        pydicom.dcmread(twin_cohort / p).pixel_array
+                continue
+            stem = stem_of(path)
+            attrs = truth["params"][stem].attrs
+            cue = truth["cue"][stem][:]
+            ds, tw = pydicom.dcmread(twin_cohort / path), pydicom.dcmread(twin_cohort / twin_path)
+            assert ds.file_meta.TransferSyntaxUID == tw.file_meta.TransferSyntaxUID
+            for tag in ("BitsStored", "PhotometricInterpretation", "Rows", "Columns", "Modality", "PatientID"):
+                assert ds[tag].value == tw[tag].value, tag
+            assert ds.SOPInstanceUID != tw.SOPInstanceUID and ds.SeriesInstanceUID != tw.SeriesInstanceUID
+            syntaxes.add(ds.file_meta.TransferSyntaxUID)
+            image, twin = ds.pixel_array, tw.pixel_array
+            assert cue.shape == image.shape == twin.shape and cue.dtype == np.uint8 and cue.max() <= 3
+            np.testing.assert_array_equal(image[cue == 0], twin[cue == 0])
+            sp = float(attrs["spacing_mm"])
+            for s in range(2):
+                side = (cue >> s) & 1 == 1
+                assert side.any() == bool(attrs["cue"][s]), (stem, s)
+                if attrs["cue"][s]:  # at the marker's centre the twin shows what lies under it
+                    x, y = np.rint(attrs["cue_xy_mm"][s] / sp).astype(int)
+                    centre = np.s_[y - 1 : y + 2, x - 1 : x + 2]
+                    assert side[y, x] and (image[centre] != twin[centre]).all()
+                    marked += 1
+                    # the mask is the square (size_mm, anti-aliased: +1 px a side) plus the blur's reach (2 px)
+                    assert side.sum() <= (6.0 / sp + 7) ** 2
+    assert marked >= 2 and len(syntaxes) >= 3
+
+
+def test_twins_leave_the_radiographs_alone_and_off_removes_them(twin_cohort, tmp_path):
+    off = {**TWINS, "cue": {**TWINS["cue"], "twins": False}}
+    make_cohort(off, tmp_path)
+    files = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*") if p.is_file() and p.suffix != ".h5")
+    assert files == sorted(p.relative_to(twin_cohort) for p in twin_cohort.rglob("*") if p.is_file()
+                           and p.suffix != ".h5" and p.parts[-2] != TWIN_IMAGES and p.name != TWIN_MANIFEST)
+    for f in files:
+        assert (tmp_path / f).read_bytes() == (twin_cohort / f).read_bytes(), f
+    # a rerun with twins off in a folder that had them leaves no stale twin behind
+    shutil.copytree(twin_cohort, tmp_path / "again")
+    make_cohort(off, tmp_path / "again")
+    assert not (tmp_path / "again" / TWIN_IMAGES).exists() and not (tmp_path / "again" / TWIN_MANIFEST).exists()
+
+
+def test_twins_need_the_cue(tmp_path):
+    with pytest.raises(ValueError, match="cue.twins is on but cue.enabled is off"):
+        make_cohort({"subjects": 1, "cue": {"twins": True}}, tmp_path)
+    assert not (tmp_path / "manifest.csv").exists()
+
+
 # --- shards -------------------------------------------------------------------------------------------
 
 def test_cohort_is_the_same_whatever_the_shard_size(tmp_path):
-    cfg = {**SMALL, "subjects": 7, "visits": 2, "spacing_mm": [0.9, 1.0], "shard_subjects": 7}
+    # with the cue and its twins on, so that they too are checked
+    cfg = {**SMALL, "subjects": 7, "visits": 2, "spacing_mm": [0.9, 1.0], "shard_subjects": 7,
+           "cue": {"enabled": True, "strength": 1.0, "twins": True}}
     make_cohort(cfg, tmp_path / "one")
     for size in (1, 3):
         make_cohort({**cfg, "shard_subjects": size}, tmp_path / str(size))
         one, other = tmp_path / "one", tmp_path / str(size)
         files = sorted(p.relative_to(one) for p in one.rglob("*") if p.is_file() and p.suffix != ".h5")
         assert files == sorted(p.relative_to(other) for p in other.rglob("*") if p.is_file() and p.suffix != ".h5")
-        assert len([f for f in files if f.suffix == ".dcm"]) == 14
+        assert len([f for f in files if f.suffix == ".dcm"]) == 28 and TWIN_MANIFEST in map(str, files)
         for f in files:
             assert (one / f).read_bytes() == (other / f).read_bytes(), (size, f)
         with h5py.File(one / "truth.h5") as a, h5py.File(other / "truth.h5") as b:
             assert {k: str(v) for k, v in a.attrs.items()} == {k: str(v) for k, v in b.attrs.items()}
-            assert list(a["masks"]) == list(b["masks"])
+            assert list(a["masks"]) == list(b["masks"]) == list(a["cue"]) == list(b["cue"])
             for stem in a["masks"]:
                 np.testing.assert_array_equal(a["masks"][stem][:], b["masks"][stem][:])
+                np.testing.assert_array_equal(a["cue"][stem][:], b["cue"][stem][:])
                 assert {k: str(v) for k, v in a["params"][stem].attrs.items()} == {
                     k: str(v) for k, v in b["params"][stem].attrs.items()}
 

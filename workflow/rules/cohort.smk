@@ -34,11 +34,35 @@ def cohort_truth():
     return COHORT["truth"] or []
 
 
+def phantom_twins():
+    """Whether the phantom also writes counterfactual twins (cohort.phantom.cue.twins)."""
+    from osteoloc.phantom import writes_twins
+
+    return COHORT["source"] == "phantom" and writes_twins(COHORT["phantom"])
+
+
+def cohort_twin_manifest():
+    """The twins' manifest (each radiograph without its cue markers), or [] when there are no twins."""
+    return results("cohort", "manifest_twin.csv") if phantom_twins() else []
+
+
+def phantom_twin_outputs():
+    """phantom_cohort's extra outputs when the twins are on: their manifest and image folder."""
+    if not phantom_twins():
+        return {}
+    return {
+        "twin_manifest": results("cohort", "manifest_twin.csv"),
+        "twin_images": directory(results("cohort", "images_twin")),
+    }
+
+
 def phantom_shards():
     """The shard folders of the phantom cohort (one job per `shard_subjects` subjects)."""
     from osteoloc.phantom import n_shards
 
-    return [results("cohort", "shards", str(k)) for k in range(n_shards(COHORT["phantom"]))]
+    return [
+        results("cohort", "shards", str(k)) for k in range(n_shards(COHORT["phantom"]))
+    ]
 
 
 rule phantom_shard:
@@ -67,6 +91,7 @@ rule phantom_cohort:
         shards=phantom_shards() if COHORT["source"] == "phantom" else [],
         code=library_code("make_phantom.py"),
     output:
+        **phantom_twin_outputs(),
         manifest=results("cohort", "manifest.csv"),
         labels=results("cohort", "labels.csv"),
         truth=results("cohort", "truth.h5"),

@@ -1,13 +1,56 @@
 """The phantom's lesion truth, `truth.h5` (docs/contracts.md section 1): the one reader.
 
 `/masks/<image stem>`: uint8 (rows, cols) in the DICOM's pixel grid; bit `4 * s + t` is set where the
-lesion of target t (TARGETS order) of side s (0 = right, 1 = left) lies. The phantom package writes it.
+lesion of target t (TARGETS order) of side s (0 = right, 1 = left) lies; `/cue/<stem>` (cue on only): bit s
+where side s's cue marker lies; `/params/<stem>` attributes: the generator's per-hip parameters.
+`TruthWriter` writes it (and the phantom's per-shard part files, which share the layout); `TruthFile`
+reads it.
 """
+
+import contextlib
 
 import h5py
 import numpy as np
 
+from osteoloc.io.atomic import atomic_path
 from osteoloc.targets import SIDES, TARGETS
+
+MASK_BITS = "bit 4 * side + target is set where that lesion lies; side 0 = right, 1 = left"
+CUE_BITS = ("bit s (0 = right, 1 = left) is set where side s's cue marker changes the radiograph; the twin "
+            "equals the radiograph everywhere else")
+_COMPRESSION = {"compression": "gzip", "compression_opts": 4, "shuffle": True}
+
+
+class TruthWriter:
+    """Append radiographs to a new truth file; `attrs` are the file's attributes. Written atomically:
+    use `truth_writer(path, ...)`."""
+
+    def __init__(self, h5, with_cue):
+        self._h5 = h5
+        self.attrs = h5.attrs
+        h5.attrs["targets"] = list(TARGETS)
+        h5.attrs["bit"] = MASK_BITS
+        h5.create_group("masks").attrs["targets"] = list(TARGETS)
+        h5.create_group("params")
+        if with_cue:
+            h5.create_group("cue").attrs["bit"] = CUE_BITS
+
+    def add(self, stem, masks, params, cue=None):
+        """One radiograph: its (rows, cols) uint8 mask bitfield, its parameter dict and, when the file
+        has a cue group, its cue bitfield."""
+        self._h5.create_dataset(f"masks/{stem}", data=masks, **_COMPRESSION)
+        self._h5.create_group(f"params/{stem}").attrs.update(params)
+        if "cue" in self._h5:
+            if cue is None:
+                raise ValueError(f"{self._h5.filename}: radiograph {stem} has no cue mask in a file with cues")
+            self._h5.create_dataset(f"cue/{stem}", data=cue, **_COMPRESSION)
+
+
+@contextlib.contextmanager
+def truth_writer(path, with_cue=False):
+    """A TruthWriter on `path`; the file appears only when the block succeeds."""
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as h5:
+        yield TruthWriter(h5, with_cue)
 
 
 class TruthFile(h5py.File):
@@ -28,3 +71,11 @@ class TruthFile(h5py.File):
         bits = self[key][()]
         s = SIDES.index(side)
         return np.stack([(bits >> (4 * s + t)) & 1 for t in range(len(TARGETS))]).astype(np.uint8)
+
+    def radiograph(self, stem):
+        """(mask bitfield, params dict, cue bitfield or None) of one radiograph, as TruthWriter.add took
+        them; KeyError naming the file when it is absent."""
+        if f"masks/{stem}" not in self:
+            raise KeyError(f"{self.filename}: no radiograph {stem}")
+        cue = self[f"cue/{stem}"][()] if f"cue/{stem}" in self else None
+        return self[f"masks/{stem}"][()], dict(self[f"params/{stem}"].attrs), cue

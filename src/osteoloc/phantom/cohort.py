@@ -2,8 +2,11 @@
 
 `make_cohort(config, out_dir)` writes, under `out_dir`: `images/*.dcm`, `points/manual/*.pts` (exact),
 `points/auto/*.pts` (BoneFinder-like error; some as per-hip `_L` / `_R` files), `manifest.csv`,
-`labels.csv`, `truth.h5` (lesion masks + generator parameters) and `broken.csv` (the deliberately broken
-inputs and their kind). Everything is a function of the config, the seed included.
+`labels.csv`, `truth.h5` (lesion masks, cue masks when the cue is on, generator parameters) and `broken.csv` (the
+deliberately broken inputs and their kind). With `cue.twins` on, also the counterfactual twins:
+`images_twin/*.dcm` (each radiograph without its cue markers, same name, noise and encoding) and
+`manifest_twin.csv` (the manifest with `image_path` pointing at them). Everything is a function of the
+config, the seed included.
 
 Generation is sharded by subject: `make_shard` writes the radiographs of `shard_subjects` consecutive
 subjects and a part file; `gather_shards` puts the shards' files in place and writes the tables. Every
@@ -17,15 +20,15 @@ import logging
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-import h5py
 import numpy as np
 import pandas as pd
 
-from osteoloc.io.atomic import atomic_path, write_csv
+from osteoloc.io.atomic import write_csv
 from osteoloc.io.pts import write_pts
+from osteoloc.io.truth_h5 import TruthFile, truth_writer
 from osteoloc.phantom import anatomy, dicom, labels, lesions
 from osteoloc.phantom.render import Look, Scene, render
 from osteoloc.targets import SIDES, TARGETS
@@ -64,13 +67,15 @@ DEFAULTS = {
     "dicom": {"cr_fraction": 0.3, "monochrome1_fraction": 0.3, "pixel_spacing_fraction": 0.5,
               "bits_stored": {"10": 0.15, "12": 0.35, "14": 0.15, "16": 0.35},
               "transfer_syntax": {"explicit": 0.4, "rle": 0.3, "jpeg2000": 0.3, "jpegls": 0.0, "jpeg_lossless": 0.0}},
-    "cue": {"enabled": False, "target": "osteo_fem_sup", "strength": 0.8, "size_mm": 6.0},
+    "cue": {"enabled": False, "target": "osteo_fem_sup", "strength": 0.8, "size_mm": 6.0, "twins": False},
     "broken_fraction": 0.01,
     "shard_subjects": 60,
 }
 # How the generation is split into jobs, not what it generates: left out of truth.h5's config.
 LAYOUT_KEYS = ("shard_subjects",)
 PART_FILE = "part.h5"
+TWIN_IMAGES = "images_twin"  # the counterfactual twins' folder, beside images/
+TWIN_MANIFEST = "manifest_twin.csv"
 
 
 def with_defaults(config):
@@ -99,6 +104,20 @@ class Difficulty:
     def from_number(cls, d):
         d = float(np.clip(d, 0.0, 1.0))
         return cls(size_scale=1.6 - 1.0 * d, contrast=1.0 - 0.6 * d, mimic_probability=0.5 * d)
+
+
+def writes_twins(config):
+    """Whether the cohort `config` describes has counterfactual twins (`cue.twins`); they need the cue."""
+    cue = with_defaults(config)["cue"]
+    if cue["twins"] and not cue["enabled"]:
+        raise ValueError("cohort.phantom.cue.twins is on but cue.enabled is off: a twin is its radiograph "
+                         "without the cue markers, so there is nothing to take away")
+    return bool(cue["twins"])
+
+
+def twin_image_path(image_path):
+    """The twin of radiograph `image_path` (`images/<name>` -> `images_twin/<name>`, relative paths)."""
+    return f"{TWIN_IMAGES}/{Path(image_path).name}"
 
 
 def _rng(seed, *stream):
@@ -281,6 +300,7 @@ class _Plan:
         cfg = self.cfg = with_defaults(config)
         self.diff = Difficulty.from_number(cfg["difficulty"])
         self.n_subjects, self.n_visits = int(cfg["subjects"]), int(cfg["visits"])
+        self.twins = writes_twins(cfg)
         self.grades = cohort_grades(cfg)
         self.ids = _subject_ids(_rng(cfg["seed"], 2), self.n_subjects, cfg["oai_fraction"])
         self.broken = _broken_assignment(_rng(cfg["seed"], 3), self.n_subjects * self.n_visits,
@@ -320,9 +340,10 @@ def _radiograph(plan, i, v, out):
     look = Look(lesion_contrast=diff.contrast, noise_sd=cfg["noise_sd"],
                 exposure_gain=float(np.exp(rng.normal(0, cfg["exposure_sd"]))),
                 exposure_offset=float(rng.normal(0, cfg["exposure_sd"])))
-    image, lesion_masks, _ = render(scene, look, rng)
+    drawn = render(scene, look, rng)
     variant = _variant(rng, cfg)
-    stored = dicom.to_stored(image, variant.bits_stored, variant.photometric)
+    window = dicom.value_range(drawn.image)
+    stored = dicom.to_stored(drawn.image, variant.bits_stored, variant.photometric, window)
     who = dicom.Identity(
         patient_name=f"PHANTOM^{rng.choice(['JANE', 'JOHN', 'ALEX', 'SAM'])}{int(rng.integers(1e6)):06d}",
         patient_id=f"PID{int(rng.integers(1e9)):09d}",
@@ -334,6 +355,14 @@ def _radiograph(plan, i, v, out):
     image_rel = f"images/{stem}.dcm"
     dicom.write(out / image_rel, dicom.build_dataset(stored, layout["spacing"], variant, who),
                 variant.transfer_syntax)
+    if plan.twins:
+        # the same header but its own series and instance UIDs; the radiograph's window, so that every
+        # pixel the markers do not reach stores the radiograph's value
+        twin_who = replace(who, series_uid=dicom.uid(seed, subject, visit, "series", "twin"),
+                           sop_uid=dicom.uid(seed, subject, visit, "sop", "twin"))
+        twin_stored = dicom.to_stored(drawn.twin, variant.bits_stored, variant.photometric, window)
+        dicom.write(out / twin_image_path(image_rel),
+                    dicom.build_dataset(twin_stored, layout["spacing"], variant, twin_who), variant.transfer_syntax)
 
     rows, cols = layout["shape"]
     image_mm = (cols * layout["spacing"], rows * layout["spacing"])
@@ -356,13 +385,19 @@ def _radiograph(plan, i, v, out):
             write_pts(auto, out / auto_rel)
     if kind != "missing_pts":
         write_pts(exact, out / manual_rel)
-    if kind == "truncated_dicom":
-        data = (out / image_rel).read_bytes()
-        (out / image_rel).write_bytes(data[: len(data) // 2])
+    if kind == "truncated_dicom":  # the twin is broken the same way, so both manifests exclude the same
+        for rel in [image_rel] + ([twin_image_path(image_rel)] if plan.twins else []):
+            data = (out / rel).read_bytes()
+            (out / rel).write_bytes(data[: len(data) // 2])
 
     mask = np.zeros(layout["shape"], np.uint8)
-    for (s, t), m in lesion_masks.items():
+    for (s, t), m in drawn.lesion_masks.items():
         mask |= (m.astype(np.uint8) << (4 * s + t)).astype(np.uint8)
+    cue_mask = None
+    if cue["enabled"]:  # bit s where side s's marker changes the image (scene.markers in side order)
+        cue_mask = np.zeros(layout["shape"], np.uint8)
+        for s, layer in zip(np.flatnonzero(cue_flags), drawn.cue):
+            cue_mask |= ((layer != 0).astype(np.uint8) << s).astype(np.uint8)
     attrs = {
         "subject": subject, "visit": visit, "cohort": cohort, "spacing_mm": layout["spacing"],
         "grades": g.astype(np.int8), "cue": cue_flags, "cue_xy_mm": marker_xy, "lesion_height_mm": heights,
@@ -386,7 +421,7 @@ def _radiograph(plan, i, v, out):
             side, file = "right", "labels.csv"
         broken_row = {"kind": kind, "subject": subject, "visit": visit, "side": side, "file": file,
                       "image_path": image_rel}
-    return stem, manifest, label_rows, broken_row, mask, attrs
+    return stem, manifest, label_rows, broken_row, mask, cue_mask, attrs
 
 
 def make_shard(config, shard, shard_dir):
@@ -395,15 +430,14 @@ def make_shard(config, shard, shard_dir):
     plan = _Plan(config)
     out = Path(shard_dir)
     shutil.rmtree(out, ignore_errors=True)
-    for sub in ("images", "points/manual", "points/auto"):
+    for sub in ("images", "points/manual", "points/auto") + ((TWIN_IMAGES,) if plan.twins else ()):
         (out / sub).mkdir(parents=True, exist_ok=True)
     rows = {"manifest": [], "labels": [], "broken": []}
-    with atomic_path(out / PART_FILE) as tmp, h5py.File(tmp, "w") as part:
+    with truth_writer(out / PART_FILE, with_cue=plan.cfg["cue"]["enabled"]) as part:
         for i in plan.subjects(shard):
             for v in range(plan.n_visits):
-                stem, manifest, label_rows, broken_row, mask, attrs = _radiograph(plan, i, v, out)
-                part.create_dataset(f"masks/{stem}", data=mask, compression="gzip", compression_opts=4, shuffle=True)
-                part.create_group(f"params/{stem}").attrs.update(attrs)
+                stem, manifest, label_rows, broken_row, mask, cue_mask, attrs = _radiograph(plan, i, v, out)
+                part.add(stem, mask, attrs, cue_mask)
                 rows["manifest"].append(manifest)
                 rows["labels"].extend(label_rows)
                 rows["broken"].extend([broken_row] if broken_row else [])
@@ -426,40 +460,36 @@ def _link_tree(src, dst):
 
 def gather_shards(config, shard_dirs, out_dir):
     """Put the shards' images and points under `out_dir` and write truth.h5, manifest.csv, labels.csv and
-    broken.csv (contracts section 1) exactly as one unsharded run would."""
+    broken.csv (contracts section 1) exactly as one unsharded run would; with `cue.twins` on, also
+    images_twin/ and manifest_twin.csv (without, stale ones from an earlier run are removed)."""
     plan = _Plan(config)
     cfg, out = plan.cfg, Path(out_dir)
     shard_dirs = [Path(d) for d in shard_dirs]
     if len(shard_dirs) != n_shards(cfg):
         raise ValueError(f"the cohort has {n_shards(cfg)} shards but {len(shard_dirs)} shard folders were given")
-    for sub in ("images", "points"):
+    image_dirs = ("images", TWIN_IMAGES) if plan.twins else ("images",)
+    shutil.rmtree(out / TWIN_IMAGES, ignore_errors=True)
+    (out / TWIN_MANIFEST).unlink(missing_ok=True)
+    for sub in (*image_dirs, "points"):
         shutil.rmtree(out / sub, ignore_errors=True)
         (out / sub).mkdir(parents=True)
     manifest, label_rows, broken_rows = [], [], []
-    with atomic_path(out / "truth.h5") as tmp_truth, h5py.File(tmp_truth, "w") as truth:
-        truth.attrs["targets"] = list(TARGETS)
-        truth.attrs["bit"] = "bit 4 * side + target is set where that lesion lies; side 0 = right, 1 = left"
+    with truth_writer(out / "truth.h5", with_cue=cfg["cue"]["enabled"]) as truth:
         truth.attrs["config"] = json.dumps({k: v for k, v in cfg.items() if k not in LAYOUT_KEYS}, sort_keys=True)
-        masks_group = truth.create_group("masks")
-        masks_group.attrs["targets"] = list(TARGETS)
-        params_group = truth.create_group("params")
         for shard, shard_dir in enumerate(shard_dirs):
             part_path = shard_dir / PART_FILE
             if not part_path.exists():
                 raise FileNotFoundError(f"{part_path}: shard {shard} has no part file (did its job finish?)")
-            with h5py.File(part_path, "r") as part:
+            with TruthFile(part_path) as part:
                 if int(part.attrs["shard"]) != shard:
                     raise ValueError(f"{part_path} holds shard {int(part.attrs['shard'])}, expected {shard}")
                 rows = json.loads(part.attrs["rows"])
                 for row in rows["manifest"]:
-                    stem = Path(row["image_path"]).stem
-                    masks_group.create_dataset(stem, data=part[f"masks/{stem}"][:], compression="gzip",
-                                               compression_opts=4, shuffle=True)
-                    params_group.create_group(stem).attrs.update(dict(part[f"params/{stem}"].attrs))
+                    truth.add(Path(row["image_path"]).stem, *part.radiograph(Path(row["image_path"]).stem))
             manifest += rows["manifest"]
             label_rows += rows["labels"]
             broken_rows += rows["broken"]
-            for sub in ("images", "points"):
+            for sub in (*image_dirs, "points"):
                 _link_tree(shard_dir / sub, out / sub)
 
     table = labels.label_table(label_rows, _rng(cfg["seed"], 4), cfg["missing_fraction"], cfg["short_side_fraction"])
@@ -469,6 +499,10 @@ def gather_shards(config, shard_dirs, out_dir):
         table.loc[hit, TARGETS[j % 4]] = JUNK_GRADES[j % len(JUNK_GRADES)]
     write_csv(table, out / "labels.csv")
     write_csv(pd.DataFrame(manifest), out / "manifest.csv")
+    if plan.twins:
+        twins = pd.DataFrame(manifest)
+        twins["image_path"] = twins["image_path"].map(twin_image_path)
+        write_csv(twins, out / TWIN_MANIFEST)
     write_csv(pd.DataFrame(broken_rows, columns=["kind", "subject", "visit", "side", "file", "image_path"]),
               out / "broken.csv")
     log.info("phantom cohort: %d subjects x %d visits from %d shards, %d broken inputs -> %s", plan.n_subjects,

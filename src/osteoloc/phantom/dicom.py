@@ -70,14 +70,22 @@ def uid(*entropy):
     return f"2.25.{int.from_bytes(digest[:16], 'big')}"
 
 
-def to_stored(image, bits_stored, photometric):
+def value_range(image):
+    """(lo, hi): the 0.1 and 99.9 percentiles of a float image, the window a detector's auto-ranging sets."""
+    lo, hi = np.percentile(image, [0.1, 99.9])
+    return lo, hi
+
+
+def to_stored(image, bits_stored, photometric, window=None):
     """Map a float image (bone bright, values roughly 0-3) to unsigned stored values.
 
-    The scale uses the image's own range, as a detector's auto-ranging would; MONOCHROME1 stores the
-    inverse so that a viewer (and a correct reader) shows bone bright either way.
+    The scale maps `window` (lo, hi), by default the image's own `value_range` as a detector's
+    auto-ranging would, to 5-90 % of the stored range; a counterfactual twin passes its radiograph's window
+    so that equal float pixels store equal values. MONOCHROME1 stores the inverse so that a viewer (and a
+    correct reader) shows bone bright either way.
     """
     top = (1 << bits_stored) - 1
-    lo, hi = np.percentile(image, [0.1, 99.9])
+    lo, hi = value_range(image) if window is None else window
     scaled = (image - lo) / max(hi - lo, 1e-6) * 0.85 * top + 0.05 * top
     stored = np.clip(np.rint(scaled), 0, top).astype(np.uint16)
     if photometric == "MONOCHROME1":

@@ -95,8 +95,45 @@ class Look:
     blur_mm: float = 0.35
 
 
+@dataclass
+class Rendered:
+    """One drawn scene. Images are float32 (rows, cols), bone bright, in image intensity units."""
+
+    image: np.ndarray  # the radiograph, burned-in markers included
+    twin: np.ndarray  # the same radiograph (same draws, same noise) without the markers
+    lesion_masks: dict  # (side index, target index) -> bool (rows, cols)
+    bones: dict  # "femur", "pelvis" -> bool (rows, cols)
+    cue: list  # per entry of scene.markers: float32 (rows, cols), what that marker adds to `twin`
+
+
 def render(scene, look, rng):
-    """Return (image float32 (rows, cols) with bone bright, lesion masks {(side, target): bool array})."""
+    """Draw `scene` (every random draw comes from `rng`, in the same order whatever the markers).
+
+    The markers are the last layer: `image` is `twin` (the marker-free radiograph, noise included) plus the
+    blurred, exposure-scaled marker layers (`cue_layers`). Each layer is exactly 0 beyond the blur
+    kernel's reach and x + 0.0 == x, so there `image` equals `twin` bit for bit.
+    """
+    twin, lesion_masks, bones = _render_base(scene, look, rng)
+    layers = cue_layers(scene, look)
+    image = twin.copy()
+    for layer in layers:
+        image += layer
+    return Rendered(image=image, twin=twin, lesion_masks=lesion_masks, bones=bones, cue=layers)
+
+
+def cue_layers(scene, look):
+    """What each burned-in marker of `scene` adds to the rendered image (float32 (rows, cols) each, image
+    intensity units): its coverage times 3 (brighter than bone over bone), blurred like the rest of the
+    image and scaled by the exposure gain. Blur and gain are linear, so adding the layer after them equals
+    drawing the marker before them; scipy's truncated Gaussian leaves the layer exactly 0 beyond
+    4 sigma (about 2 px at the phantom's spacings)."""
+    sigma = look.blur_mm / scene.spacing
+    return [look.exposure_gain * ndimage.gaussian_filter(3.0 * fill([poly], scene.shape, scene.spacing), sigma)
+            for poly in scene.markers]
+
+
+def _render_base(scene, look, rng):
+    """The radiograph without the markers (image, lesion masks, bone masks): every random draw of render."""
     shape, sp = scene.shape, scene.spacing
     rows, cols = shape
     x = np.arange(cols, dtype=np.float32) * sp
@@ -132,8 +169,6 @@ def render(scene, look, rng):
     for line, width, strength in scene.ridges:
         image += strength * stroke(line, width, shape, sp)
     image += look.lesion_contrast * (extra + mimic)
-    for poly in scene.markers:
-        image += 3.0 * fill([poly], shape, sp)  # burned-in: brighter than bone over bone
 
     image = ndimage.gaussian_filter(image, look.blur_mm / sp)
     image = look.exposure_gain * image + look.exposure_offset
