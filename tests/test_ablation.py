@@ -243,12 +243,8 @@ def test_rule_report_ablation(ablation_workflow):
 
 @pytest.mark.workflow
 def test_rule_report_ablation_reads_twins_when_the_cue_test_is_on(ablation_workflow):
-    import yaml
-    from workflow_copy import REPO, snakemake, write_override
+    from workflow_copy import snakemake, write_override
 
-    schema = yaml.safe_load((REPO / "workflow" / "schemas" / "cohort.schema.yaml").read_text())
-    if "twins" not in schema["properties"]["phantom"]["properties"]["cue"]["properties"]:
-        pytest.skip("the cohort schema has no cue.twins yet (issue 12's arms branch adds it)")
     override = write_override(ablation_workflow, {
         "study": {"seeds": list(SEEDS), "selection_seed": 0}, "arms": {"disc": {"prior": {"shape": "disc"}}},
         "cohort": {"phantom": {"cue": {"enabled": True, "twins": True}}}})

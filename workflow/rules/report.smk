@@ -112,7 +112,7 @@ ALL_TARGETS.extend(
 ABLATION_ARMS = ["baseline", "prior", *(config.get("arms") or {})]
 # The shortcut test's twin predictions exist when the phantom's cue is on and its twins are made.
 ABLATION_CUE = COHORT["phantom"]["cue"]
-ABLATION_TWINS = bool(ABLATION_CUE["enabled"] and ABLATION_CUE.get("twins", False))
+ABLATION_TWINS = ABLATION_CUE["enabled"] and ABLATION_CUE["twins"]
 
 
 def ablation_outputs(name):
