@@ -18,7 +18,8 @@ import torch.nn.functional as F
 
 from osteoloc.data import SplitTensors, rotation_matrices
 from osteoloc.model import build_model
-from osteoloc.train import TrainSettings, Trainer, pick_device
+from osteoloc.device import pick_device
+from osteoloc.train import TrainSettings, Trainer
 
 
 def synthetic_split(n, size, n_points=4, seed=0):

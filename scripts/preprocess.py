@@ -1,24 +1,11 @@
-"""Rule `preprocess`: the cohort (DICOM + .pts + labels, or the group's HDF5 + .pts) -> study HDF5 + exclusions."""
+"""Rule `preprocess` (the gather): the excluded-share check, then the one study HDF5 from the shards' crops."""
 
 import json
+from pathlib import Path
 
-from osteoloc.preprocess import import_group_study, preprocess_study
+from osteoloc.preprocess import preprocess_gather
 from osteoloc.runner import run_script
 
-
-def main(smk):
-    settings = json.loads(smk.params.settings)
-    inputs = smk.input
-    common = dict(groups=settings["groups"], max_excluded_fraction=settings["max_excluded_fraction"])
-    if smk.params.source == "group_hdf5":
-        return import_group_study(inputs.group_hdf5, inputs.points_dir, inputs.labels, smk.output.study,
-                                  smk.output.exclusions, spacing_mm=settings["spacing_mm"],
-                                  crop_size=settings["crop_size"], **common)
-    truth = getattr(inputs, "truth", None) or []  # cohort_truth(): one path, or [] without truth
-    truth = [truth] if isinstance(truth, str) else list(truth)
-    return preprocess_study(inputs.manifest, inputs.labels, smk.output.study, smk.output.exclusions,
-                            crop_size=settings["crop_size"], spacing_mm=settings["spacing_mm"],
-                            truth_path=truth[0] if truth else None, **common)
-
-
-run_script(snakemake, main)  # noqa: F821
+run_script(snakemake, lambda smk: preprocess_gather(  # noqa: F821
+    smk.params.source, dict(smk.input.items()), json.loads(smk.params.settings),
+    [Path(p).parent for p in smk.input.units], smk.output.study))

@@ -1,7 +1,15 @@
-"""Rule bonefinder: run the configured BoneFinder command on every image of the cohort manifest."""
+"""Rules bonefinder_shard (the configured BoneFinder command on one shard of the manifest) and bonefinder
+(the shards' manifests as one)."""
 
-from osteoloc.bonefinder import run_bonefinder
+from osteoloc.bonefinder import gather_bonefinder, run_bonefinder_shard
 from osteoloc.runner import run_script
 
-run_script(snakemake, lambda smk: run_bonefinder(smk.input.manifest, smk.params.command,  # noqa: F821
-                                                 smk.output.manifest))
+
+def main(smk):
+    if smk.rule == "bonefinder_shard":
+        return run_bonefinder_shard(smk.input.manifest, smk.params.command, smk.output.manifest,
+                                    int(smk.wildcards.shard), smk.params.shard_size)
+    return gather_bonefinder(smk.input.manifests, smk.output.manifest)
+
+
+run_script(snakemake, main)  # noqa: F821

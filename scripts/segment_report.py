@@ -14,7 +14,7 @@ def main(smk):
     stems = {k: str(getattr(out, k)) for k in ("table2", "table1", "confusion", "examples")}
     if params.cam_models:
         stems["weak_vs_strong"] = str(out.weak_vs_strong)
-    build_report(json.loads(params.cfg), site_files, cams, stems)
+    build_report(json.loads(params.cfg), site_files, cams, stems, params.decimals)
 
 
 run_script(snakemake, main)  # noqa: F821

@@ -95,3 +95,63 @@ def test_unreadable_and_truncated_files(tmp_path, pixels, content):
 def test_missing_file_names_it(tmp_path):
     with pytest.raises(ValueError, match="absent.dcm"):
         read_radiograph(tmp_path / "absent.dcm")
+
+
+def _with_raw_spacing(tmp_path, pixels, keyword, raw):
+    """A DICOM whose spacing element holds `raw` exactly as written (malformed values included)."""
+    from pydicom.dataelem import RawDataElement
+
+    path = write_dicom(tmp_path / "img.dcm", pixels, spacing=None)
+    ds = pydicom.dcmread(path)
+    tag = pydicom.tag.Tag(pydicom.datadict.tag_for_keyword(keyword))
+    value = raw.encode() + b" " * (len(raw) % 2)
+    ds[tag] = RawDataElement(tag, "DS", len(value), value, 0, False, True)
+    ds.save_as(tmp_path / "spacing.dcm")
+    return tmp_path / "spacing.dcm"
+
+
+@pytest.mark.parametrize("keyword, raw, cause", [
+    ("ImagerPixelSpacing", "0.15", r"ImagerPixelSpacing holds 1 value"),
+    ("PixelSpacing", "0,6669\\0,6669", "comma as decimal separator"),
+    ("PixelSpacing", "0.65 mm\\0.65 mm", "unit or other text"),
+])
+def test_malformed_header_spacing_names_element_value_and_cause(tmp_path, pixels, keyword, raw, cause):
+    path = _with_raw_spacing(tmp_path, pixels, keyword, raw)
+    with pytest.raises(ValueError, match=f"spacing.dcm: unusable pixel spacing: .*{cause}.*manifest"):
+        read_dicom(path)
+    radiograph = read_dicom(path, spacing=0.5)  # a given spacing replaces the unusable one
+    assert radiograph.spacing == (0.5, 0.5) and radiograph.spacing_source == "given"
+
+
+def _with_voi_lut(tmp_path, pixels, lut, first=0, bits=16):
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence
+
+    path = write_dicom(tmp_path / "img.dcm", pixels)
+    ds = pydicom.dcmread(path)
+    item = Dataset()
+    item.add_new("LUTDescriptor", "US", [len(lut), first, bits])
+    item.add_new("LUTData", "US", [int(v) for v in lut])
+    ds.VOILUTSequence = Sequence([item])
+    ds.save_as(tmp_path / "voi.dcm")
+    return tmp_path / "voi.dcm"
+
+
+def test_voi_lut_sequence_is_applied(tmp_path, pixels):
+    # a non-linear table (square root) over every stored value 0-4095
+    lut = np.round(np.sqrt(np.arange(4096)) * 64).astype(np.uint16)
+    path = _with_voi_lut(tmp_path, pixels, lut)
+    image, _ = read_radiograph(path)
+    np.testing.assert_array_equal(image, lut[pixels].astype(np.float32))
+
+
+def test_broken_voi_lut_sequence_is_refused_with_the_file(tmp_path, pixels):
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence
+
+    path = write_dicom(tmp_path / "img.dcm", pixels)
+    ds = pydicom.dcmread(path)
+    ds.VOILUTSequence = Sequence([Dataset()])  # an item without its table
+    ds.save_as(tmp_path / "badvoi.dcm")
+    with pytest.raises(ValueError, match="badvoi.dcm: cannot apply its VOI LUT Sequence"):
+        read_radiograph(tmp_path / "badvoi.dcm")

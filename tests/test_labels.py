@@ -1,9 +1,11 @@
-"""Label CSV: unknown is never 0, junk is flagged, sides and visits are matched across spellings."""
+"""Label CSV and manifest: unknown is never 0, junk is flagged, sides and visits are matched across spellings;
+unreadable tables and cells are refused naming the file and the cause."""
 
 import numpy as np
 import pytest
 
 from osteoloc.io.labels import grades_to_labels, hip_key, parse_grade, read_labels, visit_key
+from osteoloc.io.manifest import read_manifest
 from osteoloc.targets import TARGETS, UNKNOWN
 
 
@@ -63,3 +65,50 @@ def test_missing_column_names_the_file(tmp_path):
     path.write_text("subject,visit,side,osteo_fem_sup\nA,V00,left,0\n")
     with pytest.raises(ValueError, match="short.csv.*osteo_fem_inf"):
         read_labels(path)
+
+
+HEADER = "cohort,subject,visit,side,osteo_acet_inf,osteo_acet_sup,osteo_fem_inf,osteo_fem_sup"
+
+
+@pytest.mark.parametrize("content, cause", [
+    ((HEADER + "\nCHECK,Jürgen,T00,left,0,1,0,0\n").encode("latin-1"), r"not UTF-8 text \(byte 0xfc"),
+    (b"", "empty"),
+    ((HEADER.replace(",", ";") + "\nCHECK;A;T00;left;0;1;0;0\n").encode(), "separated by ';'"),
+    ((HEADER.replace(",", "\t") + "\nCHECK\tA\tT00\tleft\t0\t1\t0\t0\n").encode(), "separated by tabs"),
+])
+def test_unreadable_label_files_name_the_file_and_cause(tmp_path, content, cause):
+    path = tmp_path / "grades.csv"
+    path.write_bytes(content)
+    with pytest.raises(ValueError, match=f"grades.csv: label CSV .*{cause}"):
+        read_labels(path)
+
+
+MANIFEST = "image_path,subject,visit,cohort,points_path,spacing,points_unit\n"
+
+
+@pytest.mark.parametrize("cell, cause", [("0,6669", "comma as decimal separator"), ("0.65 mm", "unit"),
+                                         ("-1", "not a positive number")])
+def test_manifest_spacing_that_is_not_a_plain_number_names_line_and_cause(tmp_path, cell, cause):
+    path = tmp_path / "manifest.csv"
+    path.write_text(MANIFEST + f'a.dcm,A,T00,CHECK,a.pts,0.7,\nb.dcm,B,T00,CHECK,b.pts,"{cell}",mm\n')
+    with pytest.raises(ValueError, match=f"manifest.csv: line 3: spacing '{cell}' .*{cause}"):
+        read_manifest(path)
+
+
+def test_manifest_points_unit_and_missing_spacing(tmp_path):
+    path = tmp_path / "manifest.csv"
+    path.write_text(MANIFEST + "a.dcm,A,T00,CHECK,a.pts,,MM\nb.dcm,B,T00,CHECK,b.pts,0.7,\n")
+    frame = read_manifest(path)
+    assert list(frame["points_unit"]) == ["mm", ""]
+    assert np.isnan(frame["spacing"][0]) and frame["spacing"][1] == 0.7
+    assert frame["image_path"][0] == str(tmp_path.resolve() / "a.dcm")
+    path.write_text(MANIFEST + "a.dcm,A,T00,CHECK,a.pts,,inch\n")
+    with pytest.raises(ValueError, match="line 2: points_unit 'inch'"):
+        read_manifest(path)
+
+
+def test_manifest_separated_by_semicolons_names_the_file(tmp_path):
+    path = tmp_path / "manifest.csv"
+    path.write_text(MANIFEST.replace(",", ";") + "a.dcm;A;T00;CHECK;a.pts;0,7;\n")
+    with pytest.raises(ValueError, match="manifest.csv: manifest is separated by ';'"):
+        read_manifest(path)

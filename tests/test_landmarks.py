@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from osteoloc.landmarks import (DEFAULT_GROUPS, FEMORAL_HEAD, LandmarkError, check_hip, fit_circle, head_circle,
+from osteoloc.landmarks import (DEFAULT_GROUPS, FEMORAL_HEAD, MAX_HIP_DISTANCE_MM, MIN_HEAD_RADIUS_MM, HipsSwapped,
+                                LandmarkError, check_hip, check_pair, check_side, fit_circle, head_circle,
                                 target_groups, validate_groups)
 from osteoloc.targets import TARGETS
 from osteoloc.testing import hip_points_mm
@@ -94,3 +95,39 @@ def test_default_groups_sit_where_their_names_say():
     assert (fem_inf[:, 1] > cy).all()
     assert acet_sup[0, 1] < cy and acet_sup[0, 0] < cx  # lateral sourcil end: above and lateral
     assert acet_inf[0, 1] > cy  # teardrop tip: below the head centre
+
+
+def test_head_radius_lower_limit_flags_a_wrong_scale():
+    spacing = (0.15, 0.15)
+    mm = hip_points_mm((100, 80), "right")  # head radius 24 mm
+    check_hip(mm / 0.15, spacing)
+    with pytest.raises(LandmarkError, match=r"femoral head radius 24\.0 px = 3\.6 mm, under the 15 mm") as err:
+        check_hip(mm, spacing)  # millimetres read as pixels
+    assert err.value.scale == "small"
+    with pytest.raises(LandmarkError, match="femoral head"):
+        check_hip(hip_points_mm((100, 80), "right", head_radius=MIN_HEAD_RADIUS_MM - 0.5), (1.0, 1.0))
+    check_hip(hip_points_mm((100, 80), "right", head_radius=MIN_HEAD_RADIUS_MM + 0.5), (1.0, 1.0))
+
+
+def test_hip_pair_order_and_distance():
+    right, left = hip_points_mm((80, 100), "right"), hip_points_mm((260, 100), "left", seed=1)
+    check_pair(right, left, (1.0, 1.0))
+    with pytest.raises(HipsSwapped, match="hips swapped or image mirrored"):
+        check_pair(left, right, (1.0, 1.0))
+    with pytest.raises(LandmarkError, match="over the 320 mm") as err:
+        check_pair(right, left, (2.0, 2.0))  # 360 mm apart
+    assert err.value.scale == "large" and 180 * 2 > MAX_HIP_DISTANCE_MM
+    with pytest.raises(LandmarkError, match="both point sets on one hip"):
+        check_pair(right, hip_points_mm((90, 100), "left", seed=1), (1.0, 1.0))
+
+
+def test_each_hip_faces_its_side():
+    right, left = hip_points_mm((80, 100), "right"), hip_points_mm((260, 100), "left", seed=1)
+    check_side(right, "right")
+    check_side(left, "left")
+    with pytest.raises(HipsSwapped, match="the right hip's points face like a left hip's"):
+        check_side(left, "right")
+    mirrored = right.copy()
+    mirrored[:, 0] = 400 - mirrored[:, 0]
+    with pytest.raises(HipsSwapped):
+        check_side(mirrored, "right")

@@ -14,6 +14,7 @@ import yaml
 from scipy import ndimage
 
 from osteoloc.io.pts import read_pts
+from osteoloc.landmarks import fit_circle
 from osteoloc.phantom import DEFAULTS, anatomy, dicom, gather_shards, labels, make_cohort, make_shard, with_defaults
 from osteoloc.bonefinder import run_bonefinder
 from osteoloc.phantom.cohort import BROKEN_KINDS, TWIN_IMAGES, TWIN_MANIFEST, Difficulty, cohort_grades
@@ -145,14 +146,6 @@ def test_labels_csv_schema_and_wild_spellings(cohort, broken):
 
 
 # --- anatomy and points -------------------------------------------------------------------------------
-
-def fit_circle(points):
-    x, y = points[:, 0], points[:, 1]
-    a = np.stack([x, y, np.ones_like(x)], axis=1)
-    c, *_ = np.linalg.lstsq(a, x**2 + y**2, rcond=None)
-    cx, cy = c[0] / 2, c[1] / 2
-    return cx, cy, np.sqrt(c[2] + cx**2 + cy**2)
-
 
 def test_points_inside_image_realistic_and_on_drawn_edges(cohort, manifest, broken):
     checked = 0

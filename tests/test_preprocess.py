@@ -80,8 +80,15 @@ def _bad_cohort(tmp_path):
     pixels = synthetic_pixels(SHAPE, points_mm / SPACING)
     extra_rows, extra_labels = [], []
 
+    def marked():
+        # each radiograph its own pixel data (else they are duplicates of each other): one corner pixel
+        # differs, far from the left hip's crop, which test_manifest_spacing_fallback compares
+        copy = pixels.copy()
+        copy[0, 0] = (int(pixels[0, 0]) + 1 + len(extra_rows)) % 4096
+        return copy
+
     def add(stem, subject, labelled=True, **dicom):
-        write_dicom(tmp_path / f"{stem}.dcm", pixels, spacing=dicom.pop("spacing", SPACING), **dicom)
+        write_dicom(tmp_path / f"{stem}.dcm", marked(), spacing=dicom.pop("spacing", SPACING), **dicom)
         extra_rows.append(dict(image_path=f"{stem}.dcm", subject=subject, visit="T00", cohort="CHECK",
                                points_path=f"{stem}.pts"))
         if labelled:
@@ -117,7 +124,7 @@ def _bad_cohort(tmp_path):
     # labels but no radiograph
     extra_labels.append(("CHECK", "S-ghost", "T00", "left", 0, 0, 0, 0))
     # spacing only in the manifest (points then in pixels)
-    write_dicom(tmp_path / "nospacing.dcm", pixels, spacing=None)
+    write_dicom(tmp_path / "nospacing.dcm", marked(), spacing=None)
     write_pts(points_mm / SPACING, tmp_path / "nospacing.pts")
     extra_rows.append(dict(image_path="nospacing.dcm", subject="S-nospacing", visit="T00", cohort="CHECK",
                            points_path="nospacing.pts", spacing=SPACING))
@@ -496,3 +503,25 @@ def test_workflow_landmarks_match_the_generator_within_one_pixel(ci_workflow):
             assert abs(radius - record["head_radius_mm"][side] / spacing_mm) < 1.0, hip.to_dict()
             checked += 1
     assert checked == len(study) > 0
+
+
+@pytest.mark.workflow
+def test_workflow_exclusions_table_survives_a_refused_excluded_share(ci_workflow, tmp_path):
+    """A threshold no cohort meets: the gather `preprocess` fails, writes no study, and the exclusions
+    table (written by its own rule before) stays with a reason on every row; restored afterwards."""
+    from workflow_copy import CI_CONFIG, snakemake, write_override
+
+    results = ci_workflow / "results" / "preprocess"
+    before = (results / "exclusions.csv").read_text()
+    override = write_override(tmp_path, {"preprocess": {"max_excluded_fraction": 0.0}})
+    failed = snakemake(ci_workflow, "preprocess", "--cores", "1", "--configfile", CI_CONFIG, override, check=False)
+    try:
+        assert failed.returncode != 0
+        assert "TooManyExclusions" in (ci_workflow / "results" / "logs" / "preprocess.log").read_text()
+        assert not (results / "study.h5").exists()
+        assert (results / "exclusions.csv").read_text() == before  # not rerun (its inputs did not change)
+        table = pd.read_csv(results / "exclusions.csv", keep_default_na=False)
+        assert len(table) and (table.reason.str.len() > 0).all()
+    finally:
+        snakemake(ci_workflow, "figure_landmarks", "--cores", "1", "--configfile", CI_CONFIG)
+    assert (results / "study.h5").exists()

@@ -79,7 +79,8 @@ def test_report_option_reruns_only_the_report(completed_study, tmp_path):
 def test_target_spacing_reruns_everything_downstream_of_preprocessing(completed_study, tmp_path):
     override = write_override(tmp_path, {"preprocess": {"spacing_mm": 1.2}})
     jobs = planned(completed_study, "--cores", "1", "--configfile", CI_CONFIG, override)
-    downstream = planned(completed_study, "--cores", "1", "--configfile", CI_CONFIG, "--forcerun", "preprocess")
+    # every shard job and all that follows them (the preprocess gather included)
+    downstream = planned(completed_study, "--cores", "1", "--configfile", CI_CONFIG, "--forcerun", "preprocess_shard")
     assert "phantom_cohort" not in _rules(jobs), "the cohort does not depend on the pixel spacing"
     assert {"preprocess", "train", "explain", "report_tables"} <= _rules(jobs)
     assert _job_set(jobs) == _job_set(downstream)
@@ -115,4 +116,27 @@ def test_editing_library_code_reruns_the_rules_that_use_it(completed_study):
     assert set(users) <= _rules(jobs)
     assert _job_set(jobs) == _job_set(expected)
     assert "preprocess" not in _rules(jobs) and "train" not in _rules(jobs)
+    assert planned(completed_study, "--cores", "1", "--configfile", CI_CONFIG) == [], "not restored"
+
+
+def test_a_changed_input_file_reruns_only_its_shard_and_what_follows(completed_study):
+    """Issue 11.5: a radiograph's points file rewritten (a user's fix) reruns the one preprocess_shard job
+    that reads it, then the exclusions table, the gather and what follows them; no other shard."""
+    from osteoloc.preprocess import read_shard_plan
+
+    plan = read_shard_plan(completed_study / "results" / "preprocess" / "shards" / "plan.csv")
+    assert len(plan) >= 2, "experiments/ci.yaml should cut the cohort into several shards"
+    fixed = next(Path(f) for f in plan[1] if f.endswith(".pts") and Path(f).is_file())
+    stat = fixed.stat()
+    try:
+        os.utime(fixed, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**12))  # rewritten 1000 s later
+        jobs = planned(completed_study, "--cores", "1", "--configfile", CI_CONFIG)
+    finally:
+        os.utime(fixed, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    shards = [wildcards["shard"] for rule, wildcards in jobs if rule == "preprocess_shard"]
+    assert shards == ["1"], f"planned shards {shards} for a file of shard 1"
+    expected = planned(completed_study, "--cores", "1", "--configfile", CI_CONFIG,
+                       "--forcerun", "preprocess_exclusions", "preprocess")
+    assert _job_set(jobs) - {("preprocess_shard", (("shard", "1"),))} == _job_set(expected)
+    assert not _rules(jobs) & {"phantom_shard", "phantom_cohort", "preprocess_plan"}
     assert planned(completed_study, "--cores", "1", "--configfile", CI_CONFIG) == [], "not restored"

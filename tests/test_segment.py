@@ -15,7 +15,7 @@ from osteoloc.segment.dataset import build_site_patches
 from osteoloc.segment.evaluate import dice_scores, per_patch_metrics, summarise
 from osteoloc.segment.sampling import augmentation_draws, balanced_rows, site_rng
 from osteoloc.segment.sites import HEAD_CIRCLE_INDICES, parse_sites
-from osteoloc.segment.stages import build_report, evaluate_site, make_patches, train_site
+from osteoloc.segment.stages import build_report, evaluate_site, make_patches, manual_points_excluded, train_site
 from osteoloc.segment.synthetic import write_toy_study
 from osteoloc.segment.train import train_unet
 from osteoloc.segment.unet import build_unet
@@ -241,15 +241,41 @@ def test_manual_points_absent_fall_back_to_automatic(tmp_path, toy):
     assert sets["train"].counts["manual_fallback_to_automatic"] == sets["train"].counts["hips"]
 
 
+def test_hips_whose_manual_points_were_excluded_leave_training_only(tmp_path, toy):
+    cfg = _cfg()
+    site = parse_sites(cfg["sites"])["fem_inf"]
+    split = read_split(toy / "seed0.csv")
+    with StudyFile(toy / "study.h5") as study:
+        meta = study.meta(("subject", "visit", "side"))
+    in_split = meta.assign(split=meta["subject"].map(dict(zip(split["subject"], split["split"]))))
+    train_hip, test_hip = (in_split[in_split["split"] == s].iloc[0] for s in ("train", "test"))
+    table = pd.DataFrame([{"stage": "manual_points", "subject": h.subject, "visit": h.visit, "side": h.side,
+                           "file": "x.pts", "reason": "manual points missing"} for h in (train_hip, test_hip)]
+                         + [{"stage": "landmarks", "subject": "other", "visit": "v0", "side": "left",
+                             "file": "y.pts", "reason": "not a manual-points row"}])
+    table.to_csv(tmp_path / "exclusions.csv", index=False)
+    excluded = manual_points_excluded(tmp_path / "exclusions.csv")
+    assert excluded == {(train_hip.subject, train_hip.visit, train_hip.side),
+                        (test_hip.subject, test_hip.visit, test_hip.side)}
+    before = build_site_patches(toy / "study.h5", split, site, cfg, seed=0)
+    after = build_site_patches(toy / "study.h5", split, site, cfg, seed=0, manual_excluded=excluded)
+    assert train_hip.row not in set(after["train"].rows)
+    assert after["train"].counts["excluded_manual_points"] == 1
+    assert sorted(after["test"].rows) == sorted(before["test"].rows)  # automatic points: the test keeps it
+    assert test_hip.row in set(after["test"].rows)
+
+
 def test_end_to_end_on_a_toy_study(toy, tmp_path):
     cfg = _cfg()
     files = {}
+    exclusions = tmp_path / "exclusions.csv"
+    pd.DataFrame(columns=["stage", "subject", "visit", "side", "file", "reason"]).to_csv(exclusions, index=False)
     for site in cfg["sites"]:
         d = tmp_path / site
         f = {k: d / n for k, n in [("patches", "patches.h5"), ("model", "model.pt"), ("history", "history.csv"),
                                    ("predictions", "predictions.h5"), ("metrics", "metrics.csv"),
                                    ("summary", "summary.csv")]}
-        make_patches(toy / "study.h5", toy / "seed0.csv", site, cfg, 0, f["patches"])
+        make_patches(toy / "study.h5", toy / "seed0.csv", exclusions, site, cfg, 0, f["patches"])
         train_site(f["patches"], cfg, 0, "cpu", f["model"], f["history"])
         evaluate_site(f["patches"], f["model"], site, cfg, "cpu", f["predictions"], f["metrics"], f["summary"])
         files[site] = f
@@ -261,7 +287,7 @@ def test_end_to_end_on_a_toy_study(toy, tmp_path):
     out = {"table2": tmp_path / "r" / "segmentation.csv", "table1": tmp_path / "r" / "segmentation_partitions.csv",
            "weak_vs_strong": tmp_path / "r" / "wvs.csv", "confusion": tmp_path / "r" / "conf.png",
            "examples": tmp_path / "r" / "ex.png"}
-    build_report(cfg, files, {"baseline": tmp_path / "cam.csv", "prior": tmp_path / "cam.csv"}, out)
+    build_report(cfg, files, {"baseline": tmp_path / "cam.csv", "prior": tmp_path / "cam.csv"}, out, decimals=3)
     t2 = pd.read_csv(out["table2"])
     assert list(t2["site"]) == ["fem_inf", "acet_disp"]
     assert t2[["sensitivity", "specificity"]].apply(lambda c: c.between(0, 1) | c.isna()).all().all()

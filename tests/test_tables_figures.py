@@ -15,6 +15,7 @@ import torch
 from osteoloc.explain import explain_run
 from osteoloc.figures.paper import FIGURE_IDS, build_figures, select_cases
 from osteoloc.io.atomic import write_csv
+from osteoloc.io.maps_h5 import MapsFile
 from osteoloc.io.study_h5 import StudyFile, write_study_arrays
 from osteoloc.model import build_model
 from osteoloc.runs import read_maps, read_runs
@@ -111,6 +112,24 @@ def test_explain_outputs_follow_the_contract(explained):
     assert predictions["prob"].between(0, 1).all()
     assert metrics.loc[metrics["label"] == 0, "pointing_hit"].isna().all()  # no mask on negatives
     assert metrics.loc[metrics["label"] == 1, "pointing_hit"].notna().all()
+
+
+def test_figure4_streaming_mean_equals_the_in_memory_mean(explained):
+    """Figure 4's per-target mean over positives, read a few images at a time, is the mean of all maps."""
+    root, outputs = explained
+    path = outputs[("baseline", 0)] / "maps.h5"
+    rows, maps = read_maps(path)
+    with StudyFile(root / "preprocess" / "study.h5") as study:
+        positive = study.read(["labels"], rows)["labels"] == 1
+    positive[:, 3] = False  # a target without positives: zeros, as the figure shows
+    with MapsFile(path) as maps_file:
+        streamed = maps_file.mean_over(positive, batch_size=5)  # 12 test hips: batches of 5, 5, 2
+        with pytest.raises(ValueError, match="selection of shape"):
+            maps_file.mean_over(positive[:-1])
+    for t in range(3):
+        assert positive[:, t].sum() > 1
+        np.testing.assert_allclose(streamed[t], maps[positive[:, t], t].mean(axis=0), rtol=1e-6, atol=1e-7)
+    assert streamed.dtype == np.float32 and streamed.shape == (4, S, S) and not streamed[3].any()
 
 
 def test_aggregation_writes_every_table_and_figure(explained, tmp_path):

@@ -1,4 +1,5 @@
-"""Run a configured BoneFinder command once per image of a manifest and write a manifest of its points.
+"""Run a configured BoneFinder command once per image of a manifest and write a manifest of its points;
+sharded like the preprocessing (one `bonefinder_shard` job per `preprocess.shard_size` rows, then a gather).
 
 The command is a template with `{image}` and `{points}` placeholders (shell-quoted when filled). A run
 that fails or writes no points is logged and its row keeps pointing at the missing `.pts`, so that the
@@ -6,6 +7,7 @@ preprocessing stage excludes that radiograph with a reason instead of the study 
 """
 
 import logging
+import os
 import shlex
 import subprocess
 from pathlib import Path
@@ -24,8 +26,9 @@ def _absolute(base, value):
     return str(p if p.is_absolute() else (base / p).resolve())
 
 
-def run_bonefinder(manifest_path, command, out_manifest, timeout_s=600):
-    """Run `command` for every row of `manifest_path`; write `out_manifest` (points beside it in points/)."""
+def run_bonefinder(manifest_path, command, out_manifest, timeout_s=600, rows=None):
+    """Run `command` for rows `rows` (positions, default all) of `manifest_path`; write `out_manifest`
+    (those rows, points beside it in points/). Returns the number of failed runs."""
     manifest_path, out_manifest = Path(manifest_path), Path(out_manifest)
     if "{image}" not in command or "{points}" not in command:
         raise ValueError(f"cohort.bonefinder.command must contain {{image}} and {{points}}: {command!r}")
@@ -33,10 +36,12 @@ def run_bonefinder(manifest_path, command, out_manifest, timeout_s=600):
     missing = {"image_path", "subject", "visit", "cohort"} - set(table.columns)
     if missing:
         raise ValueError(f"{manifest_path}: manifest lacks columns {sorted(missing)}")
+    if rows is not None:
+        table = table.iloc[list(rows)]
     base = manifest_path.parent.resolve()
     points_dir = out_manifest.parent / "points"
     points_dir.mkdir(parents=True, exist_ok=True)
-    rows, failures = [], 0
+    out_rows, failures = [], 0
     for row in table.to_dict("records"):
         image = Path(_absolute(base, row["image_path"]))
         points = points_dir / f"{image.stem}.pts"
@@ -57,8 +62,30 @@ def run_bonefinder(manifest_path, command, out_manifest, timeout_s=600):
         for col in ("manual_points_path",):
             if col in new:
                 new[col] = _absolute(base, new[col])
-        rows.append(new)
-    write_csv(pd.DataFrame(rows, columns=list(table.columns) + [c for c in ["points_path"] if c not in table.columns]),
-              out_manifest)
-    log.info("bonefinder: %d images, %d failed -> %s", len(rows), failures, out_manifest)
+        out_rows.append(new)
+    columns = list(table.columns) + [c for c in ["points_path"] if c not in table.columns]
+    write_csv(pd.DataFrame(out_rows, columns=columns), out_manifest)
+    log.info("bonefinder: %d images, %d failed -> %s", len(out_rows), failures, out_manifest)
     return failures
+
+
+def run_bonefinder_shard(manifest_path, command, out_manifest, shard, shard_size, timeout_s=600):
+    """Rule `bonefinder_shard`: the manifest rows of shard number `shard` (`shard_size` rows per shard, the
+    preprocessing's shards), into the shard's folder."""
+    from osteoloc.preprocess.shards import shard_units
+
+    n = len(pd.read_csv(manifest_path, dtype=str, keep_default_na=False))
+    return run_bonefinder(manifest_path, command, out_manifest, timeout_s, rows=shard_units(n, shard_size, shard))
+
+
+def gather_bonefinder(shard_manifests, out_manifest):
+    """Rule `bonefinder`: the shards' manifests, in shard order, as one manifest whose points paths are
+    relative to `out_manifest`'s folder."""
+    out_manifest = Path(out_manifest)
+    frames = []
+    for path in map(Path, shard_manifests):
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+        frame["points_path"] = [os.path.relpath(path.parent / p, out_manifest.parent) for p in frame["points_path"]]
+        frames.append(frame)
+    write_csv(pd.concat(frames, ignore_index=True), out_manifest)
+    return sum(len(f) for f in frames)

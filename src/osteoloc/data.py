@@ -57,7 +57,7 @@ def load_split(h5_path, split, which):
     valid = data["landmarks/valid"].astype(bool) & np.isfinite(landmarks).all(axis=-1)
     landmarks = np.where(valid[..., None], landmarks, 0.0).astype(np.float32)
     return SplitTensors(
-        images=torch.from_numpy(data["images"].astype(np.float32))[:, None],
+        images=torch.from_numpy(data["images"].astype(np.float32, copy=False))[:, None],  # no second copy of the split
         labels=torch.from_numpy(data["labels"].astype(np.float32)),
         landmarks=torch.from_numpy(landmarks),
         valid=torch.from_numpy(valid),

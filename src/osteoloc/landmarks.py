@@ -28,6 +28,14 @@ SOURCIL = [79, 64, 65, 66, 67]
 MAX_NEIGHBOUR_MM = 75.0
 MAX_HEAD_RADIUS_MM = 40.0
 MAX_SOURCIL_RADIUS_MM = 45.0
+# Plausibility limits for catching a wrong unit or swapped hips (docs/preprocessing.md, "Plausibility").
+# Adult femoral heads are 20-29 mm in radius, a little more on a radiograph (magnification 1.1-1.2): under
+# 15 mm the points are on the wrong scale (millimetres read as pixels at a spacing under about 0.6 mm).
+MIN_HEAD_RADIUS_MM = 15.0
+# Head centres of an adult pelvis are 150-220 mm apart on an AP radiograph; farther than 320 mm no pelvis
+# fits. The lower bound is relative: one head centre inside the other head's circle means both point sets
+# sit on one hip (an absolute bound would add nothing the head-radius limit does not already catch).
+MAX_HIP_DISTANCE_MM = 320.0
 
 # Default target groups (docs/preprocessing.md says why).
 DEFAULT_GROUPS = {
@@ -39,7 +47,16 @@ DEFAULT_GROUPS = {
 
 
 class LandmarkError(ValueError):
-    """A hip's points fail a sanity check."""
+    """A hip's points fail a sanity check. `scale` is "small" / "large" when the failed limit is one a
+    wrong unit breaks (points too small / too large for a hip), else None."""
+
+    def __init__(self, message, scale=None):
+        super().__init__(message)
+        self.scale = scale
+
+
+class HipsSwapped(LandmarkError):
+    """The anatomical right hip lies on the image's right: hips swapped, or the image mirrored."""
 
 
 def fit_circle(points):
@@ -81,7 +98,52 @@ def check_hip(points_px, spacing):
         except ValueError:
             raise LandmarkError(f"{name}: points are collinear, no circle") from None
         if radius >= limit:
-            raise LandmarkError(f"{name} circle radius {radius:.1f} mm (limit {limit:g} mm)")
+            raise LandmarkError(f"{name} circle radius {radius:.1f} mm (limit {limit:g} mm)", scale="large")
+    radius_mm = fit_circle(mm[FEMORAL_HEAD])[2]
+    if radius_mm < MIN_HEAD_RADIUS_MM:
+        radius_px = fit_circle(points[FEMORAL_HEAD])[2]
+        raise LandmarkError(f"femoral head radius {radius_px:.1f} px = {radius_mm:.1f} mm, under the "
+                            f"{MIN_HEAD_RADIUS_MM:g} mm of any adult femoral head", scale="small")
+
+
+def medial_sign(points):
+    """+1 when the hip's medial side points to +x on the image (a right hip on a standard AP radiograph),
+    -1 when to -x: the sign of (teardrop tip 71 - head centre) + (medial - lateral sourcil end, 79 - 67),
+    both about 30 mm on an adult hip, so a few mm of landmark error never flip it."""
+    points = np.asarray(points, dtype=np.float64)
+    cx = head_circle(points)[0]
+    return 1.0 if (points[71, 0] - cx) + (points[79, 0] - points[67, 0]) > 0 else -1.0
+
+
+def check_side(points, side):
+    """Raise LandmarkError when a hip's (80, 2) points face the wrong way for its anatomical `side`: a
+    right hip (on the image's left) has its teardrop and medial sourcil at larger x than its head; the
+    points of a left hip given as the right one (or mirrored points) face the other way."""
+    expected = 1.0 if side == "right" else -1.0
+    if medial_sign(points) != expected:
+        other = "left" if side == "right" else "right"
+        raise HipsSwapped(f"the {side} hip's points face like a {other} hip's (teardrop and sourcil on the "
+                          "wrong side of the head): hips swapped or image mirrored")
+
+
+def check_pair(right, left, spacing):
+    """Raise LandmarkError when the two hips' (80, 2) pixel points are not a pelvis: HipsSwapped when the
+    right hip's head centre lies right of the left hip's on the image (on a standard AP radiograph the
+    anatomical right hip is on the image's left), LandmarkError(scale=...) when the head centres are
+    closer than the larger head radius (one hip's centre inside the other's head) or farther than
+    MAX_HIP_DISTANCE_MM. `spacing` (row_mm, col_mm)."""
+    (rx, ry, rr), (lx, ly, lr) = head_circle(right), head_circle(left)
+    if rx >= lx:
+        raise HipsSwapped(f"hips swapped or image mirrored: the right hip's head (x = {rx:.0f} px) lies right "
+                          f"of the left hip's (x = {lx:.0f} px); on an AP radiograph the right hip is on the "
+                          "image's left")
+    distance = float(np.hypot((lx - rx) * spacing[1], (ly - ry) * spacing[0]))
+    if distance < max(rr, lr) * spacing[1]:
+        raise LandmarkError(f"head centres {distance:.1f} mm apart, inside one head circle (radius "
+                            f"{max(rr, lr) * spacing[1]:.1f} mm): both point sets on one hip")
+    if distance > MAX_HIP_DISTANCE_MM:
+        raise LandmarkError(f"head centres {distance:.1f} mm apart, over the {MAX_HIP_DISTANCE_MM:g} mm of "
+                            "any adult pelvis", scale="large")
 
 
 def head_circle(points):

@@ -1,10 +1,30 @@
 # Preprocessing: the cohort -> one study HDF5 (crops, labels, landmarks) + the exclusions table; Figure 1.
 # Inputs come from cohort.smk's input functions (phantom rule outputs or the configured real files).
+# Sharded (docs/preprocessing.md): a plan (checkpoint) cuts the cohort into shards of preprocess.shard_size
+# radiographs; one preprocess_shard cluster job per shard writes its crops and exclusions; then the
+# exclusions table (its own rule, so it survives a failed check) and the gather `preprocess` (the
+# excluded-share check, then the study HDF5).
+import functools
+
+PREPROCESS = config["preprocess"]
+PREPROCESS_SOURCE = config["cohort"].get("source", "phantom")
+# What a shard's crops depend on (not the check's threshold, not Figure 1's rows).
+SHARD_SETTINGS = {
+    key: PREPROCESS[key]
+    for key in (
+        "crop_size",
+        "spacing_mm",
+        "groups",
+        "shard_size",
+        "points_unit",
+        "accept_mirrored",
+    )
+}
 
 
 def preprocess_inputs(wildcards):
     """The cohort files the preprocessing reads, by `cohort.source`."""
-    if config["cohort"].get("source") == "group_hdf5":
+    if PREPROCESS_SOURCE == "group_hdf5":
         return {
             "group_hdf5": config["cohort"]["group_hdf5"],
             "points_dir": config["cohort"]["points_dir"],
@@ -17,12 +37,92 @@ def preprocess_inputs(wildcards):
     }
 
 
-rule preprocess:
+def plan_inputs(wildcards):
+    """What the shard plan reads: the manifest, or the group file."""
+    inputs = preprocess_inputs(wildcards)
+    return {key: inputs[key] for key in ("manifest", "group_hdf5") if key in inputs}
+
+
+@functools.lru_cache
+def _shard_plan(path, mtime):
+    from osteoloc.preprocess import read_shard_plan
+
+    return read_shard_plan(path)
+
+
+def shard_plan():
+    """{shard: its units' files} from the checkpoint's plan (re-read when the plan changes)."""
+    path = checkpoints.preprocess_plan.get().output.plan
+    return _shard_plan(path, Path(path).stat().st_mtime_ns)
+
+
+def shard_files(wildcards):
+    """The shard's own images and points files that exist now (a file added later changes the input set
+    and reruns the shard; a missing one is the shard's exclusion to report, not a DAG error).
+    """
+    return [f for f in shard_plan()[int(wildcards.shard)] if Path(f).is_file()]
+
+
+def shard_outputs(name):
+    """Input function: file `name` of every shard of the plan, in shard order."""
+    return lambda wildcards: [
+        results("preprocess", "shards", str(k), name) for k in sorted(shard_plan())
+    ]
+
+
+checkpoint preprocess_plan:
+    input:
+        unpack(plan_inputs),
+        code=library_code("preprocess_plan.py"),
+    output:
+        plan=results("preprocess", "shards", "plan.csv"),
+    params:
+        source=PREPROCESS_SOURCE,
+        shard_size=PREPROCESS["shard_size"],
+    log:
+        log_path("preprocess", "plan.log"),
+    localrule: True
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    script:
+        "../../scripts/preprocess_plan.py"
+
+
+rule preprocess_shard:
     input:
         unpack(preprocess_inputs),
-        code=library_code("preprocess.py"),
+        files=shard_files,
+        code=library_code("preprocess_shard.py"),
     output:
-        study=results("preprocess", "study.h5"),
+        # kept, not temporary: a failed or changed shard reruns alone, the others are reused
+        crops=results("preprocess", "shards", "{shard}", "crops.h5"),
+        units=results("preprocess", "shards", "{shard}", "units.csv"),
+        exclusions=results("preprocess", "shards", "{shard}", "exclusions.csv"),
+    params:
+        source=PREPROCESS_SOURCE,
+        settings=as_json(SHARD_SETTINGS),
+    wildcard_constraints:
+        shard=r"\d+",
+    log:
+        log_path("preprocess", "shard_{shard}.log"),
+    threads: 1
+    resources:
+        # flat in the shard size (it streams; docs/cluster.md: about 0.3 GB at 500 clinical radiographs)
+        mem_mb=1500,
+        runtime=120,
+    script:
+        "../../scripts/preprocess_shard.py"
+
+
+rule preprocess_exclusions:
+    input:
+        unpack(preprocess_inputs),
+        units=shard_outputs("units.csv"),
+        shard_exclusions=shard_outputs("exclusions.csv"),
+        code=library_code("preprocess_exclusions.py"),
+    output:
         exclusions=report(
             results("preprocess", "exclusions.csv"),
             caption="../report/preprocess_exclusions.rst",
@@ -30,14 +130,42 @@ rule preprocess:
             labels={"table": "exclusions"},
         ),
     params:
-        source=config["cohort"].get("source", "phantom"),
-        settings=as_json(config["preprocess"]),
+        source=PREPROCESS_SOURCE,
+        settings=as_json(SHARD_SETTINGS),
+    log:
+        log_path("preprocess_exclusions.log"),
+    localrule: True
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=20,
+    script:
+        "../../scripts/preprocess_exclusions.py"
+
+
+rule preprocess:
+    input:
+        unpack(preprocess_inputs),
+        crops=shard_outputs("crops.h5"),
+        units=shard_outputs("units.csv"),
+        shard_exclusions=shard_outputs("exclusions.csv"),
+        # the table first: when the check below fails, the evidence is already written by another job
+        exclusions=rules.preprocess_exclusions.output.exclusions,
+        code=library_code("preprocess.py"),
+    output:
+        study=results("preprocess", "study.h5"),
+    params:
+        source=PREPROCESS_SOURCE,
+        settings=as_json(
+            SHARD_SETTINGS
+            | {"max_excluded_fraction": PREPROCESS["max_excluded_fraction"]}
+        ),
     log:
         log_path("preprocess.log"),
     localrule: True
     threads: 1
     resources:
-        mem_mb=2000,
+        mem_mb=1000,
         runtime=120,
     script:
         "../../scripts/preprocess.py"
@@ -71,7 +199,7 @@ rule figure_landmarks:
 ALL_TARGETS.extend(
     [
         rules.preprocess.output.study,
-        rules.preprocess.output.exclusions,
+        rules.preprocess_exclusions.output.exclusions,
         rules.figure_landmarks.output.png,
         rules.figure_landmarks.output.pdf,
     ]

@@ -28,6 +28,7 @@ rule segment_patches:
     input:
         study=results("preprocess", "study.h5"),
         split=results("splits", f"seed{SEGMENT_SEED}.csv"),
+        exclusions=results("preprocess", "exclusions.csv"),
         code=library_code("segment_patches.py"),
     output:
         patches=results("segment", "{site}", "patches.h5"),
@@ -155,6 +156,7 @@ rule segment_report:
         cfg=as_json({k: SEGMENT[k] for k in ("sites", "report")}),
         sites=SEGMENT_SITES,
         cam_models=SEGMENT_CAM_MODELS,
+        decimals=config["report"]["tables"]["decimals"],
     log:
         log_path("segment", "report.log"),
     benchmark:

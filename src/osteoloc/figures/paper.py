@@ -96,12 +96,13 @@ def _show_map(ax, image, heatmap=None, alpha=0.45):
     ax.set_yticks([])
 
 
-def figure4_mean_cam(maps_by_model, labels, groups, valid, stem, width_in):
+def figure4_mean_cam(mean_by_model, labels, groups, valid, stem, width_in):
     """Mean Grad-CAM over the positive test images (selection seed), rows baseline / prior, one column per
     target; the mean landmark positions of those images overlaid; n per column.
 
-    maps_by_model: {model: maps (n, 4, S, S)} on the same rows; labels (n, 4); groups (n, 4, L, 2);
-    valid (n, 4, L)."""
+    mean_by_model: {model: (4, S, S)}, plane t the mean map of target t over the images positive for t
+    (`MapsFile.mean_over`, zeros when there is none); labels (n, 4); groups (n, 4, L, 2); valid (n, 4, L),
+    on the rows of the maps files."""
     with plt.rc_context(PAPER_RC):
         fig, axes = _panel_grid(2, 4, width_in, width_in / 4 + 0.15)
         points = np.where(valid[..., None], groups, np.nan)
@@ -113,8 +114,7 @@ def figure4_mean_cam(maps_by_model, labels, groups, valid, stem, width_in):
                                else np.full(points.shape[2:], np.nan))
             for r, model in enumerate(MODELS):
                 ax = axes[r, t]
-                maps = maps_by_model[model]
-                mean = maps[positive, t].mean(axis=0) if positive.any() else np.zeros(maps.shape[-2:])
+                mean = mean_by_model[model][t]
                 ax.imshow(mean, cmap="jet", vmin=0, vmax=max(float(mean.max()), 1e-6))
                 ax.scatter(mean_points[:, 0], mean_points[:, 1], s=8, c="white", edgecolors="black",
                            linewidths=0.5)
@@ -208,7 +208,11 @@ def case_table(labels, probs, com):
 
 
 def figure6_cases(cases, images, maps_by_model, probs, groups, valid, stem, width_in):
-    """Rows = cases (a)-(d); columns = reference, baseline, prior Grad-CAM of the case's target."""
+    """Rows = cases (a)-(d); columns = reference, baseline, prior Grad-CAM of the case's target.
+
+    images: {position: image (S, S)} and maps_by_model: {model: {position: maps (4, S, S)}} of at least
+    the cases' positions (only the shown images are read); probs {model: (n, 4)}, groups (n, 4, L, 2) and
+    valid (n, 4, L) by position."""
     with plt.rc_context(PAPER_RC):
         fig, axes = _panel_grid(max(len(cases), 1), 3, width_in * 0.6, width_in * 0.2 + 0.35)
         for r, case in enumerate(cases):
@@ -219,7 +223,7 @@ def figure6_cases(cases, images, maps_by_model, probs, groups, valid, stem, widt
                                                                                else ""))
             axes[r, 0].set_title("reference")
             for c, model in enumerate(MODELS, start=1):
-                _show_map(axes[r, c], images[i], maps_by_model[model][i, t])
+                _show_map(axes[r, c], images[i], maps_by_model[model][i][t])
                 axes[r, c].scatter(pts[:, 0], pts[:, 1], s=6, c="white", edgecolors="black", linewidths=0.4)
                 axes[r, c].set_title(f"{model}\np = {probs[model][i, t]:.2f}")
         save_figure(fig, stem)
@@ -250,22 +254,25 @@ FIGURES = {"figure2": "Figure 2", "figure3": "Figure 3", "figure4": "Figure 4", 
 FIGURE_IDS = tuple(FIGURES)
 
 
-def _selection_run(predictions, metrics, maps_paths, study_path, selection_seed):
-    """Arrays of the selection seed's test rows: images, labels, groups, valid, per-model probs, CoM
-    distances and maps, aligned on the rows of the maps files."""
-    from osteoloc.io.study_h5 import StudyFile
-    from osteoloc.runs import read_maps
+MAPS_BATCH = 64  # images per read of a maps.h5: Figure 4's streaming mean holds one batch (~50 MB at 224 px)
 
-    maps_by_model, rows = {}, None
+
+def _selection_run(predictions, metrics, maps_paths, study_path, selection_seed):
+    """The selection seed's test rows without their images or maps (those are read only where a figure
+    shows them): rows, labels, groups, valid and per-model probs and CoM distances, aligned on the rows of
+    the maps files (which must agree)."""
+    from osteoloc.io.maps_h5 import MapsFile
+    from osteoloc.io.study_h5 import StudyFile
+
+    rows = None
     for model in MODELS:
-        model_rows, maps = read_maps(maps_paths[model])
-        if rows is not None and not np.array_equal(rows, model_rows):
-            raise ValueError(f"{maps_paths[model]}: rows differ from the other model's maps")
-        rows, maps_by_model[model] = model_rows, maps
+        with MapsFile(maps_paths[model]) as maps:
+            if rows is not None and not np.array_equal(rows, maps.rows):
+                raise ValueError(f"{maps_paths[model]}: rows differ from the other model's maps")
+            rows = maps.rows
     with StudyFile(study_path) as study:
-        data = study.read(["images", "labels", "landmarks/groups", "landmarks/valid"], rows)
-    images, labels = data["images"], data["labels"].astype(int)
-    groups, valid = data["landmarks/groups"], data["landmarks/valid"]
+        data = study.read(["labels", "landmarks/groups", "landmarks/valid"], rows)
+    labels, groups, valid = data["labels"].astype(int), data["landmarks/groups"], data["landmarks/valid"]
 
     def wide(frame, model, column):
         part = frame[(frame["seed"] == selection_seed) & (frame["model"] == model)]
@@ -274,7 +281,22 @@ def _selection_run(predictions, metrics, maps_paths, study_path, selection_seed)
 
     probs = {m: wide(predictions, m, "prob") for m in MODELS}
     com = {m: wide(metrics, m, "com_distance") for m in MODELS}
-    return rows, images, labels, groups, valid, maps_by_model, probs, com
+    return rows, labels, groups, valid, probs, com
+
+
+def _shown(study_path, maps_paths, rows, positions):
+    """Images {position: (S, S)} and maps {model: {position: (4, S, S)}} of the given positions only."""
+    from osteoloc.io.maps_h5 import MapsFile
+    from osteoloc.io.study_h5 import StudyFile
+
+    positions = sorted(set(int(p) for p in positions))
+    with StudyFile(study_path) as study:
+        images = study.read(["images"], rows[positions])["images"]
+    maps_by_model = {}
+    for model in MODELS:
+        with MapsFile(maps_paths[model]) as maps:
+            maps_by_model[model] = dict(zip(positions, maps.take(positions)))
+    return dict(zip(positions, images)), maps_by_model
 
 
 def build_figures(predictions, metrics, study_path, maps_paths, selection_seed, figure_paths, *, width_in,
@@ -283,23 +305,32 @@ def build_figures(predictions, metrics, study_path, maps_paths, selection_seed, 
 
     figure_paths: {figure id: path}, each written as .png and .pdf (the path may carry either suffix);
     maps_paths: {model: the selection seed's maps.h5}; figure5_row_index: an HDF5 row of the selection
-    seed's test split, or None for the rule (`figure5_row`); width_in: figure width in inches."""
+    seed's test split, or None for the rule (`figure5_row`); width_in: figure width in inches.
+    Memory stays at one batch of maps: Figure 4's mean is streamed, Figures 5 and 6 read only the images
+    and maps they show."""
+    from osteoloc.io.maps_h5 import MapsFile
+
     out = figure_paths
     figure2_roc(predictions, selection_seed, out["figure2"], width_in)
     figure3_distances(metrics, out["figure3"], width_in)
     figureA2_spread(metrics, out["figureA2"], width_in)
     figure_reliability(predictions, n_bins, out["reliability"], width_in)
-    rows, images, labels, groups, valid, maps_by_model, probs, com = _selection_run(
-        predictions, metrics, maps_paths, study_path, selection_seed)
-    figure4_mean_cam(maps_by_model, labels, groups, valid, out["figure4"], width_in)
+    rows, labels, groups, valid, probs, com = _selection_run(predictions, metrics, maps_paths, study_path,
+                                                             selection_seed)
+    mean_by_model = {}
+    for model in MODELS:
+        with MapsFile(maps_paths[model]) as maps:
+            mean_by_model[model] = maps.mean_over(labels == 1, MAPS_BATCH)
+    figure4_mean_cam(mean_by_model, labels, groups, valid, out["figure4"], width_in)
     if figure5_row_index is not None and figure5_row_index not in rows:
         raise ValueError(f"report.figures.figure5_row {figure5_row_index} is not a test row of seed "
                          f"{selection_seed}")
     position = None if figure5_row_index is None else int(np.flatnonzero(rows == figure5_row_index)[0])
     i = figure5_row(labels, probs["baseline"], position)
+    cases = select_cases(case_table(labels, probs, com), case_threshold)
+    images, maps_by_model = _shown(study_path, maps_paths, rows, [i] + [case.position for case in cases])
     figure5_sample(images[i], maps_by_model["baseline"][i], labels[i], probs["baseline"][i], out["figure5"],
                    width_in)
-    cases = select_cases(case_table(labels, probs, com), case_threshold)
     figure6_cases(cases, images, maps_by_model, probs, groups, valid, out["figure6"], width_in)
     return cases
 

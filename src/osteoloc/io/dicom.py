@@ -7,12 +7,17 @@ ever returned, so nothing downstream can leak one.
 from dataclasses import dataclass
 from pathlib import Path
 
+import logging
+
 import numpy as np
 import pydicom
+from pydicom.pixels import apply_modality_lut, apply_voi_lut
 
 GREYSCALE = ("MONOCHROME1", "MONOCHROME2")
 # Relative tolerance for calling a spacing isotropic (header values are decimal strings).
 ISOTROPY_TOLERANCE = 1e-4
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -27,12 +32,50 @@ class Radiograph:
         return self.spacing_source != "given"
 
 
+def _spacing_values(raw):
+    """The decimal strings of a spacing element as written: the raw bytes of an element not yet converted
+    (so '0,6669' or '0.65 mm' arrive here unparsed), or the values of a converted one."""
+    if raw is None or raw.value is None or raw.value == "":
+        return []
+    value = raw.value
+    if isinstance(value, (bytes, bytearray)):
+        value = value.decode("ascii", "replace")
+    if isinstance(value, str):
+        return [v.strip() for v in value.split("\\")]
+    if isinstance(value, (list, tuple, pydicom.multival.MultiValue)):
+        return [str(v).strip() for v in value]
+    return [str(value).strip()]
+
+
+def _parse_spacing(keyword, raw):
+    """(row_mm, col_mm) from one spacing element, or a reason why it cannot be used."""
+    values = _spacing_values(raw)
+    if len(values) != 2:
+        return None, (f"{keyword} holds {len(values)} value(s) {values}, DICOM requires two (row, column "
+                      "spacing in mm)")
+    try:
+        return (float(values[0]), float(values[1])), None
+    except ValueError:
+        cause = ("a comma as decimal separator" if any("," in v for v in values)
+                 else "a unit or other text after the number" if any(c.isalpha() for v in values for c in v)
+                 else "not a decimal number")
+        return None, f"{keyword} {values} is not a decimal string ({cause})"
+
+
 def _header_spacing(ds):
+    """The first usable header spacing: ((row_mm, col_mm), keyword, problems) with `problems` the reasons
+    why earlier elements could not be used; (None, None, problems) when none is usable."""
+    problems = []
     for keyword in ("PixelSpacing", "ImagerPixelSpacing"):
-        value = ds.get(keyword)
-        if value is not None and len(value) == 2:
-            return (float(value[0]), float(value[1])), keyword
-    return None, None
+        # The raw element: pydicom converts DS values lazily, and a malformed one raises on conversion.
+        raw = ds.get_item(keyword)
+        if raw is None:
+            continue
+        spacing, problem = _parse_spacing(keyword, raw)
+        if spacing is not None:
+            return spacing, keyword, problems
+        problems.append(problem)
+    return None, None, problems
 
 
 def _check_spacing(path, spacing):
@@ -50,8 +93,13 @@ def read_dicom(path, spacing=None, dtype=np.float32):
     `dtype=None` keeps the decoded integer type (saves converting a whole radiograph when only crops of
     it are used); MONOCHROME1 is inverted either way.
 
-    Raises ValueError naming the file for unreadable, non-image, colour, multi-frame, non-linear VOI LUT,
-    anisotropic or spacing-less input.
+    A VOI LUT Sequence (a non-linear lookup table the modality wants applied for display) is applied with
+    pydicom's `apply_voi_lut` after the modality LUT (its input), the first table when there are several.
+    A header spacing that cannot be read (one value, a comma decimal, a unit suffix) counts as absent: the
+    given spacing replaces it (logged), else the error names the element, its value and the cause.
+
+    Raises ValueError naming the file for unreadable, non-image, colour, multi-frame, non-linear VOI LUT
+    function, unusable VOI LUT Sequence, anisotropic or spacing-less input.
     """
     path = Path(path)
     try:
@@ -70,10 +118,15 @@ def read_dicom(path, spacing=None, dtype=np.float32):
     if voi_function is not None and str(voi_function).upper() != "LINEAR":
         raise ValueError(f"{path}: VOI LUT function {voi_function} is not LINEAR")
 
-    header_spacing, source = _header_spacing(ds)
+    header_spacing, source, problems = _header_spacing(ds)
     if header_spacing is None:
         if spacing is None:
+            if problems:
+                raise ValueError(f"{path}: unusable pixel spacing: {'; '.join(problems)}; give a spacing in the "
+                                 "manifest")
             raise ValueError(f"{path}: no PixelSpacing or ImagerPixelSpacing; give a spacing in the manifest")
+        if problems:
+            log.warning("%s: %s; using the manifest's spacing %s mm", path, "; ".join(problems), spacing)
         spacing = (spacing, spacing) if np.isscalar(spacing) else tuple(spacing)
         header_spacing, source = spacing, "given"
     row_mm, col_mm = _check_spacing(path, header_spacing)
@@ -84,6 +137,8 @@ def read_dicom(path, spacing=None, dtype=np.float32):
         raise ValueError(f"{path}: cannot decode pixel data ({type(err).__name__}: {err})") from None
     if pixels.ndim != 2:
         raise ValueError(f"{path}: expected a 2-D image, got shape {pixels.shape}")
+    if "VOILUTSequence" in ds:  # before any type change: the table is indexed by the stored integers
+        pixels = _apply_voi_lut_sequence(path, ds, pixels)
     if dtype is not None:
         pixels = pixels.astype(dtype, copy=False)
     if photometric == "MONOCHROME1":
@@ -92,6 +147,20 @@ def read_dicom(path, spacing=None, dtype=np.float32):
         pixels = pixels.max() - pixels  # MONOCHROME1 shows low values bright: invert so bone is high
         # (x <= max, so this never wraps around in an unsigned type)
     return Radiograph(pixels=pixels, spacing=(row_mm, col_mm), spacing_source=source)
+
+
+def _apply_voi_lut_sequence(path, ds, pixels):
+    """The stored pixels through the modality LUT and the first table of the VOI LUT Sequence (pydicom)."""
+    try:
+        lut = ds.VOILUTSequence[0]
+        if "LUTData" not in lut or "LUTDescriptor" not in lut:
+            raise ValueError("the first item lacks LUTDescriptor or LUTData")
+        out = apply_voi_lut(apply_modality_lut(pixels, ds), ds, index=0, prefer_lut=True)
+    except Exception as err:  # noqa: BLE001 - malformed tables fail in many ways; all mean "cannot display"
+        raise ValueError(f"{path}: cannot apply its VOI LUT Sequence ({type(err).__name__}: {err})") from None
+    if len(ds.VOILUTSequence) > 1:
+        log.info("%s: %d VOI LUTs, the first one applied", path, len(ds.VOILUTSequence))
+    return out
 
 
 def read_radiograph(path, spacing=None):

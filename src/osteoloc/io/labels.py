@@ -77,13 +77,32 @@ class LabelTable:
         return set(self.grades) | self.problem_keys
 
 
-def read_labels(path):
-    """Read the label CSV into a LabelTable; raises ValueError naming the file when columns are missing."""
-    frame = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")  # Excel adds a BOM
+def read_csv_table(path, what, required):
+    """A comma-separated UTF-8 table (`what` names it in messages) as strings, column names stripped and
+    lower-cased. Raises ValueError naming the file and the cause: not UTF-8, empty, separated by ';' or
+    tabs (what a spreadsheet in some locales writes), or lacking a `required` column."""
+    try:
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")  # Excel adds a BOM
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{path}: {what} is not UTF-8 text (byte {err.object[err.start]:#04x} at offset "
+                         f"{err.start}); save it as UTF-8 CSV") from None
+    except pd.errors.EmptyDataError:
+        raise ValueError(f"{path}: {what} is empty (no header row)") from None
     frame.columns = [str(c).strip().lower() for c in frame.columns]
-    missing = [c for c in ("subject", "visit", "side", *TARGETS) if c not in frame.columns]
+    missing = [c for c in required if c not in frame.columns]
     if missing:
-        raise ValueError(f"{path}: label CSV lacks columns {missing}")
+        header = ",".join(frame.columns)
+        for name, sep in (("';'", ";"), ("tabs", "\t")):
+            if len(frame.columns) == 1 and sep in header:
+                raise ValueError(f"{path}: {what} is separated by {name}, commas expected (header {header!r})")
+        raise ValueError(f"{path}: {what} lacks columns {missing}")
+    return frame
+
+
+def read_labels(path):
+    """Read the label CSV into a LabelTable; raises ValueError naming the file when it cannot be read as a
+    comma-separated UTF-8 table or columns are missing (read_csv_table)."""
+    frame = read_csv_table(path, "label CSV", ("subject", "visit", "side", *TARGETS))
     table = LabelTable()
     seen = {}
     for row in frame.to_dict(orient="records"):

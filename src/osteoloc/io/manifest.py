@@ -1,12 +1,17 @@
 """The cohort manifest: one row per radiograph (docs/contracts.md section 1)."""
 
+import re
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
+
+from osteoloc.io.labels import MISSING_SPELLINGS, read_csv_table
 
 REQUIRED_COLUMNS = ("image_path", "subject", "visit", "cohort", "points_path")
-OPTIONAL_COLUMNS = ("spacing", "manual_points_path")
+OPTIONAL_COLUMNS = ("spacing", "manual_points_path", "points_unit")
+# Units of the .pts coordinates: mm, px, or auto (mm when the DICOM header has a spacing, else px:
+# BoneFinder's rule); "" = the config's default (preprocess.points_unit).
+POINTS_UNITS = ("mm", "px", "auto")
 
 
 def _resolve(base, value):
@@ -18,27 +23,51 @@ def _resolve(base, value):
     return str(path if path.is_absolute() else base / path)
 
 
-def read_manifest(path):
-    """Read the manifest with paths resolved; `spacing` is float (NaN when absent).
+def _spacing(path, line, value):
+    """One `spacing` cell -> mm (NaN when empty); raises ValueError naming the file, line and cause."""
+    text = str(value).strip()
+    if text.lower() in MISSING_SPELLINGS:
+        return np.nan
+    if re.fullmatch(r"[0-9]*\.?[0-9]+(e[-+]?[0-9]+)?", text, flags=re.IGNORECASE):
+        number = float(text)
+        if number > 0:
+            return number
+    cause = ("a comma as decimal separator: write 0.6669" if "," in text
+             else "a unit or other text after the number: give mm as a plain number" if re.search("[a-z]", text, re.I)
+             else "not a positive number")
+    raise ValueError(f"{path}: line {line}: spacing {text!r} is not a spacing in mm ({cause})")
 
-    Raises ValueError naming the file when a required column is missing.
+
+def _points_unit(path, line, value):
+    unit = str(value).strip().lower()
+    if unit and unit not in POINTS_UNITS:
+        raise ValueError(f"{path}: line {line}: points_unit {value!r} is not one of {', '.join(POINTS_UNITS)} "
+                         "(or empty for preprocess.points_unit)")
+    return unit
+
+
+def read_manifest(path):
+    """Read the manifest with paths resolved against its folder; `spacing` is float mm (NaN when absent),
+    `points_unit` one of POINTS_UNITS or "" (the config's default).
+
+    Raises ValueError naming the file (and line) when it is not a comma-separated UTF-8 table, a required
+    column is missing, a spacing is not a plain positive number or a points_unit is unknown.
     """
     path = Path(path)
-    frame = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")  # Excel adds a BOM
-    frame.columns = [str(c).strip().lower() for c in frame.columns]
-    missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
-    if missing:
-        raise ValueError(f"{path}: manifest lacks columns {missing}")
+    frame = read_csv_table(path, "manifest", REQUIRED_COLUMNS)
     base = path.resolve().parent
     for column in ("image_path", "points_path", "manual_points_path"):
         if column in frame.columns:
             frame[column] = [_resolve(base, v) for v in frame[column]]
         else:
             frame[column] = ""
-    if "spacing" in frame.columns:
-        frame["spacing"] = pd.to_numeric(frame["spacing"].replace("", np.nan), errors="coerce")
-    else:
-        frame["spacing"] = np.nan
+    lines = range(2, len(frame) + 2)  # line numbers in the file (line 1 is the header)
+    for column, parse, empty in (("spacing", _spacing, np.nan), ("points_unit", _points_unit, "")):
+        if column in frame.columns:
+            frame[column] = [parse(path, line, v) for line, v in zip(lines, frame[column])]
+        else:
+            frame[column] = empty
+    frame["spacing"] = frame["spacing"].astype(float)
     for column in ("subject", "visit", "cohort"):
         frame[column] = frame[column].str.strip()
     return frame

@@ -87,3 +87,19 @@ class MapsFile:
         """Yield (start, float32 maps) over the file in order, one batch at a time."""
         for start in range(0, len(self), batch_size):
             yield start, self._h5["maps"][start:start + batch_size].astype(np.float32)
+
+    def mean_over(self, selected, batch_size=64):
+        """Per-target mean map over selected images, read one batch at a time (memory stays at a batch
+        however large the file): `selected` bool (n, T) by position -> float32 (T, S, S), plane t the mean
+        of maps[selected[:, t], t]; zeros where no image is selected. Sums in float64."""
+        selected = np.asarray(selected, dtype=bool)
+        if selected.shape != (len(self), self._h5["maps"].shape[1]):
+            raise ValueError(f"{self.path}: selection of shape {selected.shape} for maps of shape "
+                             f"{self._h5['maps'].shape[:2]}")
+        total = np.zeros(self._h5["maps"].shape[1:], np.float64)
+        for start, maps in self.batches(batch_size):
+            chosen = selected[start:start + len(maps)]
+            for t in range(len(total)):
+                total[t] += maps[chosen[:, t], t].sum(axis=0, dtype=np.float64)
+        count = selected.sum(axis=0)
+        return (total / np.maximum(count, 1)[:, None, None]).astype(np.float32)

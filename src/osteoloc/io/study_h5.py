@@ -168,6 +168,25 @@ class StudyWriter:
                 f"meta/{s}" for s in STRING_META) else np.asarray(values, dtype=object)
         self.count += n
 
+    def copy_rows(self, study, start, stop, block=64):
+        """Append rows start..stop-1 of the open StudyFile `study` (a shard of the same layout) as they are
+        stored, `block` rows at a time so memory stays bounded; pending appends are written first, so
+        rows keep the order they were added in."""
+        if (study.crop_size, study.has_truth) != (self.crop_size, self.with_truth) or \
+                study.group_indices != self.groups:
+            raise StudyFormatError(f"{study.path}: layout differs from the study being written to {self.path}")
+        self._flush()
+        n = int(stop) - int(start)
+        if n <= 0:
+            return
+        for name in dataset_layout(self.crop_size, self.length, self.with_truth):
+            source, target = study._h5[name], self.h5[name]
+            target.resize(self.count + n, axis=0)
+            for a in range(0, n, block):
+                b = min(a + block, n)
+                target[self.count + a:self.count + b] = source[start + a:start + b]
+        self.count += n
+
 
 def write_study_arrays(path, columns, group_indices, spacing_mm=1.0, attrs=None):
     """Write whole arrays as a study through StudyWriter (synthetic studies for tests and benchmarks).
@@ -303,12 +322,21 @@ class StudyFile:
                     for name in names}
         unique, restore = self._rows(rows)
         spans = read_spans(unique)
+        # each slice goes straight to its places in the output: memory stays at the output plus one slice
+        by_unique = np.argsort(restore, kind="stable")
+        bounds = np.searchsorted(restore[by_unique], np.arange(len(unique) + 1))
         out = {}
         for name in names:
             dataset = self._h5[name].asstr() if self._strings(name) else self._h5[name]
-            parts = [dataset[start:stop][positions] for start, stop, positions in spans]
             shape, dtype = self._h5[name].shape[1:], object if self._strings(name) else self._h5[name].dtype
-            out[name] = (np.concatenate(parts) if parts else np.zeros((0, *shape), dtype))[restore]
+            values = np.empty((len(restore), *shape), dtype)
+            first = 0
+            for start, stop, positions in spans:
+                last = first + len(positions)
+                places = by_unique[bounds[first]:bounds[last]]
+                values[places] = dataset[start:stop][positions][restore[places] - first]
+                first = last
+            out[name] = values
         return out
 
     def batches(self, names, rows, batch_size):

@@ -118,6 +118,14 @@ def outside_image(points, shape):
     return bool(np.any((x < -0.5) | (x > cols - 0.5) | (y < -0.5) | (y > rows - 0.5)))
 
 
+def mirror_points(points, width):
+    """Points (..., 2) of an image `width` px wide onto the horizontally mirrored image (`pixels[:, ::-1]`):
+    x <- width - 1 - x (pixel-centre convention, as the flip of left hips)."""
+    points = np.array(points, dtype=np.float64)
+    points[..., 0] = width - 1 - points[..., 0]
+    return points
+
+
 def resample_scale(spacing_mm, source_spacing):
     """Source pixels per resampled pixel: target spacing / the source's column spacing (mm); the readers
     refuse anisotropic sources, so one axis serves both."""

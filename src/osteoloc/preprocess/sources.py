@@ -11,6 +11,7 @@ A source is a context manager with
 - `unmatched_exclusions()`: labelled hips that no unit holds (last in the table).
 """
 
+import hashlib
 import logging
 from pathlib import Path
 
@@ -19,17 +20,81 @@ import numpy as np
 from osteoloc.io.dicom import read_dicom
 from osteoloc.io.group_h5 import GroupFile
 from osteoloc.io.labels import grades_to_labels, hip_key, read_labels
-from osteoloc.io.manifest import read_manifest
+from osteoloc.io.manifest import POINTS_UNITS, read_manifest
 from osteoloc.io.pts import read_hip_points, resolve_hip_files
 from osteoloc.io.study_h5 import HipRecord
 from osteoloc.io.truth_h5 import TruthFile
-from osteoloc.landmarks import LandmarkError, check_hip, target_groups, validate_groups
+from osteoloc.landmarks import (HipsSwapped, LandmarkError, check_hip, check_pair, check_side, target_groups,
+                                validate_groups)
 from osteoloc.preprocess.exclusions import Exclusion
-from osteoloc.preprocess.geometry import (HipCrop, landmarks_in_crop, outside_image, preprocess_hip,
+from osteoloc.preprocess.geometry import (HipCrop, landmarks_in_crop, mirror_points, outside_image, preprocess_hip,
                                           resample_scale)
 from osteoloc.targets import SIDES
 
 log = logging.getLogger(__name__)
+
+# Stages of exclusions-table rows that keep the hip (notes, not exclusions): `mirrored` (the radiograph was
+# mirrored and flipped back, preprocess.accept_mirrored) and `manual_points` (its manual points were
+# refused: the hip stays in the study with NaN manual points, so paper B's training leaves it out).
+NOTE_STAGES = ("mirrored", "manual_points")
+
+
+def points_spacing(unit, radiograph):
+    """(spacing, unit): the (row_mm, col_mm) that turns a `.pts` file's numbers into pixels (None when they
+    are pixels) and the unit that decides it. `unit` "auto" is BoneFinder's rule: millimetres when the
+    DICOM header has a spacing, pixels otherwise."""
+    if unit == "auto":
+        unit = "mm" if radiograph.spacing_in_header else "px"
+    return (radiograph.spacing if unit == "mm" else None), unit
+
+
+def _likely_cause(err, unit, spacing):
+    """A landmark check's reason, led by the likely cause when a wrong unit explains it: millimetres read
+    as pixels shrink a hip by the spacing (under 1 mm), pixels read as millimetres grow it."""
+    shrinks = "small" if spacing[1] < 1.0 else "large"
+    grows = "large" if shrinks == "small" else "small"
+    if unit == "px" and err.scale == shrinks:
+        return (f"points look like millimetres read as pixels: {err} (state the unit: manifest column "
+                "points_unit or preprocess.points_unit = mm)")
+    if unit == "mm" and err.scale == grows:
+        return (f"points look like pixels read as millimetres: {err} (state the unit: manifest column "
+                "points_unit or preprocess.points_unit = px)")
+    return str(err)
+
+
+def check_points(points, problems, shape, spacing, unit):
+    """Every check of one radiograph's point set: readable, inside the image, the sanity and plausibility
+    limits of each hip (landmarks.check_hip), the two hips' order and distance (check_pair) and each hip
+    facing its side (check_side). `points` {side: (80, 2) source px}, `problems` {side: reason} from
+    read_hip_points, `shape` (rows, cols), `spacing` (row_mm, col_mm), `unit` the points' unit as read.
+    Returns (failures {side: reason}, swapped): `swapped` is the HipsSwapped error when both hips pass
+    on their own but the right one lies on the image's right (the caller refuses or mirrors), else None."""
+    failures = dict(problems)
+    for side, hip in points.items():
+        if side in failures:
+            continue
+        if outside_image(hip, shape):
+            hint = " (pixels read as millimetres? state points_unit: px)" if unit == "mm" else ""
+            failures[side] = "points outside the image" + hint
+            continue
+        try:
+            check_hip(hip, spacing)
+        except LandmarkError as err:
+            failures[side] = _likely_cause(err, unit, spacing)
+    passed = [side for side in SIDES if side in points and side not in failures]
+    if len(passed) == 2:
+        try:
+            check_pair(points["right"], points["left"], spacing)
+        except HipsSwapped as err:
+            return failures, err
+        except LandmarkError as err:
+            return {**failures, **{side: _likely_cause(err, unit, spacing) for side in passed}}, None
+    for side in passed:
+        try:
+            check_side(points[side], side)
+        except LandmarkError as err:
+            failures[side] = str(err)
+    return failures, None
 
 
 def hip_record(crop, grades, groups, crop_size, subject, visit, side, cohort, source, source_spacing,
@@ -45,6 +110,15 @@ def hip_record(crop, grades, groups, crop_size, subject, visit, side, cohort, so
         source=source, source_spacing=tuple(source_spacing), spacing_from=spacing_from,
         crop_offset=tuple(map(float, crop.offset)),
         head_circle=tuple(map(float, crop.head_circle)), intensity=crop.intensity, truth_masks=crop.masks)
+
+
+def pixel_digest(pixels):
+    """A hex digest of an image's decoded pixels with their shape and type: equal for the same radiograph
+    however its file is named or compressed (losslessly)."""
+    pixels = np.ascontiguousarray(pixels)
+    digest = hashlib.blake2b(f"{pixels.shape}{pixels.dtype.str}".encode(), digest_size=16)
+    digest.update(memoryview(pixels).cast("B"))
+    return digest.hexdigest()
 
 
 class _LabelledSource:
@@ -102,10 +176,12 @@ class _LabelledSource:
         return self.labels.grades[key]
 
     @staticmethod
-    def _sane(points, spacing, exclude, file):
-        """False (and the hip excluded) when its points fail the sanity limits (landmarks.check_hip)."""
+    def _sane(points, spacing, side, exclude, file):
+        """False (and the hip excluded) when its points fail the sanity limits (landmarks.check_hip) or
+        face the wrong way for `side` (landmarks.check_side)."""
         try:
             check_hip(points, spacing)
+            check_side(points, side)
         except LandmarkError as err:
             exclude("landmarks", file, err)
             return False
@@ -126,8 +202,15 @@ class ManifestSource(_LabelledSource):
     `truth.h5`, adds lesion masks cropped like the image."""
 
     unmatched_reason = "labels but no radiograph in the manifest"
+    mirrored_reason = ("image mirrored (the right hip lies on the image's right): image and points flipped "
+                       "back, as preprocess.accept_mirrored allows")
 
-    def __init__(self, manifest_path, labels_path, *, crop_size, spacing_mm, groups, truth_path=None):
+    def __init__(self, manifest_path, labels_path, *, crop_size, spacing_mm, groups, truth_path=None,
+                 points_unit="auto", accept_mirrored=False):
+        if points_unit not in POINTS_UNITS:
+            raise ValueError(f"preprocess.points_unit must be one of {POINTS_UNITS}, got {points_unit!r}")
+        self.points_unit, self.accept_mirrored = points_unit, bool(accept_mirrored)
+        self.manifest_path = Path(manifest_path)
         self.groups = validate_groups(groups)
         self.rows = list(read_manifest(manifest_path).itertuples(index=False))
         super().__init__(labels_path)
@@ -143,6 +226,7 @@ class ManifestSource(_LabelledSource):
             first.setdefault(hip_key(row.subject, row.visit, "right"), i)
         self.duplicate = [first[hip_key(row.subject, row.visit, "right")] != i for i, row in enumerate(self.rows)]
         self.hip_keys = {hip_key(row.subject, row.visit, side) for row in self.rows for side in SIDES}
+        self.pixel_hashes = {}  # unit -> pixel_digest of its decoded image (duplicates are judged on these)
 
     def close(self):
         if self.truth is not None:
@@ -162,18 +246,28 @@ class ManifestSource(_LabelledSource):
             return
         source = Path(image_path).name
         given = None if not np.isfinite(row.spacing) else float(row.spacing)
+        self._log_if_missing(image_path)
         try:
             radiograph = read_dicom(image_path, spacing=given, dtype=None)  # native ints: crops convert
         except (ValueError, OSError) as err:
             out.append(Exclusion.of("dicom", row.subject, row.visit, "", image_path, err))
             log.warning("excluded %s: %s", source, err)
             return
-        # BoneFinder writes millimetres when the DICOM has a spacing, pixels otherwise.
-        points_spacing = radiograph.spacing if radiograph.spacing_in_header else None
-        points, problems = read_hip_points(row.points_path, radiograph.pixels.shape, points_spacing)
-        manual = {}
-        if row.manual_points_path:
-            manual, _ = read_hip_points(row.manual_points_path, radiograph.pixels.shape, points_spacing)
+        self.pixel_hashes[i] = pixel_digest(radiograph.pixels)  # of the file's pixels, before any flip
+        pixels, shape, spacing = radiograph.pixels, radiograph.pixels.shape, radiograph.spacing
+        units, unit = points_spacing(row.points_unit or self.points_unit, radiograph)
+        points, problems = self._read_points(row.points_path, shape, units)
+        failures, swapped = check_points(points, problems, shape, spacing, unit)
+        mirrored = swapped is not None and self.accept_mirrored
+        if mirrored:
+            pixels = pixels[:, ::-1]
+            points = {side: mirror_points(hip, shape[1]) for side, hip in points.items()}
+            failures, swapped = check_points(points, problems, shape, spacing, unit)
+            out.append(Exclusion.of("mirrored", row.subject, row.visit, "", image_path, self.mirrored_reason))
+            log.warning("%s: %s", source, self.mirrored_reason)
+        if swapped is not None:
+            failures = {side: str(swapped) for side in SIDES}
+        manual, manual_failures = self._manual_points(row, shape, units, spacing, unit, mirrored)
         stem = Path(image_path).stem
         for side in SIDES:
             key = hip_key(row.subject, row.visit, side)
@@ -181,22 +275,19 @@ class ManifestSource(_LabelledSource):
             grades = self._grades(key, exclude, image_path)
             if grades is None:
                 continue
-            if side in problems:
-                exclude("points", row.points_path, problems[side])
+            if side in failures:
+                stage = "points" if side in problems or failures[side].startswith("points outside") else "landmarks"
+                exclude(stage, row.points_path, failures[side])
                 continue
-            hip = points[side]
-            if outside_image(hip, radiograph.pixels.shape):
-                exclude("points", row.points_path, "points outside the image")
-                continue
-            if not self._sane(hip, radiograph.spacing, exclude, row.points_path):
-                continue
+            masks = self.truth.masks(stem, side) if self.truth is not None else None
+            if masks is not None and mirrored:
+                masks = masks[:, :, ::-1]
             try:
-                crop = preprocess_hip(radiograph.pixels, radiograph.spacing, hip, side, self.crop_size,
-                                      self.spacing_mm, manual_points=manual.get(side),
-                                      masks=self.truth.masks(stem, side) if self.truth is not None else None)
+                crop = preprocess_hip(pixels, spacing, points[side], side, self.crop_size, self.spacing_mm,
+                                      manual_points=manual.get(side), masks=masks)
                 cohort = row.cohort or self.labels.cohort.get(key, "")
                 record = hip_record(crop, grades, self.groups, self.crop_size, row.subject, row.visit, side,
-                                    cohort, source, radiograph.spacing, radiograph.spacing_source)
+                                    cohort, source, spacing, radiograph.spacing_source)
             except ValueError as err:  # CropError included
                 exclude("crop", image_path, err)
                 continue
@@ -204,7 +295,35 @@ class ManifestSource(_LabelledSource):
                 log.exception("unexpected error on %s %s", source, side)
                 exclude("error", image_path, f"unexpected {type(err).__name__}: {err}")
                 continue
+            if side in manual_failures:  # a note: the hip is kept, its manual contour is NaN
+                exclude("manual_points", row.manual_points_path, manual_failures[side])
             out.append(record)
+
+    def _manual_points(self, row, shape, units, spacing, unit, mirrored):
+        """({side: (80, 2) source px} of the manual points that pass every check of the crop points,
+        {side: reason} of those that do not); both empty without a manual_points_path."""
+        if not row.manual_points_path:
+            return {}, {}
+        manual, problems = self._read_points(row.manual_points_path, shape, units)
+        if mirrored:  # the radiograph was flipped back: its manual points follow it
+            manual = {side: mirror_points(hip, shape[1]) for side, hip in manual.items()}
+        failures, swapped = check_points(manual, problems, shape, spacing, unit)
+        if swapped is not None:
+            failures = {side: str(swapped) for side in SIDES}
+        return {side: hip for side, hip in manual.items() if side not in failures}, failures
+
+    def _read_points(self, points_path, shape, units):
+        """read_hip_points, logging the folder a missing file was looked up in (exclusions name no folder)."""
+        points, problems = read_hip_points(points_path, shape, units)
+        if any(reason.startswith("no .pts file") for reason in problems.values()):
+            self._log_if_missing(points_path, exists=False)
+        return points, problems
+
+    def _log_if_missing(self, path, exists=None):
+        """Log where a missing file was looked for: relative manifest paths start from its folder."""
+        if path and not (Path(path).exists() if exists is None else exists):
+            log.warning("%s not found: looked up in %s (relative paths in %s start from its folder)",
+                        Path(path).name, Path(path).parent, self.manifest_path)
 
 
 class GroupSource(_LabelledSource):
@@ -266,7 +385,7 @@ class GroupSource(_LabelledSource):
         if side in problems:
             exclude("points", points_path, problems[side])
             return
-        if not self._sane(points[side], scan.input_spacing, exclude, points_path):
+        if not self._sane(points[side], scan.input_spacing, side, exclude, points_path):
             return
         scale = resample_scale(self.spacing_mm, scan.input_spacing)
         contour, circle = landmarks_in_crop(points[side], scale, scan.crop_offset, side, size)

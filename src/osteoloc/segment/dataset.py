@@ -41,9 +41,11 @@ def _split_of(split, subjects, h5_path):
     return np.array([split_of[s] for s in subjects])
 
 
-def build_site_patches(h5_path, split, site, cfg, seed):
+def build_site_patches(h5_path, split, site, cfg, seed, manual_excluded=frozenset()):
     """{split: PatchSet} for one site. `cfg` is the `segment` config block, `split` the DataFrame
-    `subject, split` (splits.read_split). Images and masks are read `READ_BATCH` hips at a time."""
+    `subject, split` (splits.read_split). Images and masks are read `READ_BATCH` hips at a time.
+    `manual_excluded`: (subject, visit, side) of hips whose manual points preprocessing excluded; they
+    leave training and validation (which centre on manual points) and stay in the test split (automatic)."""
     patch = int(cfg["patch_size"])
     aug = cfg["augment"]
     with StudyFile(h5_path) as study:
@@ -57,16 +59,23 @@ def build_site_patches(h5_path, split, site, cfg, seed):
         auto, manual = data["landmarks/contour"], data["landmarks/contour_manual"]
         split_of = _split_of(split, study.subjects(), h5_path)
         known = labels >= 0
+        meta = study.meta(("subject", "visit", "side"))
+        manual_bad = np.array([hip in manual_excluded for hip in zip(meta["subject"], meta["visit"], meta["side"])],
+                              dtype=bool)
         out = {}
         for name in PATCH_SPLITS:
             rows = np.flatnonzero((split_of == name) & known)
+            n_manual_excluded = 0
             if name != "test":
+                n_manual_excluded = int(manual_bad[rows].sum())
+                rows = rows[~manual_bad[rows]]
                 rows = balanced_rows(rows, labels[rows], site_rng(seed, site.name, f"balance-{name}"))
             rng = site_rng(seed, site.name, f"augment-{name}")
             n_aug = site.n_augment if name != "test" else 0
             disp = site.displacement if name == "train" else 0.0
             imgs, masks, keep_rows, copies, sources = [], [], [], [], []
-            counts = {"hips": len(rows), "excluded_no_landmarks": 0, "manual_fallback_to_automatic": 0}
+            counts = {"hips": len(rows), "excluded_no_landmarks": 0, "manual_fallback_to_automatic": 0,
+                      "excluded_manual_points": n_manual_excluded}
             for batch_rows, batch in study.batches(["images", "truth/masks"], rows, READ_BATCH):
                 for image, lesion, row in zip(batch["images"], batch["truth/masks"][:, t], batch_rows):
                     if name == "test":

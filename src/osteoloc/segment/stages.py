@@ -17,10 +17,20 @@ from osteoloc.splits import read_split
 log = logging.getLogger(__name__)
 
 
-def make_patches(study, split_csv, site_name, cfg, seed, out):
-    """Rule segment_patches: one site's train / val / test patches -> `out` (HDF5)."""
+def manual_points_excluded(exclusions_path):
+    """(subject, visit, side) of the hips whose manual points preprocessing excluded (exclusions.csv rows
+    of stage `manual_points`: the hip stays in the study, its manual points do not)."""
+    table = pd.read_csv(exclusions_path, dtype=str, keep_default_na=False)
+    rows = table[table["stage"] == "manual_points"]
+    return frozenset(zip(rows["subject"], rows["visit"], rows["side"]))
+
+
+def make_patches(study, split_csv, exclusions_csv, site_name, cfg, seed, out):
+    """Rule segment_patches: one site's train / val / test patches -> `out` (HDF5); hips whose manual
+    points were excluded (exclusions_csv) leave training and validation."""
     site = parse_sites(cfg["sites"])[site_name]
-    sets = build_site_patches(study, read_split(split_csv), site, cfg, seed)
+    sets = build_site_patches(study, read_split(split_csv), site, cfg, seed,
+                              manual_excluded=manual_points_excluded(exclusions_csv))
     with atomic_path(out) as tmp:
         write_patch_sets(sets, site.name, site.target, tmp)
 
@@ -56,28 +66,29 @@ def evaluate_site(patches, model_path, site_name, cfg, device, predictions_out, 
     write_csv(pd.DataFrame([summarise(metrics, site.name, site.target)]), summary_out, float_format="%.6g")
 
 
-def build_report(cfg, site_files, cam_metrics_files, out):
+def build_report(cfg, site_files, cam_metrics_files, out, decimals):
     """Rule segment_report. site_files: {site: {patches, predictions, metrics, summary}};
     cam_metrics_files: {model: explain metrics.csv} (empty to leave out the weak-vs-strong table);
-    out: {table2, table1, weak_vs_strong, confusion, examples} stems."""
+    out: {table2, table1, weak_vs_strong, confusion, examples} stems; decimals: shown in .md / .tex
+    (report.tables.decimals, as paper A's tables)."""
     from osteoloc.segment import report as R
     from osteoloc.tables import write_table
 
     sites = parse_sites(cfg["sites"])
     summaries = [pd.read_csv(f["summary"]).iloc[0].to_dict() for f in site_files.values()]
     t2 = R.table2(summaries)
-    write_table(t2, out["table2"],
+    write_table(t2, out["table2"], decimals,
                 caption="Osteophyte detection and segmentation per U-Net (paper B, Table 2).")
     partitions = [R.partition_counts(s, sites[s].target, {sp: read_patch_set(f["patches"], sp)
                                                           for sp in ("train", "val", "test")})
                   for s, f in site_files.items()]
-    write_table(R.table1(partitions), out["table1"],
+    write_table(R.table1(partitions), out["table1"], decimals,
                 caption="Hips per partition, with osteophytes in brackets (paper B, Table 1).")
     unet_metrics = {s: pd.read_csv(f["metrics"]) for s, f in site_files.items()}
     if "weak_vs_strong" in out:
         cams = {m: pd.read_csv(p) for m, p in cam_metrics_files.items()}
         write_table(R.weak_vs_strong(cams, unet_metrics, {s: sites[s].target for s in site_files}),
-                    out["weak_vs_strong"],
+                    out["weak_vs_strong"], decimals,
                     caption="Weak (CAM) versus strong (U-Net) localisation, positive test hips.")
     R.confusion_figure(t2, out["confusion"])
     examples = []
