@@ -110,9 +110,12 @@ ALL_TARGETS.extend(
 # Issue 12's ablation: every configured arm (config `arms`: name -> overrides) and the paper's two models,
 # compared with the reference arm 'prior' over seeds. No arms configured: no rule, the study is unchanged.
 ABLATION_ARMS = ["baseline", "prior", *(config.get("arms") or {})]
-# The shortcut test's twin predictions exist when the phantom's cue is on and its twins are made.
+# The shortcut test's twin predictions exist when the phantom's cue is on and its twins are made (the
+# condition under which explain writes them).
 ABLATION_CUE = COHORT["phantom"]["cue"]
-ABLATION_TWINS = ABLATION_CUE["enabled"] and ABLATION_CUE["twins"]
+ABLATION_TWINS = (
+    COHORT["source"] == "phantom" and ABLATION_CUE["enabled"] and ABLATION_CUE["twins"]
+)
 
 
 def ablation_outputs(name):
