@@ -153,7 +153,9 @@ def write_table(table, stem, decimals, caption=""):
             shown[column] = shown[column].map(lambda v: "" if pd.isna(v) else f"{v:.2g}")
         elif pd.api.types.is_float_dtype(shown[column]):
             shown[column] = shown[column].round(decimals)
-    write_text(shown.to_markdown(index=False, missingval="") + "\n", stem.with_suffix(".md"))
+    # tabulate's missingval replaces None only: NaN and pd.NA become None so that they show blank too.
+    markdown = shown.astype(object).where(shown.notna(), None).to_markdown(index=False, missingval="")
+    write_text(markdown + "\n", stem.with_suffix(".md"))
     latex = shown.to_latex(index=False, na_rep="", caption=caption or None, label=f"tab:{stem.name}",
                            float_format=f"%.{decimals}f", escape=True)
     write_text(latex, stem.with_suffix(".tex"))

@@ -2,6 +2,7 @@
 # captions of `snakemake --report report.html`. Local, light rules. Report-only options (report.tables,
 # report.figures) are params of the one rule they format, apart from the analysis params. The table and
 # figure ids come from the library that writes them.
+from osteoloc.ablation import ABLATION_FIGURE, ABLATION_TABLE
 from osteoloc.figures.paper import FIGURES
 from osteoloc.tables import SEED_LEVEL_INPUT, SUMMARY_TABLES, TABLES
 
@@ -104,3 +105,57 @@ ALL_TARGETS.extend(
     + list(FIGURE_OUTPUTS.values())
     + [results("report", "summary.md")]
 )
+
+
+# Issue 12's ablation: every configured arm (config `arms`: name -> overrides) and the paper's two models,
+# compared with the reference arm 'prior' over seeds. No arms configured: no rule, the study is unchanged.
+ABLATION_ARMS = ["baseline", "prior", *(config.get("arms") or {})]
+# The shortcut test's twin predictions exist when the phantom's cue is on and its twins are made (the
+# condition under which explain writes them).
+ABLATION_CUE = COHORT["phantom"]["cue"]
+ABLATION_TWINS = (
+    COHORT["source"] == "phantom" and ABLATION_CUE["enabled"] and ABLATION_CUE["twins"]
+)
+
+
+def ablation_outputs(name):
+    """The explain file `name` of every (arm, seed), arms outer: the order of `ablation_runs`."""
+    return expand(explain_file(name), model=ABLATION_ARMS, seed=SEEDS)
+
+
+def ablation_runs():
+    """(arm, seed) of every ablation run as a JSON param, in the order `ablation_outputs` lists them."""
+    return as_json([[arm, seed] for arm in ABLATION_ARMS for seed in SEEDS])
+
+
+if config.get("arms"):
+    ABLATION_OUTPUTS = report_outputs(
+        "tables", {ABLATION_TABLE[0]: {"table": ABLATION_TABLE[1]}}, "Ablation"
+    ) | report_outputs(
+        "figures", {ABLATION_FIGURE[0]: {"figure": ABLATION_FIGURE[1]}}, "Ablation"
+    )
+
+    localrules:
+        report_ablation,
+
+    rule report_ablation:
+        input:
+            predictions=ablation_outputs("predictions.csv"),
+            metrics=ablation_outputs("metrics.csv"),
+            twin_predictions=(
+                ablation_outputs("twin_predictions.csv") if ABLATION_TWINS else []
+            ),
+            code=library_code("report_ablation.py"),
+        output:
+            **ABLATION_OUTPUTS,
+        params:
+            runs=ablation_runs(),
+            arms=as_json(ABLATION_ARMS),
+            decimals=REPORT["tables"]["decimals"],
+            width_in=REPORT["figures"]["width_in"],
+        log:
+            log_path("report", "ablation.log"),
+        script:
+            "../../scripts/report_ablation.py"
+
+    ALL_TARGETS.extend(ABLATION_OUTPUTS.values())

@@ -1,0 +1,187 @@
+"""The ablation table of issue 12: every study arm against the paper's prior arm, paired over seeds.
+
+Inputs are the long frames of `osteoloc.runs.read_runs` over the runs of every arm (column `model` = the
+arm: `baseline`, `prior` or a configured arm name; column `seed`), from `results/explain/{arm}/seed{seed}/`
+(docs/contracts.md section 5; the arms' contract in docs/evaluation.md, "Ablation table").
+
+Two steps:
+1. `seed_level_values`: per (arm, seed, target, metric) one number, the run's value of the metric
+   (ABLATION_METRICS says where it comes from);
+2. `ablation_table`: per (metric, target, arm) the mean +- sd over seeds and, paired by seed against the
+   reference arm (`prior`), the mean difference arm - reference with its 95 % t interval over seeds, the
+   seeds in which the arm is better (in the metric's direction), and the two-sided Wilcoxon signed-rank
+   test over seeds (`stats.paired_wilcoxon`: exact for small n, also with ties).
+Distances and spread are in crop pixels; AUC, pointing game and energy shares are fractions (0-1).
+"""
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+from sklearn.metrics import roc_auc_score
+
+from osteoloc.runs import read_runs
+from osteoloc.stats import paired_wilcoxon
+from osteoloc.tables import write_table
+from osteoloc.targets import TARGETS
+
+log = logging.getLogger(__name__)
+
+REFERENCE_ARM = "prior"  # the paper's prior model: every arm is compared with it
+CONFIDENCE = 0.95  # level of the t interval of the mean difference over seeds
+# The table and figure ids of rule report_ablation -> their labels in the HTML report.
+ABLATION_TABLE = ("ablation", "Ablation table")
+ABLATION_FIGURE = ("ablation_forest", "Ablation forest plot")
+
+
+@dataclass(frozen=True)
+class AblationMetric:
+    """label: how tables and figures name it; better: "lower" or "higher"; source: what it is computed from
+    ("predictions": AUC over the test hips with a known label; "positives": mean over the positive test
+    hips where the value is defined; "twin": needs twin_predictions.csv; "cue": mean over every test hip
+    whose cue_energy is defined, i.e. that carries the cue)."""
+    label: str
+    better: str
+    source: str
+
+
+ABLATION_METRICS = {
+    "auc": AblationMetric("AUC", "higher", "predictions"),
+    "com_distance": AblationMetric("CoM distance (px)", "lower", "positives"),
+    "peak_distance": AblationMetric("peak distance (px)", "lower", "positives"),
+    "spread": AblationMetric("spread (px)", "lower", "positives"),
+    "pointing_hit": AblationMetric("pointing game", "higher", "positives"),
+    "energy_in_mask": AblationMetric("energy in lesion", "higher", "positives"),
+    "auc_no_cue": AblationMetric("AUC without cue", "higher", "twin"),
+    "auc_drop": AblationMetric("AUC drop without cue", "lower", "twin"),
+    "cue_energy": AblationMetric("energy on cue", "lower", "cue"),
+}
+RUN_KEYS = ["model", "seed", "target"]
+SEED_LEVEL_COLUMNS = ["arm", "seed", "target", "metric", "value", "n"]
+ABLATION_COLUMNS = ["metric", "better", "target", "arm", "n_seeds", "mean", "sd", "diff", "ci_low", "ci_high",
+                    "improved", "n_pairs", "W", "p"]
+
+
+def _auc(part):
+    """AUC of one run and target over its hips with a known label; NaN when one class is missing."""
+    known = part[part["label"] >= 0]
+    if known["label"].nunique() < 2:
+        return pd.Series({"value": np.nan, "n": len(known)})
+    return pd.Series({"value": roc_auc_score(known["label"], known["prob"]), "n": len(known)})
+
+
+def _run_auc(predictions):
+    return predictions.groupby(RUN_KEYS, sort=False)[["label", "prob"]].apply(_auc).reset_index()
+
+
+def _run_means(frame, column):
+    """Mean and count of the defined values of `column` per run and target."""
+    grouped = frame.groupby(RUN_KEYS, sort=False)[column]
+    return pd.concat([grouped.mean().rename("value"), grouped.count().rename("n")], axis=1).reset_index()
+
+
+def seed_level_values(predictions, metrics, twin_predictions=None):
+    """One value per (arm, seed, target, metric): columns SEED_LEVEL_COLUMNS (n = hips it averages over).
+
+    predictions, metrics: `runs.read_runs` frames of every arm's runs; twin_predictions: the same runs'
+    twin_predictions.csv (the test hips without the cue), or None. Localisation metrics average the positive
+    test hips whose value is defined (NaN = undefined map); the pointing game, energy in the lesion and the
+    cue energy appear only when metrics.csv has their columns, AUC without the cue and the AUC drop
+    (AUC - AUC without the cue) only with twin predictions."""
+    parts = {"auc": _run_auc(predictions)}
+    pos = metrics[metrics["label"] == 1]
+    for metric, spec in ABLATION_METRICS.items():
+        if spec.source == "positives" and metric in metrics:
+            parts[metric] = _run_means(pos, metric)
+        elif spec.source == "cue" and metric in metrics:
+            parts[metric] = _run_means(metrics, metric)
+    if twin_predictions is not None:
+        twin = _run_auc(twin_predictions)
+        parts["auc_no_cue"] = twin
+        both = parts["auc"].merge(twin, on=RUN_KEYS, suffixes=("", "_twin"), validate="one_to_one")
+        parts["auc_drop"] = both.assign(value=both["value"] - both["value_twin"])[[*RUN_KEYS, "value", "n"]]
+    frame = pd.concat([part.assign(metric=metric) for metric, part in parts.items()], ignore_index=True)
+    frame = frame.rename(columns={"model": "arm"})
+    frame["n"] = frame["n"].astype(int)
+    return frame[SEED_LEVEL_COLUMNS]
+
+
+def t_interval(diffs, confidence=CONFIDENCE):
+    """(low, high) t interval of the mean of `diffs` (mean +- t_{(1+c)/2, n-1} sd / sqrt(n)); NaNs when
+    n < 2. Identical differences give the degenerate interval [d, d]."""
+    diffs = np.asarray(diffs, dtype=np.float64)
+    if len(diffs) < 2:
+        return np.nan, np.nan
+    half = stats.t.ppf((1 + confidence) / 2, len(diffs) - 1) * diffs.std(ddof=1) / np.sqrt(len(diffs))
+    return diffs.mean() - half, diffs.mean() + half
+
+
+def _compare(values, reference, better):
+    """Paired over seeds: arm - reference. values, reference: Series indexed by seed."""
+    pairs = pd.concat([reference.rename("ref"), values.rename("arm")], axis=1, join="inner").dropna()
+    diffs = pairs["arm"] - pairs["ref"]
+    n, w, p = paired_wilcoxon(pairs["ref"], pairs["arm"])
+    low, high = t_interval(diffs)
+    improved = int((diffs < 0).sum() if better == "lower" else (diffs > 0).sum())
+    return {"diff": diffs.mean() if n else np.nan, "ci_low": low, "ci_high": high, "improved": improved,
+            "n_pairs": n, "W": w, "p": p}
+
+
+def ablation_table(seed_values, arms, reference=REFERENCE_ARM):
+    """Per metric, target and arm (in `arms` order): n_seeds, mean and sd over seeds of the run values,
+    and against `reference` (paired by seed, NaN values dropped): diff = mean of arm - reference, its t
+    interval (ci_low, ci_high; CONFIDENCE), improved = seeds in which the arm is better in the metric's
+    direction (column `better`), n_pairs, Wilcoxon W and two-sided p. The reference arm's own rows leave
+    the comparison empty (improved and n_pairs are nullable integers)."""
+    arms = list(arms)
+    if reference not in arms:
+        raise ValueError(f"ablation: the reference arm {reference!r} is not among the arms {arms}")
+    present = set(seed_values["arm"])
+    missing = [arm for arm in arms if arm not in present]
+    if missing:
+        raise ValueError(f"ablation: no run of the arms {missing} (runs of {sorted(present)})")
+    rows = []
+    for metric, spec in ABLATION_METRICS.items():
+        for target in TARGETS:
+            block = seed_values[(seed_values["metric"] == metric) & (seed_values["target"] == target)]
+            if block.empty:
+                continue
+            by_arm = {arm: part.set_index("seed")["value"] for arm, part in block.groupby("arm")}
+            ref = by_arm.get(reference, pd.Series(dtype=float))
+            for arm in arms:
+                values = by_arm.get(arm, pd.Series(dtype=float))
+                row = {"metric": metric, "better": spec.better, "target": target, "arm": arm,
+                       "n_seeds": int(values.notna().sum()), "mean": values.mean(), "sd": values.std(ddof=1)}
+                if arm != reference:
+                    row |= _compare(values, ref, spec.better)
+                rows.append(row)
+    table = pd.DataFrame(rows, columns=ABLATION_COLUMNS)
+    for column in ("improved", "n_pairs"):
+        table[column] = table[column].astype("Int64")
+    return table
+
+
+def read_arm_runs(runs, paths, kind):
+    """`runs.read_runs` for parallel lists: runs [(arm, seed)], paths in the same order."""
+    runs = [tuple(run) for run in runs]
+    if len(runs) != len(paths):
+        raise ValueError(f"ablation: {len(runs)} runs but {len(paths)} {kind} files")
+    return read_runs(dict(zip(runs, paths)), kind)
+
+
+def report_ablation(runs, predictions_paths, metrics_paths, twin_predictions_paths=(), *, arms,
+                    reference=REFERENCE_ARM, decimals, width_in, table_path, figure_path):
+    """Rule report_ablation: the ablation table (`table_path`, .csv/.md/.tex) and its forest plot
+    (`figure_path`, .png/.pdf). runs: [(arm, seed)] in the order of the path lists; arms: the arms in
+    table order; twin_predictions_paths: empty when the shortcut test is off."""
+    from osteoloc.figures.ablation import figure_ablation_forest  # here: that module imports this one
+
+    predictions = read_arm_runs(runs, predictions_paths, "predictions")
+    metrics = read_arm_runs(runs, metrics_paths, "metrics")
+    twins = read_arm_runs(runs, twin_predictions_paths, "twin predictions") if twin_predictions_paths else None
+    table = ablation_table(seed_level_values(predictions, metrics, twins), arms, reference)
+    write_table(table, table_path, decimals=decimals)
+    log.info("ablation: %d rows, %d arms, metrics %s", len(table), len(arms), sorted(set(table["metric"])))
+    figure_ablation_forest(table, figure_path, width_in=width_in, reference=reference)

@@ -1,0 +1,254 @@
+"""The ablation table and forest plot (osteoloc.ablation, osteoloc.figures.ablation) on synthetic runs whose
+differences between arms are known by construction."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from osteoloc.ablation import (ABLATION_METRICS, ablation_table, report_ablation, seed_level_values,
+                               t_interval)
+from osteoloc.figures.ablation import figure_ablation_forest
+from osteoloc.io.atomic import write_csv
+from osteoloc.targets import TARGETS
+
+SEEDS = (0, 1, 2)
+N_HIPS = 12
+ARMS = ("baseline", "prior", "better", "same")
+
+
+def run_frames(arm, seed, with_truth=True, with_cue=False):
+    """(predictions, metrics) of one run. Labels alternate 1/0 (hip 11: unknown). The prior arm's values
+    depend on the seed; `better` has lower distances, higher pointing / energy and a perfect ranking in
+    every seed; `same` copies prior; baseline is noisy."""
+    rng = np.random.default_rng(100 * seed + len(arm))
+    n = N_HIPS * len(TARGETS)
+    labels = np.tile(np.arange(N_HIPS) % 2, len(TARGETS))
+    labels[np.arange(n) % N_HIPS == N_HIPS - 1] = -1
+    ref_rng = np.random.default_rng(seed)  # prior's (and same's) draws, shared by `better`
+    prob = ref_rng.random(n)
+    com = ref_rng.uniform(5, 15, n)
+    if arm == "better":
+        prob = np.where(labels == 1, 0.6 + 0.4 * prob, 0.5 * prob)  # every positive above every negative
+        com = com - 2.0 - seed  # better by 2, 3, 4 px: distinct differences
+    elif arm == "baseline":
+        prob, com = rng.random(n), rng.uniform(5, 15, n)
+    predictions = pd.DataFrame({"row": np.tile(np.arange(N_HIPS), len(TARGETS)),
+                                "target": np.repeat(TARGETS, N_HIPS), "label": labels, "prob": prob})
+    metrics = pd.DataFrame({"row": predictions["row"], "target": predictions["target"], "label": labels,
+                            "com_distance": com, "peak_distance": com + 1.0, "spread": com * 2})
+    metrics.loc[1, "com_distance"] = np.nan  # an undefined map: left out, not a zero
+    if with_truth:
+        metrics["pointing_hit"] = (com < 10).astype(float)
+        metrics["energy_in_mask"] = 1.0 / com
+    if with_cue:
+        metrics["cue_energy"] = np.where(np.arange(n) % 3 == 0, 0.02 * com, np.nan)
+    return predictions.assign(model=arm, seed=seed), metrics.assign(model=arm, seed=seed)
+
+
+def all_runs(arms=ARMS, **kwargs):
+    frames = [run_frames(arm, seed, **kwargs) for arm in arms for seed in SEEDS]
+    return (pd.concat([f[0] for f in frames], ignore_index=True),
+            pd.concat([f[1] for f in frames], ignore_index=True))
+
+
+def twin_frame(predictions):
+    """Twin predictions: the cue removed makes every arm rank worse, except `better` (no cue reliance)."""
+    twins = predictions.copy()
+    hurt = twins["model"] != "better"
+    twins.loc[hurt, "prob"] = 1 - twins.loc[hurt, "prob"]
+    return twins
+
+
+def row(table, metric, target, arm):
+    found = table[(table["metric"] == metric) & (table["target"] == target) & (table["arm"] == arm)]
+    assert len(found) == 1
+    return found.iloc[0]
+
+
+def test_seed_level_values_follow_the_definitions():
+    predictions, metrics = all_runs()
+    values = seed_level_values(predictions, metrics)
+    one = values[(values["arm"] == "baseline") & (values["seed"] == 1) & (values["target"] == TARGETS[0])]
+    one = one.set_index("metric")
+    preds = predictions[(predictions["model"] == "baseline") & (predictions["seed"] == 1)
+                        & (predictions["target"] == TARGETS[0]) & (predictions["label"] >= 0)]
+    assert one.loc["auc", "value"] == pytest.approx(roc_auc_score(preds["label"], preds["prob"]))
+    assert one.loc["auc", "n"] == N_HIPS - 1
+    mets = metrics[(metrics["model"] == "baseline") & (metrics["seed"] == 1) & (metrics["target"] == TARGETS[0])
+                   & (metrics["label"] == 1)]
+    assert one.loc["com_distance", "value"] == pytest.approx(mets["com_distance"].dropna().mean())
+    assert one.loc["com_distance", "n"] == len(mets) - 1  # row 1 (positive) is undefined
+    assert one.loc["spread", "n"] == len(mets)
+    assert one.loc["energy_in_mask", "value"] == pytest.approx(mets["energy_in_mask"].mean())
+    assert not {"auc_no_cue", "auc_drop", "cue_energy"} & set(values["metric"])
+
+
+def test_an_arm_better_in_every_seed():
+    predictions, metrics = all_runs()
+    table = ablation_table(seed_level_values(predictions, metrics), ARMS)
+    com = row(table, "com_distance", TARGETS[1], "better")
+    assert com["better"] == "lower"
+    assert (com["improved"], com["n_pairs"]) == (3, 3)
+    assert com["diff"] < 0 and com["ci_high"] < 0
+    assert com["W"] == 0 and com["p"] == pytest.approx(2 / 2**3)  # exact: 3 of 3 one way
+    for metric in ("energy_in_mask", "auc"):
+        better = row(table, metric, TARGETS[2], "better")
+        assert better["better"] == "higher"
+        assert better["diff"] > 0 and better["improved"] == 3
+    pointing = row(table, "pointing_hit", TARGETS[2], "better")  # lower distances never lose a hit
+    assert pointing["better"] == "higher" and pointing["diff"] >= 0
+    assert row(table, "auc", TARGETS[0], "better")["mean"] == pytest.approx(1.0)
+
+
+def test_an_arm_identical_to_the_reference():
+    predictions, metrics = all_runs()
+    table = ablation_table(seed_level_values(predictions, metrics), ARMS)
+    same = table[table["arm"] == "same"]
+    assert len(same) == len(TARGETS) * 6  # auc, three distances, pointing, energy
+    assert (same["diff"] == 0).all() and (same["ci_low"] == 0).all() and (same["ci_high"] == 0).all()
+    assert (same["improved"] == 0).all() and same["p"].isna().all()
+    prior = table[table["arm"] == "prior"]
+    assert prior["diff"].isna().all() and prior["improved"].isna().all()
+    assert (prior["n_seeds"] == 3).all() and prior["sd"].gt(0).all()
+
+
+def test_t_interval_matches_scipy():
+    from scipy import stats
+    diffs = np.array([1.0, 2.5, 4.0, 2.0])
+    expected = stats.t.interval(0.95, 3, loc=diffs.mean(), scale=stats.sem(diffs))
+    assert t_interval(diffs) == pytest.approx(expected)
+    assert np.isnan(t_interval([1.0])).all()
+
+
+def test_cue_reliance_only_when_its_columns_exist():
+    predictions, metrics = all_runs(with_truth=False, with_cue=True)
+    values = seed_level_values(predictions, metrics)
+    assert "cue_energy" in set(values["metric"]) and "pointing_hit" not in set(values["metric"])
+    assert not {"auc_no_cue", "auc_drop"} & set(values["metric"])
+    cue = metrics[(metrics["model"] == "prior") & (metrics["seed"] == 0) & (metrics["target"] == TARGETS[3])]
+    got = values[(values["metric"] == "cue_energy") & (values["arm"] == "prior") & (values["seed"] == 0)
+                 & (values["target"] == TARGETS[3])]
+    assert got["value"].item() == pytest.approx(cue["cue_energy"].dropna().mean())  # every labelled hip
+    assert got["n"].item() == cue["cue_energy"].notna().sum()
+
+    table = ablation_table(seed_level_values(predictions, metrics, twin_frame(predictions)), ARMS)
+    auc = row(table, "auc", TARGETS[0], "prior")["mean"]
+    assert row(table, "auc_no_cue", TARGETS[0], "prior")["mean"] == pytest.approx(1 - auc)
+    assert row(table, "auc_drop", TARGETS[0], "prior")["mean"] == pytest.approx(2 * auc - 1)
+    better = row(table, "auc_drop", TARGETS[0], "better")
+    assert better["better"] == "lower" and better["mean"] == 0
+    assert row(table, "cue_energy", TARGETS[0], "better")["improved"] == 3  # lower com -> lower cue energy
+
+
+def test_missing_reference_or_arm_is_an_error():
+    predictions, metrics = all_runs(arms=("baseline", "better"))
+    values = seed_level_values(predictions, metrics)
+    with pytest.raises(ValueError, match="reference arm 'prior'"):
+        ablation_table(values, ("baseline", "better"))
+    with pytest.raises(ValueError, match=r"no run of the arms \['prior'\]"):
+        ablation_table(values, ("baseline", "prior", "better"))
+
+
+def test_forest_figure_writes_png_and_pdf(tmp_path):
+    predictions, metrics = all_runs(with_cue=True)
+    table = ablation_table(seed_level_values(predictions, metrics, twin_frame(predictions)), ARMS)
+    figure_ablation_forest(table, tmp_path / "ablation_forest.png", width_in=7.0)
+    for suffix in ("png", "pdf"):
+        assert (tmp_path / f"ablation_forest.{suffix}").stat().st_size > 1000
+    with pytest.raises(ValueError, match="no arm has a difference"):
+        figure_ablation_forest(table[table["arm"] == "prior"], tmp_path / "empty.png", width_in=7.0)
+
+
+def test_report_ablation_from_run_files(tmp_path):
+    """The stage function reads every run's files (runs.read_runs) and writes the table and the figure."""
+    runs, paths = [], {"predictions": [], "metrics": [], "twins": []}
+    for arm in ARMS:
+        for seed in SEEDS:
+            predictions, metrics = run_frames(arm, seed, with_cue=True)
+            folder = tmp_path / arm / f"seed{seed}"
+            for kind, frame in (("predictions", predictions), ("metrics", metrics),
+                                ("twins", twin_frame(predictions))):
+                write_csv(frame.drop(columns=["model", "seed"]), folder / f"{kind}.csv")
+                paths[kind].append(str(folder / f"{kind}.csv"))
+            runs.append([arm, seed])
+    out = tmp_path / "report"
+    report_ablation(json.loads(json.dumps(runs)), paths["predictions"], paths["metrics"], paths["twins"],
+                    arms=list(ARMS), decimals=3, width_in=7.0, table_path=out / "ablation.csv",
+                    figure_path=out / "ablation_forest.png")
+    table = pd.read_csv(out / "ablation.csv")
+    assert set(table["metric"]) == set(ABLATION_METRICS)
+    assert list(dict.fromkeys(table["arm"])) == list(ARMS)
+    markdown = (out / "ablation.md").read_text()
+    assert "| metric" in markdown and "nan" not in markdown and "<NA>" not in markdown  # the prior's rows blank
+    assert "\\label{tab:ablation}" in (out / "ablation.tex").read_text()
+    assert (out / "ablation_forest.pdf").exists() and (out / "ablation_forest.png").exists()
+    with pytest.raises(ValueError, match="9 runs but 12"):
+        report_ablation(runs[:9], paths["predictions"], paths["metrics"], arms=list(ARMS), decimals=3,
+                        width_in=7.0, table_path=out / "x.csv", figure_path=out / "x.png")
+
+
+# --- rule report_ablation, alone: a scratch Snakefile with the shared, cohort and report rule files and the
+# explain outputs already in place (as source files), so no training runs ---
+
+SCRATCH_SNAKEFILE = """\
+configfile: "config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/cohort.smk"
+include: "workflow/rules/report.smk"
+"""
+
+
+@pytest.fixture()
+def ablation_workflow(tmp_path):
+    from workflow_copy import copy_workflow
+
+    workdir = copy_workflow(tmp_path / "wf")
+    (workdir / "Snakefile").write_text(SCRATCH_SNAKEFILE)
+    for arm in ("baseline", "prior", "disc"):
+        for seed in SEEDS:
+            predictions, metrics = run_frames("better" if arm == "disc" else arm, seed, with_cue=True)
+            folder = workdir / "results" / "explain" / arm / f"seed{seed}"
+            write_csv(predictions.drop(columns=["model", "seed"]), folder / "predictions.csv")
+            write_csv(metrics.drop(columns=["model", "seed"]), folder / "metrics.csv")
+            write_csv(twin_frame(predictions).drop(columns=["model", "seed"]), folder / "twin_predictions.csv")
+    return workdir
+
+
+@pytest.mark.workflow
+def test_rule_report_ablation(ablation_workflow):
+    from workflow_copy import snakemake, write_override
+
+    report = ablation_workflow / "results" / "report"
+    override = write_override(ablation_workflow, {"study": {"seeds": list(SEEDS), "selection_seed": 0},
+                                                  "arms": {"disc": {"prior": {"shape": "disc"}}}})
+    without_arms = snakemake(ablation_workflow, "-n", "--list-rules")
+    assert "report_ablation" not in without_arms.stdout
+    targets = ("results/report/tables/ablation.csv", "results/report/figures/ablation_forest.png")
+    snakemake(ablation_workflow, "--configfile", "config.yaml", override, "-c1", *targets)
+    table = pd.read_csv(report / "tables" / "ablation.csv")
+    assert list(dict.fromkeys(table["arm"])) == ["baseline", "prior", "disc"]
+    assert "cue_energy" in set(table["metric"]) and "auc_drop" not in set(table["metric"])  # twins are off
+    disc = table[(table["arm"] == "disc") & (table["metric"] == "com_distance")]
+    assert (disc["improved"] == 3).all() and (disc["diff"] < 0).all()
+    for path in ("tables/ablation.md", "tables/ablation.tex", "figures/ablation_forest.pdf"):
+        assert (report / path).stat().st_size > 0
+    html = snakemake(ablation_workflow, "--configfile", "config.yaml", override, "--report", "report.html", *targets)
+    assert "Ablation forest plot (issue 12)" in (ablation_workflow / "report.html").read_text()
+
+
+@pytest.mark.workflow
+def test_rule_report_ablation_reads_twins_when_the_cue_test_is_on(ablation_workflow):
+    from workflow_copy import snakemake, write_override
+
+    override = write_override(ablation_workflow, {
+        "study": {"seeds": list(SEEDS), "selection_seed": 0}, "arms": {"disc": {"prior": {"shape": "disc"}}},
+        "cohort": {"phantom": {"cue": {"enabled": True, "twins": True}}}})
+    snakemake(ablation_workflow, "--configfile", "config.yaml", override, "-c1", "results/report/tables/ablation.csv")
+    table = pd.read_csv(ablation_workflow / "results" / "report" / "tables" / "ablation.csv")
+    drop = table[(table["metric"] == "auc_drop") & (table["arm"] == "disc")]
+    assert len(drop) == len(TARGETS) and (drop["mean"] == 0).all()  # `better` does not rely on the cue
