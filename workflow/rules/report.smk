@@ -109,25 +109,6 @@ ALL_TARGETS.extend(
 
 # Issue 12's ablation: every configured arm (config `arms`: name -> overrides) and the paper's two models,
 # compared with the reference arm 'prior' over seeds. No arms configured: no rule, the study is unchanged.
-ABLATION_ARMS = ["baseline", "prior", *(config.get("arms") or {})]
-# The shortcut test's twin predictions exist when the phantom's cue is on and its twins are made (the
-# condition under which explain writes them).
-ABLATION_CUE = COHORT["phantom"]["cue"]
-ABLATION_TWINS = (
-    COHORT["source"] == "phantom" and ABLATION_CUE["enabled"] and ABLATION_CUE["twins"]
-)
-
-
-def ablation_outputs(name):
-    """The explain file `name` of every (arm, seed), arms outer: the order of `ablation_runs`."""
-    return expand(explain_file(name), model=ABLATION_ARMS, seed=SEEDS)
-
-
-def ablation_runs():
-    """(arm, seed) of every ablation run as a JSON param, in the order `ablation_outputs` lists them."""
-    return as_json([[arm, seed] for arm in ABLATION_ARMS for seed in SEEDS])
-
-
 if config.get("arms"):
     ABLATION_OUTPUTS = report_outputs(
         "tables", {ABLATION_TABLE[0]: {"table": ABLATION_TABLE[1]}}, "Ablation"
@@ -140,17 +121,17 @@ if config.get("arms"):
 
     rule report_ablation:
         input:
-            predictions=ablation_outputs("predictions.csv"),
-            metrics=ablation_outputs("metrics.csv"),
+            predictions=explain_outputs("predictions.csv", RUNS),
+            metrics=explain_outputs("metrics.csv", RUNS),
             twin_predictions=(
-                ablation_outputs("twin_predictions.csv") if ABLATION_TWINS else []
+                explain_outputs("twin_predictions.csv", RUNS) if TWINS else []
             ),
             code=library_code("report_ablation.py"),
         output:
             **ABLATION_OUTPUTS,
         params:
-            runs=ablation_runs(),
-            arms=as_json(ABLATION_ARMS),
+            runs=explain_runs(RUNS),
+            arms=as_json(RUNS),
             decimals=REPORT["tables"]["decimals"],
             width_in=REPORT["figures"]["width_in"],
         log:
