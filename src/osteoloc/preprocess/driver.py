@@ -2,6 +2,7 @@
 exclusions table (docs/contracts.md section 2), and the excluded-share check."""
 
 import logging
+from pathlib import Path
 
 import pandas as pd
 
@@ -75,10 +76,20 @@ def cohort_source(kind, inputs, settings):
                           points_unit=settings["points_unit"], accept_mirrored=settings["accept_mirrored"], **common)
 
 
+def _as_input_path(path):
+    """`path` relative to the working directory when it lies under it, else absolute."""
+    path = Path(path).absolute()
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
 def write_shard_plan(kind, inputs, shard_size, plan_path):
     """The shard plan: `shard, unit, files` per unit (study order), `files` the unit's own input files
-    (image, points, manual points; ';'-separated, absolute) that its shard job lists as inputs, so that
-    fixing one file reruns its shard only. Returns the number of shards."""
+    (image, points, manual points; ';'-separated) that its shard job lists as inputs, so that fixing one
+    file reruns its shard only. Files under the working directory are stored relative to it (the plan of a
+    moved or copied results folder stays the same), others absolute. Returns the number of shards."""
     from osteoloc.io.group_h5 import GroupFile
     from osteoloc.io.manifest import read_manifest
     from osteoloc.io.pts import resolve_hip_files
@@ -94,7 +105,7 @@ def write_shard_plan(kind, inputs, shard_size, plan_path):
             for points in (row.points_path, row.manual_points_path):
                 if points:  # per-hip files (<stem>_L.pts ...) where the named file is a stem
                     paths += [str(path) for path, _ in resolve_hip_files(points).values()]
-            files.append(";".join(dict.fromkeys(str(p) for p in paths if p)))
+            files.append(";".join(dict.fromkeys(_as_input_path(p) for p in paths if p)))
     size = int(shard_size)
     table = pd.DataFrame({"shard": [unit // size for unit in range(len(files))], "unit": range(len(files)),
                           "files": files})
