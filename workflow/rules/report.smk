@@ -124,7 +124,9 @@ if config.get("arms"):
             predictions=explain_outputs("predictions.csv", RUNS),
             metrics=explain_outputs("metrics.csv", RUNS),
             twin_predictions=(
-                explain_outputs("twin_predictions.csv", RUNS) if TWINS else []
+                explain_outputs("twin_predictions.csv", RUNS)
+                if phantom_twins()
+                else []
             ),
             code=library_code("report_ablation.py"),
         output:
