@@ -22,6 +22,18 @@ def _job_set(jobs):
     return {(rule, tuple(sorted(wildcards.items()))) for rule, wildcards in jobs}
 
 
+def _planned_with_appended(workdir, path, extra):
+    """The jobs `snakemake -n` plans on `workdir` while `path` has `extra` bytes appended; then the file is
+    put back exactly (content and mtime), so the completed study stays complete."""
+    original, stat = path.read_bytes(), path.stat()
+    try:
+        path.write_bytes(original + extra)
+        return planned(workdir, "--cores", "1", "--configfile", CI_CONFIG)
+    finally:
+        path.write_bytes(original)
+        os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+
+
 def _summary_plans(workdir, *args):
     """{output: plan} from `snakemake --summary` (plan: "no update", "update pending", ...)."""
     out = snakemake(workdir, "--summary", *args).stdout
@@ -107,13 +119,7 @@ def test_editing_library_code_reruns_the_rules_that_use_it(completed_study):
     assert users, f"no rule's script imports osteoloc/{LIBRARY_MODULE}"
     expected = planned(completed_study, "--cores", "1", "--configfile", CI_CONFIG, "--forcerun", *users)
 
-    original, stat = module.read_bytes(), module.stat()
-    try:
-        module.write_bytes(original + b"\n# a comment added by test_reruns\n")
-        jobs = planned(completed_study, "--cores", "1", "--configfile", CI_CONFIG)
-    finally:  # put the completed run back exactly: content and mtime
-        module.write_bytes(original)
-        os.utime(module, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    jobs = _planned_with_appended(completed_study, module, b"\n# a comment added by test_reruns\n")
     assert set(users) <= _rules(jobs)
     assert _job_set(jobs) == _job_set(expected)
     assert "preprocess" not in _rules(jobs) and "train" not in _rules(jobs)
@@ -128,15 +134,9 @@ def test_a_changed_input_file_reruns_only_its_shard_and_what_follows(completed_s
     plan = read_shard_plan(completed_study / "results" / "preprocess" / "shards" / "plan.csv")
     assert len(plan) >= 2, "experiments/ci.yaml should cut the cohort into several shards"
     fixed = next(completed_study / f for f in plan[1] if f.endswith(".pts") and (completed_study / f).is_file())
-    original, stat = fixed.read_bytes(), fixed.stat()
-    try:
-        # rewritten with new content (snakemake ignores a newer mtime when a small file's checksum is
-        # unchanged): a trailing blank line, which the .pts reader accepts
-        fixed.write_bytes(original + b"\n")
-        jobs = planned(completed_study, "--cores", "1", "--configfile", CI_CONFIG)
-    finally:  # put the completed run back exactly: content and mtime
-        fixed.write_bytes(original)
-        os.utime(fixed, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    # new content, as a fix writes (snakemake ignores a newer mtime when a small file's checksum is
+    # unchanged): a trailing blank line, which the .pts reader accepts
+    jobs = _planned_with_appended(completed_study, fixed, b"\n")
     shards = [wildcards["shard"] for rule, wildcards in jobs if rule == "preprocess_shard"]
     assert shards == ["1"], f"planned shards {shards} for a file of shard 1"
     expected = planned(completed_study, "--cores", "1", "--configfile", CI_CONFIG,
