@@ -141,6 +141,14 @@ def test_a_changed_input_file_reruns_only_its_shard_and_what_follows(completed_s
     assert shards == ["1"], f"planned shards {shards} for a file of shard 1"
     expected = planned(completed_study, "--cores", "1", "--configfile", CI_CONFIG,
                        "--forcerun", "preprocess_exclusions", "preprocess")
-    assert _job_set(jobs) - {("preprocess_shard", (("shard", "1"),))} == _job_set(expected)
+    # The grid's selection rounds hang on a checkpoint whose later rounds a dry run guesses differently
+    # from one plan to the next; every other job must match exactly.
+    grid_rounds = {"train_grid_point", "select_prior_round"}
+
+    def settled(plan):
+        return {job for job in _job_set(plan) if job[0] not in grid_rounds}
+
+    assert settled(jobs) - {("preprocess_shard", (("shard", "1"),))} == settled(expected)
+    assert {"preprocess_exclusions", "preprocess", "split", "train", "explain"} <= _rules(jobs)
     assert not _rules(jobs) & {"phantom_shard", "phantom_cohort", "preprocess_plan"}
     assert planned(completed_study, "--cores", "1", "--configfile", CI_CONFIG) == [], "not restored"
