@@ -34,13 +34,6 @@ def cohort_truth():
     return COHORT["truth"] or []
 
 
-def phantom_twins():
-    """Whether the phantom also writes counterfactual twins (cohort.phantom.cue.twins)."""
-    from osteoloc.phantom import writes_twins
-
-    return COHORT["source"] == "phantom" and writes_twins(COHORT["phantom"])
-
-
 def cohort_twin_manifest():
     """The twins' manifest (each radiograph without its cue markers), or [] when there are no twins."""
     return results("cohort", "manifest_twin.csv") if phantom_twins() else []

@@ -38,6 +38,16 @@ wildcard_constraints:
     seed=r"\d+",
 
 
+def phantom_twins():
+    """Whether the phantom also writes counterfactual twins (cohort.phantom.cue.twins): the twin study,
+    the explain stage's twin predictions and the ablation's shortcut columns exist only then.
+    """
+    from osteoloc.phantom import writes_twins
+
+    cohort = config["cohort"]
+    return cohort["source"] == "phantom" and writes_twins(cohort["phantom"])
+
+
 def results(*parts):
     """Path under the study's results folder."""
     return str(Path(RESULTS, *parts))

@@ -2,7 +2,7 @@
 # four targets in the hip crop's frame, predictions and localisation metrics (docs/contracts.md section 5).
 # With the phantom's counterfactual twins (cohort.phantom.cue.twins) also the predictions on the twin study
 # (the shortcut test). Heavy: may run on a GPU node.
-TWINS = phantom_twins()  # cohort.smk
+TWINS = phantom_twins()  # common.smk
 TWIN_STUDY_H5 = results("preprocess", "study_twin.h5")
 
 
