@@ -59,9 +59,6 @@ def read_split(path):
     return table[["subject", "split"]].reset_index(drop=True)
 
 
-read_split_file = read_split  # the old name, until every caller (train.py) says read_split
-
-
 def check_split(split, subjects, source="split"):
     """Refuse a split that puts a subject in two splits, names an unknown split, or misses a subject.
 
