@@ -60,6 +60,10 @@ DEFAULTS = {
     "short_side_fraction": 0.3,
     "difficulty": 0.5,
     "lesion_size_mm": 2.5,
+    # Per-target multiplier of lesion_size_mm (mimics too). Below 1 where the site shows a protrusion more
+    # plainly than a bump on the head does (the lateral acetabular edge borders soft tissue), so that no
+    # target is near-perfectly separable at the default difficulty: docs/phantom.md "Difficulty".
+    "lesion_scale": {"osteo_fem_sup": 1.0, "osteo_fem_inf": 0.7, "osteo_acet_sup": 0.45, "osteo_acet_inf": 1.0},
     "noise_sd": 0.08,
     "exposure_sd": 0.1,
     "auto_points": {"error_sd_mm": 0.8, "shift_sd_mm": 1.0, "miss_probability": 0.05, "miss_mm": 6.0},
@@ -89,6 +93,9 @@ def with_defaults(config):
     unknown = set(config or {}) - set(DEFAULTS)
     if unknown:
         raise ValueError(f"unknown cohort.phantom keys: {sorted(unknown)}")
+    unknown = set(out["lesion_scale"]) - set(TARGETS)
+    if unknown:
+        raise ValueError(f"unknown targets in cohort.phantom.lesion_scale: {sorted(unknown)}; expected {TARGETS}")
     return out
 
 
@@ -237,12 +244,13 @@ def build_scene(layout, grades, cue_flags, cfg, diff, rng):
         for name, width, strength in RIDGES:
             scene.ridges.append((place(hip.ridges[name]), width, strength))
         for t, target in enumerate(TARGETS):
-            height = lesions.height_mm(grades[s, t], cfg["lesion_size_mm"] * diff.size_scale, rng)
+            size_mm = cfg["lesion_size_mm"] * cfg["lesion_scale"][target] * diff.size_scale
+            height = lesions.height_mm(grades[s, t], size_mm, rng)
             heights[s, t] = height
             if height > 0:
                 scene.lesions[(s, t)] = (place(lesions.osteophyte(hip, target, height, rng)), lesions.host_bone(target))
             elif rng.random() < diff.mimic_probability:
-                small = 0.5 * cfg["lesion_size_mm"] * diff.size_scale * rng.uniform(0.5, 1.0)
+                small = 0.5 * size_mm * rng.uniform(0.5, 1.0)
                 scene.mimics.append((place(lesions.osteophyte(hip, target, small, rng)), lesions.host_bone(target)))
         if cue_flags[s]:
             half = cfg["cue"]["size_mm"] / 2
