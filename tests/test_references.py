@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from osteoloc.ablation import ablation_table, seed_level_values
 from osteoloc.io.dicom import read_dicom
 from osteoloc.io.pts import read_hip_points
 from osteoloc.io.study_h5 import load_study
@@ -159,7 +160,8 @@ def test_a_hip_without_a_reference_gets_nan_pointing_and_energy(phantom, tmp_pat
 
 
 def test_true_localisation_counts_the_hips_that_carry_a_reference():
-    """Pooled over seeds: n_images counts the positive images with a reference, n_positive all of them."""
+    """Pooled over seeds: n_images counts the positive images with a reference, n_positive all of them; the
+    ablation table's n_hips the hips with a reference per run."""
     rows = []
     for seed in (0, 1):
         for model in ("baseline", "prior"):
@@ -169,11 +171,20 @@ def test_true_localisation_counts_the_hips_that_carry_a_reference():
                              "com_distance": 1.0, "peak_distance": 1.0, "spread": 1.0,
                              "pointing_hit": float(image % 2) if has_reference else np.nan,
                              "energy_in_mask": 0.25 if has_reference else np.nan})
-    table = true_localisation_table(pd.DataFrame(rows)).set_index(["target", "model"])
+    metrics = pd.DataFrame(rows)
+    table = true_localisation_table(metrics).set_index(["target", "model"])
     row = table.loc[(TARGETS[0], "prior")]
     assert row["n_images"] == 4 and row["n_positive"] == 12
     assert row["pointing_game"] == 0.5 and row["energy_in_mask"] == 0.25
     assert table.loc[(TARGETS[1], "prior"), "n_images"] == 0
+    # the ablation table: per run the 2 hips with a reference, the distances over all 6
+    predictions = metrics[["model", "seed", "row", "target", "label"]].assign(prob=0.5)
+    predictions.loc[predictions["row"] < 3, "label"] = 0
+    ablation = ablation_table(seed_level_values(predictions, metrics), ["baseline", "prior"]).set_index(
+        ["metric", "arm"])
+    assert ablation.loc[("pointing_hit", "prior"), "n_hips"] == 2
+    assert ablation.loc[("energy_in_mask", "baseline"), "mean"] == 0.25
+    assert ablation.loc[("spread", "prior"), "n_hips"] == 6
 
 
 # --- nothing silently dropped: bad rows stop the run, unused references are notes ----------------------------

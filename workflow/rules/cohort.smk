@@ -1,5 +1,5 @@
-# Cohort stage: where radiographs, points, labels and (phantom only) lesion truth come from.
-# contracts.md section 1; the three input functions below are what preprocess.smk asks for.
+# Cohort stage: where radiographs, points, labels, (phantom only) lesion truth and (optional) expert
+# references come from. contracts.md section 1; the input functions below are what preprocess.smk asks for.
 
 COHORT = config["cohort"]
 BONEFINDER_COMMAND = COHORT["bonefinder"]["command"]
@@ -32,6 +32,19 @@ def cohort_truth():
     if COHORT["source"] == "phantom":
         return results("cohort", "truth.h5")
     return COHORT["truth"] or []
+
+
+def cohort_references():
+    """The expert references CSV (osteoloc.references), or [] (none). Only the manifest and phantom
+    sources draw them: the group's HDF5 has no source radiograph to draw them on."""
+    if not COHORT["references"]:
+        return []
+    if COHORT["source"] == "group_hdf5":
+        raise ValueError(
+            "cohort.references needs the radiographs (cohort.source manifest or phantom), "
+            "not the group's preprocessed HDF5"
+        )
+    return COHORT["references"]
 
 
 def cohort_twin_manifest():
