@@ -25,7 +25,8 @@ from osteoloc.targets import SHORT_NAMES, TARGETS
 SETTINGS = dict(crop_size=64, spacing_mm=1.4, max_excluded_fraction=1.0,
                 groups={"osteo_fem_sup": [13, 78, 14, 15], "osteo_fem_inf": [19, 20, 21], "osteo_acet_sup": [67],
                         "osteo_acet_inf": [71]})
-PHANTOM = {"seed": 5, "subjects": 5, "prevalence": {t: 0.6 for t in TARGETS}, "broken_fraction": 0.0, "split_pts_fraction": 0.0, "missing_fraction": 0.0,
+PHANTOM = {"seed": 5, "subjects": 5, "prevalence": {t: 0.6 for t in TARGETS}, "broken_fraction": 0.0,
+           "split_pts_fraction": 0.0, "missing_fraction": 0.0,
            "dicom": {"transfer_syntax": {"explicit": 1, "rle": 0, "jpeg2000": 0, "jpegls": 0, "jpeg_lossless": 0}}}
 HEADER = "subject,visit,side,target,kind,unit,x,y,x2,y2,mask_path\n"
 

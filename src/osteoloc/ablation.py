@@ -132,9 +132,9 @@ def _compare(values, reference, better):
 def ablation_table(seed_values, arms, reference=REFERENCE_ARM):
     """Per metric, target and arm (in `arms` order): n_seeds, n_hips (the hips a run's value is over, mean
     over seeds: with expert references for a subset of hips, those that carry one), mean and sd over seeds
-    of the run values, and against `reference` (paired by seed, NaN values dropped): diff = mean of arm - reference, its t
-    interval (ci_low, ci_high; CONFIDENCE), improved = seeds in which the arm is better in the metric's
-    direction (column `better`), n_pairs, Wilcoxon W and two-sided p. The reference arm's own rows leave
+    of the run values, and against `reference` (paired by seed, NaN values dropped): diff = mean of arm -
+    reference, its t interval (ci_low, ci_high; CONFIDENCE), improved = seeds in which the arm is better in
+    the metric's direction (column `better`), n_pairs, Wilcoxon W and two-sided p. The reference arm's own rows leave
     the comparison empty (improved and n_pairs are nullable integers)."""
     arms = list(arms)
     if reference not in arms:

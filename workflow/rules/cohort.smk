@@ -3,6 +3,12 @@
 
 COHORT = config["cohort"]
 BONEFINDER_COMMAND = COHORT["bonefinder"]["command"]
+if COHORT["references"] and COHORT["source"] == "group_hdf5":
+    # references are drawn on the source radiographs, which the group's crops no longer have
+    raise ValueError(
+        "cohort.references needs the radiographs (cohort.source manifest or phantom), "
+        "not the group's preprocessed HDF5"
+    )
 
 
 def cohort_source_manifest():
@@ -35,16 +41,8 @@ def cohort_truth():
 
 
 def cohort_references():
-    """The expert references CSV (osteoloc.references), or [] (none). Only the manifest and phantom
-    sources draw them: the group's HDF5 has no source radiograph to draw them on."""
-    if not COHORT["references"]:
-        return []
-    if COHORT["source"] == "group_hdf5":
-        raise ValueError(
-            "cohort.references needs the radiographs (cohort.source manifest or phantom), "
-            "not the group's preprocessed HDF5"
-        )
-    return COHORT["references"]
+    """The expert references CSV (osteoloc.references), or [] (none)."""
+    return COHORT["references"] or []
 
 
 def cohort_twin_manifest():

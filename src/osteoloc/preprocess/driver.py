@@ -97,8 +97,9 @@ def _as_input_path(path):
 def write_shard_plan(kind, inputs, shard_size, plan_path):
     """The shard plan: `shard, unit, files` per unit (study order), `files` the unit's own input files
     (image, points, manual points, its hips' expert-reference mask files; ';'-separated) that its shard job
-    lists as inputs, so that fixing one file reruns its shard only. Files under the working directory are stored relative to it (the plan of a
-    moved or copied results folder stays the same), others absolute. Returns the number of shards."""
+    lists as inputs, so that fixing one file reruns its shard only. Files under the working directory are
+    stored relative to it (the plan of a moved or copied results folder stays the same), others absolute.
+    Returns the number of shards."""
     from osteoloc.io.group_h5 import GroupFile
     from osteoloc.io.manifest import read_manifest
     from osteoloc.io.pts import resolve_hip_files
