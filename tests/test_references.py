@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
+from test_integrity import Variant, mirror
 
 from osteoloc.ablation import ablation_table, seed_level_values
 from osteoloc.io.dicom import read_dicom
@@ -98,6 +99,29 @@ def test_the_phantom_truth_as_mask_files_gives_the_phantom_truth_study(phantom, 
     assert study.truth_masks.shape == phantom["study"].truth_masks.shape
     assert study.truth_masks.any()
     np.testing.assert_array_equal(study.truth_masks, phantom["study"].truth_masks)
+
+
+def test_references_on_a_mirrored_radiograph_are_flipped_back_with_it(phantom, tmp_path):
+    """References drawn on a radiograph stored mirrored (the right hip on the image's right) follow it
+    when preprocess.accept_mirrored flips it back: the masks of the unmirrored phantom's truth."""
+    v = Variant(phantom, tmp_path)
+    i = v.row(per_hip=False)
+    row = v.manifest.iloc[i]
+    stem = row.image_path.rsplit("/", 1)[-1].removesuffix(".dcm")
+    lines = []
+    with TruthFile(phantom["dir"] / "truth.h5") as truth:
+        for side in ("right", "left"):
+            for t in np.flatnonzero(truth.masks(stem, side).any(axis=(1, 2))):
+                np.save(tmp_path / f"{side}{t}.npy", truth.masks(stem, side)[t][:, ::-1])  # on the mirrored image
+                lines.append(f"{row.subject},{row.visit},{side},{TARGETS[t]},mask,px,,,,,{side}{t}.npy")
+    assert {"right", "left"} <= {line.split(",")[2] for line in lines}
+    mirror(v, i)
+    table, study = v.run(references_path=write_csv(tmp_path / "references.csv", lines), accept_mirrored=True)
+    assert list(table.stage) == ["mirrored"]
+    ours, theirs = v.rows_of(study, i), v.rows_of(phantom["study"], i)
+    for side in ("right", "left"):
+        assert study.truth_masks[ours[side]].any()
+        np.testing.assert_array_equal(study.truth_masks[ours[side]], phantom["study"].truth_masks[theirs[side]])
 
 
 @pytest.mark.parametrize("side", ["right", "left"])
