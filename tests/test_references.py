@@ -19,7 +19,7 @@ from osteoloc.metrics import localisation_table
 from osteoloc.phantom.cohort import make_cohort
 from osteoloc.preprocess import (ManifestSource, gather_exclusions, gather_study, n_shards, preprocess_study,
                                  shard_units, write_shard, write_shard_plan)
-from osteoloc.references import ExpertReferences, ReferenceError
+from osteoloc.references import ExpertReferences, ExpertReferenceError
 from osteoloc.tables import true_localisation_table
 from osteoloc.targets import SHORT_NAMES, TARGETS
 
@@ -228,7 +228,7 @@ def test_true_localisation_counts_the_hips_that_carry_a_reference():
 ])
 def test_a_bad_row_names_the_file_and_the_line(tmp_path, line, problem):
     path = write_csv(tmp_path / "references.csv", ["S1,V00,left,fem_sup,point,px,1,2,,,", line])
-    with pytest.raises(ReferenceError, match=re.escape(f"references.csv: line 3: {problem}")):
+    with pytest.raises(ExpertReferenceError, match=re.escape(f"references.csv: line 3: {problem}")):
         ExpertReferences(path)
 
 
@@ -251,7 +251,7 @@ def test_what_needs_the_radiograph_stops_preprocessing_naming_the_line(phantom, 
         line = f"{row.subject},{row.visit},left,fem_sup,mask,px,,,,,m.npy"
         problem = f"mask file m.npy is {cols - 1} x {rows} px" if kind == "mask size" else "mask file m.npy is empty"
     path = write_csv(tmp_path / "references.csv", [line])
-    with pytest.raises(ReferenceError, match=re.escape(f"references.csv: line 2: {problem}")):
+    with pytest.raises(ExpertReferenceError, match=re.escape(f"references.csv: line 2: {problem}")):
         run(phantom, path, tmp_path)
 
 

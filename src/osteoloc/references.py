@@ -9,7 +9,7 @@ and preprocessing maps it through the resampling, crop and flip of the landmarks
 
 Everything that can be judged from the CSV alone is judged when it is read (unknown target, kind or unit,
 missing or malformed coordinates, a missing mask file); what needs the radiograph (a point or box outside
-the image, a mask file of the wrong size or empty) when the hip is drawn. Either way a `ReferenceError`
+the image, a mask file of the wrong size or empty) when the hip is drawn. Either way a `ExpertReferenceError`
 names the file, the line and the problem and stops the run: a reference is never silently dropped.
 """
 
@@ -33,7 +33,7 @@ _TARGET_INDEX = {name: t for t, target in enumerate(TARGETS) for name in (target
 _GREY_MODES = ("1", "L", "I", "I;16", "I;16B", "I;16L", "F")
 
 
-class ReferenceError(ValueError):
+class ExpertReferenceError(ValueError):
     """A row of the references CSV that cannot be used; the message names the file and the line."""
 
 
@@ -56,59 +56,59 @@ def _text(value):
 
 
 def _number(where, column, value):
-    """One coordinate cell -> float; ReferenceError with the likely cause for anything else."""
+    """One coordinate cell -> float; ExpertReferenceError with the likely cause for anything else."""
     text = _text(value)
     if text.lower() in MISSING_SPELLINGS:
-        raise ReferenceError(f"{where}: {column} is empty")
+        raise ExpertReferenceError(f"{where}: {column} is empty")
     if re.fullmatch(r"[-+]?([0-9]+\.?[0-9]*|\.[0-9]+)(e[-+]?[0-9]+)?", text, flags=re.IGNORECASE):
         return float(text)
     cause = ("a comma as decimal separator: write 12.5" if re.fullmatch(r"[-+]?[0-9]*,[0-9]+", text)
              else "a unit or other text after the number: give the number only, the unit in column unit"
              if re.search("[a-z]", text, re.I) else "not a number")
-    raise ReferenceError(f"{where}: {column} {text!r} is not a coordinate ({cause})")
+    raise ExpertReferenceError(f"{where}: {column} {text!r} is not a coordinate ({cause})")
 
 
 def _row(path, line, row, base):
-    """One CSV row -> (hip key, (subject, visit) as written, Reference); ReferenceError naming the line."""
+    """One CSV row -> (hip key, (subject, visit) as written, Reference); ExpertReferenceError naming the line."""
     where = f"{path}: line {line}"
     subject, visit = _text(row["subject"]), _text(row["visit"])
     if not subject or not visit:
-        raise ReferenceError(f"{where}: subject and visit must not be empty")
+        raise ExpertReferenceError(f"{where}: subject and visit must not be empty")
     try:
         key = hip_key(subject, visit, row["side"])
     except ValueError as err:
-        raise ReferenceError(f"{where}: {err} (right, left, R or L)") from None
+        raise ExpertReferenceError(f"{where}: {err} (right, left, R or L)") from None
     target = _TARGET_INDEX.get(_text(row["target"]).lower())
     if target is None:
-        raise ReferenceError(f"{where}: unknown target {row['target']!r} (one of {', '.join(TARGETS)} or "
-                             f"{', '.join(SHORT_NAMES.values())})")
+        raise ExpertReferenceError(f"{where}: unknown target {row['target']!r} (one of {', '.join(TARGETS)} or "
+                                   f"{', '.join(SHORT_NAMES.values())})")
     kind = _text(row["kind"]).lower()
     if kind not in KINDS:
-        raise ReferenceError(f"{where}: unknown kind {row['kind']!r} (one of {', '.join(KINDS)})")
+        raise ExpertReferenceError(f"{where}: unknown kind {row['kind']!r} (one of {', '.join(KINDS)})")
     unit = _text(row.get("unit")).lower()
     used = COORDINATES[kind]
     stray = [c for c in ("x", "y", "x2", "y2") if c not in used and _text(row.get(c)).lower() not in MISSING_SPELLINGS]
     if stray:  # a box with kind point, say: refuse rather than guess which column is wrong
-        raise ReferenceError(f"{where}: a {kind} takes {', '.join(used) or 'no coordinates'}, but {', '.join(stray)} "
-                             "given")
+        raise ExpertReferenceError(f"{where}: a {kind} takes {', '.join(used) or 'no coordinates'}, but "
+                                   f"{', '.join(stray)} given")
     mask_path = _text(row.get("mask_path"))
     if kind == "mask":
         if unit not in ("", "px"):
-            raise ReferenceError(f"{where}: unit {unit!r} for a mask (a mask file is in the radiograph's pixel "
-                                 "grid: leave unit empty or px)")
+            raise ExpertReferenceError(f"{where}: unit {unit!r} for a mask (a mask file is in the radiograph's pixel "
+                                       "grid: leave unit empty or px)")
         if not mask_path:
-            raise ReferenceError(f"{where}: kind mask needs a mask_path")
+            raise ExpertReferenceError(f"{where}: kind mask needs a mask_path")
         mask_path = Path(mask_path) if Path(mask_path).is_absolute() else base / mask_path
         if mask_path.suffix.lower() not in MASK_SUFFIXES:
-            raise ReferenceError(f"{where}: mask file {mask_path.name} is not one of {', '.join(MASK_SUFFIXES)}")
+            raise ExpertReferenceError(f"{where}: mask file {mask_path.name} is not one of {', '.join(MASK_SUFFIXES)}")
         if not mask_path.is_file():
-            raise ReferenceError(f"{where}: mask file {mask_path.name} not found in {mask_path.parent} "
-                                 "(relative paths start from the CSV's folder)")
+            raise ExpertReferenceError(f"{where}: mask file {mask_path.name} not found in {mask_path.parent} "
+                                       "(relative paths start from the CSV's folder)")
         return key, (subject, visit), Reference(line, target, kind, "", (), str(mask_path))
     if unit not in UNITS:
-        raise ReferenceError(f"{where}: unit {row.get('unit', '')!r} for a {kind} (mm or px)")
+        raise ExpertReferenceError(f"{where}: unit {row.get('unit', '')!r} for a {kind} (mm or px)")
     if mask_path:
-        raise ReferenceError(f"{where}: a {kind} takes no mask_path (kind mask does)")
+        raise ExpertReferenceError(f"{where}: a {kind} takes no mask_path (kind mask does)")
     coords = tuple(_number(where, column, row.get(column)) for column in used)
     return key, (subject, visit), Reference(line, target, kind, unit, coords, "")
 
@@ -145,7 +145,7 @@ def _pixel(value, length):
 
 class ExpertReferences:
     """The references CSV at `path`, read and checked row by row: `by_hip` {hip key: [Reference]} in file
-    order. Raises ReferenceError naming the file and line for a bad row, ValueError naming the file when it
+    order. Raises ExpertReferenceError naming the file and line for a bad row, ValueError naming the file when it
     is not a comma-separated UTF-8 table with the required columns (`io.labels.read_csv_table`)."""
 
     def __init__(self, path):
@@ -180,7 +180,7 @@ class ExpertReferences:
         a radiograph of `shape` (rows, cols) and `spacing` (row_mm, col_mm), several rows of one target
         united; None when the hip has no reference. A point is the one pixel holding it (the pointing
         game's tolerance applies on top), a box every pixel from the one holding (x, y) to the one holding
-        (x2, y2). Raises ReferenceError naming the line for a point or corner outside the image and a mask
+        (x2, y2). Raises ExpertReferenceError naming the line for a point or corner outside the image and a mask
         file that is unreadable, of another size than the radiograph or empty."""
         references = self.of_hip(subject, visit, side)
         if not references:
@@ -193,13 +193,13 @@ class ExpertReferences:
                 try:
                     mask = read_mask_file(ref.mask_path)
                 except ValueError as err:
-                    raise ReferenceError(f"{where}: {err}") from None
+                    raise ExpertReferenceError(f"{where}: {err}") from None
                 if mask.shape != (rows, cols):
-                    raise ReferenceError(f"{where}: mask file {Path(ref.mask_path).name} is {mask.shape[1]} x "
-                                         f"{mask.shape[0]} px, the radiograph {cols} x {rows} px")
+                    raise ExpertReferenceError(f"{where}: mask file {Path(ref.mask_path).name} is {mask.shape[1]} x "
+                                               f"{mask.shape[0]} px, the radiograph {cols} x {rows} px")
                 if not mask.any():
-                    raise ReferenceError(f"{where}: mask file {Path(ref.mask_path).name} is empty (no nonzero "
-                                         "pixel); leave the row out for a hip without a reference")
+                    raise ExpertReferenceError(f"{where}: mask file {Path(ref.mask_path).name} is empty (no nonzero "
+                                               "pixel); leave the row out for a hip without a reference")
                 masks[ref.target] |= mask
                 continue
             xy = np.asarray(ref.coords, dtype=np.float64).reshape(-1, 2)
@@ -208,8 +208,9 @@ class ExpertReferences:
             outside = (xy[:, 0] < -0.5) | (xy[:, 0] > cols - 0.5) | (xy[:, 1] < -0.5) | (xy[:, 1] > rows - 0.5)
             if outside.any():
                 hint = " (pixels given as mm?)" if ref.unit == "mm" else " (millimetres given as px?)"
-                raise ReferenceError(f"{where}: {ref.kind} ({', '.join(f'{v:g}' for v in ref.coords)} {ref.unit}) "
-                                     f"lies outside the {cols} x {rows} px radiograph{hint}")
+                given = ", ".join(f"{v:g}" for v in ref.coords)
+                raise ExpertReferenceError(f"{where}: {ref.kind} ({given} {ref.unit}) lies outside the {cols} x {rows} "
+                                           f"px radiograph{hint}")
             corners = [(_pixel(x, cols), _pixel(y, rows)) for x, y in xy]  # a point is its own two corners
             (c0, r0), (c1, r1) = corners[0], corners[-1]
             masks[ref.target, min(r0, r1):max(r0, r1) + 1, min(c0, c1):max(c0, c1) + 1] = 1

@@ -29,7 +29,7 @@ from osteoloc.landmarks import (HipsSwapped, LandmarkError, check_hip, check_pai
 from osteoloc.preprocess.exclusions import Exclusion
 from osteoloc.preprocess.geometry import (HipCrop, landmarks_in_crop, mirror_points, outside_image, preprocess_hip,
                                           resample_scale)
-from osteoloc.references import ExpertReferences, ReferenceError
+from osteoloc.references import ExpertReferences, ExpertReferenceError
 from osteoloc.targets import SIDES, TARGETS
 
 log = logging.getLogger(__name__)
@@ -164,7 +164,7 @@ class _LabelledSource:
             items = []
             try:
                 self._unit(unit, items)
-            except ReferenceError:
+            except ExpertReferenceError:
                 raise  # a bad row of the references CSV is the user's to fix: it stops the run
             except Exception as err:  # noqa: BLE001 - one bad file must not stop the study
                 # Unforeseen trouble (a bug or an input nobody anticipated): recorded, with the traceback
