@@ -60,8 +60,8 @@ ABLATION_METRICS = {
 }
 RUN_KEYS = ["model", "seed", "target"]
 SEED_LEVEL_COLUMNS = ["arm", "seed", "target", "metric", "value", "n"]
-ABLATION_COLUMNS = ["metric", "better", "target", "arm", "n_seeds", "mean", "sd", "diff", "ci_low", "ci_high",
-                    "improved", "n_pairs", "W", "p"]
+ABLATION_COLUMNS = ["metric", "better", "target", "arm", "n_seeds", "n_hips", "mean", "sd", "diff", "ci_low",
+                    "ci_high", "improved", "n_pairs", "W", "p"]
 
 
 def _auc(part):
@@ -130,10 +130,11 @@ def _compare(values, reference, better):
 
 
 def ablation_table(seed_values, arms, reference=REFERENCE_ARM):
-    """Per metric, target and arm (in `arms` order): n_seeds, mean and sd over seeds of the run values,
-    and against `reference` (paired by seed, NaN values dropped): diff = mean of arm - reference, its t
-    interval (ci_low, ci_high; CONFIDENCE), improved = seeds in which the arm is better in the metric's
-    direction (column `better`), n_pairs, Wilcoxon W and two-sided p. The reference arm's own rows leave
+    """Per metric, target and arm (in `arms` order): n_seeds, n_hips (the hips a run's value is over, mean
+    over seeds: with expert references for a subset of hips, those that carry one), mean and sd over seeds
+    of the run values, and against `reference` (paired by seed, NaN values dropped): diff = mean of arm -
+    reference, its t interval (ci_low, ci_high; CONFIDENCE), improved = seeds in which the arm is better in
+    the metric's direction (column `better`), n_pairs, Wilcoxon W and two-sided p. The reference arm's own rows leave
     the comparison empty (improved and n_pairs are nullable integers)."""
     arms = list(arms)
     if reference not in arms:
@@ -149,11 +150,13 @@ def ablation_table(seed_values, arms, reference=REFERENCE_ARM):
             if block.empty:
                 continue
             by_arm = {arm: part.set_index("seed")["value"] for arm, part in block.groupby("arm")}
+            hips = {arm: part["n"] for arm, part in block.groupby("arm")}
             ref = by_arm.get(reference, pd.Series(dtype=float))
             for arm in arms:
                 values = by_arm.get(arm, pd.Series(dtype=float))
                 row = {"metric": metric, "better": spec.better, "target": target, "arm": arm,
-                       "n_seeds": int(values.notna().sum()), "mean": values.mean(), "sd": values.std(ddof=1)}
+                       "n_seeds": int(values.notna().sum()), "n_hips": hips.get(arm, pd.Series(dtype=float)).mean(),
+                       "mean": values.mean(), "sd": values.std(ddof=1)}
                 if arm != reference:
                     row |= _compare(values, ref, spec.better)
                 rows.append(row)

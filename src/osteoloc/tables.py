@@ -119,18 +119,24 @@ def calibration_table(predictions, n_bins):
 
 def true_localisation_table(metrics):
     """Pointing game and energy in the lesion mask per target and model: the mean over positive test images
-    of every seed (pooled), the sd of the per-seed means, and the paired Wilcoxon over the pooled images."""
+    of every seed (pooled) that carry a lesion mask or expert reference, the sd of the per-seed means, and
+    the paired Wilcoxon over the pooled images. An image without one (NaN: no reference for that hip and
+    target, or an all-zero map) is left out: n_images counts the images used, n_positive every positive
+    test image, so partial references show how many carried one."""
+    columns = ["target", "model", "n_runs", "n_positive", "n_images", "pointing_game", "pointing_game_sd_runs",
+               "energy_in_mask", "energy_in_mask_sd_runs"]
     if "pointing_hit" not in metrics:
-        return pd.DataFrame(columns=["target", "model", "n_runs", "n_images", "pointing_game",
-                                     "pointing_game_sd_runs", "energy_in_mask", "energy_in_mask_sd_runs"])
-    pos = positives(metrics).dropna(subset=["pointing_hit", "energy_in_mask"])
+        return pd.DataFrame(columns=columns)
+    every = positives(metrics)
+    pos = every.dropna(subset=["pointing_hit", "energy_in_mask"])
     rows = []
     for target in TARGETS:
         for model in MODELS:
             part = pos[(pos["target"] == target) & (pos["model"] == model)]
             per_seed = part.groupby("seed")[["pointing_hit", "energy_in_mask"]].mean()
-            rows.append({"target": target, "model": model, "n_runs": len(per_seed), "n_images": len(part),
-                         "pointing_game": part["pointing_hit"].mean(),
+            n_positive = int(((every["target"] == target) & (every["model"] == model)).sum())
+            rows.append({"target": target, "model": model, "n_runs": len(per_seed), "n_positive": n_positive,
+                         "n_images": len(part), "pointing_game": part["pointing_hit"].mean(),
                          "pointing_game_sd_runs": per_seed["pointing_hit"].std(),
                          "energy_in_mask": part["energy_in_mask"].mean(),
                          "energy_in_mask_sd_runs": per_seed["energy_in_mask"].std()})
@@ -221,11 +227,11 @@ def summary_markdown(study_name, tables, exclusions, n_hips, seeds, metrics=None
                      f"{r['auc_prior']:.3f}, diff {r['diff']:+.3f}")
     true_loc = tables.get("true_localisation")
     if true_loc is not None and len(true_loc):
-        lines += ["", "## True localisation (lesion masks, pooled over runs)", ""]
+        lines += ["", "## True localisation (lesion masks or expert references, pooled over runs)", ""]
         for _, r in true_loc.iterrows():
             lines.append(f"- {SHORT_NAMES[r['target']]} {r['model']}: pointing game "
                          f"{r['pointing_game']:.2f}, energy in mask {r['energy_in_mask']:.3f} "
-                         f"(n = {r['n_images']})")
+                         f"(n = {r['n_images']} of {r['n_positive']} positive images)")
     lines += ["", "## Exclusions", ""]
     if len(exclusions):
         lines.append(exclusions.fillna("").to_markdown(index=False))

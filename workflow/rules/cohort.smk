@@ -1,8 +1,14 @@
-# Cohort stage: where radiographs, points, labels and (phantom only) lesion truth come from.
-# contracts.md section 1; the three input functions below are what preprocess.smk asks for.
+# Cohort stage: where radiographs, points, labels, (phantom only) lesion truth and (optional) expert
+# references come from. contracts.md section 1; the input functions below are what preprocess.smk asks for.
 
 COHORT = config["cohort"]
 BONEFINDER_COMMAND = COHORT["bonefinder"]["command"]
+if COHORT["references"] and COHORT["source"] == "group_hdf5":
+    # references are drawn on the source radiographs, which the group's crops no longer have
+    raise ValueError(
+        "cohort.references needs the radiographs (cohort.source manifest or phantom), "
+        "not the group's preprocessed HDF5"
+    )
 
 
 def cohort_source_manifest():
@@ -32,6 +38,11 @@ def cohort_truth():
     if COHORT["source"] == "phantom":
         return results("cohort", "truth.h5")
     return COHORT["truth"] or []
+
+
+def cohort_references():
+    """The expert references CSV (osteoloc.references), or [] (none)."""
+    return COHORT["references"] or []
 
 
 def cohort_twin_manifest():

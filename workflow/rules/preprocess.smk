@@ -34,13 +34,19 @@ def preprocess_inputs(wildcards):
         "manifest": cohort_manifest(),
         "labels": cohort_labels(),
         "truth": cohort_truth(),
+        "references": cohort_references(),
     }
 
 
 def plan_inputs(wildcards):
-    """What the shard plan reads: the manifest, or the group file."""
+    """What the shard plan reads: the manifest, or the group file; the references CSV, whose mask files
+    the plan lists with their radiograph's unit."""
     inputs = preprocess_inputs(wildcards)
-    return {key: inputs[key] for key in ("manifest", "group_hdf5") if key in inputs}
+    return {
+        key: inputs[key]
+        for key in ("manifest", "group_hdf5", "references")
+        if key in inputs
+    }
 
 
 @functools.lru_cache
@@ -57,7 +63,7 @@ def shard_plan():
 
 
 def shard_files(wildcards):
-    """The shard's own images and points files that exist now (a file added later changes the input set
+    """The shard's own images, points and reference mask files that exist now (a file added later changes the input set
     and reruns the shard; a missing one is the shard's exclusion to report, not a DAG error).
     """
     return [f for f in shard_plan()[int(wildcards.shard)] if Path(f).is_file()]

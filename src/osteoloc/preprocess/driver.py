@@ -44,12 +44,14 @@ def write_study(source, study_path, exclusions_path, *, max_excluded_fraction):
 
 
 def preprocess_study(manifest_path, labels_path, study_path, exclusions_path, *, crop_size, spacing_mm,
-                     groups, max_excluded_fraction, truth_path=None, points_unit="auto", accept_mirrored=False):
+                     groups, max_excluded_fraction, truth_path=None, references_path=None, points_unit="auto",
+                     accept_mirrored=False):
     """The study from the cohort manifest (DICOM + .pts + labels; the phantom's truth masks when
-    `truth_path` is given): `crop_size` px at `spacing_mm` mm per pixel; `points_unit` and
-    `accept_mirrored` as ManifestSource. Returns the hips written."""
+    `truth_path` is given, the expert references' masks when `references_path` is): `crop_size` px at
+    `spacing_mm` mm per pixel; `points_unit` and `accept_mirrored` as ManifestSource. Returns the hips
+    written."""
     with ManifestSource(manifest_path, labels_path, crop_size=crop_size, spacing_mm=spacing_mm, groups=groups,
-                        truth_path=truth_path, points_unit=points_unit,
+                        truth_path=truth_path, references_path=references_path, points_unit=points_unit,
                         accept_mirrored=accept_mirrored) as source:
         return write_study(source, study_path, exclusions_path, max_excluded_fraction=max_excluded_fraction)
 
@@ -64,15 +66,22 @@ def import_group_study(group_path, points_dir, labels_path, study_path, exclusio
 
 
 # --- the workflow's rules (workflow/rules/preprocess.smk): plan, shard, exclusions, gather -------------
+def _optional_input(inputs, name):
+    """An optional input's path or None: cohort.smk's input functions give a path, or [] when it is off."""
+    value = inputs.get(name) or []
+    value = [value] if isinstance(value, str) else list(value)
+    return value[0] if value else None
+
+
 def cohort_source(kind, inputs, settings):
     """The hip source a rule reads: `kind` "group_hdf5" (inputs group_hdf5, points_dir, labels) or any
-    other (the manifest: inputs manifest, labels, optional truth); `settings` = the preprocess config."""
+    other (the manifest: inputs manifest, labels, optional truth and references); `settings` = the
+    preprocess config."""
     common = dict(groups=settings["groups"], crop_size=settings["crop_size"], spacing_mm=settings["spacing_mm"])
     if kind == "group_hdf5":
         return GroupSource(inputs["group_hdf5"], inputs["points_dir"], inputs["labels"], **common)
-    truth = inputs.get("truth") or []
-    truth = [truth] if isinstance(truth, str) else list(truth)  # cohort_truth(): a path, or [] without truth
-    return ManifestSource(inputs["manifest"], inputs["labels"], truth_path=truth[0] if truth else None,
+    return ManifestSource(inputs["manifest"], inputs["labels"], truth_path=_optional_input(inputs, "truth"),
+                          references_path=_optional_input(inputs, "references"),
                           points_unit=settings["points_unit"], accept_mirrored=settings["accept_mirrored"], **common)
 
 
@@ -87,21 +96,26 @@ def _as_input_path(path):
 
 def write_shard_plan(kind, inputs, shard_size, plan_path):
     """The shard plan: `shard, unit, files` per unit (study order), `files` the unit's own input files
-    (image, points, manual points; ';'-separated) that its shard job lists as inputs, so that fixing one
-    file reruns its shard only. Files under the working directory are stored relative to it (the plan of a
-    moved or copied results folder stays the same), others absolute. Returns the number of shards."""
+    (image, points, manual points, its hips' expert-reference mask files; ';'-separated) that its shard job
+    lists as inputs, so that fixing one file reruns its shard only. Files under the working directory are
+    stored relative to it (the plan of a moved or copied results folder stays the same), others absolute.
+    Returns the number of shards."""
     from osteoloc.io.group_h5 import GroupFile
     from osteoloc.io.manifest import read_manifest
     from osteoloc.io.pts import resolve_hip_files
     from osteoloc.preprocess.shards import n_shards
+    from osteoloc.references import ExpertReferences
 
     if kind == "group_hdf5":
         with GroupFile(inputs["group_hdf5"]) as group:
             files = [""] * len(group.scans)  # the group file and points folder are every shard's inputs
     else:
         files = []
+        references_path = _optional_input(inputs, "references")
+        references = ExpertReferences(references_path) if references_path else None
         for row in read_manifest(inputs["manifest"]).itertuples(index=False):
             paths = [row.image_path, row.points_path, row.manual_points_path]
+            paths += references.mask_files(row.subject, row.visit) if references is not None else []
             for points in (row.points_path, row.manual_points_path):
                 if points:  # per-hip files (<stem>_L.pts ...) where the named file is a stem
                     paths += [str(path) for path, _ in resolve_hip_files(points).values()]

@@ -29,14 +29,16 @@ from osteoloc.landmarks import (HipsSwapped, LandmarkError, check_hip, check_pai
 from osteoloc.preprocess.exclusions import Exclusion
 from osteoloc.preprocess.geometry import (HipCrop, landmarks_in_crop, mirror_points, outside_image, preprocess_hip,
                                           resample_scale)
+from osteoloc.references import ExpertReferences, ExpertReferenceError
 from osteoloc.targets import SIDES, TARGETS
 
 log = logging.getLogger(__name__)
 
 # Stages of exclusions-table rows that keep the hip (notes, not exclusions): `mirrored` (the radiograph was
-# mirrored and flipped back, preprocess.accept_mirrored) and `manual_points` (its manual points were
-# refused: the hip stays in the study with NaN manual points, so paper B's training leaves it out).
-NOTE_STAGES = ("mirrored", "manual_points")
+# mirrored and flipped back, preprocess.accept_mirrored), `manual_points` (its manual points were
+# refused: the hip stays in the study with NaN manual points, so paper B's training leaves it out) and
+# `references` (an expert reference went unused: its hip is not in the manifest, or it lies outside the crop).
+NOTE_STAGES = ("mirrored", "manual_points", "references")
 
 
 def points_spacing(unit, radiograph):
@@ -162,6 +164,8 @@ class _LabelledSource:
             items = []
             try:
                 self._unit(unit, items)
+            except ExpertReferenceError:
+                raise  # a bad row of the references CSV is the user's to fix: it stops the run
             except Exception as err:  # noqa: BLE001 - one bad file must not stop the study
                 # Unforeseen trouble (a bug or an input nobody anticipated): recorded, with the traceback
                 # in the log; if it hits many files the excluded-fraction check fails loudly.
@@ -204,14 +208,16 @@ def _excluder(out, subject, visit, side, where):
 class ManifestSource(_LabelledSource):
     """The cohort manifest (docs/contracts.md section 1): DICOM + BoneFinder `.pts` (+ manual points) +
     the label CSV; one unit per manifest row (radiograph), two hips each. `truth_path`, the phantom's
-    `truth.h5`, adds lesion masks cropped like the image."""
+    `truth.h5`, adds lesion masks cropped like the image; `references_path`, a CSV of expert references
+    (`osteoloc.references`), adds them as the lesion masks instead, drawn in the radiograph's grid and
+    cropped alike (with both, the references replace truth.h5's lesion masks; its cue stays)."""
 
     unmatched_reason = "labels but no radiograph in the manifest"
     mirrored_reason = ("image mirrored (the right hip lies on the image's right): image and points flipped "
                        "back, as preprocess.accept_mirrored allows")
 
     def __init__(self, manifest_path, labels_path, *, crop_size, spacing_mm, groups, truth_path=None,
-                 points_unit="auto", accept_mirrored=False):
+                 references_path=None, points_unit="auto", accept_mirrored=False):
         if points_unit not in POINTS_UNITS:
             raise ValueError(f"preprocess.points_unit must be one of {POINTS_UNITS}, got {points_unit!r}")
         self.points_unit, self.accept_mirrored = points_unit, bool(accept_mirrored)
@@ -220,9 +226,13 @@ class ManifestSource(_LabelledSource):
         self.rows = list(read_manifest(manifest_path).itertuples(index=False))
         super().__init__(labels_path)
         self.crop_size, self.spacing_mm = int(crop_size), float(spacing_mm)
+        self.references = ExpertReferences(references_path) if references_path else None
         self.truth = TruthFile(truth_path) if truth_path else None
-        self.with_truth = self.truth is not None
-        self.with_cue = self.with_truth and self.truth.has_cue
+        if self.truth is not None and self.references is not None:
+            log.warning("lesion masks from the expert references %s replace those of %s (its cue, if any, stays)",
+                        references_path, truth_path)
+        self.with_truth = self.truth is not None or self.references is not None
+        self.with_cue = self.truth is not None and self.truth.has_cue
         self.n_hips = 2 * len(self.rows)
         self.units = range(len(self.rows))
         # A second radiograph of one subject and visit: which one is meant? Only the first is used,
@@ -232,11 +242,25 @@ class ManifestSource(_LabelledSource):
             first.setdefault(hip_key(row.subject, row.visit, "right"), i)
         self.duplicate = [first[hip_key(row.subject, row.visit, "right")] != i for i, row in enumerate(self.rows)]
         self.hip_keys = {hip_key(row.subject, row.visit, side) for row in self.rows for side in SIDES}
+        if self.references is not None:
+            log.info("%d expert references of %d hips from %s", len(self.references), len(self.references.by_hip),
+                     references_path)
         self.pixel_hashes = {}  # unit -> pixel_digest of its decoded image (duplicates are judged on these)
 
     def close(self):
         if self.truth is not None:
             self.truth.close()
+
+    def unmatched_exclusions(self):
+        """The labelled hips no radiograph holds, then a note per hip with expert references but no
+        radiograph in the manifest (its references go unused)."""
+        rows = super().unmatched_exclusions()
+        for subject, visit, side, lines in self.references.unmatched(self.hip_keys) if self.references else []:
+            reason = (f"expert references (line {', '.join(map(str, lines))}) for a hip with no radiograph in the "
+                      "manifest: unused")
+            log.warning("%s %s %s: %s", subject, visit, side, reason)
+            rows.append(Exclusion.of("references", subject, visit, side, self.references.path, reason))
+        return rows
 
     def _describe(self, i):
         row = self.rows[i]
@@ -274,6 +298,9 @@ class ManifestSource(_LabelledSource):
         if swapped is not None:
             failures = {side: str(swapped) for side in SIDES}
         manual, manual_failures = self._manual_points(row, shape, units, spacing, unit, mirrored)
+        # Drawn for both hips before any check, so that a bad reference stops the run even on an excluded hip.
+        references = ({side: self.references.masks(row.subject, row.visit, side, shape, spacing) for side in SIDES}
+                      if self.references is not None else {})
         stem = Path(image_path).stem
         for side in SIDES:
             key = hip_key(row.subject, row.visit, side)
@@ -285,10 +312,7 @@ class ManifestSource(_LabelledSource):
                 stage = "points" if side in problems or failures[side].startswith("points outside") else "landmarks"
                 exclude(stage, row.points_path, failures[side])
                 continue
-            masks = self.truth.masks(stem, side) if self.truth is not None else None
-            if masks is not None and self.with_cue:  # the cue rides along as a fifth mask, cropped alike
-                cue = self.truth.cue(stem, side)
-                masks = np.concatenate([masks, (cue if cue is not None else np.zeros_like(masks[0]))[None]])
+            masks = self._lesion_masks(stem, side, references, shape)
             if masks is not None and mirrored:
                 masks = masks[:, :, ::-1]
             try:
@@ -306,7 +330,27 @@ class ManifestSource(_LabelledSource):
                 continue
             if side in manual_failures:  # a note: the hip is kept, its manual contour is NaN
                 exclude("manual_points", row.manual_points_path, manual_failures[side])
+            if references.get(side) is not None:  # a note: the hip is kept, the lost target's metrics are NaN
+                for reason in self.references.lost_in_crop(row.subject, row.visit, side, references[side],
+                                                           crop.masks):
+                    out.append(Exclusion.of("references", row.subject, row.visit, side, self.references.path,
+                                            reason))
+                    log.warning("%s %s: %s", source, side, reason)
             out.append(record)
+
+    def _lesion_masks(self, stem, side, references, shape):
+        """One hip's lesion masks (4, rows, cols) uint8 in the radiograph's grid as stored: its expert
+        references (`references` {side: masks or None}) when the source has them, else truth.h5's; None
+        when there are none. With the cue, a fifth mask rides along (zeros where absent), cropped alike."""
+        if self.references is not None:
+            masks = references[side]
+        else:
+            masks = self.truth.masks(stem, side) if self.truth is not None else None
+        if self.with_cue and (masks is not None or self.references is not None):
+            cue = self.truth.cue(stem, side)
+            masks = np.zeros((len(TARGETS), *shape), np.uint8) if masks is None else masks
+            masks = np.concatenate([masks, (cue if cue is not None else np.zeros_like(masks[0]))[None]])
+        return masks
 
     def _manual_points(self, row, shape, units, spacing, unit, mirrored):
         """({side: (80, 2) source px} of the manual points that pass every check of the crop points,
