@@ -224,6 +224,26 @@ def test_difficulty_knob_is_monotone():
     assert easy.mimic_probability < hard.mimic_probability
 
 
+def test_lesion_scale_scales_only_its_targets_lesions():
+    from osteoloc.phantom.cohort import _rng, _subject_params, build_scene, layout_radiograph
+
+    def heights(lesion_scale):
+        cfg = with_defaults({"lesion_scale": lesion_scale})
+        rng = _rng(0, 11, 0, 0)
+        layout = layout_radiograph(cfg, _subject_params(_rng(0, 10, 0), cfg), rng)
+        grades = np.full((2, len(TARGETS)), 2)
+        return build_scene(layout, grades, np.zeros(2, bool), cfg, Difficulty.from_number(0.5), rng)[2]
+
+    base = heights({t: 1.0 for t in TARGETS})
+    half = heights({"osteo_acet_sup": 0.5})  # the others keep their defaults
+    acet_sup, fem_inf = TARGETS.index("osteo_acet_sup"), TARGETS.index("osteo_fem_inf")
+    np.testing.assert_allclose(half[:, acet_sup], 0.5 * base[:, acet_sup])
+    np.testing.assert_allclose(half[:, fem_inf], DEFAULTS["lesion_scale"]["osteo_fem_inf"] * base[:, fem_inf])
+    assert (base > 0).all()
+    with pytest.raises(ValueError, match="lesion_scale"):
+        with_defaults({"lesion_scale": {"fem_sup": 0.5}})
+
+
 def test_shortcut_cue_tracks_its_target_and_stays_off_target_zones(tmp_path):
     cfg = {"subjects": 4, "broken_fraction": 0.0, "spacing_mm": [0.8, 0.8],
            "cue": {"enabled": True, "target": "osteo_fem_inf", "strength": 1.0}, "prevalence": SMALL["prevalence"]}
