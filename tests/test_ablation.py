@@ -10,7 +10,7 @@ from sklearn.metrics import roc_auc_score
 
 from osteoloc.ablation import (ABLATION_METRICS, ablation_table, report_ablation, seed_level_values,
                                t_interval)
-from osteoloc.figures.ablation import figure_ablation_forest
+from osteoloc.figures.ablation import _x_limits, figure_ablation_forest
 from osteoloc.io.atomic import write_csv
 from osteoloc.targets import TARGETS
 
@@ -150,6 +150,19 @@ def test_missing_reference_or_arm_is_an_error():
         ablation_table(values, ("baseline", "better"))
     with pytest.raises(ValueError, match=r"no run of the arms \['prior'\]"):
         ablation_table(values, ("baseline", "prior", "better"))
+
+
+def test_forest_panel_clips_only_the_outlying_interval():
+    # Five arms with intervals of half-width 1, one (2 seeds) of half-width 40; the zero-width row (an arm
+    # equal to the reference) sets no scale.
+    block = pd.DataFrame({"diff": [0.5, -1.0, 2.0, 0.0, 3.0, 0.0],
+                          "ci_low": [-0.5, -2.0, 1.0, -1.0, -37.0, 0.0],
+                          "ci_high": [1.5, 0.0, 3.0, 1.0, 43.0, 0.0]})
+    lo, hi = _x_limits(block)
+    assert lo < -2.0 and hi > 3.0  # every difference and every ordinary interval inside
+    assert lo > -5.0 and hi < 6.0  # the outlier's (-37, 43) clipped
+    lo, hi = _x_limits(block.iloc[:4])  # without the outlier nothing is clipped either
+    assert lo < -2.0 and hi > 3.0
 
 
 def test_forest_figure_writes_png_and_pdf(tmp_path):

@@ -15,11 +15,29 @@ from osteoloc.targets import SHORT_NAMES, TARGETS
 MAX_COLUMNS = 3
 ROW_HEIGHT_IN = 0.32  # per arm: four dodged target points stay apart at 7 pt type
 DODGE = 0.18  # vertical offset between the targets of one arm (arm rows are 1 apart)
+WIDE_INTERVAL = 3.0  # intervals wider than this many times the panel's median are clipped at its edge
+
+
+def _x_limits(block):
+    """The panel's x range: every difference, and the intervals no wider than WIDE_INTERVAL times the
+    panel's median (a t interval over 2 seeds is 12.7 x their difference: drawn whole it would squash every
+    other row against the zero line)."""
+    diff, low, high = (block[c].to_numpy(dtype=float) for c in ("diff", "ci_low", "ci_high"))
+    half = (high - low) / 2
+    finite = np.isfinite(half)
+    spread = half[finite & (half > 0)]  # zero-width intervals (an arm equal to the reference) set no scale
+    kept = finite & (half <= WIDE_INTERVAL * np.median(spread)) if spread.size else finite
+    values = np.concatenate([diff[np.isfinite(diff)], low[kept], high[kept], [0.0]])
+    lo, hi = values.min(), values.max()
+    pad = 0.08 * (hi - lo) if hi > lo else 1.0
+    return lo - pad, hi + pad
 
 
 def _panel(ax, block, arms, metric, reference):
-    """One metric: arms top to bottom, the four targets dodged within an arm, whiskers = the t interval."""
+    """One metric: arms top to bottom, the four targets dodged within an arm, whiskers = the t interval
+    (clipped at the panel's edge with an arrowhead where wider than the panel: `_x_limits`)."""
     spec = ABLATION_METRICS[metric]
+    x_lo, x_hi = _x_limits(block)
     for k, target in enumerate(TARGETS):
         rows = block[block["target"] == target].set_index("arm").reindex(arms)
         y = np.arange(len(arms)) + (k - (len(TARGETS) - 1) / 2) * DODGE
@@ -28,11 +46,16 @@ def _panel(ax, block, arms, metric, reference):
         high = rows["ci_high"].to_numpy(dtype=float)
         has_ci = np.isfinite(low) & np.isfinite(high)
         colour = TARGET_COLOURS[target]
-        ax.errorbar(diff[has_ci], y[has_ci], xerr=[diff[has_ci] - low[has_ci], high[has_ci] - diff[has_ci]],
+        shown_low, shown_high = np.clip(low, x_lo, x_hi), np.clip(high, x_lo, x_hi)
+        ax.errorbar(diff[has_ci], y[has_ci], xerr=[diff[has_ci] - shown_low[has_ci], shown_high[has_ci] - diff[has_ci]],
                     fmt="o", color=colour, ms=3, lw=0.9, capsize=1.5)
+        for clipped, edge, marker in ((has_ci & (low < x_lo), x_lo, "<"), (has_ci & (high > x_hi), x_hi, ">")):
+            if clipped.any():  # (an empty unclipped line would give constrained layout an infinite extent)
+                ax.plot(np.full(clipped.sum(), edge), y[clipped], marker, color=colour, ms=3.5, ls="none", clip_on=False)
         # A single seed has a difference but no interval: an open marker says so.
         ax.plot(diff[~has_ci], y[~has_ci], "o", mfc="white", mec=colour, ms=3, mew=0.9, ls="none")
     ax.axvline(0, color="black", lw=0.6, ls="--", zorder=0)
+    ax.set_xlim(x_lo, x_hi)
     ax.set_yticks(range(len(arms)), arms)
     ax.set_ylim(len(arms) - 0.5, -0.5)  # first arm on top
     ax.set_title(spec.label)
