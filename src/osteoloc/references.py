@@ -182,6 +182,9 @@ class ExpertReferences:
         game's tolerance applies on top), a box every pixel from the one holding (x, y) to the one holding
         (x2, y2). Raises ExpertReferenceError naming the line for a point or corner outside the image and a mask
         file that is unreadable, of another size than the radiograph or empty."""
+        # Imported here: the preprocess package imports this module (its sources read the references).
+        from osteoloc.preprocess.geometry import outside_image
+
         references = self.of_hip(subject, visit, side)
         if not references:
             return None
@@ -205,8 +208,7 @@ class ExpertReferences:
             xy = np.asarray(ref.coords, dtype=np.float64).reshape(-1, 2)
             if ref.unit == "mm":
                 xy = xy / [spacing[1], spacing[0]]
-            outside = (xy[:, 0] < -0.5) | (xy[:, 0] > cols - 0.5) | (xy[:, 1] < -0.5) | (xy[:, 1] > rows - 0.5)
-            if outside.any():
+            if outside_image(xy, shape):
                 hint = " (pixels given as mm?)" if ref.unit == "mm" else " (millimetres given as px?)"
                 given = ", ".join(f"{v:g}" for v in ref.coords)
                 raise ExpertReferenceError(f"{where}: {ref.kind} ({given} {ref.unit}) lies outside the {cols} x {rows} "
