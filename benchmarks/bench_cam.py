@@ -1,5 +1,5 @@
 """Grad-CAM of four targets for one batch: pytorch-grad-cam (one call per class, a ClassifierOutputTarget
-per image) against osteoloc.cam.gradcam_maps (one forward pass), same model, same batch, same process.
+per image) against osteoloc.explain.cam.gradcam_maps (one forward pass), same model, same batch, same process.
 
     .venv/bin/python benchmarks/bench_cam.py [--batch 32] [--size 224] [--repeats 5] [--threads 2]
 
@@ -15,8 +15,8 @@ import torch
 from pytorch_grad_cam import GradCAM
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
-from osteoloc.cam import gradcam_maps
-from osteoloc.model import build_model
+from osteoloc.explain.cam import gradcam_maps
+from osteoloc.train.model import build_model
 
 
 def reference(model, images):

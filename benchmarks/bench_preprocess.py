@@ -30,8 +30,9 @@ import pandas as pd
 import pydicom
 import yaml
 
-from osteoloc.landmarks import DEFAULT_GROUPS
-from osteoloc.preprocess import ManifestSource, gather_exclusions, gather_study, write_shard
+from osteoloc.cohort.landmarks import DEFAULT_GROUPS
+from osteoloc.preprocess.shards import gather_exclusions, gather_study, write_shard
+from osteoloc.preprocess.sources import ManifestSource
 
 REPO = Path(__file__).resolve().parents[1]
 SETTINGS = dict(crop_size=96, spacing_mm=0.9333, groups=DEFAULT_GROUPS)  # the default study's protocol
@@ -39,7 +40,7 @@ SETTINGS = dict(crop_size=96, spacing_mm=0.9333, groups=DEFAULT_GROUPS)  # the d
 
 def clinical_cohort(folder, n):
     """A clinical-size phantom cohort of `n` radiographs in `folder` (made once; reused when present)."""
-    from osteoloc.phantom import make_cohort
+    from osteoloc.cohort.phantom.cohort import make_cohort
 
     folder = Path(folder)
     if not (folder / "manifest.csv").exists():

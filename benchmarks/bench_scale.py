@@ -70,7 +70,7 @@ def write_study(path, n_hips, size, seed=0):
 
 def test_rows(work):
     from osteoloc.io.study_h5 import StudyFile
-    from osteoloc.splits import read_split
+    from osteoloc.train.splits import read_split
 
     with StudyFile(work / "study.h5") as study:
         return study.rows_in_split(read_split(work / "split.csv"), "test")
@@ -91,7 +91,7 @@ def write_checkpoint(path):
     """A randomly initialised ResNet-18 saved like best.pt (positive head weights, so maps are non-zero)."""
     import torch
 
-    from osteoloc.model import build_model
+    from osteoloc.train.model import build_model
 
     torch.manual_seed(0)
     model = build_model(weights="none")
@@ -104,7 +104,7 @@ def write_runs(work, size, seed=0):
     """Synthetic explain outputs: predictions/metrics CSVs of every (model, seed) on seed 0's test rows, and
     the selection seed's two maps.h5 (7 x 7 random cells blown up to `size`, like a stride-32 CAM)."""
     from osteoloc.io.study_h5 import StudyFile
-    from osteoloc.runs import (META_FIELDS, maps_writer, metrics_frame, predictions_frame, write_metrics,
+    from osteoloc.io.runs import (META_FIELDS, maps_writer, metrics_frame, predictions_frame, write_metrics,
                                write_predictions)
 
     rows = test_rows(work)
@@ -138,9 +138,9 @@ def write_runs(work, size, seed=0):
 # ---------------------------------------------------------------- stages (each in its own process)
 
 def stage_imports(work, args):
-    import osteoloc.explain  # noqa: F401
-    import osteoloc.figures.paper  # noqa: F401
-    import osteoloc.tables  # noqa: F401
+    import osteoloc.explain.stages  # noqa: F401
+    import osteoloc.report.figures  # noqa: F401
+    import osteoloc.report.tables  # noqa: F401
     return {"hips": 0}
 
 
@@ -149,15 +149,15 @@ def stage_write(work, args):
 
 
 def stage_split(work, args):
-    from osteoloc.splits import split_stage
+    from osteoloc.train.splits import split_stage
 
     split = split_stage(work / "study.h5", work / "split.csv", seed=0)
     return {"hips": args.hips, "subjects": len(split)}
 
 
 def stage_train_load(work, args):
-    from osteoloc.data import load_split
-    from osteoloc.splits import read_split
+    from osteoloc.train.data import load_split
+    from osteoloc.train.splits import read_split
 
     split = read_split(work / "split.csv")
     data = {which: load_split(work / "study.h5", split, which) for which in ("train", "val")}
@@ -177,7 +177,7 @@ def stage_prepare(work, args):
 def stage_explain(work, args):
     import torch
 
-    from osteoloc.explain import explain_run
+    from osteoloc.explain.stages import explain_run
 
     torch.set_num_threads(args.threads)
     out = work / "explain_capped"
@@ -189,7 +189,7 @@ def stage_explain(work, args):
 
 
 def stage_tables(work, args):
-    from osteoloc.tables import SUMMARY_TABLES, TABLE_IDS, report_summary, report_tables
+    from osteoloc.report.tables import SUMMARY_TABLES, TABLE_IDS, report_summary, report_tables
 
     runs = json.loads((work / "runs.json").read_text())
     table_paths = {t: work / "report" / "tables" / f"{t}.csv" for t in TABLE_IDS}
@@ -205,7 +205,7 @@ def stage_tables(work, args):
 
 
 def stage_figures(work, args):
-    from osteoloc.figures.paper import FIGURE_IDS, report_figures
+    from osteoloc.report.figures import FIGURE_IDS, report_figures
 
     runs = json.loads((work / "runs.json").read_text())
     report_figures(json.dumps(runs["runs"]), runs["predictions"], runs["metrics"], work / "study.h5",

@@ -1,6 +1,6 @@
 """Training throughput of the real loop vs a bare forward/backward/step of the same model.
 
-The real loop's step (osteoloc.train.Trainer.train_step as train_epoch calls it: rows drawn from the
+The real loop's step (osteoloc.train.loop.Trainer.train_step as train_epoch calls it: rows drawn from the
 in-memory split, whole-batch rotation of images and landmarks, masked BCE, the CAM prior, Adam step) is
 timed side by side with the least a training step can do: forward, BCE, backward and Adam step on one
 fixed in-memory batch of the same shape. Single steps are interleaved (bare, baseline, prior, bare, ...)
@@ -16,10 +16,10 @@ import time
 import torch
 import torch.nn.functional as F
 
-from osteoloc.data import SplitTensors, rotation_matrices
-from osteoloc.model import build_model
-from osteoloc.device import pick_device
-from osteoloc.train import TrainSettings, Trainer
+from osteoloc.train.data import SplitTensors, rotation_matrices
+from osteoloc.train.model import build_model
+from osteoloc.train.device import pick_device
+from osteoloc.train.loop import TrainSettings, Trainer
 
 
 def synthetic_split(n, size, n_points=4, seed=0):
@@ -69,7 +69,7 @@ def main():
     parser.add_argument("--channels-last", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    torch.use_deterministic_algorithms(True, warn_only=True)  # as in osteoloc.train.train
+    torch.use_deterministic_algorithms(True, warn_only=True)  # as in osteoloc.train.loop.train
     device = pick_device(args.device)
     train_data, val_data = synthetic_split(args.n_train, args.size), synthetic_split(64, args.size, seed=1)
     common = dict(batch_size=args.batch, device=args.device, rotation_degrees=15.0, amp=args.amp,

@@ -1,7 +1,7 @@
 """Rule explain: predictions, Grad-CAM maps and localisation metrics of one model on its test split (and its
 predictions on the counterfactual twin study, when the rule names one)."""
 
-from osteoloc.explain import explain_run
+from osteoloc.explain.stages import explain_run
 from osteoloc.runner import run_script
 
 run_script(snakemake, lambda smk: explain_run(  # noqa: F821

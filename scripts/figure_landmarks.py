@@ -2,7 +2,7 @@
 
 import json
 
-from osteoloc.figures.landmarks import figure_landmarks
+from osteoloc.report.figure_landmarks import figure_landmarks
 from osteoloc.runner import run_script
 
 run_script(snakemake, lambda smk: figure_landmarks(  # noqa: F821

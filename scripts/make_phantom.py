@@ -3,7 +3,7 @@
 import json
 from pathlib import Path
 
-from osteoloc.phantom import gather_shards, make_shard
+from osteoloc.cohort.phantom.cohort import gather_shards, make_shard
 from osteoloc.runner import run_script
 
 

@@ -3,7 +3,7 @@
 import json
 from pathlib import Path
 
-from osteoloc.preprocess import preprocess_gather
+from osteoloc.preprocess.stages import preprocess_gather
 from osteoloc.runner import run_script
 
 run_script(snakemake, lambda smk: preprocess_gather(  # noqa: F821

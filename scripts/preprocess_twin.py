@@ -2,7 +2,7 @@
 
 import json
 
-from osteoloc.preprocess import preprocess_twin
+from osteoloc.preprocess.stages import preprocess_twin
 from osteoloc.runner import run_script
 
 run_script(snakemake, lambda smk: preprocess_twin(  # noqa: F821

@@ -1,7 +1,7 @@
 """Rules bonefinder_shard (the configured BoneFinder command on one shard of the manifest) and bonefinder
 (the shards' manifests as one)."""
 
-from osteoloc.bonefinder import gather_bonefinder, run_bonefinder_shard
+from osteoloc.cohort.bonefinder import gather_bonefinder, run_bonefinder_shard
 from osteoloc.runner import run_script
 
 

@@ -3,7 +3,7 @@ and `select_prior` (selection.json from all rounds)."""
 
 import json
 
-from osteoloc.grid import select_prior_stage, select_round_stage
+from osteoloc.train.grid import select_prior_stage, select_round_stage
 from osteoloc.runner import run_script
 
 

@@ -1,8 +1,8 @@
 """Rules `train_grid_point` and `train`: one ResNet-18 run (baseline, a grid point, or the selected prior)."""
 
-from osteoloc.grid import prior_values
+from osteoloc.train.grid import prior_values
 from osteoloc.runner import run_script
-from osteoloc.train import TrainSettings, train_run
+from osteoloc.train.loop import TrainSettings, train_run
 
 
 def main(smk):

@@ -1,4 +1,4 @@
-"""The ablation table and forest plot (osteoloc.ablation, osteoloc.figures.ablation) on synthetic runs whose
+"""The ablation table and forest plot (osteoloc.report.ablation, osteoloc.report.figure_ablation) on synthetic runs whose
 differences between arms are known by construction."""
 
 import json
@@ -8,11 +8,11 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from osteoloc.ablation import (ABLATION_METRICS, ablation_table, report_ablation, seed_level_values,
+from osteoloc.report.ablation import (ABLATION_METRICS, ablation_table, report_ablation, seed_level_values,
                                t_interval)
-from osteoloc.figures.ablation import _x_limits, figure_ablation_forest
+from osteoloc.report.figure_ablation import _x_limits, figure_ablation_forest
 from osteoloc.io.atomic import write_csv
-from osteoloc.targets import TARGETS
+from osteoloc.names import TARGETS
 
 SEEDS = (0, 1, 2)
 N_HIPS = 12

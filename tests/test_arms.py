@@ -13,16 +13,16 @@ import yaml
 from test_train import study_with_split  # tests/ is on sys.path under pytest
 from workflow_copy import CI_CONFIG, copy_workflow, planned, snakemake, write_override
 
-from osteoloc.arms import DEFAULTS, arm_settings, all_arm_settings
-from osteoloc.cam import gradcam_maps
-from osteoloc.data import cut_subcrops, groups_from_contour, load_split, place_subcrop_maps, subcrop_offsets
-from osteoloc.explain import explain_run, predict_maps
+from osteoloc.train.arms import DEFAULTS, arm_settings, all_arm_settings
+from osteoloc.explain.cam import gradcam_maps
+from osteoloc.train.data import cut_subcrops, groups_from_contour, load_split, place_subcrop_maps, subcrop_offsets
+from osteoloc.explain.stages import explain_run, predict_maps
 from osteoloc.io.maps_h5 import read_maps
 from osteoloc.io.study_h5 import StudyFile, write_study_arrays
-from osteoloc.model import PerTargetModels, build_model, load_trained_model
-from osteoloc.runs import HISTORY_COLUMNS
-from osteoloc.targets import TARGETS
-from osteoloc.train import TrainSettings, per_target_last_path, train_on_study
+from osteoloc.train.model import PerTargetModels, build_model, load_trained_model
+from osteoloc.io.runs import HISTORY_COLUMNS
+from osteoloc.names import TARGETS
+from osteoloc.train.loop import TrainSettings, per_target_last_path, train_on_study
 
 SCHEMAS = Path(__file__).resolve().parents[1] / "workflow" / "schemas"
 TINY = dict(epochs=1, batch_size=8, lr=1e-3, device="cpu", eval_batch_size=16, prior_lambda=1.0,

@@ -10,16 +10,16 @@ from pytorch_grad_cam import GradCAM
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from torch import nn
 
-from osteoloc.cam import gradcam_maps, scale_maps
+from osteoloc.explain.cam import gradcam_maps, scale_maps
 
 TOLERANCE = 1e-5
 
 
 def make_model(seed=0, output_stride=32):
-    """The study's architecture: ResNet-18, one input channel, four logits (osteoloc.model when present)."""
+    """The study's architecture: ResNet-18, one input channel, four logits (osteoloc.train.model when present)."""
     torch.manual_seed(seed)
     try:
-        from osteoloc.model import build_model
+        from osteoloc.train.model import build_model
         model = build_model(weights="none", output_stride=output_stride)
     except ImportError:
         if output_stride != 32:

@@ -8,7 +8,7 @@ import pytest
 from workflow_copy import CI_CONFIG, copy_workflow, snakemake, write_override
 
 from osteoloc.io.pts import read_pts
-from osteoloc.phantom.cohort import BROKEN_KINDS, TWIN_IMAGES, TWIN_MANIFEST
+from osteoloc.cohort.phantom.cohort import BROKEN_KINDS, TWIN_IMAGES, TWIN_MANIFEST
 
 pytestmark = pytest.mark.workflow
 

@@ -6,9 +6,9 @@ import pandas as pd
 import pytest
 import torch
 
-from osteoloc.data import batch_order, load_split, read_subjects, rotate_batch, rotation_matrices
+from osteoloc.train.data import batch_order, load_split, read_subjects, rotate_batch, rotation_matrices
 from osteoloc.io.study_h5 import StudyFile, StudyFormatError, read_spans, write_study_arrays
-from osteoloc.targets import TARGETS
+from osteoloc.names import TARGETS
 
 
 def write_study(path, n_subjects=12, size=32, n_points=3, seed=0):

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import yaml
 
-from osteoloc.device import pick_device
+from osteoloc.train.device import pick_device
 from osteoloc.segment.unet import build_unet
-from osteoloc.train import TrainSettings
+from osteoloc.train.loop import TrainSettings
 
 SCHEMAS = Path(__file__).resolve().parents[1] / "workflow" / "schemas"
 

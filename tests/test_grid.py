@@ -3,10 +3,10 @@
 import pandas as pd
 import pytest
 
-from osteoloc.grid import (best_point, extension_points, grid_points, parse_point_id, point_id, point_loss,
+from osteoloc.train.grid import (best_point, extension_points, grid_points, parse_point_id, point_id, point_loss,
                            prior_values, read_selection, select_prior_stage, select_round_stage, selection_record,
                            selection_round)
-from osteoloc.runs import write_history
+from osteoloc.io.runs import write_history
 
 PAPER_STEPS = {"lambda": 1, "radius": 10, "sigma": 10}
 

@@ -11,8 +11,8 @@ import pytest
 
 from osteoloc.io.pts import read_pts, write_pts
 from osteoloc.io.study_h5 import load_study
-from osteoloc.phantom.cohort import make_cohort
-from osteoloc.preprocess import preprocess_study
+from osteoloc.cohort.phantom.cohort import make_cohort
+from osteoloc.preprocess.stages import preprocess_study
 
 SETTINGS = dict(crop_size=64, spacing_mm=1.4, max_excluded_fraction=1.0,
                 groups={"osteo_fem_sup": [13, 78, 14, 15], "osteo_fem_inf": [19, 20, 21], "osteo_acet_sup": [67],

@@ -6,7 +6,7 @@ import pytest
 from pydicom.uid import RLELossless
 
 from osteoloc.io.dicom import read_dicom, read_radiograph
-from osteoloc.testing import write_dicom
+from helpers import write_dicom
 
 
 @pytest.fixture

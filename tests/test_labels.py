@@ -6,7 +6,7 @@ import pytest
 
 from osteoloc.io.labels import grades_to_labels, hip_key, parse_grade, read_labels, visit_key
 from osteoloc.io.manifest import read_manifest
-from osteoloc.targets import TARGETS, UNKNOWN
+from osteoloc.names import TARGETS, UNKNOWN
 
 
 @pytest.mark.parametrize("value", [None, float("nan"), "", "  ", "nan", "NaN", "none", "None", "na", "NA",

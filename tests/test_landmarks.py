@@ -3,11 +3,11 @@
 import numpy as np
 import pytest
 
-from osteoloc.landmarks import (DEFAULT_GROUPS, FEMORAL_HEAD, MAX_HIP_DISTANCE_MM, MIN_HEAD_RADIUS_MM, HipsSwapped,
+from osteoloc.cohort.landmarks import (DEFAULT_GROUPS, FEMORAL_HEAD, MAX_HIP_DISTANCE_MM, MIN_HEAD_RADIUS_MM, HipsSwapped,
                                 LandmarkError, check_hip, check_pair, check_side, fit_circle, head_circle,
                                 target_groups, validate_groups)
-from osteoloc.targets import TARGETS
-from osteoloc.testing import hip_points_mm
+from osteoloc.names import TARGETS
+from helpers import hip_points_mm
 
 
 def test_fit_circle_exact_and_noisy():

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from osteoloc.metrics import (com_distance, cue_energy, energy_in_mask, localisation_table, peak_distance,
+from osteoloc.explain.metrics import (com_distance, cue_energy, energy_in_mask, localisation_table, peak_distance,
                               pointing_hit, spread)
 
 

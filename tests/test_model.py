@@ -4,8 +4,8 @@ import pytest
 import torch
 from torchvision.models import resnet18
 
-from osteoloc.model import build_model, features_and_logits
-from osteoloc.prior import class_activation_maps, penalty_maps, prior_loss
+from osteoloc.train.model import build_model, features_and_logits
+from osteoloc.train.prior import class_activation_maps, penalty_maps, prior_loss
 
 
 @pytest.mark.parametrize("size, stride, cells", [(224, 32, 7), (224, 16, 14), (96, 32, 3), (96, 16, 6)])

@@ -14,11 +14,12 @@ import yaml
 from scipy import ndimage
 
 from osteoloc.io.pts import read_pts
-from osteoloc.landmarks import fit_circle
-from osteoloc.phantom import DEFAULTS, anatomy, dicom, gather_shards, labels, make_cohort, make_shard, with_defaults
-from osteoloc.bonefinder import run_bonefinder
-from osteoloc.phantom.cohort import BROKEN_KINDS, TWIN_IMAGES, TWIN_MANIFEST, Difficulty, cohort_grades
-from osteoloc.targets import TARGETS
+from osteoloc.cohort.landmarks import fit_circle
+from osteoloc.cohort.phantom import anatomy, dicom, labels
+from osteoloc.cohort.phantom.cohort import DEFAULTS, gather_shards, make_cohort, make_shard, with_defaults
+from osteoloc.cohort.bonefinder import run_bonefinder
+from osteoloc.cohort.phantom.cohort import BROKEN_KINDS, TWIN_IMAGES, TWIN_MANIFEST, Difficulty, cohort_grades
+from osteoloc.names import TARGETS
 
 ROOT = Path(__file__).resolve().parents[1]
 GROUPS = {"osteo_fem_sup": [13, 78, 14, 15], "osteo_fem_inf": [19, 20, 21], "osteo_acet_sup": [67],
@@ -129,7 +130,7 @@ def test_labels_csv_schema_and_wild_spellings(cohort, broken):
     assert set(raw["side"]) <= {"left", "right", "L", "R"} and {"L", "R"} & set(raw["side"])
     cells = raw[list(TARGETS)].to_numpy().ravel()
     assert set(cells) - {"0", "1", "2", "3"} - set(labels.MISSING_SPELLINGS) <= set(
-        __import__("osteoloc.phantom.cohort", fromlist=["JUNK_GRADES"]).JUNK_GRADES)
+        __import__("osteoloc.cohort.phantom.cohort", fromlist=["JUNK_GRADES"]).JUNK_GRADES)
     assert len(set(cells) & set(labels.MISSING_SPELLINGS)) >= 3
     # every known grade equals the truth's grade for that hip
     with h5py.File(cohort / "truth.h5") as truth:
@@ -225,7 +226,7 @@ def test_difficulty_knob_is_monotone():
 
 
 def test_lesion_scale_scales_only_its_targets_lesions():
-    from osteoloc.phantom.cohort import _rng, _subject_params, build_scene, layout_radiograph
+    from osteoloc.cohort.phantom.cohort import _rng, _subject_params, build_scene, layout_radiograph
 
     def heights(lesion_scale):
         cfg = with_defaults({"lesion_scale": lesion_scale})
@@ -587,8 +588,8 @@ def test_twin_study_has_the_study_rows_and_the_cue_in_crop_pixels(twin_cohort, t
     the twin cohort preprocesses to the same hips in the same rows; only the cue's neighbourhood (and the
     crop's own p5/p95 normalisation) tells the two images apart."""
     from osteoloc.io.study_h5 import StudyFile
-    from osteoloc.preprocess import preprocess_twin
-    from osteoloc.preprocess.driver import preprocess_study
+    from osteoloc.preprocess.stages import preprocess_twin
+    from osteoloc.preprocess.stages import preprocess_study
 
     settings = {"crop_size": 64, "spacing_mm": 1.4, "groups": GROUPS, "points_unit": "auto",
                 "accept_mirrored": False, "max_excluded_fraction": 0.6}

@@ -12,11 +12,12 @@ import torch.nn.functional as F
 from osteoloc.io.group_h5 import export_group_h5
 from osteoloc.io.pts import write_pts
 from osteoloc.io.study_h5 import load_study
-from osteoloc.landmarks import DEFAULT_GROUPS, target_groups
-from osteoloc.preprocess import (TooManyExclusions, crop_offset, import_group_study, mask_crop, preprocess_hip,
-                                 preprocess_study, resample_crop, to_crop, to_resampled)
-from osteoloc.targets import TARGETS
-from osteoloc.testing import make_cohort, radiograph_points_mm, synthetic_pixels, write_dicom, write_labels
+from osteoloc.cohort.landmarks import DEFAULT_GROUPS, target_groups
+from osteoloc.preprocess.exclusions import TooManyExclusions
+from osteoloc.preprocess.geometry import crop_offset, mask_crop, preprocess_hip, resample_crop, to_crop, to_resampled
+from osteoloc.preprocess.stages import import_group_study, preprocess_study
+from osteoloc.names import TARGETS
+from helpers import make_cohort, radiograph_points_mm, synthetic_pixels, write_dicom, write_labels
 
 SETTINGS = dict(crop_size=80, spacing_mm=0.8, groups=DEFAULT_GROUPS, max_excluded_fraction=0.9)
 SHAPE, SPACING = (300, 440), 0.4
@@ -222,7 +223,8 @@ def test_study_h5_schema(processed):
 def test_a_source_gives_the_same_rows_for_any_split_of_its_units(processed):
     """Work units asked for in pieces (as shards will) give the whole study's records and exclusions, in
     order: the duplicate-row decision does not depend on which rows are asked for."""
-    from osteoloc.preprocess import Exclusion, ManifestSource
+    from osteoloc.preprocess.exclusions import Exclusion
+    from osteoloc.preprocess.sources import ManifestSource
 
     def key(item):
         if isinstance(item, Exclusion):
@@ -474,7 +476,7 @@ def test_workflow_landmarks_match_the_generator_within_one_pixel(ci_workflow):
     """The HDF5's target groups and head radius against the phantom generator's own records, mapped
     independently of the pipeline: generator mm -> source pixels -> target spacing -> crop -> flip."""
     from osteoloc.io.pts import read_pts
-    from osteoloc.landmarks import FEMORAL_HEAD, fit_circle
+    from osteoloc.cohort.landmarks import FEMORAL_HEAD, fit_circle
 
     results = ci_workflow / "results"
     study = load_study(results / "preprocess" / "study.h5", images=False)

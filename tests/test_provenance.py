@@ -16,7 +16,7 @@ def test_sources_follow_imports_through_the_package(tmp_path):
 def test_sources_are_transitive(tmp_path):
     # figures.style imports io.atomic: a script that imports only figures.style depends on both.
     script = tmp_path / "script.py"
-    script.write_text("import osteoloc.figures.style as style\n")
+    script.write_text("import osteoloc.report.style as style\n")
     names = {Path(p).name for p in library_sources(script)}
     assert {"style.py", "atomic.py"} <= names
     assert "pts.py" not in names

@@ -1,4 +1,4 @@
-"""Issue 12 item 2: expert references (osteoloc.references) drawn in the radiograph's grid and mapped through
+"""Issue 12 item 2: expert references (osteoloc.cohort.references) drawn in the radiograph's grid and mapped through
 the landmarks' resampling, crop and flip into `/truth/masks`, so the pointing game and the energy inside
 the region run on real data. Inputs come from a small phantom cohort generated once."""
 
@@ -10,18 +10,19 @@ import pytest
 from PIL import Image
 from test_integrity import Variant, mirror
 
-from osteoloc.ablation import ablation_table, seed_level_values
+from osteoloc.report.ablation import ablation_table, seed_level_values
 from osteoloc.io.dicom import read_dicom
 from osteoloc.io.pts import read_hip_points
 from osteoloc.io.study_h5 import load_study
 from osteoloc.io.truth_h5 import TruthFile
-from osteoloc.metrics import localisation_table
-from osteoloc.phantom.cohort import make_cohort
-from osteoloc.preprocess import (ManifestSource, gather_exclusions, gather_study, n_shards, preprocess_study,
-                                 shard_units, write_shard, write_shard_plan)
-from osteoloc.references import ExpertReferences, ExpertReferenceError
-from osteoloc.tables import true_localisation_table
-from osteoloc.targets import SHORT_NAMES, TARGETS
+from osteoloc.explain.metrics import localisation_table
+from osteoloc.cohort.phantom.cohort import make_cohort
+from osteoloc.preprocess.shards import gather_exclusions, gather_study, n_shards, shard_units, write_shard
+from osteoloc.preprocess.sources import ManifestSource
+from osteoloc.preprocess.stages import preprocess_study, write_shard_plan
+from osteoloc.cohort.references import ExpertReferences, ExpertReferenceError
+from osteoloc.report.tables import true_localisation_table
+from osteoloc.names import SHORT_NAMES, TARGETS
 
 SETTINGS = dict(crop_size=64, spacing_mm=1.4, max_excluded_fraction=1.0,
                 groups={"osteo_fem_sup": [13, 78, 14, 15], "osteo_fem_inf": [19, 20, 21], "osteo_acet_sup": [67],

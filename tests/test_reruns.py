@@ -103,7 +103,7 @@ LIBRARY_MODULE = "stats.py"  # statistics of the report: imported by report scri
 
 
 def test_editing_library_code_reruns_the_rules_that_use_it(completed_study):
-    """Editing src/osteoloc/stats.py plans exactly the rules whose scripts import it, and what follows."""
+    """Editing src/osteoloc/report/stats.py plans exactly the rules whose scripts import it, and what follows."""
     from osteoloc.provenance import library_sources
 
     module = completed_study / "src" / "osteoloc" / LIBRARY_MODULE
@@ -129,7 +129,7 @@ def test_editing_library_code_reruns_the_rules_that_use_it(completed_study):
 def test_a_changed_input_file_reruns_only_its_shard_and_what_follows(completed_study):
     """Issue 11.5: a radiograph's points file rewritten (a user's fix) reruns the one preprocess_shard job
     that reads it, then the exclusions table, the gather and what follows them; no other shard."""
-    from osteoloc.preprocess import read_shard_plan
+    from osteoloc.preprocess.stages import read_shard_plan
 
     plan = read_shard_plan(completed_study / "results" / "preprocess" / "shards" / "plan.csv")
     assert len(plan) >= 2, "experiments/ci.yaml should cut the cohort into several shards"

@@ -19,7 +19,7 @@ from osteoloc.segment.stages import build_report, evaluate_site, make_patches, m
 from osteoloc.segment.synthetic import write_toy_study
 from osteoloc.segment.train import train_unet
 from osteoloc.segment.unet import build_unet
-from osteoloc.splits import read_split
+from osteoloc.train.splits import read_split
 
 TINY_MODEL = {"features": [4, 4, 8, 8, 16, 4], "dropout": 0.3, "norm": "none"}
 

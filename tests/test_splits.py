@@ -3,7 +3,7 @@
 import pandas as pd
 import pytest
 
-from osteoloc.splits import check_split, make_split, read_split
+from osteoloc.train.splits import check_split, make_split, read_split
 
 
 def test_split_fractions_and_seed():

@@ -8,10 +8,10 @@ import pytest
 from scipy import stats as sps
 from sklearn.metrics import roc_auc_score
 
-from osteoloc.stats import (SEED_LEVEL_TABLE_COLUMNS, delong_covariance, delong_test,
+from osteoloc.report.stats import (SEED_LEVEL_TABLE_COLUMNS, delong_covariance, delong_test,
                             expected_calibration_error, image_level_table, label_correlation,
                             paired_wilcoxon, reliability_bins, seed_level_table)
-from osteoloc.targets import TARGETS
+from osteoloc.names import TARGETS
 
 
 def seed_frame(n_runs, improved):

@@ -12,15 +12,15 @@ import pandas as pd
 import pytest
 import torch
 
-from osteoloc.explain import explain_run
-from osteoloc.figures.paper import FIGURE_IDS, build_figures, select_cases
+from osteoloc.explain.stages import explain_run
+from osteoloc.report.figures import FIGURE_IDS, build_figures, select_cases
 from osteoloc.io.atomic import write_csv
 from osteoloc.io.maps_h5 import MapsFile
 from osteoloc.io.study_h5 import StudyFile, write_study_arrays
-from osteoloc.model import build_model
-from osteoloc.runs import read_maps, read_runs
-from osteoloc.tables import TABLE_IDS, build_tables, summary_markdown, write_table
-from osteoloc.targets import TARGETS
+from osteoloc.train.model import build_model
+from osteoloc.io.runs import read_maps, read_runs
+from osteoloc.report.tables import TABLE_IDS, build_tables, summary_markdown, write_table
+from osteoloc.names import TARGETS
 
 S = 64
 N_SUBJECTS = 12

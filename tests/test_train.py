@@ -12,13 +12,13 @@ import torch
 from test_data import write_study  # the synthetic study HDF5 (tests/ is on sys.path under pytest)
 from torchvision.models import resnet18
 
-from osteoloc.data import read_subjects
+from osteoloc.train.data import read_subjects
 from osteoloc.io.atomic import write_csv
-from osteoloc.model import build_model
-from osteoloc.splits import make_split
-from osteoloc.targets import TARGETS
-from osteoloc.runs import HISTORY_COLUMNS
-from osteoloc.train import TrainSettings, reuse_run, train_on_study
+from osteoloc.train.model import build_model
+from osteoloc.train.splits import make_split
+from osteoloc.names import TARGETS
+from osteoloc.io.runs import HISTORY_COLUMNS
+from osteoloc.train.loop import TrainSettings, reuse_run, train_on_study
 
 TINY = dict(epochs=2, batch_size=8, lr=1e-3, device="cpu", eval_batch_size=16)
 
@@ -85,7 +85,7 @@ def test_imagenet_weights_fold_rgb_into_one_channel(tmp_path):
 RUNNER = textwrap.dedent("""
     import sys, time, torch
     from pathlib import Path
-    from osteoloc.train import TrainSettings, train_on_study
+    from osteoloc.train.loop import TrainSettings, train_on_study
     torch.set_num_threads(1)
     settings = TrainSettings(seed=5, epochs=3, batch_size=8, lr=1e-3, device="cpu", eval_batch_size=16,
                              prior_lambda=1.0, prior_radius=4.0, prior_sigma=8.0)

@@ -41,7 +41,7 @@ def cohort_truth():
 
 
 def cohort_references():
-    """The expert references CSV (osteoloc.references), or [] (none)."""
+    """The expert references CSV (osteoloc.cohort.references), or [] (none)."""
     return COHORT["references"] or []
 
 
@@ -62,7 +62,7 @@ def phantom_twin_outputs():
 
 def phantom_shards():
     """The shard folders of the phantom cohort (one job per `shard_subjects` subjects)."""
-    from osteoloc.phantom import n_shards
+    from osteoloc.cohort.phantom.cohort import n_shards
 
     return [
         results("cohort", "shards", str(k)) for k in range(n_shards(COHORT["phantom"]))
@@ -141,7 +141,7 @@ if BONEFINDER_COMMAND:
             "../../scripts/preprocess_plan.py"
 
     def bonefinder_shard_manifests(wildcards):
-        from osteoloc.preprocess import read_shard_plan
+        from osteoloc.preprocess.stages import read_shard_plan
 
         plan = read_shard_plan(checkpoints.bonefinder_plan.get().output.plan)
         return [

@@ -5,7 +5,7 @@ from pathlib import Path
 
 from snakemake.utils import validate
 
-from osteoloc.arms import all_arm_settings
+from osteoloc.train.arms import all_arm_settings
 
 SECTIONS = (
     "study",
@@ -42,7 +42,7 @@ def phantom_twins():
     """Whether the phantom also writes counterfactual twins (cohort.phantom.cue.twins): the twin study,
     the explain stage's twin predictions and the ablation's shortcut columns exist only then.
     """
-    from osteoloc.phantom import writes_twins
+    from osteoloc.cohort.phantom.cohort import writes_twins
 
     cohort = config["cohort"]
     return cohort["source"] == "phantom" and writes_twins(cohort["phantom"])

@@ -51,7 +51,7 @@ def plan_inputs(wildcards):
 
 @functools.lru_cache
 def _shard_plan(path, mtime):
-    from osteoloc.preprocess import read_shard_plan
+    from osteoloc.preprocess.stages import read_shard_plan
 
     return read_shard_plan(path)
 

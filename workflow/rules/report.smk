@@ -2,9 +2,9 @@
 # captions of `snakemake --report report.html`. Local, light rules. Report-only options (report.tables,
 # report.figures) are params of the one rule they format, apart from the analysis params. The table and
 # figure ids come from the library that writes them.
-from osteoloc.ablation import ABLATION_FIGURE, ABLATION_TABLE
-from osteoloc.figures.paper import FIGURES
-from osteoloc.tables import SEED_LEVEL_INPUT, SUMMARY_TABLES, TABLES
+from osteoloc.report.ablation import ABLATION_FIGURE, ABLATION_TABLE
+from osteoloc.report.figures import FIGURES
+from osteoloc.report.tables import SEED_LEVEL_INPUT, SUMMARY_TABLES, TABLES
 
 
 report: "../report/workflow.rst"

@@ -4,7 +4,7 @@
 # Params carry the config as JSON blocks: the baseline's block holds no prior value, so changing the prior
 # reruns only the prior's jobs (and the arms') and what follows them; an arm's training block is the shared
 # one merged with that arm's settings alone, so editing one arm reruns only that arm.
-from osteoloc.grid import grid_points, point_id
+from osteoloc.train.grid import grid_points, point_id
 
 TRAIN = config["train"]
 PRIOR = TRAIN["prior"]

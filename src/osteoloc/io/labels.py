@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from osteoloc.targets import TARGETS, UNKNOWN
+from osteoloc.names import TARGETS, UNKNOWN
 
 KEY_COLUMNS = ("cohort", "subject", "visit", "side")
 MISSING_SPELLINGS = frozenset({"", "nan", "none", "na", "n/a", "missing", "null"})

@@ -12,7 +12,7 @@ import numpy as np
 
 from osteoloc.io.atomic import atomic_path
 from osteoloc.io.h5view import H5View
-from osteoloc.targets import TARGETS
+from osteoloc.names import TARGETS
 
 MAPS_NORMALISATION = "pytorch-grad-cam: ReLU, min-max, bilinear, min-max"
 

@@ -18,7 +18,7 @@ import pandas as pd
 
 from osteoloc.io.atomic import atomic_path
 from osteoloc.io.h5view import H5View
-from osteoloc.targets import TARGETS
+from osteoloc.names import TARGETS
 
 SCHEMA_VERSION = 1
 STRING_META = ("subject", "visit", "side", "cohort", "source", "spacing_from")

@@ -13,7 +13,7 @@ import h5py
 import numpy as np
 
 from osteoloc.io.atomic import atomic_path
-from osteoloc.targets import SIDES, TARGETS
+from osteoloc.names import SIDES, TARGETS
 
 MASK_BITS = "bit 4 * side + target is set where that lesion lies; side 0 = right, 1 = left"
 CUE_BITS = ("bit s (0 = right, 1 = left) is set where side s's cue marker changes the radiograph; the twin "

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from osteoloc.landmarks import head_circle
+from osteoloc.cohort.landmarks import head_circle
 
 
 class CropError(ValueError):
@@ -108,14 +108,6 @@ def normalise(crop):
     if not p95 > p5:
         raise CropError(f"flat crop (p5 = p95 = {p5:g}), nothing to normalise")
     return ((crop - p5) / (p95 - p5)).astype(np.float32), (float(p5), float(p95))
-
-
-def outside_image(points, shape):
-    """True when any (x, y) source-pixel point lies outside the image of `shape` (rows, cols), whose
-    outer edges are at -0.5 and cols - 0.5 / rows - 0.5."""
-    rows, cols = shape
-    x, y = np.asarray(points)[:, 0], np.asarray(points)[:, 1]
-    return bool(np.any((x < -0.5) | (x > cols - 0.5) | (y < -0.5) | (y > rows - 0.5)))
 
 
 def mirror_points(points, width):

@@ -14,7 +14,6 @@ file and the exclusions table are identical whatever `shard_size` (tests/test_sh
 """
 
 import logging
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,26 +21,13 @@ import pandas as pd
 
 from osteoloc.io.atomic import write_csv
 from osteoloc.io.study_h5 import StudyFile, StudyWriter
+from osteoloc.cohort.sharding import n_shards, shard_units  # noqa: F401 (the shard jobs' unit ranges)
 from osteoloc.preprocess.exclusions import COLUMNS, Exclusion, Exclusions
 
 log = logging.getLogger(__name__)
 
 CROPS, UNITS, EXCLUSIONS = "crops.h5", "units.csv", "exclusions.csv"
 UNIT_COLUMNS = ("unit", "subject", "visit", "file", "pixel_hash", "records")
-
-
-def n_shards(n_units, shard_size):
-    """Shards of `shard_size` consecutive units (at least one, so that an empty cohort still reaches the
-    excluded-share check and fails there with its message)."""
-    if int(shard_size) < 1:
-        raise ValueError(f"preprocess.shard_size must be >= 1, got {shard_size}")
-    return max(1, math.ceil(int(n_units) / int(shard_size)))
-
-
-def shard_units(n_units, shard_size, shard):
-    """Unit positions (0-based, study order) of shard number `shard`."""
-    size = int(shard_size)
-    return range(int(shard) * size, min((int(shard) + 1) * size, int(n_units)))
 
 
 @dataclass

@@ -24,13 +24,13 @@ from osteoloc.io.manifest import POINTS_UNITS, read_manifest
 from osteoloc.io.pts import read_hip_points, resolve_hip_files
 from osteoloc.io.study_h5 import HipRecord
 from osteoloc.io.truth_h5 import TruthFile
-from osteoloc.landmarks import (HipsSwapped, LandmarkError, check_hip, check_pair, check_side, target_groups,
-                                validate_groups)
+from osteoloc.cohort.landmarks import (HipsSwapped, LandmarkError, check_hip, check_pair, check_side, outside_image,
+                                       target_groups, validate_groups)
 from osteoloc.preprocess.exclusions import Exclusion
-from osteoloc.preprocess.geometry import (HipCrop, landmarks_in_crop, mirror_points, outside_image, preprocess_hip,
+from osteoloc.preprocess.geometry import (HipCrop, landmarks_in_crop, mirror_points, preprocess_hip,
                                           resample_scale)
-from osteoloc.references import ExpertReferences, ExpertReferenceError
-from osteoloc.targets import SIDES, TARGETS
+from osteoloc.cohort.references import ExpertReferences, ExpertReferenceError
+from osteoloc.names import SIDES, TARGETS
 
 log = logging.getLogger(__name__)
 
@@ -209,7 +209,7 @@ class ManifestSource(_LabelledSource):
     """The cohort manifest (docs/contracts.md section 1): DICOM + BoneFinder `.pts` (+ manual points) +
     the label CSV; one unit per manifest row (radiograph), two hips each. `truth_path`, the phantom's
     `truth.h5`, adds lesion masks cropped like the image; `references_path`, a CSV of expert references
-    (`osteoloc.references`), adds them as the lesion masks instead, drawn in the radiograph's grid and
+    (`osteoloc.cohort.references`), adds them as the lesion masks instead, drawn in the radiograph's grid and
     cropped alike (with both, the references replace truth.h5's lesion masks; its cue stays)."""
 
     unmatched_reason = "labels but no radiograph in the manifest"

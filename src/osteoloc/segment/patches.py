@@ -12,7 +12,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from osteoloc.landmarks import fit_circle
+from osteoloc.cohort.landmarks import fit_circle
 
 
 def reference_length(contour, kind, indices):

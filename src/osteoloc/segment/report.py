@@ -7,8 +7,8 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from osteoloc.figures.style import PAPER_RC, save_figure
-from osteoloc.targets import SHORT_NAMES
+from osteoloc.report.style import PAPER_RC, save_figure
+from osteoloc.names import SHORT_NAMES
 
 
 def _pm(mean, sd):

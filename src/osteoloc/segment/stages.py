@@ -12,7 +12,7 @@ from osteoloc.io.atomic import atomic_path, write_csv
 from osteoloc.io.segment_h5 import read_patch_set, read_prediction_patches, write_patch_sets, write_predictions
 from osteoloc.segment.dataset import build_site_patches
 from osteoloc.segment.sites import parse_sites
-from osteoloc.splits import read_split
+from osteoloc.train.splits import read_split
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +72,7 @@ def build_report(cfg, site_files, cam_metrics_files, out, decimals):
     out: {table2, table1, weak_vs_strong, confusion, examples} stems; decimals: shown in .md / .tex
     (report.tables.decimals, as paper A's tables)."""
     from osteoloc.segment import report as R
-    from osteoloc.tables import write_table
+    from osteoloc.report.tables import write_table
 
     sites = parse_sites(cfg["sites"])
     summaries = [pd.read_csv(f["summary"]).iloc[0].to_dict() for f in site_files.values()]

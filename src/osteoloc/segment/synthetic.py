@@ -7,7 +7,7 @@ import numpy as np
 
 from osteoloc.io.study_h5 import write_study_arrays
 from osteoloc.segment.sites import HEAD_CIRCLE_INDICES
-from osteoloc.targets import TARGETS
+from osteoloc.names import TARGETS
 
 # Target groups in the toy contour: head points above / below the centre, one acetabular point each.
 TOY_GROUPS = {"osteo_fem_sup": [15, 16, 17], "osteo_fem_inf": [19, 20, 21], "osteo_acet_sup": [66],

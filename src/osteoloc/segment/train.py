@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from osteoloc.data import batch_order
-from osteoloc.device import pick_device
+from osteoloc.train.data import batch_order
+from osteoloc.train.device import pick_device
 from osteoloc.segment.unet import build_unet
 
 log = logging.getLogger(__name__)

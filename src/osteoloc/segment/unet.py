@@ -32,8 +32,8 @@ def save_unet(model, epoch, cfg, path):
 
 
 def load_unet(path, device="cpu"):
-    """The U-Net saved by `save_unet`, in eval mode on `device` (osteoloc.device.pick_device names)."""
-    from osteoloc.device import pick_device
+    """The U-Net saved by `save_unet`, in eval mode on `device` (osteoloc.train.device.pick_device names)."""
+    from osteoloc.train.device import pick_device
 
     checkpoint = torch.load(path, map_location="cpu", weights_only=False)
     if not isinstance(checkpoint, dict) or not {"state_dict", "config"} <= set(checkpoint):

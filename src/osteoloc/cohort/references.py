@@ -19,8 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
+from osteoloc.cohort.landmarks import outside_image
 from osteoloc.io.labels import MISSING_SPELLINGS, hip_key, read_csv_table
-from osteoloc.targets import SHORT_NAMES, TARGETS
+from osteoloc.names import SHORT_NAMES, TARGETS
 
 REQUIRED_COLUMNS = ("subject", "visit", "side", "target", "kind")
 KINDS = ("point", "box", "mask")
@@ -183,7 +184,6 @@ class ExpertReferences:
         (x2, y2). Raises ExpertReferenceError naming the line for a point or corner outside the image and a mask
         file that is unreadable, of another size than the radiograph or empty."""
         # Imported here: the preprocess package imports this module (its sources read the references).
-        from osteoloc.preprocess.geometry import outside_image
 
         references = self.of_hip(subject, visit, side)
         if not references:

@@ -14,10 +14,10 @@ import pandas as pd
 import seaborn as sns
 from sklearn.metrics import roc_auc_score, roc_curve
 
-from osteoloc.figures.style import MODEL_COLOURS, PAPER_RC, save_figure
-from osteoloc.runs import read_all_runs
-from osteoloc.stats import reliability_bins
-from osteoloc.targets import SHORT_NAMES, TARGETS
+from osteoloc.report.style import MODEL_COLOURS, PAPER_RC, save_figure
+from osteoloc.io.runs import read_all_runs
+from osteoloc.report.stats import reliability_bins
+from osteoloc.names import SHORT_NAMES, TARGETS
 
 log = logging.getLogger(__name__)
 

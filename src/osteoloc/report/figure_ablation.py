@@ -1,5 +1,5 @@
 """The ablation forest plot: each arm's mean difference to the reference arm with its t interval over seeds,
-one panel per metric, drawn from the ablation table (`osteoloc.ablation.ablation_table`), nothing
+one panel per metric, drawn from the ablation table (`osteoloc.report.ablation.ablation_table`), nothing
 recomputed."""
 
 import math
@@ -8,9 +8,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.lines import Line2D
 
-from osteoloc.ablation import ABLATION_METRICS, CONFIDENCE, REFERENCE_ARM
-from osteoloc.figures.style import PAPER_RC, TARGET_COLOURS, save_figure
-from osteoloc.targets import SHORT_NAMES, TARGETS
+from osteoloc.report.style import PAPER_RC, TARGET_COLOURS, save_figure
+from osteoloc.names import ABLATION_METRICS, CONFIDENCE, REFERENCE_ARM, SHORT_NAMES, TARGETS
 
 MAX_COLUMNS = 3
 ROW_HEIGHT_IN = 0.32  # per arm: four dodged target points stay apart at 7 pt type

@@ -8,14 +8,14 @@ An arm's config block (workflow/schemas/arms.schema.yaml) is nested by what it c
     input: {landmark_crops, crop_px}                 each target's model sees a crop around its landmarks
     train: {epochs, batch_size, lr, ...}             any of the shared training values
 
-`arm_settings` merges it with the defaults into the flat `osteoloc.train.TrainSettings` keys the arm's job
+`arm_settings` merges it with the defaults into the flat `osteoloc.train.loop.TrainSettings` keys the arm's job
 passes (and only those: editing one arm changes only its own job's params). The paper's two models keep
 their names: 'baseline' and 'prior' (the reference arm) are not arm names.
 """
 
 import re
 
-from osteoloc.prior import DEFAULT_SHAPE, PENALTY_SHAPES
+from osteoloc.train.prior import DEFAULT_SHAPE, PENALTY_SHAPES
 
 RESERVED = ("baseline", "prior")
 NAME = re.compile(r"^[a-z0-9_]+$")

@@ -4,7 +4,7 @@ Training reads its split once (contracts.md section 2) and never touches the fil
 rotates a whole batch with one affine_grid / grid_sample call and moves the landmarks with the same
 matrix, so the prior's penalty follows the image. No per-sample Python anywhere in the loop.
 
-The study arms (`osteoloc.arms`) read the prior's landmarks from another source (the manual contour) or
+The study arms (`osteoloc.train.arms`) read the prior's landmarks from another source (the manual contour) or
 with added noise, train one target at a time (`SplitTensors.target`), and cut each target's sub-crop
 around its landmark zone (`subcrop_offsets`, `cut_subcrops`; `place_subcrop_maps` puts a sub-crop's map
 back into the hip crop's frame).
@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from osteoloc.io.study_h5 import StudyFile
-from osteoloc.targets import TARGETS
+from osteoloc.names import TARGETS
 
 
 @dataclass

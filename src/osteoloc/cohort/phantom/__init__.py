@@ -3,8 +3,3 @@
 Modules: anatomy (hip outlines and the 80 points), lesions (osteophytes), labels (grades and labels.csv),
 render (rasterising a scene), dicom (writing DICOM variants), cohort (the whole cohort on disk, by shards).
 """
-
-from osteoloc.phantom.cohort import (DEFAULTS, gather_shards, make_cohort, make_shard, n_shards, with_defaults,
-                                     writes_twins)
-
-__all__ = ["DEFAULTS", "gather_shards", "make_cohort", "make_shard", "n_shards", "with_defaults", "writes_twins"]

@@ -7,8 +7,8 @@ renderer intersects it with the bone's complement.
 
 import numpy as np
 
-from osteoloc.phantom.anatomy import arc, polar
-from osteoloc.targets import TARGETS
+from osteoloc.cohort.phantom.anatomy import arc, polar
+from osteoloc.names import TARGETS
 
 # Height of the protrusion per grade, in units of the configured grade-1 size.
 GRADE_FACTOR = (0.0, 1.0, 1.8, 2.7)

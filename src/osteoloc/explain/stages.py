@@ -1,5 +1,5 @@
 """The explain stage: one trained model on its test split -> predictions, Grad-CAM maps and localisation
-metrics (docs/contracts.md section 5; the files themselves belong to `osteoloc.runs`).
+metrics (docs/contracts.md section 5; the files themselves belong to `osteoloc.io.runs`).
 
 Every arm's maps come out in the hip crop's frame, S x S, four targets: a per-target arm's four models
 are assembled into that layout, a landmark-crop arm's sub-crop maps are placed back where the sub-crop
@@ -12,16 +12,16 @@ import logging
 import numpy as np
 import torch
 
-from osteoloc.cam import gradcam_maps
-from osteoloc.data import cut_subcrops, place_subcrop_maps, subcrop_offsets
-from osteoloc.device import pick_device
+from osteoloc.explain.cam import gradcam_maps
+from osteoloc.train.data import cut_subcrops, place_subcrop_maps, subcrop_offsets
+from osteoloc.train.device import pick_device
 from osteoloc.io.study_h5 import StudyFile
-from osteoloc.metrics import localisation_table
-from osteoloc.model import PerTargetModels, load_trained_model
-from osteoloc.runs import (META_FIELDS, maps_writer, metrics_frame, predictions_frame, write_metrics,
+from osteoloc.explain.metrics import localisation_table
+from osteoloc.train.model import PerTargetModels, load_trained_model
+from osteoloc.io.runs import (META_FIELDS, maps_writer, metrics_frame, predictions_frame, write_metrics,
                            write_predictions)
-from osteoloc.splits import read_split
-from osteoloc.targets import TARGETS
+from osteoloc.train.splits import read_split
+from osteoloc.names import TARGETS
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """The ablation table of issue 12: every study arm against the paper's prior arm, paired over seeds.
 
-Inputs are the long frames of `osteoloc.runs.read_runs` over the runs of every arm (column `model` = the
+Inputs are the long frames of `osteoloc.io.runs.read_runs` over the runs of every arm (column `model` = the
 arm: `baseline`, `prior` or a configured arm name; column `seed`), from `results/explain/{arm}/seed{seed}/`
 (docs/contracts.md section 5; the arms' contract in docs/evaluation.md, "Ablation table").
 
@@ -15,49 +15,20 @@ Distances and spread are in crop pixels; AUC, pointing game and energy shares ar
 """
 
 import logging
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 from sklearn.metrics import roc_auc_score
 
-from osteoloc.runs import read_runs
-from osteoloc.stats import paired_wilcoxon
-from osteoloc.tables import write_table
-from osteoloc.targets import TARGETS
+from osteoloc.io.runs import read_runs
+from osteoloc.report.stats import paired_wilcoxon
+from osteoloc.report.tables import write_table
+from osteoloc.names import ABLATION_FIGURE, ABLATION_METRICS, ABLATION_TABLE, CONFIDENCE, REFERENCE_ARM, TARGETS
+from osteoloc.report.figure_ablation import figure_ablation_forest
 
 log = logging.getLogger(__name__)
 
-REFERENCE_ARM = "prior"  # the paper's prior model: every arm is compared with it
-CONFIDENCE = 0.95  # level of the t interval of the mean difference over seeds
-# The table and figure ids of rule report_ablation -> their labels in the HTML report.
-ABLATION_TABLE = ("ablation", "Ablation table")
-ABLATION_FIGURE = ("ablation_forest", "Ablation forest plot")
-
-
-@dataclass(frozen=True)
-class AblationMetric:
-    """label: how tables and figures name it; better: "lower" or "higher"; source: what it is computed from
-    ("predictions": AUC over the test hips with a known label; "positives": mean over the positive test
-    hips where the value is defined; "twin": needs twin_predictions.csv; "cue": mean over every test hip
-    whose cue_energy is defined, i.e. that carries the cue)."""
-    label: str
-    better: str
-    source: str
-
-
-ABLATION_METRICS = {
-    "auc": AblationMetric("AUC", "higher", "predictions"),
-    "com_distance": AblationMetric("CoM distance (px)", "lower", "positives"),
-    "peak_distance": AblationMetric("peak distance (px)", "lower", "positives"),
-    "spread": AblationMetric("spread (px)", "lower", "positives"),
-    "pointing_hit": AblationMetric("pointing game", "higher", "positives"),
-    "energy_in_mask": AblationMetric("energy in lesion", "higher", "positives"),
-    "auc_no_cue": AblationMetric("AUC without cue", "higher", "twin"),
-    "auc_drop": AblationMetric("AUC drop without cue", "lower", "twin"),
-    "cue_energy": AblationMetric("energy on cue", "lower", "cue"),
-}
 RUN_KEYS = ["model", "seed", "target"]
 SEED_LEVEL_COLUMNS = ["arm", "seed", "target", "metric", "value", "n"]
 ABLATION_COLUMNS = ["metric", "better", "target", "arm", "n_seeds", "n_hips", "mean", "sd", "diff", "ci_low",
@@ -179,7 +150,6 @@ def report_ablation(runs, predictions_paths, metrics_paths, twin_predictions_pat
     """Rule report_ablation: the ablation table (`table_path`, .csv/.md/.tex) and its forest plot
     (`figure_path`, .png/.pdf). runs: [(arm, seed)] in the order of the path lists; arms: the arms in
     table order; twin_predictions_paths: empty when the shortcut test is off."""
-    from osteoloc.figures.ablation import figure_ablation_forest  # here: that module imports this one
 
     predictions = read_arm_runs(runs, predictions_paths, "predictions")
     metrics = read_arm_runs(runs, metrics_paths, "metrics")

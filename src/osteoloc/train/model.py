@@ -6,7 +6,7 @@ import torch
 from torch import nn
 from torchvision.models import resnet18
 
-from osteoloc.targets import TARGETS
+from osteoloc.names import TARGETS
 
 # torchvision's own file name for the ImageNet weights, so a user can copy it from a torch hub cache.
 IMAGENET_FILE = "resnet18-f37072fd.pth"
@@ -79,7 +79,7 @@ def features_and_logits(model, images):
 class PerTargetModels(nn.ModuleDict):
     """Four single-output ResNet-18s keyed by target (TARGETS order), the study arm of 'separate
     location-specific models'. crop_px > 0: each model takes its target's landmark sub-crop
-    (`osteoloc.data.subcrop_offsets`) instead of the whole hip crop."""
+    (`osteoloc.train.data.subcrop_offsets`) instead of the whole hip crop."""
 
     def __init__(self, models, crop_px=0):
         super().__init__(models)
@@ -89,12 +89,12 @@ class PerTargetModels(nn.ModuleDict):
 def load_trained_model(checkpoint_path, device="cpu"):
     """The trained network of a `best.pt` (contracts.md section 4: a dict with "state_dict" and the run's
     "config", `TrainSettings.as_dict()`), in eval mode on `device` (a torch.device or a name
-    `osteoloc.device.pick_device` takes).
+    `osteoloc.train.device.pick_device` takes).
 
     The config says how to rebuild it: `output_stride` (default 32) and, for a per-target arm
     (`per_target` or `crop_px` > 0), a PerTargetModels of four single-output ResNet-18s. A checkpoint
     without those keys (older runs) is the four-target stride-32 model."""
-    from osteoloc.device import pick_device
+    from osteoloc.train.device import pick_device
 
     checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:

@@ -1,6 +1,6 @@
 """Every table of paper A (and the extra ones) from the explain outputs, written as CSV + Markdown + LaTeX.
 
-Inputs are the long frames of `osteoloc.runs.read_runs` (columns model, seed, row, target, label, ...).
+Inputs are the long frames of `osteoloc.io.runs.read_runs` (columns model, seed, row, target, label, ...).
 Localisation statistics use positive images only (label 1); a metric that is NaN for either model drops the
 pair. Which seeds each table uses:
 - Table 1: the selection seed (one run, paired Wilcoxon over its test images, as the paper);
@@ -16,10 +16,10 @@ import pandas as pd
 
 from osteoloc.io.atomic import write_csv, write_text
 from osteoloc.io.study_h5 import StudyFile
-from osteoloc.runs import read_all_runs, read_runs
-from osteoloc.stats import (delong_test, expected_calibration_error, image_level_table, label_correlation,
+from osteoloc.io.runs import read_all_runs, read_runs
+from osteoloc.report.stats import (delong_test, expected_calibration_error, image_level_table, label_correlation,
                             paired_wilcoxon, seed_level_table)
-from osteoloc.targets import SHORT_NAMES, TARGETS
+from osteoloc.names import SHORT_NAMES, TARGETS
 
 METRICS = ("com_distance", "peak_distance", "spread")
 MODELS = ("baseline", "prior")

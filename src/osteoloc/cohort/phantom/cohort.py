@@ -29,9 +29,9 @@ import pandas as pd
 from osteoloc.io.atomic import write_csv
 from osteoloc.io.pts import write_pts
 from osteoloc.io.truth_h5 import TruthFile, truth_writer
-from osteoloc.phantom import anatomy, dicom, labels, lesions
-from osteoloc.phantom.render import Look, Scene, render
-from osteoloc.targets import SIDES, TARGETS
+from osteoloc.cohort.phantom import anatomy, dicom, labels, lesions
+from osteoloc.cohort.phantom.render import Look, Scene, render
+from osteoloc.names import SIDES, TARGETS
 
 log = logging.getLogger(__name__)
 

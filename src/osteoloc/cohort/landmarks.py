@@ -5,7 +5,7 @@ Indices are BoneFinder's original numbering (DATA-FORMATS.md); points are (x, y)
 
 import numpy as np
 
-from osteoloc.targets import TARGETS
+from osteoloc.names import TARGETS
 
 # Curves of the model in drawing order: neighbouring entries are neighbouring contour points.
 CURVES = {
@@ -178,3 +178,11 @@ def target_groups(points, groups, crop_size=None):
             inside = np.all((out >= -0.5) & (out <= crop_size - 0.5), axis=-1)
         valid &= inside
     return out, valid
+
+
+def outside_image(points, shape):
+    """True when any (x, y) source-pixel point lies outside the image of `shape` (rows, cols), whose
+    outer edges are at -0.5 and cols - 0.5 / rows - 0.5."""
+    rows, cols = shape
+    x, y = np.asarray(points)[:, 0], np.asarray(points)[:, 1]
+    return bool(np.any((x < -0.5) | (x > cols - 0.5) | (y < -0.5) | (y > rows - 0.5)))

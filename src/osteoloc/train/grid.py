@@ -16,7 +16,7 @@ import re
 from pathlib import Path
 
 from osteoloc.io.atomic import write_text
-from osteoloc.runs import read_history
+from osteoloc.io.runs import read_history
 
 log = logging.getLogger(__name__)
 

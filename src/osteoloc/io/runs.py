@@ -18,7 +18,7 @@ import pandas as pd
 
 from osteoloc.io.atomic import write_csv
 from osteoloc.io.maps_h5 import MAPS_NORMALISATION, maps_writer, read_maps  # noqa: F401 (the run files' API)
-from osteoloc.targets import TARGETS
+from osteoloc.names import TARGETS
 
 HISTORY_COLUMNS = (["epoch", "train_bce", "train_prior", "train_total", "val_bce", "val_prior", "val_total"]
                    + [f"val_auc_{t}" for t in TARGETS] + ["seconds"])

@@ -1,6 +1,6 @@
 """Small synthetic radiographs, hip points and label files for unit tests and benchmarks.
 
-Not a phantom (that is `osteoloc.phantom`): just enough anatomy-shaped geometry to pass the landmark
+Not a phantom (that is `osteoloc.cohort.phantom`): just enough anatomy-shaped geometry to pass the landmark
 sanity checks, and DICOM files in the variants the readers must handle.
 """
 
@@ -11,7 +11,7 @@ import pydicom
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, RLELossless, SecondaryCaptureImageStorage, generate_uid
 
-from osteoloc.targets import TARGETS
+from osteoloc.names import TARGETS
 
 HEAD_ANGLES = {13: -60, 78: -35, 14: -10, 15: 15, 16: 40, 17: 65, 18: 90, 19: 115, 20: 140, 21: 165}
 SOURCIL_ANGLES = {79: 40, 64: 20, 65: 0, 66: -20, 67: -40}  # medial -> lateral

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 from scipy import optimize, stats
 
-from osteoloc.targets import TARGETS
+from osteoloc.names import TARGETS
 
 # Paper A, Table 2 (order: fem_sup, fem_inf, acet_sup, acet_inf).
 PAPER_A_CORRELATION = (

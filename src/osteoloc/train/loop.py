@@ -6,7 +6,7 @@ Files (contracts.md section 4), each at the path the caller gives: `history.csv`
 rerun needs to continue: model, optimizer, scaler, RNG states, history, and the best weights so far, so a
 workflow that deletes a killed job's declared outputs cannot lose them).
 
-A per-target run (the arms `per_target` and landmark crops, `osteoloc.arms`) trains four single-output
+A per-target run (the arms `per_target` and landmark crops, `osteoloc.train.arms`) trains four single-output
 models in sequence, each with its own target's prior and its own resumable checkpoint `last_<target>.pt`
 beside `last.pt`; its best.pt holds the four as one `model.PerTargetModels` state_dict and its history.csv
 the four histories combined (`combine_histories`).
@@ -26,14 +26,14 @@ import pandas as pd
 import torch
 from sklearn.metrics import roc_auc_score
 
-from osteoloc.data import batch_order, load_split, read_subjects, rotate_batch, rotation_matrices
-from osteoloc.device import pick_device
+from osteoloc.train.data import batch_order, load_split, read_subjects, rotate_batch, rotation_matrices
+from osteoloc.train.device import pick_device
 from osteoloc.io.atomic import atomic_path
-from osteoloc.model import build_model, features_and_logits
-from osteoloc.prior import DEFAULT_SHAPE, class_activation_maps, masked_bce, penalty_maps, prior_loss
-from osteoloc.runs import HISTORY_COLUMNS, copy_history, write_history
-from osteoloc.splits import check_split, read_split
-from osteoloc.targets import TARGETS
+from osteoloc.train.model import build_model, features_and_logits
+from osteoloc.train.prior import DEFAULT_SHAPE, class_activation_maps, masked_bce, penalty_maps, prior_loss
+from osteoloc.io.runs import HISTORY_COLUMNS, copy_history, write_history
+from osteoloc.train.splits import check_split, read_split
+from osteoloc.names import TARGETS
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +65,7 @@ class TrainSettings:
     prior_lambda: float = 0.0
     prior_radius: float = 0.0
     prior_sigma: float = 0.0  # 0 = no prior measured at all (the baseline's history shows NaN)
-    # The study arms' settings (osteoloc.arms, workflow/schemas/arms.schema.yaml); defaults = paper A.
+    # The study arms' settings (osteoloc.train.arms, workflow/schemas/arms.schema.yaml); defaults = paper A.
     prior_shape: str = DEFAULT_SHAPE  # a key of prior.PENALTY_SHAPES
     landmark_source: str = "automatic"  # the prior's landmarks: automatic (/landmarks/groups) or manual
     landmark_noise_mm: float = 0.0  # sd of the noise added to the prior's landmarks, mm

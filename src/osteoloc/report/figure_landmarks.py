@@ -7,9 +7,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.lines import Line2D
 
-from osteoloc.figures.style import PAPER_RC, TARGET_COLOURS, save_figure
+from osteoloc.report.style import PAPER_RC, TARGET_COLOURS, save_figure
 from osteoloc.io.study_h5 import StudyFile
-from osteoloc.targets import SHORT_NAMES, TARGETS
+from osteoloc.names import SHORT_NAMES, TARGETS
 
 log = logging.getLogger(__name__)
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from osteoloc.cohort.sharding import shard_units
 from osteoloc.io.atomic import write_csv
 
 log = logging.getLogger(__name__)
@@ -72,7 +73,6 @@ def run_bonefinder(manifest_path, command, out_manifest, timeout_s=600, rows=Non
 def run_bonefinder_shard(manifest_path, command, out_manifest, shard, shard_size, timeout_s=600):
     """Rule `bonefinder_shard`: the manifest rows of shard number `shard` (`shard_size` rows per shard, the
     preprocessing's shards), into the shard's folder."""
-    from osteoloc.preprocess.shards import shard_units
 
     n = len(pd.read_csv(manifest_path, dtype=str, keep_default_na=False))
     return run_bonefinder(manifest_path, command, out_manifest, timeout_s, rows=shard_units(n, shard_size, shard))

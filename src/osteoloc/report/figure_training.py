@@ -5,8 +5,8 @@ import logging
 import matplotlib.pyplot as plt
 from matplotlib.ticker import MaxNLocator
 
-from osteoloc.figures.style import PAPER_RC, save_figure
-from osteoloc.grid import point_histories, read_selection
+from osteoloc.report.style import PAPER_RC, save_figure
+from osteoloc.train.grid import point_histories, read_selection
 
 log = logging.getLogger(__name__)
 

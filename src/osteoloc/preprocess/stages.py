@@ -104,7 +104,7 @@ def write_shard_plan(kind, inputs, shard_size, plan_path):
     from osteoloc.io.manifest import read_manifest
     from osteoloc.io.pts import resolve_hip_files
     from osteoloc.preprocess.shards import n_shards
-    from osteoloc.references import ExpertReferences
+    from osteoloc.cohort.references import ExpertReferences
 
     if kind == "group_hdf5":
         with GroupFile(inputs["group_hdf5"]) as group:

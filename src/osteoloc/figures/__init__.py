@@ -1,1 +1,0 @@
-"""Figures of the study; every figure is saved as PNG and PDF through `save_figure`."""
