@@ -1,4 +1,4 @@
-"""Heatmap localisation metrics in crop pixels (METHOD.md, Evaluation).
+"""Heatmap localisation metrics in crop pixels (docs/method.md section 6).
 
 Conventions: pixel (row i, column j) sits at x = j, y = i; points are (x, y); the peak is the first maximum
 in row-major order; eps = 1e-6. A metric that is undefined returns NaN: no valid landmark, or a heatmap
