@@ -266,3 +266,7 @@ class Drawn:
 
     lesions: np.ndarray
     pixels: list
+
+    def mirrored(self, width):
+        """The same references on the horizontally mirrored radiograph `width` pixels wide."""
+        return Drawn(lesions=self.lesions[..., ::-1], pixels=[(ref, ys, width - 1 - xs) for ref, ys, xs in self.pixels])

@@ -13,7 +13,7 @@ A source is a context manager with
 
 import hashlib
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -95,7 +95,8 @@ def check_points(points, problems, shape, spacing, unit, limits=DEFAULT_LIMITS):
             failures[side], turned[side] = str(err), err.turn
         except LandmarkError as err:
             failures[side] = _likely_cause(err, unit, spacing)
-    if list(turned.values()) == ["upside down"] * 2 and head_circle(points["right"])[0] > head_circle(points["left"])[0]:
+    upside_down = list(turned.values()) == ["upside down"] * 2
+    if upside_down and head_circle(points["right"])[0] > head_circle(points["left"])[0]:
         failures.update(right=ROTATED_180, left=ROTATED_180)
     passed = [side for side in SIDES if side in points and side not in failures]
     if len(passed) == 2:
@@ -144,6 +145,7 @@ class _LabelledSource:
     with_truth = False
     with_cue = False
     attrs = {}
+    limits = DEFAULT_LIMITS  # AnatomyLimits of the point checks
 
     def __init__(self, labels_path):
         self.labels_path = labels_path
@@ -195,8 +197,6 @@ class _LabelledSource:
             return None
         return self.labels.grades[key]
 
-    limits = DEFAULT_LIMITS
-
     def _sane(self, points, spacing, side, exclude, file):
         """False (and the hip excluded) when its points fail the sanity limits (landmarks.check_hip), are
         not upright (check_orientation) or face the wrong way for `side` (check_side)."""
@@ -229,9 +229,9 @@ class _Checked:
     spacing: tuple
     points: dict
     problems: dict
-    failures: dict
-    units: tuple
+    units: tuple  # None when the .pts numbers are pixels
     unit: str
+    failures: dict = field(default_factory=dict)
     mirrored: bool = False
     manual: dict = field(default_factory=dict)
     manual_failures: dict = field(default_factory=dict)
@@ -342,25 +342,35 @@ class ManifestSource(_LabelledSource):
             return None
 
     def _check(self, row, radiograph, out):
-        """Read the row's points in their unit, check them (`check_points`), flip a mirrored radiograph back
-        when `accept_mirrored` allows (a `mirrored` note in `out`), then read and check its manual points."""
+        """The row's points read in their unit and judged (`_judge`); a mirrored radiograph flipped back when
+        `accept_mirrored` allows (`_flip_back`), then judged again; its manual points read and judged alike."""
         units, unit = points_spacing(row.points_unit or self.points_unit, radiograph)
-        pixels, shape, spacing = radiograph.pixels, radiograph.pixels.shape, radiograph.spacing
-        points, problems = self._read_points(row.points_path, shape, units)
-        failures, swapped = check_points(points, problems, shape, spacing, unit, self.limits)
-        mirrored = swapped is not None and self.accept_mirrored
-        if mirrored:
-            pixels = pixels[:, ::-1]
-            points = {side: mirror_points(hip, shape[1]) for side, hip in points.items()}
-            failures, swapped = check_points(points, problems, shape, spacing, unit, self.limits)
-            out.append(Exclusion.of("mirrored", row.subject, row.visit, "", row.image_path, self.mirrored_reason))
-            log.warning("%s: %s", Path(row.image_path).name, self.mirrored_reason)
+        points, problems = self._read_points(row.points_path, radiograph.pixels.shape, units)
+        checked = _Checked(pixels=radiograph.pixels, spacing=radiograph.spacing, points=points, problems=problems,
+                           units=units, unit=unit)
+        swapped = self._judge(checked)
+        if swapped is not None and self.accept_mirrored:
+            checked = self._flip_back(row, checked, out)
+            swapped = self._judge(checked)
         if swapped is not None:
-            failures = {side: str(swapped) for side in SIDES}
-        checked = _Checked(pixels=pixels, spacing=spacing, points=points, problems=problems, failures=failures,
-                           units=units, unit=unit, mirrored=mirrored)
+            checked.failures = {side: str(swapped) for side in SIDES}
         checked.manual, checked.manual_failures = self._manual_points(row, checked)
         return checked
+
+    def _judge(self, checked):
+        """Every check of the points (`check_points`) into `checked.failures`; returns the HipsSwapped error
+        when the two hips pass alone but sit on the wrong sides, else None."""
+        checked.failures, swapped = check_points(checked.points, checked.problems, checked.shape, checked.spacing,
+                                                 checked.unit, self.limits)
+        return swapped
+
+    def _flip_back(self, row, checked, out):
+        """The radiograph and its points mirrored back (`x <- W - 1 - x`), a `mirrored` note in `out`."""
+        out.append(Exclusion.of("mirrored", row.subject, row.visit, "", row.image_path, self.mirrored_reason))
+        log.warning("%s: %s", Path(row.image_path).name, self.mirrored_reason)
+        width = checked.shape[1]
+        return replace(checked, pixels=checked.pixels[:, ::-1], mirrored=True,
+                       points={side: mirror_points(hip, width) for side, hip in checked.points.items()})
 
     def _manual_points(self, row, checked):
         """({side: (80, 2) source px} of the manual points that pass every check of the crop points,
@@ -439,8 +449,7 @@ class ManifestSource(_LabelledSource):
         if drawn is None:
             return []
         if checked.mirrored:  # drawn on the file's grid; the points are on the flipped-back one
-            drawn = type(drawn)(lesions=drawn.lesions, pixels=[(ref, ys, checked.shape[1] - 1 - xs)
-                                                               for ref, ys, xs in drawn.pixels])
+            drawn = drawn.mirrored(checked.shape[1])
         groups = {t: checked.points[side][self.groups[target]] for t, target in enumerate(TARGETS)}
         return (self.references.lost_in_crop(drawn, crop.layers["lesions"])
                 + self.references.far_from_groups(drawn, groups, checked.spacing, self.references_max_distance_mm))
