@@ -144,8 +144,9 @@ def test_points_and_boxes_in_mm_and_px_land_on_the_mapped_landmarks(phantom, tmp
              f"{row.subject},{row.visit},{side},acet_sup,point,mm,{x71 * col_mm!r},{y71 * row_mm!r},,,",
              f"{row.subject},{row.visit},{side},fem_sup,box,px," + fmt.format(*box_px) + ",",
              f"{row.subject},{row.visit},{side},fem_inf,box,mm," + fmt.format(*box_mm) + ","]
+    # acet_sup and fem_inf sit on other targets' landmarks on purpose: no distance note wanted here
     table, study = run(phantom, write_csv(tmp_path / "references.csv", lines), tmp_path,
-                       truth_path=phantom["dir"] / "truth.h5")
+                       truth_path=phantom["dir"] / "truth.h5", references_max_distance_mm=500.0)
     assert table.empty
     r = row_of(study, row.subject, side)
     masks = study.truth_masks[r]
@@ -266,10 +267,12 @@ def test_unused_references_are_notes_and_the_hips_stay(phantom, tmp_path):
              f"{row.subject},{row.visit},right,fem_inf,point,px,{points['right'][20][0]},{points['right'][20][1]},,,"]
     table, study = run(phantom, write_csv(tmp_path / "references.csv", lines), tmp_path)
     assert len(study.meta) == len(phantom["study"].meta)
-    assert list(table.stage) == ["references", "references"]
-    outside = table[table.subject == row.subject].iloc[0]
+    assert list(table.stage) == ["references"] * 3
+    outside, far = table[table.subject == row.subject].itertuples()
     assert (outside.side, outside.file) == ("right", "references.csv")
     assert "acet_inf (line 3) lies outside the hip crop" in outside.reason
+    assert (far.side, far.file) == ("right", "references.csv")  # and far from the teardrop tip, its group
+    assert "acet_inf (line 3) lies 60 mm from its target's landmark group" in far.reason
     unmatched = table[table.subject == "NOBODY"].iloc[0]
     assert unmatched.side == "left" and "(line 2) for a hip with no radiograph in the manifest" in unmatched.reason
     masks = study.truth_masks[row_of(study, row.subject, "right")]

@@ -18,6 +18,9 @@ SHARD_SETTINGS = {
         "shard_size",
         "points_unit",
         "accept_mirrored",
+        "magnification",
+        "anatomy",
+        "references_max_distance_mm",
     )
 }
 

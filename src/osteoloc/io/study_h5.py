@@ -20,7 +20,7 @@ from osteoloc.io.atomic import atomic_path
 from osteoloc.io.h5view import H5View
 from osteoloc.names import TARGETS
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: /meta/magnification
 STRING_META = ("subject", "visit", "side", "cohort", "source", "spacing_from")
 FLOAT_META = {"source_spacing": 2, "crop_offset": 2, "intensity": 2}
 STR = h5py.string_dtype("utf-8")
@@ -45,6 +45,7 @@ def dataset_layout(crop_size, n_points, with_truth, with_cue=False):
         **{f"meta/{name}": ((), STR, 256) for name in STRING_META},
         **{f"meta/{name}": ((width,), np.float32, 256) for name, width in FLOAT_META.items()},
         "meta/head_circle": ((3,), np.float32, 256),
+        "meta/magnification": ((), np.float32, 256),
     }
     if with_truth:
         layout["truth/masks"] = ((T, S, S), np.uint8, 1)
@@ -78,6 +79,7 @@ class HipRecord:
     crop_offset: tuple  # (x0, y0) in the resampled, unflipped image
     head_circle: tuple  # (cx, cy, r) in crop pixels
     intensity: tuple  # (p5, p95)
+    magnification: float = float("nan")  # the factor the spacing tag was divided by (1 = none; NaN unknown)
     truth_masks: np.ndarray = None  # uint8 (4, S, S) or None
     truth_cue: np.ndarray = None  # uint8 (S, S): the shortcut cue's marker, or None
 
@@ -158,6 +160,7 @@ class StudyWriter:
             "landmarks/groups": [r.groups for r in records],
             "landmarks/valid": [r.valid for r in records],
             "meta/head_circle": [r.head_circle for r in records],
+            "meta/magnification": [r.magnification for r in records],
         }
         for name in STRING_META:
             columns[f"meta/{name}"] = [str(getattr(r, name)) for r in records]
@@ -213,7 +216,7 @@ def write_study_arrays(path, columns, group_indices, spacing_mm=1.0, attrs=None)
                 "valid": np.isfinite(groups).all(axis=-1), "visit": [""] * n, "side": ["right"] * n,
                 "cohort": [""] * n, "source": [""] * n, "source_spacing": [nan2] * n, "spacing_from": ["given"] * n,
                 "crop_offset": [nan2] * n, "head_circle": [np.full(3, np.nan, np.float32)] * n,
-                "intensity": [nan2] * n, "truth_masks": [None] * n}
+                "intensity": [nan2] * n, "magnification": [np.nan] * n, "truth_masks": [None] * n}
     unknown = set(columns) - set(defaults) - {"image", "labels", "groups", "subject"}
     if unknown:
         raise ValueError(f"write_study_arrays: unknown column(s) {sorted(unknown)}; use HipRecord's field names")
@@ -384,6 +387,7 @@ class Study:
     crop_offset: np.ndarray
     head_circle: np.ndarray
     intensity: np.ndarray
+    magnification: np.ndarray
     attrs: dict = field(default_factory=dict)
     images: np.ndarray = None
     truth_masks: np.ndarray = None
@@ -401,12 +405,13 @@ def load_study(path, images=True, rows=None):
     with StudyFile(path) as study:
         names = ["grades", "labels", "landmarks/contour", "landmarks/contour_manual", "landmarks/groups",
                  "landmarks/valid", "meta/source_spacing", "meta/crop_offset", "meta/head_circle",
-                 "meta/intensity"] + ["images"] * images + ["truth/masks"] * study.has_truth
+                 "meta/intensity", "meta/magnification"] + ["images"] * images + ["truth/masks"] * study.has_truth
         data = study.read(names, rows)
         return Study(
             meta=study.meta(STRING_META, rows), grades=data["grades"], labels=data["labels"],
             contour=data["landmarks/contour"], contour_manual=data["landmarks/contour_manual"],
             groups=data["landmarks/groups"], valid=data["landmarks/valid"],
             source_spacing=data["meta/source_spacing"], crop_offset=data["meta/crop_offset"],
-            head_circle=data["meta/head_circle"], intensity=data["meta/intensity"], attrs=dict(study.attrs),
+            head_circle=data["meta/head_circle"], intensity=data["meta/intensity"],
+            magnification=data["meta/magnification"], attrs=dict(study.attrs),
             images=data.get("images"), truth_masks=data.get("truth/masks"))

@@ -8,6 +8,7 @@ import pandas as pd
 
 from osteoloc.io.atomic import write_csv
 from osteoloc.io.study_h5 import StudyWriter
+from osteoloc.cohort.landmarks import AnatomyLimits
 from osteoloc.preprocess.exclusions import Exclusions
 from osteoloc.preprocess.shards import Duplicates, unit_results
 from osteoloc.preprocess.sources import GroupSource, ManifestSource
@@ -44,15 +45,13 @@ def write_study(source, study_path, exclusions_path, *, max_excluded_fraction):
 
 
 def preprocess_study(manifest_path, labels_path, study_path, exclusions_path, *, crop_size, spacing_mm,
-                     groups, max_excluded_fraction, truth_path=None, references_path=None, points_unit="auto",
-                     accept_mirrored=False):
+                     groups, max_excluded_fraction, truth_path=None, references_path=None, **options):
     """The study from the cohort manifest (DICOM + .pts + labels; the phantom's truth masks when
     `truth_path` is given, the expert references' masks when `references_path` is): `crop_size` px at
-    `spacing_mm` mm per pixel; `points_unit` and `accept_mirrored` as ManifestSource. Returns the hips
-    written."""
+    `spacing_mm` mm per pixel; `options` (points_unit, accept_mirrored, magnification, limits,
+    references_max_distance_mm) as ManifestSource. Returns the hips written."""
     with ManifestSource(manifest_path, labels_path, crop_size=crop_size, spacing_mm=spacing_mm, groups=groups,
-                        truth_path=truth_path, references_path=references_path, points_unit=points_unit,
-                        accept_mirrored=accept_mirrored) as source:
+                        truth_path=truth_path, references_path=references_path, **options) as source:
         return write_study(source, study_path, exclusions_path, max_excluded_fraction=max_excluded_fraction)
 
 
@@ -77,12 +76,15 @@ def cohort_source(kind, inputs, settings):
     """The hip source a rule reads: `kind` "group_hdf5" (inputs group_hdf5, points_dir, labels) or any
     other (the manifest: inputs manifest, labels, optional truth and references); `settings` = the
     preprocess config."""
-    common = dict(groups=settings["groups"], crop_size=settings["crop_size"], spacing_mm=settings["spacing_mm"])
+    common = dict(groups=settings["groups"], crop_size=settings["crop_size"], spacing_mm=settings["spacing_mm"],
+                  limits=AnatomyLimits.of(settings.get("anatomy")))
     if kind == "group_hdf5":
         return GroupSource(inputs["group_hdf5"], inputs["points_dir"], inputs["labels"], **common)
+    options = {key: settings[key] for key in ("magnification", "references_max_distance_mm") if key in settings}
     return ManifestSource(inputs["manifest"], inputs["labels"], truth_path=_optional_input(inputs, "truth"),
                           references_path=_optional_input(inputs, "references"),
-                          points_unit=settings["points_unit"], accept_mirrored=settings["accept_mirrored"], **common)
+                          points_unit=settings["points_unit"], accept_mirrored=settings["accept_mirrored"],
+                          **options, **common)
 
 
 def _as_input_path(path):
