@@ -7,7 +7,11 @@ The reader opens the file once, checks `schema_version` and the layout (`dataset
 the writer creates from), and serves the rows each stage needs, read in contiguous slices.
 """
 
+import contextlib
+import errno
 import json
+import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -57,6 +61,28 @@ class StudyFormatError(ValueError):
     """A file that is not a study HDF5 of this schema; the message names the file and the problem."""
 
 
+class StudyWriteError(OSError):
+    """Writing a study HDF5 failed (a full disk, a quota, an I/O error): one line naming the file and the
+    errno; the half-written temporary file is removed."""
+
+
+@contextlib.contextmanager
+def _write_errors(path):
+    """Turn HDF5's write failures into one StudyWriteError naming `path` and the errno (HDF5 reports them as
+    OSError or RuntimeError with the errno inside a long message)."""
+    try:
+        yield
+    except StudyWriteError:
+        raise
+    except (OSError, RuntimeError) as err:
+        found = re.search(r"errno = (\d+)", str(err))
+        number = getattr(err, "errno", None) or (int(found[1]) if found else None)
+        if not number:
+            raise
+        raise StudyWriteError(number, f"{os.strerror(number)} (errno {errno.errorcode.get(number, number)}), "
+                              "writing the study HDF5", str(path)) from None
+
+
 @dataclass
 class HipRecord:
     """One hip, ready to store: everything in crop pixels after the flip."""
@@ -83,7 +109,9 @@ class HipRecord:
 
 
 class StudyWriter:
-    """Append HipRecords to a new study HDF5; use as a context manager (rename on success only)."""
+    """Append HipRecords to a new study HDF5; use as a context manager (rename on success only). A write
+    error (a full disk) raises StudyWriteError; HDF5's chunk cache is off so that it surfaces at the write
+    that failed, not later inside HDF5's cleanup, where it used to end the process with SIGSEGV."""
 
     def __init__(self, path, crop_size, spacing_mm, groups, with_truth=False, batch=64, attrs=None, with_cue=False):
         self.path = Path(path)
@@ -101,22 +129,33 @@ class StudyWriter:
     def __enter__(self):
         self._atomic = atomic_path(self.path)
         tmp = self._atomic.__enter__()
-        self.h5 = h5py.File(tmp, "w")
-        self._create()
+        try:
+            with _write_errors(self.path):
+                self.h5 = h5py.File(tmp, "w", rdcc_nbytes=0)
+                self._create()
+        except BaseException as err:
+            self._atomic.__exit__(type(err), err, err.__traceback__)
+            raise
         return self
 
     def __exit__(self, exc_type, exc, tb):
         if exc_type is None:
             try:
-                self._flush()
-                self.h5.close()
+                with _write_errors(self.path):
+                    self._flush()
+                    self.h5.close()
             except BaseException as err:
-                self.h5.close()
+                self._close_quietly()
                 self._atomic.__exit__(type(err), err, err.__traceback__)
                 raise
         else:
-            self.h5.close()
+            self._close_quietly()
         return self._atomic.__exit__(exc_type, exc, tb)
+
+    def _close_quietly(self):
+        """Close after a failure: the file is discarded, so a second write error while closing is moot."""
+        with contextlib.suppress(OSError, RuntimeError):
+            self.h5.close()
 
     def _create(self):
         for name, (shape, dtype, chunk_rows) in dataset_layout(self.crop_size, self.length, self.with_truth, self.with_cue).items():
@@ -142,7 +181,8 @@ class StudyWriter:
             raise ValueError(f"image shape {record.image.shape} != crop size {self.crop_size}")
         self.buffer.append(record)
         if len(self.buffer) >= self.batch:
-            self._flush()
+            with _write_errors(self.path):
+                self._flush()
 
     def _flush(self):
         if not self.buffer:
@@ -185,8 +225,12 @@ class StudyWriter:
         if (study.crop_size, study.has_truth, study.has_cue) != (self.crop_size, self.with_truth, self.with_cue) or \
                 study.group_indices != self.groups:
             raise StudyFormatError(f"{study.path}: layout differs from the study being written to {self.path}")
-        self._flush()
-        n = int(stop) - int(start)
+        with _write_errors(self.path):
+            self._flush()
+            self._copy(study, int(start), int(stop), block)
+
+    def _copy(self, study, start, stop, block):
+        n = stop - start
         if n <= 0:
             return
         for name in dataset_layout(self.crop_size, self.length, self.with_truth, self.with_cue):
