@@ -22,6 +22,7 @@ import pandas as pd
 
 from osteoloc.io.atomic import atomic_path
 from osteoloc.io.h5view import H5View
+from osteoloc.io.labels import subject_key
 from osteoloc.names import TARGETS
 
 SCHEMA_VERSION = 1
@@ -123,7 +124,8 @@ class StudyWriter:
         self.with_cue = with_cue
         self.batch = batch
         self.extra_attrs = dict(attrs or {})
-        self.buffer = []
+        self.buffer = []  # HipRecords not yet written
+        self.blocks, self.block_rows = [], 0  # rows copied from other study files, not yet written
         self.count = 0
 
     def __enter__(self):
@@ -174,17 +176,57 @@ class StudyWriter:
 
     def __len__(self):
         """Hips appended so far, buffered ones included."""
-        return self.count + len(self.buffer)
+        return self.count + len(self.buffer) + self.block_rows
 
     def append(self, record):
         if record.image.shape != (self.crop_size, self.crop_size):
             raise ValueError(f"image shape {record.image.shape} != crop size {self.crop_size}")
-        self.buffer.append(record)
-        if len(self.buffer) >= self.batch:
-            with _write_errors(self.path):
+        with _write_errors(self.path):
+            self._write_blocks()
+            self.buffer.append(record)
+            if len(self.buffer) >= self.batch:
                 self._flush()
 
+    def append_rows(self, study, start, stop, overrides=None):
+        """Append rows start..stop-1 of the open StudyFile `study` (a shard of the same layout), with the
+        datasets named in `overrides` ({name: values of those rows}, e.g. grades joined at the gather)
+        replaced; buffered and written `batch` rows at a time."""
+        self._check_layout(study)
+        with _write_errors(self.path):
+            self._flush()
+            start, stop = int(start), int(stop)
+            if stop <= start:
+                return
+            overrides = overrides or {}
+            self.blocks.append({name: overrides[name] if name in overrides else study._h5[name].asstr()[start:stop]
+                                if study._strings(name) else study._h5[name][start:stop] for name in self._names()})
+            self.block_rows += stop - start
+            if self.block_rows >= self.batch:
+                self._write_blocks()
+
+    def _names(self):
+        return list(dataset_layout(self.crop_size, self.length, self.with_truth, self.with_cue))
+
+    def _check_layout(self, study):
+        if (study.crop_size, study.has_truth, study.has_cue) != (self.crop_size, self.with_truth, self.with_cue) or \
+                study.group_indices != self.groups:
+            raise StudyFormatError(f"{study.path}: layout differs from the study being written to {self.path}")
+
+    def _write_blocks(self):
+        if not self.blocks:
+            return
+        blocks, n = self.blocks, self.block_rows
+        self.blocks, self.block_rows = [], 0
+        for name in self._names():
+            dataset = self.h5[name]
+            dataset.resize(self.count + n, axis=0)
+            values = [np.asarray(block[name], dtype=object if name[5:] in STRING_META and name.startswith("meta/")
+                                 else dataset.dtype) for block in blocks]
+            dataset[self.count:self.count + n] = np.concatenate(values)
+        self.count += n
+
     def _flush(self):
+        self._write_blocks()
         if not self.buffer:
             return
         records, self.buffer = self.buffer, []
@@ -222,9 +264,7 @@ class StudyWriter:
         """Append rows start..stop-1 of the open StudyFile `study` (a shard of the same layout) as they are
         stored, `block` rows at a time so memory stays bounded; pending appends are written first, so
         rows keep the order they were added in."""
-        if (study.crop_size, study.has_truth, study.has_cue) != (self.crop_size, self.with_truth, self.with_cue) or \
-                study.group_indices != self.groups:
-            raise StudyFormatError(f"{study.path}: layout differs from the study being written to {self.path}")
+        self._check_layout(study)
         with _write_errors(self.path):
             self._flush()
             self._copy(study, int(start), int(stop), block)
@@ -406,8 +446,8 @@ class StudyFile(H5View):
     def rows_in_split(self, split, which):
         """Sorted int64 HDF5 rows whose subject is in split `which` of `split` (DataFrame `subject,
         split`, e.g. from splits.read_split); raises naming the file when there is none."""
-        wanted = split.loc[split["split"] == which, "subject"].astype(str)
-        rows = np.flatnonzero(np.isin(self.subjects(), wanted.to_numpy()))
+        wanted = {subject_key(s) for s in split.loc[split["split"] == which, "subject"]}
+        rows = np.flatnonzero([subject_key(s) in wanted for s in self.subjects()])
         if len(rows) == 0:
             raise ValueError(f"{self.path}: the '{which}' split holds no image")
         return rows.astype(np.int64)
