@@ -68,16 +68,34 @@ def shard_inputs(wildcards):
 def _shard_content(path, mtime):
     from osteoloc.preprocess.stages import shard_changes
 
-    current, changed, digests = shard_changes(
+    current, _, _ = shard_changes(
         path, CONTENT_CACHE, lambda shard: Path(SHARDS_DIR, str(shard))
     )
-    print(
-        f"preprocess: {len(changed)} of {len(current)} shards changed (rows or file content)"
-        + (f": shards {', '.join(map(str, changed))}" if changed else "")
-        + (f"; hashed {digests.hashed} files, {digests.bytes / 1e6:.1f} MB" if digests.hashed else ""),
-        file=sys.stderr,
-    )
     return current
+
+
+def report_shard_changes():
+    """Print how many preprocess_shard jobs this run will rerun, from the plan the current inputs give: a
+    dry run cannot look past the plan's checkpoint, so it would show none."""
+    from osteoloc.preprocess.stages import preview_shard_changes
+
+    inputs = plan_inputs(None)
+    files = [inputs[k] for k in ("manifest", "group_hdf5") if k in inputs]
+    if files and all(isinstance(f, str) and Path(f).is_file() for f in files):
+        print(
+            preview_shard_changes(
+                PREPROCESS_SOURCE,
+                inputs,
+                PREPROCESS["shard_size"],
+                CONTENT_CACHE,
+                lambda shard: Path(SHARDS_DIR, str(shard)),
+            ),
+            file=sys.stderr,
+        )
+
+
+if workflow.is_main_process:
+    report_shard_changes()
 
 
 def shard_content():

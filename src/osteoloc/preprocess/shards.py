@@ -168,7 +168,7 @@ class ContentDigests:
 
     def __init__(self, path=None):
         self.path = Path(path) if path else None
-        self.cache, self.hashed, self.bytes = {}, 0, 0
+        self.cache, self.hashed, self.bytes, self.seen = {}, 0, 0, set()
         if self.path is not None and self.path.is_file():
             try:
                 self.cache = json.loads(self.path.read_text())
@@ -177,6 +177,7 @@ class ContentDigests:
         self.changed = False
 
     def __call__(self, file):
+        self.seen.add(str(file))
         try:
             st = os.stat(file)
         except OSError:
@@ -193,7 +194,9 @@ class ContentDigests:
         return digest
 
     def save(self):
-        if self.changed and self.path is not None:
+        """Write the cache (the files asked for since it was read, so it does not grow with deleted files)."""
+        if self.path is not None and (self.changed or set(self.cache) - self.seen):
+            self.cache = {f: entry for f, entry in self.cache.items() if f in self.seen}
             write_text(json.dumps(self.cache), self.path)
             self.changed = False
 

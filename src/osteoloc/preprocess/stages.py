@@ -103,15 +103,25 @@ def write_shard_plan(kind, inputs, shard_size, plan_path):
     return plan["shards"]
 
 
-def shard_changes(plan_path, digests_path, shard_dir):
-    """{shard: content digest} of the plan's shards as their files are now (cached in `digests_path`), and
-    the shards whose stored digest differs ([] when all are up to date); logs and returns both. `shard_dir`
-    is a function shard -> its folder."""
+def shard_changes(plan, digests_path, shard_dir):
+    """(current, changed, digests): {shard: content digest} of the shards of `plan` (a plan dict, or the
+    path of one) as their files are now (cached in `digests_path`), the shards whose stored digest differs
+    (their jobs will run) and the ContentDigests used. `shard_dir` is a function shard -> its folder."""
     digests = ContentDigests(digests_path)
-    current = shard_digests(read_plan(plan_path), digests)
+    current = shard_digests(read_plan(plan) if not isinstance(plan, dict) else plan, digests)
     digests.save()
     changed = changed_shards({shard: (shard_dir(shard), digest) for shard, digest in current.items()})
     return current, changed, digests
+
+
+def preview_shard_changes(kind, inputs, shard_size, digests_path, shard_dir):
+    """The one-line answer to "how many shard jobs will this run rerun?", from the plan the current inputs
+    give (a dry run cannot look past the plan's checkpoint): "N of M shards changed ...". """
+    current, changed, digests = shard_changes(make_plan(plan_units(kind, inputs), shard_size), digests_path,
+                                              shard_dir)
+    return (f"preprocess: {len(changed)} of {len(current)} shard jobs to run (their rows or files' content changed"
+            + (f": shards {', '.join(map(str, changed))}" if changed else "") + ")"
+            + (f"; hashed {digests.hashed} files, {digests.bytes / 1e6:.1f} MB" if digests.hashed else ""))
 
 
 def preprocess_shard(kind, inputs, settings, plan_path, shard, shard_dir, content=""):
