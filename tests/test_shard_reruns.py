@@ -11,6 +11,7 @@ import pytest
 from workflow_copy import copy_workflow, snakemake
 
 from helpers import make_cohort
+from osteoloc.names import TARGETS
 
 pytestmark = pytest.mark.workflow
 
@@ -66,7 +67,7 @@ def test_append_fix_and_older_copy_rerun_only_their_shards(tmp_path):
     assert ran == 0, f"fixing one grade ran {ran} shard jobs:\n{out[-3000:]}"
     assert "localrule preprocess:" in out or "rule preprocess:" in out
     fixed = labels.iloc[0]
-    assert _study_grades(workdir)[(fixed.subject, fixed.side)][3] == fixed.osteo_fem_sup  # TARGETS order
+    assert _study_grades(workdir)[(fixed.subject, fixed.side)][TARGETS.index("osteo_fem_sup")] == fixed.osteo_fem_sup
 
     # a corrected image copied in with an older modification time (cp -p): its shard reruns
     image = cohort / "00003_T00_APO.dcm"
