@@ -55,7 +55,8 @@ def plan_inputs(wildcards):
 
 def shard_inputs(wildcards):
     """A shard job's shared inputs: never the manifest (its rows come from the plan, as params) nor the
-    labels (joined at the gather); the group file and points folder, the truth and references files."""
+    labels (joined at the gather); the group file and points folder, the truth and references files.
+    """
     inputs = preprocess_inputs(wildcards)
     return {
         key: inputs[key]
@@ -100,7 +101,8 @@ if workflow.is_main_process:
 
 def shard_content():
     """{shard: digest of its rows and its files' content} from the checkpoint's plan (re-read when the plan
-    changes): a shard's params, so it reruns when its files' content changes, whatever their mtime."""
+    changes): a shard's params, so it reruns when its files' content changes, whatever their mtime.
+    """
     path = checkpoints.preprocess_plan.get().output.plan
     return _shard_content(path, Path(path).stat().st_mtime_ns)
 
