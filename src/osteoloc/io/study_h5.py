@@ -126,6 +126,7 @@ class StudyWriter:
         self.extra_attrs = dict(attrs or {})
         self.buffer = []  # HipRecords not yet written
         self.blocks, self.block_rows = [], 0  # rows copied from other study files, not yet written
+        self._sources = {}  # id(StudyFile) -> its datasets, for append_rows
         self.count = 0
 
     def __enter__(self):
@@ -191,18 +192,29 @@ class StudyWriter:
         """Append rows start..stop-1 of the open StudyFile `study` (a shard of the same layout), with the
         datasets named in `overrides` ({name: values of those rows}, e.g. grades joined at the gather)
         replaced; buffered and written `batch` rows at a time."""
-        self._check_layout(study)
+        start, stop = int(start), int(stop)
+        source = self._source(study)
         with _write_errors(self.path):
-            self._flush()
-            start, stop = int(start), int(stop)
+            self._write_records()
             if stop <= start:
                 return
             overrides = overrides or {}
-            self.blocks.append({name: overrides[name] if name in overrides else study._h5[name].asstr()[start:stop]
-                                if study._strings(name) else study._h5[name][start:stop] for name in self._names()})
+            self.blocks.append({name: overrides[name] if name in overrides else values[start:stop]
+                                for name, values in source.items()})
             self.block_rows += stop - start
             if self.block_rows >= self.batch:
                 self._write_blocks()
+
+    def _source(self, study):
+        """{name: values} of a study file rows are copied from: the small per-row datasets read whole once
+        (a few kB per hip), images and masks left on disk (one chunk per row, read as asked)."""
+        key = id(study)
+        if key not in self._sources:
+            self._check_layout(study)
+            layout = dataset_layout(self.crop_size, self.length, self.with_truth, self.with_cue)
+            self._sources[key] = {name: (study._h5[name].asstr()[:] if study._strings(name) else study._h5[name][:])
+                                  if chunk_rows > 1 else study._h5[name] for name, (_, _, chunk_rows) in layout.items()}
+        return self._sources[key]
 
     def _names(self):
         return list(dataset_layout(self.crop_size, self.length, self.with_truth, self.with_cue))
@@ -227,6 +239,9 @@ class StudyWriter:
 
     def _flush(self):
         self._write_blocks()
+        self._write_records()
+
+    def _write_records(self):
         if not self.buffer:
             return
         records, self.buffer = self.buffer, []
