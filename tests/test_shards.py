@@ -8,11 +8,12 @@ import h5py
 import numpy as np
 import pandas as pd
 import pytest
-from test_preprocess import SETTINGS, _bad_cohort
+from test_preprocess import SETTINGS, _bad_cohort, processed  # noqa: F401 (a fixture)
 
+from osteoloc.io.group_h5 import export_group_h5
 from osteoloc.io.study_h5 import load_study
 from osteoloc.preprocess.exclusions import TooManyExclusions
-from osteoloc.preprocess.stages import (preprocess_exclusions, preprocess_gather, preprocess_shard, preprocess_study,
+from osteoloc.preprocess.stages import (import_group_study, preprocess_exclusions, preprocess_gather, preprocess_shard, preprocess_study,
                                         write_shard_plan)
 from helpers import write_labels
 
@@ -134,3 +135,19 @@ def test_the_exclusions_table_survives_a_refused_excluded_share(cohort, tmp_path
     table = pd.read_csv(tmp_path / "kept.csv", keep_default_na=False)
     assert {"S-pasted", "S-copied", "S-trunc", "S-ghost"} <= set(table.subject)
     assert (table.reason.str.len() > 0).all()
+
+
+def test_the_group_import_sharded_equals_the_one_process_import(processed, tmp_path):
+    export_group_h5(load_study(processed["study"]), tmp_path / "group.h5")
+    settings = dict(RULE_SETTINGS, crop_size=80, spacing_mm=0.8)
+    inputs = {"group_hdf5": tmp_path / "group.h5", "points_dir": processed["dir"], "labels": processed["labels"]}
+    dirs = run_sharded(inputs, 3, tmp_path / "sharded", settings, kind="group_hdf5")
+    assert len(dirs) > 1
+    import_group_study(tmp_path / "group.h5", processed["dir"], processed["labels"], tmp_path / "whole.h5",
+                       tmp_path / "whole.csv", groups=SETTINGS["groups"], max_excluded_fraction=0.9,
+                       spacing_mm=0.8, crop_size=80)
+    ours, whole = _datasets(tmp_path / "sharded" / "study.h5"), _datasets(tmp_path / "whole.h5")
+    assert ours[1] == whole[1] and sorted(ours[0]) == sorted(whole[0])
+    for name, (values, _, _) in whole[0].items():
+        assert np.array_equal(ours[0][name][0], values, equal_nan=values.dtype.kind == "f"), name
+    assert (tmp_path / "sharded" / "exclusions.csv").read_text() == (tmp_path / "whole.csv").read_text()
