@@ -100,6 +100,9 @@ def manifest_units(rows, references=None, files=True):
                 paths += [str(path) for path, _ in resolve_hip_files(points).values()]
         record = {column: ("" if isinstance(value, float) and np.isnan(value) else value)
                   for column, value in row._asdict().items()}
+        for column in ("image_path", "points_path", "manual_points_path"):  # the plan of a moved folder stays
+            if record.get(column):
+                record[column] = _as_input_path(record[column])
         units.append(dict(identity=unit_identity(row.cohort, row.subject, row.visit),
                           file=_as_input_path(row.image_path) if row.image_path else "",
                           files=list(dict.fromkeys(_as_input_path(p) for p in paths if p)), row=record))
