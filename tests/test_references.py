@@ -18,7 +18,6 @@ from osteoloc.io.truth_h5 import TruthFile
 from osteoloc.explain.metrics import localisation_table
 from osteoloc.cohort.phantom.cohort import make_cohort
 from osteoloc.preprocess.shards import read_plan
-from osteoloc.preprocess.sources import ManifestSource
 from osteoloc.preprocess.stages import preprocess_study, write_shard_plan
 from test_shards import RULE_SETTINGS, run_sharded
 from osteoloc.cohort.references import ExpertReferences, ExpertReferenceError
