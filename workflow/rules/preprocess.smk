@@ -83,16 +83,18 @@ def report_shard_changes():
     inputs = plan_inputs(None)
     files = [inputs[k] for k in ("manifest", "group_hdf5") if k in inputs]
     if files and all(isinstance(f, str) and Path(f).is_file() for f in files):
-        print(
-            preview_shard_changes(
+        try:
+            line = preview_shard_changes(
                 PREPROCESS_SOURCE,
                 inputs,
                 PREPROCESS["shard_size"],
                 CONTENT_CACHE,
                 lambda shard: Path(SHARDS_DIR, str(shard)),
-            ),
-            file=sys.stderr,
-        )
+            )
+        # a bad input is the plan job's to report, in its log: not a parse error here
+        except Exception as err:
+            line = f"preprocess: cannot tell how many shard jobs will run ({err})"
+        print(line, file=sys.stderr)
 
 
 if workflow.is_main_process:
