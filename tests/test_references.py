@@ -17,9 +17,9 @@ from osteoloc.io.study_h5 import load_study
 from osteoloc.io.truth_h5 import TruthFile
 from osteoloc.explain.metrics import localisation_table
 from osteoloc.cohort.phantom.cohort import make_cohort
-from osteoloc.preprocess.shards import gather_exclusions, gather_study, n_shards, shard_units, write_shard
-from osteoloc.preprocess.sources import ManifestSource
+from osteoloc.preprocess.shards import read_plan
 from osteoloc.preprocess.stages import preprocess_study, write_shard_plan
+from test_shards import RULE_SETTINGS, run_sharded
 from osteoloc.cohort.references import ExpertReferences, ExpertReferenceError
 from osteoloc.report.tables import true_localisation_table
 from osteoloc.names import SHORT_NAMES, TARGETS
@@ -291,23 +291,16 @@ def test_shards_give_the_same_study_and_list_the_mask_files_as_inputs(phantom, t
     references = write_csv(tmp_path / "references.csv", lines)
     inputs = {"manifest": phantom["dir"] / "manifest.csv", "labels": phantom["dir"] / "labels.csv",
               "references": str(references)}
-    write_shard_plan("manifest", inputs, 1, tmp_path / "plan.csv")
-    plan = pd.read_csv(tmp_path / "plan.csv", keep_default_na=False)
-    assert ["acet_sup.png" in files for files in plan.files] == [i == 1 for i in range(len(plan))]
+    write_shard_plan("manifest", inputs, 1, tmp_path / "plan.json")
+    plan = read_plan(tmp_path / "plan.json")["units"]
+    assert [any(f.endswith("acet_sup.png") for f in unit["files"]) for unit in plan] == [i == 1 for i in range(len(plan))]
     _, whole = run(phantom, references, tmp_path)
     assert whole.truth_masks[row_of(whole, row.subject, "left"), 2].any()
-    source = dict(crop_size=SETTINGS["crop_size"], spacing_mm=SETTINGS["spacing_mm"], groups=SETTINGS["groups"],
-                  references_path=references)
+    settings = dict(RULE_SETTINGS, **{k: SETTINGS[k] for k in ("crop_size", "spacing_mm", "groups")},
+                    max_excluded_fraction=1.0)
     for shard_size in (1, 3):
         out = tmp_path / f"size{shard_size}"
-        n = len(phantom["manifest"])
-        dirs = [out / str(k) for k in range(n_shards(n, shard_size))]
-        for k, shard_dir in enumerate(dirs):
-            with ManifestSource(inputs["manifest"], inputs["labels"], **source) as shard_source:
-                write_shard(shard_source, shard_units(n, shard_size, k), shard_dir)
-        with ManifestSource(inputs["manifest"], inputs["labels"], **source) as gather_source:
-            gather_exclusions(gather_source, dirs, out / "excl.csv")
-            gather_study(gather_source, dirs, out / "study.h5", max_excluded_fraction=1.0)
+        run_sharded(inputs, shard_size, out, settings)
         sharded = load_study(out / "study.h5")
         np.testing.assert_array_equal(sharded.truth_masks, whole.truth_masks)
         np.testing.assert_array_equal(sharded.images, whole.images)

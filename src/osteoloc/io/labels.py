@@ -5,6 +5,7 @@ that is neither missing nor a grade 0-3 is *junk*: the caller decides what to do
 preprocessing excludes the hip, docs/preprocessing.md).
 """
 
+import logging
 import re
 from dataclasses import dataclass, field
 
@@ -12,6 +13,8 @@ import numpy as np
 import pandas as pd
 
 from osteoloc.names import TARGETS, UNKNOWN
+
+log = logging.getLogger(__name__)
 
 KEY_COLUMNS = ("cohort", "subject", "visit", "side")
 MISSING_SPELLINGS = frozenset({"", "nan", "none", "na", "n/a", "missing", "null"})
@@ -56,11 +59,20 @@ def visit_key(visit):
 
 
 def subject_key(subject):
-    return str(subject).strip().upper()
+    """Subject ids compare ignoring case and blanks (` oai-same` is `OAI-SAME`; inner runs of blanks count as one)."""
+    return " ".join(str(subject).split()).upper()
 
 
-def hip_key(subject, visit, side):
-    return subject_key(subject), visit_key(visit), normalise_side(side)
+def cohort_key(cohort):
+    """Cohort names compare like subject ids."""
+    return " ".join(str(cohort).split()).upper()
+
+
+def hip_key(subject, visit, side, cohort=None):
+    """(subject, visit, side) compared ignoring case, blanks and visit prefixes; with `cohort`, the cohort
+    too (the same id in two cohorts is two people: the label table keys such hips by cohort)."""
+    key = subject_key(subject), visit_key(visit), normalise_side(side)
+    return key if cohort is None else (*key, cohort_key(cohort))
 
 
 @dataclass
@@ -75,6 +87,12 @@ class LabelTable:
 
     def keys(self):
         return set(self.grades) | self.problem_keys
+
+    def key_of(self, subject, visit, side, cohort):
+        """The key of a radiograph's hip in this table: with its cohort where the table holds that hip id
+        in several cohorts, else without."""
+        full = hip_key(subject, visit, side, cohort)
+        return full if full in self.grades or full in self.problem_keys else full[:3]
 
 
 def read_csv_table(path, what, required):
@@ -99,19 +117,40 @@ def read_csv_table(path, what, required):
     return frame
 
 
+def drop_blank_rows(frame, path, what):
+    """`frame` (read_csv_table's) without the rows whose every cell is blank (what a spreadsheet leaves after
+    the last row), logged with their lines; the index keeps each row's place (line = index + 2)."""
+    blank = frame.apply(lambda column: column.str.strip() == "").all(axis=1) if len(frame.columns) else []
+    if len(frame) and blank.any():
+        lines = (frame.index[blank] + 2).tolist()
+        log.info("%s: %d blank %s row(s) ignored (line(s) %s)", path, len(lines), what,
+                 ", ".join(map(str, lines[:10])) + (", ..." if len(lines) > 10 else ""))
+        return frame[~blank]
+    return frame
+
+
 def read_labels(path):
     """Read the label CSV into a LabelTable; raises ValueError naming the file when it cannot be read as a
     comma-separated UTF-8 table or columns are missing (read_csv_table)."""
-    frame = read_csv_table(path, "label CSV", ("subject", "visit", "side", *TARGETS))
+    frame = drop_blank_rows(read_csv_table(path, "label CSV", ("subject", "visit", "side", *TARGETS)), path, "label")
     table = LabelTable()
-    seen = {}
-    for row in frame.to_dict(orient="records"):
+    seen, cohorts = {}, {}
+    rows = frame.to_dict(orient="records")
+    for row in rows:  # the cohorts each hip id occurs in: a hip id of two cohorts is keyed with its cohort
+        try:
+            cohorts.setdefault(hip_key(row["subject"], row["visit"], row["side"]), set()).add(
+                cohort_key(row.get("cohort", "")))
+        except ValueError:
+            pass
+    for row in rows:
         subject, visit, side = row["subject"], row["visit"], row["side"]
         try:
             key = hip_key(subject, visit, side)
         except ValueError as err:
             table.problems.append((subject, visit, side, f"label row: {err}"))
             continue
+        if len(cohorts[key] - {""}) > 1:
+            key = hip_key(subject, visit, side, row.get("cohort", ""))
         seen[key] = seen.get(key, 0) + 1
         if seen[key] == 2:  # a duplicate row: which grade is right is unknowable, so drop the hip
             table.grades.pop(key, None)

@@ -20,7 +20,7 @@ import numpy as np
 
 from osteoloc.io.dicom import MAGNIFICATION, read_dicom
 from osteoloc.io.group_h5 import GroupFile
-from osteoloc.io.labels import grades_to_labels, hip_key, read_labels
+from osteoloc.io.labels import LabelTable, cohort_key, grades_to_labels, hip_key, read_labels
 from osteoloc.io.manifest import POINTS_UNITS, read_manifest
 from osteoloc.io.pts import read_hip_points, resolve_hip_files
 from osteoloc.io.study_h5 import HipRecord
@@ -149,7 +149,8 @@ class _LabelledSource:
 
     def __init__(self, labels_path):
         self.labels_path = labels_path
-        self.labels = read_labels(labels_path)
+        # a LabelTable as given: the shards' sources crop with shards.unlabelled(), the gather joins the grades
+        self.labels = labels_path if isinstance(labels_path, LabelTable) else read_labels(labels_path)
 
     def __enter__(self):
         return self
@@ -283,8 +284,9 @@ class ManifestSource(_LabelledSource):
         # decided over the whole manifest so that any shard of rows gives the same answer.
         first = {}
         for i, row in enumerate(self.rows):
-            first.setdefault(hip_key(row.subject, row.visit, "right"), i)
-        self.duplicate = [first[hip_key(row.subject, row.visit, "right")] != i for i, row in enumerate(self.rows)]
+            first.setdefault((cohort_key(row.cohort), *hip_key(row.subject, row.visit, "right")), i)
+        self.duplicate = [first[(cohort_key(row.cohort), *hip_key(row.subject, row.visit, "right"))] != i
+                          for i, row in enumerate(self.rows)]
         self.hip_keys = {hip_key(row.subject, row.visit, side) for row in self.rows for side in SIDES}
         if self.references is not None:
             log.info("%d expert references of %d hips from %s", len(self.references), len(self.references.by_hip),
