@@ -19,7 +19,7 @@ SHARD_SETTINGS = {
         "points_unit",
         "accept_mirrored",
     )
-}
+} | {"labels": LABEL_SETTINGS}
 
 
 def preprocess_inputs(wildcards):
@@ -79,6 +79,7 @@ def shard_outputs(name):
 checkpoint preprocess_plan:
     input:
         unpack(plan_inputs),
+        checked=rules.check_inputs.output.table,  # no shard starts before the inputs passed the check
         code=library_code("preprocess_plan.py"),
     output:
         plan=results("preprocess", "shards", "plan.csv"),

@@ -100,16 +100,17 @@ def check_points(points, problems, shape, spacing, unit):
 
 
 def hip_record(crop, grades, groups, crop_size, subject, visit, side, cohort, source, source_spacing,
-               spacing_from):
-    """A HipCrop plus its grades and metadata as one study row; the target groups are taken from the
-    crop's contour (crop pixels). A fifth cropped mask, when present, is the shortcut cue's."""
+               spacing_from, cutoff=0):
+    """A HipCrop plus its grades (labels: grade > `cutoff`, per target) and metadata as one study row; the
+    target groups are taken from the crop's contour (crop pixels). A fifth cropped mask, when present, is
+    the shortcut cue's."""
     group_points, valid = target_groups(crop.contour, groups, crop_size)
     masks, cue = crop.masks, None
     if masks is not None and len(masks) == len(TARGETS) + 1:
         masks, cue = masks[:len(TARGETS)], masks[len(TARGETS)]
     grades = np.asarray(grades, dtype=np.int8)
     return HipRecord(
-        image=crop.image, grades=grades, labels=grades_to_labels(grades),
+        image=crop.image, grades=grades, labels=grades_to_labels(grades, cutoff),
         contour=crop.contour.astype(np.float32), contour_manual=np.asarray(crop.contour_manual, np.float32),
         groups=group_points, valid=valid, subject=subject, visit=visit, side=side, cohort=cohort,
         source=source, source_spacing=tuple(source_spacing), spacing_from=spacing_from,
@@ -134,9 +135,9 @@ class _LabelledSource:
     with_cue = False
     attrs = {}
 
-    def __init__(self, labels_path):
+    def __init__(self, labels_path, label_format=None):
         self.labels_path = labels_path
-        self.labels = read_labels(labels_path)
+        self.labels = read_labels(labels_path, label_format)  # label_format: io.labels.LabelFormat
 
     def __enter__(self):
         return self
@@ -217,14 +218,14 @@ class ManifestSource(_LabelledSource):
                        "back, as preprocess.accept_mirrored allows")
 
     def __init__(self, manifest_path, labels_path, *, crop_size, spacing_mm, groups, truth_path=None,
-                 references_path=None, points_unit="auto", accept_mirrored=False):
+                 references_path=None, points_unit="auto", accept_mirrored=False, label_format=None):
         if points_unit not in POINTS_UNITS:
             raise ValueError(f"preprocess.points_unit must be one of {POINTS_UNITS}, got {points_unit!r}")
         self.points_unit, self.accept_mirrored = points_unit, bool(accept_mirrored)
         self.manifest_path = Path(manifest_path)
         self.groups = validate_groups(groups)
         self.rows = list(read_manifest(manifest_path).itertuples(index=False))
-        super().__init__(labels_path)
+        super().__init__(labels_path, label_format)
         self.crop_size, self.spacing_mm = int(crop_size), float(spacing_mm)
         self.references = ExpertReferences(references_path) if references_path else None
         self.truth = TruthFile(truth_path) if truth_path else None
@@ -320,7 +321,7 @@ class ManifestSource(_LabelledSource):
                                       manual_points=manual.get(side), masks=masks)
                 cohort = row.cohort or self.labels.cohort.get(key, "")
                 record = hip_record(crop, grades, self.groups, self.crop_size, row.subject, row.visit, side,
-                                    cohort, source, spacing, radiograph.spacing_source)
+                                    cohort, source, spacing, radiograph.spacing_source, self.labels.cutoff)
             except ValueError as err:  # CropError included
                 exclude("crop", image_path, err)
                 continue
@@ -388,9 +389,10 @@ class GroupSource(_LabelledSource):
     unmatched_reason = "labels but no scan in the group HDF5"
     attrs = {"imported_from": "group_hdf5"}
 
-    def __init__(self, group_path, points_dir, labels_path, *, groups, spacing_mm=None, crop_size=None):
+    def __init__(self, group_path, points_dir, labels_path, *, groups, spacing_mm=None, crop_size=None,
+                 label_format=None):
         self.groups = validate_groups(groups)
-        super().__init__(labels_path)
+        super().__init__(labels_path, label_format)
         self.points_dir = Path(points_dir)
         self.file = GroupFile(group_path)
         self.crop_size, self.spacing_mm = self.file.crop_size, self.file.spacing_mm
@@ -446,4 +448,5 @@ class GroupSource(_LabelledSource):
                        offset=scan.crop_offset, head_circle=circle, intensity=scan.intensity)
         out.append(hip_record(crop, grades, self.groups, size, subject, visit, side, scan.cohort, source,
                               scan.input_spacing,
-                              "source_pixel_spacing" if scan.header_spacing is not None else "given"))
+                              "source_pixel_spacing" if scan.header_spacing is not None else "given",
+                              self.labels.cutoff))

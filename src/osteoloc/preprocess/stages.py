@@ -45,23 +45,23 @@ def write_study(source, study_path, exclusions_path, *, max_excluded_fraction):
 
 def preprocess_study(manifest_path, labels_path, study_path, exclusions_path, *, crop_size, spacing_mm,
                      groups, max_excluded_fraction, truth_path=None, references_path=None, points_unit="auto",
-                     accept_mirrored=False):
+                     accept_mirrored=False, label_format=None):
     """The study from the cohort manifest (DICOM + .pts + labels; the phantom's truth masks when
     `truth_path` is given, the expert references' masks when `references_path` is): `crop_size` px at
-    `spacing_mm` mm per pixel; `points_unit` and `accept_mirrored` as ManifestSource. Returns the hips
-    written."""
+    `spacing_mm` mm per pixel; `points_unit`, `accept_mirrored` and `label_format` (the label table's
+    layout, io.labels.LabelFormat or the cohort settings) as ManifestSource. Returns the hips written."""
     with ManifestSource(manifest_path, labels_path, crop_size=crop_size, spacing_mm=spacing_mm, groups=groups,
                         truth_path=truth_path, references_path=references_path, points_unit=points_unit,
-                        accept_mirrored=accept_mirrored) as source:
+                        accept_mirrored=accept_mirrored, label_format=label_format) as source:
         return write_study(source, study_path, exclusions_path, max_excluded_fraction=max_excluded_fraction)
 
 
 def import_group_study(group_path, points_dir, labels_path, study_path, exclusions_path, *, groups,
-                       max_excluded_fraction, spacing_mm=None, crop_size=None):
+                       max_excluded_fraction, spacing_mm=None, crop_size=None, label_format=None):
     """The study from the group's preprocessed HDF5 plus `.pts` files in `points_dir` and the labels;
     `spacing_mm` / `crop_size`, when given, must match the file's. Returns the hips written."""
     with GroupSource(group_path, points_dir, labels_path, groups=groups, spacing_mm=spacing_mm,
-                     crop_size=crop_size) as source:
+                     crop_size=crop_size, label_format=label_format) as source:
         return write_study(source, study_path, exclusions_path, max_excluded_fraction=max_excluded_fraction)
 
 
@@ -76,8 +76,9 @@ def _optional_input(inputs, name):
 def cohort_source(kind, inputs, settings):
     """The hip source a rule reads: `kind` "group_hdf5" (inputs group_hdf5, points_dir, labels) or any
     other (the manifest: inputs manifest, labels, optional truth and references); `settings` = the
-    preprocess config."""
-    common = dict(groups=settings["groups"], crop_size=settings["crop_size"], spacing_mm=settings["spacing_mm"])
+    preprocess config, plus under `labels` the cohort's label-table settings (io.labels.LabelFormat)."""
+    common = dict(groups=settings["groups"], crop_size=settings["crop_size"], spacing_mm=settings["spacing_mm"],
+                  label_format=settings.get("labels"))
     if kind == "group_hdf5":
         return GroupSource(inputs["group_hdf5"], inputs["points_dir"], inputs["labels"], **common)
     return ManifestSource(inputs["manifest"], inputs["labels"], truth_path=_optional_input(inputs, "truth"),
