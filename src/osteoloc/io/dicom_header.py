@@ -7,6 +7,7 @@ Like `io.dicom`, no header field that could identify a patient leaves this modul
 """
 
 import functools
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +21,8 @@ from osteoloc.io.dicom import GREYSCALE, _check_spacing, _header_spacing
 # Only these elements are parsed (with the file meta); the pixel data is never read.
 HEADER_TAGS = ("SamplesPerPixel", "PhotometricInterpretation", "Rows", "Columns", "BitsAllocated",
                "NumberOfFrames", "PixelSpacing", "ImagerPixelSpacing", "VOILUTFunction")
+# (FFFE,E0DD) with length 0, little endian: the last 8 bytes of a complete encapsulated pixel data element
+SEQUENCE_DELIMITER = bytes.fromhex("feffdde000000000")
 
 
 @dataclass(frozen=True)
@@ -55,6 +58,30 @@ def decoder_problem(transfer_syntax):
         return (f"transfer syntax {name}: no installed decoder; one of these would do: "
                 f"{'; '.join(decoder.missing_dependencies)}")
     return None
+
+
+def _truncation(path, syntax, rows, cols, bits):
+    """Why the file was cut off (a copy that stopped early), or None: an uncompressed file must hold every
+    pixel; an encapsulated one ends with the pixel data's sequence delimiter, and when something else comes
+    last (rare trailing elements) the whole file is parsed to see whether its pixel data is complete."""
+    size = path.stat().st_size
+    if syntax.is_deflated:
+        return None  # the whole data set is compressed: only decoding can tell
+    if not syntax.is_encapsulated:
+        needed = rows * cols * bits // 8
+        return (f"truncated: the file holds {size} bytes, its {rows} x {cols} pixels need {needed}"
+                if size < needed else None)
+    with open(path, "rb") as file:
+        file.seek(max(0, size - len(SEQUENCE_DELIMITER)))
+        if file.read() == SEQUENCE_DELIMITER:
+            return None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pydicom warns, then drops pixel data that ends early
+        try:
+            complete = "PixelData" in pydicom.dcmread(path)
+        except Exception:  # noqa: BLE001 - any failure here means the pixel data cannot be read whole
+            complete = False
+    return None if complete else "truncated: the encapsulated pixel data ends before its sequence delimiter"
 
 
 def _count(ds, keyword, default):
@@ -96,12 +123,10 @@ def read_header(path, spacing=None):
     if not rows or not cols:
         problems.append(f"no image size (Rows {ds.get('Rows')}, Columns {ds.get('Columns')})")
         rows, cols = rows or 0, cols or 0
-    elif syntax and not UID(syntax).is_compressed:
-        # an uncompressed file must hold every pixel: a shorter one was cut off in a copy
-        needed = rows * cols * (_count(ds, "BitsAllocated", 16) or 16) // 8
-        size = path.stat().st_size
-        if size < needed:
-            problems.append(f"truncated: the file holds {size} bytes, its {rows} x {cols} pixels need {needed}")
+    elif syntax:
+        problem = _truncation(path, UID(syntax), rows, cols, _count(ds, "BitsAllocated", 16) or 16)
+        if problem:
+            problems.append(problem)
     found, source, spacing_problems = _header_spacing(ds)
     if found is None and spacing is not None and np.isfinite(spacing):
         found, source = (float(spacing), float(spacing)), "given"
