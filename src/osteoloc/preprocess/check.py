@@ -142,7 +142,8 @@ def _labels_only(labels, held, where):
     for keys in unmatched.values():
         subject, visit = labels.spelled[keys[0]]
         check = RowCheck("", subject, visit, status="labels only")
-        check.problems.append(("labels", f"labels for the {' and '.join(k[2] for k in keys)} hip(s) but {where}"))
+        sides = " and ".join(side for side in SIDES if any(k[2] == side for k in keys))
+        check.problems.append(("labels", f"labels for the {sides} hip(s) but {where}"))
         checks.append(check)
     return checks
 
