@@ -67,7 +67,7 @@ def test_a_transfer_syntax_nobody_decodes_fails_before_the_run(cohort, tmp_path)
         ds.file_meta.TransferSyntaxUID = MPEG2MPML
         ds.PixelData = encapsulate([b"\0" * 64])
         ds.save_as(path)
-    with pytest.raises(InputCheckFailed, match=r"10 of 10 hips .*1\.2\.840\.10008\.1\.2\.4\.100 \(MPEG2 Main Profile"):
+    with pytest.raises(InputCheckFailed, match=r"10 of 10 hips .*no installed decoder handles.*1\.2\.840\.10008\.1\.2\.4\.100 \(MPEG2 Main"):
         run(cohort, tmp_path)
     assert not (tmp_path / "input_check.csv").exists()
 
@@ -113,6 +113,17 @@ def test_header_pass_reads_no_pixels_and_judges_like_the_reader(tmp_path):
     with pytest.raises(ValueError, match="b.dcm: not a readable DICOM"):
         (tmp_path / "b.dcm").write_bytes(b"nonsense")
         read_header(tmp_path / "b.dcm")
+
+
+def test_data_problems_are_listed_not_fatal_unless_no_hip_is_left(cohort, tmp_path):
+    for path in sorted(cohort["manifest"].parent.glob("*.pts"))[:4]:
+        path.unlink()  # 8 of 10 hips lost: the gather will judge the share, with its exclusions table
+    table = run(cohort, tmp_path, max_excluded_fraction=0.2)
+    assert table["hips_lost"].sum() == 8 and (tmp_path / "input_check.csv").exists()
+    labels = pd.read_csv(cohort["labels"])
+    labels.assign(subject=labels["subject"].str.replace("CHECK-", "CHK")).to_csv(cohort["labels"], index=False)
+    with pytest.raises(InputCheckFailed, match="not one of the 10 hips could be used.*no label row for this hip"):
+        run(cohort, tmp_path)
 
 
 def test_empty_cohort_fails(tmp_path):
