@@ -8,10 +8,14 @@ import pytest
 from pydicom.encaps import encapsulate
 from pydicom.uid import MPEG2MPML
 
-from helpers import make_cohort, write_labels
+from helpers import make_cohort, write_dicom, write_labels
+from osteoloc.cohort.landmarks import DEFAULT_GROUPS
 from osteoloc.io import dicom_header
+from osteoloc.io.group_h5 import export_group_h5
+from osteoloc.io.study_h5 import load_study
 from osteoloc.io.dicom_header import read_header
 from osteoloc.preprocess.check import InputCheckFailed, check_inputs
+from osteoloc.preprocess.stages import preprocess_study
 from osteoloc.names import TARGETS
 
 SETTINGS = {"points_unit": "auto", "accept_mirrored": False, "max_excluded_fraction": 0.9}
@@ -102,8 +106,6 @@ def test_a_missing_label_column_fails_naming_it(cohort, tmp_path):
 
 
 def test_header_pass_reads_no_pixels_and_judges_like_the_reader(tmp_path):
-    from helpers import write_dicom
-
     path = write_dicom(tmp_path / "a.dcm", np.zeros((20, 30), np.uint16), spacing=None, photometric="RGB")
     header = read_header(path)
     assert header.shape == (20, 30) and header.spacing is None
@@ -132,3 +134,18 @@ def test_empty_cohort_fails(tmp_path):
     with pytest.raises(InputCheckFailed, match="no radiographs"):
         check_inputs("manifest", {"manifest": tmp_path / "manifest.csv", "labels": labels}, SETTINGS,
                      tmp_path / "input_check.csv")
+
+
+def test_group_hdf5_hips_checked_against_points_and_labels(cohort, tmp_path):
+    study = tmp_path / "study.h5"
+    preprocess_study(cohort["manifest"], cohort["labels"], study, tmp_path / "excl.csv", crop_size=64,
+                     spacing_mm=1.0, groups=DEFAULT_GROUPS, max_excluded_fraction=0.5)
+    export_group_h5(load_study(study), tmp_path / "group.h5")
+    folder = cohort["manifest"].parent
+    (folder / "00001_T00_APO.pts").unlink()
+    inputs = {"group_hdf5": tmp_path / "group.h5", "points_dir": folder, "labels": cohort["labels"]}
+    table = check_inputs("group_hdf5", inputs, SETTINGS, tmp_path / "input_check.csv")
+    assert len(table) == 10 and set(table["side"]) == {"right", "left"}
+    bad = table[table["status"] == "problem"]
+    assert list(bad["subject"]) == ["CHECK-00001"] * 2 and list(bad["hips_lost"]) == [1, 1]
+    assert bad["problems"].str.contains("no .pts file").all()
