@@ -27,7 +27,7 @@ from osteoloc.preprocess.check import check_inputs
 
 PHANTOM = {"seed": 7, "broken_fraction": 0.0, "split_pts_fraction": 0.3,
            "dicom": {"transfer_syntax": {"explicit": 1, "rle": 1, "jpeg2000": 1, "jpegls": 0, "jpeg_lossless": 0}}}
-SETTINGS = {"points_unit": "auto", "accept_mirrored": False, "max_excluded_fraction": 0.2}
+SETTINGS = {"points_unit": "auto", "accept_mirrored": False}
 
 
 def phantom_cohort(folder, distinct):

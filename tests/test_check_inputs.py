@@ -18,7 +18,7 @@ from osteoloc.preprocess.check import InputCheckFailed, check_inputs
 from osteoloc.preprocess.stages import preprocess_study
 from osteoloc.names import TARGETS
 
-SETTINGS = {"points_unit": "auto", "accept_mirrored": False, "max_excluded_fraction": 0.9}
+SETTINGS = {"points_unit": "auto", "accept_mirrored": False}
 
 
 @pytest.fixture
@@ -71,7 +71,7 @@ def test_a_transfer_syntax_nobody_decodes_fails_before_the_run(cohort, tmp_path)
         ds.file_meta.TransferSyntaxUID = MPEG2MPML
         ds.PixelData = encapsulate([b"\0" * 64])
         ds.save_as(path)
-    with pytest.raises(InputCheckFailed, match=r"10 of 10 hips .*no installed decoder handles.*1\.2\.840\.10008\.1\.2\.4\.100 \(MPEG2 Main"):
+    with pytest.raises(InputCheckFailed, match=r"5 of 5 radiographs .*no installed decoder handles.*1\.2\.840\.10008\.1\.2\.4\.100 \(MPEG2 Main"):
         run(cohort, tmp_path)
     assert not (tmp_path / "input_check.csv").exists()
 
@@ -86,10 +86,8 @@ def test_a_missing_decoder_is_named_with_what_would_install_one(cohort, tmp_path
                         lambda uid: Unavailable() if uid.name == "RLE Lossless" else real(uid))
     dicom_header.decoder_problem.cache_clear()
     try:
-        table = run(cohort, tmp_path, max_excluded_fraction=0.7)  # 3 of 5 radiographs are RLE
-        assert "no installed decoder; one of these would do: pylibjpeg-rle" in table["problems"][0]
-        with pytest.raises(InputCheckFailed, match="6 of 10 hips.*RLE Lossless"):
-            run(cohort, tmp_path, max_excluded_fraction=0.5)
+        with pytest.raises(InputCheckFailed, match="3 of 5 radiographs.*RLE Lossless.*pylibjpeg-rle"):
+            run(cohort, tmp_path)  # every second radiograph is RLE
     finally:
         dicom_header.decoder_problem.cache_clear()
 
@@ -120,7 +118,7 @@ def test_header_pass_reads_no_pixels_and_judges_like_the_reader(tmp_path):
 def test_data_problems_are_listed_not_fatal_unless_no_hip_is_left(cohort, tmp_path):
     for path in sorted(cohort["manifest"].parent.glob("*.pts"))[:4]:
         path.unlink()  # 8 of 10 hips lost: the gather will judge the share, with its exclusions table
-    table = run(cohort, tmp_path, max_excluded_fraction=0.2)
+    table = run(cohort, tmp_path)
     assert table["hips_lost"].sum() == 8 and (tmp_path / "input_check.csv").exists()
     labels = pd.read_csv(cohort["labels"])
     labels.assign(subject=labels["subject"].str.replace("CHECK-", "CHK")).to_csv(cohort["labels"], index=False)

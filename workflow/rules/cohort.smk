@@ -220,7 +220,7 @@ rule check_inputs:
         settings=as_json(
             {
                 key: config["preprocess"][key]
-                for key in ("points_unit", "accept_mirrored", "max_excluded_fraction")
+                for key in ("points_unit", "accept_mirrored")
             }
             | {"labels": LABEL_SETTINGS}
         ),

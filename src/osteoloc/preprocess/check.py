@@ -8,9 +8,9 @@ subject and visit whose labels have no radiograph.
 
 The check fails, before any shard job starts, on what would fail the whole run whatever the shards did: a
 manifest or label table that cannot be read or lacks a column (their readers' errors), an empty cohort,
-problems on every hip (e.g. subject ids that match no label row), or transfer syntaxes no installed
-decoder handles in files holding more hips than `preprocess.max_excluded_fraction` allows (a setup problem:
-install a decoder). Its message names the most common problems. Other problems are the data's: they are
+problems on every hip (e.g. subject ids that match no label row), or a transfer syntax no installed decoder
+handles (a setup problem, however few files: install a decoder, or convert or leave out those files). Its
+message names the most common problems. Other problems are the data's: they are
 listed, and the preprocessing excludes those hips and judges the excluded share at its gather as always
 (so its exclusions table is written even when that share refuses the run).
 """
@@ -199,9 +199,8 @@ def check_inputs(kind, inputs, settings, table_path):
     """Rule `check_inputs`: check the cohort's inputs (`kind` and `inputs` as stages.cohort_source;
     `settings` the preprocess settings with the cohort's label settings under `labels`) and write the
     table (COLUMNS) to `table_path`. Raises InputCheckFailed naming the problems when the cohort is empty,
-    no hip is usable, or undecodable files hold more than `settings["max_excluded_fraction"]` of the hips;
-    the readers' ValueErrors (an unreadable manifest, a missing label column) pass through. Returns the
-    table."""
+    a file's transfer syntax has no installed decoder, or no hip is usable; the readers' ValueErrors (an
+    unreadable manifest, a missing label column) pass through. Returns the table."""
     if kind == "group_hdf5":
         checks, n_hips = check_group(inputs["group_hdf5"], inputs["points_dir"], inputs["labels"], settings)
     else:
@@ -218,14 +217,13 @@ def check_inputs(kind, inputs, settings, table_path):
         "".join(f"\n  {line}" for line in summary))
     if n_hips == 0:
         raise InputCheckFailed("the cohort holds no radiographs (empty manifest or group file)")
-    undecodable = sum(len(c.lost) for c in checks if any(kind == "decoder" for kind, _ in c.problems))
-    limit = float(settings["max_excluded_fraction"])
-    if undecodable / n_hips > limit:
+    undecodable = [c for c in checks if any(kind == "decoder" for kind, _ in c.problems)]
+    if undecodable:
         decoders = next(line for line in summary if line.startswith("decoder"))
         raise InputCheckFailed(
-            f"{undecodable} of {n_hips} hips ({undecodable / n_hips:.1%}) are in files whose transfer syntax no "
-            f"installed decoder handles, more than preprocess.max_excluded_fraction = {limit:.1%} allows: "
-            f"{decoders}. Install a decoder (or convert the files) and run check_inputs again.")
+            f"{len(undecodable)} of {n_hips // 2} radiographs are in a transfer syntax no installed decoder "
+            f"handles: {decoders}. Install a decoder (or convert or leave out those files) and run check_inputs "
+            "again.")
     if lost == n_hips:
         raise InputCheckFailed(f"not one of the {n_hips} hips could be used: {' | '.join(summary)}. Every file "
                                "and problem is in this log; fix the inputs (or the config) and run check_inputs again.")
