@@ -2,17 +2,22 @@
 does (the same frame, the same grades, the same study HDF5); missing columns name the file, the sheet and
 both names; the grade cut-off per target sets the binary labels."""
 
+from pathlib import Path
+
+import jsonschema
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 from helpers import make_cohort, write_labels
 from osteoloc.cohort.landmarks import DEFAULT_GROUPS
-from osteoloc.io.labels import LabelFormat, grades_to_labels, read_label_frame, read_labels
+from osteoloc.io.labels import LabelFormat, grades_to_labels, label_names, read_label_frame, read_labels
 from osteoloc.io.study_h5 import StudyFile
 from osteoloc.names import SIDES, TARGETS
 from osteoloc.preprocess.stages import preprocess_study
 
+ROOT = Path(__file__).resolve().parents[1]
 # The user's names: osteoloc's name -> theirs (targets per side, OAI-style abbreviations)
 USER_NAMES = {"cohort": "Study", "subject": "PatID", "visit": "Visit",
               **{f"{t}_{side}": f"OST_{t.split('_')[1][0].upper()}{t.split('_')[2][0].upper()}_{side[0].upper()}"
@@ -124,3 +129,17 @@ def test_wide_excel_gives_the_same_study_grades(tmp_path):
     expected[:, 0] = np.where(long["grades"][:, 0] < 0, -1, long["grades"][:, 0] > 1)
     np.testing.assert_array_equal(cutoff["labels"], expected)
     assert (cutoff["labels"][:, 0] != long["labels"][:, 0]).any()
+
+
+def test_schema_defaults_are_the_readers_and_unknown_names_are_refused():
+    spec = yaml.safe_load((ROOT / "workflow" / "schemas" / "cohort.schema.yaml").read_text())
+    props = spec["properties"]
+    default = LabelFormat()
+    assert (props["labels_layout"]["default"], props["labels_sheet"]["default"]) == (default.layout, default.sheet)
+    assert tuple(props["grade_cutoff"]["properties"][t]["default"] for t in TARGETS) == default.cutoff
+    assert set(props["label_columns"]["propertyNames"]["enum"]) == set(label_names("long")) | set(label_names("wide"))
+    jsonschema.validate({"label_columns": {"osteo_fem_sup_right": "OST_FS_R"}}, spec)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({"label_columns": {"fem_sup_right": "OST_FS_R"}}, spec)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({"grade_cutoff": {"osteo_fem_sup": 3}}, spec)
