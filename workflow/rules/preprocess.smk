@@ -24,6 +24,8 @@ SHARD_SETTINGS = {
         "references_max_distance_mm",
     )
 }
+# The gathers join the labels: the label table's layout and cut-offs reach them, never the shards.
+GATHER_SETTINGS = SHARD_SETTINGS | {"labels": LABEL_SETTINGS}
 SHARDS_DIR = results("preprocess", "shards")
 # Content digests of the shards' input files, cached by size, mtime, ctime and inode (shards.ContentDigests).
 CONTENT_CACHE = str(Path(SHARDS_DIR, "content_cache.json"))
@@ -142,6 +144,7 @@ def shard_outputs(name):
 checkpoint preprocess_plan:
     input:
         unpack(plan_inputs),
+        checked=rules.check_inputs.output.table,  # no shard starts before the inputs passed the check
         code=library_code("preprocess_plan.py"),
     output:
         plan=results("preprocess", "shards", "plan.json"),
@@ -206,7 +209,7 @@ rule preprocess_exclusions:
         ),
     params:
         source=PREPROCESS_SOURCE,
-        settings=as_json(SHARD_SETTINGS),
+        settings=as_json(GATHER_SETTINGS),
     log:
         log_path("preprocess_exclusions.log"),
     localrule: True
@@ -232,7 +235,7 @@ rule preprocess:
     params:
         source=PREPROCESS_SOURCE,
         settings=as_json(
-            SHARD_SETTINGS
+            GATHER_SETTINGS
             | {"max_excluded_fraction": PREPROCESS["max_excluded_fraction"]}
         ),
     log:
@@ -297,7 +300,7 @@ if phantom_twins():
             exclusions=results("preprocess", "exclusions_twin.csv"),
         params:
             settings=as_json(
-                SHARD_SETTINGS
+                GATHER_SETTINGS
                 | {"max_excluded_fraction": PREPROCESS["max_excluded_fraction"]}
             ),
         log:

@@ -406,6 +406,7 @@ class Gathered:
 
     exclusions: Exclusions
     copies: list
+    cutoff: tuple = 0  # the label table's per-target cut-offs: label = grade > cutoff
 
     @property
     def kept(self):
@@ -478,7 +479,7 @@ def assemble(source, labels, labels_path, shard_dirs):
                                         source.unmatched_reason)
                            for key in sorted(set(labels.grades) - matched))
     exclusions.rows.extend(source.unmatched_exclusions())
-    return Gathered(exclusions, copies)
+    return Gathered(exclusions, copies, labels.cutoff)
 
 
 def gather_exclusions(source, labels, labels_path, shard_dirs, exclusions_path):
@@ -502,7 +503,7 @@ def write_gathered(source, gathered, study_path):
                     files[copy.shard_dir] = StudyFile(copy.shard_dir / CROPS)
                 grades = np.asarray(copy.grades, np.int8)[None]
                 writer.append_rows(files[copy.shard_dir], copy.row, copy.row + 1, {
-                    "grades": grades, "labels": grades_to_labels(grades),
+                    "grades": grades, "labels": grades_to_labels(grades, gathered.cutoff),
                     "meta/subject": np.array([copy.subject], object), "meta/cohort": np.array([copy.cohort], object)})
             return len(writer)
     finally:

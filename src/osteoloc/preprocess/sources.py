@@ -115,13 +115,14 @@ def check_points(points, problems, shape, spacing, unit, limits=DEFAULT_LIMITS):
 
 
 def hip_record(crop, grades, groups, crop_size, subject, visit, side, cohort, source, source_spacing,
-               spacing_from, magnification=float("nan")):
-    """A HipCrop plus its grades and metadata as one study row; the target groups are taken from the
-    crop's contour (crop pixels), the truth from its named layers (`lesions`, `cue`)."""
+               spacing_from, magnification=float("nan"), cutoff=0):
+    """A HipCrop plus its grades (labels: grade > `cutoff`, per target) and metadata as one study row; the
+    target groups are taken from the crop's contour (crop pixels), the truth from its named layers
+    (`lesions`, `cue`)."""
     group_points, valid = target_groups(crop.contour, groups, crop_size)
     grades = np.asarray(grades, dtype=np.int8)
     return HipRecord(
-        image=crop.image, grades=grades, labels=grades_to_labels(grades),
+        image=crop.image, grades=grades, labels=grades_to_labels(grades, cutoff),
         contour=crop.contour.astype(np.float32), contour_manual=np.asarray(crop.contour_manual, np.float32),
         groups=group_points, valid=valid, subject=subject, visit=visit, side=side, cohort=cohort,
         source=source, source_spacing=tuple(source_spacing), spacing_from=spacing_from,
@@ -147,10 +148,11 @@ class _LabelledSource:
     attrs = {}
     limits = DEFAULT_LIMITS  # AnatomyLimits of the point checks
 
-    def __init__(self, labels_path):
+    def __init__(self, labels_path, label_format=None):
         self.labels_path = labels_path
         # a LabelTable as given: the shards' sources crop with shards.unlabelled(), the gather joins the grades
-        self.labels = labels_path if isinstance(labels_path, LabelTable) else read_labels(labels_path)
+        self.labels = (labels_path if isinstance(labels_path, LabelTable)
+                       else read_labels(labels_path, label_format))  # label_format: io.labels.LabelFormat
 
     def __enter__(self):
         return self
@@ -258,7 +260,7 @@ class ManifestSource(_LabelledSource):
 
     def __init__(self, manifest_path, labels_path, *, crop_size, spacing_mm, groups, truth_path=None,
                  references_path=None, points_unit="auto", accept_mirrored=False, magnification="correct",
-                 limits=DEFAULT_LIMITS, references_max_distance_mm=25.0):
+                 limits=DEFAULT_LIMITS, references_max_distance_mm=25.0, label_format=None):
         if points_unit not in POINTS_UNITS:
             raise ValueError(f"preprocess.points_unit must be one of {POINTS_UNITS}, got {points_unit!r}")
         if magnification not in MAGNIFICATION:
@@ -269,7 +271,7 @@ class ManifestSource(_LabelledSource):
         self.manifest_path = Path(manifest_path)
         self.groups = validate_groups(groups)
         self.rows = list(read_manifest(manifest_path).itertuples(index=False))
-        super().__init__(labels_path)
+        super().__init__(labels_path, label_format)
         self.crop_size, self.spacing_mm = int(crop_size), float(spacing_mm)
         self.references = ExpertReferences(references_path) if references_path else None
         self.truth = TruthFile(truth_path) if truth_path else None
@@ -430,7 +432,8 @@ class ManifestSource(_LabelledSource):
                                   layers=self._layers(row, side, drawn, checked.mirrored))
             cohort = row.cohort or self.labels.cohort.get(key, "")
             record = hip_record(crop, grades, self.groups, self.crop_size, row.subject, row.visit, side, cohort,
-                                source, checked.spacing, radiograph.spacing_source, radiograph.magnification)
+                                source, checked.spacing, radiograph.spacing_source, radiograph.magnification,
+                                cutoff=self.labels.cutoff)
         except ValueError as err:  # CropError included
             exclude("crop", row.image_path, err)
             return
@@ -480,9 +483,9 @@ class GroupSource(_LabelledSource):
     attrs = {"imported_from": "group_hdf5"}
 
     def __init__(self, group_path, points_dir, labels_path, *, groups, spacing_mm=None, crop_size=None,
-                 limits=DEFAULT_LIMITS):
+                 limits=DEFAULT_LIMITS, label_format=None):
         self.groups, self.limits = validate_groups(groups), limits
-        super().__init__(labels_path)
+        super().__init__(labels_path, label_format)
         self.points_dir = Path(points_dir)
         self.file = GroupFile(group_path)
         self.crop_size, self.spacing_mm = self.file.crop_size, self.file.spacing_mm
@@ -538,4 +541,5 @@ class GroupSource(_LabelledSource):
                        offset=scan.crop_offset, head_circle=circle, intensity=scan.intensity)
         out.append(hip_record(crop, grades, self.groups, size, subject, visit, side, scan.cohort, source,
                               scan.input_spacing,
-                              "source_pixel_spacing" if scan.header_spacing is not None else "given"))  # factor unknown
+                              "source_pixel_spacing" if scan.header_spacing is not None else "given",
+                              cutoff=self.labels.cutoff))  # magnification factor unknown

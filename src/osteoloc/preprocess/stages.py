@@ -20,13 +20,14 @@ from osteoloc.preprocess.sources import GroupSource, ManifestSource
 log = logging.getLogger(__name__)
 
 
-def write_study(source, labels_path, study_path, exclusions_path, *, max_excluded_fraction):
+def write_study(source, labels_path, study_path, exclusions_path, *, max_excluded_fraction, label_format=None):
     """Every hip of `source` (sources.py, built on `shards.unlabelled()`) joined with the labels at
     `labels_path` into `study_path`, every exclusion into `exclusions_path`, in one process: one shard of
     all units beside the study, then the gather, so the file and table are the sharded rules' (shards.py).
     Raises TooManyExclusions (after writing the exclusions table, without the HDF5) when more than
-    `max_excluded_fraction` of `source.n_hips` hips were excluded. Returns the number of hips written."""
-    labels = read_labels(labels_path)
+    `max_excluded_fraction` of `source.n_hips` hips were excluded; `label_format` the label table's layout
+    (io.labels.LabelFormat or the cohort settings). Returns the number of hips written."""
+    labels = read_labels(labels_path, label_format)
     study_path = Path(study_path)
     study_path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=f".{study_path.name}.", dir=study_path.parent) as tmp:
@@ -41,25 +42,27 @@ def write_study(source, labels_path, study_path, exclusions_path, *, max_exclude
 
 
 def preprocess_study(manifest_path, labels_path, study_path, exclusions_path, *, crop_size, spacing_mm,
-                     groups, max_excluded_fraction, truth_path=None, references_path=None, **options):
+                     groups, max_excluded_fraction, truth_path=None, references_path=None, label_format=None,
+                     **options):
     """The study from the cohort manifest (DICOM + .pts + labels; the phantom's truth masks when
     `truth_path` is given, the expert references' masks when `references_path` is): `crop_size` px at
-    `spacing_mm` mm per pixel; `options` (points_unit, accept_mirrored, magnification, limits,
-    references_max_distance_mm) as ManifestSource. Returns the hips written."""
+    `spacing_mm` mm per pixel; `label_format` the label table's layout (io.labels.LabelFormat or the cohort
+    settings); `options` (points_unit, accept_mirrored, magnification, limits, references_max_distance_mm)
+    as ManifestSource. Returns the hips written."""
     with ManifestSource(manifest_path, unlabelled(), crop_size=crop_size, spacing_mm=spacing_mm, groups=groups,
                         truth_path=truth_path, references_path=references_path, **options) as source:
         return write_study(source, labels_path, study_path, exclusions_path,
-                           max_excluded_fraction=max_excluded_fraction)
+                           max_excluded_fraction=max_excluded_fraction, label_format=label_format)
 
 
 def import_group_study(group_path, points_dir, labels_path, study_path, exclusions_path, *, groups,
-                       max_excluded_fraction, spacing_mm=None, crop_size=None):
+                       max_excluded_fraction, spacing_mm=None, crop_size=None, label_format=None):
     """The study from the group's preprocessed HDF5 plus `.pts` files in `points_dir` and the labels;
     `spacing_mm` / `crop_size`, when given, must match the file's. Returns the hips written."""
     with GroupSource(group_path, points_dir, unlabelled(), groups=groups, spacing_mm=spacing_mm,
                      crop_size=crop_size) as source:
         return write_study(source, labels_path, study_path, exclusions_path,
-                           max_excluded_fraction=max_excluded_fraction)
+                           max_excluded_fraction=max_excluded_fraction, label_format=label_format)
 
 
 # --- the workflow's rules (workflow/rules/preprocess.smk): plan, shard, exclusions, gather -------------
@@ -146,14 +149,15 @@ def preprocess_shard(kind, inputs, settings, plan_path, shard, shard_dir, conten
 def preprocess_exclusions(kind, inputs, settings, shard_dirs, exclusions_path):
     """Rule `preprocess_exclusions`: the whole exclusions table from the shards (never fails on the share)."""
     with cohort_source(kind, inputs, settings) as source:
-        return gather_exclusions(source, read_labels(inputs["labels"]), inputs["labels"], shard_dirs,
-                                 exclusions_path)
+        labels = read_labels(inputs["labels"], settings.get("labels"))
+        return gather_exclusions(source, labels, inputs["labels"], shard_dirs, exclusions_path)
 
 
 def preprocess_gather(kind, inputs, settings, shard_dirs, study_path):
     """Rule `preprocess`: the excluded-share check, then the one study HDF5 from the shards' crops."""
     with cohort_source(kind, inputs, settings) as source:
-        return gather_study(source, read_labels(inputs["labels"]), inputs["labels"], shard_dirs, study_path,
+        labels = read_labels(inputs["labels"], settings.get("labels"))
+        return gather_study(source, labels, inputs["labels"], shard_dirs, study_path,
                             max_excluded_fraction=settings["max_excluded_fraction"])
 
 
@@ -167,4 +171,5 @@ def preprocess_twin(inputs, settings, study_path, exclusions_path):
     study's settings in one process (the same checks, the same row order). Returns the hips written."""
     with cohort_source("manifest", inputs, settings) as source:
         return write_study(source, inputs["labels"], study_path, exclusions_path,
-                           max_excluded_fraction=settings["max_excluded_fraction"])
+                           max_excluded_fraction=settings["max_excluded_fraction"],
+                           label_format=settings.get("labels"))
