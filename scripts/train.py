@@ -11,7 +11,8 @@ def main(smk):
     # The prior run of the selection seed is the chosen grid point's run: copied rather than trained again.
     reuse = (smk.input.grid_best, smk.input.grid_history) if smk.input.get("grid_best") else None
     train_run(smk.input.h5, smk.input.split, settings, history_path=smk.output.history,
-              best_path=smk.output.best, last_path=smk.params.last, reuse=reuse)
+              best_path=smk.output.best, last_path=smk.params.last, reuse=reuse,
+              tensorboard_dir=smk.params.tensorboard)
 
 
 run_script(snakemake, main)  # noqa: F821
