@@ -100,10 +100,54 @@ rule report_summary:
         "../../scripts/report_summary.py"
 
 
+rule figure_learning_curves:
+    input:
+        history=train_file("history.csv"),
+        code=library_code("figure_learning_curves.py"),
+    output:
+        png=report_file(
+            results("report", "figures", "learning_curves", "{model}_seed{seed}.png"),
+            caption="../report/learning_curves.rst",
+            category="Training",
+            subcategory="Learning curves",
+            labels={"model": "{model}", "seed": "{seed}"},
+        ),
+        pdf=results("report", "figures", "learning_curves", "{model}_seed{seed}.pdf"),
+    log:
+        log_path("report", "learning_curves", "{model}_seed{seed}.log"),
+    localrule: True
+    script:
+        "../../scripts/figure_learning_curves.py"
+
+
+# Images per second of training (timed in the loop, from best.pt) and of explain (its job's benchmark),
+# with the environment each run recorded: experiments/gpu_smoke.yaml's answer (docs/cluster.md).
+rule throughput:
+    input:
+        best=[train_file("best.pt", m, s) for m in MODELS for s in SEEDS],
+        predictions=explain_outputs("predictions.csv"),
+        benchmarks=explain_outputs("benchmark.tsv"),
+        code=library_code("throughput.py"),
+    output:
+        results("report", "throughput.json"),
+    params:
+        runs=explain_runs(),
+    log:
+        log_path("report", "throughput.log"),
+    localrule: True
+    script:
+        "../../scripts/throughput.py"
+
+
 ALL_TARGETS.extend(
     list(TABLE_OUTPUTS.values())
     + list(FIGURE_OUTPUTS.values())
-    + [results("report", "summary.md")]
+    + [results("report", "summary.md"), results("report", "throughput.json")]
+    + expand(
+        results("report", "figures", "learning_curves", "{model}_seed{seed}.png"),
+        model=RUNS,
+        seed=SEEDS,
+    )
 )
 
 

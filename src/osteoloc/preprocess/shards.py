@@ -23,6 +23,7 @@ from osteoloc.io.atomic import write_csv
 from osteoloc.io.study_h5 import StudyFile, StudyWriter
 from osteoloc.cohort.sharding import n_shards, shard_units  # noqa: F401 (the shard jobs' unit ranges)
 from osteoloc.preprocess.exclusions import COLUMNS, Exclusion, Exclusions
+from osteoloc.progress import Progress
 
 log = logging.getLogger(__name__)
 
@@ -92,8 +93,10 @@ def write_shard(source, positions, shard_dir):
     shard_dir = Path(shard_dir)
     shard_dir.mkdir(parents=True, exist_ok=True)
     units, exclusions = [], []
+    progress = Progress(len(positions), "radiographs", log)  # a line every few seconds in the job's log
     with _writer(source, shard_dir / CROPS) as writer:
         for result in unit_results(source, positions):
+            progress.step()
             for record in result.records:
                 writer.append(record)
             units.append((result.unit, result.subject, result.visit, Path(result.file).name, result.pixel_hash,
