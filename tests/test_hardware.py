@@ -46,7 +46,8 @@ def test_bf16_training_runs_a_step_on_the_cpu():
     losses = trainer.train_step(torch.arange(4), torch.eye(2).repeat(4, 1, 1))
     assert losses.dtype == torch.float32 and torch.isfinite(losses).all()
     assert not trainer.scaler.is_enabled()  # bf16 needs no GradScaler
-    changed = [k for k, v in trainer.model.state_dict().items() if v.is_floating_point() and not torch.equal(v, before[k])]
+    changed = [k for k, v in trainer.model.state_dict().items()
+               if v.is_floating_point() and not torch.equal(v, before[k])]
     assert "fc.weight" in changed and "conv1.weight" in changed
     row = trainer.validate()
     assert np.isfinite(row["val_bce"]) and np.isfinite(row["val_prior"])

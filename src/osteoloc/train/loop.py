@@ -2,9 +2,9 @@
 loss, a resumable checkpoint every epoch. Read top to bottom: settings, one epoch, validation, `train`.
 
 Files (contracts.md section 4), each at the path the caller gives: `history.csv` (one row per epoch),
-`best.pt` = {state_dict, epoch, config, environment, throughput} at the end, and the resumable checkpoint `last.pt` (everything a
-rerun needs to continue: model, optimizer, scaler, RNG states, history, and the best weights so far, so a
-workflow that deletes a killed job's declared outputs cannot lose them).
+`best.pt` = {state_dict, epoch, config, environment, throughput} at the end, and the resumable checkpoint
+`last.pt` (everything a rerun needs to continue: model, optimizer, scaler, RNG states, history, and the best
+weights so far, so a workflow that deletes a killed job's declared outputs cannot lose them).
 
 A per-target run (the arms `per_target` and landmark crops, `osteoloc.train.arms`) trains four single-output
 models in sequence, each with its own target's prior and its own resumable checkpoint `last_<target>.pt`
@@ -26,8 +26,8 @@ import torch
 from sklearn.metrics import roc_auc_score
 
 from osteoloc.train.data import batch_order, load_split, read_subjects, rotate_batch, rotation_matrices
-from osteoloc.train.device import (autocast, check_precision, configure_determinism, environment_info,
-                                   grad_scaler, pick_device)
+from osteoloc.train.device import (PRECISIONS, autocast, check_precision, configure_determinism,
+                                   environment_info, grad_scaler, pick_device)
 from osteoloc.io.atomic import atomic_path
 from osteoloc.train.model import build_model, features_and_logits
 from osteoloc.train.prior import DEFAULT_SHAPE, class_activation_maps, masked_bce, penalty_maps, prior_loss
@@ -79,6 +79,8 @@ class TrainSettings:
             raise ValueError(f"monitor must be 'bce' or 'total', not {self.monitor!r}")
         if self.prior_lambda > 0 and self.prior_sigma <= 0:
             raise ValueError("a prior run (prior_lambda > 0) needs prior_sigma > 0")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, not {self.precision!r}")
         if self.crop_px and not self.per_target:
             raise ValueError("landmark crops (crop_px > 0) need per_target models")
 
