@@ -13,8 +13,8 @@ from osteoloc.report.style import PAPER_RC, TARGET_COLOURS, save_figure
 
 log = logging.getLogger(__name__)
 
-LOSSES = (("train_bce", "train BCE", "tab:blue", "-"), ("val_bce", "validation BCE", "tab:blue", "--"),
-          ("train_total", "train total", "tab:purple", "-"), ("val_total", "validation total", "tab:purple", "--"))
+LOSSES = (("train_bce", "train BCE", "tab:blue", "-"), ("val_bce", "val. BCE", "tab:blue", "--"),
+          ("train_total", "train total", "tab:purple", "-"), ("val_total", "val. total", "tab:purple", "--"))
 
 
 def figure_learning_curves(history, title, stem):
@@ -22,7 +22,7 @@ def figure_learning_curves(history, title, stem):
     epoch of the lowest validation BCE starred; right: validation AUC per target. Saves `stem` .png and .pdf."""
     with_prior = history["train_prior"].notna().any()
     with plt.rc_context(PAPER_RC):
-        fig, (loss_ax, auc_ax) = plt.subplots(1, 2, figsize=(7.0, 2.8), constrained_layout=True)
+        fig, (loss_ax, auc_ax) = plt.subplots(1, 2, figsize=(7.0, 3.3), constrained_layout=True)
         for column, label, colour, style in LOSSES:
             if column.endswith("total") and not with_prior:
                 continue  # the baseline's total is its BCE
@@ -31,7 +31,7 @@ def figure_learning_curves(history, title, stem):
         if history["val_bce"].notna().any():
             k = history["val_bce"].idxmin()
             loss_ax.plot(history.loc[k, "epoch"], history.loc[k, "val_bce"], "*", color="tab:red", markersize=10,
-                         label=f"lowest validation BCE (epoch {history.loc[k, 'epoch']})")
+                         label=f"best val. BCE (ep. {history.loc[k, 'epoch']})")
         loss_ax.set_ylabel("loss")
         loss_ax.set_title("loss per epoch")
         for target in TARGETS:
@@ -43,11 +43,12 @@ def figure_learning_curves(history, title, stem):
         auc_ax.set_ylim(0.0, 1.02)
         auc_ax.set_ylabel("validation AUC")
         auc_ax.set_title("validation AUC per target (dotted: chance)")
-        for ax in (loss_ax, auc_ax):
+        for ax, columns in ((loss_ax, 3), (auc_ax, 4)):
             ax.set_xlabel("epoch")
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.grid(alpha=0.3)
-            ax.legend(frameon=False, loc="best")
+            ax.legend(frameon=False, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=columns,
+                      columnspacing=1.0, handlelength=1.6)  # below the panel, off the curves
         fig.suptitle(title)
         save_figure(fig, stem)
 

@@ -60,7 +60,7 @@ def write_throughput(runs_json, best_paths, predictions_paths, benchmark_paths, 
     record = gather_throughput(runs, best_paths, predictions_paths, benchmark_paths)
     with atomic_path(out) as tmp:
         tmp.write_text(json.dumps(_json_safe(record), indent=2, allow_nan=False) + "\n")
-    devices = sorted({f"{e.get('device')} ({e.get('gpu')}, driver {e.get('driver')}, CUDA {e.get('cuda')})"
+    devices = sorted({f"{e.get('device')} (GPU {e.get('gpu')}, driver {e.get('driver')}, torch {e.get('torch')})"
                       for e in record["environments"]})
     log.info("%d runs on %s: training %.1f images/s, explain %.1f images/s (whole jobs)", len(runs),
              "; ".join(devices) or "unknown devices", record["train_images_per_second"],
