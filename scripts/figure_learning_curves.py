@@ -1,7 +1,14 @@
-"""Rule `figure_learning_curves`: one training run's losses and validation AUCs per epoch."""
+"""Rule `figure_learning_curves`: every training run's losses and validation AUCs per epoch."""
+
+import json
 
 from osteoloc.report.figure_curves import learning_curves_stage
 from osteoloc.runner import run_script
 
-run_script(snakemake, lambda smk: learning_curves_stage(  # noqa: F821
-    smk.input.history, smk.wildcards.model, smk.wildcards.seed, smk.output.png))
+
+def main(smk):
+    figures = [getattr(smk.output, name) for name in json.loads(smk.params.figures)]  # in the runs' order
+    learning_curves_stage(smk.params.runs, smk.input.histories, figures)
+
+
+run_script(snakemake, main)  # noqa: F821

@@ -29,7 +29,8 @@ def history(epochs=5, prior=True):
 @pytest.mark.parametrize("prior", [True, False])
 def test_learning_curves_are_written_for_a_run(tmp_path, prior):
     write_history(history(prior=prior), tmp_path / "history.csv")
-    learning_curves_stage(tmp_path / "history.csv", "prior" if prior else "baseline", 0, tmp_path / "curves.png")
+    run = [["prior" if prior else "baseline", 0]]
+    learning_curves_stage(json.dumps(run), [tmp_path / "history.csv"], [tmp_path / "curves.png"])
     image = imread(tmp_path / "curves.png")
     assert image.shape[1] > 1000 and image.shape[0] > 400  # two panels at 200 dpi
     assert image[..., :3].std() > 0.05  # drawn, not blank
@@ -40,7 +41,9 @@ def test_learning_curves_are_written_for_a_run(tmp_path, prior):
 def test_learning_curves_refuse_a_file_that_is_no_history(tmp_path):
     pd.DataFrame({"epoch": [1]}).to_csv(tmp_path / "h.csv", index=False)
     with pytest.raises(ValueError, match="not a training history"):
-        learning_curves_stage(tmp_path / "h.csv", "baseline", 0, tmp_path / "curves.png")
+        learning_curves_stage('[["baseline", 0]]', [tmp_path / "h.csv"], [tmp_path / "curves.png"])
+    with pytest.raises(ValueError, match="differ"):
+        learning_curves_stage('[["baseline", 0], ["prior", 0]]', [tmp_path / "h.csv"], [tmp_path / "c.png"])
 
 
 def test_throughput_json_gathers_training_and_explain_rates(tmp_path):

@@ -100,21 +100,35 @@ rule report_summary:
         "../../scripts/report_summary.py"
 
 
+# One learning-curve figure per training run (every model and arm, every seed), all in one light job.
+LEARNING_CURVES = {
+    f"{model}_seed{seed}": report_file(
+        results("report", "figures", "learning_curves", f"{model}_seed{seed}.png"),
+        caption="../report/learning_curves.rst",
+        category="Training",
+        subcategory="Learning curves",
+        labels={"model": model, "seed": str(seed)},
+    )
+    for model in RUNS
+    for seed in SEEDS
+}
+
+
 rule figure_learning_curves:
     input:
-        history=train_file("history.csv"),
+        histories=[train_file("history.csv", m, s) for m in RUNS for s in SEEDS],
         code=library_code("figure_learning_curves.py"),
     output:
-        png=report_file(
-            results("report", "figures", "learning_curves", "{model}_seed{seed}.png"),
-            caption="../report/learning_curves.rst",
-            category="Training",
-            subcategory="Learning curves",
-            labels={"model": "{model}", "seed": "{seed}"},
-        ),
-        pdf=results("report", "figures", "learning_curves", "{model}_seed{seed}.pdf"),
+        **LEARNING_CURVES,
+        pdfs=[
+            results("report", "figures", "learning_curves", f"{run}.pdf")
+            for run in LEARNING_CURVES
+        ],
+    params:
+        runs=as_json([[m, s] for m in RUNS for s in SEEDS]),
+        figures=as_json(list(LEARNING_CURVES)),
     log:
-        log_path("report", "learning_curves", "{model}_seed{seed}.log"),
+        log_path("report", "learning_curves.log"),
     localrule: True
     script:
         "../../scripts/figure_learning_curves.py"
@@ -143,11 +157,7 @@ ALL_TARGETS.extend(
     list(TABLE_OUTPUTS.values())
     + list(FIGURE_OUTPUTS.values())
     + [results("report", "summary.md"), results("report", "throughput.json")]
-    + expand(
-        results("report", "figures", "learning_curves", "{model}_seed{seed}.png"),
-        model=RUNS,
-        seed=SEEDS,
-    )
+    + list(LEARNING_CURVES.values())
 )
 
 

@@ -1,6 +1,7 @@
 """Learning curves of one training run from its history.csv: training and validation loss per epoch (the
 landmark prior's total too when the run measured it) and the validation AUC per target."""
 
+import json
 import logging
 
 import matplotlib.pyplot as plt
@@ -53,9 +54,14 @@ def figure_learning_curves(history, title, stem):
         save_figure(fig, stem)
 
 
-def learning_curves_stage(history_path, model, seed, stem):
-    """Rule figure_learning_curves: one run's curves from its history.csv."""
-    history = read_history(history_path)
-    figure_learning_curves(history, f"{model}, seed {seed}: {len(history)} epochs", stem)
-    log.info("learning curves of %s seed %s: %d epochs, mean %.1f s an epoch", model, seed, len(history),
-             float(np.mean(history["seconds"])) if "seconds" in history else float("nan"))
+def learning_curves_stage(runs_json, history_paths, stems):
+    """Rule figure_learning_curves: each run's curves from its history.csv. runs_json lists the (model,
+    seed) pairs in the order of `history_paths` and `stems` (one figure stem per run)."""
+    runs = [tuple(run) for run in json.loads(runs_json)]
+    if not len(runs) == len(history_paths) == len(stems):
+        raise ValueError(f"{len(runs)} runs, {len(history_paths)} histories and {len(stems)} figures differ")
+    for (model, seed), path, stem in zip(runs, history_paths, stems):
+        history = read_history(path)
+        figure_learning_curves(history, f"{model}, seed {seed}: {len(history)} epochs", stem)
+        log.info("learning curves of %s seed %s: %d epochs, mean %.1f s an epoch", model, seed, len(history),
+                 float(np.mean(history["seconds"])) if "seconds" in history else float("nan"))
