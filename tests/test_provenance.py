@@ -20,3 +20,21 @@ def test_sources_are_transitive(tmp_path):
     names = {Path(p).name for p in library_sources(script)}
     assert {"style.py", "atomic.py"} <= names
     assert "pts.py" not in names
+
+
+def test_imports_inside_functions_count_only_when_named(tmp_path):
+    """A function-local import is an optional dependency: not followed, unless the rule names it in `also`."""
+    script = tmp_path / "script.py"
+    script.write_text("from osteoloc.io.atomic import write_csv\n\n\ndef later():\n    import osteoloc.io.pts\n")
+    names = {Path(p).name for p in library_sources(script)}
+    assert "atomic.py" in names and "pts.py" not in names
+    names = {Path(p).name for p in library_sources(script, also=["osteoloc.io.pts"])}
+    assert {"atomic.py", "pts.py"} <= names
+
+
+def test_preprocessing_depends_on_the_references_reader_only_when_asked(tmp_path):
+    scripts = PACKAGE_ROOT.parents[1] / "scripts"
+    names = {Path(p).relative_to(PACKAGE_ROOT).as_posix() for p in library_sources(scripts / "preprocess_shard.py")}
+    assert "preprocess/sources.py" in names and "cohort/references.py" not in names
+    with_references = library_sources(scripts / "preprocess_shard.py", also=["osteoloc.cohort.references"])
+    assert str(PACKAGE_ROOT / "cohort" / "references.py") in with_references

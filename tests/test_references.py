@@ -294,7 +294,7 @@ def test_shards_give_the_same_study_and_list_the_mask_files_as_inputs(phantom, t
     _, whole = run(phantom, references, tmp_path)
     assert whole.truth_masks[row_of(whole, row.subject, "left"), 2].any()
     source = dict(crop_size=SETTINGS["crop_size"], spacing_mm=SETTINGS["spacing_mm"], groups=SETTINGS["groups"],
-                  references_path=references)
+                  references=ExpertReferences(references))
     for shard_size in (1, 3):
         out = tmp_path / f"size{shard_size}"
         n = len(phantom["manifest"])

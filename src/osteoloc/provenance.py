@@ -2,6 +2,11 @@
 
 Snakemake reruns a rule when its own script changes, not when a module it imports does; listing the
 imported osteoloc source files as inputs closes that gap.
+
+Only imports outside function bodies count. An import inside a function is the library's way of saying
+"only some studies need this module" (the expert references reader): a rule whose study needs it names it
+in `also`, so a study without it neither depends on it nor reruns when it changes. tests/test_layers.py
+keeps such imports to the few that are meant.
 """
 
 import ast
@@ -11,11 +16,21 @@ PACKAGE = "osteoloc"
 PACKAGE_ROOT = Path(__file__).resolve().parent
 
 
+def _outside_functions(tree):
+    """Every node of `tree` that is not inside a function body (or a lambda)."""
+    pending = [tree]
+    while pending:
+        node = pending.pop()
+        yield node
+        pending.extend(child for child in ast.iter_child_nodes(node)
+                       if not isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)))
+
+
 def _imported_modules(path):
-    """Dotted names of the osteoloc modules `path` imports (absolute imports only)."""
+    """Dotted names of the osteoloc modules `path` imports outside functions (absolute imports only)."""
     tree = ast.parse(Path(path).read_text(), filename=str(path))
     names = set()
-    for node in ast.walk(tree):
+    for node in _outside_functions(tree):
         if isinstance(node, ast.Import):
             names.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
@@ -36,19 +51,28 @@ def _module_file(name):
     return None
 
 
-def library_sources(script):
-    """Sorted paths of every osteoloc source file `script` imports, directly or through other modules.
+def library_sources(script, also=()):
+    """Sorted paths of every osteoloc source file `script` imports, directly or through other modules, and
+    of the modules named in `also` (dotted names, e.g. "osteoloc.cohort.references") and what they import.
 
     Package `__init__.py` files on the way are included, since Python runs them on import.
     """
     seen = set()
     pending = [Path(script)]
+
+    def follow(name):
+        parts = name.split(".")
+        for depth in range(1, len(parts) + 1):
+            source = _module_file(".".join(parts[:depth]))
+            if source is not None and source not in seen:
+                seen.add(source)
+                pending.append(source)
+
+    for name in also:
+        if _module_file(name) is None:
+            raise ValueError(f"{name}: not a module of {PACKAGE}")
+        follow(name)
     while pending:
         for name in _imported_modules(pending.pop()):
-            parts = name.split(".")
-            for depth in range(1, len(parts) + 1):
-                source = _module_file(".".join(parts[:depth]))
-                if source is not None and source not in seen:
-                    seen.add(source)
-                    pending.append(source)
+            follow(name)
     return sorted(str(p) for p in seen)

@@ -7,12 +7,29 @@ from pathlib import Path
 import pandas as pd
 
 from osteoloc.io.atomic import write_csv
+from osteoloc.io.group_h5 import GroupFile
+from osteoloc.io.manifest import read_manifest
+from osteoloc.io.pts import resolve_hip_files
 from osteoloc.io.study_h5 import StudyWriter
 from osteoloc.preprocess.exclusions import Exclusions
-from osteoloc.preprocess.shards import Duplicates, unit_results
+from osteoloc.preprocess.shards import (Duplicates, gather_exclusions, gather_study, n_shards, shard_units, unit_results,
+                                        write_shard)
 from osteoloc.preprocess.sources import GroupSource, ManifestSource
 
 log = logging.getLogger(__name__)
+
+
+def expert_references(path):
+    """The expert references of the CSV at `path` (`osteoloc.cohort.references.ExpertReferences`), or None
+    when the study has none."""
+    if not path:
+        return None
+    # Imported here, not at the top, on purpose: code provenance (osteoloc.provenance) does not follow
+    # imports inside functions, so a study without references neither depends on nor reruns for edits of
+    # the references reader; the rules add cohort/references.py to their code when cohort.references is set.
+    from osteoloc.cohort.references import ExpertReferences
+
+    return ExpertReferences(path)
 
 
 def write_study(source, study_path, exclusions_path, *, max_excluded_fraction):
@@ -51,7 +68,7 @@ def preprocess_study(manifest_path, labels_path, study_path, exclusions_path, *,
     `spacing_mm` mm per pixel; `points_unit` and `accept_mirrored` as ManifestSource. Returns the hips
     written."""
     with ManifestSource(manifest_path, labels_path, crop_size=crop_size, spacing_mm=spacing_mm, groups=groups,
-                        truth_path=truth_path, references_path=references_path, points_unit=points_unit,
+                        truth_path=truth_path, references=expert_references(references_path), points_unit=points_unit,
                         accept_mirrored=accept_mirrored) as source:
         return write_study(source, study_path, exclusions_path, max_excluded_fraction=max_excluded_fraction)
 
@@ -81,7 +98,7 @@ def cohort_source(kind, inputs, settings):
     if kind == "group_hdf5":
         return GroupSource(inputs["group_hdf5"], inputs["points_dir"], inputs["labels"], **common)
     return ManifestSource(inputs["manifest"], inputs["labels"], truth_path=_optional_input(inputs, "truth"),
-                          references_path=_optional_input(inputs, "references"),
+                          references=expert_references(_optional_input(inputs, "references")),
                           points_unit=settings["points_unit"], accept_mirrored=settings["accept_mirrored"], **common)
 
 
@@ -100,19 +117,12 @@ def write_shard_plan(kind, inputs, shard_size, plan_path):
     lists as inputs, so that fixing one file reruns its shard only. Files under the working directory are
     stored relative to it (the plan of a moved or copied results folder stays the same), others absolute.
     Returns the number of shards."""
-    from osteoloc.io.group_h5 import GroupFile
-    from osteoloc.io.manifest import read_manifest
-    from osteoloc.io.pts import resolve_hip_files
-    from osteoloc.preprocess.shards import n_shards
-    from osteoloc.cohort.references import ExpertReferences
-
     if kind == "group_hdf5":
         with GroupFile(inputs["group_hdf5"]) as group:
             files = [""] * len(group.scans)  # the group file and points folder are every shard's inputs
     else:
         files = []
-        references_path = _optional_input(inputs, "references")
-        references = ExpertReferences(references_path) if references_path else None
+        references = expert_references(_optional_input(inputs, "references"))
         for row in read_manifest(inputs["manifest"]).itertuples(index=False):
             paths = [row.image_path, row.points_path, row.manual_points_path]
             paths += references.mask_files(row.subject, row.visit) if references is not None else []
@@ -129,24 +139,18 @@ def write_shard_plan(kind, inputs, shard_size, plan_path):
 
 def preprocess_shard(kind, inputs, settings, shard, shard_dir):
     """Rule `preprocess_shard`: the units of shard number `shard` (`settings["shard_size"]` per shard)."""
-    from osteoloc.preprocess.shards import shard_units, write_shard
-
     with cohort_source(kind, inputs, settings) as source:
         return write_shard(source, shard_units(len(source.units), settings["shard_size"], shard), shard_dir)
 
 
 def preprocess_exclusions(kind, inputs, settings, shard_dirs, exclusions_path):
     """Rule `preprocess_exclusions`: the whole exclusions table from the shards (never fails on the share)."""
-    from osteoloc.preprocess.shards import gather_exclusions
-
     with cohort_source(kind, inputs, settings) as source:
         return gather_exclusions(source, shard_dirs, exclusions_path)
 
 
 def preprocess_gather(kind, inputs, settings, shard_dirs, study_path):
     """Rule `preprocess`: the excluded-share check, then the one study HDF5 from the shards' crops."""
-    from osteoloc.preprocess.shards import gather_study
-
     with cohort_source(kind, inputs, settings) as source:
         return gather_study(source, shard_dirs, study_path, max_excluded_fraction=settings["max_excluded_fraction"])
 

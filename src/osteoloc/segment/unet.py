@@ -7,6 +7,8 @@ exactly that layout (four down-samplings); `features` sets the widths (the origi
 import torch
 from monai.networks.nets import BasicUNet
 
+from osteoloc.train.device import pick_device
+
 
 def build_unet(features, dropout=0.3, norm="none"):
     """A 2-D, 1-channel-in, 2-class-out U-Net with He-normal (kaiming, fan-in) weights and zero biases.
@@ -33,8 +35,6 @@ def save_unet(model, epoch, cfg, path):
 
 def load_unet(path, device="cpu"):
     """The U-Net saved by `save_unet`, in eval mode on `device` (osteoloc.train.device.pick_device names)."""
-    from osteoloc.train.device import pick_device
-
     checkpoint = torch.load(path, map_location="cpu", weights_only=False)
     if not isinstance(checkpoint, dict) or not {"state_dict", "config"} <= set(checkpoint):
         raise ValueError(f"{path}: not a U-Net checkpoint dict with 'state_dict' and 'config'")
