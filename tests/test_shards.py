@@ -10,12 +10,11 @@ import pandas as pd
 import pytest
 from test_preprocess import SETTINGS, _bad_cohort
 
-from osteoloc.io.study_h5 import load_study
 from osteoloc.preprocess.exclusions import TooManyExclusions
 from osteoloc.preprocess.shards import gather_exclusions, gather_study, n_shards, shard_units, write_shard
 from osteoloc.preprocess.sources import ManifestSource
 from osteoloc.preprocess.stages import preprocess_study
-from helpers import write_labels
+from helpers import load_study, write_labels
 
 SOURCE = {k: SETTINGS[k] for k in ("crop_size", "spacing_mm", "groups")}
 
