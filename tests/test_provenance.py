@@ -41,7 +41,8 @@ def test_preprocessing_depends_on_the_references_reader_only_when_asked(tmp_path
 
 
 def _tracked(script):
-    return {Path(p).relative_to(PACKAGE_ROOT).as_posix() for p in library_sources(PACKAGE_ROOT.parents[1] / "scripts" / script)}
+    scripts = PACKAGE_ROOT.parents[1] / "scripts"
+    return {Path(p).relative_to(PACKAGE_ROOT).as_posix() for p in library_sources(scripts / script)}
 
 
 def test_an_entry_module_adds_only_what_the_imported_entry_points_use():

@@ -208,9 +208,9 @@ def _excluder(out, subject, visit, side, where):
 class ManifestSource(_LabelledSource):
     """The cohort manifest (docs/contracts.md section 1): DICOM + BoneFinder `.pts` (+ manual points) +
     the label CSV; one unit per manifest row (radiograph), two hips each. `truth_path`, the phantom's
-    `truth.h5`, adds lesion masks cropped like the image; `references`, the expert references
-    (`osteoloc.cohort.references.ExpertReferences`, read by the stage), adds them as the lesion masks instead, drawn in the radiograph's grid and
-    cropped alike (with both, the references replace truth.h5's lesion masks; its cue stays)."""
+    `truth.h5`, adds lesion masks cropped like the image; `references`, the expert references (an
+    `osteoloc.cohort.references.ExpertReferences` the stage reads), adds them as the lesion masks instead,
+    drawn in the radiograph's grid and cropped alike (with both, the references replace truth.h5's lesion masks; its cue stays)."""
 
     unmatched_reason = "labels but no radiograph in the manifest"
     mirrored_reason = ("image mirrored (the right hip lies on the image's right): image and points flipped "

@@ -12,8 +12,8 @@ from osteoloc.io.manifest import read_manifest
 from osteoloc.io.pts import resolve_hip_files
 from osteoloc.io.study_h5 import StudyWriter
 from osteoloc.preprocess.exclusions import Exclusions
-from osteoloc.preprocess.shards import (Duplicates, gather_exclusions, gather_study, n_shards, shard_units, unit_results,
-                                        write_shard)
+from osteoloc.preprocess.shards import (Duplicates, gather_exclusions, gather_study, n_shards, shard_units,
+                                        unit_results, write_shard)
 from osteoloc.preprocess.sources import GroupSource, ManifestSource
 
 log = logging.getLogger(__name__)
