@@ -29,7 +29,7 @@ def preprocessed(tmp_path_factory):
         "cohort": {"phantom": {"subjects": 4, "shard_subjects": 2,
                                "dicom": {"transfer_syntax": {"jpegls": 0, "jpeg_lossless": 0}}},
                    "bonefinder": {"command": FAKE_BONEFINDER}},
-        "preprocess": {"shard_size": 2, "max_excluded_fraction": 0.5}})
+        "preprocess": {"shard_size": 2, "max_excluded_fraction": 1.0}})  # every broken kind in 4 subjects
     args = ("--cores", "2", "--configfile", CI_CONFIG, override)
     snakemake(workdir, "preprocess", *args)
     return workdir, args
