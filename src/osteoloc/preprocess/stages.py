@@ -27,7 +27,8 @@ def expert_references(path):
     # Imported here, not at the top, on purpose: code provenance (osteoloc.provenance) does not follow
     # imports inside functions, so a study without references neither depends on nor reruns for edits of
     # the references reader; the rules add cohort/references.py to their code when cohort.references is set.
-    
+    from osteoloc.cohort.references import ExpertReferences
+
     return ExpertReferences(path)
 
 
