@@ -88,7 +88,7 @@ def explained(tmp_path_factory):
             explain_run(root / "preprocess" / "study.h5", root / "splits" / f"seed{seed}.csv",
                         root / "train" / model / f"seed{seed}" / "best.pt", predictions_path=folder / "predictions.csv",
                         maps_path=folder / "maps.h5", metrics_path=folder / "metrics.csv", batch_size=5,
-                        pointing_tolerance_px=2.0, device="cpu")
+                        pointing_tolerance_mm=2.0, device="cpu", control_sigma_mm=8.0)
             outputs[(model, seed)] = folder
     return root, outputs
 

@@ -28,7 +28,9 @@ rule explain:
         metrics=explain_file("metrics.csv"),
     params:
         batch_size=config["explain"]["batch_size"],
-        pointing_tolerance_px=config["explain"]["pointing_tolerance_px"],
+        pointing_tolerance_mm=config["explain"]["pointing_tolerance_mm"],
+        peak=config["explain"]["peak"],
+        control_sigma_mm=config["explain"]["control_sigma_mm"],
         device=config["study"]["device"],
     log:
         log_path("explain", "{model}", "seed{seed}.log"),
