@@ -251,7 +251,7 @@ def test_rule_report_ablation(ablation_workflow):
     for path in ("tables/ablation.md", "tables/ablation.tex", "figures/ablation_forest.pdf"):
         assert (report / path).stat().st_size > 0
     html = snakemake(ablation_workflow, "--configfile", "config.yaml", override, "--report", "report.html", *targets)
-    assert "Ablation forest plot (issue 12)" in (ablation_workflow / "report.html").read_text()
+    assert "Ablation forest plot. One panel per metric" in (ablation_workflow / "report.html").read_text()
 
 
 @pytest.mark.workflow

@@ -1,4 +1,4 @@
-"""Study arms (issue 12): settings merge, landmark sources and noise, sub-crops and their maps placed back,
+"""Study arms: settings merge, landmark sources and noise, sub-crops and their maps placed back,
 per-target models assembled into the four-target layout, stride 16 through load_trained_model, and the
 workflow's arm jobs (each arm reruns alone)."""
 

@@ -1,6 +1,6 @@
-"""Issue 11: plausible mistakes that used to pass every check now end as an exclusion naming the file and the
-likely cause, and nothing wrong reaches the study file. Each test builds its bad input from the phantom's
-files (a small phantom cohort generated once) and compares with the study of the untouched cohort."""
+"""Plausible input mistakes end as an exclusion naming the file and the likely cause, and nothing wrong
+reaches the study file. Each test builds its bad input from the phantom's files (a small phantom cohort
+generated once) and compares with the study of the untouched cohort."""
 
 import shutil
 

@@ -1,4 +1,4 @@
-"""Paper A's losses against small hand-computed cases (METHOD.md eqs. 1-8)."""
+"""Paper A's losses against small hand-computed cases (docs/method.md section 4, eqs. 1-8)."""
 
 import math
 

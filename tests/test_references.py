@@ -1,5 +1,5 @@
-"""Issue 12 item 2: expert references (osteoloc.cohort.references) drawn in the radiograph's grid and mapped through
-the landmarks' resampling, crop and flip into `/truth/masks`, so the pointing game and the energy inside
+"""Expert references (osteoloc.cohort.references) drawn in the radiograph's grid and mapped through the
+landmarks' resampling, crop and flip into `/truth/masks`, so the pointing game and the energy inside
 the region run on real data. Inputs come from a small phantom cohort generated once."""
 
 import re

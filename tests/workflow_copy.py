@@ -1,6 +1,6 @@
 """Run snakemake on a throw-away copy of the workflow, for the infrastructure tests (SLURM, reruns, faults).
 
-A copy keeps /work/main/results untouched. `src/` is copied too and put first on PYTHONPATH, so a test may
+A copy keeps the checkout's results/ untouched. `src/` is copied too and put first on PYTHONPATH, so a test may
 edit library code (and the rules' `library_code(...)` inputs point into the copy) without touching the
 checkout. Scratch workflows (a few rules written by a test) use the same runner.
 """

@@ -107,7 +107,7 @@ ALL_TARGETS.extend(
 )
 
 
-# Issue 12's ablation: every configured arm (config `arms`: name -> overrides) and the paper's two models,
+# The ablation: every configured arm (config `arms`: name -> overrides) and the paper's two models,
 # compared with the reference arm 'prior' over seeds. No arms configured: no rule, the study is unchanged.
 if config.get("arms"):
     ABLATION_OUTPUTS = report_outputs(

@@ -1,6 +1,6 @@
 """BoneFinder's 80-point hip model: sanity checks, the femoral-head circle and the four target groups.
 
-Indices are BoneFinder's original numbering (DATA-FORMATS.md); points are (x, y) per index.
+Indices are BoneFinder's original numbering (docs/method.md section 2.3); points are (x, y) per index.
 """
 
 import numpy as np
@@ -24,7 +24,7 @@ _PAIR_B = np.array([b for idx in CURVES.values() for b in idx[1:]])
 FEMORAL_HEAD = [13, 78, *range(14, 22)]
 SOURCIL = [79, 64, 65, 66, 67]
 
-# The group's sanity limits for catching a wrong numbering (DATA-FORMATS.md).
+# The group's sanity limits for catching a wrong numbering (docs/method.md section 2.3).
 MAX_NEIGHBOUR_MM = 75.0
 MAX_HEAD_RADIUS_MM = 40.0
 MAX_SOURCIL_RADIUS_MM = 45.0

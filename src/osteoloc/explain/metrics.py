@@ -1,4 +1,4 @@
-"""Heatmap localisation metrics in crop pixels (METHOD.md, Evaluation), and the levels that calibrate them.
+"""Heatmap localisation metrics in crop pixels (docs/method.md section 6), and the levels that calibrate them.
 
 Conventions: pixel (row i, column j) sits at x = j, y = i; points are (x, y); eps = 1e-6. A metric that
 is undefined returns NaN: no reference (no valid landmark, an empty mask), or a heatmap whose total mass

@@ -1,4 +1,4 @@
-"""The group's preprocessed HDF5 (DATA-FORMATS.md, last section): its reader and a writer of that layout.
+"""The group's preprocessed HDF5 (docs/method.md section 2.7): its reader and a writer of that layout.
 
 `/scans/{subject}/{visit}/{side}/image`: one crop per hip, already resampled, cropped, flipped and
 normalised (Blosc2-compressed), with the crop offset, spacings and intensities as attributes; it holds no

@@ -1,4 +1,4 @@
-"""The label CSV: OARSI osteophyte grades per subject, visit, hip and target (DATA-FORMATS.md).
+"""The label CSV: OARSI osteophyte grades per subject, visit, hip and target (docs/method.md section 2.5).
 
 A missing grade (NaN, empty, `nan`, `none`, `na`, `missing`, any case) is unknown (-1), never 0. A value
 that is neither missing nor a grade 0-3 is *junk*: the caller decides what to do with the row (the

@@ -1,4 +1,4 @@
-"""Per-hip geometry (METHOD.md, docs/preprocessing.md steps 4-8): resample to the target spacing, crop a
+"""Per-hip geometry (docs/method.md section 3, docs/preprocessing.md steps 4-8): resample to the target spacing, crop a
 square centred on the femoral-head circle (shifted to stay inside the image), flip left hips, map points
 the same way, p5/p95 normalisation. Pure functions of arrays: no file, no label, no exclusion.
 

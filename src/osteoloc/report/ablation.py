@@ -1,4 +1,4 @@
-"""The ablation table of issue 12: every study arm against the paper's prior arm, paired over seeds.
+"""The ablation table: every study arm against the paper's prior arm, paired over seeds.
 
 Inputs are the long frames of `osteoloc.io.runs.read_runs` over the runs of every arm (column `model` = the
 arm: `baseline`, `prior` or a configured arm name; column `seed`), from `results/explain/{arm}/seed{seed}/`

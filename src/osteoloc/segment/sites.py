@@ -4,7 +4,8 @@ from dataclasses import dataclass
 
 from osteoloc.names import TARGETS
 
-# The head points BoneFinder's circle fit uses (DATA-FORMATS.md); their circle's diameter is our reference length.
+# The head points BoneFinder's circle fit uses (docs/method.md section 2.3); their circle's diameter is our
+# reference length.
 HEAD_CIRCLE_INDICES = (13, 78, 14, 15, 16, 17, 18, 19, 20, 21)
 
 

@@ -1,4 +1,4 @@
-"""Study arms (issue 12, docs/training.md "Arms"): named sets of overrides of the prior's training, the model
+"""Study arms (docs/training.md "Arms"): named sets of overrides of the prior's training, the model
 or its input, each trained with the reference arm's prior values for every seed on that seed's split.
 
 An arm's config block (workflow/schemas/arms.schema.yaml) is nested by what it changes:

@@ -1,4 +1,4 @@
-"""Paper A's losses (METHOD.md eqs. 1-8): masked BCE, class activation maps, the plateau-Gaussian
+"""Paper A's losses (docs/method.md section 4, eqs. 1-8): masked BCE, class activation maps, the plateau-Gaussian
 landmark penalty (or another mask shape) and the prior loss on normalised CAMs. Pure tensor functions,
 batched, differentiable."""
 
@@ -46,7 +46,7 @@ def penalty_maps(landmarks, valid, feature_hw, input_hw, radius, sigma, shape=DE
 
     landmarks (B, 4, L, 2) as (x, y) in input pixels, valid (B, 4, L) bool; radius and sigma in input
     pixels. Pixel coordinate u maps to (u + 0.5) * s feature units, s = feature size / input size, and
-    the centre of cell j sits at j + 0.5 (METHOD.md). Radius and sigma are scaled by the same s.
+    the centre of cell j sits at j + 0.5 (docs/method.md section 4). Radius and sigma are scaled by the same s.
     shape: a key of PENALTY_SHAPES, a function of d_adj = max(0, d - r) (eq. 4); the default is paper A's
     plateau Gaussian (eq. 5). Targets without a valid landmark get an all-zero map (the prior loss leaves
     them out anyway).

@@ -22,7 +22,7 @@ PAPER_A_CORRELATION = (
 )
 MISSING_SPELLINGS = ("", "NaN", "nan", "none", "NA", "na", "missing")
 SIDE_SPELLINGS = {"right": ("right", "R"), "left": ("left", "L")}
-# Column order of the real labels.csv (DATA-FORMATS.md).
+# Column order of the real labels.csv (docs/method.md section 2.5).
 LABEL_COLUMNS = ("cohort", "subject", "visit", "side", "osteo_acet_inf", "osteo_acet_sup", "osteo_fem_inf",
                  "osteo_fem_sup")
 
