@@ -26,14 +26,13 @@ import torch
 import torch.nn.functional as F
 
 from osteoloc.explain.cam import scale_maps
+from osteoloc.names import ABLATION_METRICS, CALIBRATED_METRICS
 
 EPS = 1e-6
 TIE = 1e-6  # cells within this of the strongest tie; the first in row-major order wins
 PEAK_RULES = ("cell_centre", "first_max")
 # The metrics calibrated against chance and ceiling, with the direction in which they are better.
-CALIBRATED = {"com_to_landmark": "lower", "peak_to_landmark": "lower", "com_to_lesion": "lower",
-              "peak_to_lesion": "lower", "pointing_hit": "higher", "energy_in_mask": "higher",
-              "energy_lift": "higher"}
+CALIBRATED = {metric: ABLATION_METRICS[metric].better for metric in CALIBRATED_METRICS}
 LEVELS = ("uniform", "random_cell", "ceiling")  # column suffixes of the reference levels
 CONTROL = "control"  # column suffix of the landmark-only control map's value
 
