@@ -139,8 +139,7 @@ def write_runs(work, size, seed=0):
 
 def stage_imports(work, args):
     import osteoloc.explain.stages  # noqa: F401
-    import osteoloc.report.figures  # noqa: F401
-    import osteoloc.report.tables  # noqa: F401
+    import osteoloc.report.stages  # noqa: F401
     return {"hips": 0}
 
 
@@ -149,7 +148,7 @@ def stage_write(work, args):
 
 
 def stage_split(work, args):
-    from osteoloc.train.splits import split_stage
+    from osteoloc.train.stages import split_stage
 
     split = split_stage(work / "study.h5", work / "split.csv", seed=0)
     return {"hips": args.hips, "subjects": len(split)}
@@ -189,7 +188,8 @@ def stage_explain(work, args):
 
 
 def stage_tables(work, args):
-    from osteoloc.report.tables import SUMMARY_TABLES, TABLE_IDS, report_summary, report_tables
+    from osteoloc.report.stages import SUMMARY_TABLES, report_summary, report_tables
+    from osteoloc.report.tables import TABLE_IDS
 
     runs = json.loads((work / "runs.json").read_text())
     table_paths = {t: work / "report" / "tables" / f"{t}.csv" for t in TABLE_IDS}
@@ -205,7 +205,8 @@ def stage_tables(work, args):
 
 
 def stage_figures(work, args):
-    from osteoloc.report.figures import FIGURE_IDS, report_figures
+    from osteoloc.report.figures import FIGURE_IDS
+    from osteoloc.report.stages import report_figures
 
     runs = json.loads((work / "runs.json").read_text())
     report_figures(json.dumps(runs["runs"]), runs["predictions"], runs["metrics"], work / "study.h5",

@@ -1,6 +1,6 @@
 """Rule `figure_grid`: Figure A1, validation loss per epoch for every grid point of the prior's search."""
 
-from osteoloc.report.figure_training import figure_grid_stage
+from osteoloc.report.stages import figure_grid_stage
 from osteoloc.runner import run_script
 
 run_script(snakemake, lambda smk: figure_grid_stage(  # noqa: F821

@@ -2,8 +2,8 @@
 
 import json
 
-from osteoloc.report.figure_landmarks import figure_landmarks
+from osteoloc.report.stages import figure_landmarks_stage
 from osteoloc.runner import run_script
 
-run_script(snakemake, lambda smk: figure_landmarks(  # noqa: F821
+run_script(snakemake, lambda smk: figure_landmarks_stage(  # noqa: F821
     smk.input.study, smk.output.png, rows=json.loads(smk.params.rows)))

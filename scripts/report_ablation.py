@@ -2,7 +2,7 @@
 
 import json
 
-from osteoloc.report.ablation import report_ablation
+from osteoloc.report.stages import report_ablation
 from osteoloc.runner import run_script
 
 run_script(snakemake, lambda smk: report_ablation(  # noqa: F821

@@ -2,7 +2,7 @@
 
 import json
 
-from osteoloc.report.figures import report_figures
+from osteoloc.report.stages import report_figures
 from osteoloc.runner import run_script
 
 run_script(snakemake, lambda smk: report_figures(  # noqa: F821

@@ -3,7 +3,7 @@
 import json
 
 from osteoloc.runner import run_script
-from osteoloc.report.tables import SUMMARY_TABLES, report_summary
+from osteoloc.report.stages import SUMMARY_TABLES, report_summary
 
 run_script(snakemake, lambda smk: report_summary(  # noqa: F821
     smk.params.study_name, json.loads(smk.params.seeds), json.loads(smk.params.runs),

@@ -3,7 +3,7 @@
 import json
 
 from osteoloc.runner import run_script
-from osteoloc.report.tables import report_tables
+from osteoloc.report.stages import report_tables
 
 run_script(snakemake, lambda smk: report_tables(  # noqa: F821
     smk.params.runs, smk.input.predictions, smk.input.metrics, smk.input.study,

@@ -3,7 +3,7 @@
 import json
 
 from osteoloc.runner import run_script
-from osteoloc.train.splits import split_stage
+from osteoloc.train.stages import split_stage
 
 run_script(snakemake, lambda smk: split_stage(  # noqa: F821
     smk.input.h5, smk.output[0], user_split=smk.input.get("user_split"),

@@ -1,17 +1,9 @@
-"""Rules `train_grid_point` and `train`: one ResNet-18 run (baseline, a grid point, or the selected prior)."""
+"""Rules `train_grid_point` and `train`: one ResNet-18 run (baseline, a grid point, the prior or an arm)."""
 
-from osteoloc.train.grid import prior_values
 from osteoloc.runner import run_script
-from osteoloc.train.loop import TrainSettings, train_run
+from osteoloc.train.stages import train_stage
 
-
-def main(smk):
-    prior = prior_values(smk.params.point, smk.input.get("selection"), smk.params.prior)
-    settings = TrainSettings.for_run(smk.params.training, smk.params.seed, prior)
-    # The prior run of the selection seed is the chosen grid point's run: copied rather than trained again.
-    reuse = (smk.input.grid_best, smk.input.grid_history) if smk.input.get("grid_best") else None
-    train_run(smk.input.h5, smk.input.split, settings, history_path=smk.output.history,
-              best_path=smk.output.best, last_path=smk.params.last, reuse=reuse)
-
-
-run_script(snakemake, main)  # noqa: F821
+run_script(snakemake, lambda smk: train_stage(  # noqa: F821
+    smk.input.h5, smk.input.split, smk.params.training, smk.params.seed, smk.params.prior,
+    selection_path=smk.input.get("selection"), history_path=smk.output.history, best_path=smk.output.best,
+    last_path=smk.params.last, reuse_best=smk.input.get("grid_best"), reuse_history=smk.input.get("grid_history")))

@@ -8,9 +8,9 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from osteoloc.report.ablation import (ABLATION_METRICS, ablation_table, penalty_warnings, report_ablation,
-                                      seed_level_values, t_interval)
+from osteoloc.report.ablation import ABLATION_METRICS, ablation_table, penalty_warnings, seed_level_values, t_interval
 from osteoloc.report.figure_ablation import _x_limits, figure_ablation_forest
+from osteoloc.report.stages import report_ablation
 from osteoloc.io.atomic import write_csv
 from osteoloc.names import TARGETS
 

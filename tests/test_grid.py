@@ -3,9 +3,10 @@
 import pandas as pd
 import pytest
 
-from osteoloc.train.grid import (best_point, extension_points, grid_points, parse_point_id, point_id, point_loss,
-                           prior_values, read_selection, select_prior_stage, select_round_stage, selection_record,
-                           selection_round)
+from osteoloc.train.grid import (best_point, extension_points, final_round, grid_points, parse_point_id, point_id,
+                                 point_loss, prior_values, read_selection, round_point_ids, selection_record,
+                                 selection_round)
+from osteoloc.train.stages import select_prior_stage, select_round_stage
 from osteoloc.io.runs import write_history
 
 PAPER_STEPS = {"lambda": 1, "radius": 10, "sigma": 10}
@@ -77,8 +78,24 @@ def test_selection_stages_read_histories_and_write_selection(tmp_path):
     select_prior_stage([tmp_path / "round0.json"], "bce", tmp_path / "selection.json")
     selection = read_selection(tmp_path / "selection.json")
     assert (selection["lambda"], selection["radius"], selection["sigma"]) == (1.0, 4.0, 13.0)
-    # a run's prior: grid point id, else the selection, else the fixed block, else none
-    assert prior_values("lam2_r9_sig13", tmp_path / "selection.json", "") == {"lambda": 2, "radius": 9, "sigma": 13}
-    assert prior_values("", tmp_path / "selection.json", "")["point"] == "lam1_r4_sig13"
-    assert prior_values("", None, '{"lambda": 3, "radius": 1, "sigma": 2}')["lambda"] == 3
-    assert prior_values("", None, "") == {"lambda": 0.0, "radius": 0.0, "sigma": 0.0}
+    # a run's prior: the values the rule passes, or (null) the selection; never both, never neither
+    assert prior_values('{"lambda": 3, "radius": 1, "sigma": 2}')["lambda"] == 3
+    assert prior_values("null", tmp_path / "selection.json")["point"] == "lam1_r4_sig13"
+    with pytest.raises(ValueError, match="either from the rule"):
+        prior_values('{"lambda": 3, "radius": 1, "sigma": 2}', tmp_path / "selection.json")
+    with pytest.raises(ValueError, match="either from the rule"):
+        prior_values("null")
+
+
+def test_selection_rounds_followed_from_the_first_grid():
+    """round_point_ids / final_round: what the workflow's checkpoints follow, on records kept in a dict."""
+    first = ["lam0.5_r3_sig9", "lam1_r3_sig9"]
+    steps = {"lambda": 1.0, "radius": 0.0, "sigma": 0.0}
+    records = {0: selection_round({p: 1.0 for p in first} | {"lam1_r3_sig9": 0.5}, steps, 0, 2)}
+    assert round_point_ids(0, first, records.__getitem__) == first
+    assert records[0]["extension"] == ["lam2_r3_sig9"] and not records[0]["done"]
+    round1 = round_point_ids(1, first, records.__getitem__)
+    assert round1 == first + ["lam2_r3_sig9"]
+    records[1] = selection_round({p: 1.0 for p in round1}, steps, 1, 2)  # lam0.5 best: inside the grid
+    assert records[1]["done"]
+    assert final_round(records.__getitem__) == (1, records[1])

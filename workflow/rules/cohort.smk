@@ -71,7 +71,7 @@ def phantom_shards():
 
 rule phantom_shard:
     input:
-        code=library_code("make_phantom.py"),
+        code=library_code("phantom_shard.py"),
     output:
         # temporary: the gather links its files into results/cohort/images and points
         shard=temp(directory(results("cohort", "shards", "{shard}"))),
@@ -87,13 +87,13 @@ rule phantom_shard:
         mem_mb=4000,
         runtime=60,
     script:
-        "../../scripts/make_phantom.py"
+        "../../scripts/phantom_shard.py"
 
 
 rule phantom_cohort:
     input:
         shards=phantom_shards() if COHORT["source"] == "phantom" else [],
-        code=library_code("make_phantom.py"),
+        code=library_code("phantom_cohort.py"),
     output:
         **phantom_twin_outputs(),
         manifest=results("cohort", "manifest.csv"),
@@ -117,7 +117,7 @@ rule phantom_cohort:
         mem_mb=2000,
         runtime=30,
     script:
-        "../../scripts/make_phantom.py"
+        "../../scripts/phantom_cohort.py"
 
 
 if BONEFINDER_COMMAND:
@@ -152,7 +152,7 @@ if BONEFINDER_COMMAND:
     rule bonefinder_shard:
         input:
             manifest=cohort_source_manifest(),
-            code=library_code("run_bonefinder.py"),
+            code=library_code("bonefinder_shard.py"),
         output:
             manifest=results(
                 "cohort", "bonefinder", "shards", "{shard}", "manifest.csv"
@@ -172,12 +172,12 @@ if BONEFINDER_COMMAND:
         resources:
             runtime=600,
         script:
-            "../../scripts/run_bonefinder.py"
+            "../../scripts/bonefinder_shard.py"
 
     rule bonefinder:
         input:
             manifests=bonefinder_shard_manifests,
-            code=library_code("run_bonefinder.py"),
+            code=library_code("bonefinder.py"),
         output:
             manifest=results("cohort", "bonefinder", "manifest.csv"),
         log:
@@ -187,4 +187,4 @@ if BONEFINDER_COMMAND:
         resources:
             runtime=10,
         script:
-            "../../scripts/run_bonefinder.py"
+            "../../scripts/bonefinder.py"

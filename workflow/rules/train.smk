@@ -4,7 +4,14 @@
 # Params carry the config as JSON blocks: the baseline's block holds no prior value, so changing the prior
 # reruns only the prior's jobs (and the arms') and what follows them; an arm's training block is the shared
 # one merged with that arm's settings alone, so editing one arm reruns only that arm.
-from osteoloc.train.grid import grid_points, point_id
+from osteoloc.train.grid import (
+    NO_PRIOR,
+    final_round,
+    grid_points,
+    parse_point_id,
+    point_id,
+    round_point_ids,
+)
 
 TRAIN = config["train"]
 PRIOR = TRAIN["prior"]
@@ -60,32 +67,17 @@ def _round_record(index):
 
 def round_points(wildcards):
     """Histories of every point selection round `round` compares: the grid, plus each extension so far."""
-    index = int(wildcards.round)
-    if index == 0:
-        points = FIRST_GRID
-    else:
-        previous = _round_record(index - 1)
-        points = list(previous["losses"]) + previous["extension"]
+    points = round_point_ids(int(wildcards.round), FIRST_GRID, _round_record)
     return [grid_file("history.csv", p) for p in points]
 
 
-def final_round():
-    """Index and record of the first round that asks for no further extension."""
-    index = 0
-    while True:
-        record = _round_record(index)
-        if record["done"]:
-            return index, record
-        index += 1
-
-
 def all_rounds(wildcards):
-    last, _ = final_round()
+    last, _ = final_round(_round_record)
     return [results("grid", "rounds", f"round{i}.json") for i in range(last + 1)]
 
 
 def grid_histories(wildcards):
-    _, record = final_round()
+    _, record = final_round(_round_record)
     return [grid_file("history.csv", p) for p in record["losses"]]
 
 
@@ -100,7 +92,7 @@ def train_inputs(wildcards):
         if (
             wildcards.model == "prior" and int(wildcards.seed) == SELECTION_SEED
         ):  # the chosen grid point's run is this very run
-            chosen = final_round()[1]["best"]
+            chosen = final_round(_round_record)[1]["best"]
             inputs["grid_best"] = grid_file("best.pt", chosen)
             inputs["grid_history"] = grid_file("history.csv", chosen)
     return inputs
@@ -117,12 +109,14 @@ def run_runtime(wildcards):
     return TRAIN_RESOURCES["runtime"] * (4 if arm.get("per_target") else 1)
 
 
-def fixed_prior(wildcards):
-    """The prior's block for a per-seed run of the prior or an arm: empty for the baseline and for
-    grid-selected values (the script reads selection.json), the fixed values otherwise.
+def run_prior(wildcards):
+    """The prior's values of a per-seed run as JSON: none (zeros) for the baseline; for the prior and every
+    arm the config's fixed values, or null when the grid chooses them (input `selection`).
     """
-    if wildcards.model == "baseline" or SELECT_BY_GRID:
-        return ""
+    if wildcards.model == "baseline":
+        return as_json(NO_PRIOR)
+    if SELECT_BY_GRID:
+        return as_json(None)
     return as_json({axis: PRIOR[axis] for axis in ("lambda", "radius", "sigma")})
 
 
@@ -154,8 +148,7 @@ rule train_grid_point:
     params:
         training=as_json(TRAINING),
         seed=SELECTION_SEED,
-        point=lambda wildcards: wildcards.point,
-        prior="",
+        prior=lambda wildcards: as_json(parse_point_id(wildcards.point)),
         # resumable checkpoint: not an output, so a killed job's cleanup keeps it
         last=grid_file("last.pt"),
     log:
@@ -170,7 +163,7 @@ rule train_grid_point:
 checkpoint select_prior_round:
     input:
         histories=round_points,
-        code=library_code("select_prior.py"),
+        code=library_code("select_prior_round.py"),
     output:
         results("grid", "rounds", "round{round}.json"),
     params:
@@ -182,7 +175,7 @@ checkpoint select_prior_round:
         log_path("grid", "round{round}.log"),
     localrule: True
     script:
-        "../../scripts/select_prior.py"
+        "../../scripts/select_prior_round.py"
 
 
 rule select_prior:
@@ -214,8 +207,7 @@ rule train:
     params:
         training=run_training,
         seed=lambda wildcards: int(wildcards.seed),
-        point="",
-        prior=fixed_prior,
+        prior=run_prior,
         last=train_file("last.pt"),
     log:
         log_path("train", "{model}", "seed{seed}.log"),

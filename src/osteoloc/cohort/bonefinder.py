@@ -7,14 +7,12 @@ preprocessing stage excludes that radiograph with a reason instead of the study 
 """
 
 import logging
-import os
 import shlex
 import subprocess
 from pathlib import Path
 
 import pandas as pd
 
-from osteoloc.cohort.sharding import shard_units
 from osteoloc.io.atomic import write_csv
 
 log = logging.getLogger(__name__)
@@ -68,24 +66,3 @@ def run_bonefinder(manifest_path, command, out_manifest, timeout_s=600, rows=Non
     write_csv(pd.DataFrame(out_rows, columns=columns), out_manifest)
     log.info("bonefinder: %d images, %d failed -> %s", len(out_rows), failures, out_manifest)
     return failures
-
-
-def run_bonefinder_shard(manifest_path, command, out_manifest, shard, shard_size, timeout_s=600):
-    """Rule `bonefinder_shard`: the manifest rows of shard number `shard` (`shard_size` rows per shard, the
-    preprocessing's shards), into the shard's folder."""
-
-    n = len(pd.read_csv(manifest_path, dtype=str, keep_default_na=False))
-    return run_bonefinder(manifest_path, command, out_manifest, timeout_s, rows=shard_units(n, shard_size, shard))
-
-
-def gather_bonefinder(shard_manifests, out_manifest):
-    """Rule `bonefinder`: the shards' manifests, in shard order, as one manifest whose points paths are
-    relative to `out_manifest`'s folder."""
-    out_manifest = Path(out_manifest)
-    frames = []
-    for path in map(Path, shard_manifests):
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
-        frame["points_path"] = [os.path.relpath(path.parent / p, out_manifest.parent) for p in frame["points_path"]]
-        frames.append(frame)
-    write_csv(pd.concat(frames, ignore_index=True), out_manifest)
-    return sum(len(f) for f in frames)

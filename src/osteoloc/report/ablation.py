@@ -14,8 +14,6 @@ Two steps:
 Distances and spread are in crop pixels; AUC, pointing game and energy shares are fractions (0-1).
 """
 
-import logging
-
 import numpy as np
 import pandas as pd
 from scipy import stats
@@ -23,13 +21,9 @@ from sklearn.metrics import roc_auc_score
 
 from osteoloc.io.runs import read_runs
 from osteoloc.report.stats import paired_wilcoxon
-from osteoloc.report.tables import write_table
 from osteoloc.explain.metrics import calibrated
-from osteoloc.names import (ABLATION_FIGURE, ABLATION_METRICS, ABLATION_TABLE, CALIBRATED_METRICS, CONFIDENCE,
-                            PENALTY_WARNING, REFERENCE_ARM, TARGETS)
-from osteoloc.report.figure_ablation import figure_ablation_forest
+from osteoloc.names import ABLATION_METRICS, CALIBRATED_METRICS, CONFIDENCE, PENALTY_WARNING, REFERENCE_ARM, TARGETS
 
-log = logging.getLogger(__name__)
 
 RUN_KEYS = ["model", "seed", "target"]
 LEVEL_COLUMNS = ["chance", "random_cell", "ceiling", "control"]  # beside a calibrated metric's run value
@@ -181,20 +175,3 @@ def read_arm_runs(runs, paths, kind):
     if len(runs) != len(paths):
         raise ValueError(f"ablation: {len(runs)} runs but {len(paths)} {kind} files")
     return read_runs(dict(zip(runs, paths)), kind)
-
-
-def report_ablation(runs, predictions_paths, metrics_paths, twin_predictions_paths=(), *, arms,
-                    reference=REFERENCE_ARM, decimals, width_in, table_path, figure_path):
-    """Rule report_ablation: the ablation table (`table_path`, .csv/.md/.tex) and its forest plot
-    (`figure_path`, .png/.pdf). runs: [(arm, seed)] in the order of the path lists; arms: the arms in
-    table order; twin_predictions_paths: empty when the shortcut test is off."""
-
-    predictions = read_arm_runs(runs, predictions_paths, "predictions")
-    metrics = read_arm_runs(runs, metrics_paths, "metrics")
-    twins = read_arm_runs(runs, twin_predictions_paths, "twin predictions") if twin_predictions_paths else None
-    table = ablation_table(seed_level_values(predictions, metrics, twins), arms, reference)
-    for warning in penalty_warnings(table):
-        log.warning(warning)
-    write_table(table, table_path, decimals=decimals)
-    log.info("ablation: %d rows, %d arms, metrics %s", len(table), len(arms), sorted(set(table["metric"])))
-    figure_ablation_forest(table, figure_path, width_in=width_in, reference=reference)

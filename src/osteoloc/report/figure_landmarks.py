@@ -1,17 +1,11 @@
 """Figure 1 (paper A): a right and a left hip crop from the study HDF5 with the BoneFinder contour in
 black and the four target groups coloured (the left hip as stored, i.e. flipped like every crop)."""
 
-import logging
-
 import matplotlib.pyplot as plt
-import numpy as np
 from matplotlib.lines import Line2D
 
 from osteoloc.report.style import PAPER_RC, TARGET_COLOURS, save_figure
-from osteoloc.io.study_h5 import StudyFile
 from osteoloc.names import SHORT_NAMES, TARGETS
-
-log = logging.getLogger(__name__)
 
 
 def pick_rows(meta, rows=None):
@@ -43,16 +37,12 @@ def draw_hip(ax, image, contour, groups, valid, title):
     ax.set_yticks([])
 
 
-def figure_landmarks(study_path, out_stem, rows=None):
-    """Draw Figure 1 from `study_path` and save `<out_stem>.png` and `.pdf`."""
-    with StudyFile(study_path) as study:
-        meta = study.meta(("side",))
-        rows = pick_rows(meta, rows)
-        data = study.read(["images", "landmarks/contour", "landmarks/groups", "landmarks/valid"], rows)
+def figure_landmarks(data, sides, rows, out_stem):
+    """Draw Figure 1 and save `<out_stem>.png` and `.pdf`. data: the study's images, landmarks/contour,
+    landmarks/groups and landmarks/valid of `rows`, in that order; sides: each row's side."""
     with plt.rc_context(PAPER_RC):
         fig, axes = plt.subplots(1, len(rows), figsize=(2.4 * len(rows), 2.7), squeeze=False)
-        for i, (ax, row) in enumerate(zip(axes[0], rows)):
-            side = meta["side"][row]
+        for i, (ax, side) in enumerate(zip(axes[0], sides)):
             title = f"{side} hip" + (" (flipped)" if side == "left" else "")
             draw_hip(ax, data["images"][i], data["landmarks/contour"][i], data["landmarks/groups"][i],
                      data["landmarks/valid"][i], title)
@@ -62,5 +52,3 @@ def figure_landmarks(study_path, out_stem, rows=None):
         fig.legend(handles=handles, loc="lower center", ncol=5, frameon=False, bbox_to_anchor=(0.5, -0.02))
         fig.tight_layout(rect=(0, 0.08, 1, 1))
         save_figure(fig, out_stem)
-    log.info("Figure 1 shows HDF5 rows %s", rows)
-    return np.array(rows)

@@ -1,14 +1,9 @@
 """Figure A1: validation loss per epoch for every grid point of the prior's search, the chosen one marked."""
 
-import logging
-
 import matplotlib.pyplot as plt
 from matplotlib.ticker import MaxNLocator
 
 from osteoloc.report.style import PAPER_RC, save_figure
-from osteoloc.train.grid import point_histories, read_selection
-
-log = logging.getLogger(__name__)
 
 
 def figure_grid(histories, selection, stem):
@@ -39,11 +34,3 @@ def figure_grid(histories, selection, stem):
         ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False, ncol=1 + len(histories) // 16)
         ax.grid(alpha=0.3)
         save_figure(fig, stem)
-
-
-def figure_grid_stage(selection_path, history_paths, stem):
-    """Rule figure_grid: Figure A1 from selection.json and the grid runs' history.csv files."""
-    selection = read_selection(selection_path)
-    histories = point_histories(history_paths)
-    figure_grid(histories, selection, stem)
-    log.info("Figure A1 from %d grid points, chosen %s", len(histories), selection["point"])

@@ -4,7 +4,6 @@ the reliability diagrams pool the positive test images / predictions of every se
 (4, 5, 6) use the selection seed, as the paper shows one run.
 """
 
-import logging
 import warnings
 from dataclasses import dataclass
 
@@ -15,11 +14,9 @@ import seaborn as sns
 from sklearn.metrics import roc_auc_score, roc_curve
 
 from osteoloc.report.style import MODEL_COLOURS, PAPER_RC, save_figure
-from osteoloc.io.runs import read_all_runs
 from osteoloc.report.stats import reliability_bins
 from osteoloc.names import SHORT_NAMES, TARGETS
 
-log = logging.getLogger(__name__)
 
 MODELS = ("baseline", "prior")
 METRIC_LABELS = {"com_distance": "CoM distance (px)", "peak_distance": "peak distance (px)",
@@ -333,15 +330,3 @@ def build_figures(predictions, metrics, study_path, maps_paths, selection_seed, 
                    width_in)
     figure6_cases(cases, images, maps_by_model, probs, groups, valid, out["figure6"], width_in)
     return cases
-
-
-def report_figures(runs_json, predictions_paths, metrics_paths, study_path, maps_paths, *, selection_seed,
-                   calibration_bins, figure_paths, width_in, case_threshold, figure5_row):
-    """Rule report_figures: every figure of FIGURE_IDS from every run's explain outputs
-    (`runs.read_all_runs`); the options are the `report.figures` config block."""
-    predictions, metrics = read_all_runs(runs_json, predictions_paths, metrics_paths)
-    cases = build_figures(predictions, metrics, study_path, maps_paths, selection_seed, figure_paths,
-                          width_in=width_in, case_threshold=case_threshold, figure5_row_index=figure5_row,
-                          n_bins=calibration_bins)
-    for case in cases:
-        log.info("figure 6 case %s: %s%s", case.key, case.rule, " (fallback)" if case.fallback else "")

@@ -8,15 +8,12 @@ pair. Which seeds each table uses:
 - Table 2: every hip of the study (labels do not depend on a seed).
 """
 
-import logging
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from osteoloc.io.atomic import write_csv, write_text
-from osteoloc.io.study_h5 import StudyFile
-from osteoloc.io.runs import read_all_runs, read_runs
 from osteoloc.report.stats import (delong_test, expected_calibration_error, image_level_table, label_correlation,
                             paired_wilcoxon, seed_level_table)
 from osteoloc.names import SHORT_NAMES, TARGETS
@@ -29,8 +26,6 @@ TABLES = {"table1": "Table 1", "table2": "Table 2", "tableA1": "Table A1", "tabl
 TABLE_IDS = tuple(TABLES)
 SEED_LEVEL_INPUT = ("seed_level_input", "Seed-level input")  # the CSV Table A1 is computed from
 SUMMARY_TABLES = ("tableA1", "auc", "true_localisation")  # the tables summary.md quotes
-
-log = logging.getLogger(__name__)
 
 
 def positives(frame):
@@ -184,19 +179,6 @@ def read_table(path):
     return pd.read_csv(path, dtype={"seed": str})
 
 
-def report_tables(runs_json, predictions_paths, metrics_paths, study_path, *, selection_seed, calibration_bins,
-                  decimals, table_paths, seed_input_path):
-    """Rule report_tables: every table of TABLE_IDS from every run's explain outputs (`runs.read_all_runs`)
-    and the study's labels. table_paths: {table id: its path, .csv / .md / .tex written beside each other}."""
-    predictions, metrics = read_all_runs(runs_json, predictions_paths, metrics_paths)
-    with StudyFile(study_path) as study:
-        labels = study.read(["labels"])["labels"].astype(int)
-    tables = build_tables(predictions, metrics, labels, selection_seed, calibration_bins, seed_input_path)
-    for table_id, table in tables.items():
-        write_table(table, table_paths[table_id], decimals=decimals)
-        log.info("%s: %d rows", table_id, len(table))
-
-
 def undefined_maps(metrics):
     """Per model: positive (image, target) pairs of every run and how many have a Grad-CAM map with zero
     mass (all evidence negative), whose localisation metrics are undefined and left out."""
@@ -238,15 +220,3 @@ def summary_markdown(study_name, tables, exclusions, n_hips, seeds, metrics=None
     else:
         lines.append("None.")
     return "\n".join(lines) + "\n"
-
-
-def report_summary(study_name, seeds, runs, *, table_paths, exclusions_path, study_path, metrics_paths, out_path):
-    """Rule report_summary: `summary_markdown` from the written tables (table_paths: {SUMMARY_TABLES id:
-    path}), the exclusions table, the study's size and every run's metrics.
-    runs: the (model, seed) pairs of `metrics_paths`, in order."""
-    tables = {table_id: read_table(path) for table_id, path in table_paths.items()}
-    exclusions = pd.read_csv(exclusions_path, dtype=str, keep_default_na=False)
-    with StudyFile(study_path) as study:
-        n_hips = len(study)
-    metrics = read_runs(dict(zip((tuple(run) for run in runs), metrics_paths)), "metrics")
-    write_text(summary_markdown(study_name, tables, exclusions, n_hips, seeds, metrics), out_path)

@@ -122,30 +122,34 @@ def write_selection(record, path):
     write_text(json.dumps(record, indent=1) + "\n", path)
 
 
-def prior_values(point="", selection_path=None, fixed_json=""):
-    """The prior's {"lambda", "radius", "sigma"} of a run: from a grid point's id, else the grid selection
-    (selection.json), else the fixed config block (JSON), else none (the baseline). Radius and sigma in
-    input pixels."""
-    if point:
-        return parse_point_id(point)
-    if selection_path:
-        return read_selection(selection_path)
-    if fixed_json:
-        return json.loads(fixed_json)
-    return NO_PRIOR
+def prior_values(values_json, selection_path=None):
+    """The prior's {"lambda", "radius", "sigma"} of a run (radius and sigma in input pixels): the values the
+    rule knows (`values_json`: a grid point's, the fixed config's, zeros for the baseline), or, when the run
+    takes the grid's choice, `null` and the selection.json it was chosen in."""
+    values = json.loads(values_json)
+    if (values is None) == (selection_path is None):
+        raise ValueError("a run takes the prior's values either from the rule (JSON) or from selection.json; "
+                         f"got values {values_json!r} and selection {selection_path!r}")
+    return read_selection(selection_path) if values is None else values
+
+
+def round_point_ids(round_index, first_grid, read_round):
+    """The ids of the points selection round `round_index` compares: the first grid (ids), then every point
+    of the previous round plus its extension. read_round(i) -> round i's record (the workflow's checkpoint)."""
+    if round_index == 0:
+        return list(first_grid)
+    previous = read_round(round_index - 1)
+    return list(previous["losses"]) + previous["extension"]
+
+
+def final_round(read_round):
+    """(index, record) of the first selection round that asks for no further extension."""
+    index = 0
+    while not (record := read_round(index))["done"]:
+        index += 1
+    return index, record
 
 
 def point_histories(history_paths):
     """{point id: history DataFrame} of grid runs at `.../{point}/history.csv` (contracts.md section 4)."""
     return {Path(path).parent.name: read_history(path) for path in history_paths}
-
-
-def select_round_stage(history_paths, criterion, steps, round_index, max_rounds, out_path):
-    """Rule select_prior_round: one selection round over the grid runs' histories -> its JSON record."""
-    losses = {point: point_loss(history, criterion) for point, history in point_histories(history_paths).items()}
-    write_selection(selection_round(losses, steps, round_index, max_rounds), out_path)
-
-
-def select_prior_stage(round_paths, criterion, out_path):
-    """Rule select_prior: selection.json from every round's record, in round order."""
-    write_selection(selection_record([read_selection(path) for path in round_paths], criterion), out_path)

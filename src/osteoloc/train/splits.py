@@ -1,13 +1,11 @@
 """Subject-level train / validation / test splits: seeded, or read from a `subject,split` file (the one
 split-file reader of the library)."""
 
-import logging
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-log = logging.getLogger(__name__)
 SPLITS = ("train", "val", "test")
 
 
@@ -78,21 +76,3 @@ def check_split(split, subjects, source="split"):
     split = split.drop_duplicates()
     split = split[split["subject"].isin(study)]
     return split.sort_values("subject", ignore_index=True)
-
-
-def split_stage(study_path, out, user_split=None, fractions=(0.70, 0.15, 0.15), seed=0):
-    """Rule `split`: the user's split file when given, else a seeded split of the study's subjects;
-    checked against the study and written to `out` (contracts.md section 3)."""
-    from osteoloc.io.atomic import write_csv
-    from osteoloc.io.study_h5 import StudyFile
-
-    with StudyFile(study_path) as study:
-        subjects = study.subjects()
-    if user_split:
-        split, source = read_split(user_split), str(user_split)
-    else:
-        split, source = make_split(subjects, fractions, seed=seed), f"seeded split (seed {seed})"
-    split = check_split(split, subjects, source=source)
-    log.info("%s: %s", source, split["split"].value_counts().to_dict())
-    write_csv(split, out)
-    return split

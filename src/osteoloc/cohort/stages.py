@@ -1,0 +1,45 @@
+"""The cohort stage's entry points, one per rule of workflow/rules/cohort.smk: the phantom's shards and
+their gather, and the BoneFinder shards and their gather. Expert references are read by the preprocessing
+that uses them, not here: editing their reader reruns nothing of this stage."""
+
+import json
+import os
+from pathlib import Path
+
+import pandas as pd
+
+from osteoloc.cohort.bonefinder import run_bonefinder
+from osteoloc.cohort.phantom.cohort import gather_shards, make_shard
+from osteoloc.cohort.sharding import shard_units
+from osteoloc.io.atomic import write_csv
+
+
+def phantom_shard(config_json, shard, shard_dir):
+    """Rule phantom_shard: shard number `shard` of the phantom cohort (`cohort.phantom` as JSON) into `shard_dir`."""
+    make_shard(json.loads(config_json), int(shard), shard_dir)
+
+
+def phantom_cohort(config_json, shard_dirs, cohort_dir):
+    """Rule phantom_cohort: the shards gathered into the cohort folder `cohort_dir` (manifest.csv, labels.csv,
+    truth.h5, broken.csv, images/, points/ and, with twins, their manifest and images)."""
+    gather_shards(json.loads(config_json), list(shard_dirs), cohort_dir)
+
+
+def run_bonefinder_shard(manifest_path, command, out_manifest, shard, shard_size, timeout_s=600):
+    """Rule `bonefinder_shard`: the manifest rows of shard number `shard` (`shard_size` rows per shard, the
+    preprocessing's shards), into the shard's folder."""
+    n = len(pd.read_csv(manifest_path, dtype=str, keep_default_na=False))
+    return run_bonefinder(manifest_path, command, out_manifest, timeout_s, rows=shard_units(n, shard_size, shard))
+
+
+def gather_bonefinder(shard_manifests, out_manifest):
+    """Rule `bonefinder`: the shards' manifests, in shard order, as one manifest whose points paths are
+    relative to `out_manifest`'s folder."""
+    out_manifest = Path(out_manifest)
+    frames = []
+    for path in map(Path, shard_manifests):
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+        frame["points_path"] = [os.path.relpath(path.parent / p, out_manifest.parent) for p in frame["points_path"]]
+        frames.append(frame)
+    write_csv(pd.concat(frames, ignore_index=True), out_manifest)
+    return sum(len(f) for f in frames)

@@ -1,0 +1,95 @@
+"""The report stage's entry points, one per rule of workflow/rules/report.smk (and Figure 1 of preprocess.smk,
+Figure A1 of train.smk): each reads the rule's inputs, calls the tables', figures' or ablation's computation
+and writes the rule's outputs."""
+
+import logging
+
+import pandas as pd
+
+from osteoloc.io.atomic import write_text
+from osteoloc.io.runs import read_all_runs, read_runs
+from osteoloc.io.study_h5 import StudyFile
+from osteoloc.report.ablation import ablation_table, penalty_warnings, read_arm_runs, seed_level_values
+from osteoloc.report.figure_ablation import figure_ablation_forest
+from osteoloc.report.figure_landmarks import figure_landmarks, pick_rows
+from osteoloc.report.figure_training import figure_grid
+from osteoloc.report.figures import build_figures
+from osteoloc.report.tables import SUMMARY_TABLES, build_tables, read_table, summary_markdown, write_table  # noqa: F401 (SUMMARY_TABLES: the rule script names its inputs)
+from osteoloc.names import REFERENCE_ARM
+from osteoloc.train.grid import point_histories, read_selection
+
+log = logging.getLogger(__name__)
+
+
+def report_tables(runs_json, predictions_paths, metrics_paths, study_path, *, selection_seed, calibration_bins,
+                  decimals, table_paths, seed_input_path):
+    """Rule report_tables: every table of TABLE_IDS from every run's explain outputs (`runs.read_all_runs`)
+    and the study's labels. table_paths: {table id: its path, .csv / .md / .tex written beside each other}."""
+    predictions, metrics = read_all_runs(runs_json, predictions_paths, metrics_paths)
+    with StudyFile(study_path) as study:
+        labels = study.read(["labels"])["labels"].astype(int)
+    tables = build_tables(predictions, metrics, labels, selection_seed, calibration_bins, seed_input_path)
+    for table_id, table in tables.items():
+        write_table(table, table_paths[table_id], decimals=decimals)
+        log.info("%s: %d rows", table_id, len(table))
+
+
+def report_summary(study_name, seeds, runs, *, table_paths, exclusions_path, study_path, metrics_paths, out_path):
+    """Rule report_summary: `summary_markdown` from the written tables (table_paths: {SUMMARY_TABLES id:
+    path}), the exclusions table, the study's size and every run's metrics.
+    runs: the (model, seed) pairs of `metrics_paths`, in order."""
+    tables = {table_id: read_table(path) for table_id, path in table_paths.items()}
+    exclusions = pd.read_csv(exclusions_path, dtype=str, keep_default_na=False)
+    with StudyFile(study_path) as study:
+        n_hips = len(study)
+    metrics = read_runs(dict(zip((tuple(run) for run in runs), metrics_paths)), "metrics")
+    write_text(summary_markdown(study_name, tables, exclusions, n_hips, seeds, metrics), out_path)
+
+
+def report_figures(runs_json, predictions_paths, metrics_paths, study_path, maps_paths, *, selection_seed,
+                   calibration_bins, figure_paths, width_in, case_threshold, figure5_row):
+    """Rule report_figures: every figure of FIGURE_IDS from every run's explain outputs
+    (`runs.read_all_runs`); the options are the `report.figures` config block."""
+    predictions, metrics = read_all_runs(runs_json, predictions_paths, metrics_paths)
+    cases = build_figures(predictions, metrics, study_path, maps_paths, selection_seed, figure_paths,
+                          width_in=width_in, case_threshold=case_threshold, figure5_row_index=figure5_row,
+                          n_bins=calibration_bins)
+    for case in cases:
+        log.info("figure 6 case %s: %s%s", case.key, case.rule, " (fallback)" if case.fallback else "")
+
+
+def report_ablation(runs, predictions_paths, metrics_paths, twin_predictions_paths=(), *, arms,
+                    reference=REFERENCE_ARM, decimals, width_in, table_path, figure_path):
+    """Rule report_ablation: the ablation table (`table_path`, .csv/.md/.tex) and its forest plot
+    (`figure_path`, .png/.pdf). runs: [(arm, seed)] in the order of the path lists; arms: the arms in
+    table order; twin_predictions_paths: empty when the shortcut test is off."""
+
+    predictions = read_arm_runs(runs, predictions_paths, "predictions")
+    metrics = read_arm_runs(runs, metrics_paths, "metrics")
+    twins = read_arm_runs(runs, twin_predictions_paths, "twin predictions") if twin_predictions_paths else None
+    table = ablation_table(seed_level_values(predictions, metrics, twins), arms, reference)
+    for warning in penalty_warnings(table):
+        log.warning(warning)
+    write_table(table, table_path, decimals=decimals)
+    log.info("ablation: %d rows, %d arms, metrics %s", len(table), len(arms), sorted(set(table["metric"])))
+    figure_ablation_forest(table, figure_path, width_in=width_in, reference=reference)
+
+
+def figure_grid_stage(selection_path, history_paths, stem):
+    """Rule figure_grid: Figure A1 from selection.json and the grid runs' history.csv files."""
+    selection = read_selection(selection_path)
+    histories = point_histories(history_paths)
+    figure_grid(histories, selection, stem)
+    log.info("Figure A1 from %d grid points, chosen %s", len(histories), selection["point"])
+
+
+def figure_landmarks_stage(study_path, out_stem, rows=None):
+    """Rule figure_landmarks: Figure 1 from the study (`rows`, else the first right and the first left hip),
+    saved as `<out_stem>.png` and `.pdf`. Returns the rows shown."""
+    with StudyFile(study_path) as study:
+        meta = study.meta(("side",))
+        rows = pick_rows(meta, rows)
+        data = study.read(["images", "landmarks/contour", "landmarks/groups", "landmarks/valid"], rows)
+    figure_landmarks(data, [meta["side"][row] for row in rows], rows, out_stem)
+    log.info("Figure 1 shows HDF5 rows %s", rows)
+    return rows
