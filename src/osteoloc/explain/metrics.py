@@ -15,7 +15,8 @@ squares through the known upsampling (a map that is not such a grid gets its bes
 Calibration (`reference_levels`): for every metric, the value of a map that carries no information
 (chance: the uniform map; a uniform map's peak is a random cell, so for peak metrics chance is the mean
 over single-cell maps), the mean over maps at one random cell, and the best value any single-cell map of
-the grid reaches (the ceiling: the oracle cell, upsampled exactly as the model's maps).
+the grid reaches (the ceiling: the oracle cell, upsampled exactly as the model's maps; for the centre of
+mass, which a mixture of cells moves anywhere between the cells' centres, the oracle mixture).
 """
 
 from dataclasses import dataclass
@@ -237,7 +238,8 @@ def reference_levels(grid, window, size, *, landmarks=None, mask=None, tolerance
     or None; mask (size, size) the lesion or None. Returns {metric: {"uniform", "random_cell", "ceiling"}}
     for the metrics whose reference exists. uniform: the uniform map over the window (its peak a random
     cell: the mean over cells, as random tie-breaking gives); random_cell: the mean over the single-cell
-    maps; ceiling: the best single-cell map in the metric's direction."""
+    maps; ceiling: the best single-cell map in the metric's direction (centre-of-mass distances: the best
+    mixture of cells, the distance to the box spanned by the cell maps' centres of mass)."""
     x0, y0, p = window
     maps, peaks, coms = _cell_maps(tuple(grid.cells), int(p), grid.peak_rule)
     peaks, coms = peaks + (x0, y0), coms + (x0, y0)
@@ -247,15 +249,27 @@ def reference_levels(grid, window, size, *, landmarks=None, mask=None, tolerance
     def distances(locations, points):
         return np.array([_closest_distance(x, y, points) for x, y in locations])
 
+    # A grid map's centre of mass is a mass-weighted mean of its cells' (the upsampling is linear), so it
+    # can lie anywhere in their hull, the box spanned by the cell maps' centres of mass: CoM's ceiling
+    # is the distance to that box, which a mixture of at most four neighbouring cells reaches.
+    low, high = coms.min(axis=0), coms.max(axis=0)
+    best_com = {}
+
+    def box_distance(points):
+        points = _valid_points(points)
+        return float(np.min(np.hypot(*(points - np.clip(points, low, high)).T)))
+
     if landmarks is not None and len(_valid_points(landmarks)):
         per_cell["com_to_landmark"] = distances(coms, landmarks)
         uniform["com_to_landmark"] = _closest_distance(*centre, landmarks)
+        best_com["com_to_landmark"] = box_distance(landmarks)
         per_cell["peak_to_landmark"] = distances(peaks, landmarks)
     mask = None if mask is None else np.asarray(mask, dtype=bool)
     if mask is not None and mask.any():
         centroid = mask_centroid(mask)
         per_cell["com_to_lesion"] = distances(coms, centroid)
         uniform["com_to_lesion"] = _closest_distance(*centre, centroid)
+        best_com["com_to_lesion"] = box_distance(centroid)
         per_cell["peak_to_lesion"] = distances(peaks, centroid)
         per_cell["pointing_hit"] = np.array([float(distance_to_mask(x, y, mask) <= tolerance_px) for x, y in peaks])
         inside = mask[y0:y0 + p, x0:x0 + p].reshape(-1).astype(np.float64)
@@ -267,7 +281,7 @@ def reference_levels(grid, window, size, *, landmarks=None, mask=None, tolerance
         uniform["energy_lift"] = uniform["energy_in_mask"] / area
     levels = {}
     for metric, values in per_cell.items():
-        best = values.min() if CALIBRATED[metric] == "lower" else values.max()
+        best = best_com.get(metric, values.min() if CALIBRATED[metric] == "lower" else values.max())
         levels[metric] = {"uniform": float(uniform.get(metric, values.mean())), "random_cell": float(values.mean()),
                           "ceiling": float(best)}
     return levels
