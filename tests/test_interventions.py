@@ -1,16 +1,21 @@
-"""Localisation by intervention (osteoloc.cohort.phantom.interventions): a lesion removed, moved along its
-zone or moved to another site changes the radiograph only at the lesion."""
+"""Localisation by intervention: a lesion removed, moved along its zone or moved to another site changes the
+radiograph only at the lesion (osteoloc.cohort.phantom.interventions), and the measurement of whether a
+map follows it (osteoloc.explain.interventions)."""
 
 import math
 
 import numpy as np
 import pytest
+import torch
 from scipy import ndimage
 
 from osteoloc.cohort.phantom.cohort import Plan, stage_radiograph
 from osteoloc.cohort.phantom.interventions import KINDS, interventions
 from osteoloc.cohort.phantom.render import fill, render
+from osteoloc.explain import interventions as effects_module
+from osteoloc.explain.interventions import EFFECT_COLUMNS, crop_pair, intervention_effects
 from osteoloc.names import TARGETS
+from osteoloc.train.model import build_model
 
 CONFIG = {"seed": 3, "subjects": 2, "broken_fraction": 0.0, "prevalence": {t: 0.9 for t in TARGETS}}
 
@@ -49,3 +54,65 @@ def test_removed_lesions_leave_no_mask_and_moved_ones_move_by_about_the_shift(ca
             assert case.mask_shift_mm == pytest.approx(abs(case.shift_mm), abs=1.5)
         elif case.kind == "other_site":
             assert case.shift_mm > 30  # the other site is centimetres away
+
+
+# -- the measurement (osteoloc.explain.interventions) --------------------------------------------------------
+
+GROUPS = {"osteo_fem_sup": [13, 78, 14, 15], "osteo_fem_inf": [19, 20, 21], "osteo_acet_sup": [67],
+          "osteo_acet_inf": [71]}
+
+
+def _fake_model(monkeypatch, cases, make_map):
+    """predict_maps replaced by maps made from each pair's crops and masks (make_map(mask, contour))."""
+    pairs = iter([crop_pair(case, 64, 1.4) for case in cases])
+    monkeypatch.setattr(effects_module, "map_grid", lambda model, size: (2, 2))
+    monkeypatch.setattr(effects_module, "map_windows", lambda *args: None)
+
+    def predict(model, images, groups, valid):
+        original, image, mask, moved, contour = next(pairs)
+        np.testing.assert_array_equal(images[0, 0].numpy(), original)
+        maps = np.zeros((2, 4, 64, 64), np.float32)
+        maps[0, :], maps[1, :] = make_map(mask, contour), make_map(moved, contour)
+        return torch.zeros(2, 4), torch.from_numpy(maps)
+
+    monkeypatch.setattr(effects_module, "predict_maps", predict)
+
+
+def test_a_map_on_the_lesion_follows_it_and_a_map_on_the_landmark_does_not(cases, monkeypatch):
+    moved = [c for c in cases if c.kind == "moved" and c.target.startswith("osteo_fem")]
+    _fake_model(monkeypatch, moved, lambda mask, contour: mask.astype(np.float32))
+    follows = intervention_effects(None, moved, 64, 1.4, GROUPS)
+    assert list(follows.columns) == EFFECT_COLUMNS and len(follows) == len(moved)
+    assert follows["mask_shift_mm"].gt(0).all()
+    np.testing.assert_allclose(follows["com_follow"], 1.0, atol=1e-6)
+
+    def on_landmark(mask, contour):
+        heatmap = np.zeros((64, 64), np.float32)
+        x, y = np.round(contour[13]).astype(int)
+        heatmap[y, x] = 1.0
+        return heatmap
+
+    _fake_model(monkeypatch, moved, on_landmark)
+    stays = intervention_effects(None, moved, 64, 1.4, GROUPS)
+    np.testing.assert_allclose(stays["com_follow"], 0.0, atol=1e-9)
+    assert (stays["com_shift_mm"] == 0).all()
+
+
+def test_crops_of_an_intervention_differ_from_the_original_only_near_the_lesion(cases):
+    for case in cases:
+        original, image, mask, moved, _ = crop_pair(case, 64, 1.4)
+        changed = np.abs(image - original) > 1e-5
+        near = ndimage.binary_dilation(mask | moved, iterations=4)
+        if case.kind != "removed" and not moved.any():
+            continue  # moved into the bone: no mask to compare with
+        assert changed.any() and not (changed & ~near).any(), (case.side, case.target, case.kind)
+
+
+def test_a_real_model_runs_on_the_interventions(cases):
+    torch.manual_seed(0)
+    model = build_model(weights="none").eval()
+    with torch.no_grad():
+        model.fc.weight.abs_()  # positive head: non-zero maps
+    table = intervention_effects(model, cases[:5], 64, 1.4, GROUPS)
+    assert len(table) == 5 and table["logit_change"].notna().all()
+    assert table.loc[table["kind"] == "removed", "com_follow"].isna().all()

@@ -45,6 +45,7 @@ class Intervention:
     polygon: np.ndarray  # the moved lesion's polygon, image mm (None when removed)
     original_polygon: np.ndarray
     spacing: float  # mm per pixel of the images
+    points_mm: np.ndarray  # the hip's 80 exact points, image mm (x, y)
 
     @property
     def mask_shift_mm(self):
@@ -120,5 +121,5 @@ def interventions(config, subject_index, visit=0, shifts_mm=(-6.0, -3.0, 3.0, 6.
                 shift = float(np.linalg.norm(_centroid(new) - _centroid(polygon)))
             out.append(Intervention(side, target, kind, shift, drawn.image, drawn.lesion_masks.get((s, t)),
                                     original.image, original.lesion_masks[(s, t)], new, polygon,
-                                    staged.scene.spacing))
+                                    staged.scene.spacing, staged.exact[80 * s:80 * (s + 1)]))
     return out
