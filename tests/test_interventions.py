@@ -5,16 +5,19 @@ map follows it (osteoloc.explain.interventions)."""
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from scipy import ndimage
 
-from osteoloc.cohort.phantom.cohort import Plan, stage_radiograph
+from osteoloc.cohort.phantom.cohort import Plan, make_cohort, stage_radiograph
 from osteoloc.cohort.phantom.interventions import KINDS, interventions
 from osteoloc.cohort.phantom.render import fill, render
 from osteoloc.explain import interventions as effects_module
-from osteoloc.explain.interventions import EFFECT_COLUMNS, crop_pair, intervention_effects
+from osteoloc.explain.interventions import EFFECT_COLUMNS, crop_pair, explain_interventions, intervention_effects
 from osteoloc.names import TARGETS
+from osteoloc.preprocess.stages import preprocess_study
+from osteoloc.report.stages import report_interventions
 from osteoloc.train.model import build_model
 
 CONFIG = {"seed": 3, "subjects": 2, "broken_fraction": 0.0, "prevalence": {t: 0.9 for t in TARGETS}}
@@ -116,3 +119,31 @@ def test_a_real_model_runs_on_the_interventions(cases):
     table = intervention_effects(model, cases[:5], 64, 1.4, GROUPS)
     assert len(table) == 5 and table["logit_change"].notna().all()
     assert table.loc[table["kind"] == "removed", "com_follow"].isna().all()
+
+
+def test_the_stage_functions_run_on_a_phantom_study(tmp_path):
+    """explain_interventions on a preprocessed two-subject phantom study (both subjects in the test split)
+    with an untrained network, then report_interventions over two such runs."""
+    folder = tmp_path / "cohort"
+    make_cohort(CONFIG, folder)
+    preprocess_study(folder / "manifest.csv", folder / "labels.csv", tmp_path / "study.h5", tmp_path / "excl.csv",
+                     truth_path=folder / "truth.h5", crop_size=64, spacing_mm=1.4, max_excluded_fraction=1.0,
+                     groups=GROUPS)
+    subjects = pd.read_csv(folder / "manifest.csv")["subject"].unique()
+    pd.DataFrame({"subject": subjects, "split": "test"}).to_csv(tmp_path / "split.csv", index=False)
+    torch.manual_seed(0)
+    model = build_model(weights="none")
+    with torch.no_grad():
+        model.fc.weight.abs_()
+    torch.save({"state_dict": model.state_dict(), "config": {}}, tmp_path / "best.pt")
+    table = explain_interventions(tmp_path / "study.h5", tmp_path / "split.csv", tmp_path / "best.pt",
+                                  phantom_config=CONFIG, groups=GROUPS, shifts_mm=[3.0], radiographs=1,
+                                  peak="cell_centre", device="cpu", out_path=tmp_path / "interventions.csv")
+    assert len(table) > 0 and set(table["subject"]) == {subjects[0]}
+    assert set(table["kind"]) == set(KINDS)
+    report_interventions([["prior", 0], ["baseline", 0]], [tmp_path / "interventions.csv"] * 2,
+                         arms=["baseline", "prior"], width_in=7.0, table_path=tmp_path / "report" / "interventions.csv",
+                         figure_path=tmp_path / "report" / "interventions_figure.png")
+    summary = pd.read_csv(tmp_path / "report" / "interventions.csv")
+    assert set(summary["quantity"]) == {"com_follow", "peak_follow", "logit_change"}
+    assert (tmp_path / "report" / "interventions_figure.pdf").stat().st_size > 1000

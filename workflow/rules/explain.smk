@@ -50,3 +50,34 @@ ALL_TARGETS.extend(
     for seed in SEEDS
     for name in ("predictions.csv", "metrics.csv", "maps.h5")
 )
+
+
+# Localisation by intervention (phantom only, off by default: explain.interventions.enabled): each run's
+# maps on its test radiographs redrawn with each lesion removed or moved (docs/evaluation.md).
+INTERVENTIONS = config["explain"]["interventions"]
+if INTERVENTIONS["enabled"] and config["cohort"]["source"] == "phantom":
+
+    rule explain_interventions:
+        input:
+            study=results("preprocess", "study.h5"),
+            split=results("splits", "seed{seed}.csv"),
+            checkpoint=train_file("best.pt", "{model}", "{seed}"),
+            code=library_code("explain_interventions.py"),
+        output:
+            effects=explain_file("interventions.csv"),
+        params:
+            phantom=as_json(config["cohort"]["phantom"]),
+            groups=as_json(config["preprocess"]["groups"]),
+            shifts_mm=INTERVENTIONS["shifts_mm"],
+            radiographs=INTERVENTIONS["radiographs"],
+            peak=config["explain"]["peak"],
+            device=config["study"]["device"],
+        log:
+            log_path("explain", "{model}", "seed{seed}_interventions.log"),
+        threads: 2
+        resources:
+            mem_mb=4000,
+            runtime=60,
+            gpu=1 if config["study"]["device"] == "cuda" else 0,
+        script:
+            "../../scripts/explain_interventions.py"

@@ -8,14 +8,25 @@ the lesion's truth mask moves (1 = the map follows the evidence, 0 = it stays wh
 landmark), and the change of the target's logit (for a removal: how much of the score the lesion carried).
 """
 
+import logging
+
 import numpy as np
 import pandas as pd
 import torch
 
 from osteoloc.cohort.landmarks import target_groups
+from osteoloc.cohort.phantom.cohort import Plan
+from osteoloc.cohort.phantom.interventions import interventions
+from osteoloc.io.atomic import write_csv
+from osteoloc.io.study_h5 import StudyFile
+from osteoloc.train.device import pick_device
+from osteoloc.train.model import load_trained_model
+from osteoloc.train.splits import read_split
 from osteoloc.explain.metrics import centre_of_mass, peak
 from osteoloc.explain.stages import map_grid, map_windows, predict_maps
 from osteoloc.names import TARGETS
+
+log = logging.getLogger(__name__)
 from osteoloc.preprocess.geometry import preprocess_hip
 
 EFFECT_COLUMNS = ["side", "target", "kind", "shift_mm", "mask_shift_mm", "com_follow", "peak_follow",
@@ -79,3 +90,38 @@ def intervention_effects(model, cases, crop_size, spacing_mm, groups, peak_rule=
             row["peak_follow"] = float((peaks[1] - peaks[0]) * spacing_mm @ direction / length)
         rows.append(row)
     return pd.DataFrame(rows, columns=EFFECT_COLUMNS)
+
+
+def explain_interventions(study_path, split_path, checkpoint_path, *, phantom_config, groups, shifts_mm,
+                          radiographs, peak, device, out_path):
+    """Rule explain_interventions: `intervention_effects` of one trained model on the phantom radiographs
+    of its test split (the first `radiographs` test subjects in study order, every visit), only for the
+    lesions of test hips; written to out_path with columns subject, visit and EFFECT_COLUMNS.
+    phantom_config: the `cohort.phantom` block the cohort was drawn with (the radiographs are redrawn)."""
+    device = pick_device(device)
+    model = load_trained_model(checkpoint_path, device)
+    plan = Plan(phantom_config)
+    index = {subject: i for i, (_, subject, _) in enumerate(plan.ids)}
+    with StudyFile(study_path) as study:
+        rows = study.rows_in_split(read_split(split_path), "test")
+        meta = study.meta(("subject", "visit", "side"), rows)
+        crop_size, spacing_mm = study.crop_size, study.spacing_mm
+    test_hips = set(zip(meta["subject"], meta["side"]))  # splits are by subject: every visit is a test visit
+    subjects = list(dict.fromkeys(meta["subject"]))[:int(radiographs)]
+    frames = []
+    for subject in subjects:
+        if subject not in index:
+            raise ValueError(f"{study_path}: test subject {subject} is not in the phantom the config draws "
+                             "(cohort.phantom must be the cohort's own config)")
+        for v in range(plan.n_visits):
+            cases = interventions(phantom_config, index[subject], v, tuple(shifts_mm), plan=plan)
+            cases = [c for c in cases if (subject, c.side) in test_hips]
+            if not cases:
+                continue
+            table = intervention_effects(model, cases, crop_size, spacing_mm, groups, peak, device)
+            frames.append(table.assign(subject=subject, visit=v))
+    columns = ["subject", "visit", *EFFECT_COLUMNS]
+    table = pd.concat(frames, ignore_index=True)[columns] if frames else pd.DataFrame(columns=columns)
+    write_csv(table, out_path, float_format="%.6g")
+    log.info("%d interventions on %d test radiographs of %s", len(table), len(subjects), checkpoint_path)
+    return table

@@ -95,11 +95,12 @@ def _render(staged, scene, state):
     return render(scene, staged.look, staged.rng)
 
 
-def interventions(config, subject_index, visit=0, shifts_mm=(-6.0, -3.0, 3.0, 6.0)):
+def interventions(config, subject_index, visit=0, shifts_mm=(-6.0, -3.0, 3.0, 6.0), plan=None):
     """Every intervention on every lesion of radiograph (subject_index, visit) of the phantom `config`:
     per lesion one removal, one move per shift in `shifts_mm` (mm) and one move to the other site.
-    Returns a list of Intervention (empty for a radiograph without a lesion)."""
-    staged = stage_radiograph(Plan(config), subject_index, visit)
+    Returns a list of Intervention (empty for a radiograph without a lesion). plan: the config's `Plan`,
+    to reuse it across radiographs."""
+    staged = stage_radiograph(plan or Plan(config), subject_index, visit)
     state = copy.deepcopy(staged.rng.bit_generator.state)
     original = _render(staged, staged.scene, state)
     out = []
