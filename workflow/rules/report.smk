@@ -145,7 +145,7 @@ if config.get("arms"):
 
 
 # Localisation by intervention: every run's interventions.csv -> one table and figure per study.
-if INTERVENTIONS["enabled"] and config["cohort"]["source"] == "phantom":
+if INTERVENTIONS_ON:
     INTERVENTION_OUTPUTS = report_outputs(
         "tables", {"interventions": {"table": "Intervention table"}}, "Interventions"
     ) | report_outputs(
