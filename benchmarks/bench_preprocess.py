@@ -31,7 +31,8 @@ import pydicom
 import yaml
 
 from osteoloc.cohort.landmarks import DEFAULT_GROUPS
-from osteoloc.preprocess.shards import gather_exclusions, gather_study, write_shard
+from osteoloc.io.labels import read_labels
+from osteoloc.preprocess.shards import gather_exclusions, gather_study, unlabelled, write_shard
 from osteoloc.preprocess.sources import ManifestSource
 
 REPO = Path(__file__).resolve().parents[1]
@@ -75,7 +76,7 @@ def replicated(manifest, labels, n, out):
 
 def shard_job(manifest, labels, out):
     """One shard job of every row of `manifest` into `out`; returns the hips written."""
-    with ManifestSource(manifest, labels, **SETTINGS) as source:
+    with ManifestSource(manifest, unlabelled(), **SETTINGS) as source:  # shards crop without labels
         return write_shard(source, range(len(source.units)), out)
 
 
@@ -140,9 +141,10 @@ def main():
             shard_job(manifest, labels, out / "shard")
             shard.append((time.perf_counter() - start) / len(paths))
             start = time.perf_counter()
-            with ManifestSource(manifest, labels, **SETTINGS) as source:
-                gather_exclusions(source, [out / "shard"], out / "exclusions.csv")
-                gather_study(source, [out / "shard"], out / "study.h5", max_excluded_fraction=1.0)
+            with ManifestSource(manifest, unlabelled(), **SETTINGS) as source:
+                table = read_labels(labels)
+                gather_exclusions(source, table, labels, [out / "shard"], out / "exclusions.csv")
+                gather_study(source, table, labels, [out / "shard"], out / "study.h5", max_excluded_fraction=1.0)
             gather.append((time.perf_counter() - start) / len(paths))
         decode, shard, gather = min(decode), min(shard), min(gather)
         print(f"bare pydicom decode: {1000 * decode:.0f} ms per radiograph (best of {args.repeats})")

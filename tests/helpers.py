@@ -37,6 +37,11 @@ def hip_points_mm(centre, side, head_radius=24.0, seed=0):
     for index, angle in SOURCIL_ANGLES.items():
         points[index] = on_circle(angle, head_radius + 4)
     points[71] = on_circle(TEARDROP_71, head_radius + 10)
+    # below the head, as the orientation check expects: the obturator foramen and the shaft's two ends
+    # (placed after the random draws, so every other point stays as it was)
+    foramen = np.deg2rad(np.arange(7) * 360 / 7)
+    points[54:61] = np.column_stack([cx + medial * (12 + 6 * np.sin(foramen)), cy + 30 + 8 * np.cos(foramen)])
+    points[0], points[28] = (cx - medial * 15, cy + 30), (cx + medial * 5, cy + 30)
     return points
 
 

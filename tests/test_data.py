@@ -53,12 +53,12 @@ def test_load_split_reads_only_its_subjects_and_masks_padding(tmp_path):
 
 
 def test_study_file_refuses_a_wrong_schema_version_and_a_missing_dataset(tmp_path):
-    for problem, expected in [("version", "schema_version 2"), ("dataset", "no /landmarks/valid dataset"),
+    for problem, expected in [("version", "schema_version 99"), ("dataset", "no /landmarks/valid dataset"),
                               ("shape", "/labels has shape")]:
         path = write_study(tmp_path / f"{problem}.h5", n_subjects=2)
         with h5py.File(path, "a") as f:  # break one thing of a good file
             if problem == "version":
-                f.attrs["schema_version"] = 2
+                f.attrs["schema_version"] = 99
             elif problem == "dataset":
                 del f["landmarks/valid"]
             else:

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from osteoloc.cohort.landmarks import (DEFAULT_GROUPS, FEMORAL_HEAD, MAX_HIP_DISTANCE_MM, MIN_HEAD_RADIUS_MM, HipsSwapped,
-                                LandmarkError, check_hip, check_pair, check_side, fit_circle, head_circle,
-                                target_groups, validate_groups)
+from osteoloc.cohort.landmarks import (DEFAULT_GROUPS, DEFAULT_LIMITS, FEMORAL_HEAD, AnatomyLimits, HipsSwapped,
+                                       LandmarkError, Misoriented, check_hip, check_orientation, check_pair,
+                                       check_side, fit_circle, head_circle, target_groups, validate_groups)
 from osteoloc.names import TARGETS
 from helpers import hip_points_mm
 
@@ -97,16 +97,54 @@ def test_default_groups_sit_where_their_names_say():
     assert acet_inf[0, 1] > cy  # teardrop tip: below the head centre
 
 
-def test_head_radius_lower_limit_flags_a_wrong_scale():
+def test_head_radius_range_flags_a_wrong_scale():
     spacing = (0.15, 0.15)
     mm = hip_points_mm((100, 80), "right")  # head radius 24 mm
     check_hip(mm / 0.15, spacing)
-    with pytest.raises(LandmarkError, match=r"femoral head radius 24\.0 px = 3\.6 mm, under the 15 mm") as err:
+    with pytest.raises(LandmarkError, match=r"femoral head radius 24\.0 px = 3\.6 mm, outside the adult range "
+                                            r"19-36 mm \(preprocess.anatomy.head_radius_mm\)") as err:
         check_hip(mm, spacing)  # millimetres read as pixels
     assert err.value.scale == "small"
-    with pytest.raises(LandmarkError, match="femoral head"):
-        check_hip(hip_points_mm((100, 80), "right", head_radius=MIN_HEAD_RADIUS_MM - 0.5), (1.0, 1.0))
-    check_hip(hip_points_mm((100, 80), "right", head_radius=MIN_HEAD_RADIUS_MM + 0.5), (1.0, 1.0))
+    low, high = DEFAULT_LIMITS.head_radius_mm
+    for radius, scale in ((low - 0.5, "small"), (high + 0.5, "large")):
+        with pytest.raises(LandmarkError, match="femoral head") as err:
+            check_hip(hip_points_mm((100, 80), "right", head_radius=radius), (1.0, 1.0))
+        assert err.value.scale == scale
+    for radius in (low + 0.5, high - 0.5):
+        check_hip(hip_points_mm((100, 80), "right", head_radius=radius), (1.0, 1.0))
+
+
+def test_millimetres_read_as_pixels_at_0_7_mm_fall_under_the_adult_range():
+    """A 24 mm head in millimetres read as pixels at 0.7 mm per pixel measures 16.8 mm: excluded, though
+    over the old 15 mm floor; a narrower configured range moves the limit."""
+    mm = hip_points_mm((150, 120), "right")
+    with pytest.raises(LandmarkError, match=r"= 16\.8 mm, outside the adult range 19-36 mm"):
+        check_hip(mm, (0.7, 0.7))
+    check_hip(mm / 0.7, (0.7, 0.7))
+    narrow = AnatomyLimits.of({"head_radius_mm": [25, 30]})
+    with pytest.raises(LandmarkError, match="outside the adult range 25-30 mm"):
+        check_hip(mm, (1.0, 1.0), narrow)
+    with pytest.raises(ValueError, match="head_radius_mm must be"):
+        AnatomyLimits.of({"head_radius_mm": [30, 19]})
+
+
+def test_orientation_names_upside_down_and_rotated_hips():
+    hip = hip_points_mm((150, 120), "right")
+    check_orientation(hip)
+    flipped = hip * [1, -1] + [0, 240]  # y <- 240 - y
+    with pytest.raises(Misoriented, match="radiograph upside down") as err:
+        check_orientation(flipped)
+    assert err.value.turn == "upside down"
+    # rotated by 90 degrees about the head centre: the superior side faces the image's left or right
+    for rotation, superior in (([[0, 1], [-1, 0]], "left"), ([[0, -1], [1, 0]], "right")):
+        turned = (hip - (150, 120)) @ np.array(rotation, float).T + (150, 120)
+        with pytest.raises(Misoriented, match=rf"rotated ~90 degrees: the hip's superior side \(sourcil\) faces the "
+                                              rf"image's {superior}") as err:
+            check_orientation(turned)
+        assert err.value.turn == "rotated"
+    tilted = (hip - (150, 120)) @ np.array([[np.cos(0.5), -np.sin(0.5)], [np.sin(0.5), np.cos(0.5)]]).T + (150, 120)
+    check_orientation(tilted)  # a 29-degree tilt is no rotation
+    check_orientation(hip * [-1, 1] + [300, 0])  # a mirrored hip is upright
 
 
 def test_hip_pair_order_and_distance():
@@ -116,7 +154,7 @@ def test_hip_pair_order_and_distance():
         check_pair(left, right, (1.0, 1.0))
     with pytest.raises(LandmarkError, match="over the 320 mm") as err:
         check_pair(right, left, (2.0, 2.0))  # 360 mm apart
-    assert err.value.scale == "large" and 180 * 2 > MAX_HIP_DISTANCE_MM
+    assert err.value.scale == "large" and 180 * 2 > DEFAULT_LIMITS.hip_distance_max_mm
     with pytest.raises(LandmarkError, match="both point sets on one hip"):
         check_pair(right, hip_points_mm((90, 100), "left", seed=1), (1.0, 1.0))
 

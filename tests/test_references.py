@@ -17,9 +17,9 @@ from osteoloc.io.study_h5 import load_study
 from osteoloc.io.truth_h5 import TruthFile
 from osteoloc.explain.metrics import localisation_table
 from osteoloc.cohort.phantom.cohort import make_cohort
-from osteoloc.preprocess.shards import gather_exclusions, gather_study, n_shards, shard_units, write_shard
-from osteoloc.preprocess.sources import ManifestSource
+from osteoloc.preprocess.shards import read_plan
 from osteoloc.preprocess.stages import preprocess_study, write_shard_plan
+from test_shards import RULE_SETTINGS, run_sharded
 from osteoloc.cohort.references import ExpertReferences, ExpertReferenceError
 from osteoloc.report.tables import true_localisation_table
 from osteoloc.names import SHORT_NAMES, TARGETS
@@ -144,8 +144,9 @@ def test_points_and_boxes_in_mm_and_px_land_on_the_mapped_landmarks(phantom, tmp
              f"{row.subject},{row.visit},{side},acet_sup,point,mm,{x71 * col_mm!r},{y71 * row_mm!r},,,",
              f"{row.subject},{row.visit},{side},fem_sup,box,px," + fmt.format(*box_px) + ",",
              f"{row.subject},{row.visit},{side},fem_inf,box,mm," + fmt.format(*box_mm) + ","]
+    # acet_sup and fem_inf sit on other targets' landmarks on purpose: no distance note wanted here
     table, study = run(phantom, write_csv(tmp_path / "references.csv", lines), tmp_path,
-                       truth_path=phantom["dir"] / "truth.h5")
+                       truth_path=phantom["dir"] / "truth.h5", references_max_distance_mm=500.0)
     assert table.empty
     r = row_of(study, row.subject, side)
     masks = study.truth_masks[r]
@@ -266,10 +267,12 @@ def test_unused_references_are_notes_and_the_hips_stay(phantom, tmp_path):
              f"{row.subject},{row.visit},right,fem_inf,point,px,{points['right'][20][0]},{points['right'][20][1]},,,"]
     table, study = run(phantom, write_csv(tmp_path / "references.csv", lines), tmp_path)
     assert len(study.meta) == len(phantom["study"].meta)
-    assert list(table.stage) == ["references", "references"]
-    outside = table[table.subject == row.subject].iloc[0]
+    assert list(table.stage) == ["references"] * 3
+    outside, far = table[table.subject == row.subject].itertuples()
     assert (outside.side, outside.file) == ("right", "references.csv")
     assert "acet_inf (line 3) lies outside the hip crop" in outside.reason
+    assert (far.side, far.file) == ("right", "references.csv")  # and far from the teardrop tip, its group
+    assert "acet_inf (line 3) lies 60 mm from its target's landmark group" in far.reason
     unmatched = table[table.subject == "NOBODY"].iloc[0]
     assert unmatched.side == "left" and "(line 2) for a hip with no radiograph in the manifest" in unmatched.reason
     masks = study.truth_masks[row_of(study, row.subject, "right")]
@@ -288,23 +291,16 @@ def test_shards_give_the_same_study_and_list_the_mask_files_as_inputs(phantom, t
     references = write_csv(tmp_path / "references.csv", lines)
     inputs = {"manifest": phantom["dir"] / "manifest.csv", "labels": phantom["dir"] / "labels.csv",
               "references": str(references)}
-    write_shard_plan("manifest", inputs, 1, tmp_path / "plan.csv")
-    plan = pd.read_csv(tmp_path / "plan.csv", keep_default_na=False)
-    assert ["acet_sup.png" in files for files in plan.files] == [i == 1 for i in range(len(plan))]
+    write_shard_plan("manifest", inputs, 1, tmp_path / "plan.json")
+    plan = read_plan(tmp_path / "plan.json")["units"]
+    assert [any(f.endswith("acet_sup.png") for f in unit["files"]) for unit in plan] == [i == 1 for i in range(len(plan))]
     _, whole = run(phantom, references, tmp_path)
     assert whole.truth_masks[row_of(whole, row.subject, "left"), 2].any()
-    source = dict(crop_size=SETTINGS["crop_size"], spacing_mm=SETTINGS["spacing_mm"], groups=SETTINGS["groups"],
-                  references_path=references)
+    settings = dict(RULE_SETTINGS, **{k: SETTINGS[k] for k in ("crop_size", "spacing_mm", "groups")},
+                    max_excluded_fraction=1.0)
     for shard_size in (1, 3):
         out = tmp_path / f"size{shard_size}"
-        n = len(phantom["manifest"])
-        dirs = [out / str(k) for k in range(n_shards(n, shard_size))]
-        for k, shard_dir in enumerate(dirs):
-            with ManifestSource(inputs["manifest"], inputs["labels"], **source) as shard_source:
-                write_shard(shard_source, shard_units(n, shard_size, k), shard_dir)
-        with ManifestSource(inputs["manifest"], inputs["labels"], **source) as gather_source:
-            gather_exclusions(gather_source, dirs, out / "excl.csv")
-            gather_study(gather_source, dirs, out / "study.h5", max_excluded_fraction=1.0)
+        run_sharded(inputs, shard_size, out, settings)
         sharded = load_study(out / "study.h5")
         np.testing.assert_array_equal(sharded.truth_masks, whole.truth_masks)
         np.testing.assert_array_equal(sharded.images, whole.images)

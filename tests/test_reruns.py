@@ -131,7 +131,7 @@ def test_a_changed_input_file_reruns_only_its_shard_and_what_follows(completed_s
     that reads it, then the exclusions table, the gather and what follows them; no other shard."""
     from osteoloc.preprocess.stages import read_shard_plan
 
-    plan = read_shard_plan(completed_study / "results" / "preprocess" / "shards" / "plan.csv")
+    plan = read_shard_plan(completed_study / "results" / "preprocess" / "shards" / "plan.json")
     assert len(plan) >= 2, "experiments/ci.yaml should cut the cohort into several shards"
     fixed = next(completed_study / f for f in plan[1] if f.endswith(".pts") and (completed_study / f).is_file())
     # new content, as a fix writes (snakemake ignores a newer mtime when a small file's checksum is

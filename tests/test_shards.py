@@ -8,16 +8,29 @@ import h5py
 import numpy as np
 import pandas as pd
 import pytest
-from test_preprocess import SETTINGS, _bad_cohort
+from test_preprocess import SETTINGS, _bad_cohort, processed  # noqa: F401 (a fixture)
 
+from osteoloc.io.group_h5 import export_group_h5
 from osteoloc.io.study_h5 import load_study
 from osteoloc.preprocess.exclusions import TooManyExclusions
-from osteoloc.preprocess.shards import gather_exclusions, gather_study, n_shards, shard_units, write_shard
-from osteoloc.preprocess.sources import ManifestSource
-from osteoloc.preprocess.stages import preprocess_study
+from osteoloc.preprocess.stages import (import_group_study, preprocess_exclusions, preprocess_gather, preprocess_shard, preprocess_study,
+                                        write_shard_plan)
 from helpers import write_labels
 
-SOURCE = {k: SETTINGS[k] for k in ("crop_size", "spacing_mm", "groups")}
+RULE_SETTINGS = dict(SETTINGS, points_unit="auto", accept_mirrored=False)
+
+
+def run_sharded(inputs, shard_size, out, settings=RULE_SETTINGS, kind="manifest"):
+    """The plan, the shard jobs and the two gathers, as the rules run them (a fresh source per job).
+    Returns the shard folders."""
+    plan = out / "plan.json"
+    n = write_shard_plan(kind, inputs, shard_size, plan)
+    dirs = [out / "shards" / str(k) for k in range(n)]
+    for k, shard_dir in enumerate(dirs):
+        preprocess_shard(kind, inputs, settings, plan, k, shard_dir)
+    preprocess_exclusions(kind, inputs, settings, dirs, out / "exclusions.csv")
+    preprocess_gather(kind, inputs, settings, dirs, out / "study.h5")
+    return dirs
 
 
 def _with_duplicates(tmp_path):
@@ -49,17 +62,7 @@ def cohort(tmp_path_factory):
 
 
 def _sharded(cohort, shard_size, out):
-    """Shard jobs of `shard_size` radiographs, then the two gathers, as the rules run them."""
-    with ManifestSource(cohort["manifest"], cohort["labels"], **SOURCE) as source:
-        n = len(source.units)
-        dirs = [out / "shards" / str(k) for k in range(n_shards(n, shard_size))]
-    for k, shard_dir in enumerate(dirs):  # a fresh source per shard, as in separate jobs
-        with ManifestSource(cohort["manifest"], cohort["labels"], **SOURCE) as source:
-            write_shard(source, shard_units(n, shard_size, k), shard_dir)
-    with ManifestSource(cohort["manifest"], cohort["labels"], **SOURCE) as source:
-        gather_exclusions(source, dirs, out / "exclusions.csv")
-        gather_study(source, dirs, out / "study.h5", max_excluded_fraction=SETTINGS["max_excluded_fraction"])
-    return dirs
+    return run_sharded({"manifest": cohort["manifest"], "labels": cohort["labels"]}, shard_size, out)
 
 
 def _datasets(path):
@@ -111,20 +114,40 @@ def test_a_copied_file_under_another_name_is_excluded_naming_the_kept_file(cohor
 
 def test_gather_refuses_missing_or_stale_shards(cohort, tmp_path):
     dirs = _sharded(cohort, 5, tmp_path)
-    with ManifestSource(cohort["manifest"], cohort["labels"], **SOURCE) as source:
-        with pytest.raises(ValueError, match="where unit 5 was expected"):
-            gather_exclusions(source, dirs[:1] + dirs[2:], tmp_path / "x.csv")
-        with pytest.raises(ValueError, match="the shards hold 15 units"):
-            gather_study(source, dirs[:-1], tmp_path / "x.h5", max_excluded_fraction=1.0)
+    inputs = {"manifest": cohort["manifest"], "labels": cohort["labels"]}
+    with pytest.raises(ValueError, match=r"unit\(s\) of the cohort in no shard"):
+        preprocess_exclusions("manifest", inputs, RULE_SETTINGS, dirs[:1] + dirs[2:], tmp_path / "x.csv")
+    table = pd.read_csv(cohort["manifest"], keep_default_na=False)
+    shorter = {"manifest": cohort["dir"] / "shorter.csv", "labels": cohort["labels"]}  # paths relative to it
+    table.iloc[:-1].to_csv(shorter["manifest"], index=False)
+    with pytest.raises(ValueError, match=r"unit\(s\) no longer in the cohort"):
+        preprocess_gather("manifest", shorter, RULE_SETTINGS, dirs, tmp_path / "x.h5")
 
 
 def test_the_exclusions_table_survives_a_refused_excluded_share(cohort, tmp_path):
-    dirs = _sharded(cohort, 6, tmp_path)
-    with ManifestSource(cohort["manifest"], cohort["labels"], **SOURCE) as source:
-        gather_exclusions(source, dirs, tmp_path / "kept.csv")
-        with pytest.raises(TooManyExclusions, match="max_excluded_fraction"):
-            gather_study(source, dirs, tmp_path / "refused.h5", max_excluded_fraction=0.1)
+    dirs = _sharded(cohort, 6, tmp_path / "run")
+    inputs = {"manifest": cohort["manifest"], "labels": cohort["labels"]}
+    preprocess_exclusions("manifest", inputs, RULE_SETTINGS, dirs, tmp_path / "kept.csv")
+    with pytest.raises(TooManyExclusions, match="max_excluded_fraction"):
+        preprocess_gather("manifest", inputs, dict(RULE_SETTINGS, max_excluded_fraction=0.1), dirs,
+                          tmp_path / "refused.h5")
     assert not (tmp_path / "refused.h5").exists()
     table = pd.read_csv(tmp_path / "kept.csv", keep_default_na=False)
     assert {"S-pasted", "S-copied", "S-trunc", "S-ghost"} <= set(table.subject)
     assert (table.reason.str.len() > 0).all()
+
+
+def test_the_group_import_sharded_equals_the_one_process_import(processed, tmp_path):
+    export_group_h5(load_study(processed["study"]), tmp_path / "group.h5")
+    settings = dict(RULE_SETTINGS, crop_size=80, spacing_mm=0.8)
+    inputs = {"group_hdf5": tmp_path / "group.h5", "points_dir": processed["dir"], "labels": processed["labels"]}
+    dirs = run_sharded(inputs, 3, tmp_path / "sharded", settings, kind="group_hdf5")
+    assert len(dirs) > 1
+    import_group_study(tmp_path / "group.h5", processed["dir"], processed["labels"], tmp_path / "whole.h5",
+                       tmp_path / "whole.csv", groups=SETTINGS["groups"], max_excluded_fraction=0.9,
+                       spacing_mm=0.8, crop_size=80)
+    ours, whole = _datasets(tmp_path / "sharded" / "study.h5"), _datasets(tmp_path / "whole.h5")
+    assert ours[1] == whole[1] and sorted(ours[0]) == sorted(whole[0])
+    for name, (values, _, _) in whole[0].items():
+        assert np.array_equal(ours[0][name][0], values, equal_nan=values.dtype.kind == "f"), name
+    assert (tmp_path / "sharded" / "exclusions.csv").read_text() == (tmp_path / "whole.csv").read_text()

@@ -3,6 +3,11 @@
 
 COHORT = config["cohort"]
 BONEFINDER_COMMAND = COHORT["bonefinder"]["command"]
+# How the label table is laid out (io.labels.LabelFormat): every rule that reads labels gets it as a param.
+LABEL_SETTINGS = {
+    key: COHORT[key]
+    for key in ("label_columns", "labels_layout", "labels_sheet", "grade_cutoff")
+}
 if COHORT["references"] and COHORT["source"] == "group_hdf5":
     # references are drawn on the source radiographs, which the group's crops no longer have
     raise ValueError(
@@ -188,3 +193,43 @@ if BONEFINDER_COMMAND:
             runtime=10,
         script:
             "../../scripts/bonefinder.py"
+
+
+def check_inputs_inputs(wildcards):
+    """What rule check_inputs reads: the files preprocessing reads, bar the phantom's truth."""
+    if COHORT["source"] == "group_hdf5":
+        return {
+            "group_hdf5": COHORT["group_hdf5"],
+            "points_dir": COHORT["points_dir"],
+            "labels": cohort_labels(),
+        }
+    return {"manifest": cohort_manifest(), "labels": cohort_labels()}
+
+
+# The check before the long run (docs/preprocessing.md "New data: first steps"): manifest and labels parsed,
+# every DICOM header and .pts file read, labels joined; fails before any preprocessing job on what would
+# fail them all. Every preprocessing job depends on its table.
+rule check_inputs:
+    input:
+        unpack(check_inputs_inputs),
+        code=library_code("check_inputs.py"),
+    output:
+        table=results("preprocess", "input_check.csv"),
+    params:
+        source=COHORT["source"],
+        settings=as_json(
+            {
+                key: config["preprocess"][key]
+                for key in ("points_unit", "accept_mirrored")
+            }
+            | {"labels": LABEL_SETTINGS}
+        ),
+    log:
+        log_path("preprocess", "check_inputs.log"),
+    localrule: True
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=30,
+    script:
+        "../../scripts/check_inputs.py"

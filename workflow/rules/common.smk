@@ -18,9 +18,35 @@ SECTIONS = (
     "segment",
 )
 
+# A misspelt section (`preproces:`) would otherwise be ignored and the study run on the defaults.
+_unknown = sorted(set(config) - set(SECTIONS))
+if _unknown:
+    raise ValueError(
+        f"unknown config section(s) {', '.join(map(repr, _unknown))}: the sections are {', '.join(SECTIONS)} "
+        "(a misspelt name? a nested key indented too little?)"
+    )
+
 for _section in SECTIONS:
     config.setdefault(_section, {})
     validate(config[_section], f"../schemas/{_section}.schema.yaml")
+
+# The files each cohort source reads (cohort.schema.yaml): named here when empty, rather than by a
+# MissingInputException with a blank file list.
+SOURCE_PATHS = {
+    "phantom": (),
+    "manifest": ("manifest", "labels"),
+    "group_hdf5": ("group_hdf5", "points_dir", "labels"),
+}
+_missing = [
+    f"cohort.{key}"
+    for key in SOURCE_PATHS[config["cohort"]["source"]]
+    if not str(config["cohort"][key]).strip()
+]
+if _missing:
+    raise ValueError(
+        f"cohort.source is {config['cohort']['source']!r}, which reads {', '.join(_missing)}: "
+        "give the path(s) in the config (relative to the working directory)"
+    )
 
 RESULTS = config["study"]["results"]
 SEEDS = [int(s) for s in config["study"]["seeds"]]

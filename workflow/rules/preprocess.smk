@@ -1,10 +1,11 @@
 # Preprocessing: the cohort -> one study HDF5 (crops, labels, landmarks) + the exclusions table; Figure 1.
 # Inputs come from cohort.smk's input functions (phantom rule outputs or the configured real files).
-# Sharded (docs/preprocessing.md): a plan (checkpoint) cuts the cohort into shards of preprocess.shard_size
-# radiographs; one preprocess_shard cluster job per shard writes its crops and exclusions; then the
-# exclusions table (its own rule, so it survives a failed check) and the gather `preprocess` (the
-# excluded-share check, then the study HDF5).
+# Sharded (docs/preprocessing.md): a plan (checkpoint) assigns each radiograph to a shard by the hash of its
+# identity; one preprocess_shard cluster job per shard crops its radiographs (without the labels: a grade fix
+# reruns no shard); then the exclusions table (its own rule, so it survives a failed check) and the gather
+# `preprocess` (labels joined, the excluded-share check, then the study HDF5).
 import functools
+import sys
 
 PREPROCESS = config["preprocess"]
 PREPROCESS_SOURCE = config["cohort"].get("source", "phantom")
@@ -18,12 +19,20 @@ SHARD_SETTINGS = {
         "shard_size",
         "points_unit",
         "accept_mirrored",
+        "magnification",
+        "anatomy",
+        "references_max_distance_mm",
     )
 }
+# The gathers join the labels: the label table's layout and cut-offs reach them, never the shards.
+GATHER_SETTINGS = SHARD_SETTINGS | {"labels": LABEL_SETTINGS}
+SHARDS_DIR = results("preprocess", "shards")
+# Content digests of the shards' input files, cached by size, mtime, ctime and inode (shards.ContentDigests).
+CONTENT_CACHE = str(Path(SHARDS_DIR, "content_cache.json"))
 
 
 def preprocess_inputs(wildcards):
-    """The cohort files the preprocessing reads, by `cohort.source`."""
+    """The cohort files the gathers read, by `cohort.source`."""
     if PREPROCESS_SOURCE == "group_hdf5":
         return {
             "group_hdf5": config["cohort"]["group_hdf5"],
@@ -47,6 +56,62 @@ def plan_inputs(wildcards):
         for key in ("manifest", "group_hdf5", "references")
         if key in inputs
     }
+
+
+def shard_inputs(wildcards):
+    """A shard job's shared inputs: never the manifest (its rows come from the plan, as params) nor the
+    labels (joined at the gather); the group file and points folder, the truth and references files.
+    """
+    inputs = preprocess_inputs(wildcards)
+    return {
+        key: inputs[key]
+        for key in ("group_hdf5", "points_dir", "truth", "references")
+        if key in inputs
+    }
+
+
+@functools.lru_cache
+def _shard_content(path, mtime):
+    from osteoloc.preprocess.stages import shard_changes
+
+    current, _, _ = shard_changes(
+        path, CONTENT_CACHE, lambda shard: Path(SHARDS_DIR, str(shard))
+    )
+    return current
+
+
+def report_shard_changes():
+    """Print how many preprocess_shard jobs this run will rerun, from the plan the current inputs give: a
+    dry run cannot look past the plan's checkpoint, so it would show none."""
+    from osteoloc.preprocess.stages import preview_shard_changes
+
+    inputs = plan_inputs(None)
+    files = [inputs[k] for k in ("manifest", "group_hdf5") if k in inputs]
+    if files and all(isinstance(f, str) and Path(f).is_file() for f in files):
+        try:
+            line = preview_shard_changes(
+                PREPROCESS_SOURCE,
+                inputs,
+                PREPROCESS["shard_size"],
+                CONTENT_CACHE,
+                lambda shard: Path(SHARDS_DIR, str(shard)),
+            )
+        # a bad input is the plan job's to report, in its log: not a parse error here
+        except Exception as err:
+            line = f"preprocess: cannot tell how many shard jobs will run ({err})"
+        print(line, file=sys.stderr)
+
+
+if workflow.is_main_process:
+    report_shard_changes()
+
+
+def shard_content():
+    """{shard: digest of its rows and its files' content} from the checkpoint's plan (re-read when the plan
+    changes): a shard's params, so it reruns when its files' content changes, whatever their mtime.
+    """
+    path = checkpoints.preprocess_plan.get().output.plan
+    return _shard_content(path, Path(path).stat().st_mtime_ns)
 
 
 @functools.lru_cache
@@ -79,9 +144,10 @@ def shard_outputs(name):
 checkpoint preprocess_plan:
     input:
         unpack(plan_inputs),
+        checked=rules.check_inputs.output.table,  # no shard starts before the inputs passed the check
         code=library_code("preprocess_plan.py"),
     output:
-        plan=results("preprocess", "shards", "plan.csv"),
+        plan=results("preprocess", "shards", "plan.json"),
     params:
         source=PREPROCESS_SOURCE,
         shard_size=PREPROCESS["shard_size"],
@@ -98,7 +164,10 @@ checkpoint preprocess_plan:
 
 rule preprocess_shard:
     input:
-        unpack(preprocess_inputs),
+        unpack(shard_inputs),
+        # ancient: a new plan (any manifest edit) reruns only the shards whose rows or files changed,
+        # which `content` below says
+        plan=ancient(rules.preprocess_plan.output.plan),
         files=shard_files,
         code=library_code("preprocess_shard.py"),
     output:
@@ -106,9 +175,12 @@ rule preprocess_shard:
         crops=results("preprocess", "shards", "{shard}", "crops.h5"),
         units=results("preprocess", "shards", "{shard}", "units.csv"),
         exclusions=results("preprocess", "shards", "{shard}", "exclusions.csv"),
+        rows=results("preprocess", "shards", "{shard}", "manifest.csv"),
+        content=results("preprocess", "shards", "{shard}", "content.txt"),
     params:
         source=PREPROCESS_SOURCE,
         settings=as_json(SHARD_SETTINGS),
+        content=lambda wildcards: shard_content()[int(wildcards.shard)],
     wildcard_constraints:
         shard=r"\d+",
     log:
@@ -137,7 +209,7 @@ rule preprocess_exclusions:
         ),
     params:
         source=PREPROCESS_SOURCE,
-        settings=as_json(SHARD_SETTINGS),
+        settings=as_json(GATHER_SETTINGS),
     log:
         log_path("preprocess_exclusions.log"),
     localrule: True
@@ -163,7 +235,7 @@ rule preprocess:
     params:
         source=PREPROCESS_SOURCE,
         settings=as_json(
-            SHARD_SETTINGS
+            GATHER_SETTINGS
             | {"max_excluded_fraction": PREPROCESS["max_excluded_fraction"]}
         ),
     log:
@@ -228,7 +300,7 @@ if phantom_twins():
             exclusions=results("preprocess", "exclusions_twin.csv"),
         params:
             settings=as_json(
-                SHARD_SETTINGS
+                GATHER_SETTINGS
                 | {"max_excluded_fraction": PREPROCESS["max_excluded_fraction"]}
             ),
         log:

@@ -3,6 +3,8 @@
 Indices are BoneFinder's original numbering (docs/method.md section 2.3); points are (x, y) per index.
 """
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from osteoloc.names import TARGETS
@@ -24,18 +26,41 @@ _PAIR_B = np.array([b for idx in CURVES.values() for b in idx[1:]])
 FEMORAL_HEAD = [13, 78, *range(14, 22)]
 SOURCIL = [79, 64, 65, 66, 67]
 
-# The group's sanity limits for catching a wrong numbering (docs/method.md section 2.3).
-MAX_NEIGHBOUR_MM = 75.0
-MAX_HEAD_RADIUS_MM = 40.0
-MAX_SOURCIL_RADIUS_MM = 45.0
-# Plausibility limits for catching a wrong unit or swapped hips (docs/preprocessing.md, "Plausibility").
-# Adult femoral heads are 20-29 mm in radius, a little more on a radiograph (magnification 1.1-1.2): under
-# 15 mm the points are on the wrong scale (millimetres read as pixels at a spacing under about 0.6 mm).
-MIN_HEAD_RADIUS_MM = 15.0
-# Head centres of an adult pelvis are 150-220 mm apart on an AP radiograph; farther than 320 mm no pelvis
-# fits. The lower bound is relative: one head centre inside the other head's circle means both point sets
-# sit on one hip (an absolute bound would add nothing the head-radius limit does not already catch).
-MAX_HIP_DISTANCE_MM = 320.0
+# Points whose place relative to the femoral-head centre fixes the radiograph's orientation: the sourcil
+# (the weight-bearing acetabular roof) lies above the head; the teardrop's tip, the obturator foramen and the
+# distal ends of the proximal-femur outline (0 lateral, 28 medial: the shaft) lie below it. Each is at least
+# about 20 mm from the centre on an adult hip, so a few mm of landmark error or a tilted pose never move one
+# across the centre's height.
+ABOVE_HEAD = {"sourcil": SOURCIL}
+BELOW_HEAD = {"teardrop tip": [71], "obturator foramen": list(range(54, 61)), "femoral shaft": [0, 28]}
+
+
+@dataclass(frozen=True)
+class AnatomyLimits:
+    """Size limits of an adult hip on a radiograph, in mm (config `preprocess.anatomy`; the schema holds the
+    same defaults and says where they come from). The femoral-head radius range catches a wrong unit:
+    millimetres read as pixels shrink a hip by the spacing, pixels read as millimetres grow it. The others
+    are the group's limits for catching a wrong numbering or two hips that are no pelvis."""
+
+    head_radius_mm: tuple = (19.0, 36.0)
+    sourcil_radius_max_mm: float = 45.0
+    neighbour_distance_max_mm: float = 75.0
+    hip_distance_max_mm: float = 320.0
+
+    @classmethod
+    def of(cls, section):
+        """The limits of a config block (`preprocess.anatomy`, a dict; None = the defaults); ValueError
+        for a head radius range that is not two increasing positive numbers."""
+        limits = cls(**{key: (tuple(map(float, value)) if key == "head_radius_mm" else float(value))
+                        for key, value in (section or {}).items()})
+        low, high = limits.head_radius_mm
+        if not 0 < low < high:
+            raise ValueError(f"preprocess.anatomy.head_radius_mm must be [low, high] with 0 < low < high, "
+                             f"got {list(limits.head_radius_mm)}")
+        return limits
+
+
+DEFAULT_LIMITS = AnatomyLimits()
 
 # Default target groups (docs/preprocessing.md says why).
 DEFAULT_GROUPS = {
@@ -59,6 +84,15 @@ class HipsSwapped(LandmarkError):
     """The anatomical right hip lies on the image's right: hips swapped, or the image mirrored."""
 
 
+class Misoriented(LandmarkError):
+    """A hip's points lie in the wrong vertical order: `turn` is "upside down", "rotated" (about 90 degrees;
+    `superior` names the image side the hip's superior side faces) or None (no rotation explains it)."""
+
+    def __init__(self, message, turn=None, superior=None):
+        super().__init__(message)
+        self.turn, self.superior = turn, superior
+
+
 def fit_circle(points):
     """Algebraic least-squares circle (Kasa): solve x^2 + y^2 = 2 a x + 2 b y + c; returns (cx, cy, r)."""
     points = np.asarray(points, dtype=np.float64)
@@ -74,10 +108,9 @@ def fit_circle(points):
     return float(a + centre[0]), float(b + centre[1]), float(np.sqrt(radius_sq))
 
 
-def check_hip(points_px, spacing):
-    """Raise LandmarkError when a hip's (80, 2) pixel points break the sanity limits.
-
-    `spacing` (row_mm, col_mm) turns pixels into millimetres for the limits.
+def check_hip(points_px, spacing, limits=DEFAULT_LIMITS):
+    """Raise LandmarkError when a hip's (80, 2) pixel points break the sanity and size limits (`limits`,
+    AnatomyLimits). `spacing` (row_mm, col_mm) turns pixels into millimetres for the limits.
     """
     points = np.asarray(points_px, dtype=np.float64)
     if points.shape != (80, 2):
@@ -86,24 +119,57 @@ def check_hip(points_px, spacing):
         raise LandmarkError("non-finite point coordinates")
     mm = points * np.array([spacing[1], spacing[0]])
     steps = np.hypot(*(mm[_PAIR_A] - mm[_PAIR_B]).T)
-    too_far = np.flatnonzero(steps >= MAX_NEIGHBOUR_MM)
+    too_far = np.flatnonzero(steps >= limits.neighbour_distance_max_mm)
     if too_far.size:
         k = too_far[0]
         raise LandmarkError(f"{_PAIR_CURVE[k]}: points {_PAIR_A[k]} and {_PAIR_B[k]} are {steps[k]:.1f} mm "
-                            f"apart (limit {MAX_NEIGHBOUR_MM:g} mm; wrong numbering?)")
-    for name, indices, limit in (("femoral head", FEMORAL_HEAD, MAX_HEAD_RADIUS_MM),
-                                 ("sourcil", SOURCIL, MAX_SOURCIL_RADIUS_MM)):
+                            f"apart (limit {limits.neighbour_distance_max_mm:g} mm; wrong numbering?)")
+    radii = {}
+    for name, indices in (("femoral head", FEMORAL_HEAD), ("sourcil", SOURCIL)):
         try:
-            radius = fit_circle(mm[indices])[2]
+            radii[name] = fit_circle(mm[indices])[2]
         except ValueError:
             raise LandmarkError(f"{name}: points are collinear, no circle") from None
-        if radius >= limit:
-            raise LandmarkError(f"{name} circle radius {radius:.1f} mm (limit {limit:g} mm)", scale="large")
-    radius_mm = fit_circle(mm[FEMORAL_HEAD])[2]
-    if radius_mm < MIN_HEAD_RADIUS_MM:
+    low, high = limits.head_radius_mm
+    radius_mm = radii["femoral head"]
+    if not low <= radius_mm <= high:
         radius_px = fit_circle(points[FEMORAL_HEAD])[2]
-        raise LandmarkError(f"femoral head radius {radius_px:.1f} px = {radius_mm:.1f} mm, under the "
-                            f"{MIN_HEAD_RADIUS_MM:g} mm of any adult femoral head", scale="small")
+        raise LandmarkError(f"femoral head radius {radius_px:.1f} px = {radius_mm:.1f} mm, outside the adult "
+                            f"range {low:g}-{high:g} mm (preprocess.anatomy.head_radius_mm)",
+                            scale="small" if radius_mm < low else "large")
+    if radii["sourcil"] >= limits.sourcil_radius_max_mm:
+        raise LandmarkError(f"sourcil circle radius {radii['sourcil']:.1f} mm (limit "
+                            f"{limits.sourcil_radius_max_mm:g} mm)", scale="large")
+
+
+def check_orientation(points):
+    """Raise Misoriented when a hip's (80, 2) points are not upright: the sourcil must lie above the head
+    centre and the teardrop tip, obturator foramen and femoral shaft below it (image y grows downwards).
+    The cause is read off the hip's inferior direction, the mean of those features' directions from the
+    centre (the sourcil's reversed): within 45 degrees of the image's down a feature is out of place
+    (wrong numbering?); beyond 135 degrees the image is upside down; in between rotated about 90 degrees."""
+    points = np.asarray(points, dtype=np.float64)
+    cx, cy, _ = head_circle(points)
+    offsets = {name: points[idx].mean(axis=0) - (cx, cy) for name, idx in (ABOVE_HEAD | BELOW_HEAD).items()}
+    wrong = [name for name in ABOVE_HEAD if offsets[name][1] >= 0]
+    wrong += [name for name in BELOW_HEAD if offsets[name][1] <= 0]
+    if not wrong:
+        return
+    downward = [-offsets[name] if name in ABOVE_HEAD else offsets[name] for name in offsets]
+    down = np.mean([v / max(np.hypot(*v), 1e-9) for v in downward], axis=0)
+    angle = float(np.degrees(np.arctan2(down[0], down[1])))  # 0 = image down, +90 = image right
+    listed = ", ".join(wrong)
+    if abs(angle) > 135:
+        raise Misoriented(f"radiograph upside down: the sourcil lies below the femoral-head centre and the "
+                          f"teardrop, obturator foramen and femoral shaft above it ({listed} out of place)",
+                          turn="upside down")
+    if abs(angle) > 45:
+        superior = "left" if angle > 0 else "right"
+        raise Misoriented(f"radiograph rotated ~90 degrees: the hip's superior side (sourcil) faces the image's "
+                          f"{superior}, its shaft the image's {'right' if superior == 'left' else 'left'} "
+                          f"({listed} out of place)", turn="rotated", superior=superior)
+    raise Misoriented(f"{listed}: on the wrong side of the femoral-head centre for an upright hip (the sourcil "
+                      "belongs above it, the teardrop tip, obturator foramen and shaft below; wrong numbering?)")
 
 
 def medial_sign(points):
@@ -126,12 +192,12 @@ def check_side(points, side):
                           "wrong side of the head): hips swapped or image mirrored")
 
 
-def check_pair(right, left, spacing):
+def check_pair(right, left, spacing, limits=DEFAULT_LIMITS):
     """Raise LandmarkError when the two hips' (80, 2) pixel points are not a pelvis: HipsSwapped when the
     right hip's head centre lies right of the left hip's on the image (on a standard AP radiograph the
     anatomical right hip is on the image's left), LandmarkError(scale=...) when the head centres are
     closer than the larger head radius (one hip's centre inside the other's head) or farther than
-    MAX_HIP_DISTANCE_MM. `spacing` (row_mm, col_mm)."""
+    `limits.hip_distance_max_mm`. `spacing` (row_mm, col_mm)."""
     (rx, ry, rr), (lx, ly, lr) = head_circle(right), head_circle(left)
     if rx >= lx:
         raise HipsSwapped(f"hips swapped or image mirrored: the right hip's head (x = {rx:.0f} px) lies right "
@@ -141,9 +207,9 @@ def check_pair(right, left, spacing):
     if distance < max(rr, lr) * spacing[1]:
         raise LandmarkError(f"head centres {distance:.1f} mm apart, inside one head circle (radius "
                             f"{max(rr, lr) * spacing[1]:.1f} mm): both point sets on one hip")
-    if distance > MAX_HIP_DISTANCE_MM:
-        raise LandmarkError(f"head centres {distance:.1f} mm apart, over the {MAX_HIP_DISTANCE_MM:g} mm of "
-                            "any adult pelvis", scale="large")
+    if distance > limits.hip_distance_max_mm:
+        raise LandmarkError(f"head centres {distance:.1f} mm apart, over the {limits.hip_distance_max_mm:g} mm "
+                            "of any adult pelvis (preprocess.anatomy.hip_distance_max_mm)", scale="large")
 
 
 def head_circle(points):

@@ -62,7 +62,12 @@ def _number(where, column, value):
     if text.lower() in MISSING_SPELLINGS:
         raise ExpertReferenceError(f"{where}: {column} is empty")
     if re.fullmatch(r"[-+]?([0-9]+\.?[0-9]*|\.[0-9]+)(e[-+]?[0-9]+)?", text, flags=re.IGNORECASE):
-        return float(text)
+        value = float(text)
+        if not np.isfinite(value):  # 1e999 overflows
+            raise ExpertReferenceError(f"{where}: {column} {text!r} is not a finite number")
+        return value
+    if re.fullmatch(r"[-+]?(inf|infinity|nan)", text, flags=re.IGNORECASE):
+        raise ExpertReferenceError(f"{where}: {column} {text!r} is not a finite number")
     cause = ("a comma as decimal separator: write 12.5" if re.fullmatch(r"[-+]?[0-9]*,[0-9]+", text)
              else "a unit or other text after the number: give the number only, the unit in column unit"
              if re.search("[a-z]", text, re.I) else "not a number")
@@ -176,54 +181,92 @@ class ExpertReferences:
         return [(*self.spelled[key], key[2], [ref.line for ref in refs])
                 for key, refs in sorted(self.by_hip.items()) if key not in hip_keys]
 
-    def masks(self, subject, visit, side, shape, spacing):
-        """The hip's references drawn as (4, rows, cols) uint8 masks (TARGETS order, 1 inside) in the grid of
-        a radiograph of `shape` (rows, cols) and `spacing` (row_mm, col_mm), several rows of one target
-        united; None when the hip has no reference. A point is the one pixel holding it (the pointing
-        game's tolerance applies on top), a box every pixel from the one holding (x, y) to the one holding
-        (x2, y2). Raises ExpertReferenceError naming the line for a point or corner outside the image and a mask
-        file that is unreadable, of another size than the radiograph or empty."""
-        # Imported here: the preprocess package imports this module (its sources read the references).
-
+    def draw(self, subject, visit, side, shape, spacing):
+        """The hip's references drawn in the grid of a radiograph of `shape` (rows, cols) and `spacing`
+        (row_mm, col_mm): a `Drawn` (the `lesions` layer (4, rows, cols) uint8, TARGETS order, 1 inside,
+        several rows of one target united; and each row's pixels), None when the hip has no reference. A
+        point is the one pixel holding it (the pointing game's tolerance applies on top), a box every
+        pixel from the one holding (x, y) to the one holding (x2, y2). Raises ExpertReferenceError naming the
+        line for a point or corner outside the image and a mask file that is unreadable, of another size than
+        the radiograph or empty."""
         references = self.of_hip(subject, visit, side)
         if not references:
             return None
-        rows, cols = shape
-        masks = np.zeros((len(TARGETS), rows, cols), np.uint8)
+        lesions = np.zeros((len(TARGETS), *shape), np.uint8)
+        pixels = []
         for ref in references:
-            where = f"{self.path}: line {ref.line}"
-            if ref.kind == "mask":
-                try:
-                    mask = read_mask_file(ref.mask_path)
-                except ValueError as err:
-                    raise ExpertReferenceError(f"{where}: {err}") from None
-                if mask.shape != (rows, cols):
-                    raise ExpertReferenceError(f"{where}: mask file {Path(ref.mask_path).name} is {mask.shape[1]} x "
-                                               f"{mask.shape[0]} px, the radiograph {cols} x {rows} px")
-                if not mask.any():
-                    raise ExpertReferenceError(f"{where}: mask file {Path(ref.mask_path).name} is empty (no nonzero "
-                                               "pixel); leave the row out for a hip without a reference")
-                masks[ref.target] |= mask
-                continue
-            xy = np.asarray(ref.coords, dtype=np.float64).reshape(-1, 2)
-            if ref.unit == "mm":
-                xy = xy / [spacing[1], spacing[0]]
-            if outside_image(xy, shape):
-                hint = " (pixels given as mm?)" if ref.unit == "mm" else " (millimetres given as px?)"
-                given = ", ".join(f"{v:g}" for v in ref.coords)
-                raise ExpertReferenceError(f"{where}: {ref.kind} ({given} {ref.unit}) lies outside the {cols} x {rows} "
-                                           f"px radiograph{hint}")
-            corners = [(_pixel(x, cols), _pixel(y, rows)) for x, y in xy]  # a point is its own two corners
-            (c0, r0), (c1, r1) = corners[0], corners[-1]
-            masks[ref.target, min(r0, r1):max(r0, r1) + 1, min(c0, c1):max(c0, c1) + 1] = 1
-        return masks
+            ys, xs = self._pixels(ref, shape, spacing)
+            lesions[ref.target, ys, xs] = 1
+            pixels.append((ref, ys, xs))
+        return Drawn(lesions=lesions, pixels=pixels)
 
-    def lost_in_crop(self, subject, visit, side, source_masks, crop_masks):
-        """A reason for each target whose drawn reference (`source_masks`, the source grid) has no pixel left
-        in the hip crop (`crop_masks`, its first four targets): its pointing game and energy will be NaN."""
+    def _pixels(self, ref, shape, spacing):
+        """(rows, cols) index arrays of the pixels one reference covers; ExpertReferenceError naming its line."""
+        rows, cols = shape
+        where = f"{self.path}: line {ref.line}"
+        if ref.kind == "mask":
+            try:
+                mask = read_mask_file(ref.mask_path)
+            except ValueError as err:
+                raise ExpertReferenceError(f"{where}: {err}") from None
+            if mask.shape != (rows, cols):
+                raise ExpertReferenceError(f"{where}: mask file {Path(ref.mask_path).name} is {mask.shape[1]} x "
+                                           f"{mask.shape[0]} px, the radiograph {cols} x {rows} px")
+            if not mask.any():
+                raise ExpertReferenceError(f"{where}: mask file {Path(ref.mask_path).name} is empty (no nonzero "
+                                           "pixel); leave the row out for a hip without a reference")
+            return np.nonzero(mask)
+        xy = np.asarray(ref.coords, dtype=np.float64).reshape(-1, 2)
+        if ref.unit == "mm":
+            xy = xy / [spacing[1], spacing[0]]
+        if outside_image(xy, shape):
+            hint = " (pixels given as mm?)" if ref.unit == "mm" else " (millimetres given as px?)"
+            given = ", ".join(f"{v:g}" for v in ref.coords)
+            raise ExpertReferenceError(f"{where}: {ref.kind} ({given} {ref.unit}) lies outside the {cols} x {rows} "
+                                       f"px radiograph{hint}")
+        corners = [(_pixel(x, cols), _pixel(y, rows)) for x, y in xy]  # a point is its own two corners
+        (c0, r0), (c1, r1) = corners[0], corners[-1]
+        ys, xs = np.mgrid[min(r0, r1):max(r0, r1) + 1, min(c0, c1):max(c0, c1) + 1]
+        return ys.ravel(), xs.ravel()
+
+    def lost_in_crop(self, drawn, crop_lesions):
+        """A reason for each target whose drawn reference (`drawn`, a `Drawn` in the source grid) has no pixel
+        left in the hip crop's lesions layer (`crop_lesions`, (4, S, S)): its pointing game and energy will
+        be NaN."""
         lines = {}
-        for ref in self.of_hip(subject, visit, side):
+        for ref, _, _ in drawn.pixels:
             lines.setdefault(ref.target, []).append(str(ref.line))
         return [f"expert reference of {SHORT_NAMES[TARGETS[t]]} (line {', '.join(lines[t])}) lies outside the hip "
                 "crop: no pointing game or energy for it"
-                for t in sorted(lines) if source_masks[t].any() and not crop_masks[t].any()]
+                for t in sorted(lines) if drawn.lesions[t].any() and not crop_lesions[t].any()]
+
+    def far_from_groups(self, drawn, group_points, spacing, max_mm):
+        """A reason for each reference row lying more than `max_mm` from its target's landmark group:
+        `group_points` {target index: (k, 2) source-pixel points (x, y)}, `spacing` (row_mm, col_mm). The
+        distance is the smallest between a pixel the reference covers and a point of the group; a far
+        reference is kept (its metrics are computed), the note says where to look."""
+        reasons = []
+        for ref, ys, xs in drawn.pixels:
+            group = np.asarray(group_points[ref.target], dtype=np.float64)
+            dx = (xs[:, None] - group[None, :, 0]) * spacing[1]
+            dy = (ys[:, None] - group[None, :, 1]) * spacing[0]
+            distance = float(np.sqrt(dx * dx + dy * dy).min())
+            if distance > max_mm:
+                hint = {"mm": " (pixels given as mm?)", "px": " (millimetres given as px?)"}.get(ref.unit, "")
+                reasons.append(f"expert reference of {SHORT_NAMES[TARGETS[ref.target]]} (line {ref.line}) lies "
+                               f"{distance:.0f} mm from its target's landmark group, more than "
+                               f"preprocess.references_max_distance_mm = {max_mm:g} mm{hint}")
+        return reasons
+
+
+@dataclass(frozen=True)
+class Drawn:
+    """A hip's references in the radiograph's grid: the `lesions` layer (4, rows, cols) uint8 and, per row,
+    (Reference, row indices, column indices) of the pixels it covers."""
+
+    lesions: np.ndarray
+    pixels: list
+
+    def mirrored(self, width):
+        """The same references on the horizontally mirrored radiograph `width` pixels wide."""
+        return Drawn(lesions=self.lesions[..., ::-1], pixels=[(ref, ys, width - 1 - xs) for ref, ys, xs in self.pixels])

@@ -14,6 +14,8 @@ import pydicom
 from pydicom.pixels import apply_modality_lut, apply_voi_lut
 
 GREYSCALE = ("MONOCHROME1", "MONOCHROME2")
+# preprocess.magnification: divide ImagerPixelSpacing by EstimatedRadiographicMagnificationFactor, or not.
+MAGNIFICATION = ("correct", "ignore")
 # Relative tolerance for calling a spacing isotropic (header values are decimal strings).
 ISOTROPY_TOLERANCE = 1e-4
 
@@ -22,9 +24,16 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Radiograph:
-    pixels: np.ndarray  # float32 (rows, cols), higher = denser (MONOCHROME1 already inverted)
-    spacing: tuple  # (row_mm, col_mm)
+    pixels: np.ndarray  # (rows, cols), modality LUT applied, higher = denser (MONOCHROME1 already inverted)
+    spacing: tuple  # (row_mm, col_mm) in the object plane: the tag's value / `magnification`
     spacing_source: str  # "PixelSpacing", "ImagerPixelSpacing" or "given"
+    magnification: float = 1.0  # EstimatedRadiographicMagnificationFactor the spacing was divided by (1 = none)
+
+    @property
+    def header_spacing(self):
+        """(row_mm, col_mm) as the spacing tag (or the manifest) states it, before any magnification
+        correction: the millimetres of a BoneFinder `.pts` file, which reads the tag as it is."""
+        return tuple(v * self.magnification for v in self.spacing)
 
     @property
     def spacing_in_header(self):
@@ -87,11 +96,50 @@ def _check_spacing(path, spacing):
     return row_mm, col_mm
 
 
-def read_dicom(path, spacing=None, dtype=np.float32):
+def _magnification(path, ds, source, magnification):
+    """The factor ImagerPixelSpacing is divided by to give the object's spacing: its
+    EstimatedRadiographicMagnificationFactor when `magnification` is "correct" (DICOM: PixelSpacing, when
+    present, is already in the object plane), else 1. ValueError naming the file for an unusable factor."""
+    if magnification not in MAGNIFICATION:
+        raise ValueError(f"preprocess.magnification must be one of {MAGNIFICATION}, got {magnification!r}")
+    raw = ds.get_item("EstimatedRadiographicMagnificationFactor")
+    if source != "ImagerPixelSpacing" or magnification == "ignore" or raw is None:
+        return 1.0
+    values = _spacing_values(raw)
+    try:
+        factor = float(values[0]) if len(values) == 1 else float("nan")
+    except ValueError:
+        factor = float("nan")
+    if not (np.isfinite(factor) and factor > 0):
+        raise ValueError(f"{path}: EstimatedRadiographicMagnificationFactor {values} is not one positive number "
+                         "(set preprocess.magnification: ignore to use ImagerPixelSpacing as it is)")
+    return factor
+
+
+def _modality_lut(path, ds, pixels):
+    """Stored values -> modality values (rescale slope and intercept, or a Modality LUT Sequence) with
+    pydicom's `apply_modality_lut`; an identity rescale keeps the decoded integers as they are."""
+    if "ModalityLUTSequence" not in ds:
+        slope, intercept = float(ds.get("RescaleSlope", 1) or 1), float(ds.get("RescaleIntercept", 0) or 0)
+        if slope == 1 and intercept == 0:
+            return pixels
+        if slope == 0:
+            raise ValueError(f"{path}: RescaleSlope is 0 (every pixel would be {intercept:g})")
+    try:
+        return apply_modality_lut(pixels, ds)
+    except Exception as err:  # noqa: BLE001 - malformed tables fail in many ways; all mean "cannot rescale"
+        raise ValueError(f"{path}: cannot apply its modality LUT ({type(err).__name__}: {err})") from None
+
+
+def read_dicom(path, spacing=None, dtype=np.float32, magnification="correct"):
     """Read one greyscale radiograph; `spacing` (mm, scalar or pair) is used only when the header has none.
 
-    `dtype=None` keeps the decoded integer type (saves converting a whole radiograph when only crops of
-    it are used); MONOCHROME1 is inverted either way.
+    The modality LUT (RescaleSlope / RescaleIntercept, negative slopes included, or a Modality LUT
+    Sequence) is applied first, as DICOM defines the pixel values. `dtype=None` keeps the decoded integer
+    type when that LUT is the identity (saves converting a whole radiograph when only crops of it are
+    used); MONOCHROME1 is inverted either way. With only ImagerPixelSpacing (the detector's spacing) and an
+    EstimatedRadiographicMagnificationFactor, the spacing is divided by that factor (`magnification`
+    "correct", preprocess.magnification) to give the object's; "ignore" keeps the detector's.
 
     A VOI LUT Sequence (a non-linear lookup table the modality wants applied for display) is applied with
     pydicom's `apply_voi_lut` after the modality LUT (its input), the first table when there are several.
@@ -130,6 +178,7 @@ def read_dicom(path, spacing=None, dtype=np.float32):
         spacing = (spacing, spacing) if np.isscalar(spacing) else tuple(spacing)
         header_spacing, source = spacing, "given"
     row_mm, col_mm = _check_spacing(path, header_spacing)
+    factor = _magnification(path, ds, source, magnification)
 
     try:
         pixels = ds.pixel_array  # compressed syntaxes decode through pydicom's pylibjpeg / RLE handlers
@@ -138,7 +187,9 @@ def read_dicom(path, spacing=None, dtype=np.float32):
     if pixels.ndim != 2:
         raise ValueError(f"{path}: expected a 2-D image, got shape {pixels.shape}")
     if "VOILUTSequence" in ds:  # before any type change: the table is indexed by the stored integers
-        pixels = _apply_voi_lut_sequence(path, ds, pixels)
+        pixels = _apply_voi_lut_sequence(path, ds, pixels)  # the modality LUT included (its input)
+    else:
+        pixels = _modality_lut(path, ds, pixels)
     if dtype is not None:
         pixels = pixels.astype(dtype, copy=False)
     if photometric == "MONOCHROME1":
@@ -146,7 +197,8 @@ def read_dicom(path, spacing=None, dtype=np.float32):
             pixels = pixels.astype(np.float32)
         pixels = pixels.max() - pixels  # MONOCHROME1 shows low values bright: invert so bone is high
         # (x <= max, so this never wraps around in an unsigned type)
-    return Radiograph(pixels=pixels, spacing=(row_mm, col_mm), spacing_source=source)
+    return Radiograph(pixels=pixels, spacing=(row_mm / factor, col_mm / factor), spacing_source=source,
+                      magnification=factor)
 
 
 def _apply_voi_lut_sequence(path, ds, pixels):
@@ -163,7 +215,7 @@ def _apply_voi_lut_sequence(path, ds, pixels):
     return out
 
 
-def read_radiograph(path, spacing=None):
+def read_radiograph(path, spacing=None, magnification="correct"):
     """Pixels (float32 (rows, cols)) and spacing (row_mm, col_mm) of a greyscale DICOM radiograph."""
-    radiograph = read_dicom(path, spacing)
+    radiograph = read_dicom(path, spacing, magnification=magnification)
     return radiograph.pixels, radiograph.spacing

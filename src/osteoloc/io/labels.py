@@ -1,21 +1,35 @@
-"""The label CSV: OARSI osteophyte grades per subject, visit, hip and target (docs/method.md section 2.5).
+"""The label table: OARSI osteophyte grades per subject, visit, hip and target (docs/method.md section 2.5).
 
 A missing grade (NaN, empty, `nan`, `none`, `na`, `missing`, any case) is unknown (-1), never 0. A value
 that is neither missing nor a grade 0-3 is *junk*: the caller decides what to do with the row (the
 preprocessing excludes the hip, docs/preprocessing.md).
+
+The table is kept the way its owner keeps it (`LabelFormat`, config `cohort.label_columns`,
+`labels_layout`, `labels_sheet`, `grade_cutoff`): a CSV or an Excel sheet, osteoloc's column names or the
+user's, one row per hip (`long`) or one row per subject and visit with each target per side (`wide`).
+Whatever its form, `read_label_frame` turns it into the one long frame that `read_labels` parses.
 """
 
+import logging
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from osteoloc.names import TARGETS, UNKNOWN
+from osteoloc.names import SIDES, TARGETS, UNKNOWN
+
+log = logging.getLogger(__name__)
 
 KEY_COLUMNS = ("cohort", "subject", "visit", "side")
 MISSING_SPELLINGS = frozenset({"", "nan", "none", "na", "n/a", "missing", "null"})
 SIDE_SPELLINGS = {"left": "left", "l": "left", "right": "right", "r": "right"}
+LABEL_LAYOUTS = ("long", "wide")
+# A wide table names each target once per side: osteo_fem_sup_right, osteo_fem_sup_left, ...
+SIDE_SUFFIXES = {"right": "_right", "left": "_left"}
+EXCEL_SUFFIXES = (".xlsx", ".xlsm")
+MAX_GRADE = 3
 
 
 def parse_grade(value):
@@ -29,15 +43,16 @@ def parse_grade(value):
         number = float(text)
     except ValueError:
         raise ValueError(f"junk grade {value!r}") from None
-    if number != int(number) or not 0 <= number <= 3:
+    if number != int(number) or not 0 <= number <= MAX_GRADE:
         raise ValueError(f"junk grade {value!r}")
     return int(number)
 
 
-def grades_to_labels(grades):
-    """Binary labels from grades: 1 (grade > 0), 0 (grade 0), -1 (unknown)."""
+def grades_to_labels(grades, cutoff=0):
+    """Binary labels from grades: 1 (grade > cutoff), 0 (a known grade <= cutoff), -1 (unknown). `cutoff`
+    is one number or one per target (the last axis, TARGETS order)."""
     grades = np.asarray(grades)
-    return np.where(grades < 0, UNKNOWN, (grades > 0).astype(np.int8)).astype(np.int8)
+    return np.where(grades < 0, UNKNOWN, (grades > np.asarray(cutoff)).astype(np.int8)).astype(np.int8)
 
 
 def normalise_side(value):
@@ -56,11 +71,181 @@ def visit_key(visit):
 
 
 def subject_key(subject):
-    return str(subject).strip().upper()
+    """Subject ids compare ignoring case and blanks (` oai-same` is `OAI-SAME`; inner runs of blanks count as one)."""
+    return " ".join(str(subject).split()).upper()
 
 
-def hip_key(subject, visit, side):
-    return subject_key(subject), visit_key(visit), normalise_side(side)
+def cohort_key(cohort):
+    """Cohort names compare like subject ids."""
+    return " ".join(str(cohort).split()).upper()
+
+
+def hip_key(subject, visit, side, cohort=None):
+    """(subject, visit, side) compared ignoring case, blanks and visit prefixes; with `cohort`, the cohort
+    too (the same id in two cohorts is two people: the label table keys such hips by cohort)."""
+    key = subject_key(subject), visit_key(visit), normalise_side(side)
+    return key if cohort is None else (*key, cohort_key(cohort))
+
+
+@dataclass(frozen=True)
+class LabelFormat:
+    """How a label table is laid out. `columns`: osteoloc's name -> the user's column, for the renamed
+    ones only (the others keep osteoloc's name); `layout` long (a `side` column, one row per hip) or wide
+    (one row per subject and visit, targets named `<target>_right` / `<target>_left`); `sheet`: the Excel
+    sheet ("" = the first); `cutoff`: per target (TARGETS order), label = grade > cutoff."""
+
+    columns: tuple = ()  # ((osteoloc name, user's column), ...)
+    layout: str = "long"
+    sheet: str = ""
+    cutoff: tuple = (0,) * len(TARGETS)
+
+    @classmethod
+    def from_settings(cls, settings=None):
+        """The format from the config's cohort keys (`label_columns`, `labels_layout`, `labels_sheet`,
+        `grade_cutoff`; absent = the long CSV with osteoloc's names). Raises ValueError naming the key
+        for an unknown name, a name the layout does not have, or one column given to two names."""
+        settings = settings or {}
+        layout = settings.get("labels_layout") or "long"
+        if layout not in LABEL_LAYOUTS:
+            raise ValueError(f"cohort.labels_layout must be one of {LABEL_LAYOUTS}, got {layout!r}")
+        columns = {str(k): str(v).strip() for k, v in (settings.get("label_columns") or {}).items()}
+        known = label_names(layout)
+        unknown = sorted(set(columns) - set(known))
+        if unknown:
+            hint = " (a wide table has no side column; name each target per side)" if layout == "wide" else ""
+            raise ValueError(f"cohort.label_columns: {unknown} are not osteoloc names of a {layout} label table"
+                             f"{hint}; known: {list(known)}")
+        users = [v.lower() for v in columns.values()]
+        twice = sorted({v for v in users if users.count(v) > 1})
+        if twice:
+            raise ValueError(f"cohort.label_columns: column(s) {twice} given for more than one osteoloc name")
+        given = settings.get("grade_cutoff") or {}
+        bad = sorted(set(given) - set(TARGETS))
+        if bad:
+            raise ValueError(f"cohort.grade_cutoff: {bad} are not targets; known: {list(TARGETS)}")
+        cutoff = tuple(int(given.get(t, 0)) for t in TARGETS)
+        if not all(0 <= c < MAX_GRADE for c in cutoff):
+            raise ValueError(f"cohort.grade_cutoff must lie in 0..{MAX_GRADE - 1} (label = grade > cutoff), "
+                             f"got {dict(zip(TARGETS, cutoff))}")
+        return cls(columns=tuple(sorted(columns.items())), layout=layout,
+                   sheet=str(settings.get("labels_sheet") or ""), cutoff=cutoff)
+
+    def column(self, name):
+        """The user's column for osteoloc's `name`."""
+        return dict(self.columns).get(name, name)
+
+
+def label_names(layout):
+    """osteoloc's column names of a label table in `layout` (cohort first: the one optional column)."""
+    if layout == "wide":
+        return ("cohort", "subject", "visit", *(f"{t}{SIDE_SUFFIXES[s]}" for s in SIDES for t in TARGETS))
+    return (*KEY_COLUMNS, *TARGETS)
+
+
+def _read_csv(path, what):
+    """A comma-separated UTF-8 table as strings, column names stripped and lower-cased; ValueError naming
+    the file when it is not UTF-8 or empty."""
+    try:
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")  # Excel adds a BOM
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{path}: {what} is not UTF-8 text (byte {err.object[err.start]:#04x} at offset "
+                         f"{err.start}); save it as UTF-8 CSV") from None
+    except pd.errors.EmptyDataError:
+        raise ValueError(f"{path}: {what} is empty (no header row)") from None
+    frame.columns = [str(c).strip().lower() for c in frame.columns]
+    return frame
+
+
+def _read_excel(path, what, sheet):
+    """(frame, sheet name): one sheet (the first when `sheet` is "") of an Excel workbook as strings,
+    like _read_csv."""
+    try:
+        with pd.ExcelFile(path, engine="openpyxl") as book:
+            names = book.sheet_names
+            if sheet and sheet not in names:
+                raise LookupError(sheet)
+            sheet = sheet or names[0]
+            frame = book.parse(sheet, dtype=str, keep_default_na=False)
+    except LookupError:
+        raise ValueError(f"{path}: {what} has no sheet {sheet!r} (sheets: {names}); set cohort.labels_sheet") from None
+    except Exception as err:  # noqa: BLE001 - a damaged workbook fails in many ways; all mean "unreadable"
+        raise ValueError(f"{path}: {what} is not a readable Excel workbook ({type(err).__name__}: {err})") from None
+    frame.columns = [str(c).strip().lower() for c in frame.columns]
+    return frame, sheet
+
+
+def _lacks(path, what, frame, missing):
+    """The error for `missing` columns: a ';'- or tab-separated header is named as the likely cause."""
+    header = ",".join(frame.columns)
+    for name, sep in (("';'", ";"), ("tabs", "\t")):
+        if len(frame.columns) == 1 and sep in header:
+            return ValueError(f"{path}: {what} is separated by {name}, commas expected (header {header!r})")
+    return ValueError(f"{path}: {what} lacks columns {missing}")
+
+
+def read_csv_table(path, what, required):
+    """A comma-separated UTF-8 table (`what` names it in messages) as strings, column names stripped and
+    lower-cased. Raises ValueError naming the file and the cause: not UTF-8, empty, separated by ';' or
+    tabs (what a spreadsheet in some locales writes), or lacking a `required` column."""
+    frame = _read_csv(path, what)
+    missing = [c for c in required if c not in frame.columns]
+    if missing:
+        raise _lacks(path, what, frame, missing)
+    return frame
+
+
+def drop_blank_rows(frame, path, what):
+    """`frame` (read_csv_table's) without the rows whose every cell is blank (what a spreadsheet leaves after
+    the last row), logged with their lines; the index keeps each row's place (line = index + 2)."""
+    blank = frame.apply(lambda column: column.str.strip() == "").all(axis=1) if len(frame.columns) else []
+    if len(frame) and blank.any():
+        lines = (frame.index[blank] + 2).tolist()
+        log.info("%s: %d blank %s row(s) ignored (line(s) %s)", path, len(lines), what,
+                 ", ".join(map(str, lines[:10])) + (", ..." if len(lines) > 10 else ""))
+        return frame[~blank]
+    return frame
+
+
+def read_label_frame(path, label_format=None):
+    """The label table at `path` (CSV, or .xlsx / .xlsm read with openpyxl) in `label_format` (a
+    LabelFormat, the config's cohort settings as a dict, or None = the long CSV with osteoloc's names) as
+    the long frame: columns cohort, subject, visit, side and TARGETS as strings, one row per hip in the
+    table's order (a wide row gives its right hip, then its left). Raises ValueError naming the file, the
+    sheet and each missing column (the user's name and osteoloc's)."""
+    fmt = label_format if isinstance(label_format, LabelFormat) else LabelFormat.from_settings(label_format)
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix == ".xls":
+        raise ValueError(f"{path}: label table is an old .xls workbook; save it as .xlsx or UTF-8 CSV")
+    excel = suffix in EXCEL_SUFFIXES
+    what = "label sheet" if excel else "label CSV"
+    if excel:
+        frame, sheet = _read_excel(path, what, fmt.sheet)
+        where = f"{path} (sheet {sheet!r})"
+    else:
+        frame, where = _read_csv(path, what), f"{path}"
+    frame = drop_blank_rows(frame, where, "label")
+    names = label_names(fmt.layout)
+    columns = {name: fmt.column(name).lower() for name in names}
+    optional = {"cohort"} - {name for name, _ in fmt.columns}
+    missing = [name for name in names if name not in optional and columns[name] not in frame.columns]
+    if missing:
+        if all(fmt.column(n) == n for n in missing) and len(frame.columns) == 1:
+            raise _lacks(where, what, frame, missing)  # a ';'- or tab-separated file
+        described = [f"{fmt.column(n)!r} (osteoloc's {n})" if fmt.column(n) != n else repr(n) for n in missing]
+        raise ValueError(f"{where}: {what} lacks column(s) {', '.join(described)}; its columns: "
+                         f"{list(frame.columns)}; map your own names in cohort.label_columns")
+    cohort = frame[columns["cohort"]] if columns["cohort"] in frame.columns else pd.Series([""] * len(frame))
+    keys = {"cohort": cohort.to_numpy(), "subject": frame[columns["subject"]].to_numpy(),
+            "visit": frame[columns["visit"]].to_numpy()}
+    if fmt.layout == "long":
+        return pd.DataFrame({**keys, "side": frame[columns["side"]].to_numpy(),
+                             **{t: frame[columns[t]].to_numpy() for t in TARGETS}})
+    per_side = [pd.DataFrame({**keys, "side": side, "order": np.arange(len(frame)) * len(SIDES) + s,
+                              **{t: frame[columns[f"{t}{SIDE_SUFFIXES[side]}"]].to_numpy() for t in TARGETS}})
+                for s, side in enumerate(SIDES)]
+    long = pd.concat(per_side).sort_values("order", kind="stable").drop(columns="order")
+    return long.reset_index(drop=True)
 
 
 @dataclass
@@ -72,46 +257,45 @@ class LabelTable:
     spelled: dict = field(default_factory=dict)  # hip_key -> (subject, visit) as written in the file
     problems: list = field(default_factory=list)  # (subject, visit, side, reason)
     problem_keys: set = field(default_factory=set)
+    cutoff: tuple = (0,) * len(TARGETS)  # per target: label = grade > cutoff
 
     def keys(self):
         return set(self.grades) | self.problem_keys
 
+    def labels(self, grades):
+        """Binary labels of `grades` with this table's cut-offs."""
+        return grades_to_labels(grades, self.cutoff)
 
-def read_csv_table(path, what, required):
-    """A comma-separated UTF-8 table (`what` names it in messages) as strings, column names stripped and
-    lower-cased. Raises ValueError naming the file and the cause: not UTF-8, empty, separated by ';' or
-    tabs (what a spreadsheet in some locales writes), or lacking a `required` column."""
-    try:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")  # Excel adds a BOM
-    except UnicodeDecodeError as err:
-        raise ValueError(f"{path}: {what} is not UTF-8 text (byte {err.object[err.start]:#04x} at offset "
-                         f"{err.start}); save it as UTF-8 CSV") from None
-    except pd.errors.EmptyDataError:
-        raise ValueError(f"{path}: {what} is empty (no header row)") from None
-    frame.columns = [str(c).strip().lower() for c in frame.columns]
-    missing = [c for c in required if c not in frame.columns]
-    if missing:
-        header = ",".join(frame.columns)
-        for name, sep in (("';'", ";"), ("tabs", "\t")):
-            if len(frame.columns) == 1 and sep in header:
-                raise ValueError(f"{path}: {what} is separated by {name}, commas expected (header {header!r})")
-        raise ValueError(f"{path}: {what} lacks columns {missing}")
-    return frame
+    def key_of(self, subject, visit, side, cohort):
+        """The key of a radiograph's hip in this table: with its cohort where the table holds that hip id
+        in several cohorts, else without."""
+        full = hip_key(subject, visit, side, cohort)
+        return full if full in self.grades or full in self.problem_keys else full[:3]
 
 
-def read_labels(path):
-    """Read the label CSV into a LabelTable; raises ValueError naming the file when it cannot be read as a
-    comma-separated UTF-8 table or columns are missing (read_csv_table)."""
-    frame = read_csv_table(path, "label CSV", ("subject", "visit", "side", *TARGETS))
-    table = LabelTable()
-    seen = {}
-    for row in frame.to_dict(orient="records"):
+def read_labels(path, label_format=None):
+    """Read the label table (`read_label_frame`: CSV or Excel, long or wide, the user's column names)
+    into a LabelTable; raises ValueError naming the file when it cannot be read or columns are missing."""
+    fmt = label_format if isinstance(label_format, LabelFormat) else LabelFormat.from_settings(label_format)
+    frame = read_label_frame(path, fmt)
+    table = LabelTable(cutoff=fmt.cutoff)
+    seen, cohorts = {}, {}
+    rows = frame.to_dict(orient="records")
+    for row in rows:  # the cohorts each hip id occurs in: a hip id of two cohorts is keyed with its cohort
+        try:
+            cohorts.setdefault(hip_key(row["subject"], row["visit"], row["side"]), set()).add(
+                cohort_key(row.get("cohort", "")))
+        except ValueError:
+            pass
+    for row in rows:
         subject, visit, side = row["subject"], row["visit"], row["side"]
         try:
             key = hip_key(subject, visit, side)
         except ValueError as err:
             table.problems.append((subject, visit, side, f"label row: {err}"))
             continue
+        if len(cohorts[key] - {""}) > 1:
+            key = hip_key(subject, visit, side, row.get("cohort", ""))
         seen[key] = seen.get(key, 0) + 1
         if seen[key] == 2:  # a duplicate row: which grade is right is unknowable, so drop the hip
             table.grades.pop(key, None)

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
-from osteoloc.io.labels import MISSING_SPELLINGS, read_csv_table
+from osteoloc.io.labels import MISSING_SPELLINGS, drop_blank_rows, read_csv_table
 
 REQUIRED_COLUMNS = ("image_path", "subject", "visit", "cohort", "points_path")
 OPTIONAL_COLUMNS = ("spacing", "manual_points_path", "points_unit")
@@ -50,18 +50,19 @@ def read_manifest(path):
     """Read the manifest with paths resolved against its folder; `spacing` is float mm (NaN when absent),
     `points_unit` one of POINTS_UNITS or "" (the config's default).
 
-    Raises ValueError naming the file (and line) when it is not a comma-separated UTF-8 table, a required
-    column is missing, a spacing is not a plain positive number or a points_unit is unknown.
+    Rows whose every cell is blank (a spreadsheet's trailing rows) are ignored, with a log line. Raises
+    ValueError naming the file (and line) when it is not a comma-separated UTF-8 table, a required column is
+    missing, a spacing is not a plain positive number or a points_unit is unknown.
     """
     path = Path(path)
-    frame = read_csv_table(path, "manifest", REQUIRED_COLUMNS)
+    frame = drop_blank_rows(read_csv_table(path, "manifest", REQUIRED_COLUMNS), path, "manifest")
     base = path.resolve().parent
     for column in ("image_path", "points_path", "manual_points_path"):
         if column in frame.columns:
             frame[column] = [_resolve(base, v) for v in frame[column]]
         else:
             frame[column] = ""
-    lines = range(2, len(frame) + 2)  # line numbers in the file (line 1 is the header)
+    lines = frame.index + 2  # line numbers in the file (line 1 is the header; blank rows keep their place)
     for column, parse, empty in (("spacing", _spacing, np.nan), ("points_unit", _points_unit, "")):
         if column in frame.columns:
             frame[column] = [parse(path, line, v) for line, v in zip(lines, frame[column])]
@@ -70,4 +71,4 @@ def read_manifest(path):
     frame["spacing"] = frame["spacing"].astype(float)
     for column in ("subject", "visit", "cohort"):
         frame[column] = frame[column].str.strip()
-    return frame
+    return frame.reset_index(drop=True)

@@ -5,20 +5,37 @@ from pathlib import Path
 import numpy as np
 
 
+def _point(path, number, text):
+    """One point line -> (x, y); ValueError naming the file, the line and the likely cause otherwise."""
+    fields = text.split()
+    try:
+        if len(fields) != 2:
+            raise ValueError
+        x, y = float(fields[0]), float(fields[1])
+    except ValueError:
+        cause = ("a comma as decimal separator: write 12.5" if any("," in f for f in fields)
+                 else f"{len(fields)} values" if len(fields) != 2 else "not a number")
+        raise ValueError(f"{path}: line {number}: {text!r} is not two numbers x y ({cause})") from None
+    if not (np.isfinite(x) and np.isfinite(y)):
+        raise ValueError(f"{path}: line {number}: {text!r} holds a non-finite coordinate")
+    return x, y
+
+
 def read_pts(path):
     """Read a `.pts` file into an (n, 2) float array of (x, y) as written in the file.
 
-    Raises ValueError naming the file when the header, the braces or the point count are wrong.
+    Raises ValueError naming the file (and the line, for a point line) when the header, the braces, the
+    point count or a point is wrong.
     """
     path = Path(path)
     try:
-        lines = [line.strip() for line in path.read_text().splitlines()]
+        text = path.read_text()
     except UnicodeDecodeError as err:
         raise ValueError(f"{path}: not a text .pts file ({err})") from None
-    lines = [line for line in lines if line]
+    lines = [(number, line.strip()) for number, line in enumerate(text.splitlines(), start=1) if line.strip()]
     header = {}
     body_start = None
-    for i, line in enumerate(lines):
+    for i, (_, line) in enumerate(lines):
         if line == "{":
             body_start = i + 1
             break
@@ -30,19 +47,13 @@ def read_pts(path):
         n_points = int(header["n_points"])
     except ValueError:
         raise ValueError(f"{path}: n_points is not an integer: {header['n_points']!r}") from None
-    try:
-        body_end = lines.index("}", body_start)
-    except ValueError:
-        raise ValueError(f"{path}: the point block is not closed with '}}'") from None
-    rows = [line.split() for line in lines[body_start:body_end]]
-    if len(rows) != n_points:
-        raise ValueError(f"{path}: header says {n_points} points, the file holds {len(rows)}")
-    try:
-        points = np.array([[float(x), float(y)] for x, y in rows], dtype=np.float64)
-    except ValueError:
-        raise ValueError(f"{path}: a point line is not two numbers") from None
-    if not np.all(np.isfinite(points)):
-        raise ValueError(f"{path}: non-finite coordinates")
+    body_end = next((i for i in range(body_start, len(lines)) if lines[i][1] == "}"), None)
+    if body_end is None:
+        raise ValueError(f"{path}: the point block is not closed with '}}'")
+    body = lines[body_start:body_end]
+    if len(body) != n_points:
+        raise ValueError(f"{path}: header says {n_points} points, the file holds {len(body)}")
+    points = np.array([_point(path, number, line) for number, line in body], dtype=np.float64)
     return points.reshape(n_points, 2)
 
 

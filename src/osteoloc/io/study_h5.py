@@ -7,7 +7,11 @@ The reader opens the file once, checks `schema_version` and the layout (`dataset
 the writer creates from), and serves the rows each stage needs, read in contiguous slices.
 """
 
+import contextlib
+import errno
 import json
+import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,9 +22,10 @@ import pandas as pd
 
 from osteoloc.io.atomic import atomic_path
 from osteoloc.io.h5view import H5View
+from osteoloc.io.labels import subject_key
 from osteoloc.names import TARGETS
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: /meta/magnification
 STRING_META = ("subject", "visit", "side", "cohort", "source", "spacing_from")
 FLOAT_META = {"source_spacing": 2, "crop_offset": 2, "intensity": 2}
 STR = h5py.string_dtype("utf-8")
@@ -45,6 +50,7 @@ def dataset_layout(crop_size, n_points, with_truth, with_cue=False):
         **{f"meta/{name}": ((), STR, 256) for name in STRING_META},
         **{f"meta/{name}": ((width,), np.float32, 256) for name, width in FLOAT_META.items()},
         "meta/head_circle": ((3,), np.float32, 256),
+        "meta/magnification": ((), np.float32, 256),
     }
     if with_truth:
         layout["truth/masks"] = ((T, S, S), np.uint8, 1)
@@ -55,6 +61,28 @@ def dataset_layout(crop_size, n_points, with_truth, with_cue=False):
 
 class StudyFormatError(ValueError):
     """A file that is not a study HDF5 of this schema; the message names the file and the problem."""
+
+
+class StudyWriteError(OSError):
+    """Writing a study HDF5 failed (a full disk, a quota, an I/O error): one line naming the file and the
+    errno; the half-written temporary file is removed."""
+
+
+@contextlib.contextmanager
+def _write_errors(path):
+    """Turn HDF5's write failures into one StudyWriteError naming `path` and the errno (HDF5 reports them as
+    OSError or RuntimeError with the errno inside a long message)."""
+    try:
+        yield
+    except StudyWriteError:
+        raise
+    except (OSError, RuntimeError) as err:
+        found = re.search(r"errno = (\d+)", str(err))
+        number = getattr(err, "errno", None) or (int(found[1]) if found else None)
+        if not number:
+            raise
+        raise StudyWriteError(number, f"{os.strerror(number)} (errno {errno.errorcode.get(number, number)}), "
+                              "writing the study HDF5", str(path)) from None
 
 
 @dataclass
@@ -78,12 +106,15 @@ class HipRecord:
     crop_offset: tuple  # (x0, y0) in the resampled, unflipped image
     head_circle: tuple  # (cx, cy, r) in crop pixels
     intensity: tuple  # (p5, p95)
+    magnification: float = float("nan")  # the factor the spacing tag was divided by (1 = none; NaN unknown)
     truth_masks: np.ndarray = None  # uint8 (4, S, S) or None
     truth_cue: np.ndarray = None  # uint8 (S, S): the shortcut cue's marker, or None
 
 
 class StudyWriter:
-    """Append HipRecords to a new study HDF5; use as a context manager (rename on success only)."""
+    """Append HipRecords to a new study HDF5; use as a context manager (rename on success only). A write
+    error (a full disk) raises StudyWriteError; HDF5's chunk cache is off so that it surfaces at the write
+    that failed, not later inside HDF5's cleanup, where it used to end the process with SIGSEGV."""
 
     def __init__(self, path, crop_size, spacing_mm, groups, with_truth=False, batch=64, attrs=None, with_cue=False):
         self.path = Path(path)
@@ -95,28 +126,41 @@ class StudyWriter:
         self.with_cue = with_cue
         self.batch = batch
         self.extra_attrs = dict(attrs or {})
-        self.buffer = []
+        self.buffer = []  # HipRecords not yet written
+        self.blocks, self.block_rows = [], 0  # rows copied from other study files, not yet written
+        self._sources = {}  # id(StudyFile) -> its datasets, for append_rows
         self.count = 0
 
     def __enter__(self):
         self._atomic = atomic_path(self.path)
         tmp = self._atomic.__enter__()
-        self.h5 = h5py.File(tmp, "w")
-        self._create()
+        try:
+            with _write_errors(self.path):
+                self.h5 = h5py.File(tmp, "w", rdcc_nbytes=0)
+                self._create()
+        except BaseException as err:
+            self._atomic.__exit__(type(err), err, err.__traceback__)
+            raise
         return self
 
     def __exit__(self, exc_type, exc, tb):
         if exc_type is None:
             try:
-                self._flush()
-                self.h5.close()
+                with _write_errors(self.path):
+                    self._flush()
+                    self.h5.close()
             except BaseException as err:
-                self.h5.close()
+                self._close_quietly()
                 self._atomic.__exit__(type(err), err, err.__traceback__)
                 raise
         else:
-            self.h5.close()
+            self._close_quietly()
         return self._atomic.__exit__(exc_type, exc, tb)
+
+    def _close_quietly(self):
+        """Close after a failure: the file is discarded, so a second write error while closing is moot."""
+        with contextlib.suppress(OSError, RuntimeError):
+            self.h5.close()
 
     def _create(self):
         for name, (shape, dtype, chunk_rows) in dataset_layout(self.crop_size, self.length, self.with_truth, self.with_cue).items():
@@ -135,16 +179,71 @@ class StudyWriter:
 
     def __len__(self):
         """Hips appended so far, buffered ones included."""
-        return self.count + len(self.buffer)
+        return self.count + len(self.buffer) + self.block_rows
 
     def append(self, record):
         if record.image.shape != (self.crop_size, self.crop_size):
             raise ValueError(f"image shape {record.image.shape} != crop size {self.crop_size}")
-        self.buffer.append(record)
-        if len(self.buffer) >= self.batch:
-            self._flush()
+        with _write_errors(self.path):
+            self._write_blocks()
+            self.buffer.append(record)
+            if len(self.buffer) >= self.batch:
+                self._flush()
+
+    def append_rows(self, study, start, stop, overrides=None):
+        """Append rows start..stop-1 of the open StudyFile `study` (a shard of the same layout), with the
+        datasets named in `overrides` ({name: values of those rows}, e.g. grades joined at the gather)
+        replaced; buffered and written `batch` rows at a time."""
+        start, stop = int(start), int(stop)
+        source = self._source(study)
+        with _write_errors(self.path):
+            self._write_records()
+            if stop <= start:
+                return
+            overrides = overrides or {}
+            self.blocks.append({name: overrides[name] if name in overrides else values[start:stop]
+                                for name, values in source.items()})
+            self.block_rows += stop - start
+            if self.block_rows >= self.batch:
+                self._write_blocks()
+
+    def _source(self, study):
+        """{name: values} of a study file rows are copied from: the small per-row datasets read whole once
+        (a few kB per hip), images and masks left on disk (one chunk per row, read as asked)."""
+        key = id(study)
+        if key not in self._sources:
+            self._check_layout(study)
+            layout = dataset_layout(self.crop_size, self.length, self.with_truth, self.with_cue)
+            self._sources[key] = {name: (study._h5[name].asstr()[:] if study._strings(name) else study._h5[name][:])
+                                  if chunk_rows > 1 else study._h5[name] for name, (_, _, chunk_rows) in layout.items()}
+        return self._sources[key]
+
+    def _names(self):
+        return list(dataset_layout(self.crop_size, self.length, self.with_truth, self.with_cue))
+
+    def _check_layout(self, study):
+        if (study.crop_size, study.has_truth, study.has_cue) != (self.crop_size, self.with_truth, self.with_cue) or \
+                study.group_indices != self.groups:
+            raise StudyFormatError(f"{study.path}: layout differs from the study being written to {self.path}")
+
+    def _write_blocks(self):
+        if not self.blocks:
+            return
+        blocks, n = self.blocks, self.block_rows
+        self.blocks, self.block_rows = [], 0
+        for name in self._names():
+            dataset = self.h5[name]
+            dataset.resize(self.count + n, axis=0)
+            values = [np.asarray(block[name], dtype=object if name[5:] in STRING_META and name.startswith("meta/")
+                                 else dataset.dtype) for block in blocks]
+            dataset[self.count:self.count + n] = np.concatenate(values)
+        self.count += n
 
     def _flush(self):
+        self._write_blocks()
+        self._write_records()
+
+    def _write_records(self):
         if not self.buffer:
             return
         records, self.buffer = self.buffer, []
@@ -158,6 +257,7 @@ class StudyWriter:
             "landmarks/groups": [r.groups for r in records],
             "landmarks/valid": [r.valid for r in records],
             "meta/head_circle": [r.head_circle for r in records],
+            "meta/magnification": [r.magnification for r in records],
         }
         for name in STRING_META:
             columns[f"meta/{name}"] = [str(getattr(r, name)) for r in records]
@@ -182,11 +282,13 @@ class StudyWriter:
         """Append rows start..stop-1 of the open StudyFile `study` (a shard of the same layout) as they are
         stored, `block` rows at a time so memory stays bounded; pending appends are written first, so
         rows keep the order they were added in."""
-        if (study.crop_size, study.has_truth, study.has_cue) != (self.crop_size, self.with_truth, self.with_cue) or \
-                study.group_indices != self.groups:
-            raise StudyFormatError(f"{study.path}: layout differs from the study being written to {self.path}")
-        self._flush()
-        n = int(stop) - int(start)
+        self._check_layout(study)
+        with _write_errors(self.path):
+            self._flush()
+            self._copy(study, int(start), int(stop), block)
+
+    def _copy(self, study, start, stop, block):
+        n = stop - start
         if n <= 0:
             return
         for name in dataset_layout(self.crop_size, self.length, self.with_truth, self.with_cue):
@@ -213,7 +315,7 @@ def write_study_arrays(path, columns, group_indices, spacing_mm=1.0, attrs=None)
                 "valid": np.isfinite(groups).all(axis=-1), "visit": [""] * n, "side": ["right"] * n,
                 "cohort": [""] * n, "source": [""] * n, "source_spacing": [nan2] * n, "spacing_from": ["given"] * n,
                 "crop_offset": [nan2] * n, "head_circle": [np.full(3, np.nan, np.float32)] * n,
-                "intensity": [nan2] * n, "truth_masks": [None] * n}
+                "intensity": [nan2] * n, "magnification": [np.nan] * n, "truth_masks": [None] * n}
     unknown = set(columns) - set(defaults) - {"image", "labels", "groups", "subject"}
     if unknown:
         raise ValueError(f"write_study_arrays: unknown column(s) {sorted(unknown)}; use HipRecord's field names")
@@ -362,8 +464,8 @@ class StudyFile(H5View):
     def rows_in_split(self, split, which):
         """Sorted int64 HDF5 rows whose subject is in split `which` of `split` (DataFrame `subject,
         split`, e.g. from splits.read_split); raises naming the file when there is none."""
-        wanted = split.loc[split["split"] == which, "subject"].astype(str)
-        rows = np.flatnonzero(np.isin(self.subjects(), wanted.to_numpy()))
+        wanted = {subject_key(s) for s in split.loc[split["split"] == which, "subject"]}
+        rows = np.flatnonzero([subject_key(s) in wanted for s in self.subjects()])
         if len(rows) == 0:
             raise ValueError(f"{self.path}: the '{which}' split holds no image")
         return rows.astype(np.int64)
@@ -384,6 +486,7 @@ class Study:
     crop_offset: np.ndarray
     head_circle: np.ndarray
     intensity: np.ndarray
+    magnification: np.ndarray
     attrs: dict = field(default_factory=dict)
     images: np.ndarray = None
     truth_masks: np.ndarray = None
@@ -401,12 +504,13 @@ def load_study(path, images=True, rows=None):
     with StudyFile(path) as study:
         names = ["grades", "labels", "landmarks/contour", "landmarks/contour_manual", "landmarks/groups",
                  "landmarks/valid", "meta/source_spacing", "meta/crop_offset", "meta/head_circle",
-                 "meta/intensity"] + ["images"] * images + ["truth/masks"] * study.has_truth
+                 "meta/intensity", "meta/magnification"] + ["images"] * images + ["truth/masks"] * study.has_truth
         data = study.read(names, rows)
         return Study(
             meta=study.meta(STRING_META, rows), grades=data["grades"], labels=data["labels"],
             contour=data["landmarks/contour"], contour_manual=data["landmarks/contour_manual"],
             groups=data["landmarks/groups"], valid=data["landmarks/valid"],
             source_spacing=data["meta/source_spacing"], crop_offset=data["meta/crop_offset"],
-            head_circle=data["meta/head_circle"], intensity=data["meta/intensity"], attrs=dict(study.attrs),
+            head_circle=data["meta/head_circle"], intensity=data["meta/intensity"],
+            magnification=data["meta/magnification"], attrs=dict(study.attrs),
             images=data.get("images"), truth_masks=data.get("truth/masks"))

@@ -7,7 +7,7 @@ edges stay put, as in torch's `interpolate(align_corners=False)` and skimage's `
 point x maps to (x + 0.5) / scale - 0.5 with scale = target spacing / source spacing.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -134,6 +134,22 @@ def landmarks_in_crop(points, scale, offset, side, size):
     return to_crop(resampled, offset, side, size), (centre[0], centre[1], r)
 
 
+def crop_layer(layer, scale, offset, size, side):
+    """A label layer (rows, cols) or a stack of them (k, rows, cols) cropped like the image (`mask_crop`
+    per slice) and flipped like it for a left hip; uint8, contiguous."""
+    layer = np.asarray(layer)
+    stack = layer.reshape(-1, *layer.shape[-2:])
+    cropped = np.stack([mask_crop(m, scale, offset, size) for m in stack]).reshape(*layer.shape[:-2], size, size)
+    if side == "left":
+        cropped = cropped[..., ::-1]
+    return np.ascontiguousarray(cropped, dtype=np.uint8)
+
+
+def mirror_layers(layers):
+    """Named label layers onto the horizontally mirrored radiograph (`pixels[:, ::-1]`)."""
+    return {name: layer[..., ::-1] for name, layer in layers.items()}
+
+
 @dataclass
 class HipCrop:
     """One hip in crop pixels (after the flip): the image and every geometric quantity of the row."""
@@ -144,13 +160,15 @@ class HipCrop:
     offset: tuple  # (x0, y0) of the crop in the resampled, unflipped image
     head_circle: tuple  # (cx, cy, r) crop pixels
     intensity: tuple  # (p5, p95) of the crop before normalisation
-    masks: np.ndarray = None  # (4, S, S) uint8
+    layers: dict = field(default_factory=dict)  # name -> uint8 label layer (..., S, S), e.g. lesions, cue
 
 
-def preprocess_hip(pixels, spacing, points, side, crop_size, spacing_mm, manual_points=None, masks=None):
+def preprocess_hip(pixels, spacing, points, side, crop_size, spacing_mm, manual_points=None, layers=None):
     """Crop one hip of a radiograph. `pixels` (rows, cols) with `spacing` (row_mm, col_mm); `points`
-    and `manual_points` (80, 2) in source pixels; `masks` (4, rows, cols) uint8 or None. Raises CropError
-    (image smaller than the crop, flat crop) and ValueError (degenerate head circle)."""
+    and `manual_points` (80, 2) in source pixels; `layers` {name: uint8 (..., rows, cols)} label layers in
+    the radiograph's grid (e.g. `lesions` (4, rows, cols), `cue` (rows, cols)), each taking the one crop
+    and flip of the image. Raises CropError (image smaller than the crop, flat crop) and ValueError
+    (degenerate head circle)."""
     scale = resample_scale(spacing_mm, spacing)
     resampled_shape = (resampled_length(pixels.shape[0], scale), resampled_length(pixels.shape[1], scale))
     offset = crop_offset(head_circle(to_resampled(points, scale))[:2], resampled_shape, crop_size)
@@ -161,11 +179,6 @@ def preprocess_hip(pixels, spacing, points, side, crop_size, spacing_mm, manual_
     contour, circle = landmarks_in_crop(points, scale, offset, side, crop_size)
     manual = (np.full((80, 2), np.nan) if manual_points is None
               else to_crop(to_resampled(manual_points, scale), offset, side, crop_size))
-    crop_masks = None
-    if masks is not None:
-        crop_masks = np.stack([mask_crop(m, scale, offset, crop_size) for m in masks])
-        if side == "left":
-            crop_masks = crop_masks[:, :, ::-1]
-        crop_masks = np.ascontiguousarray(crop_masks, dtype=np.uint8)
+    cropped = {name: crop_layer(layer, scale, offset, crop_size, side) for name, layer in (layers or {}).items()}
     return HipCrop(image=np.ascontiguousarray(image), contour=contour, contour_manual=manual, offset=offset,
-                   head_circle=circle, intensity=intensity, masks=crop_masks)
+                   head_circle=circle, intensity=intensity, layers=cropped)

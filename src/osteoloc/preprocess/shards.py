@@ -1,40 +1,243 @@
-"""Sharded preprocessing (docs/preprocessing.md, "Shards"): a source's work units (manifest rows, or the
-group file's scans) cut into shards of `shard_size` consecutive units; each shard job writes its crops and
-its own exclusions, and the gather decides what needs the whole cohort (label-table problems, unmatched
-labels, duplicate radiographs) and writes the one study HDF5.
+"""Sharded preprocessing (docs/preprocessing.md, "Shards"): a plan assigns each of a source's work units
+(manifest rows, or the group file's scans) to a shard by the hash of its identity; each shard job crops its
+units without the labels; the gather joins the labels, decides what needs the whole cohort (label-table
+problems, unmatched labels, duplicate radiographs, one spelling per subject) and writes the one study HDF5
+in the cohort's order.
+
+The plan (`plan.json`) lists every unit in study order: its `key` (identity and file, unique), `identity`
+(cohort, subject, visit: what its shard is hashed from), `shard`, `files` (its own input files) and, for a
+manifest, its `row`. A unit's shard depends on its identity only (`cohort.sharding.shard_of`), so appending,
+inserting or deleting a radiograph changes its own shard only, and fixing a grade changes none.
 
 A shard folder holds
-- `crops.h5`: the shard's hips in unit order (a study HDF5 of the final layout, `StudyWriter`);
-- `units.csv`: one row per unit, `unit, subject, visit, file, pixel_hash, records` (`records` = hips the
+- `crops.h5`: the shard's hips in unit order (a study HDF5 of the final layout, `StudyWriter`), grades unknown;
+- `units.csv`: one row per unit, `key, subject, visit, file, pixel_hash, records` (`records` = hips the
   unit added to `crops.h5`; `pixel_hash` = `sources.pixel_digest` of its decoded image, empty when none);
-- `exclusions.csv`: `unit` + the exclusions table's columns, the unit's own exclusions.
+- `exclusions.csv`: `key` + the exclusions table's columns, the unit's own exclusions;
+- `manifest.csv` (manifest sources): the shard's rows, which its source reads;
+- `content.txt`: the digest of its rows and its files' content (`shard_digests`) it was made from.
 
 Every decision depends on a unit and on the whole cohort only, never on the shard it fell in, so the study
 file and the exclusions table are identical whatever `shard_size` (tests/test_shards.py).
 """
 
+import hashlib
+import json
 import logging
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
-from osteoloc.io.atomic import write_csv
+from osteoloc.cohort.sharding import hashed_shard_count, shard_of
+from osteoloc.io.atomic import write_csv, write_text
+from osteoloc.io.labels import LabelTable, cohort_key, grades_to_labels, hip_key
+from osteoloc.io.pts import resolve_hip_files
 from osteoloc.io.study_h5 import StudyFile, StudyWriter
-from osteoloc.cohort.sharding import n_shards, shard_units  # noqa: F401 (the shard jobs' unit ranges)
+from osteoloc.names import SIDES, TARGETS, UNKNOWN
 from osteoloc.preprocess.exclusions import COLUMNS, Exclusion, Exclusions
 
 log = logging.getLogger(__name__)
 
-CROPS, UNITS, EXCLUSIONS = "crops.h5", "units.csv", "exclusions.csv"
-UNIT_COLUMNS = ("unit", "subject", "visit", "file", "pixel_hash", "records")
+CROPS, UNITS, EXCLUSIONS, ROWS, CONTENT = "crops.h5", "units.csv", "exclusions.csv", "manifest.csv", "content.txt"
+UNIT_COLUMNS = ("key", "cohort", "subject", "visit", "file", "pixel_hash", "records")
 
 
+# --- shards crop without labels: every hip is "labelled" with unknown grades ----------------------------
+class _AnyHip(dict):
+    """A grades table that holds every hip, each with unknown grades."""
+
+    def __contains__(self, key):
+        return True
+
+    def __missing__(self, key):
+        return np.full(len(TARGETS), UNKNOWN, np.int8)
+
+
+def unlabelled():
+    """The label table a shard's source reads: every hip labelled, grades unknown (the gather joins the
+    real grades, so a grade fix reruns no shard)."""
+    return LabelTable(grades=_AnyHip())
+
+
+# --- identity -----------------------------------------------------------------------------------------
+def unit_identity(cohort, subject, visit):
+    """The radiograph's identity as its shard is hashed from: cohort, subject and visit compared ignoring
+    case and blanks (a second radiograph of one identity is a duplicate, so both land in one shard)."""
+    return json.dumps([cohort_key(cohort), *hip_key(subject, visit, "right")[:2]])
+
+
+def _as_input_path(path):
+    """`path` relative to the working directory when it lies under it, else absolute."""
+    path = Path(path).absolute()
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def _keyed(units):
+    """Each unit's `key`: its identity and file, plus its occurrence number when a row repeats exactly."""
+    seen = {}
+    for unit in units:
+        base = json.dumps([unit["identity"], unit["file"]])
+        seen[base] = seen.get(base, 0) + 1
+        unit["key"] = base if seen[base] == 1 else json.dumps([unit["identity"], unit["file"], seen[base]])
+    return units
+
+
+def manifest_units(rows, references=None, files=True):
+    """Plan entries of manifest rows (read_manifest's itertuples): identity, file, files (unless `files` is
+    False: the keys alone need no file lookups), row."""
+    units = []
+    for row in rows:
+        paths = [row.image_path, row.points_path, row.manual_points_path] if files else []
+        paths += references.mask_files(row.subject, row.visit) if references is not None else []
+        for points in (row.points_path, row.manual_points_path) if files else ():
+            if points:  # per-hip files (<stem>_L.pts ...) where the named file is a stem
+                paths += [str(path) for path, _ in resolve_hip_files(points).values()]
+        record = {column: ("" if isinstance(value, float) and np.isnan(value) else value)
+                  for column, value in row._asdict().items()}
+        for column in ("image_path", "points_path", "manual_points_path"):  # the plan of a moved folder stays
+            if record.get(column):
+                record[column] = _as_input_path(record[column])
+        units.append(dict(identity=unit_identity(row.cohort, row.subject, row.visit),
+                          file=_as_input_path(row.image_path) if row.image_path else "",
+                          files=list(dict.fromkeys(_as_input_path(p) for p in paths if p)), row=record))
+    return _keyed(units)
+
+
+def group_units(scans):
+    """Plan entries of the group file's scans (one hip each; the group file is every shard's input)."""
+    return _keyed([dict(identity=json.dumps([cohort_key(scan.cohort), *hip_key(scan.subject, scan.visit, scan.side)]),
+                        file=str(scan.source), files=[], row={}) for scan in scans])
+
+
+def source_keys(source):
+    """The plan keys of a source's units, in study order (manifest rows or group scans)."""
+    if hasattr(source, "rows"):
+        return [unit["key"] for unit in manifest_units(source.rows, files=False)]
+    return [unit["key"] for unit in group_units(source.units)]
+
+
+def source_hips(source):
+    """(cohort, subject, visit, side) of every hip the source's units hold, whatever became of them."""
+    if hasattr(source, "rows"):
+        return [(row.cohort, row.subject, row.visit, side) for row in source.rows for side in SIDES]
+    return [(scan.cohort, scan.subject, scan.visit, scan.side) for scan in source.units]
+
+
+# --- the plan -------------------------------------------------------------------------------------------
+def make_plan(units, shard_size):
+    """The plan of `units` (manifest_units / group_units): each unit's shard by the hash of its identity
+    into `hashed_shard_count` shards."""
+    n = hashed_shard_count(len(units), shard_size)
+    for unit in units:
+        unit["shard"] = shard_of(unit["identity"], n)
+    return {"shards": n, "shard_size": int(shard_size), "units": units}
+
+
+def write_plan(plan, path):
+    """Write the plan as JSON (any character of a file name survives)."""
+    write_text(json.dumps(plan, indent=1, ensure_ascii=False) + "\n", path)
+    counts = np.bincount([unit["shard"] for unit in plan["units"]], minlength=plan["shards"])
+    log.info("%d units in %d shards (sizes %d-%d) -> %s", len(plan["units"]), plan["shards"],
+             counts.min(initial=0), counts.max(initial=0), path)
+
+
+def read_plan(path):
+    """A plan `write_plan` wrote."""
+    with open(path, encoding="utf-8") as handle:
+        return json.load(handle)
+
+
+def plan_shards(plan):
+    """{shard: [its units, study order]} for every shard of the plan (an empty shard still has a job, so the
+    gather's inputs do not depend on where units fell)."""
+    shards = {k: [] for k in range(plan["shards"])}
+    for unit in plan["units"]:
+        shards[unit["shard"]].append(unit)
+    return shards
+
+
+# --- content, not clocks ------------------------------------------------------------------------------
+class ContentDigests:
+    """SHA-256 of files' bytes, cached by (size, mtime, ctime, inode): a file replaced by an older copy
+    (`cp -p`, `rsync -a`) keeps its mtime but never its ctime, so it is hashed again, and a file whose bytes
+    are unchanged keeps its digest however it was touched. The cache is a JSON file (`path`), rewritten
+    when it changed; a missing file's digest is "missing"."""
+
+    def __init__(self, path=None):
+        self.path = Path(path) if path else None
+        self.cache, self.hashed, self.bytes, self.seen = {}, 0, 0, set()
+        if self.path is not None and self.path.is_file():
+            try:
+                self.cache = json.loads(self.path.read_text())
+            except (OSError, ValueError):
+                self.cache = {}
+        self.changed = False
+
+    def __call__(self, file):
+        self.seen.add(str(file))
+        try:
+            st = os.stat(file)
+        except OSError:
+            return "missing"
+        stamp = [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
+        cached = self.cache.get(str(file))
+        if cached is not None and cached[:4] == stamp:
+            return cached[4]
+        with open(file, "rb") as handle:
+            digest = hashlib.file_digest(handle, "sha256").hexdigest()
+        self.hashed, self.bytes = self.hashed + 1, self.bytes + st.st_size
+        self.cache[str(file)] = [*stamp, digest]
+        self.changed = True
+        return digest
+
+    def save(self):
+        """Write the cache (the files asked for since it was read, so it does not grow with deleted files)."""
+        if self.path is not None and (self.changed or set(self.cache) - self.seen):
+            self.cache = {f: entry for f, entry in self.cache.items() if f in self.seen}
+            write_text(json.dumps(self.cache), self.path)
+            self.changed = False
+
+
+def shard_digests(plan, digests):
+    """{shard: hex digest of its units' rows and their files' content}: what a shard job was made from. A
+    shard reruns when its digest changes (the rule's params), so a file replaced by one with an older
+    modification time still reruns it."""
+    out = {}
+    for shard, units in plan_shards(plan).items():
+        h = hashlib.sha256()
+        for unit in units:
+            h.update(json.dumps([unit["key"], unit["row"], [(f, digests(f)) for f in unit["files"]]],
+                                sort_keys=True).encode())
+        out[shard] = h.hexdigest()
+    return out
+
+
+def changed_shards(shard_dirs_digests):
+    """[shard] whose stored `content.txt` differs from the digest given ({shard: (folder, digest)})."""
+    changed = []
+    for shard, (folder, digest) in sorted(shard_dirs_digests.items()):
+        try:
+            stored = (Path(folder) / CONTENT).read_text().strip()
+        except OSError:
+            stored = ""
+        if stored != digest:
+            changed.append(shard)
+    return changed
+
+
+# --- the shard job --------------------------------------------------------------------------------------
 @dataclass
 class UnitResult:
     """One unit's answer: its study rows and exclusions, and what the gather needs to judge duplicates."""
 
-    unit: int
+    key: str
+    cohort: str
     subject: str
     visit: str
     file: str
@@ -43,22 +246,109 @@ class UnitResult:
     exclusions: list = field(default_factory=list)
 
 
-def unit_results(source, positions):
-    """UnitResult of each unit position of `source` (sources.py), in order."""
+def unit_results(source, positions, keys):
+    """UnitResult of each unit position of `source` (sources.py), in order; `keys` {position: plan key}."""
     units = source.units
     hashes = getattr(source, "pixel_hashes", {})
     for position in positions:
         unit = units[position]
-        result = UnitResult(position, *_describe(source, unit), "")
+        subject, visit, _, file = source._describe(unit)
+        cohort = source.rows[unit].cohort if hasattr(source, "rows") else unit.cohort
+        result = UnitResult(keys[position], cohort, subject, visit, str(file), "")
         for item in source.hips([unit]):
             (result.exclusions if isinstance(item, Exclusion) else result.records).append(item)
         result.pixel_hash = hashes.pop(unit, "")  # popped: memory stays flat over a long shard
         yield result
 
 
-def _describe(source, unit):
-    subject, visit, _, file = source._describe(unit)
-    return subject, visit, str(file)
+def _writer(source, path):
+    return StudyWriter(path, source.crop_size, source.spacing_mm, source.groups, with_truth=source.with_truth,
+                       with_cue=source.with_cue, attrs=source.attrs)
+
+
+def write_shard(source, positions, shard_dir, keys=None, content=""):
+    """Preprocess the units at `positions` of `source` (built on `unlabelled()`) into `shard_dir` (crops.h5,
+    units.csv, exclusions.csv, content.txt; see the module docstring). `keys` {position: plan key}, by
+    default the source's own (`source_keys`). Returns the number of hips written."""
+    shard_dir = Path(shard_dir)
+    shard_dir.mkdir(parents=True, exist_ok=True)
+    keys = keys if keys is not None else dict(enumerate(source_keys(source)))
+    units, exclusions = [], []
+    with _writer(source, shard_dir / CROPS) as writer:
+        for result in unit_results(source, positions, keys):
+            for record in result.records:
+                writer.append(record)
+            units.append((result.key, result.cohort, result.subject, result.visit, Path(result.file).name,
+                          result.pixel_hash, len(result.records)))
+            exclusions.extend((result.key, *row) for row in result.exclusions)
+        written = len(writer)
+    write_csv(pd.DataFrame(units, columns=list(UNIT_COLUMNS)), shard_dir / UNITS)
+    write_csv(pd.DataFrame(exclusions, columns=["key", *COLUMNS]), shard_dir / EXCLUSIONS)
+    write_text(content + "\n", shard_dir / CONTENT)
+    log.info("shard %s: %d units, %d hips, %d exclusion rows", shard_dir, len(units), written, len(exclusions))
+    return written
+
+
+def write_shard_rows(units, path):
+    """The shard's manifest rows (plan entries) as a manifest CSV its source reads: paths absolute, so
+    they do not depend on where this file lies."""
+    frame = pd.DataFrame([unit["row"] for unit in units])
+    for column in ("image_path", "points_path", "manual_points_path"):
+        if column in frame:
+            frame[column] = [str(Path(p).absolute()) if p else "" for p in frame[column]]
+    if frame.empty:
+        frame = pd.DataFrame(columns=["image_path", "subject", "visit", "cohort", "points_path"])
+    write_csv(frame, path)
+    return path
+
+
+# --- the gather -----------------------------------------------------------------------------------------
+def _read_table(path):
+    try:
+        return pd.read_csv(path, dtype=str, keep_default_na=False)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: shard table missing (rerun the preprocess_shard job)") from None
+
+
+@dataclass
+class ShardUnit:
+    """One unit as its shard left it: where its rows lie and what it excluded."""
+
+    shard_dir: Path
+    start: int
+    records: int
+    cohort: str
+    subject: str
+    visit: str
+    file: str
+    pixel_hash: str
+    sides: list
+    cohorts: list
+    exclusions: list
+
+
+def _shard_units(shard_dirs):
+    """{key: ShardUnit} of every shard; raises naming a shard that holds a key twice."""
+    index = {}
+    for shard_dir in map(Path, shard_dirs):
+        units = _read_table(shard_dir / UNITS)
+        rows = _read_table(shard_dir / EXCLUSIONS)
+        by_key = {key: [Exclusion(*row) for row in group[list(COLUMNS)].itertuples(index=False)]
+                  for key, group in rows.groupby("key", sort=False)}
+        with StudyFile(shard_dir / CROPS) as crops:
+            meta = crops.meta(("side", "cohort"))
+        start = 0
+        for unit in units.itertuples(index=False):
+            n = int(unit.records)
+            if unit.key in index:
+                raise ValueError(f"{shard_dir / UNITS}: unit {unit.key} also in {index[unit.key].shard_dir} "
+                                 "(a stale shard: rerun its preprocess_shard job)")
+            index[unit.key] = ShardUnit(shard_dir, start, n, unit.cohort, unit.subject, unit.visit, unit.file,
+                                        unit.pixel_hash,
+                                        list(meta.side[start:start + n]), list(meta.cohort[start:start + n]),
+                                        by_key.get(unit.key, []))
+            start += n
+    return index
 
 
 class Duplicates:
@@ -81,101 +371,151 @@ class Duplicates:
         return Exclusion.of("dicom", subject, visit, "", file, reason)
 
 
-def _writer(source, path):
-    return StudyWriter(path, source.crop_size, source.spacing_mm, source.groups, with_truth=source.with_truth,
-                       with_cue=source.with_cue, attrs=source.attrs)
+class Spellings:
+    """One spelling per subject: the first one in study order (per cohort, ignoring case and blanks); a
+    later unit spelling it otherwise is stored under it, with an `identity` note."""
+
+    def __init__(self):
+        self.first = {}
+
+    def canonical(self, cohort, subject, visit, file):
+        """(spelling to store, note or None)."""
+        key = (cohort_key(cohort), hip_key(subject, visit, "right")[0])
+        spelled, first_file = self.first.setdefault(key, (subject, file))
+        if spelled == subject:
+            return subject, None
+        reason = (f"subject {subject!r} stored as {spelled!r}, its spelling in {Path(first_file).name} "
+                  "(subject ids are compared ignoring case and blanks)")
+        return spelled, Exclusion.of("identity", subject, visit, "", file, reason)
 
 
-def write_shard(source, positions, shard_dir):
-    """Preprocess the units at `positions` of `source` into `shard_dir` (crops.h5, units.csv,
-    exclusions.csv; see the module docstring). Returns the number of hips written."""
-    shard_dir = Path(shard_dir)
-    shard_dir.mkdir(parents=True, exist_ok=True)
-    units, exclusions = [], []
-    with _writer(source, shard_dir / CROPS) as writer:
-        for result in unit_results(source, positions):
-            for record in result.records:
-                writer.append(record)
-            units.append((result.unit, result.subject, result.visit, Path(result.file).name, result.pixel_hash,
-                          len(result.records)))
-            exclusions.extend((result.unit, *row) for row in result.exclusions)
-        written = len(writer)
-    write_csv(pd.DataFrame(units, columns=list(UNIT_COLUMNS)), shard_dir / UNITS)
-    write_csv(pd.DataFrame(exclusions, columns=["unit", *COLUMNS]), shard_dir / EXCLUSIONS)
-    log.info("shard %s: %d units, %d hips, %d exclusion rows", shard_dir, len(units), written, len(exclusions))
-    return written
+@dataclass
+class Copy:
+    """One hip of the study: where its row lies and the values the gather joins in."""
 
-
-def _read_table(path):
-    try:
-        return pd.read_csv(path, dtype=str, keep_default_na=False)
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{path}: shard table missing (rerun the preprocess_shard job)") from None
+    shard_dir: Path
+    row: int
+    grades: np.ndarray
+    subject: str
+    cohort: str
 
 
 @dataclass
 class Gathered:
-    """The whole cohort's decisions: the exclusions table and, per shard, the crop rows to copy."""
+    """The whole cohort's decisions: the exclusions table and the rows to copy, in study order."""
 
     exclusions: Exclusions
-    copies: list  # (shard folder, first row, stop row) in study order
-    kept: int
+    copies: list
+    cutoff: tuple = 0  # the label table's per-target cut-offs: label = grade > cutoff
+
+    @property
+    def kept(self):
+        return len(self.copies)
 
 
-def assemble(source, shard_dirs):
-    """Read the shards' tables in order and decide: label-table rows first, then each unit's exclusions (or
-    its duplicate row) in study order, then unmatched labels. Raises ValueError naming a shard whose units
-    do not continue where the previous shard stopped (a stale shard of another shard size or manifest)."""
-    exclusions = Exclusions(list(source.label_exclusions()))
-    duplicates, copies, kept, expected = Duplicates(), [], 0, 0
-    for shard_dir in map(Path, shard_dirs):
-        units = _read_table(shard_dir / UNITS)
-        rows = _read_table(shard_dir / EXCLUSIONS)
-        by_unit = {unit: [Exclusion(*row) for row in group[list(COLUMNS)].itertuples(index=False)]
-                   for unit, group in rows.groupby("unit", sort=False)}
-        row = 0
-        for unit in units.itertuples(index=False):
-            position, records = int(unit.unit), int(unit.records)
-            if position != expected:
-                raise ValueError(f"{shard_dir / UNITS}: unit {position} where unit {expected} was expected "
-                                 "(a shard of another manifest or shard size; rerun its preprocess_shard job)")
-            expected += 1
-            duplicate = duplicates.exclusion(position, unit.subject, unit.visit, unit.file, unit.pixel_hash)
-            if duplicate is not None:
-                log.warning("excluded %s: %s", unit.file, duplicate.reason)
-                exclusions.append(duplicate)
-            else:
-                exclusions.rows.extend(by_unit.get(unit.unit, []))
-                if records:
-                    copies.append((shard_dir, row, row + records))
-                kept += records
-            row += records
-    if expected != len(source.units):
-        raise ValueError(f"the shards hold {expected} units, the cohort has {len(source.units)} "
-                         "(missing or stale shards)")
+def _join(unit, subject, labels, labels_path, exclusions, copies):
+    """One unit's shard answer joined with the labels: a hip with a label-table problem is dropped (its row
+    was recorded from the table), a hip with no label row is excluded in place of what its shard said, a
+    labelled hip keeps its rows and gets its grades. Row order stays the shard's: radiograph rows, then
+    each side's."""
+    by_side = {side: [row for row in unit.exclusions if row.side == side] for side in SIDES}
+    leading, trailing, seen_side = [], [], False
+    for row in unit.exclusions:
+        if row.side in SIDES:
+            seen_side = True
+        elif row.side == "":
+            (trailing if seen_side else leading).append(row)
+    exclusions.rows.extend(leading)
+    records = dict(zip(unit.sides, range(unit.start, unit.start + unit.records)))
+    cohorts = dict(zip(unit.sides, unit.cohorts))
+    for side in SIDES:
+        if side not in records and not by_side[side]:
+            continue  # the radiograph itself was refused: no hip to join
+        key = labels.key_of(unit.subject, unit.visit, side, unit.cohort)
+        if key in labels.problem_keys:
+            continue
+        if key not in labels.grades:
+            exclusions.append(Exclusion.of("labels", unit.subject, unit.visit, side, unit.file,
+                                           "no label row for this hip"))
+            continue
+        exclusions.rows.extend(by_side[side])
+        if side in records:
+            cohort = cohorts[side] or labels.cohort.get(key, "")
+            copies.append(Copy(unit.shard_dir, records[side], labels.grades[key], subject, cohort))
+    exclusions.rows.extend(trailing)
+
+
+def assemble(source, labels, labels_path, shard_dirs):
+    """Read the shards and decide, in study order: label-table rows first, then each unit's exclusions (or
+    its duplicate row) joined with the labels, then unmatched labels and the source's own unmatched notes.
+    Raises ValueError when the shards do not hold exactly the source's units (stale shards)."""
+    index = _shard_units(shard_dirs)
+    keys = source_keys(source)
+    missing = [key for key in keys if key not in index]
+    extra = sorted(set(index) - set(keys))
+    if missing or extra:
+        where = (f"{len(missing)} unit(s) of the cohort in no shard, e.g. {missing[0]}" if missing else
+                 f"{len(extra)} unit(s) no longer in the cohort, e.g. {extra[0]} in {index[extra[0]].shard_dir}")
+        raise ValueError(f"the shards do not match the cohort: {where} (missing or stale shards: rerun the "
+                         "preprocess_plan and preprocess_shard jobs)")
+    exclusions = Exclusions([Exclusion.of("labels", subject, visit, side, labels_path, reason)
+                             for subject, visit, side, reason in labels.problems])
+    duplicates, spellings, copies = Duplicates(), Spellings(), []
+    for position, key in enumerate(keys):
+        unit = index[key]
+        duplicate = duplicates.exclusion(position, unit.subject, unit.visit, unit.file, unit.pixel_hash)
+        if duplicate is not None:
+            log.warning("excluded %s: %s", unit.file, duplicate.reason)
+            exclusions.append(duplicate)
+            continue
+        before = len(copies)
+        subject, note = spellings.canonical(unit.cohort, unit.subject, unit.visit, unit.file)
+        _join(unit, subject, labels, labels_path, exclusions, copies)
+        if note is not None and len(copies) > before:
+            log.warning("%s: %s", unit.file, note.reason)
+            exclusions.append(note)
+    matched = {labels.key_of(subject, visit, side, cohort) for cohort, subject, visit, side in source_hips(source)}
+    exclusions.rows.extend(Exclusion.of("labels", *labels.spelled[key], key[2], labels_path,
+                                        source.unmatched_reason)
+                           for key in sorted(set(labels.grades) - matched))
     exclusions.rows.extend(source.unmatched_exclusions())
-    return Gathered(exclusions, copies, kept)
+    return Gathered(exclusions, copies, labels.cutoff)
 
 
-def gather_exclusions(source, shard_dirs, exclusions_path):
+def gather_exclusions(source, labels, labels_path, shard_dirs, exclusions_path):
     """Write the whole exclusions table from the shards (no check: the table is the evidence and stays
     even when the excluded share is then refused). Returns the hips the study will hold."""
-    gathered = assemble(source, shard_dirs)
+    gathered = assemble(source, labels, labels_path, shard_dirs)
     write_csv(gathered.exclusions.frame(), exclusions_path)
     log.info("%d exclusion rows -> %s; %d of %d hips kept", len(gathered.exclusions.rows), exclusions_path,
              gathered.kept, source.n_hips)
     return gathered.kept
 
 
-def gather_study(source, shard_dirs, study_path, *, max_excluded_fraction):
-    """Check the excluded share (TooManyExclusions, no study written) and copy the shards' kept crops, in
+def write_gathered(source, gathered, study_path):
+    """The study HDF5 from the shards' crops: the gathered rows in study order, grades, labels, subject
+    spelling and cohort joined in. Returns the number of hips written."""
+    files = {}
+    try:
+        with _writer(source, study_path) as writer:
+            for copy in gathered.copies:
+                if copy.shard_dir not in files:
+                    files[copy.shard_dir] = StudyFile(copy.shard_dir / CROPS)
+                grades = np.asarray(copy.grades, np.int8)[None]
+                writer.append_rows(files[copy.shard_dir], copy.row, copy.row + 1, {
+                    "grades": grades, "labels": grades_to_labels(grades, gathered.cutoff),
+                    "meta/subject": np.array([copy.subject], object), "meta/cohort": np.array([copy.cohort], object)})
+            return len(writer)
+    finally:
+        for handle in files.values():
+            handle.close()
+
+
+def gather_study(source, labels, labels_path, shard_dirs, study_path, *, max_excluded_fraction):
+    """Check the excluded share (TooManyExclusions, no study written) and write the shards' kept crops, in
     study order, into `study_path`. Returns the number of hips written."""
-    gathered = assemble(source, shard_dirs)
+    gathered = assemble(source, labels, labels_path, shard_dirs)
     fraction = gathered.exclusions.check_fraction(source.n_hips, gathered.kept, max_excluded_fraction)
-    with _writer(source, study_path) as writer:
-        for shard_dir, start, stop in gathered.copies:
-            with StudyFile(shard_dir / CROPS) as shard:
-                writer.copy_rows(shard, start, stop)
-        written = len(writer)
+    written = write_gathered(source, gathered, study_path)
     log.info("wrote %d of %d hips to %s; %.1f%% excluded", written, source.n_hips, study_path, 100 * fraction)
     return written

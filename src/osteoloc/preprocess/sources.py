@@ -13,21 +13,23 @@ A source is a context manager with
 
 import hashlib
 import logging
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
-from osteoloc.io.dicom import read_dicom
+from osteoloc.io.dicom import MAGNIFICATION, read_dicom
 from osteoloc.io.group_h5 import GroupFile
-from osteoloc.io.labels import grades_to_labels, hip_key, read_labels
+from osteoloc.io.labels import LabelTable, cohort_key, grades_to_labels, hip_key, read_labels
 from osteoloc.io.manifest import POINTS_UNITS, read_manifest
 from osteoloc.io.pts import read_hip_points, resolve_hip_files
 from osteoloc.io.study_h5 import HipRecord
 from osteoloc.io.truth_h5 import TruthFile
-from osteoloc.cohort.landmarks import (HipsSwapped, LandmarkError, check_hip, check_pair, check_side, outside_image,
+from osteoloc.cohort.landmarks import (DEFAULT_LIMITS, HipsSwapped, LandmarkError, Misoriented, check_hip,
+                                       check_orientation, check_pair, check_side, head_circle, outside_image,
                                        target_groups, validate_groups)
 from osteoloc.preprocess.exclusions import Exclusion
-from osteoloc.preprocess.geometry import (HipCrop, landmarks_in_crop, mirror_points, preprocess_hip,
+from osteoloc.preprocess.geometry import (HipCrop, landmarks_in_crop, mirror_layers, mirror_points, preprocess_hip,
                                           resample_scale)
 from osteoloc.cohort.references import ExpertReferences, ExpertReferenceError
 from osteoloc.names import SIDES, TARGETS
@@ -39,15 +41,20 @@ log = logging.getLogger(__name__)
 # refused: the hip stays in the study with NaN manual points, so paper B's training leaves it out) and
 # `references` (an expert reference went unused: its hip is not in the manifest, or it lies outside the crop).
 NOTE_STAGES = ("mirrored", "manual_points", "references")
+# A radiograph turned by 180 degrees is upside down AND has its hips on the wrong sides: no mirror image.
+ROTATED_180 = ("radiograph rotated 180 degrees: upside down (the sourcil below the femoral-head centres, the "
+               "teardrop, obturator foramen and shaft above them) and the right hip on the image's right; a "
+               "rotation is no mirror image, so preprocess.accept_mirrored does not flip it back")
 
 
 def points_spacing(unit, radiograph):
     """(spacing, unit): the (row_mm, col_mm) that turns a `.pts` file's numbers into pixels (None when they
     are pixels) and the unit that decides it. `unit` "auto" is BoneFinder's rule: millimetres when the
-    DICOM header has a spacing, pixels otherwise."""
+    DICOM header has a spacing, pixels otherwise. The millimetres are the spacing tag's as it is stored
+    (`Radiograph.header_spacing`: BoneFinder knows no magnification factor)."""
     if unit == "auto":
         unit = "mm" if radiograph.spacing_in_header else "px"
-    return (radiograph.spacing if unit == "mm" else None), unit
+    return (radiograph.header_spacing if unit == "mm" else None), unit
 
 
 def _likely_cause(err, unit, spacing):
@@ -64,14 +71,16 @@ def _likely_cause(err, unit, spacing):
     return str(err)
 
 
-def check_points(points, problems, shape, spacing, unit):
-    """Every check of one radiograph's point set: readable, inside the image, the sanity and plausibility
-    limits of each hip (landmarks.check_hip), the two hips' order and distance (check_pair) and each hip
-    facing its side (check_side). `points` {side: (80, 2) source px}, `problems` {side: reason} from
-    read_hip_points, `shape` (rows, cols), `spacing` (row_mm, col_mm), `unit` the points' unit as read.
-    Returns (failures {side: reason}, swapped): `swapped` is the HipsSwapped error when both hips pass
+def check_points(points, problems, shape, spacing, unit, limits=DEFAULT_LIMITS):
+    """Every check of one radiograph's point set: readable, inside the image, the sanity and size limits of
+    each hip (landmarks.check_hip, `limits`), its orientation (check_orientation; both hips upside down
+    and on the wrong sides is a 180-degree rotation), the two hips' order and distance (check_pair) and
+    each hip facing its side (check_side). `points` {side: (80, 2) source px}, `problems` {side: reason}
+    from read_hip_points, `shape` (rows, cols), `spacing` (row_mm, col_mm), `unit` the points' unit as
+    read. Returns (failures {side: reason}, swapped): `swapped` is the HipsSwapped error when both hips pass
     on their own but the right one lies on the image's right (the caller refuses or mirrors), else None."""
     failures = dict(problems)
+    turned = {}
     for side, hip in points.items():
         if side in failures:
             continue
@@ -80,13 +89,19 @@ def check_points(points, problems, shape, spacing, unit):
             failures[side] = "points outside the image" + hint
             continue
         try:
-            check_hip(hip, spacing)
+            check_hip(hip, spacing, limits)
+            check_orientation(hip)
+        except Misoriented as err:
+            failures[side], turned[side] = str(err), err.turn
         except LandmarkError as err:
             failures[side] = _likely_cause(err, unit, spacing)
+    upside_down = list(turned.values()) == ["upside down"] * 2
+    if upside_down and head_circle(points["right"])[0] > head_circle(points["left"])[0]:
+        failures.update(right=ROTATED_180, left=ROTATED_180)
     passed = [side for side in SIDES if side in points and side not in failures]
     if len(passed) == 2:
         try:
-            check_pair(points["right"], points["left"], spacing)
+            check_pair(points["right"], points["left"], spacing, limits)
         except HipsSwapped as err:
             return failures, err
         except LandmarkError as err:
@@ -100,22 +115,20 @@ def check_points(points, problems, shape, spacing, unit):
 
 
 def hip_record(crop, grades, groups, crop_size, subject, visit, side, cohort, source, source_spacing,
-               spacing_from):
-    """A HipCrop plus its grades and metadata as one study row; the target groups are taken from the
-    crop's contour (crop pixels). A fifth cropped mask, when present, is the shortcut cue's."""
+               spacing_from, magnification=float("nan"), cutoff=0):
+    """A HipCrop plus its grades (labels: grade > `cutoff`, per target) and metadata as one study row; the
+    target groups are taken from the crop's contour (crop pixels), the truth from its named layers
+    (`lesions`, `cue`)."""
     group_points, valid = target_groups(crop.contour, groups, crop_size)
-    masks, cue = crop.masks, None
-    if masks is not None and len(masks) == len(TARGETS) + 1:
-        masks, cue = masks[:len(TARGETS)], masks[len(TARGETS)]
     grades = np.asarray(grades, dtype=np.int8)
     return HipRecord(
-        image=crop.image, grades=grades, labels=grades_to_labels(grades),
+        image=crop.image, grades=grades, labels=grades_to_labels(grades, cutoff),
         contour=crop.contour.astype(np.float32), contour_manual=np.asarray(crop.contour_manual, np.float32),
         groups=group_points, valid=valid, subject=subject, visit=visit, side=side, cohort=cohort,
         source=source, source_spacing=tuple(source_spacing), spacing_from=spacing_from,
-        crop_offset=tuple(map(float, crop.offset)),
-        head_circle=tuple(map(float, crop.head_circle)), intensity=crop.intensity, truth_masks=masks,
-        truth_cue=cue)
+        crop_offset=tuple(map(float, crop.offset)), head_circle=tuple(map(float, crop.head_circle)),
+        intensity=crop.intensity, magnification=float(magnification), truth_masks=crop.layers.get("lesions"),
+        truth_cue=crop.layers.get("cue"))
 
 
 def pixel_digest(pixels):
@@ -133,10 +146,13 @@ class _LabelledSource:
     with_truth = False
     with_cue = False
     attrs = {}
+    limits = DEFAULT_LIMITS  # AnatomyLimits of the point checks
 
-    def __init__(self, labels_path):
+    def __init__(self, labels_path, label_format=None):
         self.labels_path = labels_path
-        self.labels = read_labels(labels_path)
+        # a LabelTable as given: the shards' sources crop with shards.unlabelled(), the gather joins the grades
+        self.labels = (labels_path if isinstance(labels_path, LabelTable)
+                       else read_labels(labels_path, label_format))  # label_format: io.labels.LabelFormat
 
     def __enter__(self):
         return self
@@ -184,12 +200,12 @@ class _LabelledSource:
             return None
         return self.labels.grades[key]
 
-    @staticmethod
-    def _sane(points, spacing, side, exclude, file):
-        """False (and the hip excluded) when its points fail the sanity limits (landmarks.check_hip) or
-        face the wrong way for `side` (landmarks.check_side)."""
+    def _sane(self, points, spacing, side, exclude, file):
+        """False (and the hip excluded) when its points fail the sanity limits (landmarks.check_hip), are
+        not upright (check_orientation) or face the wrong way for `side` (check_side)."""
         try:
-            check_hip(points, spacing)
+            check_hip(points, spacing, self.limits)
+            check_orientation(points)
             check_side(points, side)
         except LandmarkError as err:
             exclude("landmarks", file, err)
@@ -205,26 +221,57 @@ def _excluder(out, subject, visit, side, where):
     return exclude
 
 
+@dataclass
+class _Checked:
+    """One radiograph's image and points after the point checks (`ManifestSource._check`): source pixels
+    as they are to be cropped (flipped back when mirrored), `spacing` (row_mm, col_mm) of the object,
+    `points` {side: (80, 2) source px}, `problems` {side: reason} of reading, `failures` {side: reason}
+    of any check, `units` / `unit` how `.pts` numbers become pixels, `mirrored` whether flipped back."""
+
+    pixels: np.ndarray
+    spacing: tuple
+    points: dict
+    problems: dict
+    units: tuple  # None when the .pts numbers are pixels
+    unit: str
+    failures: dict = field(default_factory=dict)
+    mirrored: bool = False
+    manual: dict = field(default_factory=dict)
+    manual_failures: dict = field(default_factory=dict)
+
+    @property
+    def shape(self):
+        return self.pixels.shape
+
+
 class ManifestSource(_LabelledSource):
     """The cohort manifest (docs/contracts.md section 1): DICOM + BoneFinder `.pts` (+ manual points) +
     the label CSV; one unit per manifest row (radiograph), two hips each. `truth_path`, the phantom's
     `truth.h5`, adds lesion masks cropped like the image; `references_path`, a CSV of expert references
     (`osteoloc.cohort.references`), adds them as the lesion masks instead, drawn in the radiograph's grid and
-    cropped alike (with both, the references replace truth.h5's lesion masks; its cue stays)."""
+    cropped alike (with both, the references replace truth.h5's lesion masks; its cue stays).
+    `magnification` ("correct" / "ignore") as `io.dicom.read_dicom`; `limits` the AnatomyLimits of the
+    point checks; `references_max_distance_mm` how far a reference may lie from its target's landmark
+    group before a note says so."""
 
     unmatched_reason = "labels but no radiograph in the manifest"
     mirrored_reason = ("image mirrored (the right hip lies on the image's right): image and points flipped "
                        "back, as preprocess.accept_mirrored allows")
 
     def __init__(self, manifest_path, labels_path, *, crop_size, spacing_mm, groups, truth_path=None,
-                 references_path=None, points_unit="auto", accept_mirrored=False):
+                 references_path=None, points_unit="auto", accept_mirrored=False, magnification="correct",
+                 limits=DEFAULT_LIMITS, references_max_distance_mm=25.0, label_format=None):
         if points_unit not in POINTS_UNITS:
             raise ValueError(f"preprocess.points_unit must be one of {POINTS_UNITS}, got {points_unit!r}")
+        if magnification not in MAGNIFICATION:
+            raise ValueError(f"preprocess.magnification must be one of {MAGNIFICATION}, got {magnification!r}")
         self.points_unit, self.accept_mirrored = points_unit, bool(accept_mirrored)
+        self.magnification, self.limits = magnification, limits
+        self.references_max_distance_mm = float(references_max_distance_mm)
         self.manifest_path = Path(manifest_path)
         self.groups = validate_groups(groups)
         self.rows = list(read_manifest(manifest_path).itertuples(index=False))
-        super().__init__(labels_path)
+        super().__init__(labels_path, label_format)
         self.crop_size, self.spacing_mm = int(crop_size), float(spacing_mm)
         self.references = ExpertReferences(references_path) if references_path else None
         self.truth = TruthFile(truth_path) if truth_path else None
@@ -239,8 +286,9 @@ class ManifestSource(_LabelledSource):
         # decided over the whole manifest so that any shard of rows gives the same answer.
         first = {}
         for i, row in enumerate(self.rows):
-            first.setdefault(hip_key(row.subject, row.visit, "right"), i)
-        self.duplicate = [first[hip_key(row.subject, row.visit, "right")] != i for i, row in enumerate(self.rows)]
+            first.setdefault((cohort_key(row.cohort), *hip_key(row.subject, row.visit, "right")), i)
+        self.duplicate = [first[(cohort_key(row.cohort), *hip_key(row.subject, row.visit, "right"))] != i
+                          for i, row in enumerate(self.rows)]
         self.hip_keys = {hip_key(row.subject, row.visit, side) for row in self.rows for side in SIDES}
         if self.references is not None:
             log.info("%d expert references of %d hips from %s", len(self.references), len(self.references.by_hip),
@@ -266,104 +314,150 @@ class ManifestSource(_LabelledSource):
         row = self.rows[i]
         return row.subject, row.visit, "", row.image_path
 
+    # --- one radiograph: each step one job, problems become exclusions or notes, never exceptions ------
     def _unit(self, i, out):
-        """One radiograph -> up to two records; problems become exclusions, never exceptions."""
+        """One radiograph -> up to two records (and the exclusions and notes of its hips) in `out`."""
         row = self.rows[i]
-        image_path = row.image_path
         if self.duplicate[i]:
-            out.append(Exclusion.of("dicom", row.subject, row.visit, "", image_path,
+            out.append(Exclusion.of("dicom", row.subject, row.visit, "", row.image_path,
                                     "duplicate manifest row for this subject and visit (the first one is used)"))
             return
-        source = Path(image_path).name
-        given = None if not np.isfinite(row.spacing) else float(row.spacing)
-        self._log_if_missing(image_path)
-        try:
-            radiograph = read_dicom(image_path, spacing=given, dtype=None)  # native ints: crops convert
-        except (ValueError, OSError) as err:
-            out.append(Exclusion.of("dicom", row.subject, row.visit, "", image_path, err))
-            log.warning("excluded %s: %s", source, err)
+        radiograph = self._decode(row, out)
+        if radiograph is None:
             return
         self.pixel_hashes[i] = pixel_digest(radiograph.pixels)  # of the file's pixels, before any flip
-        pixels, shape, spacing = radiograph.pixels, radiograph.pixels.shape, radiograph.spacing
-        units, unit = points_spacing(row.points_unit or self.points_unit, radiograph)
-        points, problems = self._read_points(row.points_path, shape, units)
-        failures, swapped = check_points(points, problems, shape, spacing, unit)
-        mirrored = swapped is not None and self.accept_mirrored
-        if mirrored:
-            pixels = pixels[:, ::-1]
-            points = {side: mirror_points(hip, shape[1]) for side, hip in points.items()}
-            failures, swapped = check_points(points, problems, shape, spacing, unit)
-            out.append(Exclusion.of("mirrored", row.subject, row.visit, "", image_path, self.mirrored_reason))
-            log.warning("%s: %s", source, self.mirrored_reason)
-        if swapped is not None:
-            failures = {side: str(swapped) for side in SIDES}
-        manual, manual_failures = self._manual_points(row, shape, units, spacing, unit, mirrored)
-        # Drawn for both hips before any check, so that a bad reference stops the run even on an excluded hip.
-        references = ({side: self.references.masks(row.subject, row.visit, side, shape, spacing) for side in SIDES}
-                      if self.references is not None else {})
-        stem = Path(image_path).stem
+        checked = self._check(row, radiograph, out)
+        # Drawn for both hips before any hip is judged, so that a bad reference stops the run even on an
+        # excluded hip; drawn on the file's grid, then flipped back with the image when it was mirrored.
+        drawn = {side: self._draw_references(row, side, radiograph) for side in SIDES}
         for side in SIDES:
-            key = hip_key(row.subject, row.visit, side)
-            exclude = _excluder(out, row.subject, row.visit, side, source)
-            grades = self._grades(key, exclude, image_path)
-            if grades is None:
-                continue
-            if side in failures:
-                stage = "points" if side in problems or failures[side].startswith("points outside") else "landmarks"
-                exclude(stage, row.points_path, failures[side])
-                continue
-            masks = self._lesion_masks(stem, side, references, shape)
-            if masks is not None and mirrored:
-                masks = masks[:, :, ::-1]
-            try:
-                crop = preprocess_hip(pixels, spacing, points[side], side, self.crop_size, self.spacing_mm,
-                                      manual_points=manual.get(side), masks=masks)
-                cohort = row.cohort or self.labels.cohort.get(key, "")
-                record = hip_record(crop, grades, self.groups, self.crop_size, row.subject, row.visit, side,
-                                    cohort, source, spacing, radiograph.spacing_source)
-            except ValueError as err:  # CropError included
-                exclude("crop", image_path, err)
-                continue
-            except Exception as err:  # noqa: BLE001 - unforeseen: recorded for this hip, traceback in the log
-                log.exception("unexpected error on %s %s", source, side)
-                exclude("error", image_path, f"unexpected {type(err).__name__}: {err}")
-                continue
-            if side in manual_failures:  # a note: the hip is kept, its manual contour is NaN
-                exclude("manual_points", row.manual_points_path, manual_failures[side])
-            if references.get(side) is not None:  # a note: the hip is kept, the lost target's metrics are NaN
-                for reason in self.references.lost_in_crop(row.subject, row.visit, side, references[side],
-                                                           crop.masks):
-                    out.append(Exclusion.of("references", row.subject, row.visit, side, self.references.path,
-                                            reason))
-                    log.warning("%s %s: %s", source, side, reason)
-            out.append(record)
+            self._hip(row, side, radiograph, checked, drawn[side], out)
 
-    def _lesion_masks(self, stem, side, references, shape):
-        """One hip's lesion masks (4, rows, cols) uint8 in the radiograph's grid as stored: its expert
-        references (`references` {side: masks or None}) when the source has them, else truth.h5's; None
-        when there are none. With the cue, a fifth mask rides along (zeros where absent), cropped alike."""
-        if self.references is not None:
-            masks = references[side]
-        else:
-            masks = self.truth.masks(stem, side) if self.truth is not None else None
-        if self.with_cue and (masks is not None or self.references is not None):
-            cue = self.truth.cue(stem, side)
-            masks = np.zeros((len(TARGETS), *shape), np.uint8) if masks is None else masks
-            masks = np.concatenate([masks, (cue if cue is not None else np.zeros_like(masks[0]))[None]])
-        return masks
+    def _decode(self, row, out):
+        """The row's radiograph (`io.dicom.Radiograph`, native integer pixels when no LUT changes them), or
+        None with a `dicom` exclusion in `out`."""
+        self._log_if_missing(row.image_path)
+        given = None if not np.isfinite(row.spacing) else float(row.spacing)
+        try:
+            return read_dicom(row.image_path, spacing=given, dtype=None, magnification=self.magnification)
+        except (ValueError, OSError) as err:
+            out.append(Exclusion.of("dicom", row.subject, row.visit, "", row.image_path, err))
+            log.warning("excluded %s: %s", Path(row.image_path).name, err)
+            return None
 
-    def _manual_points(self, row, shape, units, spacing, unit, mirrored):
+    def _check(self, row, radiograph, out):
+        """The row's points read in their unit and judged (`_judge`); a mirrored radiograph flipped back when
+        `accept_mirrored` allows (`_flip_back`), then judged again; its manual points read and judged alike."""
+        units, unit = points_spacing(row.points_unit or self.points_unit, radiograph)
+        points, problems = self._read_points(row.points_path, radiograph.pixels.shape, units)
+        checked = _Checked(pixels=radiograph.pixels, spacing=radiograph.spacing, points=points, problems=problems,
+                           units=units, unit=unit)
+        swapped = self._judge(checked)
+        if swapped is not None and self.accept_mirrored:
+            checked = self._flip_back(row, checked, out)
+            swapped = self._judge(checked)
+        if swapped is not None:
+            checked.failures = {side: str(swapped) for side in SIDES}
+        checked.manual, checked.manual_failures = self._manual_points(row, checked)
+        return checked
+
+    def _judge(self, checked):
+        """Every check of the points (`check_points`) into `checked.failures`; returns the HipsSwapped error
+        when the two hips pass alone but sit on the wrong sides, else None."""
+        checked.failures, swapped = check_points(checked.points, checked.problems, checked.shape, checked.spacing,
+                                                 checked.unit, self.limits)
+        return swapped
+
+    def _flip_back(self, row, checked, out):
+        """The radiograph and its points mirrored back (`x <- W - 1 - x`), a `mirrored` note in `out`."""
+        out.append(Exclusion.of("mirrored", row.subject, row.visit, "", row.image_path, self.mirrored_reason))
+        log.warning("%s: %s", Path(row.image_path).name, self.mirrored_reason)
+        width = checked.shape[1]
+        return replace(checked, pixels=checked.pixels[:, ::-1], mirrored=True,
+                       points={side: mirror_points(hip, width) for side, hip in checked.points.items()})
+
+    def _manual_points(self, row, checked):
         """({side: (80, 2) source px} of the manual points that pass every check of the crop points,
         {side: reason} of those that do not); both empty without a manual_points_path."""
         if not row.manual_points_path:
             return {}, {}
-        manual, problems = self._read_points(row.manual_points_path, shape, units)
-        if mirrored:  # the radiograph was flipped back: its manual points follow it
-            manual = {side: mirror_points(hip, shape[1]) for side, hip in manual.items()}
-        failures, swapped = check_points(manual, problems, shape, spacing, unit)
+        manual, problems = self._read_points(row.manual_points_path, checked.shape, checked.units)
+        if checked.mirrored:  # the radiograph was flipped back: its manual points follow it
+            manual = {side: mirror_points(hip, checked.shape[1]) for side, hip in manual.items()}
+        failures, swapped = check_points(manual, problems, checked.shape, checked.spacing, checked.unit, self.limits)
         if swapped is not None:
             failures = {side: str(swapped) for side in SIDES}
         return {side: hip for side, hip in manual.items() if side not in failures}, failures
+
+    def _draw_references(self, row, side, radiograph):
+        """The hip's expert references drawn on the radiograph's grid as the file stores it
+        (`ExpertReferences.draw`; their millimetres are the spacing tag's, as the points'), or None."""
+        if self.references is None:
+            return None
+        return self.references.draw(row.subject, row.visit, side, radiograph.pixels.shape, radiograph.header_spacing)
+
+    def _layers(self, row, side, drawn, mirrored):
+        """The hip's named label layers in the grid of the pixels to crop: `lesions` (4, rows, cols) from its
+        expert references when the source has them, else from truth.h5; `cue` (rows, cols) from truth.h5.
+        A layer the hip lacks is left out (stored as zeros)."""
+        stem = Path(row.image_path).stem
+        layers = {}
+        if self.references is not None:
+            lesions = drawn.lesions if drawn is not None else None
+        else:
+            lesions = self.truth.masks(stem, side) if self.truth is not None else None
+        if lesions is not None:
+            layers["lesions"] = lesions
+        cue = self.truth.cue(stem, side) if self.with_cue else None
+        if cue is not None:
+            layers["cue"] = cue
+        return mirror_layers(layers) if mirrored else layers
+
+    def _hip(self, row, side, radiograph, checked, drawn, out):
+        """One hip: its exclusion, or its record plus its notes (manual points, references), into `out`."""
+        source = Path(row.image_path).name
+        key = hip_key(row.subject, row.visit, side)
+        exclude = _excluder(out, row.subject, row.visit, side, source)
+        grades = self._grades(key, exclude, row.image_path)
+        if grades is None:
+            return
+        if side in checked.failures:
+            reason = checked.failures[side]
+            stage = "points" if side in checked.problems or reason.startswith("points outside") else "landmarks"
+            exclude(stage, row.points_path, reason)
+            return
+        try:
+            crop = preprocess_hip(checked.pixels, checked.spacing, checked.points[side], side, self.crop_size,
+                                  self.spacing_mm, manual_points=checked.manual.get(side),
+                                  layers=self._layers(row, side, drawn, checked.mirrored))
+            cohort = row.cohort or self.labels.cohort.get(key, "")
+            record = hip_record(crop, grades, self.groups, self.crop_size, row.subject, row.visit, side, cohort,
+                                source, checked.spacing, radiograph.spacing_source, radiograph.magnification,
+                                cutoff=self.labels.cutoff)
+        except ValueError as err:  # CropError included
+            exclude("crop", row.image_path, err)
+            return
+        except Exception as err:  # noqa: BLE001 - unforeseen: recorded for this hip, traceback in the log
+            log.exception("unexpected error on %s %s", source, side)
+            exclude("error", row.image_path, f"unexpected {type(err).__name__}: {err}")
+            return
+        if side in checked.manual_failures:  # a note: the hip is kept, its manual contour is NaN
+            exclude("manual_points", row.manual_points_path, checked.manual_failures[side])
+        for reason in self._reference_notes(checked, side, drawn, crop):
+            out.append(Exclusion.of("references", row.subject, row.visit, side, self.references.path, reason))
+            log.warning("%s %s: %s", source, side, reason)
+        out.append(record)
+
+    def _reference_notes(self, checked, side, drawn, crop):
+        """Notes (the hip is kept) for the hip's expert references that its crop lost or that lie farther than
+        `references_max_distance_mm` from their target's landmark group (a wrong unit, a wrong hip)."""
+        if drawn is None:
+            return []
+        if checked.mirrored:  # drawn on the file's grid; the points are on the flipped-back one
+            drawn = drawn.mirrored(checked.shape[1])
+        groups = {t: checked.points[side][self.groups[target]] for t, target in enumerate(TARGETS)}
+        return (self.references.lost_in_crop(drawn, crop.layers["lesions"])
+                + self.references.far_from_groups(drawn, groups, checked.spacing, self.references_max_distance_mm))
 
     def _read_points(self, points_path, shape, units):
         """read_hip_points, logging the folder a missing file was looked up in (exclusions name no folder)."""
@@ -388,9 +482,10 @@ class GroupSource(_LabelledSource):
     unmatched_reason = "labels but no scan in the group HDF5"
     attrs = {"imported_from": "group_hdf5"}
 
-    def __init__(self, group_path, points_dir, labels_path, *, groups, spacing_mm=None, crop_size=None):
-        self.groups = validate_groups(groups)
-        super().__init__(labels_path)
+    def __init__(self, group_path, points_dir, labels_path, *, groups, spacing_mm=None, crop_size=None,
+                 limits=DEFAULT_LIMITS, label_format=None):
+        self.groups, self.limits = validate_groups(groups), limits
+        super().__init__(labels_path, label_format)
         self.points_dir = Path(points_dir)
         self.file = GroupFile(group_path)
         self.crop_size, self.spacing_mm = self.file.crop_size, self.file.spacing_mm
@@ -446,4 +541,5 @@ class GroupSource(_LabelledSource):
                        offset=scan.crop_offset, head_circle=circle, intensity=scan.intensity)
         out.append(hip_record(crop, grades, self.groups, size, subject, visit, side, scan.cohort, source,
                               scan.input_spacing,
-                              "source_pixel_spacing" if scan.header_spacing is not None else "given"))
+                              "source_pixel_spacing" if scan.header_spacing is not None else "given",
+                              cutoff=self.labels.cutoff))  # magnification factor unknown

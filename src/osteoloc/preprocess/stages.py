@@ -2,67 +2,67 @@
 exclusions table (docs/contracts.md section 2), and the excluded-share check."""
 
 import logging
+import tempfile
 from pathlib import Path
 
-import pandas as pd
-
+from osteoloc.cohort.landmarks import AnatomyLimits
+from osteoloc.cohort.references import ExpertReferences
 from osteoloc.io.atomic import write_csv
-from osteoloc.io.study_h5 import StudyWriter
-from osteoloc.preprocess.exclusions import Exclusions
-from osteoloc.preprocess.shards import Duplicates, unit_results
+from osteoloc.io.group_h5 import GroupFile
+from osteoloc.io.labels import read_labels
+from osteoloc.io.manifest import read_manifest
+from osteoloc.preprocess.shards import (ContentDigests, assemble, changed_shards, gather_exclusions, gather_study,
+                                        group_units, make_plan, manifest_units, plan_shards, read_plan,
+                                        shard_digests, source_keys, unlabelled, write_gathered, write_plan,
+                                        write_shard, write_shard_rows)
 from osteoloc.preprocess.sources import GroupSource, ManifestSource
 
 log = logging.getLogger(__name__)
 
 
-def write_study(source, study_path, exclusions_path, *, max_excluded_fraction):
-    """Stream every hip of `source` (sources.py) into `study_path`, one unit at a time, in the source's
-    order, and write every exclusion to `exclusions_path`, in one process: the same file and table as
-    the sharded rules (shards.py) give. A radiograph whose pixel data an earlier unit already had is
-    excluded (`shards.Duplicates`). Raises TooManyExclusions (after writing the exclusions table, without
-    the HDF5) when more than `max_excluded_fraction` of `source.n_hips` hips were excluded. Returns the
-    number of hips written."""
-    exclusions = Exclusions(list(source.label_exclusions()))
-    duplicates = Duplicates()
-    with StudyWriter(study_path, source.crop_size, source.spacing_mm, source.groups,
-                     with_truth=source.with_truth, with_cue=source.with_cue, attrs=source.attrs) as writer:
-        for unit in unit_results(source, range(len(source.units))):
-            duplicate = duplicates.exclusion(unit.unit, unit.subject, unit.visit, unit.file, unit.pixel_hash)
-            if duplicate is not None:
-                exclusions.append(duplicate)
-                continue
-            for record in unit.records:
-                writer.append(record)
-            exclusions.rows.extend(unit.exclusions)
-        exclusions.rows.extend(source.unmatched_exclusions())
-        kept = len(writer)
-        write_csv(exclusions.frame(), exclusions_path)
-        fraction = exclusions.check_fraction(source.n_hips, kept, max_excluded_fraction)
+def write_study(source, labels_path, study_path, exclusions_path, *, max_excluded_fraction, label_format=None):
+    """Every hip of `source` (sources.py, built on `shards.unlabelled()`) joined with the labels at
+    `labels_path` into `study_path`, every exclusion into `exclusions_path`, in one process: one shard of
+    all units beside the study, then the gather, so the file and table are the sharded rules' (shards.py).
+    Raises TooManyExclusions (after writing the exclusions table, without the HDF5) when more than
+    `max_excluded_fraction` of `source.n_hips` hips were excluded; `label_format` the label table's layout
+    (io.labels.LabelFormat or the cohort settings). Returns the number of hips written."""
+    labels = read_labels(labels_path, label_format)
+    study_path = Path(study_path)
+    study_path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=f".{study_path.name}.", dir=study_path.parent) as tmp:
+        write_shard(source, range(len(source.units)), tmp)
+        gathered = assemble(source, labels, labels_path, [Path(tmp)])
+        write_csv(gathered.exclusions.frame(), exclusions_path)
+        fraction = gathered.exclusions.check_fraction(source.n_hips, gathered.kept, max_excluded_fraction)
+        kept = write_gathered(source, gathered, study_path)
     log.info("wrote %d of %d hips to %s; %.1f%% excluded (%d exclusion rows)",
-             kept, source.n_hips, study_path, 100 * fraction, len(exclusions.rows))
+             kept, source.n_hips, study_path, 100 * fraction, len(gathered.exclusions.rows))
     return kept
 
 
 def preprocess_study(manifest_path, labels_path, study_path, exclusions_path, *, crop_size, spacing_mm,
-                     groups, max_excluded_fraction, truth_path=None, references_path=None, points_unit="auto",
-                     accept_mirrored=False):
+                     groups, max_excluded_fraction, truth_path=None, references_path=None, label_format=None,
+                     **options):
     """The study from the cohort manifest (DICOM + .pts + labels; the phantom's truth masks when
     `truth_path` is given, the expert references' masks when `references_path` is): `crop_size` px at
-    `spacing_mm` mm per pixel; `points_unit` and `accept_mirrored` as ManifestSource. Returns the hips
-    written."""
-    with ManifestSource(manifest_path, labels_path, crop_size=crop_size, spacing_mm=spacing_mm, groups=groups,
-                        truth_path=truth_path, references_path=references_path, points_unit=points_unit,
-                        accept_mirrored=accept_mirrored) as source:
-        return write_study(source, study_path, exclusions_path, max_excluded_fraction=max_excluded_fraction)
+    `spacing_mm` mm per pixel; `label_format` the label table's layout (io.labels.LabelFormat or the cohort
+    settings); `options` (points_unit, accept_mirrored, magnification, limits, references_max_distance_mm)
+    as ManifestSource. Returns the hips written."""
+    with ManifestSource(manifest_path, unlabelled(), crop_size=crop_size, spacing_mm=spacing_mm, groups=groups,
+                        truth_path=truth_path, references_path=references_path, **options) as source:
+        return write_study(source, labels_path, study_path, exclusions_path,
+                           max_excluded_fraction=max_excluded_fraction, label_format=label_format)
 
 
 def import_group_study(group_path, points_dir, labels_path, study_path, exclusions_path, *, groups,
-                       max_excluded_fraction, spacing_mm=None, crop_size=None):
+                       max_excluded_fraction, spacing_mm=None, crop_size=None, label_format=None):
     """The study from the group's preprocessed HDF5 plus `.pts` files in `points_dir` and the labels;
     `spacing_mm` / `crop_size`, when given, must match the file's. Returns the hips written."""
-    with GroupSource(group_path, points_dir, labels_path, groups=groups, spacing_mm=spacing_mm,
+    with GroupSource(group_path, points_dir, unlabelled(), groups=groups, spacing_mm=spacing_mm,
                      crop_size=crop_size) as source:
-        return write_study(source, study_path, exclusions_path, max_excluded_fraction=max_excluded_fraction)
+        return write_study(source, labels_path, study_path, exclusions_path,
+                           max_excluded_fraction=max_excluded_fraction, label_format=label_format)
 
 
 # --- the workflow's rules (workflow/rules/preprocess.smk): plan, shard, exclusions, gather -------------
@@ -73,97 +73,103 @@ def _optional_input(inputs, name):
     return value[0] if value else None
 
 
-def cohort_source(kind, inputs, settings):
-    """The hip source a rule reads: `kind` "group_hdf5" (inputs group_hdf5, points_dir, labels) or any
-    other (the manifest: inputs manifest, labels, optional truth and references); `settings` = the
-    preprocess config."""
-    common = dict(groups=settings["groups"], crop_size=settings["crop_size"], spacing_mm=settings["spacing_mm"])
+def cohort_source(kind, inputs, settings, manifest=None):
+    """The hip source a rule reads, built on `shards.unlabelled()` (the labels are joined at the gather):
+    `kind` "group_hdf5" (inputs group_hdf5, points_dir) or any other (the manifest: inputs manifest, or the
+    path `manifest` given, optional truth and references); `settings` = the preprocess config."""
+    common = dict(groups=settings["groups"], crop_size=settings["crop_size"], spacing_mm=settings["spacing_mm"],
+                  limits=AnatomyLimits.of(settings.get("anatomy")))
     if kind == "group_hdf5":
-        return GroupSource(inputs["group_hdf5"], inputs["points_dir"], inputs["labels"], **common)
-    return ManifestSource(inputs["manifest"], inputs["labels"], truth_path=_optional_input(inputs, "truth"),
+        return GroupSource(inputs["group_hdf5"], inputs["points_dir"], unlabelled(), **common)
+    options = {key: settings[key] for key in ("magnification", "references_max_distance_mm") if key in settings}
+    return ManifestSource(manifest or inputs["manifest"], unlabelled(), truth_path=_optional_input(inputs, "truth"),
                           references_path=_optional_input(inputs, "references"),
-                          points_unit=settings["points_unit"], accept_mirrored=settings["accept_mirrored"], **common)
+                          points_unit=settings["points_unit"], accept_mirrored=settings["accept_mirrored"],
+                          **options, **common)
 
 
-def _as_input_path(path):
-    """`path` relative to the working directory when it lies under it, else absolute."""
-    path = Path(path).absolute()
-    try:
-        return str(path.relative_to(Path.cwd()))
-    except ValueError:
-        return str(path)
+def plan_units(kind, inputs):
+    """The plan's entries of the cohort (shards.manifest_units / group_units)."""
+    if kind == "group_hdf5":
+        with GroupFile(inputs["group_hdf5"]) as group:
+            return group_units(group.scans)
+    references_path = _optional_input(inputs, "references")
+    references = ExpertReferences(references_path) if references_path else None
+    return manifest_units(read_manifest(inputs["manifest"]).itertuples(index=False), references)
 
 
 def write_shard_plan(kind, inputs, shard_size, plan_path):
-    """The shard plan: `shard, unit, files` per unit (study order), `files` the unit's own input files
-    (image, points, manual points, its hips' expert-reference mask files; ';'-separated) that its shard job
-    lists as inputs, so that fixing one file reruns its shard only. Files under the working directory are
-    stored relative to it (the plan of a moved or copied results folder stays the same), others absolute.
-    Returns the number of shards."""
-    from osteoloc.io.group_h5 import GroupFile
-    from osteoloc.io.manifest import read_manifest
-    from osteoloc.io.pts import resolve_hip_files
-    from osteoloc.preprocess.shards import n_shards
-    from osteoloc.cohort.references import ExpertReferences
-
-    if kind == "group_hdf5":
-        with GroupFile(inputs["group_hdf5"]) as group:
-            files = [""] * len(group.scans)  # the group file and points folder are every shard's inputs
-    else:
-        files = []
-        references_path = _optional_input(inputs, "references")
-        references = ExpertReferences(references_path) if references_path else None
-        for row in read_manifest(inputs["manifest"]).itertuples(index=False):
-            paths = [row.image_path, row.points_path, row.manual_points_path]
-            paths += references.mask_files(row.subject, row.visit) if references is not None else []
-            for points in (row.points_path, row.manual_points_path):
-                if points:  # per-hip files (<stem>_L.pts ...) where the named file is a stem
-                    paths += [str(path) for path, _ in resolve_hip_files(points).values()]
-            files.append(";".join(dict.fromkeys(_as_input_path(p) for p in paths if p)))
-    size = int(shard_size)
-    table = pd.DataFrame({"shard": [unit // size for unit in range(len(files))], "unit": range(len(files)),
-                          "files": files})
-    write_csv(table, plan_path)
-    return n_shards(len(files), size)
+    """Rule `preprocess_plan`: the shard plan (shards.py) as JSON: each unit's shard by the hash of its
+    identity, its own input files (image, points, manual points, its hips' expert-reference mask files,
+    stored relative to the working directory when under it) and its manifest row. Returns the number of
+    shards."""
+    plan = make_plan(plan_units(kind, inputs), shard_size)
+    write_plan(plan, plan_path)
+    return plan["shards"]
 
 
-def preprocess_shard(kind, inputs, settings, shard, shard_dir):
-    """Rule `preprocess_shard`: the units of shard number `shard` (`settings["shard_size"]` per shard)."""
-    from osteoloc.preprocess.shards import shard_units, write_shard
+def shard_changes(plan, digests_path, shard_dir):
+    """(current, changed, digests): {shard: content digest} of the shards of `plan` (a plan dict, or the
+    path of one) as their files are now (cached in `digests_path`), the shards whose stored digest differs
+    (their jobs will run) and the ContentDigests used. `shard_dir` is a function shard -> its folder."""
+    digests = ContentDigests(digests_path)
+    current = shard_digests(read_plan(plan) if not isinstance(plan, dict) else plan, digests)
+    digests.save()
+    changed = changed_shards({shard: (shard_dir(shard), digest) for shard, digest in current.items()})
+    return current, changed, digests
 
-    with cohort_source(kind, inputs, settings) as source:
-        return write_shard(source, shard_units(len(source.units), settings["shard_size"], shard), shard_dir)
+
+def preview_shard_changes(kind, inputs, shard_size, digests_path, shard_dir):
+    """The one-line answer to "how many shard jobs will this run rerun?", from the plan the current inputs
+    give (a dry run cannot look past the plan's checkpoint): "N of M shards changed ...". """
+    current, changed, digests = shard_changes(make_plan(plan_units(kind, inputs), shard_size), digests_path,
+                                              shard_dir)
+    return (f"preprocess: {len(changed)} of {len(current)} shard jobs to run (their rows or files' content changed"
+            + (f": shards {', '.join(map(str, changed))}" if changed else "") + ")"
+            + (f"; hashed {digests.hashed} files, {digests.bytes / 1e6:.1f} MB" if digests.hashed else ""))
+
+
+def preprocess_shard(kind, inputs, settings, plan_path, shard, shard_dir, content=""):
+    """Rule `preprocess_shard`: the units the plan assigns to shard number `shard`, cropped without labels
+    into `shard_dir`; `content` = its digest (shards.shard_digests), stored beside its outputs."""
+    units = plan_shards(read_plan(plan_path))[int(shard)]
+    shard_dir = Path(shard_dir)
+    shard_dir.mkdir(parents=True, exist_ok=True)
+    manifest = write_shard_rows(units, shard_dir / "manifest.csv") if kind != "group_hdf5" else None
+    with cohort_source(kind, inputs, settings, manifest=manifest) as source:
+        if kind == "group_hdf5":
+            wanted = {unit["key"] for unit in units}
+            keys = dict(enumerate(source_keys(source)))
+            positions = [i for i, key in keys.items() if key in wanted]
+        else:
+            keys, positions = {i: unit["key"] for i, unit in enumerate(units)}, range(len(units))
+        return write_shard(source, positions, shard_dir, keys=keys, content=content)
 
 
 def preprocess_exclusions(kind, inputs, settings, shard_dirs, exclusions_path):
     """Rule `preprocess_exclusions`: the whole exclusions table from the shards (never fails on the share)."""
-    from osteoloc.preprocess.shards import gather_exclusions
-
     with cohort_source(kind, inputs, settings) as source:
-        return gather_exclusions(source, shard_dirs, exclusions_path)
+        labels = read_labels(inputs["labels"], settings.get("labels"))
+        return gather_exclusions(source, labels, inputs["labels"], shard_dirs, exclusions_path)
 
 
 def preprocess_gather(kind, inputs, settings, shard_dirs, study_path):
     """Rule `preprocess`: the excluded-share check, then the one study HDF5 from the shards' crops."""
-    from osteoloc.preprocess.shards import gather_study
-
     with cohort_source(kind, inputs, settings) as source:
-        return gather_study(source, shard_dirs, study_path, max_excluded_fraction=settings["max_excluded_fraction"])
+        labels = read_labels(inputs["labels"], settings.get("labels"))
+        return gather_study(source, labels, inputs["labels"], shard_dirs, study_path,
+                            max_excluded_fraction=settings["max_excluded_fraction"])
 
 
 def read_shard_plan(plan_path):
-    """{shard: [its units' input files]} of a plan `write_shard_plan` wrote; an empty cohort has one empty
-    shard 0 (so the gather still runs and fails on the excluded share with its message)."""
-    table = pd.read_csv(plan_path, dtype={"files": str}, keep_default_na=False)
-    shards = {0: []}
-    for shard, files in zip(table["shard"], table["files"]):
-        shards.setdefault(int(shard), []).extend(f for f in files.split(";") if f)
-    return shards
+    """{shard: [its units' input files]} of a plan `write_shard_plan` wrote (every shard, empty ones too)."""
+    return {shard: [f for unit in units for f in unit["files"]] for shard, units in plan_shards(read_plan(plan_path)).items()}
 
 
 def preprocess_twin(inputs, settings, study_path, exclusions_path):
     """Rule `preprocess_twin`: the twin cohort (inputs manifest, labels, truth) preprocessed with the
     study's settings in one process (the same checks, the same row order). Returns the hips written."""
     with cohort_source("manifest", inputs, settings) as source:
-        return write_study(source, study_path, exclusions_path,
-                           max_excluded_fraction=settings["max_excluded_fraction"])
+        return write_study(source, inputs["labels"], study_path, exclusions_path,
+                           max_excluded_fraction=settings["max_excluded_fraction"],
+                           label_format=settings.get("labels"))

@@ -6,6 +6,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from osteoloc.io.labels import subject_key
+
+log = logging.getLogger(__name__)
 SPLITS = ("train", "val", "test")
 
 
@@ -18,7 +21,8 @@ def make_split(subjects, fractions=(0.70, 0.15, 0.15), seed=0):
     fractions = np.asarray(fractions, dtype=float)
     if fractions.shape != (3,) or np.any(fractions < 0) or not np.isclose(fractions.sum(), 1):
         raise ValueError(f"split fractions must be three non-negative numbers summing to 1, got {fractions}")
-    unique = np.array(sorted(set(map(str, subjects))))
+    # one entry per person: ids compare ignoring case and blanks (the study stores one spelling each)
+    unique = np.array(sorted({subject_key(s): str(s) for s in reversed(list(subjects))}.values()))
     order = np.random.default_rng(seed).permutation(len(unique))
     n_val = int(round(fractions[1] * len(unique)))
     n_test = int(round(fractions[2] * len(unique)))
@@ -65,14 +69,16 @@ def check_split(split, subjects, source="split"):
     bad = sorted(set(split["split"]) - set(SPLITS))
     if bad:
         raise ValueError(f"{source}: unknown split name(s) {bad}; use {list(SPLITS)}")
+    # subject ids compare ignoring case and blanks; the result spells them as the study does
+    study = {subject_key(s): str(s) for s in subjects}
+    split = split.assign(subject=[study.get(subject_key(s), str(s)) for s in split["subject"]])
     per_subject = split.drop_duplicates().groupby("subject")["split"].nunique()
     leaked = sorted(per_subject.index[per_subject > 1])
     if leaked:
         raise ValueError(f"{source}: {len(leaked)} subject(s) in more than one split, e.g. {leaked[:5]}")
-    study = set(map(str, subjects))
-    absent = sorted(study - set(split["subject"]))
+    absent = sorted(set(study.values()) - set(split["subject"]))
     if absent:
         raise ValueError(f"{source}: {len(absent)} subject(s) of the study have no split, e.g. {absent[:5]}")
     split = split.drop_duplicates()
-    split = split[split["subject"].isin(study)]
+    split = split[split["subject"].isin(set(study.values()))]
     return split.sort_values("subject", ignore_index=True)

@@ -1,0 +1,54 @@
+"""The `osteoloc` command (pyproject [project.scripts]): helpers a user runs by hand before the workflow.
+
+    osteoloc manifest --dicom-dir D --pts-dir P --id-pattern REGEX --out manifest.csv
+"""
+
+import argparse
+import sys
+
+from osteoloc.cohort.manifest_builder import SUBJECT_FROM, VISIT_FROM, build_manifest, unpaired_path
+
+
+def _parser():
+    parser = argparse.ArgumentParser(prog="osteoloc", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    manifest = commands.add_parser(
+        "manifest", help="pair DICOMs with their BoneFinder .pts files and write the cohort manifest",
+        description="Pair every DICOM under --dicom-dir with the .pts named like it under --pts-dir (one 160-point "
+                    "file or the per-hip _L/_R/_RasL files) and write the cohort manifest, plus "
+                    "<stem>.unpaired.csv listing every file that could not be paired and why.")
+    manifest.add_argument("--dicom-dir", required=True, help="folder searched (recursively) for DICOM files")
+    manifest.add_argument("--pts-dir", required=True, help="folder searched (recursively) for .pts files")
+    manifest.add_argument("--id-pattern", action="append", default=[], metavar="REGEX",
+                          help="regular expression searched in each DICOM's path below --dicom-dir, with named "
+                               "groups subject and visit (and optionally cohort), e.g. "
+                               "'(?P<subject>OAI-\\d+)-(?P<visit>V\\d\\d)'; repeat it for several naming schemes "
+                               "(the first that matches is used)")
+    manifest.add_argument("--subject-from", choices=SUBJECT_FROM, default="filename",
+                          help="where the subject id comes from (default: the file name)")
+    manifest.add_argument("--visit-from", choices=VISIT_FROM, default="filename",
+                          help="where the visit comes from (default: the file name)")
+    manifest.add_argument("--cohort", default="", help="cohort name for rows whose pattern has no cohort group")
+    manifest.add_argument("--subject-format", default="{subject}",
+                          help="the subject id built from the pattern's groups (with --subject-from filename), "
+                               "e.g. '{cohort}-{subject}' for labels that spell CHECK-00123 when the files are "
+                               "named 00123_T00_APO.dcm (cohort: its group or --cohort)")
+    manifest.add_argument("--out", required=True, help="the manifest CSV to write")
+    return parser
+
+
+def main(argv=None):
+    """Run the command line `argv` (default sys.argv[1:]); returns the exit status."""
+    args = _parser().parse_args(argv)
+    try:
+        manifest, unpaired = build_manifest(args.dicom_dir, args.pts_dir, args.out, args.id_pattern,
+                                            args.subject_from, args.visit_from, args.cohort, args.subject_format)
+    except ValueError as err:
+        print(f"osteoloc manifest: {err}", file=sys.stderr)
+        return 2
+    print(f"{len(manifest)} radiographs in {args.out}; {len(unpaired)} rows in {unpaired_path(args.out)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
