@@ -6,7 +6,7 @@ timed side by side with the least a training step can do: forward, BCE, backward
 fixed in-memory batch of the same shape. Single steps are interleaved (bare, baseline, prior, bare, ...)
 so a busy machine hurts all alike; figures are medians. Goal: ratio >= 0.90 baseline, >= 0.85 prior.
 
-    .venv/bin/python benchmarks/bench_train.py [--size 96] [--batch 32] [--steps 15] [--device cuda --amp]
+    .venv/bin/python benchmarks/bench_train.py [--size 96] [--batch 32] [--steps 15] [--device cuda --precision bf16]
 """
 
 import argparse
@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from osteoloc.train.data import SplitTensors, rotation_matrices
 from osteoloc.train.model import build_model
-from osteoloc.train.device import pick_device
+from osteoloc.train.device import configure_determinism, pick_device
 from osteoloc.train.loop import TrainSettings, Trainer
 
 
@@ -65,14 +65,15 @@ def main():
     parser.add_argument("--steps", type=int, default=15, help="timed steps per variant")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--amp", action="store_true", help="CUDA: float16 autocast in the loop")
+    parser.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "bf16"],
+                        help="autocast in the loop (fp16: CUDA only)")
     parser.add_argument("--channels-last", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    torch.use_deterministic_algorithms(True, warn_only=True)  # as in osteoloc.train.loop.train
+    configure_determinism(True)  # as the training jobs of the default study
     device = pick_device(args.device)
     train_data, val_data = synthetic_split(args.n_train, args.size), synthetic_split(64, args.size, seed=1)
-    common = dict(batch_size=args.batch, device=args.device, rotation_degrees=15.0, amp=args.amp,
+    common = dict(batch_size=args.batch, device=args.device, rotation_degrees=15.0, precision=args.precision,
                   channels_last=args.channels_last)
     trainers = {
         "baseline": Trainer(train_data, val_data, TrainSettings(**common)),
@@ -109,7 +110,7 @@ def main():
 
     bare_med, bare_min = statistics.median(times["bare"]), min(times["bare"])
     print(f"device {device}, {args.threads} threads, batches of {args.batch} x {args.size} px, "
-          f"{args.steps} interleaved steps per variant (amp {args.amp}, channels_last {args.channels_last})")
+          f"{args.steps} interleaved steps per variant (precision {args.precision}, channels_last {args.channels_last})")
     print(f"bare forward/backward/step : {bare_med * 1e3:8.1f} ms/step (min {bare_min * 1e3:.1f})  "
           f"{args.batch / bare_med:7.1f} img/s")
     for name in ("baseline", "prior"):

@@ -9,4 +9,4 @@ from osteoloc.segment.stages import train_site
 
 run_script(snakemake, lambda smk: train_site(  # noqa: F821
     smk.input.patches, json.loads(smk.params.cfg), smk.params.seed, smk.params.device, smk.output.model,
-    smk.output.history))
+    smk.output.history, last_path=smk.params.last, deterministic=smk.params.deterministic))

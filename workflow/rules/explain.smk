@@ -34,6 +34,8 @@ rule explain:
         device=config["study"]["device"],
     log:
         log_path("explain", "{model}", "seed{seed}.log"),
+    benchmark:
+        explain_file("benchmark.tsv")  # the job's wall time: rule throughput's explain rate
     threads: 2
     resources:
         mem_mb=4000,

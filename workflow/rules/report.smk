@@ -100,10 +100,64 @@ rule report_summary:
         "../../scripts/report_summary.py"
 
 
+# One learning-curve figure per training run (every model and arm, every seed), all in one light job.
+LEARNING_CURVES = {
+    f"{model}_seed{seed}": report_file(
+        results("report", "figures", "learning_curves", f"{model}_seed{seed}.png"),
+        caption="../report/learning_curves.rst",
+        category="Training",
+        subcategory="Learning curves",
+        labels={"model": model, "seed": str(seed)},
+    )
+    for model in RUNS
+    for seed in SEEDS
+}
+
+
+rule figure_learning_curves:
+    input:
+        histories=[train_file("history.csv", m, s) for m in RUNS for s in SEEDS],
+        code=library_code("figure_learning_curves.py"),
+    output:
+        **LEARNING_CURVES,
+        pdfs=[
+            results("report", "figures", "learning_curves", f"{run}.pdf")
+            for run in LEARNING_CURVES
+        ],
+    params:
+        runs=as_json([[m, s] for m in RUNS for s in SEEDS]),
+        figures=as_json(list(LEARNING_CURVES)),
+    log:
+        log_path("report", "learning_curves.log"),
+    localrule: True
+    script:
+        "../../scripts/figure_learning_curves.py"
+
+
+# Images per second of training (timed in the loop, from best.pt) and of explain (its job's benchmark),
+# with the environment each run recorded: experiments/gpu_smoke.yaml's answer (docs/cluster.md).
+rule throughput:
+    input:
+        best=[train_file("best.pt", m, s) for m in MODELS for s in SEEDS],
+        predictions=explain_outputs("predictions.csv"),
+        benchmarks=explain_outputs("benchmark.tsv"),
+        code=library_code("throughput.py"),
+    output:
+        results("report", "throughput.json"),
+    params:
+        runs=explain_runs(),
+    log:
+        log_path("report", "throughput.log"),
+    localrule: True
+    script:
+        "../../scripts/throughput.py"
+
+
 ALL_TARGETS.extend(
     list(TABLE_OUTPUTS.values())
     + list(FIGURE_OUTPUTS.values())
-    + [results("report", "summary.md")]
+    + [results("report", "summary.md"), results("report", "throughput.json")]
+    + list(LEARNING_CURVES.values())
 )
 
 

@@ -56,6 +56,9 @@ rule segment_train:
         cfg=lambda w: segment_block(w.site, "model", "training"),
         seed=SEGMENT_SEED,
         device=config["study"]["device"],
+        deterministic=config["study"]["deterministic"],
+        # resumable checkpoint: not an output, so a killed job's cleanup keeps it
+        last=results("segment", "{site}", "last.pt"),
     log:
         log_path("segment", "{site}", "train.log"),
     benchmark:

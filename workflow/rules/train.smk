@@ -32,12 +32,14 @@ TRAINING = {
         "early_stopping_patience",
         "weights",
         "weights_path",
-        "amp",
+        "precision",
         "channels_last",
         "eval_batch_size",
     )
 }
 TRAINING["device"] = config["study"]["device"]
+TRAINING["deterministic"] = config["study"]["deterministic"]
+TENSORBOARD = TRAIN["logger"] == "tensorboard"
 TRAIN_THREADS = TRAIN["resources"]["threads"]
 TRAIN_RESOURCES = job_resources(TRAIN["resources"])
 GRID_STEPS = {axis: PRIOR["steps"][axis] for axis in ("lambda", "radius", "sigma")}
@@ -151,6 +153,8 @@ rule train_grid_point:
         prior=lambda wildcards: as_json(parse_point_id(wildcards.point)),
         # resumable checkpoint: not an output, so a killed job's cleanup keeps it
         last=grid_file("last.pt"),
+        # TensorBoard's event files (train.logger): not an output either, a rerun appends to them
+        tensorboard=grid_file("tensorboard") if TENSORBOARD else "",
     log:
         log_path("grid", "{point}.log"),
     threads: TRAIN_THREADS
@@ -209,6 +213,7 @@ rule train:
         seed=lambda wildcards: int(wildcards.seed),
         prior=run_prior,
         last=train_file("last.pt"),
+        tensorboard=train_file("tensorboard") if TENSORBOARD else "",
     log:
         log_path("train", "{model}", "seed{seed}.log"),
     threads: TRAIN_THREADS

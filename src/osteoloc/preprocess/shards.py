@@ -38,6 +38,7 @@ from osteoloc.io.pts import resolve_hip_files
 from osteoloc.io.study_h5 import StudyFile, StudyWriter
 from osteoloc.names import SIDES, TARGETS, UNKNOWN
 from osteoloc.preprocess.exclusions import COLUMNS, Exclusion, Exclusions
+from osteoloc.progress import Progress
 
 log = logging.getLogger(__name__)
 
@@ -274,8 +275,10 @@ def write_shard(source, positions, shard_dir, keys=None, content=""):
     shard_dir.mkdir(parents=True, exist_ok=True)
     keys = keys if keys is not None else dict(enumerate(source_keys(source)))
     units, exclusions = [], []
+    progress = Progress(len(positions), "radiographs", log)  # a line every few seconds in the job's log
     with _writer(source, shard_dir / CROPS) as writer:
         for result in unit_results(source, positions, keys):
+            progress.step()
             for record in result.records:
                 writer.append(record)
             units.append((result.key, result.cohort, result.subject, result.visit, Path(result.file).name,

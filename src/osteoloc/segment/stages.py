@@ -35,17 +35,20 @@ def make_patches(study, split_csv, exclusions_csv, site_name, cfg, seed, out):
         write_patch_sets(sets, site.name, site.target, tmp)
 
 
-def train_site(patches, cfg, seed, device, model_out, history_out):
-    """Rule segment_train: the best-validation U-Net (`model.pt`) and its per-epoch losses."""
+def train_site(patches, cfg, seed, device, model_out, history_out, *, last_path=None, deterministic=True):
+    """Rule segment_train: the best-validation U-Net (`model.pt`, with the job's environment) and its
+    per-epoch losses; resumes from the checkpoint `last_path` when it holds this very run."""
     from osteoloc.segment.train import train_unet
     from osteoloc.segment.unet import save_unet
+    from osteoloc.train.device import environment_info
 
     train_cfg = cfg["model"] | cfg["training"]
     model, history, best_epoch = train_unet(read_patch_set(patches, "train"), read_patch_set(patches, "val"),
-                                            train_cfg, seed, device)
+                                            train_cfg, seed, device, last_path=last_path,
+                                            deterministic=deterministic)
     history["best"] = history["epoch"] == best_epoch
     with atomic_path(model_out) as tmp:
-        save_unet(model, best_epoch, train_cfg, tmp)
+        save_unet(model, best_epoch, train_cfg, tmp, environment_info(next(model.parameters()).device))
     write_csv(history, history_out, float_format="%.6g")
     log.info("best epoch %d of %d", best_epoch, len(history))
 
@@ -58,7 +61,8 @@ def evaluate_site(patches, model_path, site_name, cfg, device, predictions_out, 
 
     site = parse_sites(cfg["sites"])[site_name]
     test = read_patch_set(patches, "test")
-    prob = predict(load_unet(model_path, device), test.images, int(cfg["training"]["batch_size"]))
+    prob = predict(load_unet(model_path, device), test.images, int(cfg["training"]["batch_size"]),
+                   cfg["training"].get("precision", "fp32"))
     metrics = per_patch_metrics(prob, test.masks, test.labels, test.rows, int(cfg["min_area"]))
     with atomic_path(predictions_out) as tmp:
         write_predictions(test, prob, site.name, site.target, tmp)

@@ -7,6 +7,8 @@ exactly that layout (four down-samplings); `features` sets the widths (the origi
 import torch
 from monai.networks.nets import BasicUNet
 
+from osteoloc.train.device import pick_device
+
 
 def build_unet(features, dropout=0.3, norm="none"):
     """A 2-D, 1-channel-in, 2-class-out U-Net with He-normal (kaiming, fan-in) weights and zero biases.
@@ -25,16 +27,16 @@ def build_unet(features, dropout=0.3, norm="none"):
     return model
 
 
-def save_unet(model, epoch, cfg, path):
-    """The site's `model.pt`: {"state_dict", "epoch", "config"} (config: the widths, dropout and norm
-    `load_unet` rebuilds the network from). `path` should be atomic (the caller's atomic_path)."""
-    torch.save({"state_dict": model.state_dict(), "epoch": int(epoch), "config": dict(cfg)}, path)
+def save_unet(model, epoch, cfg, path, environment=None):
+    """The site's `model.pt`: {"state_dict", "epoch", "config", "environment"} (config: the widths, dropout
+    and norm `load_unet` rebuilds the network from; environment: what the job ran on,
+    `osteoloc.train.device.environment_info`). `path` should be atomic (the caller's atomic_path)."""
+    torch.save({"state_dict": model.state_dict(), "epoch": int(epoch), "config": dict(cfg),
+                "environment": dict(environment or {})}, path)
 
 
 def load_unet(path, device="cpu"):
     """The U-Net saved by `save_unet`, in eval mode on `device` (osteoloc.train.device.pick_device names)."""
-    from osteoloc.train.device import pick_device
-
     checkpoint = torch.load(path, map_location="cpu", weights_only=False)
     if not isinstance(checkpoint, dict) or not {"state_dict", "config"} <= set(checkpoint):
         raise ValueError(f"{path}: not a U-Net checkpoint dict with 'state_dict' and 'config'")

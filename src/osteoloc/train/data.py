@@ -10,6 +10,7 @@ around its landmark zone (`subcrop_offsets`, `cut_subcrops`; `place_subcrop_maps
 back into the hip crop's frame).
 """
 
+import hashlib
 import math
 from dataclasses import dataclass, fields
 
@@ -38,6 +39,18 @@ class SplitTensors:
 
     def to(self, device):
         return SplitTensors(**{f.name: getattr(self, f.name).to(device) for f in fields(self)})
+
+    def fingerprint(self, block_rows=256):
+        """SHA-256 of every tensor's bytes, read `block_rows` rows at a time (no copy of the split), so a
+        checkpoint of other data is never resumed."""
+        digest = hashlib.sha256()
+        for f in fields(self):
+            tensor = getattr(self, f.name)
+            digest.update(f"{f.name}{tuple(tensor.shape)}{tensor.dtype}".encode())
+            for start in range(0, len(tensor), block_rows):
+                block = tensor[start:start + block_rows].detach().cpu().contiguous()
+                digest.update(block.view(torch.uint8).numpy() if block.dtype == torch.bool else block.numpy())
+        return f"{len(self)}:{digest.hexdigest()}"
 
     def take(self, index):
         """The rows `index` (a LongTensor on the data's device) of every tensor."""

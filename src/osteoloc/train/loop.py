@@ -2,9 +2,9 @@
 loss, a resumable checkpoint every epoch. Read top to bottom: settings, one epoch, validation, `train`.
 
 Files (contracts.md section 4), each at the path the caller gives: `history.csv` (one row per epoch),
-`best.pt` = {state_dict, epoch, config} at the end, and the resumable checkpoint `last.pt` (everything a
-rerun needs to continue: model, optimizer, scaler, RNG states, history, and the best weights so far, so a
-workflow that deletes a killed job's declared outputs cannot lose them).
+`best.pt` = {state_dict, epoch, config, environment, throughput} at the end, and the resumable checkpoint
+`last.pt` (everything a rerun needs to continue: model, optimizer, scaler, RNG states, history, and the best
+weights so far, so a workflow that deletes a killed job's declared outputs cannot lose them).
 
 A per-target run (the arms `per_target` and landmark crops, `osteoloc.train.arms`) trains four single-output
 models in sequence, each with its own target's prior and its own resumable checkpoint `last_<target>.pt`
@@ -12,7 +12,6 @@ beside `last.pt`; its best.pt holds the four as one `model.PerTargetModels` stat
 the four histories combined (`combine_histories`).
 """
 
-import contextlib
 import dataclasses
 import json
 import logging
@@ -27,7 +26,8 @@ import torch
 from sklearn.metrics import roc_auc_score
 
 from osteoloc.train.data import batch_order, load_split, read_subjects, rotate_batch, rotation_matrices
-from osteoloc.train.device import pick_device
+from osteoloc.train.device import (PRECISIONS, autocast, check_precision, configure_determinism,
+                                   environment_info, grad_scaler, pick_device)
 from osteoloc.io.atomic import atomic_path
 from osteoloc.train.model import build_model, features_and_logits
 from osteoloc.train.prior import DEFAULT_SHAPE, class_activation_maps, masked_bce, penalty_maps, prior_loss
@@ -59,7 +59,8 @@ class TrainSettings:
     weights: str = "none"
     weights_path: str = "resources/resnet18-f37072fd.pth"
     device: str = "auto"
-    amp: bool = True  # mixed precision, CUDA only
+    deterministic: bool = True  # study.deterministic: reproducible kernels (device.configure_determinism)
+    precision: str = "fp32"  # fp32, fp16 (CUDA only, with a GradScaler) or bf16 (device.PRECISIONS)
     channels_last: bool = False
     eval_batch_size: int = 256
     prior_lambda: float = 0.0
@@ -78,6 +79,8 @@ class TrainSettings:
             raise ValueError(f"monitor must be 'bce' or 'total', not {self.monitor!r}")
         if self.prior_lambda > 0 and self.prior_sigma <= 0:
             raise ValueError("a prior run (prior_lambda > 0) needs prior_sigma > 0")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, not {self.precision!r}")
         if self.crop_px and not self.per_target:
             raise ValueError("landmark crops (crop_px > 0) need per_target models")
 
@@ -106,8 +109,9 @@ class Trainer:
     def __init__(self, train_data, val_data, settings, targets=TARGETS):
         self.settings = s = settings
         self.targets = tuple(targets)  # the label columns of the data, in order
+        configure_determinism(s.deterministic)  # before the first CUDA call: cuBLAS reads its setting then
         self.device = pick_device(s.device)
-        self.use_amp = s.amp and self.device.type == "cuda"
+        check_precision(s.precision, self.device)
         torch.manual_seed(s.seed)  # initialisation
         self.generator = torch.Generator().manual_seed(s.seed)  # batch order and augmentation, on the CPU
         self.model = build_model(s.weights, s.weights_path or None, output_stride=s.output_stride,
@@ -115,15 +119,13 @@ class Trainer:
         self.memory_format = torch.channels_last if s.channels_last else torch.contiguous_format
         self.model = self.model.to(memory_format=self.memory_format)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=s.lr, weight_decay=s.weight_decay)
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
+        self.scaler = grad_scaler(self.device, s.precision)
         self.train_data = train_data.to(self.device)
         self.val_data = val_data.to(self.device)
         self.input_hw = tuple(train_data.images.shape[-2:])
 
     def _autocast(self):
-        if self.use_amp:
-            return torch.autocast(device_type="cuda", dtype=torch.float16)
-        return contextlib.nullcontext()
+        return autocast(self.device, self.settings.precision)
 
     def _losses(self, images, labels, landmarks, valid):
         """BCE, prior and total of one batch from one forward pass."""
@@ -165,7 +167,7 @@ class Trainer:
             rotations = rotation_matrices(len(index), s.rotation_degrees, self.generator)
             sums += self.train_step(index.to(self.device), rotations).double() * len(index)
             n_seen += len(index)
-        bce, prior, total = (sums / max(n_seen, 1)).tolist()
+        bce, prior, total = (sums / max(n_seen, 1)).tolist()  # the host sync: the epoch's work is done
         return {"train_bce": bce, "train_prior": prior, "train_total": total}
 
     @torch.no_grad()
@@ -211,17 +213,12 @@ class Trainer:
         torch.set_rng_state(state["torch_rng"])
 
 
-def _data_fingerprint(data):
-    """Cheap identity of a split, so a checkpoint of other data is never resumed."""
-    return [len(data), float(data.images.double().sum()), float(data.labels.double().sum())]
-
-
 def _save(obj, path):
     with atomic_path(path) as tmp:
         torch.save(obj, tmp)
 
 
-CHECKPOINT_FORMAT = 2  # last.pt layout: a checkpoint of another layout is never resumed
+CHECKPOINT_FORMAT = 3  # last.pt layout: a checkpoint of another layout is never resumed
 
 
 def _load_resumable(path, identity):
@@ -239,17 +236,58 @@ def _load_resumable(path, identity):
     return checkpoint
 
 
-def fit(train_data, val_data, settings, *, last_path, targets=TARGETS, history_path=None, on_epoch_end=None):
+def _duration(seconds):
+    """'1 h 02 min', '3 min 05 s' or '12 s': a time left in the log."""
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, seconds = divmod(rest, 60)
+    if hours:
+        return f"{hours} h {minutes:02d} min"
+    return f"{minutes} min {seconds:02d} s" if minutes else f"{seconds} s"
+
+
+def throughput(history, n_train, n_val):
+    """Images per second of the training passes and of the validation passes over the epochs run
+    (`train_seconds`, `val_seconds` of each history row)."""
+    train_seconds = sum(row["train_seconds"] for row in history)
+    val_seconds = sum(row["val_seconds"] for row in history)
+    return {"epochs": len(history), "train_images": n_train * len(history), "train_seconds": train_seconds,
+            "train_images_per_second": n_train * len(history) / train_seconds if train_seconds else float("nan"),
+            "val_images": n_val * len(history), "val_seconds": val_seconds,
+            "val_images_per_second": n_val * len(history) / val_seconds if val_seconds else float("nan")}
+
+
+def _epoch_message(row, epochs, targets, best_epoch, seconds_left):
+    aucs = " ".join(f"{target.removeprefix('osteo_')} {row[f'val_auc_{target}']:.3f}" for target in targets)
+    return (f"epoch {row['epoch']}/{epochs}  train bce {row['train_bce']:.4f} prior {row['train_prior']:.4f} | "
+            f"val bce {row['val_bce']:.4f} prior {row['val_prior']:.4f} total {row['val_total']:.4f} | "
+            f"val AUC {aucs} | best epoch {best_epoch} | {row['seconds']:.1f} s, "
+            f"~{_duration(seconds_left)} left")
+
+
+def _tensorboard(log_dir):
+    """A SummaryWriter into `log_dir`, or None (imported here: only a run that asks pays for tensorboard)."""
+    if not log_dir:
+        return None
+    from torch.utils.tensorboard import SummaryWriter
+
+    return SummaryWriter(log_dir=str(log_dir))
+
+
+def fit(train_data, val_data, settings, *, last_path, targets=TARGETS, history_path=None, on_epoch_end=None,
+        tensorboard_dir=None):
     """Train one network on the label columns `targets` of the data, resuming from `last_path` when it
     holds a checkpoint of the same run. Saves `last_path` (and writes `history_path` when given) after
-    every epoch. Returns (history: list of per-epoch dicts, best: {state_dict, epoch, config}, best_loss).
+    every epoch; with `tensorboard_dir`, writes each epoch's losses and AUCs there too.
+    Returns (history: list of per-epoch dicts, best: {state_dict, epoch, config, environment, throughput},
+    best_loss).
     """
     s = settings
     last_path = Path(last_path)
-    torch.use_deterministic_algorithms(True, warn_only=True)  # bit-identical CPU reruns
     trainer = Trainer(train_data, val_data, s, targets)
+    environment = environment_info(trainer.device)
     identity = {"format": CHECKPOINT_FORMAT, "settings": s.as_dict(), "targets": list(targets),
-                "train": _data_fingerprint(train_data), "val": _data_fingerprint(val_data)}
+                "train": train_data.fingerprint(), "val": val_data.fingerprint()}
     history, best, best_loss, stale, done = [], None, math.inf, 0, False
     checkpoint = _load_resumable(last_path, identity)
     if checkpoint is not None:
@@ -257,14 +295,20 @@ def fit(train_data, val_data, settings, *, last_path, targets=TARGETS, history_p
         history, best, best_loss = checkpoint["history"], checkpoint["best"], checkpoint["best_loss"]
         stale, done = checkpoint["stale"], checkpoint["done"]
         log.info("resuming from %s after epoch %d", last_path, len(history))
-    log.info("training %s on %s: %d train / %d val images of %s px, settings %s", "/".join(targets),
-             trainer.device, len(train_data), len(val_data), "x".join(map(str, trainer.input_hw)), s.as_dict())
+    log.info("environment: %s", json.dumps(environment))
+    log.info("training %s on %s (%s, deterministic %s): %d train / %d val images of %s px, settings %s",
+             "/".join(targets), trainer.device, s.precision, s.deterministic, len(train_data), len(val_data),
+             "x".join(map(str, trainer.input_hw)), s.as_dict())
+    writer = _tensorboard(tensorboard_dir)
     monitor = f"val_{s.monitor}"
     while not done and len(history) < s.epochs:
         epoch = len(history) + 1
         start = time.perf_counter()
-        row = {"epoch": epoch, **trainer.train_epoch(), **trainer.validate()}
+        row = {"epoch": epoch, **trainer.train_epoch()}
+        trained = time.perf_counter()
+        row.update(trainer.validate())
         row["seconds"] = time.perf_counter() - start
+        row["train_seconds"], row["val_seconds"] = trained - start, row["seconds"] - (trained - start)
         history.append(row)
         if row[monitor] < best_loss:
             best_loss, stale = row[monitor], 0
@@ -277,18 +321,26 @@ def fit(train_data, val_data, settings, *, last_path, targets=TARGETS, history_p
                "best_loss": best_loss, "stale": stale, "done": done}, last_path)
         if history_path is not None:
             write_history(history, history_path)
-        log.info("epoch %d/%d  train bce %.4f prior %.4f | val bce %.4f prior %.4f total %.4f | "
-                 "best epoch %d | %.1f s", epoch, s.epochs, row["train_bce"], row["train_prior"],
-                 row["val_bce"], row["val_prior"], row["val_total"], best["epoch"] if best else 0,
-                 row["seconds"])
+        if writer is not None:
+            for key, value in row.items():
+                if key != "epoch":
+                    writer.add_scalar(key, value, epoch)
+            writer.flush()
+        seconds_left = 0.0 if done else np.mean([r["seconds"] for r in history]) * (s.epochs - epoch)
+        log.info(_epoch_message(row, s.epochs, targets, best["epoch"] if best else 0, seconds_left))
         if on_epoch_end is not None:
             on_epoch_end(epoch)
+    if writer is not None:
+        writer.close()
     if done and len(history) < s.epochs:
         log.info("early stopping after epoch %d (%d epochs without improvement)", len(history), stale)
     if best is None:
         raise RuntimeError(f"{last_path.parent}: no epoch gave a finite validation loss ({monitor}); "
                            "training diverged")
-    log.info("best epoch %d, %s %.4f", best["epoch"], monitor, best_loss)
+    best = {**best, "environment": environment,
+            "throughput": throughput(history, len(train_data), len(val_data))}
+    log.info("best epoch %d, %s %.4f; %.1f training images/s, %.1f validation images/s", best["epoch"], monitor,
+             best_loss, best["throughput"]["train_images_per_second"], best["throughput"]["val_images_per_second"])
     return history, best, best_loss
 
 
@@ -310,32 +362,40 @@ def per_target_last_path(last_path, target):
     return last_path.with_name(f"{last_path.stem}_{target}{last_path.suffix}")
 
 
-def train(train_data, val_data, settings, *, history_path, best_path, last_path, on_epoch_end=None):
+def train(train_data, val_data, settings, *, history_path, best_path, last_path, on_epoch_end=None,
+          tensorboard_dir=None):
     """Train one run, resuming from `last_path` when it holds a checkpoint of the same run.
 
     train_data, val_data: data.SplitTensors. Writes `history_path` after every epoch, `last_path` (the
     resumable checkpoint, best weights so far included) after every epoch and `best_path` at the end.
     A per-target run (settings.per_target) trains the four targets' models one after the other
     (checkpoints `per_target_last_path`) and writes the combined history at the end of each model.
-    on_epoch_end(epoch) is called after each epoch's checkpoint (tests use it).
+    on_epoch_end(epoch) is called after each epoch's checkpoint (tests use it). With `tensorboard_dir` each
+    epoch's losses and AUCs also go to TensorBoard there (a per-target run: one sub-folder per target).
+    best.pt also records the job's `environment` (device.environment_info) and `throughput` (images per
+    second of the training and validation passes).
     Returns {"best_epoch", "best_loss", "history" (DataFrame)}.
     """
     s = settings
     if not s.per_target:
         history, best, best_loss = fit(train_data, val_data, s, last_path=last_path, history_path=history_path,
-                                       on_epoch_end=on_epoch_end)
+                                       on_epoch_end=on_epoch_end, tensorboard_dir=tensorboard_dir)
         history = pd.DataFrame(history, columns=HISTORY_COLUMNS)
     else:
         histories, state, epochs, losses = {}, {}, {}, []
         for t, target in enumerate(TARGETS):
             history, best, loss = fit(train_data.target(t, s.crop_px), val_data.target(t, s.crop_px), s,
                                       last_path=per_target_last_path(last_path, target), targets=(target,),
-                                      on_epoch_end=on_epoch_end)
+                                      on_epoch_end=on_epoch_end,
+                                      tensorboard_dir=tensorboard_dir and Path(tensorboard_dir) / target)
             histories[target], epochs[target] = history, best["epoch"]
             state.update({f"{target}.{key}": value for key, value in best["state_dict"].items()})
             losses.append(loss)
             write_history(combine_histories(histories), history_path)
-        best = {"state_dict": state, "epoch": max(epochs.values()), "epochs": epochs, "config": s.as_dict()}
+        every_epoch = [row for h in histories.values() for row in h]
+        best = {"state_dict": state, "epoch": max(epochs.values()), "epochs": epochs, "config": s.as_dict(),
+                "environment": best["environment"],
+                "throughput": throughput(every_epoch, len(train_data), len(val_data))}
         best_loss = float(np.mean(losses))
         history = combine_histories(histories)
     write_history(history, history_path)
@@ -343,7 +403,8 @@ def train(train_data, val_data, settings, *, history_path, best_path, last_path,
     return {"best_epoch": best["epoch"], "best_loss": best_loss, "history": history}
 
 
-def train_on_study(h5_path, split_path, settings, *, history_path, best_path, last_path, on_epoch_end=None):
+def train_on_study(h5_path, split_path, settings, *, history_path, best_path, last_path, on_epoch_end=None,
+                   tensorboard_dir=None):
     """Read the train and validation splits of the study HDF5 into memory (the prior's landmarks from the
     settings' source, with their noise), then `train`."""
     split = check_split(read_split(split_path), read_subjects(h5_path), source=str(split_path))
@@ -352,7 +413,15 @@ def train_on_study(h5_path, split_path, settings, *, history_path, best_path, la
     train_data = load_split(h5_path, split, "train", **landmarks)
     val_data = load_split(h5_path, split, "val", **landmarks)
     return train(train_data, val_data, settings, history_path=history_path, best_path=best_path,
-                 last_path=last_path, on_epoch_end=on_epoch_end)
+                 last_path=last_path, on_epoch_end=on_epoch_end, tensorboard_dir=tensorboard_dir)
+
+
+def read_run_record(best_path):
+    """What a run's best.pt records beside its weights: {"epoch", "environment", "throughput"} (the last
+    two empty for a best.pt written before they were recorded)."""
+    best = torch.load(best_path, map_location="cpu", weights_only=True)
+    return {"epoch": best.get("epoch"), "environment": best.get("environment", {}),
+            "throughput": best.get("throughput", {})}
 
 
 def reuse_run(source_best, source_history, settings, *, best_path, history_path):
@@ -368,10 +437,12 @@ def reuse_run(source_best, source_history, settings, *, best_path, history_path)
     return True
 
 
-def train_run(h5_path, split_path, settings, *, history_path, best_path, last_path, reuse=None):
+def train_run(h5_path, split_path, settings, *, history_path, best_path, last_path, reuse=None,
+              tensorboard_dir=None):
     """The train rules' stage: copy the run `reuse` = (best.pt, history.csv) of another job when it was
-    trained with these very settings, else train on the study (resuming from `last_path`)."""
+    trained with these very settings, else train on the study (resuming from `last_path`; TensorBoard
+    events into `tensorboard_dir` when given)."""
     if reuse and reuse_run(*reuse, settings, best_path=best_path, history_path=history_path):
         return
     train_on_study(h5_path, split_path, settings, history_path=history_path, best_path=best_path,
-                   last_path=last_path)
+                   last_path=last_path, tensorboard_dir=tensorboard_dir or None)

@@ -8,7 +8,6 @@ import pandas as pd
 
 from osteoloc.io.labels import subject_key
 
-log = logging.getLogger(__name__)
 SPLITS = ("train", "val", "test")
 
 

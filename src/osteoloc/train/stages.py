@@ -40,11 +40,12 @@ def select_prior_stage(round_paths, criterion, out_path):
 
 
 def train_stage(h5_path, split_path, training_json, seed, prior_json, *, selection_path=None, history_path,
-                best_path, last_path, reuse_best=None, reuse_history=None):
+                best_path, last_path, reuse_best=None, reuse_history=None, tensorboard_dir=None):
     """Rules train_grid_point and train: one run of the `training` block (JSON) with the prior's values of
     `grid.prior_values(prior_json, selection_path)`. reuse_best, reuse_history: the chosen grid point's run,
-    copied instead of trained again when its settings are these (`loop.train_run`)."""
+    copied instead of trained again when its settings are these (`loop.train_run`); tensorboard_dir: where
+    `train.logger: tensorboard` writes its events (None: no events)."""
     settings = TrainSettings.for_run(training_json, seed, prior_values(prior_json, selection_path))
     reuse = (reuse_best, reuse_history) if reuse_best else None
     train_run(h5_path, split_path, settings, history_path=history_path, best_path=best_path, last_path=last_path,
-              reuse=reuse)
+              reuse=reuse, tensorboard_dir=tensorboard_dir)
