@@ -41,12 +41,14 @@ def crop_pair(case, crop_size, spacing_mm):
     points = case.points_mm / case.spacing  # image mm -> source pixels (x, y)
     masks = np.stack([case.original_mask, case.mask if case.mask is not None
                       else np.zeros_like(case.original_mask)]).astype(np.uint8)
-    first = preprocess_hip(case.original, spacing, points, case.side, crop_size, spacing_mm, masks=masks)
+    first = preprocess_hip(case.original, spacing, points, case.side, crop_size, spacing_mm,
+                           layers={"lesions": masks})
     second = preprocess_hip(case.image, spacing, points, case.side, crop_size, spacing_mm)
     (p5, p95), (q5, q95) = first.intensity, second.intensity
     raw = second.image * (q95 - q5) + q5
     image = ((raw - p5) / (p95 - p5)).astype(np.float32)
-    return first.image, image, first.masks[0] > 0, first.masks[1] > 0, first.contour
+    lesions = first.layers["lesions"]
+    return first.image, image, lesions[0] > 0, lesions[1] > 0, first.contour
 
 
 def _centroid(mask):
