@@ -8,7 +8,7 @@ import torch
 
 from osteoloc.explain.cam import scale_maps
 from osteoloc.explain.metrics import (CALIBRATED, Grid, calibrated, com_distance, cue_energy, energy_in_mask,
-                                      energy_lift, landmark_control_map, localisation_table, mask_centroid, peak, peak_distance,
+                                      cell_values, energy_lift, landmark_control_map, localisation_table, mask_centroid, peak, peak_distance,
                                       pointing_hit, reference_levels, spread)
 
 
@@ -253,3 +253,13 @@ def test_landmark_control_map_peaks_on_the_landmark():
     assert peak(control) == (40.0, 30.0)
     assert control.max() == pytest.approx(1.0)
     assert not landmark_control_map(np.full((2, 2), np.nan), 96, 4.0).any()
+
+
+def test_landmark_control_at_the_grid_is_a_grid_map_that_cannot_beat_the_ceiling():
+    size, cells = 96, (3, 3)
+    mask, landmarks = _hip(size)
+    control = landmark_control_map(landmarks, size, 10.0, cells)
+    np.testing.assert_allclose(_upsampled(cell_values(control, cells), size), control, atol=1e-5)
+    levels = reference_levels(Grid(cells), (0, 0, size), size, landmarks=landmarks, mask=mask, tolerance_px=6.0)
+    assert energy_in_mask(control, mask) <= levels["energy_in_mask"]["ceiling"] + 1e-9
+    assert com_distance(control, mask_centroid(mask)) >= levels["com_to_lesion"]["ceiling"] - 1e-9

@@ -186,15 +186,27 @@ def mask_centroid(mask):
     return np.array([[cols.mean(), rows.mean()]]) if len(rows) else np.full((1, 2), np.nan)
 
 
-def landmark_control_map(points, size, sigma_px):
+def landmark_control_map(points, size, sigma_px, cells=None, window=None):
     """The landmark-only control: a Gaussian of sd sigma_px at each valid point (max over points), size x
-    size; all zero without a valid point. No model: what a map scores that only knows the landmarks."""
+    size; all zero without a valid point. No model: what a map scores that only knows the landmarks.
+    With cells (h, w): at the grid's resolution, as a model's map would be: the Gaussian taken at the
+    cell centres of `window` (x0, y0, P; None = the whole map), upsampled like Grad-CAM's
+    (`cam.scale_maps`) and placed in the window, zero outside it."""
     points = _valid_points(points)
-    rows, cols = np.indices((size, size), dtype=np.float64)
     if len(points) == 0:
         return np.zeros((size, size))
+    if cells is None:
+        rows, cols = np.indices((size, size), dtype=np.float64)
+    else:
+        x0, y0, p = window or (0, 0, size)
+        rows, cols = np.meshgrid(cell_centres(cells[0], p, y0), cell_centres(cells[1], p, x0), indexing="ij")
     d2 = (cols[None] - points[:, 0, None, None]) ** 2 + (rows[None] - points[:, 1, None, None]) ** 2
-    return np.exp(-d2.min(axis=0) / (2 * sigma_px**2))
+    gauss = np.exp(-d2.min(axis=0) / (2 * sigma_px**2))
+    if cells is None:
+        return gauss
+    out = np.zeros((size, size))
+    out[y0:y0 + p, x0:x0 + p] = scale_maps(torch.as_tensor(gauss, dtype=torch.float32)[None, None], (p, p))[0, 0]
+    return out
 
 
 @dataclass(frozen=True)
@@ -323,8 +335,8 @@ def localisation_table(maps, groups, valid, masks=None, tolerance_px=0.0, cue=No
     points); valid (n, T, L) bool; masks (n, T, H, W) or None (lesions or expert references); cue (n, H, W)
     the shortcut cue's mask per image or None; grid: the run's `Grid` (None: paper A's first-maximum peak,
     no calibration); exact (n, T, L, 2) the exact landmark points, NaN where absent, or None;
-    control_sigma_px: score the landmark-only control map (a Gaussian at `groups`, `landmark_control_map`)
-    too (needs the grid).
+    control_sigma_px: score the landmark-only control map (a Gaussian at `groups` at the grid's resolution,
+    `landmark_control_map`) too (needs the grid).
 
     Returns a dict of (n, T) float arrays: com_distance, peak_distance, spread (to `groups`), map_defined
     (1, or 0 for a map with zero mass); with exact com_to_landmark, peak_to_landmark; with masks
@@ -364,7 +376,8 @@ def localisation_table(maps, groups, valid, masks=None, tolerance_px=0.0, cue=No
                 for level in LEVELS:
                     put(f"{metric}_{level}", i, t, levels.get(metric, {}).get(level, np.nan))
             if control_sigma_px is not None:
-                control = landmark_control_map(groups[i, t], size, control_sigma_px)
+                control = landmark_control_map(groups[i, t], size, control_sigma_px, tuple(grid.cells),
+                                               grid.window(i, t, size))
                 control_scores = _score(control, i, t, size, groups, exact, masks, centroids, tolerance_px, grid)
                 for metric in CALIBRATED:
                     if metric in scores:

@@ -48,8 +48,8 @@ def _run_auc(predictions):
 
 def _run_means(frame, column):
     """Mean and count of the defined values of `column` per run and target; for a calibrated metric also
-    the run means of its levels (LEVEL_COLUMNS) over the same hips."""
-    frame = frame[frame[column].notna()]
+    the run means of its levels (LEVEL_COLUMNS) over every hip with the reference (they do not depend on
+    the map, so a run whose maps are all zero still has them)."""
     grouped = frame.groupby(RUN_KEYS, sort=False)
     parts = [grouped[column].mean().rename("value"), grouped[column].count().rename("n")]
     for level, suffix in LEVEL_SUFFIXES.items():

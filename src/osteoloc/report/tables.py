@@ -151,14 +151,14 @@ CALIBRATED_COLUMNS = ["target", "metric", "better", "model", "n_positive", "n_un
 
 
 def _calibrated_row(part, column, n_positive, n_undefined):
-    """One row's numbers: `column`'s mean over the hips where it is defined, and the levels over them."""
-    part = part[part[column].notna()]
+    """One row's numbers: `column`'s mean over the hips where it is defined; the levels (which do not
+    depend on the map) over every hip with the reference."""
     metric = column.removesuffix("_control")
     levels = {level: part[f"{metric}_{suffix}"].mean() if f"{metric}_{suffix}" in part else np.nan
               for level, suffix in (("chance", "uniform"), ("random_cell", "random_cell"), ("ceiling", "ceiling"))}
     value = part[column].mean()
-    return {"n_positive": n_positive, "n_undefined": n_undefined, "n_images": len(part), "value": value, **levels,
-            "place": float(calibrated(value, levels["chance"], levels["ceiling"]))}
+    return {"n_positive": n_positive, "n_undefined": n_undefined, "n_images": int(part[column].notna().sum()),
+            "value": value, **levels, "place": float(calibrated(value, levels["chance"], levels["ceiling"]))}
 
 
 def calibrated_table(metrics):
