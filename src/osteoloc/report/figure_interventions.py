@@ -43,6 +43,7 @@ def figure_interventions(summary, arms, stem, width_in):
             if column != "logit_change":
                 ax.axhline(1, color="grey", lw=0.6, ls=":")
             ax.set_xticks(np.arange(len(arms)), arms, rotation=45, ha="right")
+            ax.set_xlim(-0.5, len(arms) - 0.5)
             ax.set_title(title)
         axes[0][0].legend(frameon=False)
         fig.tight_layout()
