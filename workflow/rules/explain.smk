@@ -47,11 +47,8 @@ rule explain:
 
 # Localisation by intervention (phantom only, off by default: explain.interventions.enabled): each run's
 # maps on its test radiographs redrawn with each lesion removed or moved (docs/evaluation.md).
-INTERVENTIONS = config["explain"]["interventions"]
-INTERVENTIONS_ON = (
-    bool(INTERVENTIONS["enabled"]) and config["cohort"]["source"] == "phantom"
-)
-if INTERVENTIONS_ON:
+if interventions_on():  # common.smk
+    INTERVENTIONS = config["explain"]["interventions"]
     INTERVENTIONS_CSV = explain_file("interventions.csv")
 
     rule explain_interventions:

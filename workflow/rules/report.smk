@@ -199,7 +199,7 @@ if config.get("arms"):
 
 
 # Localisation by intervention: every run's interventions.csv -> one table and figure per study.
-if INTERVENTIONS_ON:
+if interventions_on():  # common.smk
     INTERVENTION_OUTPUTS = report_outputs(
         "tables", {"interventions": {"table": "Intervention table"}}, "Interventions"
     ) | report_outputs(
