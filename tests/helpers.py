@@ -4,13 +4,17 @@ Not a phantom (that is `osteoloc.cohort.phantom`): just enough anatomy-shaped ge
 sanity checks, and DICOM files in the variants the readers must handle.
 """
 
+import json
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pydicom
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, RLELossless, SecondaryCaptureImageStorage, generate_uid
 
+from osteoloc.io.study_h5 import STRING_META, StudyFile
 from osteoloc.names import TARGETS
 
 HEAD_ANGLES = {13: -60, 78: -35, 14: -10, 15: 15, 16: 40, 17: 65, 18: 90, 19: 115, 20: 140, 21: 165}
@@ -143,3 +147,47 @@ def make_cohort(folder, n_subjects, shape=(400, 600), spacing=0.4, seed=0, compr
     manifest_path = folder / "manifest.csv"
     pd.DataFrame(manifest).to_csv(manifest_path, index=False)
     return manifest_path, write_labels(folder / "labels.csv", labels)
+
+
+# --- a study HDF5 read whole, for assertions ----------------------------------------------------------
+@dataclass
+class Study:
+    """A study HDF5 in memory (images optional)."""
+
+    meta: pd.DataFrame  # subject, visit, side, cohort, source (+ row)
+    grades: np.ndarray
+    labels: np.ndarray
+    contour: np.ndarray
+    contour_manual: np.ndarray
+    groups: np.ndarray
+    valid: np.ndarray
+    source_spacing: np.ndarray
+    crop_offset: np.ndarray
+    head_circle: np.ndarray
+    intensity: np.ndarray
+    attrs: dict = field(default_factory=dict)
+    images: np.ndarray = None
+    truth_masks: np.ndarray = None
+
+    @property
+    def group_indices(self):
+        return json.loads(self.attrs["group_indices"])
+
+    def __len__(self):
+        return len(self.meta)
+
+
+def load_study(path, images=True, rows=None):
+    """A study HDF5 in memory (`Study`); `images=False` skips the image stack, `rows` selects hips."""
+    with StudyFile(path) as study:
+        names = ["grades", "labels", "landmarks/contour", "landmarks/contour_manual", "landmarks/groups",
+                 "landmarks/valid", "meta/source_spacing", "meta/crop_offset", "meta/head_circle",
+                 "meta/intensity"] + ["images"] * images + ["truth/masks"] * study.has_truth
+        data = study.read(names, rows)
+        return Study(
+            meta=study.meta(STRING_META, rows), grades=data["grades"], labels=data["labels"],
+            contour=data["landmarks/contour"], contour_manual=data["landmarks/contour_manual"],
+            groups=data["landmarks/groups"], valid=data["landmarks/valid"],
+            source_spacing=data["meta/source_spacing"], crop_offset=data["meta/crop_offset"],
+            head_circle=data["meta/head_circle"], intensity=data["meta/intensity"], attrs=dict(study.attrs),
+            images=data.get("images"), truth_masks=data.get("truth/masks"))

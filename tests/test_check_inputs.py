@@ -12,7 +12,7 @@ from helpers import make_cohort, write_dicom, write_labels
 from osteoloc.cohort.landmarks import DEFAULT_GROUPS
 from osteoloc.io import dicom_header
 from osteoloc.io.group_h5 import export_group_h5
-from osteoloc.io.study_h5 import load_study
+from helpers import load_study
 from osteoloc.io.dicom_header import read_header
 from osteoloc.preprocess.check import InputCheckFailed, check_inputs
 from osteoloc.preprocess.stages import preprocess_study

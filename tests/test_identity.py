@@ -10,7 +10,7 @@ from test_preprocess import SETTINGS
 
 from osteoloc.io.labels import read_labels
 from osteoloc.io.manifest import read_manifest
-from osteoloc.io.study_h5 import load_study
+from helpers import load_study
 from osteoloc.preprocess.stages import preprocess_study
 from osteoloc.train.splits import check_split, make_split
 from helpers import make_cohort

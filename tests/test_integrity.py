@@ -9,8 +9,9 @@ import pandas as pd
 import pydicom
 import pytest
 
+from helpers import load_study
+
 from osteoloc.io.pts import read_pts, write_pts
-from osteoloc.io.study_h5 import load_study
 from osteoloc.cohort.phantom.cohort import make_cohort
 from osteoloc.preprocess.stages import preprocess_study
 

@@ -11,13 +11,12 @@ import torch.nn.functional as F
 
 from osteoloc.io.group_h5 import export_group_h5
 from osteoloc.io.pts import write_pts
-from osteoloc.io.study_h5 import load_study
 from osteoloc.cohort.landmarks import DEFAULT_GROUPS, target_groups
 from osteoloc.preprocess.exclusions import TooManyExclusions
 from osteoloc.preprocess.geometry import crop_offset, mask_crop, preprocess_hip, resample_crop, to_crop, to_resampled
 from osteoloc.preprocess.stages import import_group_study, preprocess_study
 from osteoloc.names import TARGETS
-from helpers import make_cohort, radiograph_points_mm, synthetic_pixels, write_dicom, write_labels
+from helpers import load_study, make_cohort, radiograph_points_mm, synthetic_pixels, write_dicom, write_labels
 
 SETTINGS = dict(crop_size=80, spacing_mm=0.8, groups=DEFAULT_GROUPS, max_excluded_fraction=0.9)
 SHAPE, SPACING = (300, 440), 0.4

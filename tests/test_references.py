@@ -10,10 +10,11 @@ import pytest
 from PIL import Image
 from test_integrity import Variant, mirror
 
+from helpers import load_study
+
 from osteoloc.report.ablation import ablation_table, seed_level_values
 from osteoloc.io.dicom import read_dicom
 from osteoloc.io.pts import read_hip_points
-from osteoloc.io.study_h5 import load_study
 from osteoloc.io.truth_h5 import TruthFile
 from osteoloc.explain.metrics import localisation_table
 from osteoloc.cohort.phantom.cohort import make_cohort

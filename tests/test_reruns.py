@@ -99,12 +99,12 @@ def test_target_spacing_reruns_everything_downstream_of_preprocessing(completed_
     assert _job_set(jobs) == _job_set(downstream)
 
 
-LIBRARY_MODULE = "stats.py"  # statistics of the report: imported by report scripts only
+LIBRARY_MODULE = "report/stats.py"  # statistics of the report: imported by report scripts only
 
 
 def test_editing_library_code_reruns_the_rules_that_use_it(completed_study):
     """Editing src/osteoloc/report/stats.py plans exactly the rules whose scripts import it, and what follows."""
-    from osteoloc.provenance import library_sources
+    from osteoloc.provenance import PACKAGE_ROOT, library_sources
 
     module = completed_study / "src" / "osteoloc" / LIBRARY_MODULE
     # Rules the study defines (report_ablation exists only when arms are configured).
@@ -113,7 +113,7 @@ def test_editing_library_code_reruns_the_rules_that_use_it(completed_study):
         rule
         for script, rules in script_rules(completed_study).items()
         for rule in rules
-        if rule in defined and any(Path(p).name == LIBRARY_MODULE and Path(p).parent.name == "osteoloc"
+        if rule in defined and any(Path(p).relative_to(PACKAGE_ROOT).as_posix() == LIBRARY_MODULE
                for p in library_sources(completed_study / "scripts" / f"{script}.py"))
     )
     assert users, f"no rule's script imports osteoloc/{LIBRARY_MODULE}"

@@ -31,7 +31,7 @@ def _run(workdir, *args):
 
 
 def _study_grades(workdir):
-    from osteoloc.io.study_h5 import load_study
+    from helpers import load_study
 
     study = load_study(workdir / TARGET, images=False)
     return {(s, side): tuple(g) for s, side, g in zip(study.meta.subject, study.meta.side, study.grades)}

@@ -11,7 +11,7 @@ import pytest
 from test_preprocess import SETTINGS, _bad_cohort, processed  # noqa: F401 (a fixture)
 
 from osteoloc.io.group_h5 import export_group_h5
-from osteoloc.io.study_h5 import load_study
+from helpers import load_study
 from osteoloc.preprocess.exclusions import TooManyExclusions
 from osteoloc.preprocess.stages import (import_group_study, preprocess_exclusions, preprocess_gather, preprocess_shard, preprocess_study,
                                         write_shard_plan)

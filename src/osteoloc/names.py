@@ -8,6 +8,7 @@ SHORT_NAMES = {t: t.removeprefix("osteo_") for t in TARGETS}
 SIDES = ("right", "left")
 UNKNOWN = -1
 
+MODELS = ("baseline", "prior")  # paper A's two models; study arms have other names
 REFERENCE_ARM = "prior"  # the paper's prior model: every arm is compared with it
 CONFIDENCE = 0.95  # level of the t interval of the mean difference over seeds
 # The table and figure ids of rule report_ablation -> their labels in the HTML report.

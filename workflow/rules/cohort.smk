@@ -1,6 +1,9 @@
 # Cohort stage: where radiographs, points, labels, (phantom only) lesion truth and (optional) expert
 # references come from. contracts.md section 1; the input functions below are what preprocess.smk asks for.
 
+from osteoloc.cohort.phantom.cohort import n_shards as phantom_shard_count
+from osteoloc.preprocess.stages import read_shard_plan
+
 COHORT = config["cohort"]
 BONEFINDER_COMMAND = COHORT["bonefinder"]["command"]
 # How the label table is laid out (io.labels.LabelFormat): every rule that reads labels gets it as a param.
@@ -67,10 +70,9 @@ def phantom_twin_outputs():
 
 def phantom_shards():
     """The shard folders of the phantom cohort (one job per `shard_subjects` subjects)."""
-    from osteoloc.cohort.phantom.cohort import n_shards
-
     return [
-        results("cohort", "shards", str(k)) for k in range(n_shards(COHORT["phantom"]))
+        results("cohort", "shards", str(k))
+        for k in range(phantom_shard_count(COHORT["phantom"]))
     ]
 
 
@@ -146,8 +148,6 @@ if BONEFINDER_COMMAND:
             "../../scripts/preprocess_plan.py"
 
     def bonefinder_shard_manifests(wildcards):
-        from osteoloc.preprocess.stages import read_shard_plan
-
         plan = read_shard_plan(checkpoints.bonefinder_plan.get().output.plan)
         return [
             results("cohort", "bonefinder", "shards", str(k), "manifest.csv")

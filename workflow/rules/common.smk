@@ -5,6 +5,9 @@ from pathlib import Path
 
 from snakemake.utils import validate
 
+from osteoloc.cohort.phantom.cohort import writes_twins
+from osteoloc.names import MODELS
+from osteoloc.provenance import library_sources
 from osteoloc.train.arms import all_arm_settings
 
 SECTIONS = (
@@ -50,7 +53,9 @@ if _missing:
 
 RESULTS = config["study"]["results"]
 SEEDS = [int(s) for s in config["study"]["seeds"]]
-MODELS = ["baseline", "prior"]  # the paper's two models; 'prior' is the reference arm
+MODELS = list(
+    MODELS
+)  # the paper's two models (osteoloc.names); 'prior' is the reference arm
 # Study arms (docs/training.md "Arms"): name -> the flat training settings the arm overrides.
 ARMS = all_arm_settings(config["arms"])
 RUNS = MODELS + list(ARMS)  # every trained model: the `model` wildcard
@@ -68,8 +73,6 @@ def phantom_twins():
     """Whether the phantom also writes counterfactual twins (cohort.phantom.cue.twins): the twin study,
     the explain stage's twin predictions and the ablation's shortcut columns exist only then.
     """
-    from osteoloc.cohort.phantom.cohort import writes_twins
-
     cohort = config["cohort"]
     return cohort["source"] == "phantom" and writes_twins(cohort["phantom"])
 
@@ -95,11 +98,11 @@ def as_json(value):
     return json.dumps(value, sort_keys=True)
 
 
-def library_code(script):
-    """The osteoloc source files a rule's script imports: as inputs, editing one reruns that rule."""
-    from osteoloc.provenance import library_sources
-
-    return library_sources(workflow.source_path(f"../../scripts/{script}"))
+def library_code(script, also=()):
+    """The osteoloc source files a rule's script imports: as inputs, editing one reruns that rule. `also`:
+    modules the library imports only for some studies (inside a function), which this study needs.
+    """
+    return library_sources(workflow.source_path(f"../../scripts/{script}"), also)
 
 
 def train_file(name, model="{model}", seed="{seed}"):

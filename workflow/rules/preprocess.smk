@@ -9,6 +9,11 @@ import sys
 
 PREPROCESS = config["preprocess"]
 PREPROCESS_SOURCE = config["cohort"].get("source", "phantom")
+# The expert references reader is preprocessing code only for a study with references (cohort.references):
+# the library reads them through a function-local import, which code provenance names only when asked.
+REFERENCES_CODE = (
+    ["osteoloc.cohort.references"] if config["cohort"]["references"] else []
+)
 # What a shard's crops depend on (not the check's threshold, not Figure 1's rows).
 SHARD_SETTINGS = {
     key: PREPROCESS[key]
@@ -116,8 +121,6 @@ def shard_content():
 
 @functools.lru_cache
 def _shard_plan(path, mtime):
-    from osteoloc.preprocess.stages import read_shard_plan
-
     return read_shard_plan(path)
 
 
@@ -145,7 +148,7 @@ checkpoint preprocess_plan:
     input:
         unpack(plan_inputs),
         checked=rules.check_inputs.output.table,  # no shard starts before the inputs passed the check
-        code=library_code("preprocess_plan.py"),
+        code=library_code("preprocess_plan.py", REFERENCES_CODE),
     output:
         plan=results("preprocess", "shards", "plan.json"),
     params:
@@ -169,7 +172,7 @@ rule preprocess_shard:
         # which `content` below says
         plan=ancient(rules.preprocess_plan.output.plan),
         files=shard_files,
-        code=library_code("preprocess_shard.py"),
+        code=library_code("preprocess_shard.py", REFERENCES_CODE),
     output:
         # kept, not temporary: a failed or changed shard reruns alone, the others are reused
         crops=results("preprocess", "shards", "{shard}", "crops.h5"),
@@ -199,7 +202,7 @@ rule preprocess_exclusions:
         unpack(preprocess_inputs),
         units=shard_outputs("units.csv"),
         shard_exclusions=shard_outputs("exclusions.csv"),
-        code=library_code("preprocess_exclusions.py"),
+        code=library_code("preprocess_exclusions.py", REFERENCES_CODE),
     output:
         exclusions=report(
             results("preprocess", "exclusions.csv"),
@@ -229,7 +232,7 @@ rule preprocess:
         shard_exclusions=shard_outputs("exclusions.csv"),
         # the table first: when the check below fails, the evidence is already written by another job
         exclusions=rules.preprocess_exclusions.output.exclusions,
-        code=library_code("preprocess.py"),
+        code=library_code("preprocess.py", REFERENCES_CODE),
     output:
         study=results("preprocess", "study.h5"),
     params:

@@ -7,6 +7,7 @@ preprocessing stage excludes that radiograph with a reason instead of the study 
 """
 
 import logging
+import os
 import shlex
 import subprocess
 from pathlib import Path
@@ -25,9 +26,10 @@ def _absolute(base, value):
     return str(p if p.is_absolute() else (base / p).resolve())
 
 
-def run_bonefinder(manifest_path, command, out_manifest, timeout_s=600, rows=None):
+def run_bonefinder(manifest_path, command, out_manifest, timeout_s=600, rows=None, points_dir=None):
     """Run `command` for rows `rows` (positions, default all) of `manifest_path`; write `out_manifest`
-    (those rows, points beside it in points/). Returns the number of failed runs."""
+    (those rows, their points in `points_dir`, default points/ beside it, named relative to the manifest's
+    folder). Returns the number of failed runs."""
     manifest_path, out_manifest = Path(manifest_path), Path(out_manifest)
     if "{image}" not in command or "{points}" not in command:
         raise ValueError(f"cohort.bonefinder.command must contain {{image}} and {{points}}: {command!r}")
@@ -38,7 +40,7 @@ def run_bonefinder(manifest_path, command, out_manifest, timeout_s=600, rows=Non
     if rows is not None:
         table = table.iloc[list(rows)]
     base = manifest_path.parent.resolve()
-    points_dir = out_manifest.parent / "points"
+    points_dir = out_manifest.parent / "points" if points_dir is None else Path(points_dir)
     points_dir.mkdir(parents=True, exist_ok=True)
     out_rows, failures = [], 0
     for row in table.to_dict("records"):
@@ -57,7 +59,7 @@ def run_bonefinder(manifest_path, command, out_manifest, timeout_s=600, rows=Non
             log.warning("bonefinder failed on %s (%s); its points will be missing", image, detail)
         new = dict(row)
         new["image_path"] = str(image)
-        new["points_path"] = str(points.relative_to(out_manifest.parent))
+        new["points_path"] = os.path.relpath(points, out_manifest.parent)
         for col in ("manual_points_path",):
             if col in new:
                 new[col] = _absolute(base, new[col])

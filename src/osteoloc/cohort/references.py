@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from osteoloc.cohort.landmarks import outside_image
+from osteoloc.io.errors import ExpertReferenceError
 from osteoloc.io.labels import MISSING_SPELLINGS, hip_key, read_csv_table
 from osteoloc.names import SHORT_NAMES, TARGETS
 
@@ -32,10 +33,6 @@ MASK_SUFFIXES = (".png", ".tif", ".tiff", ".npy")
 _TARGET_INDEX = {name: t for t, target in enumerate(TARGETS) for name in (target, SHORT_NAMES[target])}
 # Pillow modes of a single-channel image (bilevel, 8-bit, 16-bit, 32-bit integer or float).
 _GREY_MODES = ("1", "L", "I", "I;16", "I;16B", "I;16L", "F")
-
-
-class ExpertReferenceError(ValueError):
-    """A row of the references CSV that cannot be used; the message names the file and the line."""
 
 
 @dataclass(frozen=True)

@@ -25,11 +25,12 @@ def phantom_cohort(config_json, shard_dirs, cohort_dir):
     gather_shards(json.loads(config_json), list(shard_dirs), cohort_dir)
 
 
-def run_bonefinder_shard(manifest_path, command, out_manifest, shard, shard_size, timeout_s=600):
+def run_bonefinder_shard(manifest_path, command, out_manifest, points_dir, shard, shard_size, timeout_s=600):
     """Rule `bonefinder_shard`: the manifest rows of shard number `shard` (`shard_size` rows per shard, the
-    preprocessing's shards), into the shard's folder."""
+    preprocessing's shards): their points into `points_dir`, their rows into `out_manifest`."""
     n = len(pd.read_csv(manifest_path, dtype=str, keep_default_na=False))
-    return run_bonefinder(manifest_path, command, out_manifest, timeout_s, rows=shard_units(n, shard_size, shard))
+    return run_bonefinder(manifest_path, command, out_manifest, timeout_s, rows=shard_units(n, shard_size, shard),
+                          points_dir=points_dir)
 
 
 def gather_bonefinder(shard_manifests, out_manifest):

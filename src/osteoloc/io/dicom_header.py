@@ -39,6 +39,12 @@ class DicomHeader:
         return self.rows, self.cols
 
     @property
+    def header_spacing(self):
+        """The spacing as the tag states it (no magnification correction): what a `.pts` file's millimetres
+        mean, as io.dicom.Radiograph.header_spacing."""
+        return self.spacing
+
+    @property
     def spacing_in_header(self):
         """BoneFinder writes millimetres when the DICOM has a spacing, pixels otherwise (io.dicom.Radiograph)."""
         return self.spacing_source not in ("given", "")

@@ -103,7 +103,7 @@ class GroupFile(h5py.File):
 
 
 def export_group_h5(study, path):
-    """Write a study (as `load_study` returns it, with images) in the group's layout: for tests and for
+    """Write a study (as the tests' `load_study` returns it, with images) in the group's layout: for tests and for
     handing crops back to the group. Blosc2-compressed like their release."""
     with h5py.File(path, "w") as h5:
         for i, row in study.meta.iterrows():

@@ -23,9 +23,6 @@ from osteoloc.names import TARGETS
 HISTORY_COLUMNS = (["epoch", "train_bce", "train_prior", "train_total", "val_bce", "val_prior", "val_total"]
                    + [f"val_auc_{t}" for t in TARGETS] + ["seconds"])
 META_FIELDS = ("subject", "visit", "side")
-PREDICTION_COLUMNS = ("row", *META_FIELDS, "target", "label", "prob")
-METRIC_COLUMNS = ("com_distance", "peak_distance", "spread")
-TRUTH_COLUMNS = ("pointing_hit", "energy_in_mask")
 
 
 def write_history(history, path):

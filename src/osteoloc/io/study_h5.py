@@ -12,7 +12,7 @@ import errno
 import json
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import h5py
@@ -469,48 +469,3 @@ class StudyFile(H5View):
         if len(rows) == 0:
             raise ValueError(f"{self.path}: the '{which}' split holds no image")
         return rows.astype(np.int64)
-
-
-@dataclass
-class Study:
-    """A study HDF5 in memory (images optional)."""
-
-    meta: pd.DataFrame  # subject, visit, side, cohort, source (+ row)
-    grades: np.ndarray
-    labels: np.ndarray
-    contour: np.ndarray
-    contour_manual: np.ndarray
-    groups: np.ndarray
-    valid: np.ndarray
-    source_spacing: np.ndarray
-    crop_offset: np.ndarray
-    head_circle: np.ndarray
-    intensity: np.ndarray
-    magnification: np.ndarray
-    attrs: dict = field(default_factory=dict)
-    images: np.ndarray = None
-    truth_masks: np.ndarray = None
-
-    @property
-    def group_indices(self):
-        return json.loads(self.attrs["group_indices"])
-
-    def __len__(self):
-        return len(self.meta)
-
-
-def load_study(path, images=True, rows=None):
-    """A study HDF5 in memory (`Study`); `images=False` skips the image stack, `rows` selects hips."""
-    with StudyFile(path) as study:
-        names = ["grades", "labels", "landmarks/contour", "landmarks/contour_manual", "landmarks/groups",
-                 "landmarks/valid", "meta/source_spacing", "meta/crop_offset", "meta/head_circle",
-                 "meta/intensity", "meta/magnification"] + ["images"] * images + ["truth/masks"] * study.has_truth
-        data = study.read(names, rows)
-        return Study(
-            meta=study.meta(STRING_META, rows), grades=data["grades"], labels=data["labels"],
-            contour=data["landmarks/contour"], contour_manual=data["landmarks/contour_manual"],
-            groups=data["landmarks/groups"], valid=data["landmarks/valid"],
-            source_spacing=data["meta/source_spacing"], crop_offset=data["meta/crop_offset"],
-            head_circle=data["meta/head_circle"], intensity=data["meta/intensity"],
-            magnification=data["meta/magnification"], attrs=dict(study.attrs),
-            images=data.get("images"), truth_masks=data.get("truth/masks"))

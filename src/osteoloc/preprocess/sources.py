@@ -31,7 +31,7 @@ from osteoloc.cohort.landmarks import (DEFAULT_LIMITS, HipsSwapped, LandmarkErro
 from osteoloc.preprocess.exclusions import Exclusion
 from osteoloc.preprocess.geometry import (HipCrop, landmarks_in_crop, mirror_layers, mirror_points, preprocess_hip,
                                           resample_scale)
-from osteoloc.cohort.references import ExpertReferences, ExpertReferenceError
+from osteoloc.io.errors import ExpertReferenceError
 from osteoloc.names import SIDES, TARGETS
 
 log = logging.getLogger(__name__)
@@ -247,19 +247,19 @@ class _Checked:
 class ManifestSource(_LabelledSource):
     """The cohort manifest (docs/contracts.md section 1): DICOM + BoneFinder `.pts` (+ manual points) +
     the label CSV; one unit per manifest row (radiograph), two hips each. `truth_path`, the phantom's
-    `truth.h5`, adds lesion masks cropped like the image; `references_path`, a CSV of expert references
-    (`osteoloc.cohort.references`), adds them as the lesion masks instead, drawn in the radiograph's grid and
-    cropped alike (with both, the references replace truth.h5's lesion masks; its cue stays).
-    `magnification` ("correct" / "ignore") as `io.dicom.read_dicom`; `limits` the AnatomyLimits of the
-    point checks; `references_max_distance_mm` how far a reference may lie from its target's landmark
-    group before a note says so."""
+    `truth.h5`, adds lesion masks cropped like the image; `references`, the expert references (an
+    `osteoloc.cohort.references.ExpertReferences` the stage reads), adds them as the lesion masks instead,
+    drawn in the radiograph's grid and cropped alike (with both, the references replace truth.h5's lesion
+    masks; its cue stays). `magnification` ("correct" / "ignore") as `io.dicom.read_dicom`; `limits` the
+    AnatomyLimits of the point checks; `references_max_distance_mm` how far a reference may lie from its
+    target's landmark group before a note says so."""
 
     unmatched_reason = "labels but no radiograph in the manifest"
     mirrored_reason = ("image mirrored (the right hip lies on the image's right): image and points flipped "
                        "back, as preprocess.accept_mirrored allows")
 
     def __init__(self, manifest_path, labels_path, *, crop_size, spacing_mm, groups, truth_path=None,
-                 references_path=None, points_unit="auto", accept_mirrored=False, magnification="correct",
+                 references=None, points_unit="auto", accept_mirrored=False, magnification="correct",
                  limits=DEFAULT_LIMITS, references_max_distance_mm=25.0, label_format=None):
         if points_unit not in POINTS_UNITS:
             raise ValueError(f"preprocess.points_unit must be one of {POINTS_UNITS}, got {points_unit!r}")
@@ -273,11 +273,11 @@ class ManifestSource(_LabelledSource):
         self.rows = list(read_manifest(manifest_path).itertuples(index=False))
         super().__init__(labels_path, label_format)
         self.crop_size, self.spacing_mm = int(crop_size), float(spacing_mm)
-        self.references = ExpertReferences(references_path) if references_path else None
+        self.references = references
         self.truth = TruthFile(truth_path) if truth_path else None
         if self.truth is not None and self.references is not None:
             log.warning("lesion masks from the expert references %s replace those of %s (its cue, if any, stays)",
-                        references_path, truth_path)
+                        self.references.path, truth_path)
         self.with_truth = self.truth is not None or self.references is not None
         self.with_cue = self.truth is not None and self.truth.has_cue
         self.n_hips = 2 * len(self.rows)
@@ -292,7 +292,7 @@ class ManifestSource(_LabelledSource):
         self.hip_keys = {hip_key(row.subject, row.visit, side) for row in self.rows for side in SIDES}
         if self.references is not None:
             log.info("%d expert references of %d hips from %s", len(self.references), len(self.references.by_hip),
-                     references_path)
+                     self.references.path)
         self.pixel_hashes = {}  # unit -> pixel_digest of its decoded image (duplicates are judged on these)
 
     def close(self):

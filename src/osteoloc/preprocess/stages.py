@@ -6,7 +6,6 @@ import tempfile
 from pathlib import Path
 
 from osteoloc.cohort.landmarks import AnatomyLimits
-from osteoloc.cohort.references import ExpertReferences
 from osteoloc.io.atomic import write_csv
 from osteoloc.io.group_h5 import GroupFile
 from osteoloc.io.labels import read_labels
@@ -18,6 +17,19 @@ from osteoloc.preprocess.shards import (ContentDigests, assemble, changed_shards
 from osteoloc.preprocess.sources import GroupSource, ManifestSource
 
 log = logging.getLogger(__name__)
+
+
+def expert_references(path):
+    """The expert references of the CSV at `path` (`osteoloc.cohort.references.ExpertReferences`), or None
+    when the study has none."""
+    if not path:
+        return None
+    # Imported here, not at the top, on purpose: code provenance (osteoloc.provenance) does not follow
+    # imports inside functions, so a study without references neither depends on nor reruns for edits of
+    # the references reader; the rules add cohort/references.py to their code when cohort.references is set.
+    from osteoloc.cohort.references import ExpertReferences
+
+    return ExpertReferences(path)
 
 
 def write_study(source, labels_path, study_path, exclusions_path, *, max_excluded_fraction, label_format=None):
@@ -50,7 +62,7 @@ def preprocess_study(manifest_path, labels_path, study_path, exclusions_path, *,
     settings); `options` (points_unit, accept_mirrored, magnification, limits, references_max_distance_mm)
     as ManifestSource. Returns the hips written."""
     with ManifestSource(manifest_path, unlabelled(), crop_size=crop_size, spacing_mm=spacing_mm, groups=groups,
-                        truth_path=truth_path, references_path=references_path, **options) as source:
+                        truth_path=truth_path, references=expert_references(references_path), **options) as source:
         return write_study(source, labels_path, study_path, exclusions_path,
                            max_excluded_fraction=max_excluded_fraction, label_format=label_format)
 
@@ -83,7 +95,7 @@ def cohort_source(kind, inputs, settings, manifest=None):
         return GroupSource(inputs["group_hdf5"], inputs["points_dir"], unlabelled(), **common)
     options = {key: settings[key] for key in ("magnification", "references_max_distance_mm") if key in settings}
     return ManifestSource(manifest or inputs["manifest"], unlabelled(), truth_path=_optional_input(inputs, "truth"),
-                          references_path=_optional_input(inputs, "references"),
+                          references=expert_references(_optional_input(inputs, "references")),
                           points_unit=settings["points_unit"], accept_mirrored=settings["accept_mirrored"],
                           **options, **common)
 
@@ -93,8 +105,7 @@ def plan_units(kind, inputs):
     if kind == "group_hdf5":
         with GroupFile(inputs["group_hdf5"]) as group:
             return group_units(group.scans)
-    references_path = _optional_input(inputs, "references")
-    references = ExpertReferences(references_path) if references_path else None
+    references = expert_references(_optional_input(inputs, "references"))
     return manifest_units(read_manifest(inputs["manifest"]).itertuples(index=False), references)
 
 

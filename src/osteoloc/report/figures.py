@@ -13,12 +13,13 @@ import pandas as pd
 import seaborn as sns
 from sklearn.metrics import roc_auc_score, roc_curve
 
+from osteoloc.io.maps_h5 import MapsFile
+from osteoloc.io.study_h5 import StudyFile
 from osteoloc.report.style import MODEL_COLOURS, PAPER_RC, save_figure
 from osteoloc.report.stats import reliability_bins
-from osteoloc.names import SHORT_NAMES, TARGETS
+from osteoloc.names import MODELS, SHORT_NAMES, TARGETS
 
 
-MODELS = ("baseline", "prior")
 METRIC_LABELS = {"com_distance": "CoM distance (px)", "peak_distance": "peak distance (px)",
                  "spread": "spread (px)"}
 
@@ -258,9 +259,6 @@ def _selection_run(predictions, metrics, maps_paths, study_path, selection_seed)
     """The selection seed's test rows without their images or maps (those are read only where a figure
     shows them): rows, labels, groups, valid and per-model probs and CoM distances, aligned on the rows of
     the maps files (which must agree)."""
-    from osteoloc.io.maps_h5 import MapsFile
-    from osteoloc.io.study_h5 import StudyFile
-
     rows = None
     for model in MODELS:
         with MapsFile(maps_paths[model]) as maps:
@@ -283,9 +281,6 @@ def _selection_run(predictions, metrics, maps_paths, study_path, selection_seed)
 
 def _shown(study_path, maps_paths, rows, positions):
     """Images {position: (S, S)} and maps {model: {position: (4, S, S)}} of the given positions only."""
-    from osteoloc.io.maps_h5 import MapsFile
-    from osteoloc.io.study_h5 import StudyFile
-
     positions = sorted(set(int(p) for p in positions))
     with StudyFile(study_path) as study:
         images = study.read(["images"], rows[positions])["images"]
@@ -305,8 +300,6 @@ def build_figures(predictions, metrics, study_path, maps_paths, selection_seed, 
     seed's test split, or None for the rule (`figure5_row`); width_in: figure width in inches.
     Memory stays at one batch of maps: Figure 4's mean is streamed, Figures 5 and 6 read only the images
     and maps they show."""
-    from osteoloc.io.maps_h5 import MapsFile
-
     out = figure_paths
     figure2_roc(predictions, selection_seed, out["figure2"], width_in)
     figure3_distances(metrics, out["figure3"], width_in)

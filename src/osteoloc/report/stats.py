@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from osteoloc.names import TARGETS
+from osteoloc.names import MODELS, TARGETS
 
 EXACT_MAX_N = 50  # scipy's own threshold for the exact signed-rank distribution (no ties, no zeros)
 SIGN_FLIP_MAX_N = 16  # exact sign-flip enumeration with ties or zeros: 2^16 statistics, well under a second
@@ -74,7 +74,7 @@ def image_level_table(metrics, metric_names=("com_distance", "peak_distance", "s
         for target in TARGETS:
             part = metrics[metrics["target"] == target]
             wide = part.pivot_table(index="row", columns="model", values=metric, aggfunc="first")
-            wide = wide.reindex(columns=["baseline", "prior"]).dropna()
+            wide = wide.reindex(columns=list(MODELS)).dropna()
             n, w, p = paired_wilcoxon(wide["baseline"], wide["prior"])
             rows.append({"metric": metric, "target": target, "n": n,
                          "baseline_mean": wide["baseline"].mean(), "baseline_sd": wide["baseline"].std(),

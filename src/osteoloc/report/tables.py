@@ -17,10 +17,9 @@ from osteoloc.io.atomic import write_csv, write_text
 from osteoloc.report.stats import (delong_test, expected_calibration_error, image_level_table, label_correlation,
                             paired_wilcoxon, seed_level_table)
 from osteoloc.explain.metrics import calibrated
-from osteoloc.names import ABLATION_METRICS, CALIBRATED_METRICS, PENALTY_WARNING, SHORT_NAMES, TARGETS
+from osteoloc.names import ABLATION_METRICS, CALIBRATED_METRICS, MODELS, PENALTY_WARNING, SHORT_NAMES, TARGETS
 
 METRICS = ("com_distance", "peak_distance", "spread")
-MODELS = ("baseline", "prior")
 # Every table the report rule writes: id -> its label in the HTML report (the rule files import these).
 TABLES = {"table1": "Table 1", "table2": "Table 2", "tableA1": "Table A1", "tableA2": "Table A2",
           "auc": "AUC table", "calibration": "Calibration table", "true_localisation": "True localisation table",

@@ -1,8 +1,4 @@
-"""The four rules' work, file in -> file out (the scripts only unpack snakemake and call these).
-
-MONAI (about 5 CPU seconds to import) and the plotting libraries are imported inside the functions that
-need them, so the patch and report jobs start fast.
-"""
+"""The four rules' work, file in -> file out (the scripts only unpack snakemake and call these)."""
 
 import logging
 
@@ -10,8 +6,14 @@ import pandas as pd
 
 from osteoloc.io.atomic import atomic_path, write_csv
 from osteoloc.io.segment_h5 import read_patch_set, read_prediction_patches, write_patch_sets, write_predictions
+from osteoloc.report.tables import write_table
+from osteoloc.segment import report as R
 from osteoloc.segment.dataset import build_site_patches
+from osteoloc.segment.evaluate import per_patch_metrics, summarise
 from osteoloc.segment.sites import parse_sites
+from osteoloc.segment.train import predict, train_unet
+from osteoloc.segment.unet import load_unet, save_unet
+from osteoloc.train.device import environment_info
 from osteoloc.train.splits import read_split
 
 log = logging.getLogger(__name__)
@@ -38,10 +40,6 @@ def make_patches(study, split_csv, exclusions_csv, site_name, cfg, seed, out):
 def train_site(patches, cfg, seed, device, model_out, history_out, *, last_path=None, deterministic=True):
     """Rule segment_train: the best-validation U-Net (`model.pt`, with the job's environment) and its
     per-epoch losses; resumes from the checkpoint `last_path` when it holds this very run."""
-    from osteoloc.segment.train import train_unet
-    from osteoloc.segment.unet import save_unet
-    from osteoloc.train.device import environment_info
-
     train_cfg = cfg["model"] | cfg["training"]
     model, history, best_epoch = train_unet(read_patch_set(patches, "train"), read_patch_set(patches, "val"),
                                             train_cfg, seed, device, last_path=last_path,
@@ -55,10 +53,6 @@ def train_site(patches, cfg, seed, device, model_out, history_out, *, last_path=
 
 def evaluate_site(patches, model_path, site_name, cfg, device, predictions_out, metrics_out, summary_out):
     """Rule segment_evaluate: test-patch probabilities, per-patch metrics and the site's Table-2 row."""
-    from osteoloc.segment.evaluate import per_patch_metrics, summarise
-    from osteoloc.segment.train import predict
-    from osteoloc.segment.unet import load_unet
-
     site = parse_sites(cfg["sites"])[site_name]
     test = read_patch_set(patches, "test")
     prob = predict(load_unet(model_path, device), test.images, int(cfg["training"]["batch_size"]),
@@ -75,9 +69,6 @@ def build_report(cfg, site_files, cam_metrics_files, out, decimals):
     cam_metrics_files: {model: explain metrics.csv} (empty to leave out the weak-vs-strong table);
     out: {table2, table1, weak_vs_strong, confusion, examples} stems; decimals: shown in .md / .tex
     (report.tables.decimals, as paper A's tables)."""
-    from osteoloc.segment import report as R
-    from osteoloc.report.tables import write_table
-
     sites = parse_sites(cfg["sites"])
     summaries = [pd.read_csv(f["summary"]).iloc[0].to_dict() for f in site_files.values()]
     t2 = R.table2(summaries)

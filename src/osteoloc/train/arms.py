@@ -15,9 +15,10 @@ their names: 'baseline' and 'prior' (the reference arm) are not arm names.
 
 import re
 
+from osteoloc.names import MODELS
 from osteoloc.train.prior import DEFAULT_SHAPE, PENALTY_SHAPES
 
-RESERVED = ("baseline", "prior")
+RESERVED = MODELS  # the paper's two models keep their names
 NAME = re.compile(r"^[a-z0-9_]+$")
 LANDMARK_SOURCES = ("automatic", "manual")
 

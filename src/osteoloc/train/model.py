@@ -7,6 +7,7 @@ from torch import nn
 from torchvision.models import resnet18
 
 from osteoloc.names import TARGETS
+from osteoloc.train.device import pick_device
 
 # torchvision's own file name for the ImageNet weights, so a user can copy it from a torch hub cache.
 IMAGENET_FILE = "resnet18-f37072fd.pth"
@@ -94,8 +95,6 @@ def load_trained_model(checkpoint_path, device="cpu"):
     The config says how to rebuild it: `output_stride` (default 32) and, for a per-target arm
     (`per_target` or `crop_px` > 0), a PerTargetModels of four single-output ResNet-18s. A checkpoint
     without those keys (older runs) is the four-target stride-32 model."""
-    from osteoloc.train.device import pick_device
-
     checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
         raise ValueError(f"{checkpoint_path}: not a checkpoint dict with a 'state_dict'")

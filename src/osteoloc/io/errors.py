@@ -1,0 +1,6 @@
+"""Errors in the user's input files that stop the run instead of excluding a hip: the message names the file
+and the line, and the user fixes the file."""
+
+
+class ExpertReferenceError(ValueError):
+    """A row of the references CSV that cannot be used; the message names the file and the line."""
