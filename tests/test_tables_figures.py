@@ -18,7 +18,7 @@ from osteoloc.io.atomic import write_csv
 from osteoloc.io.maps_h5 import MapsFile
 from osteoloc.io.study_h5 import StudyFile, write_study_arrays
 from osteoloc.train.model import build_model
-from osteoloc.io.runs import read_maps, read_runs
+from osteoloc.io.runs import HISTORY_COLUMNS, read_maps, read_runs, write_history
 from osteoloc.report.tables import TABLE_IDS, build_tables, summary_markdown, write_table
 from osteoloc.names import TARGETS
 
@@ -75,6 +75,9 @@ def write_upstream(root):
             with torch.no_grad():  # positive head weights: random-init CAMs would often be all zero
                 model.fc.weight.abs_()
             torch.save({"state_dict": model.state_dict(), "epoch": 1, "config": {}}, path)
+            # two epochs of a history, for the learning-curve figure
+            write_history([{column: 0.5 for column in HISTORY_COLUMNS} | {"epoch": epoch} for epoch in (0, 1)],
+                          path.with_name("history.csv"))
 
 
 @pytest.fixture(scope="module")
