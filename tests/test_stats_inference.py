@@ -151,11 +151,12 @@ def test_hierarchical_bootstrap_covers_a_known_effect(crossed):
     assert result["estimate"] == pytest.approx((per_seed["arm"] - per_seed["prior"]).mean())
     assert result["ci_low"] < EFFECT < result["ci_high"] and result["ci_low"] > 0
     assert result["n_seeds"] == 8 and result["n_hips"] == 1600
-    # the loop over a user statistic resamples the same way: its interval agrees within 0.03
+    # the loop over a callable statistic draws the same resamples as the weighted sums: same interval (1e-9)
     looped = run_hierarchical(frame, statistic=np.mean, n_boot=300, crossed=crossed)
+    weighted = run_hierarchical(frame, n_boot=300, crossed=crossed)
     assert looped["estimate"] == pytest.approx(result["estimate"])
-    assert looped["ci_low"] == pytest.approx(result["ci_low"], abs=0.03)
-    assert looped["ci_high"] == pytest.approx(result["ci_high"], abs=0.03)
+    assert (looped["ci_low"], looped["ci_high"]) == pytest.approx((weighted["ci_low"], weighted["ci_high"]),
+                                                                  abs=1e-9)
 
 
 def test_hierarchical_bootstrap_carries_the_seed_variance():
@@ -212,3 +213,29 @@ def test_hierarchical_bootstrap_of_an_auc():
         rank_auc(*first[first["model"] == "prior"][["label", "prob"]].T.to_numpy())
     assert result["per_seed"].iloc[0] == pytest.approx(expected)
     assert result["ci_low"] > 0 and result["ci_low"] < result["estimate"] < result["ci_high"]
+
+
+@pytest.mark.parametrize("crossed", [False, True])
+def test_hierarchical_auc_weighted_sums_match_the_loop(crossed):
+    """statistic="auc" (subject-weighted Mann-Whitney sums) against a callable AUC evaluated on each
+    resample: both draw the same resamples, so the same per-seed differences and intervals (1e-9). In the crossed
+    case seed 1 lacks two subjects of the union, so subject codes with no hip are exercised."""
+    rng = np.random.default_rng(8)
+    rows = []
+    for s in range(3):
+        subject = np.repeat(np.arange(60) + (0 if crossed else 100 * s), 2)
+        label = (rng.random(120) < 0.4).astype(int)
+        for name, noise in (("prior", 1.2), ("arm", 0.8)):
+            part = pd.DataFrame({"model": name, "seed": s, "subject": subject, "side": np.tile([0, 1], 60),
+                                 "label": label, "prob": np.round(label + rng.normal(0, noise, 120), 1)})
+            rows.append(part[~part["subject"].isin([5, 6])] if crossed and s == 1 else part)
+    frame = pd.concat(rows, ignore_index=True)
+    args = (frame, ["label", "prob"], "model", "seed", "subject", "side", "arm", "prior")
+    fast = hierarchical_bootstrap(*args, statistic="auc", n_boot=300, crossed=crossed)
+    looped = hierarchical_bootstrap(*args, statistic=rank_auc, n_boot=300, crossed=crossed)
+    np.testing.assert_allclose(fast["per_seed"], looped["per_seed"], atol=1e-12)
+    assert (fast["ci_low"], fast["ci_high"], fast["p"]) == pytest.approx(
+        (looped["ci_low"], looped["ci_high"], looped["p"]), abs=1e-9)
+    assert fast["ci_low"] < fast["estimate"] < fast["ci_high"]
+    with pytest.raises(ValueError, match="0 or 1"):
+        hierarchical_bootstrap(frame.assign(label=frame["label"] - 1), *args[1:], statistic="auc", n_boot=10)

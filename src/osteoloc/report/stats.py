@@ -276,6 +276,46 @@ def _paired_hips(frame, value, arm_col, seed_col, cluster_col, unit_col, arm, re
     return wide.drop(columns="_merge").sort_values(keys, kind="stable").reset_index(drop=True), values
 
 
+def _subject_kernel(block, values, statistic, codes, k):
+    """For one seed's paired hips (`_paired_hips` rows) whose subjects carry codes 0..k-1: a function from
+    subject draw counts (n, k) to the n resampled differences arm - reference. The mean and the AUC are
+    weighted sums over subjects (a subject drawn w times contributes its hips w times, and its hip pairs
+    w_k w_l times); any other statistic is evaluated on each resample's hips."""
+    arm = [block[f"{v}_arm"].to_numpy() for v in values]
+    ref = [block[f"{v}_ref"].to_numpy() for v in values]
+    if statistic is None:
+        sums = np.bincount(codes, weights=arm[0] - ref[0], minlength=k)
+        hips = np.bincount(codes, minlength=k)
+        return lambda weights: (weights @ sums) / (weights @ hips)
+    if isinstance(statistic, str):  # "auc": labels ref[0] (as arm[0]), scores arm[1] vs ref[1]
+        if not np.array_equal(arm[0], ref[0]):
+            raise ValueError("hierarchical bootstrap: the AUC needs the same labels for the arm and the reference")
+        if not np.isin(arm[0], (0, 1)).all():
+            raise ValueError("hierarchical bootstrap: AUC labels must be 0 or 1 (leave unknown labels out)")
+        positive = arm[0].astype(bool)
+        members = np.eye(k)[codes]  # hip x subject indicator
+        pairs = []
+        for scores in (arm[1], ref[1]):
+            x, y = scores[positive], scores[~positive]
+            psi = (x[:, None] > y[None, :]) + 0.5 * (x[:, None] == y[None, :])  # Mann-Whitney kernel
+            pairs.append(members[positive].T @ psi @ members[~positive])
+        difference = pairs[0] - pairs[1]
+        n_pos, n_neg = members[positive].sum(axis=0), members[~positive].sum(axis=0)
+        return lambda weights: (((weights @ difference) * weights).sum(axis=1)
+                                / ((weights @ n_pos) * (weights @ n_neg)))
+    order = np.argsort(codes, kind="stable")
+    counts = np.bincount(codes, minlength=k)  # indexed by the codes themselves: a subject may have no hip here
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+
+    def loop(weights):
+        out = np.empty(len(weights))
+        for r, w in enumerate(weights):
+            rows = _cluster_rows(order, starts, counts, np.repeat(np.arange(k), w))
+            out[r] = statistic(*(c[rows] for c in arm)) - statistic(*(c[rows] for c in ref))
+        return out
+    return loop
+
+
 def hierarchical_bootstrap(frame, value, arm_col, seed_col, cluster_col, unit_col, arm, reference,
                            statistic=None, n_boot=2000, seed=0, confidence=CONFIDENCE, crossed=False):
     """Arm - reference across seeds: the mean over seeds of each seed's paired difference over its hips,
@@ -283,9 +323,11 @@ def hierarchical_bootstrap(frame, value, arm_col, seed_col, cluster_col, unit_co
 
     frame: long, one row per (arm, seed, hip): columns arm_col, seed_col, cluster_col (subject), unit_col
     (the hip within the subject, e.g. the side) and `value` (a column name, or a list of columns handed to
-    `statistic`). statistic=None: the per-hip mean difference (vectorised: multinomial cluster weights);
-    otherwise statistic(*value columns of the resampled hips) of the arm minus the same of the reference
-    (e.g. value=["label", "prob"], statistic=roc_auc_score), a Python loop over n_boot x seeds.
+    `statistic`). statistic=None: the per-hip mean difference; statistic="auc" with value=[label, score]:
+    the difference of the Mann-Whitney AUCs over the same hips (labels 0/1, shared by both arms); both are
+    vectorised as subject-weighted sums (multinomial draw counts). Otherwise a callable,
+    statistic(*value columns of the resampled hips) of the arm minus the same of the reference (e.g.
+    sklearn's roc_auc_score), evaluated in a Python loop over n_boot x seeds.
     crossed=False (nested): every drawn seed copy gets its own subject resample, for test sets that differ
     between seeds. crossed=True: one subject draw per replicate shared by every seed (seeds x subjects
     crossed), for one fixed test cohort scored by every seed, whose subject effects are shared across seeds.
@@ -296,58 +338,39 @@ def hierarchical_bootstrap(frame, value, arm_col, seed_col, cluster_col, unit_co
     wide, values = _paired_hips(frame, value, arm_col, seed_col, cluster_col, unit_col, arm, reference)
     if statistic is None and len(values) != 1:
         raise ValueError("hierarchical bootstrap: the default statistic (mean) takes one value column")
+    if isinstance(statistic, str) and (statistic != "auc" or len(values) != 2):
+        raise ValueError(f"hierarchical bootstrap: statistic {statistic!r}: the named statistic is 'auc', "
+                         "with value = [label column, score column]")
     rng = np.random.default_rng(seed)
     seeds = list(pd.unique(wide[seed_col]))
     subjects = np.sort(pd.unique(wide[cluster_col]))
     blocks = [wide[wide[seed_col] == s] for s in seeds]
-
-    def difference(block, rows):
-        arm_values = [block[f"{v}_arm"].to_numpy()[rows] for v in values]
-        ref_values = [block[f"{v}_ref"].to_numpy()[rows] for v in values]
-        if statistic is None:
-            return arm_values[0].mean() - ref_values[0].mean()
-        return statistic(*arm_values) - statistic(*ref_values)
-
-    per_seed = pd.Series([difference(block, np.arange(len(block))) for block in blocks], index=seeds,
-                         name="diff", dtype=np.float64)
     n_seeds, n_subjects = len(seeds), len(subjects)
+
+    def kernel(block, codes, k):
+        return _subject_kernel(block, values, statistic, codes, k)
+
+    per_seed = pd.Series(
+        [kernel(block, np.zeros(len(block), dtype=int), 1)(np.ones((1, 1), dtype=int))[0] for block in blocks],
+        index=seeds, name="diff", dtype=np.float64)  # all hips as one subject drawn once: the plain difference
     seed_draws = rng.integers(0, n_seeds, size=(n_boot, n_seeds))
-    estimates = np.empty((n_boot, n_seeds))
     if crossed:
         weights = rng.multinomial(n_subjects, np.full(n_subjects, 1.0 / n_subjects), size=n_boot)
         seed_values = np.empty((n_boot, n_seeds))
-        for s, block in enumerate(blocks):
-            position = np.searchsorted(subjects, block[cluster_col].to_numpy())
-            if statistic is None:
-                d = (block[f"{values[0]}_arm"] - block[f"{values[0]}_ref"]).to_numpy()
-                sums = np.bincount(position, weights=d, minlength=n_subjects)
-                hips = np.bincount(position, minlength=n_subjects)
-                with np.errstate(invalid="ignore", divide="ignore"):
-                    seed_values[:, s] = (weights @ sums) / (weights @ hips)
-            else:
-                order, starts, counts = _cluster_layout(position)
-                present = np.unique(position)  # cluster codes of this seed, in subject order
-                for r in range(n_boot):
-                    draw = np.repeat(np.arange(len(present)), weights[r, present])
-                    seed_values[r, s] = difference(block, _cluster_rows(order, starts, counts, draw))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            for s, block in enumerate(blocks):
+                codes = np.searchsorted(subjects, block[cluster_col].to_numpy())
+                seed_values[:, s] = kernel(block, codes, n_subjects)(weights)
         estimates = np.take_along_axis(seed_values, seed_draws, axis=1)
     else:
-        for s, block in enumerate(blocks):
-            picked = seed_draws == s
-            n_picked = int(picked.sum())
-            codes = pd.factorize(block[cluster_col], sort=True)[0]
-            k = int(codes.max()) + 1
-            subject_weights = rng.multinomial(k, np.full(k, 1.0 / k), size=n_picked)
-            if statistic is None:
-                d = (block[f"{values[0]}_arm"] - block[f"{values[0]}_ref"]).to_numpy()
-                sums = np.bincount(codes, weights=d, minlength=k)
-                hips = np.bincount(codes, minlength=k)
-                estimates[picked] = (subject_weights @ sums) / (subject_weights @ hips)
-            else:
-                order, starts, counts = _cluster_layout(codes)
-                estimates[picked] = [difference(block, _cluster_rows(order, starts, counts,
-                                                                     np.repeat(np.arange(k), w)))
-                                     for w in subject_weights]
+        estimates = np.empty((n_boot, n_seeds))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            for s, block in enumerate(blocks):
+                picked = seed_draws == s
+                codes = pd.factorize(block[cluster_col], sort=True)[0]
+                k = int(codes.max()) + 1
+                weights = rng.multinomial(k, np.full(k, 1.0 / k), size=int(picked.sum()))
+                estimates[picked] = kernel(block, codes, k)(weights)
     distribution = estimates.mean(axis=1)
     if not np.isfinite(distribution).all():
         raise ValueError(f"hierarchical bootstrap: {int((~np.isfinite(distribution)).sum())} of {n_boot} "
