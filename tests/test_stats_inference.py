@@ -6,6 +6,8 @@ import pandas as pd
 import pytest
 from scipy import stats as sps
 
+from osteoloc.names import TARGETS
+from osteoloc.report.ablation import BOOTSTRAP_COLUMNS, ablation_table, bootstrap_comparisons, seed_level_values
 from osteoloc.report.stats import delong_paired, delong_test, hierarchical_bootstrap, holm, paired_cluster_bootstrap
 
 EFFECT = 0.3
@@ -75,7 +77,8 @@ def test_cluster_bootstrap_keeps_both_hips_of_a_subject_together():
 
 def test_ignoring_clusters_narrows_the_interval():
     """Both hips of a subject carry the same difference: 200 subjects hold 200 independent differences, not
-    400. The clustered interval is sqrt(2) = 1.41 times the one that treats hips as independent (accepted: 1.25-1.7; this case gives 1.50)."""
+    400. The clustered interval is sqrt(2) = 1.41 times the one that treats hips as independent (accepted:
+    1.25-1.7; this case gives 1.50)."""
     rng = np.random.default_rng(7)
     difference = np.repeat(rng.normal(EFFECT, 1.0, 200), 2)
     subject = np.repeat(np.arange(200), 2)
@@ -239,3 +242,52 @@ def test_hierarchical_auc_weighted_sums_match_the_loop(crossed):
     assert fast["ci_low"] < fast["estimate"] < fast["ci_high"]
     with pytest.raises(ValueError, match="0 or 1"):
         hierarchical_bootstrap(frame.assign(label=frame["label"] - 1), *args[1:], statistic="auc", n_boot=10)
+
+
+# --- the ablation table's bootstrap columns ---
+
+def ablation_runs(crossed, n_seeds=4, n_subjects=30):
+    """predictions and metrics of arms prior, better (CoM 2 px closer, scores that separate better) and same
+    (a copy of prior); hip 0 of seed 0 has an undefined map for `better`."""
+    rng = np.random.default_rng(12)
+    predictions, metrics = [], []
+    for s in range(n_seeds):
+        subject = np.repeat(np.arange(n_subjects) + (0 if crossed else 100 * s), 2).astype(str)
+        n = 2 * n_subjects
+        label = (rng.random(n) < 0.4).astype(int)
+        label[0], label[-1] = 1, -1  # hip 0: a positive (undefined map below); the last: unknown label
+        latent, com = rng.normal(0, 1, n), rng.uniform(5, 15, n)
+        for arm in ("prior", "better", "same"):
+            prob = label.clip(0) + latent * (0.6 if arm == "better" else 1.5)
+            shift = -2.0 + rng.normal(0, 0.5, n) if arm == "better" else 0.0
+            base = {"model": arm, "seed": s, "row": np.arange(n), "target": TARGET, "label": label}
+            predictions.append(pd.DataFrame(base | {"subject": subject, "visit": "V00",
+                                                    "side": np.tile(["left", "right"], n_subjects), "prob": prob}))
+            metrics.append(pd.DataFrame(base | {"com_distance": com + shift}))
+    metrics[1].loc[0, "com_distance"] = np.nan
+    return pd.concat(predictions, ignore_index=True), pd.concat(metrics, ignore_index=True)
+
+
+TARGET = TARGETS[0]
+
+
+@pytest.mark.parametrize("crossed", [False, True])
+def test_ablation_bootstrap_columns(crossed):
+    predictions, metrics = ablation_runs(crossed)
+    table = bootstrap_comparisons(predictions, metrics, ["prior", "better", "same"], "prior",
+                                  ["auc", "com_distance"], n_boot=400, seed=0).set_index(["metric", "arm"])
+    assert sorted(table.reset_index().columns) == sorted(BOOTSTRAP_COLUMNS) and len(table) == 4  # one target
+    assert table["crossed"].tolist() == [crossed] * 4
+    # the AUC difference is the ablation table's mean over seeds of the per-run AUC difference
+    seed_values = seed_level_values(predictions, metrics)
+    reference = ablation_table(seed_values, ["prior", "better", "same"]).set_index(["metric", "target", "arm"])
+    assert table.loc[("auc", "better"), "boot_diff"] == pytest.approx(reference.loc[("auc", TARGET, "better"),
+                                                                                      "diff"], abs=1e-12)
+    better = table.loc[("com_distance", "better")]
+    assert better["boot_low"] < -2.0 < better["boot_high"] and better["boot_high"] < 0 and better["survives"]
+    positives = int(((metrics["model"] == "prior") & (metrics["label"] == 1)).sum())
+    assert better["undefined"] == 1 and better["boot_hips"] == positives - 1  # counted, not dropped silently
+    assert table.loc[("auc", "better"), "boot_low"] > 0
+    same = table.loc[("com_distance", "same")]  # identical arms: a point interval at 0, p = 1, no claim
+    assert (same["boot_low"], same["boot_high"], same["boot_p"], same["survives"]) == (0, 0, 1, False)
+    assert (table["p_holm"] >= table["boot_p"]).all()

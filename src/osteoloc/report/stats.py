@@ -237,9 +237,10 @@ def paired_cluster_bootstrap(a, b, clusters, statistic=np.mean, n_boot=2000, see
     result = stats.bootstrap((np.arange(len(counts)),), resampled, n_resamples=n_boot, vectorized=False,
                              confidence_level=confidence, method=method, rng=np.random.default_rng(seed))
     distribution = np.asarray(result.bootstrap_distribution, dtype=np.float64)
-    if not np.isfinite(distribution).all():
-        raise ValueError(f"paired bootstrap: the statistic is undefined on {int((~np.isfinite(distribution)).sum())}"
-                         f" of {n_boot} resamples (an AUC needs both classes in every resample)")
+    undefined = int((~np.isfinite(distribution)).sum())
+    if undefined:
+        raise ValueError(f"paired bootstrap: the statistic is undefined on {undefined} of {n_boot} resamples "
+                         "(an AUC needs both classes in every resample)")
     return {"estimate": float(difference(np.arange(len(clusters)))),
             "ci_low": float(result.confidence_interval.low), "ci_high": float(result.confidence_interval.high),
             "se": float(result.standard_error), "p": _bootstrap_p(distribution), "n_boot": int(n_boot),
