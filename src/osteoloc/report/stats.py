@@ -281,7 +281,8 @@ def _subject_kernel(block, values, statistic, codes, k):
     """For one seed's paired hips (`_paired_hips` rows) whose subjects carry codes 0..k-1: a function from
     subject draw counts (n, k) to the n resampled differences arm - reference. The mean and the AUC are
     weighted sums over subjects (a subject drawn w times contributes its hips w times, and its hip pairs
-    w_k w_l times); any other statistic is evaluated on each resample's hips."""
+    w_k w_l times: each positive weighs the negatives below it by cumulative sums); any other statistic is
+    evaluated on each resample's hips."""
     arm = [block[f"{v}_arm"].to_numpy() for v in values]
     ref = [block[f"{v}_ref"].to_numpy() for v in values]
     if statistic is None:
@@ -294,16 +295,24 @@ def _subject_kernel(block, values, statistic, codes, k):
         if not np.isin(arm[0], (0, 1)).all():
             raise ValueError("hierarchical bootstrap: AUC labels must be 0 or 1 (leave unknown labels out)")
         positive = arm[0].astype(bool)
-        members = np.eye(k)[codes]  # hip x subject indicator
-        pairs = []
+        ranks = []  # per score vector: negatives sorted, and each positive's place among them (ties: both ends)
         for scores in (arm[1], ref[1]):
-            x, y = scores[positive], scores[~positive]
-            psi = (x[:, None] > y[None, :]) + 0.5 * (x[:, None] == y[None, :])  # Mann-Whitney kernel
-            pairs.append(members[positive].T @ psi @ members[~positive])
-        difference = pairs[0] - pairs[1]
-        n_pos, n_neg = members[positive].sum(axis=0), members[~positive].sum(axis=0)
-        return lambda weights: (((weights @ difference) * weights).sum(axis=1)
-                                / ((weights @ n_pos) * (weights @ n_neg)))
+            order = np.argsort(scores[~positive], kind="stable")
+            below = np.sort(scores[~positive])
+            ranks.append((order, np.searchsorted(below, scores[positive], "left"),
+                          np.searchsorted(below, scores[positive], "right")))
+
+        def auc_difference(weights):  # Mann-Whitney with hip weights: sum_i w_i (W_neg below + W_neg tied / 2)
+            hip_weights = weights[:, codes]
+            w_pos, w_neg = hip_weights[:, positive], hip_weights[:, ~positive]
+            aucs = []
+            for order, lower, upper in ranks:
+                cumulative = np.concatenate([np.zeros((len(weights), 1)), np.cumsum(w_neg[:, order], axis=1)],
+                                            axis=1)
+                below = cumulative[:, lower] + 0.5 * (cumulative[:, upper] - cumulative[:, lower])
+                aucs.append((w_pos * below).sum(axis=1))
+            return (aucs[0] - aucs[1]) / (w_pos.sum(axis=1) * w_neg.sum(axis=1))
+        return auc_difference
     order = np.argsort(codes, kind="stable")
     counts = np.bincount(codes, minlength=k)  # indexed by the codes themselves: a subject may have no hip here
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
