@@ -96,6 +96,8 @@ def test_cluster_bootstrap_refuses_undefined_and_unpaired_values():
         paired_cluster_bootstrap(arm, reference, subject, n_boot=10)
     with pytest.raises(ValueError, match="lengths"):
         paired_cluster_bootstrap(reference[:-1], reference, subject, n_boot=10)
+    with pytest.raises(ValueError, match="without a cluster"):
+        paired_cluster_bootstrap(reference, reference, np.where(subject == 2, np.nan, subject), n_boot=10)
 
 
 # --- DeLong ---

@@ -11,6 +11,8 @@ Two steps:
    reference arm (`prior`), the mean difference arm - reference with its 95 % t interval over seeds, the
    seeds in which the arm is better (in the metric's direction), and the two-sided Wilcoxon signed-rank
    test over seeds (`stats.paired_wilcoxon`: exact for small n, also with ties).
+`bootstrap_comparisons` gives columns to merge into that table from the hips themselves: a hierarchical
+bootstrap over seeds and subjects (`stats.hierarchical_bootstrap`) and Holm's correction across its rows.
 Distances and spread are in crop pixels; AUC, pointing game and energy shares are fractions (0-1).
 """
 

@@ -201,6 +201,8 @@ def _check_paired(columns_a, columns_b, clusters):
     lengths = {len(c) for c in (*columns_a, *columns_b)}
     if lengths != {n}:
         raise ValueError(f"paired bootstrap: arrays of lengths {sorted(lengths)} for {n} hips (clusters)")
+    if pd.isna(clusters).any():
+        raise ValueError(f"paired bootstrap: {int(pd.isna(clusters).sum())} hips without a cluster (subject)")
     for side, columns in (("a", columns_a), ("b", columns_b)):
         for k, column in enumerate(columns):
             if column.dtype.kind == "f" and not np.isfinite(column).all():
