@@ -182,7 +182,7 @@ def stage_explain(work, args):
     out = work / "explain_capped"
     result = explain_run(work / "study.h5", work / "split_capped.csv", work / "best.pt",
                          predictions_path=out / "predictions.csv", maps_path=out / "maps.h5",
-                         metrics_path=out / "metrics.csv", batch_size=BATCH, pointing_tolerance_px=2.0,
+                         metrics_path=out / "metrics.csv", batch_size=BATCH, pointing_tolerance_mm=2.0,
                          device="cpu")
     return {"hips": len(result["rows"]), "test_hips": len(test_rows(work))}
 

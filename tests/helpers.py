@@ -165,6 +165,7 @@ class Study:
     crop_offset: np.ndarray
     head_circle: np.ndarray
     intensity: np.ndarray
+    magnification: np.ndarray
     attrs: dict = field(default_factory=dict)
     images: np.ndarray = None
     truth_masks: np.ndarray = None
@@ -182,12 +183,13 @@ def load_study(path, images=True, rows=None):
     with StudyFile(path) as study:
         names = ["grades", "labels", "landmarks/contour", "landmarks/contour_manual", "landmarks/groups",
                  "landmarks/valid", "meta/source_spacing", "meta/crop_offset", "meta/head_circle",
-                 "meta/intensity"] + ["images"] * images + ["truth/masks"] * study.has_truth
+                 "meta/intensity", "meta/magnification"] + ["images"] * images + ["truth/masks"] * study.has_truth
         data = study.read(names, rows)
         return Study(
             meta=study.meta(STRING_META, rows), grades=data["grades"], labels=data["labels"],
             contour=data["landmarks/contour"], contour_manual=data["landmarks/contour_manual"],
             groups=data["landmarks/groups"], valid=data["landmarks/valid"],
             source_spacing=data["meta/source_spacing"], crop_offset=data["meta/crop_offset"],
-            head_circle=data["meta/head_circle"], intensity=data["meta/intensity"], attrs=dict(study.attrs),
+            head_circle=data["meta/head_circle"], intensity=data["meta/intensity"],
+            magnification=data["meta/magnification"], attrs=dict(study.attrs),
             images=data.get("images"), truth_masks=data.get("truth/masks"))

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from osteoloc.report.ablation import ABLATION_METRICS, ablation_table, seed_level_values, t_interval
+from osteoloc.report.ablation import ABLATION_METRICS, ablation_table, penalty_warnings, seed_level_values, t_interval
 from osteoloc.report.figure_ablation import _x_limits, figure_ablation_forest
 from osteoloc.report.stages import report_ablation
 from osteoloc.io.atomic import write_csv
@@ -43,6 +43,17 @@ def run_frames(arm, seed, with_truth=True, with_cue=False):
     if with_truth:
         metrics["pointing_hit"] = (com < 10).astype(float)
         metrics["energy_in_mask"] = 1.0 / com
+        # the calibrated columns explain writes: distances with chance 20 px, ceiling 2 px, control 8 px
+        metrics["map_defined"] = 1.0
+        metrics.loc[1, "map_defined"] = 0.0
+        for metric, offset in (("com_to_landmark", 0.0), ("peak_to_landmark", 1.0), ("com_to_lesion", 3.0),
+                               ("peak_to_lesion", 4.0)):
+            metrics[metric] = com + offset
+            metrics[f"{metric}_uniform"], metrics[f"{metric}_random_cell"] = 20.0, 25.0
+            metrics[f"{metric}_ceiling"], metrics[f"{metric}_control"] = 2.0, 8.0
+        metrics.loc[1, ["com_to_landmark", "peak_to_landmark", "com_to_lesion", "peak_to_lesion"]] = np.nan
+        metrics["energy_lift"] = 10.0 / com
+        metrics["penalty_constant"] = np.where(np.arange(n) % 4 == 0, 1.0, 0.0) if arm in ("prior", "same") else 0.0
     if with_cue:
         metrics["cue_energy"] = np.where(np.arange(n) % 3 == 0, 0.02 * com, np.nan)
     return predictions.assign(model=arm, seed=seed), metrics.assign(model=arm, seed=seed)
@@ -107,12 +118,14 @@ def test_an_arm_identical_to_the_reference():
     predictions, metrics = all_runs()
     table = ablation_table(seed_level_values(predictions, metrics), ARMS)
     same = table[table["arm"] == "same"]
-    assert len(same) == len(TARGETS) * 6  # auc, three distances, pointing, energy
+    # auc, six distances, spread, pointing, energy, lift, undefined maps, constant penalty
+    assert len(same) == len(TARGETS) * 13
     assert (same["diff"] == 0).all() and (same["ci_low"] == 0).all() and (same["ci_high"] == 0).all()
     assert (same["improved"] == 0).all() and same["p"].isna().all()
     prior = table[table["arm"] == "prior"]
     assert prior["diff"].isna().all() and prior["improved"].isna().all()
-    assert (prior["n_seeds"] == 3).all() and prior["sd"].gt(0).all()
+    assert (prior["n_seeds"] == 3).all()
+    assert prior[~prior["metric"].isin(["undefined_map", "penalty_constant"])]["sd"].gt(0).all()
 
 
 def test_t_interval_matches_scipy():
@@ -265,3 +278,22 @@ def test_rule_report_ablation_reads_twins_when_the_cue_test_is_on(ablation_workf
     table = pd.read_csv(ablation_workflow / "results" / "report" / "tables" / "ablation.csv")
     drop = table[(table["metric"] == "auc_drop") & (table["arm"] == "disc")]
     assert len(drop) == len(TARGETS) and (drop["mean"] == 0).all()  # `better` does not rely on the cue
+
+
+def test_calibrated_metrics_show_their_place_between_chance_and_ceiling_and_the_control():
+    predictions, metrics = all_runs()
+    values = seed_level_values(predictions, metrics)
+    table = ablation_table(values, ARMS).set_index(["metric", "target", "arm"])
+    row = table.loc[("com_to_landmark", TARGETS[0], "better")]
+    assert (row["chance"], row["ceiling"], row["control"]) == (20.0, 2.0, 8.0)
+    assert row["place"] == pytest.approx((row["mean"] - 20.0) / (2.0 - 20.0))
+    assert row["control_place"] == pytest.approx(12.0 / 18.0)
+    assert np.isnan(table.loc[("spread", TARGETS[0], "better"), "place"])  # not calibrated: no levels
+    # the undefined map (hip 1, a positive of the first target) is counted, per run, among the positives
+    undefined = table.loc[("undefined_map", TARGETS[0], "prior")]
+    assert undefined["mean"] == pytest.approx(1 / 5) and undefined["n_hips"] == 5  # 5 positives a run
+    assert table.loc[("undefined_map", TARGETS[1], "prior"), "mean"] == 0.0
+    # every fourth hip of the prior has a constant penalty: 25 % > 10 %, a warning per target
+    warnings = penalty_warnings(ablation_table(values, ARMS))
+    assert len(warnings) == 2 * len(TARGETS) and all("25%" in w for w in warnings)  # prior and same
+    assert sum(w.startswith("prior ") for w in warnings) == len(TARGETS)

@@ -238,13 +238,17 @@ def test_an_arm_trains_and_explains_in_the_hip_crop_frame(study, tmp_path, arm):
     out = {name: tmp_path / f"{name}.csv" for name in ("predictions", "metrics", "twin")}
     result = explain_run(h5, split_path, tmp_path / "best.pt", predictions_path=out["predictions"],
                          maps_path=tmp_path / "maps.h5", metrics_path=out["metrics"], batch_size=5,
-                         pointing_tolerance_px=3.0, device="cpu", twin_study_path=h5,
+                         pointing_tolerance_mm=3.0, device="cpu", twin_study_path=h5,
                          twin_predictions_path=out["twin"])
     rows, maps = read_maps(tmp_path / "maps.h5")
     with StudyFile(h5) as f:
         assert maps.shape == (len(result["rows"]), 4, f.crop_size, f.crop_size)
     assert rows.tolist() == result["rows"].tolist()
     assert result["metrics"]["com_distance"].notna().any()
+    # the prior's share of hips with a constant penalty on this arm's grid is measured (0 or 1 per hip)
+    constant = result["metrics"]["penalty_constant"]
+    assert constant.notna().any() and constant.dropna().isin([0.0, 1.0]).all()
+    assert result["metrics"]["map_defined"].isin([0.0, 1.0]).all()
     # the twin here is the study itself: the same predictions
     pd.testing.assert_frame_equal(pd.read_csv(out["twin"]), pd.read_csv(out["predictions"]))
 

@@ -4,9 +4,12 @@ import math
 
 import numpy as np
 import pytest
+import torch
 
-from osteoloc.explain.metrics import (com_distance, cue_energy, energy_in_mask, localisation_table, peak_distance,
-                              pointing_hit, spread)
+from osteoloc.explain.cam import scale_maps
+from osteoloc.explain.metrics import (CALIBRATED, Grid, calibrated, com_distance, cue_energy, energy_in_mask,
+                                      cell_values, energy_lift, landmark_control_map, localisation_table, mask_centroid, peak, peak_distance,
+                                      pointing_hit, reference_levels, spread)
 
 
 def test_single_pixel_uses_x_column_y_row():
@@ -77,7 +80,8 @@ def test_table_matches_scalar_functions_and_respects_valid():
     assert table["peak_distance"][1, 3] == pytest.approx(peak_distance(maps[1, 3], groups[1, 3]))
     assert table["spread"][1, 2] == pytest.approx(spread(maps[1, 2]))
     assert table["energy_in_mask"][0, 0] == pytest.approx(energy_in_mask(maps[0, 0], masks[0, 0]))
-    assert set(table) == {"com_distance", "peak_distance", "spread", "pointing_hit", "energy_in_mask"}
+    assert set(table) == {"com_distance", "peak_distance", "spread", "map_defined", "pointing_hit", "energy_in_mask",
+                          "energy_lift", "com_to_lesion", "peak_to_lesion"}
 
 
 def test_cue_energy_is_the_maps_share_on_the_cue_and_nan_without_one():
@@ -96,3 +100,166 @@ def test_cue_energy_is_the_maps_share_on_the_cue_and_nan_without_one():
     np.testing.assert_allclose(table["cue_energy"][0], [0.75, 0.25, 0.75, 0.25], rtol=1e-6)
     assert np.isnan(table["cue_energy"][1]).all()
     assert "cue_energy" not in localisation_table(maps, groups, valid)
+
+
+# --- the calibrated ruler: cell-centre peak, energy lift, chance and ceiling, undefined maps ---------------
+
+def _upsampled(raw, size):
+    """A raw h x w grid upsampled as Grad-CAM's maps are."""
+    return scale_maps(torch.as_tensor(raw, dtype=torch.float32)[None, None], (size, size))[0, 0].numpy()
+
+
+@pytest.mark.parametrize("cells, size", [((3, 3), 96), ((6, 6), 96), ((7, 7), 224)])
+def test_border_cell_peak_lands_at_its_cell_centre(cells, size):
+    h, w = cells
+    rng = np.random.default_rng(h)
+    for i, j in [(0, 0), (0, w - 1), (h - 1, 0), (h // 2, 0), (h - 1, w // 2)]:
+        raw = rng.uniform(0.0, 0.5, cells)
+        raw[i, j] = 1.0
+        heatmap = _upsampled(raw, size)
+        x, y = peak(heatmap, cells=cells)
+        assert x == pytest.approx((j + 0.5) * size / w - 0.5)
+        assert y == pytest.approx((i + 0.5) * size / h - 0.5)
+        if (i, j) == (0, 0):  # paper A's first maximum: the flat border block's corner, the crop's edge
+            assert peak(heatmap) == (0.0, 0.0)
+
+
+def test_cell_peak_is_the_strongest_cell_not_the_highest_pixel():
+    """An isolated strong cell beside a plateau of slightly weaker ones: the plateau's pixels are higher after
+    the bilinear upsampling, the strongest cell is still the isolated one."""
+    raw = np.zeros((6, 6))
+    raw[1, 1] = 1.0
+    raw[3:6, 3:6] = 0.99
+    heatmap = _upsampled(raw, 96)
+    assert peak(heatmap, cells=(6, 6)) == pytest.approx((1.5 * 16 - 0.5, 1.5 * 16 - 0.5))
+    x, y = peak(heatmap)
+    assert x > 48 and y > 48  # the first maximum lies on the plateau
+
+
+def test_cell_peak_in_a_window_and_pointing_at_a_cell_centre():
+    raw = np.zeros((3, 3))
+    raw[2, 2] = 1.0
+    heatmap = np.zeros((96, 96))
+    heatmap[10:58, 30:78] = _upsampled(raw, 48)  # a 48 px sub-crop's map placed at (x0, y0) = (30, 10)
+    x, y = peak(heatmap, cells=(3, 3), window=(30, 10, 48))
+    assert (x, y) == pytest.approx((30 + 2.5 * 16 - 0.5, 10 + 2.5 * 16 - 0.5))
+    mask = np.zeros((96, 96), bool)
+    mask[53, 69] = True  # (69, 53): hypot(0.5, 3.5) = 3.54 px from the centre (69.5, 49.5), between pixels
+    assert pointing_hit(heatmap, mask, 3.5, cells=(3, 3), window=(30, 10, 48)) == 0.0
+    assert pointing_hit(heatmap, mask, 3.6, cells=(3, 3), window=(30, 10, 48)) == 1.0
+
+
+def test_energy_lift_of_a_uniform_map_is_one():
+    mask = np.zeros((40, 40), bool)
+    mask[5:9, 20:31] = True
+    assert energy_lift(np.ones((40, 40)), mask) == pytest.approx(1.0, rel=1e-5)
+    focused = np.zeros((40, 40))
+    focused[mask] = 1.0
+    assert energy_lift(focused, mask) == pytest.approx(40 * 40 / mask.sum(), rel=1e-5)
+
+
+def _oracle_com_map(cells, size, point):
+    """The grid map whose centre of mass lies at `point` (inside the cells' hull): bilinear weights among
+    the four cells whose centres of mass surround it, each divided by its cell map's mass (the upsampling
+    is separable, so the cells' centres of mass form a rectilinear grid)."""
+    profiles = []
+    for axis, n in enumerate(cells):
+        basis = torch.eye(n, dtype=torch.float64).reshape(n, 1, n, 1)  # the cells' raw upsampled profiles
+        profile = torch.nn.functional.interpolate(basis, size=(size, 1), mode="bilinear", align_corners=False)
+        profile = profile[:, 0, :, 0].numpy()
+        mass = profile.sum(axis=1)
+        com = profile @ np.arange(size) / mass
+        k = int(np.clip(np.searchsorted(com, point[1 - axis]) - 1, 0, n - 2))
+        t = (point[1 - axis] - com[k]) / (com[k + 1] - com[k])
+        weights = np.zeros(n)
+        weights[k], weights[k + 1] = (1 - t) / mass[k], t / mass[k + 1]
+        profiles.append(weights)
+    return _upsampled(np.outer(*profiles), size)
+
+
+def _hip(size=96):
+    mask = np.zeros((size, size), bool)
+    mask[60:70, 20:34] = True  # the lesion
+    landmarks = np.array([[25.0, 58.0], [31.0, 57.0], [np.nan, np.nan]])
+    return mask, landmarks
+
+
+@pytest.mark.parametrize("peak_rule", ["cell_centre", "first_max"])
+@pytest.mark.parametrize("cells", [(3, 3), (6, 6)])
+def test_oracle_map_reaches_the_ceiling_and_uniform_map_the_chance(peak_rule, cells):
+    size = 96
+    mask, landmarks = _hip(size)
+    grid = Grid(cells, peak_rule)
+    levels = reference_levels(grid, (0, 0, size), size, landmarks=landmarks, mask=mask, tolerance_px=6.0)
+    assert set(levels) == set(CALIBRATED)
+    tables = []
+    for k in range(cells[0] * cells[1]):  # score every single-cell map as if a model had made it
+        raw = np.zeros(cells)
+        raw[divmod(k, cells[1])] = 1.0
+        tables.append(localisation_table(_upsampled(raw, size)[None, None], landmarks[None, None],
+                                         np.isfinite(landmarks).all(-1)[None, None], mask[None, None], 6.0,
+                                         grid=grid, exact=landmarks[None, None]))
+    for metric, direction in CALIBRATED.items():
+        values = np.array([table[metric][0, 0] for table in tables])
+        best = values.min() if direction == "lower" else values.max()
+        if metric.startswith("com_"):  # the oracle is a mixture of cells: no single cell beats it
+            assert best >= levels[metric]["ceiling"] - 1e-6
+            target = landmarks[:1] if metric == "com_to_landmark" else mask_centroid(mask)
+            best = localisation_table(_oracle_com_map(cells, size, target[0])[None, None], landmarks[None, None],
+                                      np.isfinite(landmarks).all(-1)[None, None], mask[None, None], 6.0,
+                                      grid=grid, exact=landmarks[None, None])[metric][0, 0]
+            assert levels[metric]["ceiling"] <= levels[metric]["uniform"]
+        else:
+            assert values.mean() == pytest.approx(levels[metric]["random_cell"], abs=1e-4), metric
+        assert best == pytest.approx(levels[metric]["ceiling"], abs=1e-3), metric
+        place = calibrated(best, levels[metric]["uniform"], levels[metric]["ceiling"])
+        if metric == "pointing_hit" and cells == (3, 3):  # no 3 x 3 cell lies within 6 px of this lesion
+            assert levels[metric]["ceiling"] == levels[metric]["uniform"] == 0 and np.isnan(place)
+        else:
+            assert place == pytest.approx(1, abs=1e-4), metric
+    uniform = localisation_table(np.ones((1, 1, size, size)), landmarks[None, None],
+                                 np.isfinite(landmarks).all(-1)[None, None], mask[None, None], 6.0, grid=grid,
+                                 exact=landmarks[None, None])
+    for metric in ("com_to_landmark", "com_to_lesion", "energy_in_mask", "energy_lift"):
+        assert uniform[metric][0, 0] == pytest.approx(levels[metric]["uniform"], rel=1e-4), metric
+        assert uniform[f"{metric}_uniform"][0, 0] == pytest.approx(levels[metric]["uniform"])
+        assert calibrated(uniform[metric][0, 0], levels[metric]["uniform"], levels[metric]["ceiling"]) == pytest.approx(0, abs=1e-3)
+    assert levels["energy_lift"]["uniform"] == pytest.approx(1.0)
+    # a uniform map's peak is a random cell: chance = the mean over the single-cell maps
+    for metric in ("peak_to_landmark", "peak_to_lesion", "pointing_hit"):
+        assert levels[metric]["uniform"] == pytest.approx(levels[metric]["random_cell"])
+
+
+def test_undefined_maps_are_counted_and_fail_instead_of_vanishing():
+    size = 96
+    mask, landmarks = _hip(size)
+    maps = np.zeros((2, 1, size, size), np.float32)
+    maps[1, 0, 60:70, 20:34] = 1.0  # a defined map on the lesion; map 0 has zero mass
+    groups = np.stack([landmarks[None]] * 2)
+    valid = np.isfinite(groups).all(-1)
+    table = localisation_table(maps, groups, valid, np.stack([mask[None]] * 2), 6.0, grid=Grid((3, 3), "first_max"),
+                               exact=groups, control_sigma_px=5.0)
+    assert table["map_defined"][:, 0].tolist() == [0.0, 1.0]
+    assert table["pointing_hit"][:, 0].tolist() == [0.0, 1.0]  # a failure, not a NaN
+    assert table["energy_in_mask"][0, 0] == 0.0 and table["energy_lift"][0, 0] == 0.0
+    assert np.isnan(table["com_to_lesion"][0, 0]) and np.isfinite(table["com_to_lesion"][1, 0])
+    # the levels and the landmark-only control exist for both hips: they do not depend on the map
+    assert np.isfinite(table["energy_in_mask_ceiling"]).all() and np.isfinite(table["peak_to_landmark_control"]).all()
+    assert table["energy_in_mask_control"][0, 0] == table["energy_in_mask_control"][1, 0]
+
+
+def test_landmark_control_map_peaks_on_the_landmark():
+    control = landmark_control_map([[40.0, 30.0], [np.nan, np.nan]], 96, 4.0)
+    assert peak(control) == (40.0, 30.0)
+    assert control.max() == pytest.approx(1.0)
+    assert not landmark_control_map(np.full((2, 2), np.nan), 96, 4.0).any()
+
+
+def test_landmark_control_at_the_grid_is_a_grid_map_that_cannot_beat_the_ceiling():
+    size, cells = 96, (3, 3)
+    mask, landmarks = _hip(size)
+    control = landmark_control_map(landmarks, size, 10.0, cells)
+    np.testing.assert_allclose(_upsampled(cell_values(control, cells), size), control, atol=1e-5)
+    levels = reference_levels(Grid(cells), (0, 0, size), size, landmarks=landmarks, mask=mask, tolerance_px=6.0)
+    assert energy_in_mask(control, mask) <= levels["energy_in_mask"]["ceiling"] + 1e-9
+    assert com_distance(control, mask_centroid(mask)) >= levels["com_to_lesion"]["ceiling"] - 1e-9

@@ -88,7 +88,7 @@ def explained(tmp_path_factory):
             explain_run(root / "preprocess" / "study.h5", root / "splits" / f"seed{seed}.csv",
                         root / "train" / model / f"seed{seed}" / "best.pt", predictions_path=folder / "predictions.csv",
                         maps_path=folder / "maps.h5", metrics_path=folder / "metrics.csv", batch_size=5,
-                        pointing_tolerance_px=2.0, device="cpu")
+                        pointing_tolerance_mm=2.0, device="cpu", control_sigma_mm=8.0)
             outputs[(model, seed)] = folder
     return root, outputs
 
@@ -102,8 +102,16 @@ def test_explain_outputs_follow_the_contract(explained):
     split = pd.read_csv(root / "splits" / "seed1.csv")
     assert len(rows) == 2 * (split["split"] == "test").sum()
     assert list(predictions.columns) == ["row", "subject", "visit", "side", "target", "label", "prob"]
-    assert list(metrics.columns) == ["row", "target", "label", "com_distance", "peak_distance", "spread",
-                                     "pointing_hit", "energy_in_mask"]
+    lesion = ["com_to_lesion", "peak_to_lesion", "pointing_hit", "energy_in_mask", "energy_lift"]
+    assert list(metrics.columns[:12]) == ["row", "target", "label", "map_defined", "com_distance", "peak_distance",
+                                          "spread", *lesion]
+    levels = [f"{m}_{level}" for m in lesion for level in ("uniform", "random_cell", "ceiling")]
+    assert list(metrics.columns[12:]) == [*levels, *(f"{m}_control" for m in lesion), "penalty_constant"]
+    assert metrics["penalty_constant"].isna().all()  # these checkpoints carry no prior settings
+    positive = metrics[metrics["label"] == 1]
+    assert positive[levels].notna().all().all()
+    assert (positive["energy_in_mask_ceiling"] >= positive["energy_in_mask_uniform"]).all()
+    assert (positive["com_to_lesion_ceiling"] <= positive["com_to_lesion_uniform"] + 1e-9).all()
     assert len(predictions) == len(metrics) == 4 * len(rows)
     assert set(predictions["subject"]) <= set(split.loc[split["split"] == "test", "subject"])
     assert maps.shape == (len(rows), 4, S, S) and maps.min() >= 0 and maps.max() <= 1
@@ -151,10 +159,17 @@ def test_aggregation_writes_every_table_and_figure(explained, tmp_path):
     assert len(tables["table1"]) == 12 and tables["table2"].shape == (4, 5)
     assert set(tables["auc"]["seed"]) == {"0", "1", "mean"}
     assert len(tables["true_localisation"]) == 8
+    calibrated = tables["calibrated"]
+    assert len(calibrated) == 4 * 5 * 3  # targets x lesion metrics x (baseline, prior, landmark control)
+    assert set(calibrated["model"]) == {"baseline", "prior", "landmark control"}
+    assert (calibrated["n_undefined"] == 0).all() and calibrated["place"].notna().any()
+    energy = calibrated[calibrated["metric"] == "energy_lift"]
+    assert np.allclose(energy["chance"], 1.0)  # a uniform map's lift
     summary = summary_markdown("tiny", tables, pd.read_csv(root / "preprocess" / "exclusions.csv"),
                                len(labels), SEEDS, metrics)
     assert "no landmarks" in summary and "improved in" in summary
     assert "baseline: 0 of 55 positive (image, target) test pairs" in summary  # positive head: none zero
+    assert "## Calibrated localisation" in summary and "landmark control" in summary
 
     maps_paths = {m: outputs[(m, 0)] / "maps.h5" for m in MODELS}
     figure_paths = {figure_id: tmp_path / "figures" / f"{figure_id}.png" for figure_id in FIGURE_IDS}

@@ -21,7 +21,8 @@ class AblationMetric:
     """label: how tables and figures name it; better: "lower" or "higher"; source: what it is computed from
     ("predictions": AUC over the test hips with a known label; "positives": mean over the positive test
     hips where the value is defined; "twin": needs twin_predictions.csv; "cue": mean over every test hip
-    whose cue_energy is defined, i.e. that carries the cue)."""
+    whose cue_energy is defined, i.e. that carries the cue; "undefined": share of the positive test hips
+    whose map has zero mass; "all": mean over every test hip where the value is defined)."""
     label: str
     better: str
     source: str
@@ -29,12 +30,24 @@ class AblationMetric:
 
 ABLATION_METRICS = {
     "auc": AblationMetric("AUC", "higher", "predictions"),
-    "com_distance": AblationMetric("CoM distance (px)", "lower", "positives"),
-    "peak_distance": AblationMetric("peak distance (px)", "lower", "positives"),
+    "com_distance": AblationMetric("CoM to automatic landmarks (px)", "lower", "positives"),
+    "peak_distance": AblationMetric("peak to automatic landmarks (px)", "lower", "positives"),
+    "com_to_landmark": AblationMetric("CoM to exact landmarks (px)", "lower", "positives"),
+    "peak_to_landmark": AblationMetric("peak to exact landmarks (px)", "lower", "positives"),
+    "com_to_lesion": AblationMetric("CoM to lesion centre (px)", "lower", "positives"),
+    "peak_to_lesion": AblationMetric("peak to lesion centre (px)", "lower", "positives"),
     "spread": AblationMetric("spread (px)", "lower", "positives"),
     "pointing_hit": AblationMetric("pointing game", "higher", "positives"),
     "energy_in_mask": AblationMetric("energy in lesion", "higher", "positives"),
+    "energy_lift": AblationMetric("energy lift (energy / area share)", "higher", "positives"),
+    "undefined_map": AblationMetric("all-zero maps (share)", "lower", "undefined"),
+    "penalty_constant": AblationMetric("constant prior penalty (share)", "lower", "all"),
     "auc_no_cue": AblationMetric("AUC without cue", "higher", "twin"),
     "auc_drop": AblationMetric("AUC drop without cue", "lower", "twin"),
     "cue_energy": AblationMetric("energy on cue", "lower", "cue"),
 }
+# Localisation metrics with chance and ceiling at the run's grid (explain writes `<metric>_uniform`,
+# `_random_cell`, `_ceiling` and the landmark-only control's `_control` beside each).
+CALIBRATED_METRICS = ("com_to_landmark", "peak_to_landmark", "com_to_lesion", "peak_to_lesion", "pointing_hit",
+                      "energy_in_mask", "energy_lift")
+PENALTY_WARNING = 0.10  # the report warns when more test hips than this have a constant prior penalty

@@ -77,6 +77,12 @@ def phantom_twins():
     return cohort["source"] == "phantom" and writes_twins(cohort["phantom"])
 
 
+def interventions_on():
+    """Whether the localisation-by-intervention rules exist (explain.interventions.enabled; phantom only)."""
+    enabled = config.get("explain", {}).get("interventions", {}).get("enabled", False)
+    return bool(enabled) and config.get("cohort", {}).get("source") == "phantom"
+
+
 def results(*parts):
     """Path under the study's results folder."""
     return str(Path(RESULTS, *parts))

@@ -28,7 +28,9 @@ rule explain:
         metrics=explain_file("metrics.csv"),
     params:
         batch_size=config["explain"]["batch_size"],
-        pointing_tolerance_px=config["explain"]["pointing_tolerance_px"],
+        pointing_tolerance_mm=config["explain"]["pointing_tolerance_mm"],
+        peak=config["explain"]["peak"],
+        control_sigma_mm=config["explain"]["control_sigma_mm"],
         device=config["study"]["device"],
     log:
         log_path("explain", "{model}", "seed{seed}.log"),
@@ -41,6 +43,38 @@ rule explain:
         gpu=1 if config["study"]["device"] == "cuda" else 0,
     script:
         "../../scripts/explain.py"
+
+
+# Localisation by intervention (phantom only, off by default: explain.interventions.enabled): each run's
+# maps on its test radiographs redrawn with each lesion removed or moved (docs/evaluation.md).
+if interventions_on():  # common.smk
+    INTERVENTIONS = config["explain"]["interventions"]
+    INTERVENTIONS_CSV = explain_file("interventions.csv")
+
+    rule explain_interventions:
+        input:
+            study=results("preprocess", "study.h5"),
+            split=results("splits", "seed{seed}.csv"),
+            checkpoint=train_file("best.pt", "{model}", "{seed}"),
+            code=library_code("explain_interventions.py"),
+        output:
+            effects=INTERVENTIONS_CSV,
+        params:
+            phantom=as_json(config["cohort"]["phantom"]),
+            groups=as_json(config["preprocess"]["groups"]),
+            shifts_mm=INTERVENTIONS["shifts_mm"],
+            radiographs=INTERVENTIONS["radiographs"],
+            peak=config["explain"]["peak"],
+            device=config["study"]["device"],
+        log:
+            log_path("explain", "{model}", "seed{seed}_interventions.log"),
+        threads: 2
+        resources:
+            mem_mb=4000,
+            runtime=60,
+            gpu=1 if config["study"]["device"] == "cuda" else 0,
+        script:
+            "../../scripts/explain_interventions.py"
 
 
 # The paper's two models are explained for the report; the arms' runs are final outputs of their own.

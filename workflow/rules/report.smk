@@ -196,3 +196,34 @@ if config.get("arms"):
             "../../scripts/report_ablation.py"
 
     ALL_TARGETS.extend(ABLATION_OUTPUTS.values())
+
+
+# Localisation by intervention: every run's interventions.csv -> one table and figure per study.
+if interventions_on():  # common.smk
+    INTERVENTION_OUTPUTS = report_outputs(
+        "tables", {"interventions": {"table": "Intervention table"}}, "Interventions"
+    ) | report_outputs(
+        "figures",
+        {"interventions_figure": {"figure": "Intervention figure"}},
+        "Interventions",
+    )
+
+    localrules:
+        report_interventions,
+
+    rule report_interventions:
+        input:
+            effects=explain_outputs("interventions.csv", RUNS),
+            code=library_code("report_interventions.py"),
+        output:
+            **INTERVENTION_OUTPUTS,
+        params:
+            runs=explain_runs(RUNS),
+            arms=as_json(RUNS),
+            width_in=REPORT["figures"]["width_in"],
+        log:
+            log_path("report", "interventions.log"),
+        script:
+            "../../scripts/report_interventions.py"
+
+    ALL_TARGETS.extend(INTERVENTION_OUTPUTS.values())

@@ -110,3 +110,17 @@ def gradcam_maps(model, images, method="auto", target_layer=None):
             raw = _raw_cam_autograd(logits, features)
     maps = scale_maps(raw.detach(), images.shape[-2:])
     return logits.detach().float(), maps
+
+
+def feature_grid(model, input_hw):
+    """(h, w) of the target layer's map for an input of input_hw pixels: the grid every Grad-CAM map of
+    this model is upsampled from (one forward pass of a blank image). The model must be in eval mode
+    (batch-norm in train mode would update its running statistics)."""
+    if model.training:
+        raise ValueError("feature_grid needs the model in eval mode (call model.eval() first)")
+    layer = feature_layer(model)
+    parameter = next(model.parameters())
+    blank = torch.zeros((1, 1, *input_hw), dtype=parameter.dtype, device=parameter.device)
+    with torch.inference_mode():
+        _, features = _forward_with_features(model, blank, layer)
+    return tuple(int(v) for v in features.shape[-2:])

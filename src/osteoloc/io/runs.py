@@ -7,8 +7,8 @@ figures read them; nobody opens them any other way.
 - `predictions.csv`: `row, subject, visit, side, target, label, prob` (test split, every target);
 - `maps.h5`: `/maps` float16 (n_test, 4, S, S) Grad-CAM in crop pixels (values 0-1), chunked per image;
   `/rows` int64, the study HDF5 rows of `/maps`;
-- `metrics.csv`: `row, target, label, com_distance, peak_distance, spread` (crop pixels) plus, where the
-  study has truth masks, `pointing_hit, energy_in_mask`.
+- `metrics.csv`: `row, target, label`, then the columns of `explain.metrics.localisation_table` (crop
+  pixels; the full list in docs/contracts.md section 5) and `penalty_constant`.
 """
 
 import json

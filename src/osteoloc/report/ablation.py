@@ -23,13 +23,17 @@ from sklearn.metrics import roc_auc_score
 
 from osteoloc.io.runs import read_runs
 from osteoloc.report.stats import hierarchical_bootstrap, holm, paired_wilcoxon
-from osteoloc.names import ABLATION_METRICS, CONFIDENCE, REFERENCE_ARM, TARGETS
+from osteoloc.explain.metrics import calibrated
+from osteoloc.names import ABLATION_METRICS, CALIBRATED_METRICS, CONFIDENCE, PENALTY_WARNING, REFERENCE_ARM, TARGETS
 
 
 RUN_KEYS = ["model", "seed", "target"]
-SEED_LEVEL_COLUMNS = ["arm", "seed", "target", "metric", "value", "n"]
-ABLATION_COLUMNS = ["metric", "better", "target", "arm", "n_seeds", "n_hips", "mean", "sd", "diff", "ci_low",
-                    "ci_high", "improved", "n_pairs", "W", "p"]
+LEVEL_COLUMNS = ["chance", "random_cell", "ceiling", "control"]  # beside a calibrated metric's run value
+SEED_LEVEL_COLUMNS = ["arm", "seed", "target", "metric", "value", "n", *LEVEL_COLUMNS]
+ABLATION_COLUMNS = ["metric", "better", "target", "arm", "n_seeds", "n_hips", "mean", "sd", "chance", "ceiling",
+                    "place", "control", "control_place", "diff", "ci_low", "ci_high", "improved", "n_pairs", "W", "p"]
+# explain's column suffix of each level (`explain.metrics.LEVELS`, `CONTROL`): chance is the uniform map's
+LEVEL_SUFFIXES = {"chance": "uniform", "random_cell": "random_cell", "ceiling": "ceiling", "control": "control"}
 
 
 def _auc(part):
@@ -45,9 +49,15 @@ def _run_auc(predictions):
 
 
 def _run_means(frame, column):
-    """Mean and count of the defined values of `column` per run and target."""
-    grouped = frame.groupby(RUN_KEYS, sort=False)[column]
-    return pd.concat([grouped.mean().rename("value"), grouped.count().rename("n")], axis=1).reset_index()
+    """Mean and count of the defined values of `column` per run and target; for a calibrated metric also
+    the run means of its levels (LEVEL_COLUMNS) over every hip with the reference (they do not depend on
+    the map, so a run whose maps are all zero still has them)."""
+    grouped = frame.groupby(RUN_KEYS, sort=False)
+    parts = [grouped[column].mean().rename("value"), grouped[column].count().rename("n")]
+    for level, suffix in LEVEL_SUFFIXES.items():
+        if column in CALIBRATED_METRICS and f"{column}_{suffix}" in frame:
+            parts.append(grouped[f"{column}_{suffix}"].mean().rename(level))
+    return pd.concat(parts, axis=1).reset_index()
 
 
 def seed_level_values(predictions, metrics, twin_predictions=None):
@@ -55,16 +65,23 @@ def seed_level_values(predictions, metrics, twin_predictions=None):
 
     predictions, metrics: `runs.read_runs` frames of every arm's runs; twin_predictions: the same runs'
     twin_predictions.csv (the test hips without the cue), or None. Localisation metrics average the positive
-    test hips whose value is defined (NaN = undefined map); the pointing game, energy in the lesion and the
-    cue energy appear only when metrics.csv has their columns, AUC without the cue and the AUC drop
-    (AUC - AUC without the cue) only with twin predictions."""
+    test hips whose value is defined (a distance is NaN for an all-zero map: those maps are counted by
+    `undefined_map`, the share of positive hips whose map has zero mass; the pointing game and energies
+    score them 0); the true-localisation metrics and the cue energy appear only when metrics.csv has their
+    columns, AUC without the cue and the AUC drop (AUC - AUC without the cue) only with twin predictions.
+    A calibrated metric (names.CALIBRATED_METRICS) carries the run means of its chance (the uniform map),
+    random-cell level, ceiling (the best single-cell map of the run's grid) and the landmark-only
+    control over the same hips; other metrics leave them NaN. `penalty_constant`: the share of every test
+    hip (with a prior and a valid landmark) whose penalty is constant over the map grid."""
     parts = {"auc": _run_auc(predictions)}
     pos = metrics[metrics["label"] == 1]
     for metric, spec in ABLATION_METRICS.items():
         if spec.source == "positives" and metric in metrics:
             parts[metric] = _run_means(pos, metric)
-        elif spec.source == "cue" and metric in metrics:
+        elif spec.source in ("cue", "all") and metric in metrics:
             parts[metric] = _run_means(metrics, metric)
+        elif spec.source == "undefined" and "map_defined" in metrics:
+            parts[metric] = _run_means(pos.assign(**{metric: 1.0 - pos["map_defined"]}), metric)
     if twin_predictions is not None:
         twin = _run_auc(twin_predictions)
         parts["auc_no_cue"] = twin
@@ -73,7 +90,12 @@ def seed_level_values(predictions, metrics, twin_predictions=None):
     frame = pd.concat([part.assign(metric=metric) for metric, part in parts.items()], ignore_index=True)
     frame = frame.rename(columns={"model": "arm"})
     frame["n"] = frame["n"].astype(int)
-    return frame[SEED_LEVEL_COLUMNS]
+    return frame.reindex(columns=SEED_LEVEL_COLUMNS)
+
+
+def place(value, chance, ceiling):
+    """A value's place between chance (0) and ceiling (1), `explain.metrics.calibrated`."""
+    return float(calibrated(value, chance, ceiling))
 
 
 def t_interval(diffs, confidence=CONFIDENCE):
@@ -103,7 +125,10 @@ def ablation_table(seed_values, arms, reference=REFERENCE_ARM):
     of the run values, and against `reference` (paired by seed, NaN values dropped): diff = mean of arm -
     reference, its t interval (ci_low, ci_high; CONFIDENCE), improved = seeds in which the arm is better in
     the metric's direction (column `better`), n_pairs, Wilcoxon W and two-sided p. The reference arm's own rows leave
-    the comparison empty (improved and n_pairs are nullable integers)."""
+    the comparison empty (improved and n_pairs are nullable integers). For a calibrated metric: chance and
+    ceiling (mean over the arm's seeds, at the arm's own map grid), place = (mean - chance) / (ceiling -
+    chance) (0 = chance, 1 = the best single-cell map; NaN when the grid's ceiling is chance), control =
+    the landmark-only control map's value on the arm's grid and hips, control_place its place."""
     arms = list(arms)
     if reference not in arms:
         raise ValueError(f"ablation: the reference arm {reference!r} is not among the arms {arms}")
@@ -122,9 +147,13 @@ def ablation_table(seed_values, arms, reference=REFERENCE_ARM):
             ref = by_arm.get(reference, pd.Series(dtype=float))
             for arm in arms:
                 values = by_arm.get(arm, pd.Series(dtype=float))
+                levels = block[block["arm"] == arm][LEVEL_COLUMNS].mean()
                 row = {"metric": metric, "better": spec.better, "target": target, "arm": arm,
                        "n_seeds": int(values.notna().sum()), "n_hips": hips.get(arm, pd.Series(dtype=float)).mean(),
-                       "mean": values.mean(), "sd": values.std(ddof=1)}
+                       "mean": values.mean(), "sd": values.std(ddof=1), "chance": levels["chance"],
+                       "ceiling": levels["ceiling"], "place": place(values.mean(), levels["chance"], levels["ceiling"]),
+                       "control": levels["control"],
+                       "control_place": place(levels["control"], levels["chance"], levels["ceiling"])}
                 if arm != reference:
                     row |= _compare(values, ref, spec.better)
                 rows.append(row)
@@ -132,6 +161,14 @@ def ablation_table(seed_values, arms, reference=REFERENCE_ARM):
     for column in ("improved", "n_pairs"):
         table[column] = table[column].astype("Int64")
     return table
+
+
+def penalty_warnings(table, threshold=PENALTY_WARNING):
+    """A warning per (arm, target) whose mean share of test hips with a constant prior penalty exceeds
+    `threshold`: the prior gives those hips no gradient, so the arm trains partly without its prior."""
+    rows = table[(table["metric"] == "penalty_constant") & (table["mean"] > threshold)]
+    return [f"{r['arm']} {r['target']}: the prior's penalty is constant over the map grid for "
+            f"{r['mean']:.0%} of the test hips (> {threshold:.0%}): no prior gradient there" for _, r in rows.iterrows()]
 
 
 def read_arm_runs(runs, paths, kind):

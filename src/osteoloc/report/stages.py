@@ -9,8 +9,9 @@ import pandas as pd
 from osteoloc.io.atomic import write_text
 from osteoloc.io.runs import read_all_runs, read_runs
 from osteoloc.io.study_h5 import StudyFile
-from osteoloc.report.ablation import ablation_table, read_arm_runs, seed_level_values
+from osteoloc.report.ablation import ablation_table, penalty_warnings, read_arm_runs, seed_level_values
 from osteoloc.report.figure_ablation import figure_ablation_forest
+from osteoloc.report.figure_interventions import figure_interventions, intervention_summary
 from osteoloc.report.figure_landmarks import figure_landmarks, pick_rows
 from osteoloc.report.figure_training import figure_grid
 from osteoloc.report.figures import build_figures
@@ -69,6 +70,8 @@ def report_ablation(runs, predictions_paths, metrics_paths, twin_predictions_pat
     metrics = read_arm_runs(runs, metrics_paths, "metrics")
     twins = read_arm_runs(runs, twin_predictions_paths, "twin predictions") if twin_predictions_paths else None
     table = ablation_table(seed_level_values(predictions, metrics, twins), arms, reference)
+    for warning in penalty_warnings(table):
+        log.warning(warning)
     write_table(table, table_path, decimals=decimals)
     log.info("ablation: %d rows, %d arms, metrics %s", len(table), len(arms), sorted(set(table["metric"])))
     figure_ablation_forest(table, figure_path, width_in=width_in, reference=reference)
@@ -92,3 +95,13 @@ def figure_landmarks_stage(study_path, out_stem, rows=None):
     figure_landmarks(data, [meta["side"][row] for row in rows], rows, out_stem)
     log.info("Figure 1 shows HDF5 rows %s", rows)
     return rows
+
+
+def report_interventions(runs, effects_paths, *, arms, width_in, table_path, figure_path):
+    """Rule report_interventions: every run's interventions.csv (runs: [(arm, seed)] in the paths' order)
+    -> the per-arm summary table (`table_path`, .csv/.md/.tex) and the figure (`figure_path`, .png/.pdf)."""
+    frames = [pd.read_csv(path).assign(model=arm, seed=int(seed)) for (arm, seed), path in zip(runs, effects_paths)]
+    summary = intervention_summary(pd.concat(frames, ignore_index=True))
+    write_table(summary, table_path, decimals=3)
+    figure_interventions(summary, list(arms), figure_path, width_in)
+    log.info("interventions: %d runs, %d summary rows", len(frames), len(summary))

@@ -16,15 +16,17 @@ import pandas as pd
 from osteoloc.io.atomic import write_csv, write_text
 from osteoloc.report.stats import (delong_test, expected_calibration_error, image_level_table, label_correlation,
                             paired_wilcoxon, seed_level_table)
-from osteoloc.names import MODELS, SHORT_NAMES, TARGETS
+from osteoloc.explain.metrics import calibrated
+from osteoloc.names import ABLATION_METRICS, CALIBRATED_METRICS, MODELS, PENALTY_WARNING, SHORT_NAMES, TARGETS
 
 METRICS = ("com_distance", "peak_distance", "spread")
 # Every table the report rule writes: id -> its label in the HTML report (the rule files import these).
 TABLES = {"table1": "Table 1", "table2": "Table 2", "tableA1": "Table A1", "tableA2": "Table A2",
-          "auc": "AUC table", "calibration": "Calibration table", "true_localisation": "True localisation table"}
+          "auc": "AUC table", "calibration": "Calibration table", "true_localisation": "True localisation table",
+          "calibrated": "Calibrated localisation table"}
 TABLE_IDS = tuple(TABLES)
 SEED_LEVEL_INPUT = ("seed_level_input", "Seed-level input")  # the CSV Table A1 is computed from
-SUMMARY_TABLES = ("tableA1", "auc", "true_localisation")  # the tables summary.md quotes
+SUMMARY_TABLES = ("tableA1", "auc", "true_localisation", "calibrated")  # the tables summary.md quotes
 
 
 def positives(frame):
@@ -142,6 +144,59 @@ def true_localisation_table(metrics):
     return pd.DataFrame(rows)
 
 
+CONTROL_MODEL = "landmark control"  # the landmark-only control map's rows in the calibrated table
+CALIBRATED_COLUMNS = ["target", "metric", "better", "model", "n_positive", "n_undefined", "n_images", "value",
+                      "chance", "random_cell", "ceiling", "place"]
+
+
+def _calibrated_row(part, column, n_positive, n_undefined):
+    """One row's numbers: `column`'s mean over the hips where it is defined; the levels (which do not
+    depend on the map) over every hip with the reference."""
+    metric = column.removesuffix("_control")
+    levels = {level: part[f"{metric}_{suffix}"].mean() if f"{metric}_{suffix}" in part else np.nan
+              for level, suffix in (("chance", "uniform"), ("random_cell", "random_cell"), ("ceiling", "ceiling"))}
+    value = part[column].mean()
+    return {"n_positive": n_positive, "n_undefined": n_undefined, "n_images": int(part[column].notna().sum()),
+            "value": value, **levels, "place": float(calibrated(value, levels["chance"], levels["ceiling"]))}
+
+
+def calibrated_table(metrics):
+    """Per target and calibrated metric (names.CALIBRATED_METRICS, those metrics.csv has): the baseline,
+    the prior and the landmark-only control (scored on the prior's grid and hips), over the positive test
+    images of every seed pooled: n_positive, n_undefined (all-zero maps: counted, scored 0 by the pointing
+    game and energies, without a distance), n_images (where the value is defined), the mean value, its
+    chance (uniform map), random-cell level and ceiling (best single-cell map of the run's grid), and
+    place = (value - chance) / (ceiling - chance): 0 = chance, 1 = the ceiling, whatever the direction."""
+    present = [m for m in CALIBRATED_METRICS if m in metrics]
+    if not present:
+        return pd.DataFrame(columns=CALIBRATED_COLUMNS)
+    pos = positives(metrics)
+    defined = pos["map_defined"] if "map_defined" in pos else pd.Series(1.0, index=pos.index)
+    rows = []
+    for target in TARGETS:
+        for metric in present:
+            head = {"target": target, "metric": metric, "better": ABLATION_METRICS[metric].better}
+            for model in MODELS:
+                part = pos[(pos["target"] == target) & (pos["model"] == model)]
+                n_undefined = int((defined[part.index] == 0).sum())
+                rows.append(head | {"model": model} | _calibrated_row(part, metric, len(part), n_undefined))
+            control = f"{metric}_control"
+            if control in pos:
+                part = pos[(pos["target"] == target) & (pos["model"] == "prior")]
+                rows.append(head | {"model": CONTROL_MODEL} | _calibrated_row(part, control, len(part), 0))
+    return pd.DataFrame(rows, columns=CALIBRATED_COLUMNS)
+
+
+def constant_penalty_shares(metrics):
+    """Per model (with a prior) and target: the share of test hips whose prior penalty is constant over
+    the map grid (`penalty_constant`), over every seed."""
+    if "penalty_constant" not in metrics:
+        return {}
+    flagged = metrics.dropna(subset=["penalty_constant"])
+    return {key: float(part["penalty_constant"].mean())
+            for key, part in flagged.groupby(["model", "target"], sort=True)}
+
+
 def write_table(table, stem, decimals, caption=""):
     """`<stem>.csv` at full precision, `<stem>.md` and `<stem>.tex` rounded to `decimals` (stem may carry
     any of the three suffixes)."""
@@ -169,7 +224,7 @@ def build_tables(predictions, metrics, labels, selection_seed, n_bins, seed_inpu
     tables = {"table1": table1(metrics, selection_seed), "table2": table2(labels),
               "tableA1": seed_level_table(pd.read_csv(seed_input_path)), "tableA2": tableA2(seed_input),
               "auc": auc_table(predictions), "calibration": calibration_table(predictions, n_bins),
-              "true_localisation": true_localisation_table(metrics)}
+              "true_localisation": true_localisation_table(metrics), "calibrated": calibrated_table(metrics)}
     return tables
 
 
@@ -180,10 +235,10 @@ def read_table(path):
 
 def undefined_maps(metrics):
     """Per model: positive (image, target) pairs of every run and how many have a Grad-CAM map with zero
-    mass (all evidence negative), whose localisation metrics are undefined and left out."""
+    mass (all evidence negative): no distance, a miss in the pointing game, no energy in the lesion."""
     pos = positives(metrics)
-    return {model: (int((pos["model"] == model).sum()),
-                    int(pos.loc[pos["model"] == model, "spread"].isna().sum())) for model in MODELS}
+    undefined = pos["map_defined"] == 0 if "map_defined" in pos else pos["spread"].isna()
+    return {model: (int((pos["model"] == model).sum()), int(undefined[pos["model"] == model].sum())) for model in MODELS}
 
 
 def summary_markdown(study_name, tables, exclusions, n_hips, seeds, metrics=None):
@@ -195,7 +250,12 @@ def summary_markdown(study_name, tables, exclusions, n_hips, seeds, metrics=None
     if metrics is not None:
         for model, (n, undefined) in undefined_maps(metrics).items():
             lines.append(f"- {model}: {undefined} of {n} positive (image, target) test pairs have an all-zero "
-                         "Grad-CAM map (undefined metrics, left out)")
+                         "Grad-CAM map (no distance; a miss in the pointing game, 0 energy in the lesion)")
+        for (model, target), share in constant_penalty_shares(metrics).items():
+            warning = f" **WARNING: above {PENALTY_WARNING:.0%}, the prior gives these hips no gradient**" \
+                if share > PENALTY_WARNING else ""
+            lines.append(f"- {model} {SHORT_NAMES[target]}: the prior's penalty is constant over the map grid "
+                         f"for {share:.0%} of the test hips{warning}")
     lines += ["",
              "## Localisation over runs (Table A1; prior - baseline, negative = better)", ""]
     for _, r in table_a1.iterrows():
@@ -213,6 +273,15 @@ def summary_markdown(study_name, tables, exclusions, n_hips, seeds, metrics=None
             lines.append(f"- {SHORT_NAMES[r['target']]} {r['model']}: pointing game "
                          f"{r['pointing_game']:.2f}, energy in mask {r['energy_in_mask']:.3f} "
                          f"(n = {r['n_images']} of {r['n_positive']} positive images)")
+    calibrated_rows = tables.get("calibrated")
+    if calibrated_rows is not None and len(calibrated_rows):
+        lines += ["", "## Calibrated localisation (place between chance 0 and the grid's ceiling 1; pooled over runs)",
+                  ""]
+        for (target, metric), part in calibrated_rows.groupby(["target", "metric"], sort=False):
+            shown = ", ".join(f"{r['model']} {r['value']:.3g} ({r['place']:.2f})" for _, r in part.iterrows())
+            first = part.iloc[0]
+            lines.append(f"- {SHORT_NAMES[target]} {metric} (chance {first['chance']:.3g}, ceiling "
+                         f"{first['ceiling']:.3g}): {shown}")
     lines += ["", "## Exclusions", ""]
     if len(exclusions):
         lines.append(exclusions.fillna("").to_markdown(index=False))

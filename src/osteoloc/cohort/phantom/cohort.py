@@ -301,7 +301,7 @@ def n_shards(config):
     return -(-int(cfg["subjects"]) // int(cfg["shard_subjects"]))
 
 
-class _Plan:
+class Plan:
     """The cohort-wide draws every shard shares: ids, grades and broken inputs, all from the seed."""
 
     def __init__(self, config):
@@ -327,15 +327,33 @@ class _Plan:
         return range(shard * size, min((shard + 1) * size, self.n_subjects))
 
 
-def _radiograph(plan, i, v, out):
-    """Write radiograph (subject index i, visit v) and its points under `out`; return its table rows,
-    mask and truth attributes."""
+@dataclass
+class Staged:
+    """One radiograph drawn up to its rendering: `render(scene, look, rng)` draws it (every later draw
+    of the radiograph continues from `rng`)."""
+    stem: str
+    visit: str
+    date: str
+    cohort: str
+    subject: str
+    grades: np.ndarray  # (2, 4)
+    cue_flags: np.ndarray  # (2,) bool
+    layout: dict
+    scene: Scene
+    exact: np.ndarray  # (160, 2) image mm
+    heights: np.ndarray  # (2, 4) mm
+    marker_xy: np.ndarray
+    look: Look
+    rng: np.random.Generator
+
+
+def stage_radiograph(plan, i, v):
+    """Radiograph (subject index i, visit v) drawn up to its rendering (`Staged`)."""
     cfg, diff, seed = plan.cfg, plan.diff, plan.cfg["seed"]
     cue = cfg["cue"]
     cue_t = TARGETS.index(cue["target"])
     cohort, subject, short_id = plan.ids[i]
     subject_params = _subject_params(_rng(seed, 10, i), cfg)
-    k = i * plan.n_visits + v
     rng = _rng(seed, 11, i, v)
     date = f"{2005 + v * 2 + int(rng.integers(0, 2))}{int(rng.integers(1, 13)):02d}{int(rng.integers(1, 29)):02d}"
     stem, visit = _image_name(cohort, short_id, v, date)
@@ -348,7 +366,22 @@ def _radiograph(plan, i, v, out):
     look = Look(lesion_contrast=diff.contrast, noise_sd=cfg["noise_sd"],
                 exposure_gain=float(np.exp(rng.normal(0, cfg["exposure_sd"]))),
                 exposure_offset=float(rng.normal(0, cfg["exposure_sd"])))
-    drawn = render(scene, look, rng)
+    return Staged(stem, visit, date, cohort, subject, g, cue_flags, layout, scene, exact, heights, marker_xy, look, rng)
+
+
+def _radiograph(plan, i, v, out):
+    """Write radiograph (subject index i, visit v) and its points under `out`; return its table rows,
+    mask and truth attributes."""
+    cfg, seed = plan.cfg, plan.cfg["seed"]
+    cue = cfg["cue"]
+    staged = stage_radiograph(plan, i, v)
+    stem, visit, date, cohort, subject = staged.stem, staged.visit, staged.date, staged.cohort, staged.subject
+    g = staged.grades
+    cue_flags, layout, exact, heights, marker_xy = (staged.cue_flags, staged.layout, staged.exact, staged.heights,
+                                                    staged.marker_xy)
+    rng = staged.rng
+    k = i * plan.n_visits + v
+    drawn = render(staged.scene, staged.look, rng)
     variant = _variant(rng, cfg)
     window = dicom.value_range(drawn.image)
     stored = dicom.to_stored(drawn.image, variant.bits_stored, variant.photometric, window)
@@ -435,7 +468,7 @@ def _radiograph(plan, i, v, out):
 def make_shard(config, shard, shard_dir):
     """Generate the radiographs of shard number `shard` into `shard_dir`: `images/`, `points/` (paths as
     in the cohort folder) and `part.h5` (masks, truth attributes and table rows, read by gather_shards)."""
-    plan = _Plan(config)
+    plan = Plan(config)
     out = Path(shard_dir)
     shutil.rmtree(out, ignore_errors=True)
     for sub in ("images", "points/manual", "points/auto") + ((TWIN_IMAGES,) if plan.twins else ()):
@@ -470,7 +503,7 @@ def gather_shards(config, shard_dirs, out_dir):
     """Put the shards' images and points under `out_dir` and write truth.h5, manifest.csv, labels.csv and
     broken.csv (contracts section 1) exactly as one unsharded run would; with `cue.twins` on, also
     images_twin/ and manifest_twin.csv (without, stale ones from an earlier run are removed)."""
-    plan = _Plan(config)
+    plan = Plan(config)
     cfg, out = plan.cfg, Path(out_dir)
     shard_dirs = [Path(d) for d in shard_dirs]
     if len(shard_dirs) != n_shards(cfg):

@@ -1,0 +1,149 @@
+"""Localisation by intervention: a lesion removed, moved along its zone or moved to another site changes the
+radiograph only at the lesion (osteoloc.cohort.phantom.interventions), and the measurement of whether a
+map follows it (osteoloc.explain.interventions)."""
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from scipy import ndimage
+
+from osteoloc.cohort.phantom.cohort import Plan, make_cohort, stage_radiograph
+from osteoloc.cohort.phantom.interventions import KINDS, interventions
+from osteoloc.cohort.phantom.render import fill, render
+from osteoloc.explain import interventions as effects_module
+from osteoloc.explain.interventions import EFFECT_COLUMNS, crop_pair, explain_interventions, intervention_effects
+from osteoloc.names import TARGETS
+from osteoloc.preprocess.stages import preprocess_study
+from osteoloc.report.stages import report_interventions
+from osteoloc.train.model import build_model
+
+CONFIG = {"seed": 3, "subjects": 2, "broken_fraction": 0.0, "prevalence": {t: 0.9 for t in TARGETS}}
+
+
+@pytest.fixture(scope="module")
+def cases():
+    return interventions(CONFIG, 0, shifts_mm=(-4.0, 4.0))
+
+
+def test_the_replayed_original_is_the_cohorts_radiograph(cases):
+    staged = stage_radiograph(Plan(CONFIG), 0, 0)
+    np.testing.assert_array_equal(cases[0].original, render(staged.scene, staged.look, staged.rng).image)
+
+
+def test_intervention_renders_differ_from_the_original_only_at_the_lesion(cases):
+    staged = stage_radiograph(Plan(CONFIG), 0, 0)
+    shape, spacing = staged.scene.shape, staged.scene.spacing
+    reach = math.ceil(4 * staged.look.blur_mm / spacing) + 1  # scipy's Gaussian stops at 4 sd
+    assert {c.kind for c in cases} == set(KINDS) and len({(c.side, c.target) for c in cases}) >= 4
+    for case in cases:
+        changed = case.image != case.original
+        assert changed.any(), (case.side, case.target, case.kind)
+        outline = fill([case.original_polygon], shape, spacing) > 0
+        if case.polygon is not None:
+            outline |= fill([case.polygon], shape, spacing) > 0
+        near = ndimage.binary_dilation(outline, iterations=reach)
+        assert not (changed & ~near).any(), (case.side, case.target, case.kind)
+
+
+def test_removed_lesions_leave_no_mask_and_moved_ones_move_by_about_the_shift(cases):
+    for case in cases:
+        if case.kind == "removed":
+            assert case.mask is None and math.isnan(case.mask_shift_mm)
+        elif case.kind == "moved" and case.target.startswith("osteo_fem"):
+            # a femoral bump slides along the head: its truth mask follows within a pixel or so
+            assert case.mask_shift_mm == pytest.approx(abs(case.shift_mm), abs=1.5)
+        elif case.kind == "other_site":
+            assert case.shift_mm > 30  # the other site is centimetres away
+
+
+# -- the measurement (osteoloc.explain.interventions) --------------------------------------------------------
+
+GROUPS = {"osteo_fem_sup": [13, 78, 14, 15], "osteo_fem_inf": [19, 20, 21], "osteo_acet_sup": [67],
+          "osteo_acet_inf": [71]}
+
+
+def _fake_model(monkeypatch, cases, make_map):
+    """predict_maps replaced by maps made from each pair's crops and masks (make_map(mask, contour))."""
+    pairs = iter([crop_pair(case, 64, 1.4) for case in cases])
+    monkeypatch.setattr(effects_module, "map_grid", lambda model, size: (2, 2))
+    monkeypatch.setattr(effects_module, "map_windows", lambda *args: None)
+
+    def predict(model, images, groups, valid):
+        original, image, mask, moved, contour = next(pairs)
+        np.testing.assert_array_equal(images[0, 0].numpy(), original)
+        maps = np.zeros((2, 4, 64, 64), np.float32)
+        maps[0, :], maps[1, :] = make_map(mask, contour), make_map(moved, contour)
+        return torch.zeros(2, 4), torch.from_numpy(maps)
+
+    monkeypatch.setattr(effects_module, "predict_maps", predict)
+
+
+def test_a_map_on_the_lesion_follows_it_and_a_map_on_the_landmark_does_not(cases, monkeypatch):
+    moved = [c for c in cases if c.kind == "moved" and c.target.startswith("osteo_fem")]
+    _fake_model(monkeypatch, moved, lambda mask, contour: mask.astype(np.float32))
+    follows = intervention_effects(None, moved, 64, 1.4, GROUPS)
+    assert list(follows.columns) == EFFECT_COLUMNS and len(follows) == len(moved)
+    assert follows["mask_shift_mm"].gt(0).all()
+    np.testing.assert_allclose(follows["com_follow"], 1.0, atol=1e-6)
+
+    def on_landmark(mask, contour):
+        heatmap = np.zeros((64, 64), np.float32)
+        x, y = np.round(contour[13]).astype(int)
+        heatmap[y, x] = 1.0
+        return heatmap
+
+    _fake_model(monkeypatch, moved, on_landmark)
+    stays = intervention_effects(None, moved, 64, 1.4, GROUPS)
+    np.testing.assert_allclose(stays["com_follow"], 0.0, atol=1e-9)
+    assert (stays["com_shift_mm"] == 0).all()
+
+
+def test_crops_of_an_intervention_differ_from_the_original_only_near_the_lesion(cases):
+    for case in cases:
+        original, image, mask, moved, _ = crop_pair(case, 64, 1.4)
+        changed = np.abs(image - original) > 1e-5
+        near = ndimage.binary_dilation(mask | moved, iterations=4)
+        if case.kind != "removed" and not moved.any():
+            continue  # moved into the bone: no mask to compare with
+        assert changed.any() and not (changed & ~near).any(), (case.side, case.target, case.kind)
+
+
+def test_a_real_model_runs_on_the_interventions(cases):
+    torch.manual_seed(0)
+    model = build_model(weights="none").eval()
+    with torch.no_grad():
+        model.fc.weight.abs_()  # positive head: non-zero maps
+    table = intervention_effects(model, cases[:5], 64, 1.4, GROUPS)
+    assert len(table) == 5 and table["logit_change"].notna().all()
+    assert table.loc[table["kind"] == "removed", "com_follow"].isna().all()
+
+
+def test_the_stage_functions_run_on_a_phantom_study(tmp_path):
+    """explain_interventions on a preprocessed two-subject phantom study (both subjects in the test split)
+    with an untrained network, then report_interventions over two such runs."""
+    folder = tmp_path / "cohort"
+    make_cohort(CONFIG, folder)
+    preprocess_study(folder / "manifest.csv", folder / "labels.csv", tmp_path / "study.h5", tmp_path / "excl.csv",
+                     truth_path=folder / "truth.h5", crop_size=64, spacing_mm=1.4, max_excluded_fraction=1.0,
+                     groups=GROUPS)
+    subjects = pd.read_csv(folder / "manifest.csv")["subject"].unique()
+    pd.DataFrame({"subject": subjects, "split": "test"}).to_csv(tmp_path / "split.csv", index=False)
+    torch.manual_seed(0)
+    model = build_model(weights="none")
+    with torch.no_grad():
+        model.fc.weight.abs_()
+    torch.save({"state_dict": model.state_dict(), "config": {}}, tmp_path / "best.pt")
+    table = explain_interventions(tmp_path / "study.h5", tmp_path / "split.csv", tmp_path / "best.pt",
+                                  phantom_config=CONFIG, groups=GROUPS, shifts_mm=[3.0], radiographs=1,
+                                  peak="cell_centre", device="cpu", out_path=tmp_path / "interventions.csv")
+    assert len(table) > 0 and set(table["subject"]) == {subjects[0]}
+    assert set(table["kind"]) == set(KINDS)
+    report_interventions([["prior", 0], ["baseline", 0]], [tmp_path / "interventions.csv"] * 2,
+                         arms=["baseline", "prior"], width_in=7.0, table_path=tmp_path / "report" / "interventions.csv",
+                         figure_path=tmp_path / "report" / "interventions_figure.png")
+    summary = pd.read_csv(tmp_path / "report" / "interventions.csv")
+    assert set(summary["quantity"]) == {"com_follow", "peak_follow", "logit_change"}
+    assert (tmp_path / "report" / "interventions_figure.pdf").stat().st_size > 1000
