@@ -11,6 +11,8 @@ Two steps:
    reference arm (`prior`), the mean difference arm - reference with its 95 % t interval over seeds, the
    seeds in which the arm is better (in the metric's direction), and the two-sided Wilcoxon signed-rank
    test over seeds (`stats.paired_wilcoxon`: exact for small n, also with ties).
+`bootstrap_comparisons` gives columns to merge into that table from the hips themselves: a hierarchical
+bootstrap over seeds and subjects (`stats.hierarchical_bootstrap`) and Holm's correction across its rows.
 Distances and spread are in crop pixels; AUC, pointing game and energy shares are fractions (0-1).
 """
 
@@ -20,7 +22,7 @@ from scipy import stats
 from sklearn.metrics import roc_auc_score
 
 from osteoloc.io.runs import read_runs
-from osteoloc.report.stats import paired_wilcoxon
+from osteoloc.report.stats import hierarchical_bootstrap, holm, paired_wilcoxon
 from osteoloc.explain.metrics import calibrated
 from osteoloc.names import ABLATION_METRICS, CALIBRATED_METRICS, CONFIDENCE, PENALTY_WARNING, REFERENCE_ARM, TARGETS
 
@@ -175,3 +177,71 @@ def read_arm_runs(runs, paths, kind):
     if len(runs) != len(paths):
         raise ValueError(f"ablation: {len(runs)} runs but {len(paths)} {kind} files")
     return read_runs(dict(zip(runs, paths)), kind)
+
+
+HIP_KEYS = ["model", "seed", "row", "target"]
+BOOTSTRAP_COLUMNS = ["metric", "target", "arm", "boot_seeds", "boot_hips", "undefined", "crossed", "boot_diff",
+                     "boot_low", "boot_high", "boot_p", "p_holm", "survives"]
+
+
+def bootstrap_comparisons(predictions, metrics, arms, reference=REFERENCE_ARM, metric_names=None, *, n_boot,
+                          seed, alpha=0.05, confidence=CONFIDENCE):
+    """Columns to merge into `ablation_table` on (metric, target, arm): each arm - reference by
+    `stats.hierarchical_bootstrap` over seeds and subjects (both hips, every visit of a subject together).
+
+    predictions, metrics: the `runs.read_runs` frames (predictions give subject, visit, side). metric_names:
+    the AUC ("auc", over hips with a known label) and "positives" metrics of ABLATION_METRICS (default: all
+    of them present); the Holm family is every row returned, so pass the pre-specified primary metrics only.
+    A hip whose value is undefined (NaN) for the arm or the reference leaves the comparison and is counted
+    in `undefined`. Seeds and subjects are crossed when a subject is scored in more than one seed (one fixed
+    test cohort, or test splits that overlap), nested when every seed has its own subjects. Columns
+    BOOTSTRAP_COLUMNS: boot_diff (mean over seeds), its percentile interval, two-sided bootstrap p,
+    Holm-adjusted p and whether the claim survives at alpha."""
+    scored = predictions.assign(hip=predictions["visit"].astype(str) + "/" + predictions["side"].astype(str))
+    hips = metrics.merge(scored[HIP_KEYS + ["subject", "hip"]], on=HIP_KEYS, how="left", validate="one_to_one")
+    if hips["subject"].isna().any():
+        raise ValueError(f"ablation bootstrap: {int(hips['subject'].isna().sum())} metrics rows without a "
+                         f"predictions row (by {HIP_KEYS}), so without a subject")
+    names = metric_names or [m for m, spec in ABLATION_METRICS.items()
+                             if (spec.source == "positives" and m in metrics) or m == "auc"]
+    rows = []
+    for metric in names:
+        if metric == "auc":
+            value, statistic, part = ["label", "prob"], "auc", scored[scored["label"] >= 0]
+        elif ABLATION_METRICS[metric].source == "positives":
+            value, statistic, part = metric, None, hips[hips["label"] == 1]
+        else:
+            raise ValueError(f"ablation bootstrap: {metric!r} is neither the AUC nor a positives metric")
+        for target in TARGETS:
+            for arm in arms:
+                if arm == reference:
+                    continue
+                pair = part[(part["target"] == target) & part["model"].isin([arm, reference])]
+                seeds = set(pair.loc[pair["model"] == arm, "seed"]) & set(
+                    pair.loc[pair["model"] == reference, "seed"])
+                if not seeds:  # no run of the arm beside the reference's: no row, as in ablation_table
+                    continue
+                pair = pair[pair["seed"].isin(seeds)]
+                undefined = pair[pair[value].isna().any(axis=1) if isinstance(value, list) else pair[value].isna()]
+                drop = pair.set_index(["seed", "subject", "hip"]).index.isin(
+                    undefined.set_index(["seed", "subject", "hip"]).index)
+                pair = pair[~drop]
+                row = {"metric": metric, "target": target, "arm": arm, "boot_seeds": len(seeds),
+                       "boot_hips": len(pair) // 2, "undefined": len(undefined[["seed", "subject", "hip"]]
+                                                                     .drop_duplicates())}
+                if not pair.empty:
+                    # a subject scored in several seeds carries its effect into each: resample it once for all
+                    crossed = bool(pair[["seed", "subject"]].drop_duplicates()["subject"].duplicated().any())
+                    result = hierarchical_bootstrap(pair, value, "model", "seed", "subject", "hip", arm,
+                                                    reference, statistic=statistic, n_boot=n_boot, seed=seed,
+                                                    confidence=confidence, crossed=crossed)
+                    row |= {"crossed": crossed, "boot_diff": result["estimate"], "boot_low": result["ci_low"],
+                            "boot_high": result["ci_high"], "boot_p": result["p"]}
+                rows.append(row)
+    table = pd.DataFrame(rows, columns=BOOTSTRAP_COLUMNS)
+    tested = table["boot_p"].notna()
+    if tested.any():
+        corrected = holm(table.loc[tested, "boot_p"], alpha=alpha)
+        table["p_holm"] = corrected["p_holm"].reindex(table.index)
+        table["survives"] = corrected["survives"].reindex(table.index).astype("boolean")
+    return table

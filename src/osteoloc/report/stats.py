@@ -1,14 +1,18 @@
 """Statistics of paper A and beyond: paired Wilcoxon tests (image level and seed level), the paired DeLong
-test of two AUCs, calibration (ECE, reliability bins) and the label co-occurrence matrix.
+test of two AUCs, calibration (ECE, reliability bins) and the label co-occurrence matrix; for the arms of a
+study, inference that respects hips and seeds: a paired bootstrap over subjects (both hips of a subject
+resampled together), a hierarchical bootstrap over seeds and subjects, and Holm's correction.
 
-Differences are always prior minus baseline; lower is better for every localisation metric.
+Paper A's tables take prior minus baseline; the arm comparisons take arm minus reference. Lower is better
+for every localisation metric.
 """
 
 import numpy as np
 import pandas as pd
 from scipy import stats
+from statsmodels.stats.multitest import multipletests
 
-from osteoloc.names import MODELS, TARGETS
+from osteoloc.names import CONFIDENCE, MODELS, TARGETS
 
 EXACT_MAX_N = 50  # scipy's own threshold for the exact signed-rank distribution (no ties, no zeros)
 SIGN_FLIP_MAX_N = 16  # exact sign-flip enumeration with ties or zeros: 2^16 statistics, well under a second
@@ -148,6 +152,260 @@ def delong_test(labels, scores_a, scores_b):
         p = 2 * stats.norm.sf(abs(z))
     return {"auc_a": float(aucs[0]), "auc_b": float(aucs[1]), "diff": float(diff),
             "se": float(np.sqrt(max(variance, 0.0))), "z": float(z), "p": float(p)}
+
+
+def delong_paired(labels, scores_a, scores_b, confidence=CONFIDENCE):
+    """Paired DeLong test of AUC(a) - AUC(b) on the same hips (a the arm, b the reference), with its normal
+    interval diff +- z_{(1+c)/2} se. Returns dict auc_a, auc_b, diff, se, z, p, ci_low, ci_high."""
+    test = delong_test(labels, scores_b, scores_a)  # delong_test takes its second scores minus its first
+    half = stats.norm.ppf((1 + confidence) / 2) * test["se"]
+    return {"auc_a": test["auc_b"], "auc_b": test["auc_a"], "diff": test["diff"], "se": test["se"],
+            "z": test["z"], "p": test["p"], "ci_low": float(test["diff"] - half),
+            "ci_high": float(test["diff"] + half)}
+
+
+# --- bootstrap inference over hips clustered by subject, and over seeds ---
+
+def _as_columns(x):
+    """A per-hip array, or a tuple/list of per-hip arrays (e.g. labels, scores), as a tuple of arrays."""
+    return tuple(np.asarray(c) for c in x) if isinstance(x, (tuple, list)) else (np.asarray(x),)
+
+
+def _cluster_layout(clusters):
+    """Hip order sorted by cluster, each cluster's start in that order and its hip count."""
+    codes = pd.factorize(pd.Series(np.asarray(clusters)), sort=True)[0]
+    order = np.argsort(codes, kind="stable")
+    counts = np.bincount(codes)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    return order, starts, counts
+
+
+def _cluster_rows(order, starts, counts, draw):
+    """Hip indices of the drawn clusters (a cluster drawn twice contributes its hips twice)."""
+    n = counts[draw]
+    offset = np.arange(n.sum()) - np.repeat(np.cumsum(n) - n, n)
+    return order[np.repeat(starts[draw], n) + offset]
+
+
+def _bootstrap_p(distribution):
+    """Two-sided p of a zero difference from a bootstrap distribution: twice the smaller tail share at 0,
+    each tail counted as (1 + k) / (1 + B) so that p is never 0, at most 1."""
+    b = len(distribution)
+    below = (1 + np.sum(distribution <= 0)) / (1 + b)
+    above = (1 + np.sum(distribution >= 0)) / (1 + b)
+    return float(min(1.0, 2 * min(below, above)))
+
+
+def _check_paired(columns_a, columns_b, clusters):
+    n = len(clusters)
+    lengths = {len(c) for c in (*columns_a, *columns_b)}
+    if lengths != {n}:
+        raise ValueError(f"paired bootstrap: arrays of lengths {sorted(lengths)} for {n} hips (clusters)")
+    if pd.isna(clusters).any():
+        raise ValueError(f"paired bootstrap: {int(pd.isna(clusters).sum())} hips without a cluster (subject)")
+    for side, columns in (("a", columns_a), ("b", columns_b)):
+        for k, column in enumerate(columns):
+            if column.dtype.kind == "f" and not np.isfinite(column).all():
+                bad = int((~np.isfinite(column)).sum())
+                raise ValueError(f"paired bootstrap: {bad} undefined (NaN/inf) values in {side}[{k}]; score "
+                                 "or exclude them explicitly before testing")
+
+
+def paired_cluster_bootstrap(a, b, clusters, statistic=np.mean, n_boot=2000, seed=0, confidence=CONFIDENCE,
+                             method="percentile"):
+    """Paired bootstrap of statistic(a) - statistic(b) over the same hips, resampling whole clusters.
+
+    a, b: per-hip arrays of the arm and the reference (row i = the same hip), or tuples of per-hip arrays
+    passed to `statistic` as positional arguments (e.g. (labels, scores_arm) and (labels, scores_ref) with
+    sklearn's roc_auc_score). clusters: per-hip cluster id (the subject: both hips of a subject are drawn
+    together, so their correlation widens the interval as it should). `statistic` must be defined on every
+    resample (an AUC needs both classes in it).
+    Runs scipy.stats.bootstrap over the cluster ids (so method="BCa" gets its jackknife over clusters too),
+    rng = numpy Generator(seed). Returns dict estimate, ci_low, ci_high, se (sd of the bootstrap
+    distribution), p (two-sided, from the bootstrap distribution: `_bootstrap_p`), n_boot, n_clusters,
+    n_hips, method.
+    """
+    columns_a, columns_b = _as_columns(a), _as_columns(b)
+    clusters = np.asarray(clusters)
+    _check_paired(columns_a, columns_b, clusters)
+    order, starts, counts = _cluster_layout(clusters)
+
+    def difference(rows):
+        return statistic(*(c[rows] for c in columns_a)) - statistic(*(c[rows] for c in columns_b))
+
+    def resampled(draw):
+        return difference(_cluster_rows(order, starts, counts, draw))
+
+    result = stats.bootstrap((np.arange(len(counts)),), resampled, n_resamples=n_boot, vectorized=False,
+                             confidence_level=confidence, method=method, rng=np.random.default_rng(seed))
+    distribution = np.asarray(result.bootstrap_distribution, dtype=np.float64)
+    undefined = int((~np.isfinite(distribution)).sum())
+    if undefined:
+        raise ValueError(f"paired bootstrap: the statistic is undefined on {undefined} of {n_boot} resamples "
+                         "(an AUC needs both classes in every resample)")
+    return {"estimate": float(difference(np.arange(len(clusters)))),
+            "ci_low": float(result.confidence_interval.low), "ci_high": float(result.confidence_interval.high),
+            "se": float(result.standard_error), "p": _bootstrap_p(distribution), "n_boot": int(n_boot),
+            "n_clusters": int(len(counts)), "n_hips": int(len(clusters)), "method": method}
+
+
+def _paired_hips(frame, value, arm_col, seed_col, cluster_col, unit_col, arm, reference):
+    """Per seed, the arm's and the reference's rows of the same hips, side by side (value columns suffixed
+    _arm and _ref); an unpaired hip or an undefined value is an error, never dropped."""
+    values = [value] if isinstance(value, str) else list(value)
+    needed = [arm_col, seed_col, cluster_col, unit_col, *values]
+    missing = [c for c in needed if c not in frame.columns]
+    if missing:
+        raise ValueError(f"hierarchical bootstrap: the frame lacks columns {missing}")
+    keys = [seed_col, cluster_col, unit_col]
+    sides = {}
+    for name, label in ((arm, "arm"), (reference, "ref")):
+        part = frame[frame[arm_col] == name]
+        if part.empty:
+            raise ValueError(f"hierarchical bootstrap: no rows of {arm_col} = {name!r}")
+        repeated = part.duplicated(keys)
+        if repeated.any():
+            raise ValueError(f"hierarchical bootstrap: {int(repeated.sum())} repeated {keys} rows of {name!r}")
+        undefined = part[values].isna().any(axis=1)
+        if undefined.any():
+            raise ValueError(f"hierarchical bootstrap: {int(undefined.sum())} rows of {name!r} with an "
+                             f"undefined {values}; score or exclude them explicitly before testing")
+        sides[label] = part[keys + values].rename(columns={v: f"{v}_{label}" for v in values})
+    wide = sides["arm"].merge(sides["ref"], on=keys, how="outer", indicator=True)
+    unpaired = wide["_merge"] != "both"
+    if unpaired.any():
+        raise ValueError(f"hierarchical bootstrap: {int(unpaired.sum())} hips of {arm!r} and {reference!r} "
+                         f"are not paired by {keys}")
+    return wide.drop(columns="_merge").sort_values(keys, kind="stable").reset_index(drop=True), values
+
+
+def _subject_kernel(block, values, statistic, codes, k):
+    """For one seed's paired hips (`_paired_hips` rows) whose subjects carry codes 0..k-1: a function from
+    subject draw counts (n, k) to the n resampled differences arm - reference. The mean and the AUC are
+    weighted sums over subjects (a subject drawn w times contributes its hips w times, and its hip pairs
+    w_k w_l times: each positive weighs the negatives below it by cumulative sums); any other statistic is
+    evaluated on each resample's hips."""
+    arm = [block[f"{v}_arm"].to_numpy() for v in values]
+    ref = [block[f"{v}_ref"].to_numpy() for v in values]
+    if statistic is None:
+        sums = np.bincount(codes, weights=arm[0] - ref[0], minlength=k)
+        hips = np.bincount(codes, minlength=k)
+        return lambda weights: (weights @ sums) / (weights @ hips)
+    if isinstance(statistic, str):  # "auc": labels ref[0] (as arm[0]), scores arm[1] vs ref[1]
+        if not np.array_equal(arm[0], ref[0]):
+            raise ValueError("hierarchical bootstrap: the AUC needs the same labels for the arm and the reference")
+        if not np.isin(arm[0], (0, 1)).all():
+            raise ValueError("hierarchical bootstrap: AUC labels must be 0 or 1 (leave unknown labels out)")
+        positive = arm[0].astype(bool)
+        ranks = []  # per score vector: negatives sorted, and each positive's place among them (ties: both ends)
+        for scores in (arm[1], ref[1]):
+            order = np.argsort(scores[~positive], kind="stable")
+            below = np.sort(scores[~positive])
+            ranks.append((order, np.searchsorted(below, scores[positive], "left"),
+                          np.searchsorted(below, scores[positive], "right")))
+
+        def auc_difference(weights):  # Mann-Whitney with hip weights: sum_i w_i (W_neg below + W_neg tied / 2)
+            hip_weights = weights[:, codes]
+            w_pos, w_neg = hip_weights[:, positive], hip_weights[:, ~positive]
+            aucs = []
+            for order, lower, upper in ranks:
+                cumulative = np.concatenate([np.zeros((len(weights), 1)), np.cumsum(w_neg[:, order], axis=1)],
+                                            axis=1)
+                below = cumulative[:, lower] + 0.5 * (cumulative[:, upper] - cumulative[:, lower])
+                aucs.append((w_pos * below).sum(axis=1))
+            return (aucs[0] - aucs[1]) / (w_pos.sum(axis=1) * w_neg.sum(axis=1))
+        return auc_difference
+    order = np.argsort(codes, kind="stable")
+    counts = np.bincount(codes, minlength=k)  # indexed by the codes themselves: a subject may have no hip here
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+
+    def loop(weights):
+        out = np.empty(len(weights))
+        for r, w in enumerate(weights):
+            rows = _cluster_rows(order, starts, counts, np.repeat(np.arange(k), w))
+            out[r] = statistic(*(c[rows] for c in arm)) - statistic(*(c[rows] for c in ref))
+        return out
+    return loop
+
+
+def hierarchical_bootstrap(frame, value, arm_col, seed_col, cluster_col, unit_col, arm, reference,
+                           statistic=None, n_boot=2000, seed=0, confidence=CONFIDENCE, crossed=False):
+    """Arm - reference across seeds: the mean over seeds of each seed's paired difference over its hips,
+    with a two-level bootstrap interval (seeds drawn with replacement, then subjects within each drawn seed).
+
+    frame: long, one row per (arm, seed, hip): columns arm_col, seed_col, cluster_col (subject), unit_col
+    (the hip within the subject, e.g. the side) and `value` (a column name, or a list of columns handed to
+    `statistic`). statistic=None: the per-hip mean difference; statistic="auc" with value=[label, score]:
+    the difference of the Mann-Whitney AUCs over the same hips (labels 0/1, shared by both arms); both are
+    vectorised as subject-weighted sums (multinomial draw counts). Otherwise a callable,
+    statistic(*value columns of the resampled hips) of the arm minus the same of the reference (e.g.
+    sklearn's roc_auc_score), evaluated in a Python loop over n_boot x seeds.
+    crossed=False (nested): every drawn seed copy gets its own subject resample, for test sets that differ
+    between seeds. crossed=True: one subject draw per replicate shared by every seed (seeds x subjects
+    crossed), for one fixed test cohort scored by every seed, whose subject effects are shared across seeds.
+    Percentile interval; p two-sided from the bootstrap distribution (`_bootstrap_p`); rng = numpy
+    Generator(seed). Returns dict estimate, ci_low, ci_high, se, p, n_boot, n_seeds, n_subjects, n_hips,
+    per_seed (Series: each seed's difference).
+    """
+    wide, values = _paired_hips(frame, value, arm_col, seed_col, cluster_col, unit_col, arm, reference)
+    if statistic is None and len(values) != 1:
+        raise ValueError("hierarchical bootstrap: the default statistic (mean) takes one value column")
+    if isinstance(statistic, str) and (statistic != "auc" or len(values) != 2):
+        raise ValueError(f"hierarchical bootstrap: statistic {statistic!r}: the named statistic is 'auc', "
+                         "with value = [label column, score column]")
+    rng = np.random.default_rng(seed)
+    seeds = list(pd.unique(wide[seed_col]))
+    subjects = np.sort(pd.unique(wide[cluster_col]))
+    blocks = [wide[wide[seed_col] == s] for s in seeds]
+    n_seeds, n_subjects = len(seeds), len(subjects)
+
+    def kernel(block, codes, k):
+        return _subject_kernel(block, values, statistic, codes, k)
+
+    per_seed = pd.Series(
+        [kernel(block, np.zeros(len(block), dtype=int), 1)(np.ones((1, 1), dtype=int))[0] for block in blocks],
+        index=seeds, name="diff", dtype=np.float64)  # all hips as one subject drawn once: the plain difference
+    seed_draws = rng.integers(0, n_seeds, size=(n_boot, n_seeds))
+    if crossed:
+        weights = rng.multinomial(n_subjects, np.full(n_subjects, 1.0 / n_subjects), size=n_boot)
+        seed_values = np.empty((n_boot, n_seeds))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            for s, block in enumerate(blocks):
+                codes = np.searchsorted(subjects, block[cluster_col].to_numpy())
+                seed_values[:, s] = kernel(block, codes, n_subjects)(weights)
+        estimates = np.take_along_axis(seed_values, seed_draws, axis=1)
+    else:
+        estimates = np.empty((n_boot, n_seeds))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            for s, block in enumerate(blocks):
+                picked = seed_draws == s
+                codes = pd.factorize(block[cluster_col], sort=True)[0]
+                k = int(codes.max()) + 1
+                weights = rng.multinomial(k, np.full(k, 1.0 / k), size=int(picked.sum()))
+                estimates[picked] = kernel(block, codes, k)(weights)
+    distribution = estimates.mean(axis=1)
+    if not np.isfinite(distribution).all():
+        raise ValueError(f"hierarchical bootstrap: {int((~np.isfinite(distribution)).sum())} of {n_boot} "
+                         "replicates undefined (a seed with no drawn hip, or a statistic undefined on a resample)")
+    tail = (1 - confidence) / 2
+    low, high = np.quantile(distribution, [tail, 1 - tail])
+    return {"estimate": float(per_seed.mean()), "ci_low": float(low), "ci_high": float(high),
+            "se": float(distribution.std(ddof=1)), "p": _bootstrap_p(distribution), "n_boot": int(n_boot),
+            "n_seeds": n_seeds, "n_subjects": int(n_subjects), "n_hips": int(len(wide)), "per_seed": per_seed}
+
+
+def holm(pvalues, alpha=0.05):
+    """Holm's step-down correction across a family of claims (statsmodels multipletests, method "holm").
+
+    pvalues: sequence or Series (its index names the claims). Returns a frame indexed like the input:
+    p, p_holm (adjusted, monotone in p, at most 1), survives (p_holm <= alpha)."""
+    p = pd.Series(pvalues, dtype=np.float64)
+    if p.empty:
+        raise ValueError("holm: no p-values")
+    if not (p.notna().all() and p.between(0, 1).all()):
+        raise ValueError(f"holm: p-values must lie in [0, 1] and be defined, got {p[~p.between(0, 1)].tolist()}")
+    reject, adjusted, _, _ = multipletests(p.to_numpy(), alpha=alpha, method="holm")
+    return pd.DataFrame({"p": p, "p_holm": adjusted, "survives": reject}, index=p.index)
 
 
 # --- calibration ---

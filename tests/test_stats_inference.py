@@ -1,0 +1,295 @@
+"""Inference over hips clustered by subject and over seeds: paired cluster bootstrap, delong_paired,
+hierarchical bootstrap, Holm. Synthetic cases with a known truth; every comparison states its tolerance."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats as sps
+
+from osteoloc.names import TARGETS
+from osteoloc.report.ablation import BOOTSTRAP_COLUMNS, ablation_table, bootstrap_comparisons, seed_level_values
+from osteoloc.report.stats import delong_paired, delong_test, hierarchical_bootstrap, holm, paired_cluster_bootstrap
+
+EFFECT = 0.3
+
+
+def two_hip_subjects(rng, n_subjects=200, effect=EFFECT, subject_sd=1.0, shared_sd=0.5, hip_sd=0.5):
+    """Per-hip metric of a reference and an arm over n_subjects x 2 hips: a subject effect on the metric and
+    a subject effect on the difference (shared by both hips), plus hip noise; true mean difference `effect`."""
+    subject = np.repeat(np.arange(n_subjects), 2)
+    level = rng.normal(0, subject_sd, n_subjects)[subject]
+    shift = rng.normal(0, shared_sd, n_subjects)[subject]
+    reference = level + rng.normal(0, hip_sd, 2 * n_subjects)
+    arm = reference + effect + shift + rng.normal(0, hip_sd, 2 * n_subjects)
+    return arm, reference, subject
+
+
+def rank_auc(labels, scores):
+    """AUC by the Mann-Whitney rank sum (ties averaged): quick enough to bootstrap in a test."""
+    labels = np.asarray(labels, bool)
+    ranks = sps.rankdata(scores)
+    m, n = labels.sum(), (~labels).sum()
+    return (ranks[labels].sum() - m * (m + 1) / 2) / (m * n)
+
+
+# --- paired cluster bootstrap ---
+
+def test_cluster_bootstrap_covers_a_known_effect():
+    arm, reference, subject = two_hip_subjects(np.random.default_rng(3))
+    result = paired_cluster_bootstrap(arm, reference, subject, n_boot=1000, seed=0)
+    assert result["estimate"] == pytest.approx((arm - reference).mean())
+    assert result["ci_low"] < EFFECT < result["ci_high"]
+    assert result["ci_low"] > 0 and result["p"] < 0.01
+    assert result["n_clusters"] == 200 and result["n_hips"] == 400
+    # the same seed gives the same numbers; BCa (scipy's jackknife over clusters) agrees within 0.02
+    assert paired_cluster_bootstrap(arm, reference, subject, n_boot=1000, seed=0) == result
+    bca = paired_cluster_bootstrap(arm, reference, subject, n_boot=1000, seed=0, method="BCa")
+    assert bca["ci_low"] == pytest.approx(result["ci_low"], abs=0.02)
+    assert bca["ci_high"] == pytest.approx(result["ci_high"], abs=0.02)
+
+
+def test_cluster_bootstrap_null_coverage_near_nominal():
+    """100 null data sets x 200 resamples: the 95 % interval covers 0 in 88-99 of 100 (binomial sd of the
+    count at 95 % is 2.2) and p < 0.05 exactly when it does not (up to resampling granularity: within 3)."""
+    rng = np.random.default_rng(11)
+    covered = significant = 0
+    for rep in range(100):
+        arm, reference, subject = two_hip_subjects(rng, n_subjects=100, effect=0.0)
+        result = paired_cluster_bootstrap(arm, reference, subject, n_boot=200, seed=rep)
+        covered += result["ci_low"] <= 0 <= result["ci_high"]
+        significant += result["p"] < 0.05
+    assert 88 <= covered <= 99
+    assert abs((100 - covered) - significant) <= 3
+
+
+def test_cluster_bootstrap_keeps_both_hips_of_a_subject_together():
+    arm, reference, subject = two_hip_subjects(np.random.default_rng(5), n_subjects=60)
+
+    def both_hips_drawn(values, subjects):  # every drawn subject brings its two hips, once per draw
+        assert np.all(np.bincount(subjects) % 2 == 0)
+        return values.mean()
+
+    paired_cluster_bootstrap((arm, subject), (reference, subject), subject, both_hips_drawn, n_boot=50)
+    with pytest.raises(AssertionError):  # hips drawn one by one split subjects
+        paired_cluster_bootstrap((arm, subject), (reference, subject), np.arange(len(subject)),
+                                 both_hips_drawn, n_boot=50)
+
+
+def test_ignoring_clusters_narrows_the_interval():
+    """Both hips of a subject carry the same difference: 200 subjects hold 200 independent differences, not
+    400. The clustered interval is sqrt(2) = 1.41 times the one that treats hips as independent (accepted:
+    1.25-1.7; this case gives 1.50)."""
+    rng = np.random.default_rng(7)
+    difference = np.repeat(rng.normal(EFFECT, 1.0, 200), 2)
+    subject = np.repeat(np.arange(200), 2)
+    reference = rng.normal(0, 1, 400)
+    clustered = paired_cluster_bootstrap(reference + difference, reference, subject, n_boot=1000)
+    naive = paired_cluster_bootstrap(reference + difference, reference, np.arange(400), n_boot=1000)
+    ratio = (clustered["ci_high"] - clustered["ci_low"]) / (naive["ci_high"] - naive["ci_low"])
+    assert 1.25 < ratio < 1.7
+
+
+def test_cluster_bootstrap_refuses_undefined_and_unpaired_values():
+    arm, reference, subject = two_hip_subjects(np.random.default_rng(0), n_subjects=10)
+    arm[3] = np.nan
+    with pytest.raises(ValueError, match="1 undefined"):
+        paired_cluster_bootstrap(arm, reference, subject, n_boot=10)
+    with pytest.raises(ValueError, match="lengths"):
+        paired_cluster_bootstrap(reference[:-1], reference, subject, n_boot=10)
+    with pytest.raises(ValueError, match="without a cluster"):
+        paired_cluster_bootstrap(reference, reference, np.where(subject == 2, np.nan, subject), n_boot=10)
+
+
+# --- DeLong ---
+
+def test_delong_paired_se_matches_the_bootstrap():
+    """DeLong's SE of AUC(a) - AUC(b) against the paired bootstrap SE over the same hips (500 resamples:
+    the bootstrap SE itself is uncertain by ~3 %); tolerance 15 %."""
+    rng = np.random.default_rng(2)
+    labels = rng.random(300) < 0.3
+    latent = rng.normal(0, 1, 300)  # shared by both scores: the AUCs are correlated
+    scores_a = labels + latent + rng.normal(0, 0.6, 300)
+    scores_b = labels + latent + rng.normal(0, 1.0, 300)
+    result = delong_paired(labels, scores_a, scores_b)
+    assert result["diff"] == pytest.approx(rank_auc(labels, scores_a) - rank_auc(labels, scores_b))
+    assert result["auc_a"] == pytest.approx(rank_auc(labels, scores_a))
+    boot = paired_cluster_bootstrap((labels, scores_a), (labels, scores_b), np.arange(300), rank_auc,
+                                    n_boot=500, seed=1)
+    assert result["se"] == pytest.approx(boot["se"], rel=0.15)
+    assert result["ci_low"] == pytest.approx(result["diff"] - 1.959964 * result["se"], abs=1e-6)
+    assert result["ci_low"] < result["diff"] < result["ci_high"]
+    # the same test as delong_test, with the sign of the arm minus the reference
+    legacy = delong_test(labels, scores_b, scores_a)
+    assert (result["diff"], result["p"]) == pytest.approx((legacy["diff"], legacy["p"]), abs=1e-12)
+    assert (result["ci_low"] < 0 < result["ci_high"]) == (result["p"] >= 0.05)
+
+
+# --- hierarchical bootstrap ---
+
+def seeds_frame(rng, n_seeds=8, n_subjects=100, effect=EFFECT, seed_sd=0.1, crossed=False):
+    """Long frame (arm, seed, subject, side, value): each seed's arm - prior difference is effect + a seed
+    effect (sd seed_sd) + subject and hip noise; crossed=True scores the same subjects in every seed."""
+    rows = []
+    level_shared = rng.normal(0, 1, n_subjects)
+    for s in range(n_seeds):
+        subject = np.arange(n_subjects) + (0 if crossed else 1000 * s)
+        level = level_shared if crossed else rng.normal(0, 1, n_subjects)
+        shift = rng.normal(effect + rng.normal(0, seed_sd), 0.5, n_subjects)
+        for side in ("left", "right"):
+            reference = level + rng.normal(0, 0.5, n_subjects)
+            arm = reference + shift + rng.normal(0, 0.5, n_subjects)
+            for name, value in (("prior", reference), ("arm", arm)):
+                rows.append(pd.DataFrame({"model": name, "seed": s, "subject": subject, "side": side,
+                                          "value": value}))
+    return pd.concat(rows, ignore_index=True)
+
+
+def run_hierarchical(frame, **kwargs):
+    return hierarchical_bootstrap(frame, "value", "model", "seed", "subject", "side", "arm", "prior", **kwargs)
+
+
+@pytest.mark.parametrize("crossed", [False, True])
+def test_hierarchical_bootstrap_covers_a_known_effect(crossed):
+    frame = seeds_frame(np.random.default_rng(4), crossed=crossed)
+    result = run_hierarchical(frame, n_boot=2000, crossed=crossed)
+    per_seed = frame.pivot_table(index="seed", columns="model", values="value", aggfunc="mean")
+    assert result["estimate"] == pytest.approx((per_seed["arm"] - per_seed["prior"]).mean())
+    assert result["ci_low"] < EFFECT < result["ci_high"] and result["ci_low"] > 0
+    assert result["n_seeds"] == 8 and result["n_hips"] == 1600
+    # the loop over a callable statistic draws the same resamples as the weighted sums: same interval (1e-9)
+    looped = run_hierarchical(frame, statistic=np.mean, n_boot=300, crossed=crossed)
+    weighted = run_hierarchical(frame, n_boot=300, crossed=crossed)
+    assert looped["estimate"] == pytest.approx(result["estimate"])
+    assert (looped["ci_low"], looped["ci_high"]) == pytest.approx((weighted["ci_low"], weighted["ci_high"]),
+                                                                  abs=1e-9)
+
+
+def test_hierarchical_bootstrap_carries_the_seed_variance():
+    """With a seed effect of sd 0.3 over 8 seeds the difference's SE is at least 0.3 / sqrt(8) = 0.106,
+    whatever the number of hips; a bootstrap over hips alone (seeds pooled) would give ~0.03. Accepted:
+    the bootstrap SE within 0.07-0.2 (the sample sd of 8 seed effects varies by ~25 %)."""
+    frame = seeds_frame(np.random.default_rng(9), seed_sd=0.3)
+    result = run_hierarchical(frame, n_boot=2000)
+    assert 0.07 < result["se"] < 0.2
+    assert result["se"] == pytest.approx(result["per_seed"].std(ddof=1) / np.sqrt(8), rel=0.25)
+
+
+def test_hierarchical_bootstrap_refuses_unpaired_or_undefined_hips():
+    frame = seeds_frame(np.random.default_rng(0), n_seeds=2, n_subjects=5)
+    with pytest.raises(ValueError, match="not paired"):
+        run_hierarchical(frame.drop(index=frame.index[(frame["model"] == "arm")][0]), n_boot=10)
+    undefined = frame.copy()
+    undefined.loc[undefined.index[0], "value"] = np.nan
+    with pytest.raises(ValueError, match="undefined"):
+        run_hierarchical(undefined, n_boot=10)
+    with pytest.raises(ValueError, match="no rows"):
+        hierarchical_bootstrap(frame, "value", "model", "seed", "subject", "side", "crops", "prior", n_boot=10)
+
+
+# --- Holm ---
+
+def test_holm_hand_worked():
+    """p = .01, .04, .03, .005 (m = 4): sorted .005, .01, .03, .04 times 4, 3, 2, 1 = .02, .03, .06, .04;
+    step-down keeps the running maximum: .02, .03, .06, .06. At alpha .05 the first two survive."""
+    result = holm(pd.Series([0.01, 0.04, 0.03, 0.005], index=["a", "b", "c", "d"]))
+    assert result["p_holm"].to_dict() == pytest.approx({"a": 0.03, "b": 0.06, "c": 0.06, "d": 0.02})
+    assert result["survives"].to_dict() == {"a": True, "b": False, "c": False, "d": True}
+    assert holm([0.5, 0.9])["p_holm"].max() == 1.0  # capped at 1
+    with pytest.raises(ValueError):
+        holm([0.01, np.nan])
+
+
+def test_hierarchical_bootstrap_of_an_auc():
+    """value = [label, prob] with an AUC statistic: per seed AUC(arm) - AUC(prior) over the same hips; an arm
+    whose scores carry the label more strongly has a positive difference, the interval excludes 0."""
+    rng = np.random.default_rng(6)
+    rows = []
+    for s in range(4):
+        subject = np.repeat(np.arange(150) + 1000 * s, 2)
+        label = rng.random(300) < 0.3
+        for name, noise in (("prior", 1.5), ("arm", 0.7)):
+            rows.append(pd.DataFrame({"model": name, "seed": s, "subject": subject, "side": np.tile([0, 1], 150),
+                                      "label": label, "prob": label + rng.normal(0, noise, 300)}))
+    frame = pd.concat(rows, ignore_index=True)
+    result = hierarchical_bootstrap(frame, ["label", "prob"], "model", "seed", "subject", "side", "arm", "prior",
+                                    statistic=rank_auc, n_boot=100)
+    first = frame[frame["seed"] == 0]
+    expected = rank_auc(*first[first["model"] == "arm"][["label", "prob"]].T.to_numpy()) - \
+        rank_auc(*first[first["model"] == "prior"][["label", "prob"]].T.to_numpy())
+    assert result["per_seed"].iloc[0] == pytest.approx(expected)
+    assert result["ci_low"] > 0 and result["ci_low"] < result["estimate"] < result["ci_high"]
+
+
+@pytest.mark.parametrize("crossed", [False, True])
+def test_hierarchical_auc_weighted_sums_match_the_loop(crossed):
+    """statistic="auc" (subject-weighted Mann-Whitney sums) against a callable AUC evaluated on each
+    resample: both draw the same resamples, so the same per-seed differences and intervals (1e-9). In the crossed
+    case seed 1 lacks two subjects of the union, so subject codes with no hip are exercised."""
+    rng = np.random.default_rng(8)
+    rows = []
+    for s in range(3):
+        subject = np.repeat(np.arange(60) + (0 if crossed else 100 * s), 2)
+        label = (rng.random(120) < 0.4).astype(int)
+        for name, noise in (("prior", 1.2), ("arm", 0.8)):
+            part = pd.DataFrame({"model": name, "seed": s, "subject": subject, "side": np.tile([0, 1], 60),
+                                 "label": label, "prob": np.round(label + rng.normal(0, noise, 120), 1)})
+            rows.append(part[~part["subject"].isin([5, 6])] if crossed and s == 1 else part)
+    frame = pd.concat(rows, ignore_index=True)
+    args = (frame, ["label", "prob"], "model", "seed", "subject", "side", "arm", "prior")
+    fast = hierarchical_bootstrap(*args, statistic="auc", n_boot=300, crossed=crossed)
+    looped = hierarchical_bootstrap(*args, statistic=rank_auc, n_boot=300, crossed=crossed)
+    np.testing.assert_allclose(fast["per_seed"], looped["per_seed"], atol=1e-12)
+    assert (fast["ci_low"], fast["ci_high"], fast["p"]) == pytest.approx(
+        (looped["ci_low"], looped["ci_high"], looped["p"]), abs=1e-9)
+    assert fast["ci_low"] < fast["estimate"] < fast["ci_high"]
+    with pytest.raises(ValueError, match="0 or 1"):
+        hierarchical_bootstrap(frame.assign(label=frame["label"] - 1), *args[1:], statistic="auc", n_boot=10)
+
+
+# --- the ablation table's bootstrap columns ---
+
+def ablation_runs(crossed, n_seeds=4, n_subjects=30):
+    """predictions and metrics of arms prior, better (CoM 2 px closer, scores that separate better) and same
+    (a copy of prior); hip 0 of seed 0 has an undefined map for `better`."""
+    rng = np.random.default_rng(12)
+    predictions, metrics = [], []
+    for s in range(n_seeds):
+        subject = np.repeat(np.arange(n_subjects) + (0 if crossed else 100 * s), 2).astype(str)
+        n = 2 * n_subjects
+        label = (rng.random(n) < 0.4).astype(int)
+        label[0], label[-1] = 1, -1  # hip 0: a positive (undefined map below); the last: unknown label
+        latent, com = rng.normal(0, 1, n), rng.uniform(5, 15, n)
+        for arm in ("prior", "better", "same"):
+            prob = label.clip(0) + latent * (0.6 if arm == "better" else 1.5)
+            shift = -2.0 + rng.normal(0, 0.5, n) if arm == "better" else 0.0
+            base = {"model": arm, "seed": s, "row": np.arange(n), "target": TARGET, "label": label}
+            predictions.append(pd.DataFrame(base | {"subject": subject, "visit": "V00",
+                                                    "side": np.tile(["left", "right"], n_subjects), "prob": prob}))
+            metrics.append(pd.DataFrame(base | {"com_distance": com + shift}))
+    metrics[1].loc[0, "com_distance"] = np.nan
+    return pd.concat(predictions, ignore_index=True), pd.concat(metrics, ignore_index=True)
+
+
+TARGET = TARGETS[0]
+
+
+@pytest.mark.parametrize("crossed", [False, True])
+def test_ablation_bootstrap_columns(crossed):
+    predictions, metrics = ablation_runs(crossed)
+    table = bootstrap_comparisons(predictions, metrics, ["prior", "better", "same"], "prior",
+                                  ["auc", "com_distance"], n_boot=400, seed=0).set_index(["metric", "arm"])
+    assert sorted(table.reset_index().columns) == sorted(BOOTSTRAP_COLUMNS) and len(table) == 4  # one target
+    assert table["crossed"].tolist() == [crossed] * 4
+    # the AUC difference is the ablation table's mean over seeds of the per-run AUC difference
+    seed_values = seed_level_values(predictions, metrics)
+    reference = ablation_table(seed_values, ["prior", "better", "same"]).set_index(["metric", "target", "arm"])
+    assert table.loc[("auc", "better"), "boot_diff"] == pytest.approx(reference.loc[("auc", TARGET, "better"),
+                                                                                      "diff"], abs=1e-12)
+    better = table.loc[("com_distance", "better")]
+    assert better["boot_low"] < -2.0 < better["boot_high"] and better["boot_high"] < 0 and better["survives"]
+    positives = int(((metrics["model"] == "prior") & (metrics["label"] == 1)).sum())
+    assert better["undefined"] == 1 and better["boot_hips"] == positives - 1  # counted, not dropped silently
+    assert table.loc[("auc", "better"), "boot_low"] > 0
+    same = table.loc[("com_distance", "same")]  # identical arms: a point interval at 0, p = 1, no claim
+    assert (same["boot_low"], same["boot_high"], same["boot_p"], same["survives"]) == (0, 0, 1, False)
+    assert (table["p_holm"] >= table["boot_p"]).all()
