@@ -35,8 +35,11 @@ def run_frames(arm, seed, with_truth=True, with_cue=False):
         com = com - 2.0 - seed  # better by 2, 3, 4 px: distinct differences
     elif arm == "baseline":
         prob, com = rng.random(n), rng.uniform(5, 15, n)
-    predictions = pd.DataFrame({"row": np.tile(np.arange(N_HIPS), len(TARGETS)),
-                                "target": np.repeat(TARGETS, N_HIPS), "label": labels, "prob": prob})
+    hips = np.tile(np.arange(N_HIPS), len(TARGETS))
+    predictions = pd.DataFrame({"row": hips, "target": np.repeat(TARGETS, N_HIPS), "label": labels, "prob": prob,
+                                # explain's hip identity: two hips per subject, one visit
+                                "subject": [f"s{h // 2:02d}" for h in hips], "visit": "V00",
+                                "side": np.where(hips % 2 == 0, "right", "left")})
     metrics = pd.DataFrame({"row": predictions["row"], "target": predictions["target"], "label": labels,
                             "com_distance": com, "peak_distance": com + 1.0, "spread": com * 2})
     metrics.loc[1, "com_distance"] = np.nan  # an undefined map: left out, not a zero
@@ -203,10 +206,16 @@ def test_report_ablation_from_run_files(tmp_path):
     out = tmp_path / "report"
     report_ablation(json.loads(json.dumps(runs)), paths["predictions"], paths["metrics"], paths["twins"],
                     arms=list(ARMS), decimals=3, width_in=7.0, table_path=out / "ablation.csv",
-                    figure_path=out / "ablation_forest.png")
+                    figure_path=out / "ablation_forest.png",
+                    statistics={"n_boot": 200, "seed": 0, "alpha": 0.05, "primary_metrics": ["auc", "com_distance"]})
     table = pd.read_csv(out / "ablation.csv")
     assert set(table["metric"]) == set(ABLATION_METRICS)
     assert list(dict.fromkeys(table["arm"])) == list(ARMS)
+    # the primary metrics' comparisons (arm against the reference) carry a bootstrap interval and Holm's verdict
+    compared = table[table["metric"].isin(["auc", "com_distance"]) & (table["arm"] != "prior")]
+    assert compared["boot_low"].notna().all() and (compared["boot_low"] <= compared["boot_high"]).all()
+    assert (compared["p_holm"] >= compared["boot_p"] - 1e-12).all()
+    assert table.loc[~table.index.isin(compared.index), "boot_p"].isna().all()
     markdown = (out / "ablation.md").read_text()
     assert "| metric" in markdown and "nan" not in markdown and "<NA>" not in markdown  # the prior's rows blank
     assert "\\label{tab:ablation}" in (out / "ablation.tex").read_text()

@@ -190,6 +190,7 @@ if config.get("arms"):
             arms=as_json(RUNS),
             decimals=REPORT["tables"]["decimals"],
             width_in=REPORT["figures"]["width_in"],
+            statistics=as_json(REPORT["statistics"]),
         log:
             log_path("report", "ablation.log"),
         script:

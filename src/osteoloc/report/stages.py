@@ -9,7 +9,8 @@ import pandas as pd
 from osteoloc.io.atomic import write_text
 from osteoloc.io.runs import read_all_runs, read_runs
 from osteoloc.io.study_h5 import StudyFile
-from osteoloc.report.ablation import ablation_table, penalty_warnings, read_arm_runs, seed_level_values
+from osteoloc.report.ablation import (ablation_table, bootstrap_comparisons, penalty_warnings, read_arm_runs,
+                                      seed_level_values)
 from osteoloc.report.figure_ablation import figure_ablation_forest
 from osteoloc.report.figure_interventions import figure_interventions, intervention_summary
 from osteoloc.report.figure_landmarks import figure_landmarks, pick_rows
@@ -61,15 +62,27 @@ def report_figures(runs_json, predictions_paths, metrics_paths, study_path, maps
 
 
 def report_ablation(runs, predictions_paths, metrics_paths, twin_predictions_paths=(), *, arms,
-                    reference=REFERENCE_ARM, decimals, width_in, table_path, figure_path):
+                    reference=REFERENCE_ARM, decimals, width_in, table_path, figure_path, statistics=None):
     """Rule report_ablation: the ablation table (`table_path`, .csv/.md/.tex) and its forest plot
     (`figure_path`, .png/.pdf). runs: [(arm, seed)] in the order of the path lists; arms: the arms in
-    table order; twin_predictions_paths: empty when the shortcut test is off."""
+    table order; twin_predictions_paths: empty when the shortcut test is off. statistics (config
+    `report.statistics`): the pre-specified primary metrics, compared by a hierarchical bootstrap over seeds
+    and subjects with Holm's correction across them (columns boot_* and survives; none when n_boot is 0)."""
 
     predictions = read_arm_runs(runs, predictions_paths, "predictions")
     metrics = read_arm_runs(runs, metrics_paths, "metrics")
     twins = read_arm_runs(runs, twin_predictions_paths, "twin predictions") if twin_predictions_paths else None
     table = ablation_table(seed_level_values(predictions, metrics, twins), arms, reference)
+    statistics = statistics or {}
+    if statistics.get("n_boot", 0) > 0:
+        # only the primary metrics this study measures (com_to_lesion needs lesion truth or references)
+        primary = [m for m in statistics["primary_metrics"] if m == "auc" or m in metrics]
+        comparisons = bootstrap_comparisons(predictions, metrics, arms, reference, primary,
+                                            n_boot=statistics["n_boot"], seed=statistics["seed"],
+                                            alpha=statistics["alpha"])
+        table = table.merge(comparisons, on=["metric", "target", "arm"], how="left")
+        log.info("ablation: %d of %d primary comparisons survive Holm's correction at %.2f",
+                 int(comparisons["survives"].sum()), len(comparisons), statistics["alpha"])
     for warning in penalty_warnings(table):
         log.warning(warning)
     write_table(table, table_path, decimals=decimals)
