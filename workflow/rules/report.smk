@@ -104,7 +104,7 @@ rule report_summary:
 LEARNING_CURVES = {
     f"{model}_seed{seed}": report_file(
         results("report", "figures", "learning_curves", f"{model}_seed{seed}.png"),
-        caption="../report/learning_curves.rst",
+        caption=workflow.source_path("../report/learning_curves.rst"),
         category="Training",
         subcategory="Learning curves",
         labels={"model": model, "seed": str(seed)},
