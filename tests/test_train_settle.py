@@ -13,6 +13,14 @@ RECIPE = dict(lr_schedule="cosine", warmup_epochs=1, optimizer="adamw", weight_d
 TOLERANCE = 1e-12  # relative: the scheduler's recursive updates against the closed form, float64
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny models: more threads only contend on a shared machine
+    yield
+    torch.set_num_threads(threads)
+
+
 def tiny_split(n, seed, size=32):
     g = torch.Generator().manual_seed(seed)
     return SplitTensors(images=torch.rand(n, 1, size, size, generator=g),
@@ -63,7 +71,6 @@ class Killed(Exception):
 
 
 def test_killed_run_resumes_to_the_uninterrupted_weights(tmp_path):
-    torch.set_num_threads(1)
     train_data, val_data = tiny_split(10, 0), tiny_split(6, 1)  # 3 steps an epoch, the last of 2 images
     s = settings(epochs=4)
     _, uninterrupted, _ = fit(train_data, val_data, s, last_path=tmp_path / "a" / "last.pt")
@@ -90,7 +97,6 @@ def test_killed_run_resumes_to_the_uninterrupted_weights(tmp_path):
 
 def test_a_resume_that_forgot_the_scheduler_would_differ(tmp_path):
     """The check above can fail: restarting the schedule at step 0 after epoch 2 changes the weights."""
-    torch.set_num_threads(1)
     train_data, val_data = tiny_split(10, 0), tiny_split(6, 1)
     s = settings(epochs=3)
     a = Trainer(train_data, val_data, s)
@@ -106,8 +112,25 @@ def test_a_resume_that_forgot_the_scheduler_would_differ(tmp_path):
     assert not all(torch.equal(x, y) for x, y in zip(a.model.parameters(), c.model.parameters()))
 
 
+def test_recomputed_bn_stats_are_the_training_images_and_change_no_weight():
+    train_data = tiny_split(8, 0)
+    trainer = Trainer(train_data, tiny_split(6, 1), settings(bn_stats="recomputed", batch_size=8))
+    trainer.train_epoch()
+    weights = {k: v.clone() for k, v in trainer.model.named_parameters()}
+    generator = trainer.generator.get_state()
+    trainer.recompute_bn_stats()
+    model = trainer.model
+    with torch.no_grad():  # one batch of all 8 images: the running mean is that batch's mean
+        conv1 = model.conv1(train_data.images)
+    torch.testing.assert_close(model.bn1.running_mean, conv1.mean(dim=(0, 2, 3)), rtol=1e-5, atol=1e-6)
+    assert model.bn1.momentum == 0.1
+    assert all(torch.equal(v, weights[k]) for k, v in model.named_parameters())
+    assert torch.equal(trainer.generator.get_state(), generator)
+    assert trainer.validate()["val_bce"] > 0
+
+
 @pytest.mark.parametrize("bad", [dict(lr_schedule="step"), dict(optimizer="sgd"), dict(warmup_epochs=5),
-                                 dict(warmup_epochs=-1), dict(grad_clip=-1.0)])
+                                 dict(warmup_epochs=-1), dict(grad_clip=-1.0), dict(bn_stats="batch")])
 def test_bad_recipe_is_refused(bad):
     with pytest.raises(ValueError):
         settings(**bad)

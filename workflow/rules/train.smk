@@ -31,6 +31,7 @@ TRAINING = {
         "lr_schedule",
         "warmup_epochs",
         "grad_clip",
+        "bn_stats",
         "rotation_degrees",
         "monitor",
         "early_stopping_patience",

@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 
 OPTIMIZERS = ("adam", "adamw")
 LR_SCHEDULES = ("constant", "cosine")
+BN_STATS = ("running", "recomputed")
 
 
 def lr_factor(step, total_steps, warmup_steps, schedule):
@@ -88,6 +89,7 @@ class TrainSettings:
     lr_schedule: str = "constant"  # constant or cosine (decay to 0 over the run's steps), see lr_factor
     warmup_epochs: int = 0  # linear warm-up from lr / warm-up steps to lr over this many epochs
     grad_clip: float = 0.0  # > 0: clip the gradients' global L2 norm to this before each step; 0 = off
+    bn_stats: str = "running"  # batch-norm statistics validated with: running (momentum) or recomputed
     rotation_degrees: float = 15.0
     monitor: str = "bce"  # validation loss that picks the best epoch: "bce" or "total"
     early_stopping_patience: int = 0  # 0 = off: always run every epoch
@@ -117,6 +119,8 @@ class TrainSettings:
         if not 0 <= self.warmup_epochs < self.epochs:
             raise ValueError(f"warmup_epochs must be at least 0 and below epochs ({self.epochs}), "
                              f"not {self.warmup_epochs!r}")
+        if self.bn_stats not in BN_STATS:
+            raise ValueError(f"bn_stats must be one of {BN_STATS}, not {self.bn_stats!r}")
         if self.grad_clip < 0:
             raise ValueError(f"grad_clip must be >= 0 (0 = off), not {self.grad_clip!r}")
         if self.monitor not in ("bce", "total"):
@@ -224,8 +228,29 @@ class Trainer:
         return {"train_bce": bce, "train_prior": prior, "train_total": total}
 
     @torch.no_grad()
+    def recompute_bn_stats(self):
+        """Replace every batch-norm layer's running mean and variance by their average over one pass of the
+        (unrotated) training images in training batches, with the weights as they are now: the statistics
+        the eval-mode network then uses belong to its current weights, not to a momentum average over
+        the epoch's changing ones. Changes no weight and draws no random number."""
+        norms = [m for m in self.model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+        momenta = [m.momentum for m in norms]
+        for m in norms:
+            m.reset_running_stats()
+            m.momentum = None  # a cumulative average over the pass
+        self.model.train()
+        d = self.train_data
+        for index in batch_order(len(d), self.settings.batch_size):
+            with self._autocast():
+                self.model(d.images[index.to(self.device)].contiguous(memory_format=self.memory_format))
+        for m, momentum in zip(norms, momenta):
+            m.momentum = momentum
+
+    @torch.no_grad()
     def validate(self):
         s = self.settings
+        if s.bn_stats == "recomputed":
+            self.recompute_bn_stats()
         self.model.eval()
         d = self.val_data
         logits, cams = [], []
