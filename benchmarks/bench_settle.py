@@ -111,17 +111,26 @@ def diagnose(args, config):
     h5, split_path = args.h5, args.split
     split = check_split(read_split(split_path), read_subjects(h5), source=str(split_path))
     train_data, val_data = load_split(h5, split, "train"), load_split(h5, split, "val")
-    settings = TrainSettings(**{**base_settings(config, args.seed), **RECIPES[args.recipes[0]]})
+    lam, radius, sigma = MODELS[args.models[0]]
+    settings = TrainSettings(**{**base_settings(config, args.seed), **RECIPES[args.recipes[0]]},
+                             prior_lambda=lam, prior_radius=radius, prior_sigma=sigma)
     trainer = Trainer(train_data, val_data, settings)
-    print(f"{len(train_data)} train / {len(val_data)} val hips, batch {settings.batch_size}")
+    print(f"{args.models[0]}, recipe {args.recipes[0]}: {len(train_data)} train / {len(val_data)} val hips, "
+          f"batch {settings.batch_size}")
     print("epoch  train_bce  val(eval, running stats)  val(recomputed stats)  val(val batch stats)")
-    for epoch in range(1, settings.epochs + 1):
+    columns = {"running stats": [], "recomputed stats": [], "val batch stats": []}
+    for epoch in range(1, (args.epochs or settings.epochs) + 1):
         train_bce = trainer.train_epoch()["train_bce"]
         trainer.model.eval()
         running = val_bce(trainer, trainer.model)
         recomputed = val_bce(trainer, recomputed_stats(trainer))
         batch = val_bce(trainer, copy.deepcopy(trainer.model).train())  # batch statistics of the val set
         print(f"{epoch:>5}  {train_bce:9.3f}  {running:24.3f}  {recomputed:21.3f}  {batch:20.3f}", flush=True)
+        for values, value in zip(columns.values(), (running, recomputed, batch)):
+            values.append(value)
+    for name, values in columns.items():
+        best = min(range(len(values)), key=values.__getitem__)
+        print(f"{name}: max epoch-to-epoch ratio {max_ratio(values):.2f}, best epoch {best + 1} ({values[best]:.3f})")
 
 
 def main():
@@ -130,10 +139,14 @@ def main():
     parser.add_argument("--h5", default="results/preprocess/study.h5")
     parser.add_argument("--split", default="results/splits/seed0.csv")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--epochs", type=int, default=0,
+                        help="--diagnose: stop after this many epochs (0 = the config's); with a constant lr the "
+                             "curve is the first epochs of the full run's")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--recipes", nargs="+", default=["paper", "cosine"], choices=sorted(RECIPES))
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
-    parser.add_argument("--diagnose", action="store_true", help="batch-norm diagnosis of the first recipe's baseline")
+    parser.add_argument("--diagnose", action="store_true",
+                        help="batch-norm diagnosis of the first recipe's first model")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     config = yaml.safe_load(Path(args.config).read_text())
