@@ -1,4 +1,5 @@
-"""The training recipe's learning-rate schedule (warm-up, cosine), AdamW and gradient clipping: the rates
+"""The training recipe: learning-rate schedule (warm-up, cosine), AdamW, gradient clipping, recomputed
+batch-norm statistics. The rates
 follow the formula, and a run killed after an epoch resumes to the very weights of an uninterrupted run."""
 
 import math
@@ -9,7 +10,8 @@ import torch
 from osteoloc.train.data import SplitTensors
 from osteoloc.train.loop import TrainSettings, Trainer, fit, lr_factor, lr_scheduler
 
-RECIPE = dict(lr_schedule="cosine", warmup_epochs=1, optimizer="adamw", weight_decay=0.05, grad_clip=1.0)
+RECIPE = dict(lr_schedule="cosine", warmup_epochs=1, optimizer="adamw", weight_decay=0.05, grad_clip=1.0,
+              bn_stats="recomputed")
 TOLERANCE = 1e-12  # relative: the scheduler's recursive updates against the closed form, float64
 
 
