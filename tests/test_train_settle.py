@@ -1,6 +1,6 @@
 """The training recipe: learning-rate schedule (warm-up, cosine), AdamW, gradient clipping, recomputed
-batch-norm statistics. The rates
-follow the formula, and a run killed after an epoch resumes to the very weights of an uninterrupted run."""
+batch-norm statistics. The rates follow the formula, and a run killed after an epoch resumes to the very
+weights of an uninterrupted run."""
 
 import math
 
