@@ -37,6 +37,38 @@ from osteoloc.names import TARGETS
 
 log = logging.getLogger(__name__)
 
+OPTIMIZERS = ("adam", "adamw")
+LR_SCHEDULES = ("constant", "cosine")
+BN_STATS = ("running", "recomputed")
+
+
+def lr_factor(step, total_steps, warmup_steps, schedule):
+    """The multiplier of the base learning rate at optimisation step `step` (0-based) of `total_steps`:
+    during the first `warmup_steps` a linear ramp (step + 1) / warmup_steps, then 1 (constant) or
+    (1 + cos(pi * (step - warmup_steps) / (total_steps - warmup_steps))) / 2 (cosine, towards 0).
+    The formula `lr_scheduler` follows; tests compare the two."""
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    if schedule == "constant":
+        return 1.0
+    return 0.5 * (1 + math.cos(math.pi * (step - warmup_steps) / max(total_steps - warmup_steps, 1)))
+
+
+def lr_scheduler(optimizer, total_steps, warmup_steps, schedule):
+    """torch's scheduler of `lr_factor`, stepped once per optimisation step: LinearLR for the warm-up
+    (from 1 / warmup_steps), then ConstantLR(factor 1) or CosineAnnealingLR (eta_min 0) for the rest.
+    None for a constant rate without warm-up (paper A: plain Adam)."""
+    schedulers = torch.optim.lr_scheduler
+    rest = max(total_steps - warmup_steps, 1)
+    after = (schedulers.CosineAnnealingLR(optimizer, T_max=rest) if schedule == "cosine"
+             else schedulers.ConstantLR(optimizer, factor=1.0, total_iters=0))
+    if warmup_steps == 0:
+        return None if schedule == "constant" else after
+    warmup = schedulers.LinearLR(optimizer, start_factor=1 / warmup_steps, end_factor=1.0,
+                                 total_iters=warmup_steps - 1)
+    return schedulers.SequentialLR(optimizer, [warmup, after], milestones=[warmup_steps])
+
+
 @dataclass(frozen=True)
 class TrainSettings:
     """Everything that fixes a run (the `train:` config section plus the run's seed and prior values).
@@ -53,6 +85,11 @@ class TrainSettings:
     batch_size: int = 32
     lr: float = 1e-3
     weight_decay: float = 0.0
+    optimizer: str = "adam"  # adam (weight decay as an L2 term in the gradient) or adamw (decoupled decay)
+    lr_schedule: str = "constant"  # constant or cosine (decay to 0 over the run's steps), see lr_factor
+    warmup_epochs: int = 0  # linear warm-up from lr / warm-up steps to lr over this many epochs
+    grad_clip: float = 0.0  # > 0: clip the gradients' global L2 norm to this before each step; 0 = off
+    bn_stats: str = "running"  # batch-norm statistics validated with: running (momentum) or recomputed
     rotation_degrees: float = 15.0
     monitor: str = "bce"  # validation loss that picks the best epoch: "bce" or "total"
     early_stopping_patience: int = 0  # 0 = off: always run every epoch
@@ -75,6 +112,17 @@ class TrainSettings:
     crop_px: int = 0  # > 0: each target's model sees a crop_px sub-crop around its landmarks (per target)
 
     def __post_init__(self):
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {OPTIMIZERS}, not {self.optimizer!r}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, not {self.lr_schedule!r}")
+        if not 0 <= self.warmup_epochs < self.epochs:
+            raise ValueError(f"warmup_epochs must be at least 0 and below epochs ({self.epochs}), "
+                             f"not {self.warmup_epochs!r}")
+        if self.bn_stats not in BN_STATS:
+            raise ValueError(f"bn_stats must be one of {BN_STATS}, not {self.bn_stats!r}")
+        if self.grad_clip < 0:
+            raise ValueError(f"grad_clip must be >= 0 (0 = off), not {self.grad_clip!r}")
         if self.monitor not in ("bce", "total"):
             raise ValueError(f"monitor must be 'bce' or 'total', not {self.monitor!r}")
         if self.prior_lambda > 0 and self.prior_sigma <= 0:
@@ -118,7 +166,11 @@ class Trainer:
                                  n_outputs=len(self.targets)).to(self.device)
         self.memory_format = torch.channels_last if s.channels_last else torch.contiguous_format
         self.model = self.model.to(memory_format=self.memory_format)
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=s.lr, weight_decay=s.weight_decay)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=s.lr, weight_decay=s.weight_decay,
+                                          decoupled_weight_decay=s.optimizer == "adamw")
+        steps_per_epoch = math.ceil(len(train_data) / s.batch_size)  # batch_order's batches
+        self.scheduler = lr_scheduler(self.optimizer, s.epochs * steps_per_epoch,
+                                      s.warmup_epochs * steps_per_epoch, s.lr_schedule)
         self.scaler = grad_scaler(self.device, s.precision)
         self.train_data = train_data.to(self.device)
         self.val_data = val_data.to(self.device)
@@ -154,8 +206,13 @@ class Trainer:
         _, bce, prior, total = self._losses(images, d.labels[index], landmarks, valid)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(total).backward()
+        if self.settings.grad_clip > 0:
+            self.scaler.unscale_(self.optimizer)  # clip the true gradients, not the loss-scaled ones
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.settings.grad_clip)
         self.scaler.step(self.optimizer)
         self.scaler.update()
+        if self.scheduler is not None:
+            self.scheduler.step()
         return torch.stack([bce.detach(), prior.detach(), total.detach()])
 
     def train_epoch(self):
@@ -171,8 +228,29 @@ class Trainer:
         return {"train_bce": bce, "train_prior": prior, "train_total": total}
 
     @torch.no_grad()
+    def recompute_bn_stats(self):
+        """Replace every batch-norm layer's running mean and variance by their average over one pass of the
+        (unrotated) training images in training batches, with the weights as they are now: the statistics
+        the eval-mode network then uses belong to its current weights, not to a momentum average over
+        the epoch's changing ones. Changes no weight and draws no random number."""
+        norms = [m for m in self.model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+        momenta = [m.momentum for m in norms]
+        for m in norms:
+            m.reset_running_stats()
+            m.momentum = None  # a cumulative average over the pass
+        self.model.train()
+        d = self.train_data
+        for index in batch_order(len(d), self.settings.batch_size):
+            with self._autocast():
+                self.model(d.images[index.to(self.device)].contiguous(memory_format=self.memory_format))
+        for m, momentum in zip(norms, momenta):
+            m.momentum = momentum
+
+    @torch.no_grad()
     def validate(self):
         s = self.settings
+        if s.bn_stats == "recomputed":
+            self.recompute_bn_stats()
         self.model.eval()
         d = self.val_data
         logits, cams = [], []
@@ -202,12 +280,15 @@ class Trainer:
     # -- checkpoint state ------------------------------------------------------------------------------
     def state(self):
         return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
                 "scaler": self.scaler.state_dict(), "generator": self.generator.get_state(),
                 "torch_rng": torch.get_rng_state()}
 
     def load_state(self, state):
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
+        if self.scheduler is not None:
+            self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
         self.generator.set_state(state["generator"])
         torch.set_rng_state(state["torch_rng"])
@@ -218,7 +299,7 @@ def _save(obj, path):
         torch.save(obj, tmp)
 
 
-CHECKPOINT_FORMAT = 3  # last.pt layout: a checkpoint of another layout is never resumed
+CHECKPOINT_FORMAT = 4  # last.pt layout: a checkpoint of another layout is never resumed
 
 
 def _load_resumable(path, identity):
