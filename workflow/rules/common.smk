@@ -64,10 +64,19 @@ def as_json(value):
 
 
 def library_code(script):
-    """The osteoloc source files a rule's script imports: as inputs, editing one reruns that rule."""
+    """The osteoloc source files a rule's script imports: as inputs, editing one reruns that rule. Paths
+    inside the working directory are relative to it, so a moved or copied checkout keeps its results.
+    """
     from osteoloc.provenance import library_sources
 
-    return library_sources(workflow.source_path(f"../../scripts/{script}"))
+    here = Path.cwd()
+    sources = [
+        Path(p)
+        for p in library_sources(workflow.source_path(f"../../scripts/{script}"))
+    ]
+    return [
+        str(p.relative_to(here)) if p.is_relative_to(here) else str(p) for p in sources
+    ]
 
 
 def train_file(name, model="{model}", seed="{seed}"):
