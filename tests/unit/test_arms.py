@@ -24,7 +24,7 @@ from osteoloc.io.runs import HISTORY_COLUMNS
 from osteoloc.names import TARGETS
 from osteoloc.train.loop import TrainSettings, per_target_last_path, train_on_study
 
-SCHEMAS = Path(__file__).resolve().parents[1] / "workflow" / "schemas"
+SCHEMAS = Path(__file__).resolve().parents[2] / "workflow" / "schemas"
 TINY = dict(epochs=1, batch_size=8, lr=1e-3, device="cpu", eval_batch_size=16, prior_lambda=1.0,
             prior_radius=3.0, prior_sigma=6.0)
 

@@ -21,7 +21,7 @@ from osteoloc.cohort.bonefinder import run_bonefinder
 from osteoloc.cohort.phantom.cohort import BROKEN_KINDS, TWIN_IMAGES, TWIN_MANIFEST, Difficulty, cohort_grades
 from osteoloc.names import TARGETS
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 GROUPS = {"osteo_fem_sup": [13, 78, 14, 15], "osteo_fem_inf": [19, 20, 21], "osteo_acet_sup": [67],
           "osteo_acet_inf": [71]}
 HAVE_DCMTK = shutil.which("dcmcjpls") is not None and shutil.which("dcmcjpeg") is not None

@@ -26,7 +26,7 @@ S = 64
 N_SUBJECTS = 12
 SEEDS = (0, 1)
 MODELS = ("baseline", "prior")
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def write_study(path, with_truth=True):
