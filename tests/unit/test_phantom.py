@@ -37,10 +37,8 @@ SMALL = {"subjects": 16, "seed": 3, "spacing_mm": [0.75, 0.8], "broken_fraction"
 
 
 @pytest.fixture(scope="module")
-def cohort(tmp_path_factory):
-    out = tmp_path_factory.mktemp("cohort")
-    make_cohort(SMALL, out)
-    return out
+def cohort(phantom_cohort):
+    return phantom_cohort(SMALL)
 
 
 @pytest.fixture(scope="module")
@@ -379,10 +377,8 @@ TWINS = {**SMALL, "subjects": 8, "shard_subjects": 3, "prevalence": {t: 0.5 for 
 
 
 @pytest.fixture(scope="module")
-def twin_cohort(tmp_path_factory):
-    out = tmp_path_factory.mktemp("twins")
-    make_cohort(TWINS, out)
-    return out
+def twin_cohort(phantom_cohort):
+    return phantom_cohort(TWINS)
 
 
 def test_twin_manifest_matches_the_manifest_row_for_row(twin_cohort):

@@ -16,7 +16,6 @@ from osteoloc.io.pts import read_hip_points
 from osteoloc.io.study_h5 import load_study
 from osteoloc.io.truth_h5 import TruthFile
 from osteoloc.explain.metrics import localisation_table
-from osteoloc.cohort.phantom.cohort import make_cohort
 from osteoloc.preprocess.shards import gather_exclusions, gather_study, n_shards, shard_units, write_shard
 from osteoloc.preprocess.sources import ManifestSource
 from osteoloc.preprocess.stages import preprocess_study, write_shard_plan
@@ -34,16 +33,9 @@ HEADER = "subject,visit,side,target,kind,unit,x,y,x2,y2,mask_path\n"
 
 
 @pytest.fixture(scope="module")
-def phantom(tmp_path_factory):
+def phantom(phantom_study):
     """The phantom cohort and its study with the phantom's truth masks: {dir, manifest, study}."""
-    folder = tmp_path_factory.mktemp("phantom") / "cohort"
-    make_cohort(PHANTOM, folder)
-    study = folder / "study.h5"
-    preprocess_study(folder / "manifest.csv", folder / "labels.csv", study, folder / "excl.csv",
-                     truth_path=folder / "truth.h5", **SETTINGS)
-    assert pd.read_csv(folder / "excl.csv").empty
-    return dict(dir=folder, manifest=pd.read_csv(folder / "manifest.csv", keep_default_na=False),
-                study=load_study(study))
+    return phantom_study(PHANTOM, SETTINGS, truth=True)
 
 
 def run(phantom, references, out, **extra):
