@@ -160,8 +160,9 @@ def test_a_peak_in_the_subcrop_map_lands_at_its_hip_crop_pixel():
     maps[1, 0, 15, 15] = 0.5
     placed = place_subcrop_maps(maps, offsets, 64)
     assert placed.shape == (2, 4, 64, 64)
-    assert placed[0, 2, 24 + 5, 14 + 3] == 1.0 and placed[1, 0, 63, 15] == 0.5
-    assert placed.sum() == 1.5  # zero outside the sub-crop, nothing lost inside
+    assert float(placed[0, 2, 24 + 5, 14 + 3]) == pytest.approx(1.0, abs=1e-6)
+    assert float(placed[1, 0, 63, 15]) == pytest.approx(0.5, abs=1e-6)
+    assert float(placed.sum()) == pytest.approx(1.5, abs=1e-6)  # zero outside the sub-crop, nothing lost inside
     # the inverse of the cut
     torch.testing.assert_close(cut_subcrops(placed.reshape(8, 1, 64, 64), offsets.repeat_interleave(4, 0), 16),
                                maps.reshape(8, 1, 16, 16))

@@ -68,7 +68,7 @@ def test_flip_maps_x_to_s_minus_1_minus_x():
 
 
 def test_to_resampled_keeps_image_edges():
-    assert to_resampled([[-0.5, 99.5]], 2.0).tolist() == [[-0.5, 49.5]]
+    np.testing.assert_allclose(to_resampled([[-0.5, 99.5]], 2.0), [[-0.5, 49.5]], rtol=0, atol=1e-9)
 
 
 # --- a cohort with every kind of trouble --------------------------------------------------------------

@@ -10,7 +10,7 @@ A shard folder holds
 - `exclusions.csv`: `unit` + the exclusions table's columns, the unit's own exclusions.
 
 Every decision depends on a unit and on the whole cohort only, never on the shard it fell in, so the study
-file and the exclusions table are identical whatever `shard_size` (tests/test_shards.py).
+file and the exclusions table are identical whatever `shard_size` (tests/unit/test_shards.py).
 """
 
 import logging
