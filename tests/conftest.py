@@ -30,6 +30,11 @@ def pytest_collection_modifyitems(items):
     for item in items:
         if HERE / "workflow" in Path(item.fspath).parents:
             item.add_marker(pytest.mark.workflow)
+    # The first test that needs CI's study runs first, so the study builds while the other xdist worker
+    # runs unit tests (the same order in every worker, as xdist requires).
+    first = next((i for i, item in enumerate(items) if "ci_study" in item.fixturenames), None)
+    if first is not None:
+        items.insert(0, items.pop(first))
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -5,6 +5,7 @@ imported osteoloc source files as inputs closes that gap.
 """
 
 import ast
+import functools
 from pathlib import Path
 
 PACKAGE = "osteoloc"
@@ -13,7 +14,15 @@ PACKAGE_ROOT = Path(__file__).resolve().parent
 
 def _imported_modules(path):
     """Dotted names of the osteoloc modules `path` imports (absolute imports only)."""
-    tree = ast.parse(Path(path).read_text(), filename=str(path))
+    stat = Path(path).stat()
+    return _parsed_imports(str(path), stat.st_mtime_ns, stat.st_size)
+
+
+@functools.cache
+def _parsed_imports(path, mtime_ns, size):
+    """Every rule asks for the same modules while snakemake parses the workflow: each file is parsed once
+    (per content, as far as its modification time and size tell)."""
+    tree = ast.parse(Path(path).read_text(), filename=path)
     names = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
@@ -21,7 +30,7 @@ def _imported_modules(path):
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             names.add(node.module)
             names.update(f"{node.module}.{alias.name}" for alias in node.names)
-    return {name for name in names if name == PACKAGE or name.startswith(PACKAGE + ".")}
+    return frozenset(name for name in names if name == PACKAGE or name.startswith(PACKAGE + "."))
 
 
 def _module_file(name):
