@@ -1,12 +1,15 @@
 # The two set-up commands of the README: `make study` and `make test`. Both build .venv from nothing
 # (pinned by pyproject.toml + requirements.lock) and reuse it while those files are unchanged.
+# `make test-fast` (tests/unit only, no snakemake) is the developer's edit-test loop.
 PYTHON ?= python3.11
 VENV := .venv
 STAMP := $(VENV)/.installed
 CORES ?= all
 PYTEST_ARGS ?=
+# pytest-xdist workers: the unit tests spread over both cores of a small machine while CI's study builds
+TEST_WORKERS ?= 2
 
-.PHONY: study test report clean-venv
+.PHONY: study test test-fast report clean-venv
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
@@ -19,8 +22,13 @@ study: $(STAMP)
 	$(VENV)/bin/snakemake --profile profiles/default --cores $(CORES)
 	$(VENV)/bin/snakemake --profile profiles/default --cores $(CORES) --report results/report.html
 
+# Every test (the one CI runs): tests/unit and tests/workflow.
 test: $(STAMP)
-	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/python -m pytest -n $(TEST_WORKERS) $(PYTEST_ARGS)
+
+# The unit tests only: the library on small inputs, no snakemake.
+test-fast: $(STAMP)
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/python -m pytest -n $(TEST_WORKERS) tests/unit $(PYTEST_ARGS)
 
 clean-venv:
 	rm -rf $(VENV)

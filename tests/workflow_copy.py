@@ -1,8 +1,9 @@
-"""Run snakemake on a throw-away copy of the workflow, for the infrastructure tests (SLURM, reruns, faults).
+"""Run snakemake on a throw-away copy of the workflow, for the workflow tests (tests/workflow).
 
-A copy keeps the checkout's results/ untouched. `src/` is copied too and put first on PYTHONPATH, so a test may
-edit library code (and the rules' `library_code(...)` inputs point into the copy) without touching the
-checkout. Scratch workflows (a few rules written by a test) use the same runner.
+A copy keeps the checkout's results untouched. `src/` is copied too and put first on PYTHONPATH, so a test may
+edit library code (the rules list it relative to the working directory, so in the copy) without touching the
+checkout. Scratch workflows (a few rules written by a test) use the same runner. A copy's experiments/ci.yaml
+asks only for the transfer syntaxes this machine can write (dcmtk's two are left out where dcmtk is missing).
 """
 
 import os
@@ -14,8 +15,9 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
 import yaml
+
+from osteoloc.cohort.phantom.dicom import dcmtk_missing
 
 REPO = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
@@ -23,6 +25,9 @@ SNAKEMAKE = str(VENV_BIN / "snakemake")
 # What a workflow run needs; results/, .snakemake/ and the venv stay behind.
 WORKFLOW_PARTS = ("Snakefile", "workflow", "scripts", "config.yaml", "experiments", "profiles", "src")
 CI_CONFIG = "experiments/ci.yaml"
+# What paper A and paper B train or compute after the split (folders under results/): a copy of a run
+# without them holds the phantom, preprocessing and the splits only.
+TRAINED = ("train", "grid", "explain", "report", "segment")
 
 
 def copy_workflow(dest):
@@ -35,7 +40,27 @@ def copy_workflow(dest):
             shutil.copytree(source, dest / part, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
         elif source.is_file():
             shutil.copy2(source, dest / part)
+    config = machine_ci_config()
+    if config is not None:
+        (dest / CI_CONFIG).write_text(config)
     return dest
+
+
+def unwritable_syntaxes():
+    """The transfer syntaxes experiments/ci.yaml asks for that this machine cannot write (dcmtk missing)."""
+    asked = yaml.safe_load((REPO / CI_CONFIG).read_text())["cohort"]["phantom"]["dicom"]["transfer_syntax"]
+    return sorted(name for name, weight in asked.items() if float(weight) > 0 and dcmtk_missing([name]))
+
+
+def machine_ci_config():
+    """experiments/ci.yaml with weight 0 for the syntaxes this machine cannot write; None when it can write all."""
+    missing = unwritable_syntaxes()
+    if not missing:
+        return None
+    config = yaml.safe_load((REPO / CI_CONFIG).read_text())
+    config["cohort"]["phantom"]["dicom"]["transfer_syntax"].update(dict.fromkeys(missing, 0))
+    header = f"# experiments/ci.yaml without {', '.join(missing)}: dcmtk is not installed where the tests ran\n"
+    return header + yaml.safe_dump(config, sort_keys=False)
 
 
 def copy_profiles(dest):
@@ -174,10 +199,32 @@ def csv_outputs(results):
     }
 
 
-def copy_completed(source, dest):
-    """Copy a completed run (results, .snakemake metadata, mtimes kept) so a test can change it freely."""
-    shutil.copytree(source, dest, symlinks=True, ignore=shutil.ignore_patterns("locks", "incomplete"))
-    return Path(dest)
+def copy_study(source, dest, without=()):
+    """Copy a workflow copy that has run (results, .snakemake metadata, mtimes kept) so a test may change it.
+
+    Checkpoints (*.pt, hundreds of MB) are hard links: the library writes them only by renaming a new file
+    into place and snakemake deletes outputs before rerunning a job, so the source's stay as they were.
+    `without`: folders under results/ left out (their jobs then run again in the copy).
+    """
+    source, dest = Path(source), Path(dest)
+    skipped = {source / "results" / name for name in without}
+
+    def ignore(folder, names):
+        if Path(folder) == source / ".snakemake":
+            return [n for n in names if n in ("locks", "incomplete")]
+        return [n for n in names if Path(folder, n) in skipped or n == "__pycache__"]
+
+    def link_or_copy(src, dst):
+        if src.endswith(".pt"):
+            try:
+                os.link(src, dst)
+                return dst
+            except OSError:
+                pass  # another file system: copy
+        return shutil.copy2(src, dst)
+
+    shutil.copytree(source, dest, symlinks=True, ignore=ignore, copy_function=link_or_copy)
+    return dest
 
 
 _JOB_HEADER = re.compile(r"^(?:local)?(?:rule|checkpoint) (\w+):$")
@@ -205,24 +252,6 @@ def comparable_csv(path):
     frame = pd.read_csv(path)
     timing = [c for c in frame.columns if "second" in c.lower() or c.lower() in ("time", "elapsed", "runtime")]
     return frame.drop(columns=timing).to_csv(index=False)
-
-
-@pytest.fixture(scope="session")
-def completed_study(tmp_path_factory):
-    """A copy of the workflow with the tiny study run to completion locally (shared by the test files).
-
-    Tests that change it must put it back as it was (content and mtimes); copying a completed run is no
-    substitute, since the rules' library inputs are absolute paths into the copy.
-    """
-    # Each test module that imports this fixture gets its own session fixture; share one run between them.
-    if "workdir" not in _COMPLETED:
-        workdir = copy_workflow(tmp_path_factory.mktemp("completed") / "study")
-        snakemake(workdir, "--cores", "2", "--configfile", CI_CONFIG, timeout=1800)
-        _COMPLETED["workdir"] = workdir
-    return _COMPLETED["workdir"]
-
-
-_COMPLETED = {}
 
 
 def write_override(tmp_path, block):

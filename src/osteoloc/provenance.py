@@ -15,11 +15,24 @@ Two refinements keep a rule's scope to what its code means:
 """
 
 import ast
+import functools
 from pathlib import Path
 
 PACKAGE = "osteoloc"
 PACKAGE_ROOT = Path(__file__).resolve().parent
 ENTRY_MODULE = "stages"  # osteoloc.<stage>.stages: the entry points the scripts call
+
+
+def _parsed(path):
+    """The syntax tree of `path`, parsed once per content (as its modification time and size tell): every
+    rule asks for the same modules while snakemake parses the workflow."""
+    stat = path.stat()
+    return _parse(str(path), stat.st_mtime_ns, stat.st_size)
+
+
+@functools.cache
+def _parse(path, mtime_ns, size):
+    return ast.parse(Path(path).read_text(), filename=path)
 
 
 def _is_library(name):
@@ -131,7 +144,7 @@ def library_sources(script, also=()):
     pending.append((Path(script), None))
     while pending:
         path, used = pending.pop()
-        tree = ast.parse(Path(path).read_text(), filename=str(path))
+        tree = _parsed(Path(path))
         if used is not None:  # an entry module: only what the used entry points need
             for name in _used_imports(tree, used):
                 follow(name)

@@ -100,9 +100,17 @@ def as_json(value):
 
 def library_code(script, also=()):
     """The osteoloc source files a rule's script imports: as inputs, editing one reruns that rule. `also`:
-    modules the library imports only for some studies (inside a function), which this study needs.
+    modules the library imports only for some studies (inside a function), which this study needs. Paths
+    inside the working directory are relative to it, so a moved or copied checkout keeps its results.
     """
-    return library_sources(workflow.source_path(f"../../scripts/{script}"), also)
+    here = Path.cwd()
+    sources = [
+        Path(p)
+        for p in library_sources(workflow.source_path(f"../../scripts/{script}"), also)
+    ]
+    return [
+        str(p.relative_to(here)) if p.is_relative_to(here) else str(p) for p in sources
+    ]
 
 
 def train_file(name, model="{model}", seed="{seed}"):

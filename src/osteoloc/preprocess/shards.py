@@ -18,7 +18,7 @@ A shard folder holds
 - `content.txt`: the digest of its rows and its files' content (`shard_digests`) it was made from.
 
 Every decision depends on a unit and on the whole cohort only, never on the shard it fell in, so the study
-file and the exclusions table are identical whatever `shard_size` (tests/test_shards.py).
+file and the exclusions table are identical whatever `shard_size` (tests/unit/test_shards.py).
 """
 
 import hashlib

@@ -22,7 +22,7 @@ RESERVED = MODELS  # the paper's two models keep their names
 NAME = re.compile(r"^[a-z0-9_]+$")
 LANDMARK_SOURCES = ("automatic", "manual")
 
-# Defaults of every arm key (the schema's; tests/test_arms.py holds them equal).
+# Defaults of every arm key (the schema's; tests/unit/test_arms.py holds them equal).
 DEFAULTS = {
     "prior": {"shape": DEFAULT_SHAPE, "landmarks": "automatic", "landmark_noise_mm": 0.0},
     "model": {"per_target": False, "output_stride": 32},

@@ -74,7 +74,7 @@ class TrainSettings:
     """Everything that fixes a run (the `train:` config section plus the run's seed and prior values).
 
     The defaults are the schema's (workflow/schemas/train.schema.yaml, study.schema.yaml for `device`;
-    tests/test_train.py holds them equal); the workflow passes every value from the validated config.
+    tests/unit/test_train.py holds them equal); the workflow passes every value from the validated config.
     prior_lambda 0 trains the baseline; with prior_sigma > 0 its prior loss is still measured (detached)
     for comparison, with prior_sigma 0 it is not computed (NaN in the history). Radius and sigma are in
     input pixels.

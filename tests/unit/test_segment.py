@@ -140,7 +140,8 @@ def test_dice_and_detection_on_hand_made_masks():
     assert m["pointing_hit"].iloc[:2].tolist() == [1.0, 0.0]
     s = summarise(m, "x", "osteo_fem_inf")
     assert (s["tp"], s["fn"], s["fp"], s["tn"]) == (1, 1, 1, 1)
-    assert s["sensitivity"] == 0.5 and s["specificity"] == 0.5 and s["f1"] == pytest.approx(0.5)
+    assert s["sensitivity"] == pytest.approx(0.5) and s["specificity"] == pytest.approx(0.5)
+    assert s["f1"] == pytest.approx(0.5)
     assert s["dice_mean"] == pytest.approx(1 / 3) and s["dice_sd"] == pytest.approx(np.std([2 / 3, 0], ddof=1))
     m2 = per_patch_metrics(prob, truth, [1, 1, 0, 0], [10, 11, 12, 13], min_area=5)
     assert list(m2["pred_present"]) == [1, 0, 0, 0]
@@ -301,27 +302,3 @@ def test_end_to_end_on_a_toy_study(toy, tmp_path):
     with h5py.File(files["fem_inf"]["predictions"]) as h5:
         assert h5["prob"].shape == h5["truth"].shape and h5.attrs["target"] == "osteo_fem_inf"
     assert json.loads(json.dumps(cfg))  # the config block is plain JSON, as params pass it
-
-
-# --- the rules on the CI study --------------------------------------------------------------------------
-
-@pytest.mark.workflow
-def test_segment_branch_runs_on_the_ci_study(tmp_path):
-    import yaml
-    from workflow_copy import CI_CONFIG, copy_workflow, snakemake
-
-    work = copy_workflow(tmp_path / "wf")
-    config = yaml.safe_load((work / CI_CONFIG).read_text())
-    config["segment"]["report"]["weak_vs_strong"] = False  # the CAM side needs paper A's whole branch
-    (work / "seg.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
-    # targets before --configfile, which takes every following word as a config file
-    snakemake(work, "results/report/tables/segmentation.csv", "results/report/figures/segmentation_examples.png",
-              "--cores", "2", "--configfile", "seg.yaml")
-    table = pd.read_csv(work / "results/report/tables/segmentation.csv")
-    assert list(table["site"]) == list(config["segment"]["sites"])
-    assert (table["n"] > 0).all() and (table["tp"] + table["fn"] == table["n_positive"]).all()
-    for site in config["segment"]["sites"]:
-        assert (work / "results/segment" / site / "model.pt").exists()
-        history = pd.read_csv(work / "results/segment" / site / "history.csv")
-        assert len(history) == config["segment"]["training"]["epochs"] and history["best"].sum() == 1
-    assert (work / "results/report/figures/segmentation_confusion.pdf").exists()

@@ -60,7 +60,7 @@ def test_pointing_game_and_energy():
     mask[5, 8] = True  # 3 px right of the peak
     assert pointing_hit(heatmap, mask, tolerance_px=2) == 0.0
     assert pointing_hit(heatmap, mask, tolerance_px=3) == 1.0
-    assert energy_in_mask(heatmap, mask) == 0.0
+    assert energy_in_mask(heatmap, mask) == pytest.approx(0.0, abs=1e-12)
     mask[0, 0] = True
     assert energy_in_mask(heatmap, mask) == pytest.approx(1 / 3, rel=1e-6)
     assert math.isnan(pointing_hit(heatmap, np.zeros((10, 10), bool), 5))

@@ -17,7 +17,7 @@ from osteoloc.io.study_h5 import StudyFile
 from osteoloc.names import SIDES, TARGETS
 from osteoloc.preprocess.stages import preprocess_study
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 # The user's names: osteoloc's name -> theirs (targets per side, OAI-style abbreviations)
 USER_NAMES = {"cohort": "Study", "subject": "PatID", "visit": "Visit",
               **{f"{t}_{side}": f"OST_{t.split('_')[1][0].upper()}{t.split('_')[2][0].upper()}_{side[0].upper()}"

@@ -1,11 +1,6 @@
 """Explain + aggregation on a tiny synthetic study (contracts section 2): every expected file appears,
 and the files hold what the contract says."""
 
-import json
-import subprocess
-import sys
-from pathlib import Path
-
 import h5py
 import numpy as np
 import pandas as pd
@@ -26,7 +21,6 @@ S = 64
 N_SUBJECTS = 12
 SEEDS = (0, 1)
 MODELS = ("baseline", "prior")
-REPO = Path(__file__).resolve().parents[1]
 
 
 def write_study(path, with_truth=True):
@@ -194,37 +188,6 @@ def test_case_rules_pick_the_stated_pairs():
     assert cases["b"].position == 1                                 # better localised, score -0.2
     assert cases["c"].position == 2                                 # the negative, 0.7 -> 0.2
     assert cases["d"].position == 3                                 # 0.9 -> 0.3, below 0.5
-
-
-@pytest.mark.workflow
-def test_workflow_report_rules(tmp_path):
-    """explain + report rules through Snakemake on synthetic upstream files; --report writes the HTML.
-
-    A Snakefile with only this stage's rule files (plus common.smk) treats the upstream contract files as
-    sources, so neither the run nor the report needs the other stages' outputs."""
-    results = tmp_path / "results"
-    write_upstream(results)
-    config = {"study": {"name": "tiny", "seeds": list(SEEDS), "selection_seed": 0, "results": str(results)},
-              "explain": {"batch_size": 8}, "report": {"figures": {"width_in": 5.0}}}
-    (tmp_path / "config.yaml").write_text(json.dumps(config))
-    rules = REPO / "workflow" / "rules"
-    (tmp_path / "Snakefile").write_text(
-        f'configfile: "{tmp_path / "config.yaml"}"\n'
-        + "".join(f'include: "{rules / name}"\n' for name in ("common.smk", "explain.smk", "report.smk"))
-        + "rule all:\n    input: ALL_TARGETS,\n    default_target: True\n")
-    snakemake = [str(Path(sys.executable).with_name("snakemake")), "-s", str(tmp_path / "Snakefile"),
-                 "--directory", str(tmp_path)]
-    subprocess.run(snakemake + ["--cores", "2"], check=True)
-    for table_id in TABLE_IDS:
-        assert (results / "report" / "tables" / f"{table_id}.tex").is_file()
-    for figure_id in FIGURE_IDS:
-        assert (results / "report" / "figures" / f"{figure_id}.pdf").is_file()
-    summary = (results / "report" / "summary.md").read_text()
-    assert "no landmarks" in summary
-    html = tmp_path / "report.html"
-    subprocess.run(snakemake + ["--report", str(html)], check=True)
-    text = html.read_text(errors="replace")
-    assert "case studies" in text and "Seed-level input" in text  # captions and labels reached the report
 
 
 def test_case_rules_show_four_different_images():

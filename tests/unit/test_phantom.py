@@ -21,7 +21,7 @@ from osteoloc.cohort.bonefinder import run_bonefinder
 from osteoloc.cohort.phantom.cohort import BROKEN_KINDS, TWIN_IMAGES, TWIN_MANIFEST, Difficulty, cohort_grades
 from osteoloc.names import TARGETS
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 GROUPS = {"osteo_fem_sup": [13, 78, 14, 15], "osteo_fem_inf": [19, 20, 21], "osteo_acet_sup": [67],
           "osteo_acet_inf": [71]}
 HAVE_DCMTK = shutil.which("dcmcjpls") is not None and shutil.which("dcmcjpeg") is not None
@@ -37,10 +37,8 @@ SMALL = {"subjects": 16, "seed": 3, "spacing_mm": [0.75, 0.8], "broken_fraction"
 
 
 @pytest.fixture(scope="module")
-def cohort(tmp_path_factory):
-    out = tmp_path_factory.mktemp("cohort")
-    make_cohort(SMALL, out)
-    return out
+def cohort(phantom_cohort):
+    return phantom_cohort(SMALL)
 
 
 @pytest.fixture(scope="module")
@@ -379,10 +377,8 @@ TWINS = {**SMALL, "subjects": 8, "shard_subjects": 3, "prevalence": {t: 0.5 for 
 
 
 @pytest.fixture(scope="module")
-def twin_cohort(tmp_path_factory):
-    out = tmp_path_factory.mktemp("twins")
-    make_cohort(TWINS, out)
-    return out
+def twin_cohort(phantom_cohort):
+    return phantom_cohort(TWINS)
 
 
 def test_twin_manifest_matches_the_manifest_row_for_row(twin_cohort):

@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SRC = REPO / "src"
 LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
 # module -> functions that may import osteoloc modules inside them, and why

@@ -1,21 +1,27 @@
 """The cohort rules through snakemake: phantom_shard jobs and their gather phantom_cohort on CI's study, the
-bonefinder rule with a fake command, and the counterfactual twins the gather adds when cue.twins is on."""
+DICOM transfer syntaxes it asks for, the bonefinder rule with a fake command, and the counterfactual twins
+the gather adds when cue.twins is on."""
 
 import sys
 
 import pandas as pd
+import pydicom
 import pytest
-from workflow_copy import CI_CONFIG, copy_workflow, snakemake, write_override
+import yaml
+from workflow_copy import CI_CONFIG, REPO, TRAINED, copy_study, snakemake, unwritable_syntaxes, write_override
 
 from osteoloc.io.pts import read_pts
 from osteoloc.cohort.phantom.cohort import BROKEN_KINDS, TWIN_IMAGES, TWIN_MANIFEST
+from osteoloc.cohort.phantom.dicom import TRANSFER_SYNTAXES
 
 pytestmark = pytest.mark.workflow
+SYNTAX_NAMES = {uid: name for name, (uid, _) in TRANSFER_SYNTAXES.items()}
 
 
 @pytest.fixture(scope="module")
-def workdir(tmp_path_factory):
-    return copy_workflow(tmp_path_factory.mktemp("cohort_wf"))
+def workdir(ci_study, tmp_path_factory):
+    """A copy of the session's CI study (its phantom_cohort ran there); the tests below change its cohort."""
+    return copy_study(ci_study, tmp_path_factory.mktemp("cohort_wf") / "study", without=TRAINED)
 
 
 def test_phantom_cohort_rule_on_ci_study(workdir):
@@ -36,6 +42,32 @@ def test_phantom_cohort_rule_on_ci_study(workdir):
     # a second run has nothing to do
     again = snakemake(workdir, "phantom_cohort", "--cores", "1", "--configfile", CI_CONFIG)
     assert "Nothing to be done" in again.stdout + again.stderr
+
+
+def _written_syntaxes(workdir):
+    """The transfer syntax names of the cohort's radiographs (a truncated one keeps its header)."""
+    cohort = workdir / "results" / "cohort"
+    paths = pd.read_csv(cohort / "manifest.csv")["image_path"]
+    return {SYNTAX_NAMES[pydicom.dcmread(cohort / p, stop_before_pixels=True).file_meta.TransferSyntaxUID]
+            for p in paths}
+
+
+def _asked_syntaxes(config_path):
+    weights = yaml.safe_load(config_path.read_text())["cohort"]["phantom"]["dicom"]["transfer_syntax"]
+    return {name for name, weight in weights.items() if float(weight) > 0}
+
+
+def test_ci_study_writes_every_transfer_syntax_it_asks_for(ci_study):
+    """Every syntax of the study's config (on a machine without dcmtk: those pydicom writes) is in the cohort."""
+    assert _written_syntaxes(ci_study) == _asked_syntaxes(ci_study / CI_CONFIG)
+
+
+@pytest.mark.skipif(bool(unwritable_syntaxes()), reason=f"dcmtk not installed: the CI study was built without "
+                    f"{', '.join(unwritable_syntaxes())} (tools/system-packages.sh installs dcmtk)")
+def test_ci_study_has_the_dcmtk_syntaxes(ci_study):
+    """With dcmtk the CI study is experiments/ci.yaml as written: JPEG-LS and JPEG Lossless files included."""
+    assert _asked_syntaxes(ci_study / CI_CONFIG) == _asked_syntaxes(REPO / CI_CONFIG)
+    assert {"jpegls", "jpeg_lossless"} <= _written_syntaxes(ci_study)
 
 
 def test_bonefinder_rule_runs_the_configured_command(workdir, tmp_path):

@@ -16,7 +16,7 @@ from workflow_copy import (
     epochs_in_checkpoint,
     CI_CONFIG,
     REPO,
-    completed_study,  # noqa: F401 (fixture)
+    TRAINED,
     copy_profiles,
     copy_workflow,
     csv_outputs,
@@ -106,10 +106,10 @@ def test_scratch_workflow_heavy_rule_on_gpu_partition_cheap_rule_local(local_slu
     assert (tmp_path / "out/summary.csv").read_text().split() == ["slurm_job", "none"], "localrule ran local"
 
 
-def test_tiny_study_through_slurm_matches_a_local_run(local_slurm, completed_study, tmp_path):
+def test_tiny_study_through_slurm_matches_a_local_run(local_slurm, ci_study, tmp_path):
     """The whole tiny study through profiles/slurm gives the same CSVs as a local run (CPU, seeded); timing
     columns aside."""
-    local = completed_study
+    local = ci_study
     cluster = copy_workflow(tmp_path / "slurm")
     profile = local_slurm_profile(cluster)
     run = snakemake(cluster, "--profile", profile, "--configfile", CI_CONFIG, timeout=1800)
@@ -123,13 +123,13 @@ def test_tiny_study_through_slurm_matches_a_local_run(local_slurm, completed_stu
     assert not differing, f"SLURM and local runs differ in {differing}"
 
 
-def test_scancelled_training_is_retried_and_resumes_from_its_checkpoint(local_slurm, tmp_path):
+def test_scancelled_training_is_retried_and_resumes_from_its_checkpoint(local_slurm, ci_copy, tmp_path):
     """scancel a training job mid-run: the profile's retry resubmits it and training resumes at its last
     epoch instead of starting over; the run then completes."""
-    workdir = copy_workflow(tmp_path / "study")
+    workdir = ci_copy(without=TRAINED)
     override = write_override(tmp_path, {"train": {"epochs": 6, "early_stopping_patience": 0}})
     config = ["--configfile", CI_CONFIG, override]
-    snakemake(workdir, "results/splits/seed0.csv", "--cores", "2", *config)  # prerequisites, locally
+    snakemake(workdir, "results/splits/seed0.csv", "--cores", "2", *config)  # prerequisites: done in the copy
     run_dir = workdir / "results/train/baseline/seed0"
     profile = local_slurm_profile(workdir)
     log_path = tmp_path / "slurm_run.log"

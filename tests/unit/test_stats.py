@@ -150,7 +150,7 @@ def test_delong_matches_mann_whitney_and_naive_implementation():
     assert result["se"] == pytest.approx(np.sqrt(var))
     assert result["p"] == pytest.approx(2 * sps.norm.sf(abs(diff) / np.sqrt(var)))
     same = delong_test(labels, a, a)
-    assert same["p"] == 1.0 and same["diff"] == 0.0
+    assert same["p"] == pytest.approx(1.0, abs=1e-12) and same["diff"] == pytest.approx(0.0, abs=1e-12)
 
 
 def test_calibration():

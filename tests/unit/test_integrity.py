@@ -12,7 +12,6 @@ import pytest
 from helpers import load_study
 
 from osteoloc.io.pts import read_pts, write_pts
-from osteoloc.cohort.phantom.cohort import make_cohort
 from osteoloc.preprocess.stages import preprocess_study
 
 SETTINGS = dict(crop_size=64, spacing_mm=1.4, max_excluded_fraction=1.0,
@@ -23,15 +22,9 @@ PHANTOM = {"seed": 3, "subjects": 6, "broken_fraction": 0.0, "split_pts_fraction
 
 
 @pytest.fixture(scope="module")
-def phantom(tmp_path_factory):
+def phantom(phantom_study):
     """The untouched phantom cohort and its study: {dir, manifest (DataFrame), study}."""
-    folder = tmp_path_factory.mktemp("phantom") / "cohort"
-    make_cohort(PHANTOM, folder)
-    study = folder / "study.h5"
-    preprocess_study(folder / "manifest.csv", folder / "labels.csv", study, folder / "excl.csv", **SETTINGS)
-    assert pd.read_csv(folder / "excl.csv").empty  # the untouched cohort passes every check
-    return dict(dir=folder, manifest=pd.read_csv(folder / "manifest.csv", keep_default_na=False),
-                study=load_study(study))
+    return phantom_study(PHANTOM, SETTINGS)
 
 
 class Variant:

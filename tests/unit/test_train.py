@@ -82,15 +82,16 @@ def test_imagenet_weights_fold_rgb_into_one_channel(tmp_path):
     assert state["fc.weight"].shape == (4, 512)
 
 
-RUNNER = textwrap.dedent("""
+RESUMABLE = dict(seed=5, epochs=3, batch_size=8, lr=1e-3, device="cpu", eval_batch_size=16, prior_lambda=1.0,
+                 prior_radius=4.0, prior_sigma=8.0)
+RUNNER = textwrap.dedent(f"""
     import sys, time, torch
     from pathlib import Path
     from osteoloc.train.loop import TrainSettings, train_on_study
     torch.set_num_threads(1)
-    settings = TrainSettings(seed=5, epochs=3, batch_size=8, lr=1e-3, device="cpu", eval_batch_size=16,
-                             prior_lambda=1.0, prior_radius=4.0, prior_sigma=8.0)
+    settings = TrainSettings(**{RESUMABLE!r})
     def pause(epoch):
-        print(f"checkpoint {epoch}", flush=True)
+        print(f"checkpoint {{epoch}}", flush=True)
         time.sleep(float(sys.argv[4]))
     out = Path(sys.argv[3])
     train_on_study(sys.argv[1], sys.argv[2], settings, history_path=out / "history.csv", best_path=out / "best.pt",
@@ -98,34 +99,35 @@ RUNNER = textwrap.dedent("""
 """)
 
 
-def _run(script, h5, split, out, pause):
-    return subprocess.Popen([sys.executable, str(script), str(h5), str(split), str(out), str(pause)],
-                            stdout=subprocess.PIPE, text=True)
-
-
 def test_resume_after_kill_gives_the_same_weights(study, tmp_path):
+    """A run SIGKILLed right after its first epoch's checkpoint (a subprocess) resumes there and ends with
+    the weights and history of an uninterrupted run. Both of those run here, on one torch thread as the
+    subprocess does, the uninterrupted one while the subprocess starts."""
     h5, split = study
     script = tmp_path / "runner.py"
     script.write_text(RUNNER)
-    uninterrupted = _run(script, h5, split, tmp_path / "a", 0)
-    killed = _run(script, h5, split, tmp_path / "b", 60)  # sleeps after each checkpoint: killed there
-    assert killed.stdout.readline().strip() == "checkpoint 1"
-    killed.send_signal(signal.SIGKILL)
-    killed.wait()
-    assert uninterrupted.wait(timeout=120) == 0
+    killed = subprocess.Popen([sys.executable, str(script), str(h5), str(split), str(tmp_path / "b"), "600"],
+                              stdout=subprocess.PIPE, text=True)  # sleeps after each checkpoint: killed there
+    try:
+        torch.set_num_threads(1)
+        train_on_study(h5, split, TrainSettings(**RESUMABLE), **run_paths(tmp_path / "a"))
+        assert killed.stdout.readline().strip() == "checkpoint 1"
+    finally:
+        killed.send_signal(signal.SIGKILL)
+        killed.wait()
     after_kill = torch.load(tmp_path / "b" / "last.pt", weights_only=False)
     assert len(after_kill["history"]) == 1 and not (tmp_path / "b" / "best.pt").exists()
 
-    resumed = _run(script, h5, split, tmp_path / "b", 0)
-    out, _ = resumed.communicate(timeout=120)
-    assert resumed.returncode == 0 and out.split() == ["checkpoint", "2", "checkpoint", "3"]
+    resumed_epochs = []
+    train_on_study(h5, split, TrainSettings(**RESUMABLE), **run_paths(tmp_path / "b"),
+                   on_epoch_end=resumed_epochs.append)
+    assert resumed_epochs == [2, 3]
     for name in ("last.pt", "best.pt"):
         a = torch.load(tmp_path / "a" / name, weights_only=False)
         b = torch.load(tmp_path / "b" / name, weights_only=False)
         weights_a = a["state"]["model"] if name == "last.pt" else a["state_dict"]
         weights_b = b["state"]["model"] if name == "last.pt" else b["state_dict"]
-        assert all(torch.equal(weights_a[k], weights_b[k]) for k in weights_a), name
+        assert all(torch.equal(weights_a[k], weights_b[k]) for k in weights_a), name  # same run: exact
     history_a = pd.read_csv(tmp_path / "a" / "history.csv").drop(columns="seconds")
     history_b = pd.read_csv(tmp_path / "b" / "history.csv").drop(columns="seconds")
     pd.testing.assert_frame_equal(history_a, history_b)
-

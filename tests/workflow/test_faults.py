@@ -11,9 +11,9 @@ from workflow_copy import (
     epochs_in_checkpoint,
     CI_CONFIG,
     REPO,
+    TRAINED,
     comparable_csv,
     copy_profiles,
-    copy_workflow,
     kill_group,
     snakemake,
     start_snakemake,
@@ -37,11 +37,11 @@ def kill_training_mid_run(workdir, args, log_path):
     return epochs_in_checkpoint(workdir / RUN / "last.pt")
 
 
-def test_killed_training_resumes_from_last_checkpoint(tmp_path):
-    workdir = copy_workflow(tmp_path / "study")
+def test_killed_training_resumes_from_last_checkpoint(ci_copy, tmp_path):
+    workdir = ci_copy(without=TRAINED)
     override = write_override(tmp_path, {"train": {"epochs": EPOCHS, "early_stopping_patience": 0}})
     config = ["--configfile", CI_CONFIG, override]
-    snakemake(workdir, "results/splits/seed0.csv", "--cores", "2", *config)  # cohort, preprocessing, split
+    snakemake(workdir, "results/splits/seed0.csv", "--cores", "2", *config)  # cohort, preprocessing, split: done
 
     target = f"{RUN}/best.pt"
     done_before_kill = kill_training_mid_run(workdir, [target, "--cores", "1", *config], tmp_path / "killed.log")

@@ -11,7 +11,7 @@ from osteoloc.train.device import pick_device
 from osteoloc.segment.unet import build_unet
 from osteoloc.train.loop import TrainSettings
 
-SCHEMAS = Path(__file__).resolve().parents[1] / "workflow" / "schemas"
+SCHEMAS = Path(__file__).resolve().parents[2] / "workflow" / "schemas"
 
 
 def schema_defaults(section, *block):
