@@ -17,7 +17,7 @@ import pytest
 from workflow_copy import CI_CONFIG, copy_study, copy_workflow, snakemake
 
 from osteoloc.cohort.phantom.cohort import make_cohort
-from osteoloc.io.study_h5 import load_study
+from helpers import load_study
 from osteoloc.preprocess.stages import preprocess_study
 
 HERE = Path(__file__).resolve().parent

@@ -10,7 +10,7 @@ from workflow_copy import CI_CONFIG, TRAINED, copy_workflow, snakemake, write_ov
 from osteoloc.cohort.landmarks import FEMORAL_HEAD, fit_circle, target_groups
 from osteoloc.io.group_h5 import export_group_h5
 from osteoloc.io.pts import read_pts
-from osteoloc.io.study_h5 import load_study
+from helpers import load_study
 from osteoloc.names import TARGETS
 
 
