@@ -3,7 +3,6 @@ named label layers: each bad input is built from the phantom's files (the cohort
 as an exclusion or a note naming its cause, never as a wrong crop in the study."""
 
 import numpy as np
-import pandas as pd
 import pydicom
 import pytest
 import yaml
@@ -286,4 +285,3 @@ def test_the_radiograph_steps_run_one_at_a_time(phantom):
         for one, other in zip(out, whole):
             np.testing.assert_array_equal(one.image, other.image)
             assert (one.subject, one.side) == (other.subject, other.side)
-    assert pd.read_csv(folder / "excl.csv").empty
