@@ -28,7 +28,9 @@ from workflow_copy import (
     write_override,
 )
 
-pytestmark = [pytest.mark.workflow, pytest.mark.slurm]
+# One xdist worker runs every SLURM test (make test uses --dist loadgroup): the daemons this module starts and
+# stops are the machine's, so a second worker's teardown would stop them under the first one's jobs.
+pytestmark = [pytest.mark.workflow, pytest.mark.slurm, pytest.mark.xdist_group("slurm")]
 
 LOCAL_SLURM = REPO / "tests" / "local_slurm"
 
