@@ -146,7 +146,10 @@ def preprocess_shard(kind, inputs, settings, plan_path, shard, shard_dir, conten
     units = plan_shards(read_plan(plan_path))[int(shard)]
     shard_dir = Path(shard_dir)
     shard_dir.mkdir(parents=True, exist_ok=True)
-    manifest = write_shard_rows(units, shard_dir / "manifest.csv") if kind != "group_hdf5" else None
+    # the rule's `rows` output: the shard's manifest rows (an empty table for the group import, whose units
+    # are the group file's scans)
+    manifest = write_shard_rows(units if kind != "group_hdf5" else [], shard_dir / "manifest.csv")
+    manifest = manifest if kind != "group_hdf5" else None
     with cohort_source(kind, inputs, settings, manifest=manifest) as source:
         if kind == "group_hdf5":
             wanted = {unit["key"] for unit in units}
