@@ -32,7 +32,9 @@ def test_a_bad_label_column_stops_the_study_before_any_shard(tmp_path):
     log = (results / "logs" / "preprocess" / "check_inputs.log").read_text()
     assert "renamed.csv: label CSV lacks column(s) 'osteo_acet_sup'" in log
     assert "Error in rule check_inputs" in failed.stdout + failed.stderr
-    assert not (results / "preprocess" / "shards").exists()  # no plan, no shard job started
+    shards = results / "preprocess" / "shards"  # holds only the content-digest cache the workflow's parse writes
+    assert not (shards / "plan.json").exists()  # no plan
+    assert not [p for p in shards.glob("*") if p.is_dir()]  # no shard job started
     assert not list((results / "logs" / "preprocess").glob("shard_*.log"))
     assert not (results / "preprocess" / "input_check.csv").exists()
 
