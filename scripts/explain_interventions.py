@@ -1,5 +1,5 @@
 """Rule explain_interventions: how far one model's maps follow the phantom's moved and removed lesions on its
-test radiographs."""
+test radiographs (the split's intervention crops)."""
 
 import json
 
@@ -7,6 +7,5 @@ from osteoloc.explain.interventions import explain_interventions
 from osteoloc.runner import run_script
 
 run_script(snakemake, lambda smk: explain_interventions(  # noqa: F821
-    smk.input.study, smk.input.split, smk.input.checkpoint, phantom_config=json.loads(smk.params.phantom),
-    groups=json.loads(smk.params.groups), shifts_mm=smk.params.shifts_mm, radiographs=smk.params.radiographs,
-    peak=smk.params.peak, device=smk.params.device, out_path=smk.output.effects))
+    smk.input.crops, smk.input.checkpoint, groups=json.loads(smk.params.groups), peak=smk.params.peak,
+    device=smk.params.device, out_path=smk.output.effects, study_path=smk.input.study))

@@ -190,10 +190,12 @@ def local_slurm_profile(workdir):
 
 
 def csv_outputs(results):
-    """{relative path: content} of every CSV under `results` (logs excluded; timing columns dropped)."""
+    """{relative path: content} of every CSV under `results` (logs excluded; timing columns dropped; the
+    workflow copy's own folder, which absolute input paths name, written as `<workdir>`)."""
     results = Path(results)
+    workdir = str(results.resolve().parent)
     return {
-        str(p.relative_to(results)): comparable_csv(p)
+        str(p.relative_to(results)): comparable_csv(p).replace(workdir, "<workdir>")
         for p in sorted(results.rglob("*.csv"))
         if "logs" not in p.relative_to(results).parts
     }

@@ -13,7 +13,7 @@ import yaml
 from test_train import study_with_split  # tests/ is on sys.path under pytest
 from workflow_copy import write_override
 
-from osteoloc.train.arms import DEFAULTS, arm_settings, all_arm_settings
+from osteoloc.train.arms import DEFAULTS, arm_prior_values, arm_settings, all_arm_settings, arms_without_prior
 from osteoloc.explain.cam import gradcam_maps
 from osteoloc.train.data import cut_subcrops, groups_from_contour, load_split, place_subcrop_maps, subcrop_offsets
 from osteoloc.explain.stages import explain_run, predict_maps
@@ -67,10 +67,30 @@ def test_each_offered_arm_merges_into_its_flat_settings():
     ("a", {"prior": {"shape": "square"}}, "arms.a.prior.shape"),
     ("a", {"model": {"output_stride": 8}}, "output_stride must be 16 or 32"),
     ("a", {"train": {"device": "cuda"}}, "cannot differ between arms"),
+    ("a", {"prior": {"enabled": "no"}}, "enabled must be true or false"),
 ])
 def test_bad_arms_are_named(name, block, problem):
     with pytest.raises(ValueError, match=problem):
         arm_settings(name, block)
+
+
+def test_an_arm_without_the_prior_is_named_and_keeps_its_geometry():
+    arms = {"s16": {"model": {"output_stride": 16}}, "s16_base": {"prior": {"enabled": False},
+                                                          "model": {"output_stride": 16}}}
+    assert arms_without_prior(arms) == ["s16_base"]
+    settings = all_arm_settings(arms)
+    assert settings["s16_base"] == settings["s16"] and "enabled" not in settings["s16_base"]
+
+
+def test_an_arm_may_train_with_its_own_radius_and_sigma():
+    arms = {"disc": {"prior": {"shape": "disc", "radius": 12}}, "wide": {"prior": {"sigma": 20.0}}, "same": {}}
+    values = arm_prior_values(arms, {"lambda": 1.0, "radius": 4.0, "sigma": 13.0})
+    assert values == {"disc": {"lambda": 1.0, "radius": 12.0, "sigma": 13.0},
+                      "wide": {"lambda": 1.0, "radius": 4.0, "sigma": 20.0},
+                      "same": {"lambda": 1.0, "radius": 4.0, "sigma": 13.0}}
+    assert all_arm_settings(arms)["disc"]["prior_shape"] == "disc"  # r is a prior value, not a setting
+    with pytest.raises(ValueError, match="radius must be"):
+        arm_settings("bad", {"prior": {"radius": -1}})
 
 
 def test_arm_defaults_are_the_schemas():

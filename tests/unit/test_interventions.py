@@ -14,11 +14,13 @@ from osteoloc.cohort.phantom.cohort import Plan, make_cohort, stage_radiograph
 from osteoloc.cohort.phantom.interventions import KINDS, interventions
 from osteoloc.cohort.phantom.render import fill, render
 from osteoloc.explain import interventions as effects_module
-from osteoloc.explain.interventions import EFFECT_COLUMNS, crop_pair, explain_interventions, intervention_effects
+from osteoloc.explain.interventions import (EFFECT_COLUMNS, crop_pair, explain_interventions, intervention_effects,
+                                            render_intervention_crops)
+from osteoloc.io.intervention_h5 import read_intervention_crops
 from osteoloc.names import TARGETS
 from osteoloc.preprocess.stages import preprocess_study
 from osteoloc.report.stages import report_interventions
-from osteoloc.train.model import build_model
+from osteoloc.train.model import build_model, load_trained_model
 
 CONFIG = {"seed": 3, "subjects": 2, "broken_fraction": 0.0, "prevalence": {t: 0.9 for t in TARGETS}}
 
@@ -136,11 +138,21 @@ def test_the_stage_functions_run_on_a_phantom_study(tmp_path):
     with torch.no_grad():
         model.fc.weight.abs_()
     torch.save({"state_dict": model.state_dict(), "config": {}}, tmp_path / "best.pt")
-    table = explain_interventions(tmp_path / "study.h5", tmp_path / "split.csv", tmp_path / "best.pt",
-                                  phantom_config=CONFIG, groups=GROUPS, shifts_mm=[3.0], radiographs=1,
-                                  peak="cell_centre", device="cpu", out_path=tmp_path / "interventions.csv")
-    assert len(table) > 0 and set(table["subject"]) == {subjects[0]}
+    rendered = render_intervention_crops(tmp_path / "study.h5", tmp_path / "split.csv", phantom_config=CONFIG,
+                                         shifts_mm=[3.0], radiographs=1, out_path=tmp_path / "crops.h5")
+    cases, arrays = read_intervention_crops(tmp_path / "crops.h5")
+    pd.testing.assert_frame_equal(cases, rendered.astype({"visit": int}), check_dtype=False)
+    assert arrays["original"].shape == (len(cases), 64, 64) and arrays["mask"].dtype == bool
+    table = explain_interventions(tmp_path / "crops.h5", tmp_path / "best.pt", groups=GROUPS, peak="cell_centre",
+                                  device="cpu", out_path=tmp_path / "interventions.csv",
+                                  study_path=tmp_path / "study.h5")
+    assert len(table) == len(cases) > 0 and set(table["subject"]) == {subjects[0]}
     assert set(table["kind"]) == set(KINDS)
+    # the same crops scored directly from the renders give the same effects
+    first = [i for i, (_, subject, _) in enumerate(Plan(CONFIG).ids) if subject == subjects[0]][0]
+    direct = intervention_effects(load_trained_model(tmp_path / "best.pt", "cpu"),
+                                  interventions(CONFIG, first, shifts_mm=(3.0,)), 64, 1.4, GROUPS)
+    pd.testing.assert_frame_equal(table.drop(columns=["subject", "visit"]), direct, atol=1e-5)
     report_interventions([["prior", 0], ["baseline", 0]], [tmp_path / "interventions.csv"] * 2,
                          arms=["baseline", "prior"], width_in=7.0, table_path=tmp_path / "report" / "interventions.csv",
                          figure_path=tmp_path / "report" / "interventions_figure.png")

@@ -44,3 +44,17 @@ def test_read_split_takes_a_header_or_none_and_any_common_separator(tmp_path):
                        ("extra.csv", "split,subject,note\ntrain,0012,x\ntest,B,\n")]:
         (tmp_path / name).write_text(text)
         assert read_split(tmp_path / name).to_dict("list") == expected, name
+
+
+def test_a_test_seed_holds_one_test_set_for_every_run_seed():
+    """test_seed: the same test subjects for every seed; train and val still differ between seeds; the
+    shares are kept and no subject is in two splits."""
+    subjects = [f"S{i:03d}" for i in range(200)]
+    splits = [make_split(subjects, (0.5, 0.2, 0.3), seed=seed, test_seed=7) for seed in range(3)]
+    tests = [set(s.loc[s["split"] == "test", "subject"]) for s in splits]
+    trains = [set(s.loc[s["split"] == "train", "subject"]) for s in splits]
+    assert tests[0] == tests[1] == tests[2] and len(tests[0]) == 60
+    assert trains[0] != trains[1] and all(len(t) == 100 for t in trains)
+    assert all(s["subject"].is_unique and len(s) == 200 for s in splits)
+    # without test_seed each seed draws its own test set
+    assert set(make_split(subjects, (0.5, 0.2, 0.3), seed=1).query("split == 'test'")["subject"]) != tests[0]

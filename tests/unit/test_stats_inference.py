@@ -293,3 +293,35 @@ def test_ablation_bootstrap_columns(crossed):
     same = table.loc[("com_distance", "same")]  # identical arms: a point interval at 0, p = 1, no claim
     assert (same["boot_low"], same["boot_high"], same["boot_p"], same["survives"]) == (0, 0, 1, False)
     assert (table["p_holm"] >= table["boot_p"]).all()
+
+
+def test_ablation_bootstrap_scores_the_cue_free_auc_on_the_twins():
+    """auc_no_cue is compared on the twin predictions: the twins' own AUC difference, not the cued one."""
+    predictions, metrics = ablation_runs(crossed=True)
+    # twins: the cued predictions with better and prior swapped, so the cue-free effect has the other sign
+    twins = predictions.assign(model=predictions["model"].replace({"better": "prior", "prior": "better"}))
+    table = bootstrap_comparisons(predictions, metrics, ["prior", "better"], "prior", ["auc", "auc_no_cue"],
+                                  n_boot=300, seed=0, twin_predictions=twins).set_index("metric")
+    assert table.loc["auc", "boot_diff"] == pytest.approx(-table.loc["auc_no_cue", "boot_diff"], abs=1e-12)
+    assert table.loc["auc_no_cue", "boot_high"] < 0 < table.loc["auc", "boot_low"]
+    with pytest.raises(ValueError, match="twin"):
+        bootstrap_comparisons(predictions, metrics, ["prior", "better"], "prior", ["auc_no_cue"], n_boot=10, seed=0)
+
+
+def test_an_arm_is_compared_with_the_arm_report_comparisons_names():
+    """comparisons {better: same}: better's rows are better - same (column versus), in the seed-level
+    table and in the bootstrap; an unknown arm is refused."""
+    predictions, metrics = ablation_runs(crossed=True)
+    arms = ["prior", "better", "same"]
+    table = ablation_table(seed_level_values(predictions, metrics), arms, "prior", {"better": "same"})
+    default = ablation_table(seed_level_values(predictions, metrics), arms, "prior")
+    com = table[table["metric"] == "com_distance"].set_index("arm")
+    assert com.loc["better", "versus"] == "same" and com.loc["same", "versus"] == "prior"
+    # same is a copy of prior: against either, the difference is the same number
+    assert com.loc["better", "diff"] == pytest.approx(
+        default.set_index(["metric", "arm"]).loc[("com_distance", "better"), "diff"], abs=1e-12)
+    boot = bootstrap_comparisons(predictions, metrics, arms, "prior", ["com_distance"], n_boot=200, seed=0,
+                                 comparisons={"same": "better"}).set_index("arm")
+    assert boot.loc["same", "boot_low"] > 0  # same - better: the 2 px the better arm gains, reversed
+    with pytest.raises(ValueError, match="unknown arm"):
+        ablation_table(seed_level_values(predictions, metrics), arms, "prior", {"better": "nope"})

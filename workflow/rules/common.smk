@@ -8,7 +8,7 @@ from snakemake.utils import validate
 from osteoloc.cohort.phantom.cohort import writes_twins
 from osteoloc.names import MODELS
 from osteoloc.provenance import library_sources
-from osteoloc.train.arms import all_arm_settings
+from osteoloc.train.arms import all_arm_settings, arm_prior_values, arms_without_prior
 
 SECTIONS = (
     "study",
@@ -58,6 +58,7 @@ MODELS = list(
 )  # the paper's two models (osteoloc.names); 'prior' is the reference arm
 # Study arms (docs/training.md "Arms"): name -> the flat training settings the arm overrides.
 ARMS = all_arm_settings(config["arms"])
+NO_PRIOR_ARMS = arms_without_prior(config["arms"])  # trained without the prior, as the baseline
 RUNS = MODELS + list(ARMS)  # every trained model: the `model` wildcard
 
 # Each stage appends the outputs that `rule all` must produce.

@@ -51,19 +51,46 @@ if interventions_on():  # common.smk
     INTERVENTIONS = config["explain"]["interventions"]
     INTERVENTIONS_CSV = explain_file("interventions.csv")
 
-    rule explain_interventions:
+    # rendered once per split (the renders do not depend on the model), read by every run of that seed
+    rule intervention_crops:
         input:
             study=results("preprocess", "study.h5"),
             split=results("splits", "seed{seed}.csv"),
+            code=library_code("intervention_crops.py"),
+        output:
+            crops=results("explain", "interventions", "seed{seed}.h5"),
+        params:
+            phantom=as_json(config["cohort"]["phantom"]),
+            shifts_mm=INTERVENTIONS["shifts_mm"],
+            radiographs=INTERVENTIONS["radiographs"],
+        log:
+            log_path("explain", "interventions", "seed{seed}.log"),
+        threads: 1
+        resources:
+            mem_mb=4000,
+            runtime=60,
+        script:
+            "../../scripts/intervention_crops.py"
+
+    rule explain_interventions:
+        input:
+            study=results("preprocess", "study.h5"),
+            # one test set for every seed (train.split.test_seed): the selection seed's crops serve all
+            crops=lambda wildcards: results(
+                "explain",
+                "interventions",
+                "seed{}.h5".format(
+                    wildcards.seed
+                    if config["train"]["split"]["test_seed"] is None
+                    else config["study"]["selection_seed"]
+                ),
+            ),
             checkpoint=train_file("best.pt", "{model}", "{seed}"),
             code=library_code("explain_interventions.py"),
         output:
             effects=INTERVENTIONS_CSV,
         params:
-            phantom=as_json(config["cohort"]["phantom"]),
             groups=as_json(config["preprocess"]["groups"]),
-            shifts_mm=INTERVENTIONS["shifts_mm"],
-            radiographs=INTERVENTIONS["radiographs"],
             peak=config["explain"]["peak"],
             device=config["study"]["device"],
         log:
@@ -71,7 +98,7 @@ if interventions_on():  # common.smk
         threads: 2
         resources:
             mem_mb=4000,
-            runtime=60,
+            runtime=30,
             gpu=1 if config["study"]["device"] == "cuda" else 0,
         script:
             "../../scripts/explain_interventions.py"

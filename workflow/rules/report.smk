@@ -191,6 +191,7 @@ if config.get("arms"):
             decimals=REPORT["tables"]["decimals"],
             width_in=REPORT["figures"]["width_in"],
             statistics=as_json(REPORT["statistics"]),
+            comparisons=as_json(REPORT["comparisons"]),
         log:
             log_path("report", "ablation.log"),
         script:

@@ -47,6 +47,13 @@ TRAINING["deterministic"] = config["study"]["deterministic"]
 TENSORBOARD = TRAIN["logger"] == "tensorboard"
 TRAIN_THREADS = TRAIN["resources"]["threads"]
 TRAIN_RESOURCES = job_resources(TRAIN["resources"])
+# Each run's fixed prior values (select: fixed): the prior's, with an arm's own radius / sigma where it sets one.
+FIXED_PRIOR = {"prior": {axis: PRIOR[axis] for axis in ("lambda", "radius", "sigma")}}
+FIXED_PRIOR |= arm_prior_values(config["arms"], FIXED_PRIOR["prior"])
+if SELECT_BY_GRID and any(v != FIXED_PRIOR["prior"] for v in FIXED_PRIOR.values()):
+    raise ValueError(
+        "arms: an arm's own prior.radius or prior.sigma needs train.prior.select: fixed"
+    )
 GRID_STEPS = {axis: PRIOR["steps"][axis] for axis in ("lambda", "radius", "sigma")}
 FIRST_GRID = [
     point_id(p)
@@ -94,7 +101,7 @@ def train_inputs(wildcards):
         "split": results("splits", f"seed{wildcards.seed}.csv"),
         "code": library_code("train.py"),
     }
-    if wildcards.model != "baseline" and SELECT_BY_GRID:  # the prior and every arm
+    if wildcards.model not in ["baseline", *NO_PRIOR_ARMS] and SELECT_BY_GRID:  # the prior and its arms
         inputs["selection"] = results("grid", "selection.json")
         if (
             wildcards.model == "prior" and int(wildcards.seed) == SELECTION_SEED
@@ -117,14 +124,15 @@ def run_runtime(wildcards):
 
 
 def run_prior(wildcards):
-    """The prior's values of a per-seed run as JSON: none (zeros) for the baseline; for the prior and every
-    arm the config's fixed values, or null when the grid chooses them (input `selection`).
+    """The prior's values of a per-seed run as JSON: none (zeros) for the baseline and the arms without the
+    prior; for the prior and every other arm the config's fixed values, or null when the grid chooses them
+    (input `selection`).
     """
-    if wildcards.model == "baseline":
+    if wildcards.model in ["baseline", *NO_PRIOR_ARMS]:
         return as_json(NO_PRIOR)
     if SELECT_BY_GRID:
         return as_json(None)
-    return as_json({axis: PRIOR[axis] for axis in ("lambda", "radius", "sigma")})
+    return as_json(FIXED_PRIOR.get(wildcards.model, FIXED_PRIOR["prior"]))
 
 
 rule split:
@@ -137,6 +145,7 @@ rule split:
     params:
         fractions=as_json([TRAIN["split"][k] for k in ("train", "val", "test")]),
         seed=lambda wildcards: int(wildcards.seed),
+        test_seed=TRAIN["split"]["test_seed"],
     log:
         log_path("split", "seed{seed}.log"),
     localrule: True

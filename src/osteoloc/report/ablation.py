@@ -30,7 +30,7 @@ from osteoloc.names import ABLATION_METRICS, CALIBRATED_METRICS, CONFIDENCE, PEN
 RUN_KEYS = ["model", "seed", "target"]
 LEVEL_COLUMNS = ["chance", "random_cell", "ceiling", "control"]  # beside a calibrated metric's run value
 SEED_LEVEL_COLUMNS = ["arm", "seed", "target", "metric", "value", "n", *LEVEL_COLUMNS]
-ABLATION_COLUMNS = ["metric", "better", "target", "arm", "n_seeds", "n_hips", "mean", "sd", "chance", "ceiling",
+ABLATION_COLUMNS = ["metric", "better", "target", "arm", "versus", "n_seeds", "n_hips", "mean", "sd", "chance", "ceiling",
                     "place", "control", "control_place", "diff", "ci_low", "ci_high", "improved", "n_pairs", "W", "p"]
 # explain's column suffix of each level (`explain.metrics.LEVELS`, `CONTROL`): chance is the uniform map's
 LEVEL_SUFFIXES = {"chance": "uniform", "random_cell": "random_cell", "ceiling": "ceiling", "control": "control"}
@@ -119,12 +119,27 @@ def _compare(values, reference, better):
             "n_pairs": n, "W": w, "p": p}
 
 
-def ablation_table(seed_values, arms, reference=REFERENCE_ARM):
+def comparison_arms(arms, reference=REFERENCE_ARM, comparisons=None):
+    """{arm: the arm it is compared with}: `reference` unless `comparisons` ({arm: other arm}, config
+    `report.comparisons`) names another; the reference arm itself is compared with nothing. Raises
+    ValueError for an unknown arm or an arm compared with itself."""
+    comparisons = dict(comparisons or {})
+    unknown = sorted({a for pair in comparisons.items() for a in pair} - set(arms))
+    if unknown:
+        raise ValueError(f"report.comparisons: unknown arm(s) {unknown}; the study's arms are {list(arms)}")
+    same = sorted(a for a, b in comparisons.items() if a == b)
+    if same:
+        raise ValueError(f"report.comparisons: {same} compared with itself")
+    return {arm: comparisons.get(arm, reference) for arm in arms if arm != reference}
+
+
+def ablation_table(seed_values, arms, reference=REFERENCE_ARM, comparisons=None):
     """Per metric, target and arm (in `arms` order): n_seeds, n_hips (the hips a run's value is over, mean
     over seeds: with expert references for a subset of hips, those that carry one), mean and sd over seeds
     of the run values, and against `reference` (paired by seed, NaN values dropped): diff = mean of arm -
     reference, its t interval (ci_low, ci_high; CONFIDENCE), improved = seeds in which the arm is better in
-    the metric's direction (column `better`), n_pairs, Wilcoxon W and two-sided p. The reference arm's own rows leave
+    the metric's direction (column `better`), n_pairs, Wilcoxon W and two-sided p; `comparisons` ({arm: other
+    arm}) compares an arm with another arm instead (column `versus`). The reference arm's own rows leave
     the comparison empty (improved and n_pairs are nullable integers). For a calibrated metric: chance and
     ceiling (mean over the arm's seeds, at the arm's own map grid), place = (mean - chance) / (ceiling -
     chance) (0 = chance, 1 = the best single-cell map; NaN when the grid's ceiling is chance), control =
@@ -136,6 +151,7 @@ def ablation_table(seed_values, arms, reference=REFERENCE_ARM):
     missing = [arm for arm in arms if arm not in present]
     if missing:
         raise ValueError(f"ablation: no run of the arms {missing} (runs of {sorted(present)})")
+    versus = comparison_arms(arms, reference, comparisons)
     rows = []
     for metric, spec in ABLATION_METRICS.items():
         for target in TARGETS:
@@ -144,18 +160,17 @@ def ablation_table(seed_values, arms, reference=REFERENCE_ARM):
                 continue
             by_arm = {arm: part.set_index("seed")["value"] for arm, part in block.groupby("arm")}
             hips = {arm: part["n"] for arm, part in block.groupby("arm")}
-            ref = by_arm.get(reference, pd.Series(dtype=float))
             for arm in arms:
                 values = by_arm.get(arm, pd.Series(dtype=float))
                 levels = block[block["arm"] == arm][LEVEL_COLUMNS].mean()
                 row = {"metric": metric, "better": spec.better, "target": target, "arm": arm,
-                       "n_seeds": int(values.notna().sum()), "n_hips": hips.get(arm, pd.Series(dtype=float)).mean(),
+                       "versus": versus.get(arm, ""), "n_seeds": int(values.notna().sum()), "n_hips": hips.get(arm, pd.Series(dtype=float)).mean(),
                        "mean": values.mean(), "sd": values.std(ddof=1), "chance": levels["chance"],
                        "ceiling": levels["ceiling"], "place": place(values.mean(), levels["chance"], levels["ceiling"]),
                        "control": levels["control"],
                        "control_place": place(levels["control"], levels["chance"], levels["ceiling"])}
                 if arm != reference:
-                    row |= _compare(values, ref, spec.better)
+                    row |= _compare(values, by_arm.get(versus[arm], pd.Series(dtype=float)), spec.better)
                 rows.append(row)
     table = pd.DataFrame(rows, columns=ABLATION_COLUMNS)
     for column in ("improved", "n_pairs"):
@@ -185,40 +200,48 @@ BOOTSTRAP_COLUMNS = ["metric", "target", "arm", "boot_seeds", "boot_hips", "unde
 
 
 def bootstrap_comparisons(predictions, metrics, arms, reference=REFERENCE_ARM, metric_names=None, *, n_boot,
-                          seed, alpha=0.05, confidence=CONFIDENCE):
+                          seed, alpha=0.05, confidence=CONFIDENCE, twin_predictions=None, comparisons=None):
     """Columns to merge into `ablation_table` on (metric, target, arm): each arm - reference by
     `stats.hierarchical_bootstrap` over seeds and subjects (both hips, every visit of a subject together).
 
     predictions, metrics: the `runs.read_runs` frames (predictions give subject, visit, side). metric_names:
     the AUC ("auc", over hips with a known label) and "positives" metrics of ABLATION_METRICS (default: all
     of them present); the Holm family is every row returned, so pass the pre-specified primary metrics only.
+    comparisons: {arm: other arm} as in `ablation_table`. "auc_no_cue" is the AUC on `twin_predictions` (the same runs on the test hips without the shortcut cue).
     A hip whose value is undefined (NaN) for the arm or the reference leaves the comparison and is counted
     in `undefined`. Seeds and subjects are crossed when a subject is scored in more than one seed (one fixed
     test cohort, or test splits that overlap), nested when every seed has its own subjects. Columns
     BOOTSTRAP_COLUMNS: boot_diff (mean over seeds), its percentile interval, two-sided bootstrap p,
     Holm-adjusted p and whether the claim survives at alpha."""
-    scored = predictions.assign(hip=predictions["visit"].astype(str) + "/" + predictions["side"].astype(str))
+    def with_hip(frame):
+        return frame.assign(hip=frame["visit"].astype(str) + "/" + frame["side"].astype(str))
+
+    scored = with_hip(predictions)
     hips = metrics.merge(scored[HIP_KEYS + ["subject", "hip"]], on=HIP_KEYS, how="left", validate="one_to_one")
     if hips["subject"].isna().any():
         raise ValueError(f"ablation bootstrap: {int(hips['subject'].isna().sum())} metrics rows without a "
                          f"predictions row (by {HIP_KEYS}), so without a subject")
     names = metric_names or [m for m, spec in ABLATION_METRICS.items()
                              if (spec.source == "positives" and m in metrics) or m == "auc"]
+    versus = comparison_arms(arms, reference, comparisons)
     rows = []
     for metric in names:
         if metric == "auc":
             value, statistic, part = ["label", "prob"], "auc", scored[scored["label"] >= 0]
+        elif metric == "auc_no_cue":
+            if twin_predictions is None:
+                raise ValueError("ablation bootstrap: auc_no_cue needs the twin predictions (cue.twins)")
+            twins = with_hip(twin_predictions)
+            value, statistic, part = ["label", "prob"], "auc", twins[twins["label"] >= 0]
         elif ABLATION_METRICS[metric].source == "positives":
             value, statistic, part = metric, None, hips[hips["label"] == 1]
         else:
             raise ValueError(f"ablation bootstrap: {metric!r} is neither the AUC nor a positives metric")
         for target in TARGETS:
-            for arm in arms:
-                if arm == reference:
-                    continue
-                pair = part[(part["target"] == target) & part["model"].isin([arm, reference])]
+            for arm, other in versus.items():
+                pair = part[(part["target"] == target) & part["model"].isin([arm, other])]
                 seeds = set(pair.loc[pair["model"] == arm, "seed"]) & set(
-                    pair.loc[pair["model"] == reference, "seed"])
+                    pair.loc[pair["model"] == other, "seed"])
                 if not seeds:  # no run of the arm beside the reference's: no row, as in ablation_table
                     continue
                 pair = pair[pair["seed"].isin(seeds)]
@@ -233,7 +256,7 @@ def bootstrap_comparisons(predictions, metrics, arms, reference=REFERENCE_ARM, m
                     # a subject scored in several seeds carries its effect into each: resample it once for all
                     crossed = bool(pair[["seed", "subject"]].drop_duplicates()["subject"].duplicated().any())
                     result = hierarchical_bootstrap(pair, value, "model", "seed", "subject", "hip", arm,
-                                                    reference, statistic=statistic, n_boot=n_boot, seed=seed,
+                                                    other, statistic=statistic, n_boot=n_boot, seed=seed,
                                                     confidence=confidence, crossed=crossed)
                     row |= {"crossed": crossed, "boot_diff": result["estimate"], "boot_low": result["ci_low"],
                             "boot_high": result["ci_high"], "boot_p": result["p"]}

@@ -55,7 +55,10 @@ def _panel(ax, block, arms, metric, reference):
         ax.plot(diff[~has_ci], y[~has_ci], "o", mfc="white", mec=colour, ms=3, mew=0.9, ls="none")
     ax.axvline(0, color="black", lw=0.6, ls="--", zorder=0)
     ax.set_xlim(x_lo, x_hi)
-    ax.set_yticks(range(len(arms)), arms)
+    # each row names what its arm is compared with when that is not the reference arm
+    versus = block.drop_duplicates("arm").set_index("arm")["versus"] if "versus" in block else {}
+    ax.set_yticks(range(len(arms)), [arm if versus.get(arm, reference) in ("", reference)
+                                     else f"{arm} − {versus[arm]}" for arm in arms])
     ax.set_ylim(len(arms) - 0.5, -0.5)  # first arm on top
     ax.set_title(spec.label)
     ax.set_xlabel(f"{'← better' if spec.better == 'lower' else 'better →'}   (arm − {reference})")

@@ -62,24 +62,30 @@ def report_figures(runs_json, predictions_paths, metrics_paths, study_path, maps
 
 
 def report_ablation(runs, predictions_paths, metrics_paths, twin_predictions_paths=(), *, arms,
-                    reference=REFERENCE_ARM, decimals, width_in, table_path, figure_path, statistics=None):
+                    reference=REFERENCE_ARM, decimals, width_in, table_path, figure_path, statistics=None,
+                    comparisons=None):
     """Rule report_ablation: the ablation table (`table_path`, .csv/.md/.tex) and its forest plot
     (`figure_path`, .png/.pdf). runs: [(arm, seed)] in the order of the path lists; arms: the arms in
     table order; twin_predictions_paths: empty when the shortcut test is off. statistics (config
     `report.statistics`): the pre-specified primary metrics, compared by a hierarchical bootstrap over seeds
-    and subjects with Holm's correction across them (columns boot_* and survives; none when n_boot is 0)."""
+    and subjects with Holm's correction across them (columns boot_* and survives; none when n_boot is 0); with
+    twin predictions the primary AUC is the cue-free one (auc_no_cue). comparisons (config
+    `report.comparisons`): {arm: the arm it is compared with} where that is not the reference arm."""
 
     predictions = read_arm_runs(runs, predictions_paths, "predictions")
     metrics = read_arm_runs(runs, metrics_paths, "metrics")
     twins = read_arm_runs(runs, twin_predictions_paths, "twin predictions") if twin_predictions_paths else None
-    table = ablation_table(seed_level_values(predictions, metrics, twins), arms, reference)
+    table = ablation_table(seed_level_values(predictions, metrics, twins), arms, reference, comparisons)
     statistics = statistics or {}
     if statistics.get("n_boot", 0) > 0:
-        # only the primary metrics this study measures (com_to_lesion needs lesion truth or references)
-        primary = [m for m in statistics["primary_metrics"] if m == "auc" or m in metrics]
+        # only the primary metrics this study measures (com_to_lesion needs lesion truth or references);
+        # with a shortcut cue the primary AUC is the one without it (on the cue-free twins)
+        primary = [("auc_no_cue" if twins is not None else m) if m == "auc" else m
+                   for m in statistics["primary_metrics"] if m == "auc" or m in metrics]
         comparisons = bootstrap_comparisons(predictions, metrics, arms, reference, primary,
                                             n_boot=statistics["n_boot"], seed=statistics["seed"],
-                                            alpha=statistics["alpha"])
+                                            alpha=statistics["alpha"], twin_predictions=twins,
+                                            comparisons=comparisons)
         table = table.merge(comparisons, on=["metric", "target", "arm"], how="left")
         log.info("ablation: %d of %d primary comparisons survive Holm's correction at %.2f",
                  int(comparisons["survives"].sum()), len(comparisons), statistics["alpha"])

@@ -3,7 +3,9 @@ or its input, each trained with the reference arm's prior values for every seed 
 
 An arm's config block (workflow/schemas/arms.schema.yaml) is nested by what it changes:
 
-    prior: {shape, landmarks, landmark_noise_mm}     penalty-mask shape; landmark source; added noise (mm)
+    prior: {enabled, shape, landmarks,                trained with the prior or not (a baseline of another
+            landmark_noise_mm, radius, sigma}        geometry); penalty-mask shape; landmark source; noise
+                                                     (mm); its own r and sigma (px) instead of the prior's
     model: {per_target, output_stride}               four single-output models; stride 16 or 32
     input: {landmark_crops, crop_px}                 each target's model sees a crop around its landmarks
     train: {epochs, batch_size, lr, ...}             any of the shared training values
@@ -24,7 +26,8 @@ LANDMARK_SOURCES = ("automatic", "manual")
 
 # Defaults of every arm key (the schema's; tests/unit/test_arms.py holds them equal).
 DEFAULTS = {
-    "prior": {"shape": DEFAULT_SHAPE, "landmarks": "automatic", "landmark_noise_mm": 0.0},
+    "prior": {"enabled": True, "shape": DEFAULT_SHAPE, "landmarks": "automatic", "landmark_noise_mm": 0.0,
+              "radius": None, "sigma": None},
     "model": {"per_target": False, "output_stride": 32},
     "input": {"landmark_crops": False, "crop_px": 48},
 }
@@ -76,7 +79,14 @@ def arm_settings(name, block):
     if extra:
         raise ValueError(f"arms.{name}.train: key(s) {sorted(extra)} cannot differ between arms; "
                          f"an arm may override {list(TRAIN_KEYS)}")
+    for key in ("radius", "sigma"):
+        if prior[key] is not None and not float(prior[key]) >= 0:
+            raise ValueError(f"arms.{name}.prior.{key} must be a number >= 0 (pixels) or null, not {prior[key]!r}")
+    if not isinstance(prior["enabled"], bool):
+        raise ValueError(f"arms.{name}.prior.enabled must be true or false, not {prior['enabled']!r}")
     crops = bool(inputs["landmark_crops"])
+    # prior.enabled, radius and sigma choose the run's prior values (`arms_without_prior`,
+    # `arm_prior_values`), which the rule passes apart from the training settings
     return {
         **train,
         "prior_shape": str(prior["shape"]),
@@ -86,6 +96,22 @@ def arm_settings(name, block):
         "output_stride": int(model["output_stride"]),
         "crop_px": int(inputs["crop_px"]) if crops else 0,
     }
+
+
+def arms_without_prior(arms):
+    """Names of the config's arms with prior.enabled false: trained as the baseline is (no prior values)."""
+    return [name for name, block in (arms or {}).items()
+            if not dict((block or {}).get("prior") or {}).get("enabled", True)]
+
+
+def arm_prior_values(arms, values):
+    """{arm: the prior's values it trains with}: `values` ({"lambda", "radius", "sigma"}, the reference
+    arm's fixed values) with each arm's own prior.radius / prior.sigma where it sets them."""
+    out = {}
+    for name, block in (arms or {}).items():
+        prior = dict((block or {}).get("prior") or {})
+        out[name] = {**values, **{k: float(prior[k]) for k in ("radius", "sigma") if prior.get(k) is not None}}
+    return out
 
 
 def all_arm_settings(arms):

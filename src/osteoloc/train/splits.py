@@ -11,21 +11,30 @@ from osteoloc.io.labels import subject_key
 SPLITS = ("train", "val", "test")
 
 
-def make_split(subjects, fractions=(0.70, 0.15, 0.15), seed=0):
+def make_split(subjects, fractions=(0.70, 0.15, 0.15), seed=0, test_seed=None):
     """Assign every unique subject to train / val / test with the given fractions, shuffled by `seed`.
 
     Counts are rounded so they add up to the number of subjects (train takes the remainder); the result
-    is sorted by subject so it does not depend on the input order.
+    is sorted by subject so it does not depend on the input order. `test_seed`: the test subjects are drawn
+    by this seed instead, the same for every `seed` (one held-out test set on which every run is scored);
+    `seed` then shuffles only the remaining subjects into train and val.
     """
     fractions = np.asarray(fractions, dtype=float)
     if fractions.shape != (3,) or np.any(fractions < 0) or not np.isclose(fractions.sum(), 1):
         raise ValueError(f"split fractions must be three non-negative numbers summing to 1, got {fractions}")
     # one entry per person: ids compare ignoring case and blanks (the study stores one spelling each)
     unique = np.array(sorted({subject_key(s): str(s) for s in reversed(list(subjects))}.values()))
-    order = np.random.default_rng(seed).permutation(len(unique))
     n_val = int(round(fractions[1] * len(unique)))
     n_test = int(round(fractions[2] * len(unique)))
     n_train = len(unique) - n_val - n_test
+    if test_seed is None:
+        order = np.random.default_rng(seed).permutation(len(unique))
+    else:
+        held_out = np.random.default_rng(test_seed).permutation(len(unique))
+        rest, test = held_out[: n_train + n_val], held_out[n_train + n_val:]
+        # the rest in subject order before the seed's shuffle: train / val do not depend on test_seed's order
+        rest = np.sort(rest)
+        order = np.concatenate([rest[np.random.default_rng(seed).permutation(len(rest))], test])
     labels = np.array(["train"] * n_train + ["val"] * n_val + ["test"] * n_test)
     split = pd.DataFrame({"subject": unique[order], "split": labels})
     return split.sort_values("subject", ignore_index=True)

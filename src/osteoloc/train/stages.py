@@ -13,15 +13,17 @@ from osteoloc.train.splits import check_split, make_split, read_split
 log = logging.getLogger(__name__)
 
 
-def split_stage(study_path, out, user_split=None, fractions=(0.70, 0.15, 0.15), seed=0):
-    """Rule `split`: the user's split file when given, else a seeded split of the study's subjects;
-    checked against the study and written to `out` (contracts.md section 3)."""
+def split_stage(study_path, out, user_split=None, fractions=(0.70, 0.15, 0.15), seed=0, test_seed=None):
+    """Rule `split`: the user's split file when given, else a seeded split of the study's subjects (its test
+    subjects drawn by `test_seed` when given: one held-out test set for every seed); checked against the
+    study and written to `out` (contracts.md section 3)."""
     with StudyFile(study_path) as study:
         subjects = study.subjects()
     if user_split:
         split, source = read_split(user_split), str(user_split)
     else:
-        split, source = make_split(subjects, fractions, seed=seed), f"seeded split (seed {seed})"
+        split = make_split(subjects, fractions, seed=seed, test_seed=test_seed)
+        source = f"seeded split (seed {seed}" + ("" if test_seed is None else f", test set of seed {test_seed}") + ")"
     split = check_split(split, subjects, source=source)
     log.info("%s: %s", source, split["split"].value_counts().to_dict())
     write_csv(split, out)
