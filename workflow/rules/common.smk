@@ -58,7 +58,9 @@ MODELS = list(
 )  # the paper's two models (osteoloc.names); 'prior' is the reference arm
 # Study arms (docs/training.md "Arms"): name -> the flat training settings the arm overrides.
 ARMS = all_arm_settings(config["arms"])
-NO_PRIOR_ARMS = arms_without_prior(config["arms"])  # trained without the prior, as the baseline
+NO_PRIOR_ARMS = arms_without_prior(
+    config["arms"]
+)  # trained without the prior, as the baseline
 RUNS = MODELS + list(ARMS)  # every trained model: the `model` wildcard
 
 # Each stage appends the outputs that `rule all` must produce.

@@ -101,7 +101,9 @@ def train_inputs(wildcards):
         "split": results("splits", f"seed{wildcards.seed}.csv"),
         "code": library_code("train.py"),
     }
-    if wildcards.model not in ["baseline", *NO_PRIOR_ARMS] and SELECT_BY_GRID:  # the prior and its arms
+    if (
+        wildcards.model not in ["baseline", *NO_PRIOR_ARMS] and SELECT_BY_GRID
+    ):  # the prior and its arms
         inputs["selection"] = results("grid", "selection.json")
         if (
             wildcards.model == "prior" and int(wildcards.seed) == SELECTION_SEED

@@ -10,7 +10,6 @@ switches the forward passes to float16 / bfloat16 autocast (`osteoloc.train.devi
 import hashlib
 import logging
 import time
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -18,6 +17,7 @@ import torch
 
 from osteoloc.io.atomic import atomic_path
 from osteoloc.train.data import batch_order
+from osteoloc.train.loop import load_resumable
 from osteoloc.train.device import (autocast, check_precision, configure_determinism, environment_info,
                                    grad_scaler, pick_device)
 from osteoloc.segment.unet import build_unet
@@ -60,21 +60,6 @@ def mean_loss(model, images, masks, batch_size, device, loss_fn, precision="fp32
     return total / len(images)
 
 
-def _load_resumable(path, identity):
-    """The checkpoint at `path` when it belongs to this very run (same settings, seed and patches), else None."""
-    if path is None or not Path(path).exists():
-        return None
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as err:  # a damaged file or an older layout: start afresh
-        log.warning("ignoring unreadable checkpoint %s (%s)", path, err)
-        return None
-    if checkpoint.get("identity") != identity:
-        log.info("checkpoint %s belongs to other settings or patches: starting afresh", path)
-        return None
-    return checkpoint
-
-
 def train_unet(train_set, val_set, cfg, seed, device="cpu", *, last_path=None, deterministic=True,
                on_epoch_end=None):
     """Train on PatchSets -> (best model in eval mode, history DataFrame, best epoch).
@@ -104,7 +89,7 @@ def train_unet(train_set, val_set, cfg, seed, device="cpu", *, last_path=None, d
                 "deterministic": bool(deterministic),
                 "data": patch_fingerprint(train_set.images, train_set.masks, val_set.images, val_set.masks)}
     history, best, best_loss, best_epoch = [], None, float("inf"), 0
-    checkpoint = _load_resumable(last_path, identity)
+    checkpoint = load_resumable(last_path, identity)
     if checkpoint is not None:
         model.load_state_dict(checkpoint["model"])
         optimiser.load_state_dict(checkpoint["optimiser"])

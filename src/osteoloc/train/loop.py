@@ -302,9 +302,10 @@ def _save(obj, path):
 CHECKPOINT_FORMAT = 4  # last.pt layout: a checkpoint of another layout is never resumed
 
 
-def _load_resumable(path, identity):
-    """The checkpoint at `path` if it belongs to this very run (same settings and data), else None."""
-    if not path.exists():
+def load_resumable(path, identity):
+    """The checkpoint at `path` if it belongs to this very run (its `identity` entry equals `identity`: same
+    settings and data), else None (no file, an unreadable one, or another run's). Serves the U-Net too."""
+    if path is None or not Path(path).exists():
         return None
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=False)
@@ -370,7 +371,7 @@ def fit(train_data, val_data, settings, *, last_path, targets=TARGETS, history_p
     identity = {"format": CHECKPOINT_FORMAT, "settings": s.as_dict(), "targets": list(targets),
                 "train": train_data.fingerprint(), "val": val_data.fingerprint()}
     history, best, best_loss, stale, done = [], None, math.inf, 0, False
-    checkpoint = _load_resumable(last_path, identity)
+    checkpoint = load_resumable(last_path, identity)
     if checkpoint is not None:
         trainer.load_state(checkpoint["state"])
         history, best, best_loss = checkpoint["history"], checkpoint["best"], checkpoint["best_loss"]
