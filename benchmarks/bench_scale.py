@@ -189,7 +189,7 @@ def stage_explain(work, args):
 
 def stage_tables(work, args):
     from osteoloc.report.stages import SUMMARY_TABLES, report_summary, report_tables
-    from osteoloc.report.tables import TABLE_IDS
+    from osteoloc.names import TABLE_IDS
 
     runs = json.loads((work / "runs.json").read_text())
     table_paths = {t: work / "report" / "tables" / f"{t}.csv" for t in TABLE_IDS}
@@ -205,7 +205,7 @@ def stage_tables(work, args):
 
 
 def stage_figures(work, args):
-    from osteoloc.report.figures import FIGURE_IDS
+    from osteoloc.names import FIGURE_IDS
     from osteoloc.report.stages import report_figures
 
     runs = json.loads((work / "runs.json").read_text())

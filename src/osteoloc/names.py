@@ -51,3 +51,19 @@ ABLATION_METRICS = {
 CALIBRATED_METRICS = ("com_to_landmark", "peak_to_landmark", "com_to_lesion", "peak_to_lesion", "pointing_hit",
                       "energy_in_mask", "energy_lift")
 PENALTY_WARNING = 0.10  # the report warns when more test hips than this have a constant prior penalty
+
+# The report's output ids and captions (report.smk names its files from these; report/tables.py and
+# report/figures.py draw them).
+TABLES = {"table1": "Table 1", "table2": "Table 2", "tableA1": "Table A1", "tableA2": "Table A2",
+          "auc": "AUC table", "calibration": "Calibration table", "true_localisation": "True localisation table",
+          "calibrated": "Calibrated localisation table"}
+TABLE_IDS = tuple(TABLES)
+SEED_LEVEL_INPUT = ("seed_level_input", "Seed-level input")  # the CSV Table A1 is computed from
+SUMMARY_TABLES = ("tableA1", "auc", "true_localisation", "calibrated")  # the tables summary.md quotes
+FIGURES = {"figure2": "Figure 2", "figure3": "Figure 3", "figure4": "Figure 4", "figure5": "Figure 5",
+           "figure6": "Figure 6", "figureA2": "Figure A2", "reliability": "Reliability diagrams"}
+FIGURE_IDS = tuple(FIGURES)
+
+# The prior's penalty-mask shapes (train/prior.py defines them; the arms' config names them).
+PENALTY_SHAPE_NAMES = ("plateau_gaussian", "disc", "linear", "cauchy")
+DEFAULT_SHAPE = "plateau_gaussian"  # paper A's

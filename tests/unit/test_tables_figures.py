@@ -8,13 +8,14 @@ import pytest
 import torch
 
 from osteoloc.explain.stages import explain_run
-from osteoloc.report.figures import FIGURE_IDS, build_figures, select_cases
+from osteoloc.names import FIGURE_IDS, TABLE_IDS
+from osteoloc.report.figures import build_figures, select_cases
 from osteoloc.io.atomic import write_csv
 from osteoloc.io.maps_h5 import MapsFile
 from osteoloc.io.study_h5 import StudyFile, write_study_arrays
 from osteoloc.train.model import build_model
 from osteoloc.io.runs import HISTORY_COLUMNS, read_maps, read_runs, write_history
-from osteoloc.report.tables import TABLE_IDS, build_tables, summary_markdown, write_table
+from osteoloc.report.tables import build_tables, summary_markdown, write_table
 from osteoloc.names import TARGETS
 
 S = 64

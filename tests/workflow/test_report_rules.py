@@ -8,8 +8,7 @@ from pathlib import Path
 from test_tables_figures import SEEDS, write_upstream
 from workflow_copy import REPO
 
-from osteoloc.report.figures import FIGURE_IDS
-from osteoloc.report.tables import TABLE_IDS
+from osteoloc.names import FIGURE_IDS, TABLE_IDS
 
 
 def test_workflow_report_rules(tmp_path):

@@ -1,7 +1,7 @@
 # Cohort stage: where radiographs, points, labels, (phantom only) lesion truth and (optional) expert
 # references come from. contracts.md section 1; the input functions below are what preprocess.smk asks for.
 
-from osteoloc.cohort.phantom.cohort import n_shards as phantom_shard_count
+from osteoloc.cohort.phantom.settings import n_shards as phantom_shard_count
 from osteoloc.preprocess.stages import read_shard_plan
 
 COHORT = config["cohort"]

@@ -5,7 +5,7 @@ from pathlib import Path
 
 from snakemake.utils import validate
 
-from osteoloc.cohort.phantom.cohort import writes_twins
+from osteoloc.cohort.phantom.settings import writes_twins
 from osteoloc.names import MODELS
 from osteoloc.provenance import library_sources
 from osteoloc.train.arms import all_arm_settings, arm_prior_values, arms_without_prior

@@ -2,9 +2,14 @@
 # captions of `snakemake --report report.html`. Local, light rules. Report-only options (report.tables,
 # report.figures) are params of the one rule they format, apart from the analysis params. The table and
 # figure ids come from the library that writes them.
-from osteoloc.names import ABLATION_FIGURE, ABLATION_TABLE
-from osteoloc.report.figures import FIGURES
-from osteoloc.report.tables import SEED_LEVEL_INPUT, SUMMARY_TABLES, TABLES
+from osteoloc.names import (
+    ABLATION_FIGURE,
+    ABLATION_TABLE,
+    FIGURES,
+    SEED_LEVEL_INPUT,
+    SUMMARY_TABLES,
+    TABLES,
+)
 
 
 report: "../report/workflow.rst"

@@ -247,9 +247,6 @@ def figure_reliability(predictions, n_bins, stem, width_in):
 
 
 # Every figure the report rule writes: id -> its label in the HTML report (the rule files import these).
-FIGURES = {"figure2": "Figure 2", "figure3": "Figure 3", "figure4": "Figure 4", "figure5": "Figure 5",
-           "figure6": "Figure 6", "figureA2": "Figure A2", "reliability": "Reliability diagrams"}
-FIGURE_IDS = tuple(FIGURES)
 
 
 MAPS_BATCH = 64  # images per read of a maps.h5: Figure 4's streaming mean holds one batch (~50 MB at 224 px)
@@ -293,7 +290,7 @@ def _shown(study_path, maps_paths, rows, positions):
 
 def build_figures(predictions, metrics, study_path, maps_paths, selection_seed, figure_paths, *, width_in,
                   case_threshold, figure5_row_index, n_bins):
-    """Every figure of FIGURE_IDS; returns the Figure 6 cases (for logging).
+    """Every figure of names.FIGURE_IDS; returns the Figure 6 cases (for logging).
 
     figure_paths: {figure id: path}, each written as .png and .pdf (the path may carry either suffix);
     maps_paths: {model: the selection seed's maps.h5}; figure5_row_index: an HDF5 row of the selection

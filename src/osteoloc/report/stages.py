@@ -17,7 +17,8 @@ from osteoloc.report.figure_landmarks import figure_landmarks, pick_rows
 from osteoloc.report.figure_training import figure_grid
 from osteoloc.report.figures import build_figures
 # SUMMARY_TABLES: the report_summary script names its inputs by it
-from osteoloc.report.tables import SUMMARY_TABLES, build_tables, read_table, summary_markdown, write_table  # noqa: F401
+from osteoloc.names import SUMMARY_TABLES  # noqa: F401
+from osteoloc.report.tables import build_tables, read_table, summary_markdown, write_table
 from osteoloc.names import REFERENCE_ARM
 from osteoloc.train.grid import point_histories, read_selection
 

@@ -21,12 +21,6 @@ from osteoloc.names import ABLATION_METRICS, CALIBRATED_METRICS, MODELS, PENALTY
 
 METRICS = ("com_distance", "peak_distance", "spread")
 # Every table the report rule writes: id -> its label in the HTML report (the rule files import these).
-TABLES = {"table1": "Table 1", "table2": "Table 2", "tableA1": "Table A1", "tableA2": "Table A2",
-          "auc": "AUC table", "calibration": "Calibration table", "true_localisation": "True localisation table",
-          "calibrated": "Calibrated localisation table"}
-TABLE_IDS = tuple(TABLES)
-SEED_LEVEL_INPUT = ("seed_level_input", "Seed-level input")  # the CSV Table A1 is computed from
-SUMMARY_TABLES = ("tableA1", "auc", "true_localisation", "calibrated")  # the tables summary.md quotes
 
 
 def positives(frame):
@@ -217,7 +211,7 @@ def write_table(table, stem, decimals, caption=""):
 
 
 def build_tables(predictions, metrics, labels, selection_seed, n_bins, seed_input_path):
-    """Every table, in TABLE_IDS order. The seed-level CSV is written to `seed_input_path` and Table A1 is
+    """Every table, in names.TABLE_IDS order. The seed-level CSV is written to `seed_input_path` and Table A1 is
     computed from the file as read back, so the same function serves numbers from elsewhere."""
     seed_input = seed_level_input(metrics)
     write_csv(seed_input, seed_input_path)

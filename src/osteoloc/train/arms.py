@@ -17,8 +17,8 @@ their names: 'baseline' and 'prior' (the reference arm) are not arm names.
 
 import re
 
-from osteoloc.names import MODELS
-from osteoloc.train.prior import DEFAULT_SHAPE, PENALTY_SHAPES
+# the shapes' names, not train.prior: the workflow reads the arms while it parses, without torch
+from osteoloc.names import DEFAULT_SHAPE, MODELS, PENALTY_SHAPE_NAMES
 
 RESERVED = MODELS  # the paper's two models keep their names
 NAME = re.compile(r"^[a-z0-9_]+$")
@@ -64,8 +64,8 @@ def arm_settings(name, block):
             raise ValueError(f"arms.{name}.{section}: unknown key(s) {sorted(extra)}; use {sorted(defaults)}")
         merged[section] = {**defaults, **values}
     prior, model, inputs = merged["prior"], merged["model"], merged["input"]
-    if prior["shape"] not in PENALTY_SHAPES:
-        raise ValueError(f"arms.{name}.prior.shape: {prior['shape']!r}, choose one of {sorted(PENALTY_SHAPES)}")
+    if prior["shape"] not in PENALTY_SHAPE_NAMES:
+        raise ValueError(f"arms.{name}.prior.shape: {prior['shape']!r}, choose one of {sorted(PENALTY_SHAPE_NAMES)}")
     if prior["landmarks"] not in LANDMARK_SOURCES:
         raise ValueError(f"arms.{name}.prior.landmarks: {prior['landmarks']!r}, choose one of {LANDMARK_SOURCES}")
     if not float(prior["landmark_noise_mm"]) >= 0:

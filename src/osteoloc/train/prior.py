@@ -5,6 +5,8 @@ batched, differentiable."""
 import torch
 import torch.nn.functional as F
 
+from osteoloc.names import DEFAULT_SHAPE, PENALTY_SHAPE_NAMES
+
 EPS = 1e-6
 
 
@@ -38,7 +40,7 @@ PENALTY_SHAPES = {
     # rising far away, so activation beyond ~r + 3 sigma keeps a gradient towards the target
     "cauchy": lambda adjusted, sigma: 1 - 1 / (1 + adjusted**2 / (2 * sigma**2)),
 }
-DEFAULT_SHAPE = "plateau_gaussian"
+assert tuple(PENALTY_SHAPES) == PENALTY_SHAPE_NAMES and DEFAULT_SHAPE in PENALTY_SHAPES  # names.py lists them
 
 
 def penalty_maps(landmarks, valid, feature_hw, input_hw, radius, sigma, shape=DEFAULT_SHAPE):

@@ -31,6 +31,7 @@ from osteoloc.io.pts import write_pts
 from osteoloc.io.truth_h5 import TruthFile, truth_writer
 from osteoloc.cohort.phantom import anatomy, dicom, labels, lesions
 from osteoloc.cohort.phantom.render import Look, Scene, render
+from osteoloc.cohort.phantom.settings import LAYOUT_KEYS, n_shards, with_defaults, writes_twins
 from osteoloc.names import SIDES, TARGETS
 
 log = logging.getLogger(__name__)
@@ -41,62 +42,9 @@ JUNK_GRADES = ("7", "abc")
 RIDGES = (("sourcil", 1.2, 0.6), ("teardrop", 1.0, 0.7), ("trochanter", 1.0, 0.4), ("posterior_wall", 1.0, 0.45),
           ("anterior_wall", 0.8, 0.3))
 
-DEFAULTS = {
-    "seed": 0,
-    "subjects": 240,
-    "visits": 1,
-    "oai_fraction": 0.5,
-    "spacing_mm": [0.6, 0.8],
-    "field_of_view_mm": [360.0, 240.0],
-    "anatomy_size_sd": 0.07,
-    "pose_rotation_deg": 3.0,
-    "pose_shift_mm": 8.0,
-    "prevalence": {"osteo_fem_sup": 0.30, "osteo_fem_inf": 0.20, "osteo_acet_sup": 0.35, "osteo_acet_inf": 0.18},
-    "label_correlation": [list(r) for r in labels.PAPER_A_CORRELATION],
-    "side_correlation": 0.5,
-    "visit_correlation": 0.9,
-    "grade_shares": [0.5, 0.3, 0.2],
-    "missing_fraction": 0.05,
-    "short_side_fraction": 0.3,
-    "difficulty": 0.5,
-    "lesion_size_mm": 2.5,
-    # Per-target multiplier of lesion_size_mm (mimics too). Below 1 where the site shows a protrusion more
-    # plainly than a bump on the head does (the lateral acetabular edge borders soft tissue), so that no
-    # target is near-perfectly separable at the default difficulty: docs/phantom.md "Difficulty".
-    "lesion_scale": {"osteo_fem_sup": 1.0, "osteo_fem_inf": 0.7, "osteo_acet_sup": 0.45, "osteo_acet_inf": 1.0},
-    "noise_sd": 0.08,
-    "exposure_sd": 0.1,
-    "auto_points": {"error_sd_mm": 0.8, "shift_sd_mm": 1.0, "miss_probability": 0.05, "miss_mm": 6.0},
-    "split_pts_fraction": 0.2,
-    "dicom": {"cr_fraction": 0.3, "monochrome1_fraction": 0.3, "pixel_spacing_fraction": 0.5,
-              "bits_stored": {"10": 0.15, "12": 0.35, "14": 0.15, "16": 0.35},
-              "transfer_syntax": {"explicit": 0.4, "rle": 0.3, "jpeg2000": 0.3, "jpegls": 0.0, "jpeg_lossless": 0.0}},
-    "cue": {"enabled": False, "target": "osteo_fem_sup", "strength": 0.8, "size_mm": 6.0, "twins": False},
-    "broken_fraction": 0.01,
-    "shard_subjects": 60,
-}
-# How the generation is split into jobs, not what it generates: left out of truth.h5's config.
-LAYOUT_KEYS = ("shard_subjects",)
 PART_FILE = "part.h5"
 TWIN_IMAGES = "images_twin"  # the counterfactual twins' folder, beside images/
 TWIN_MANIFEST = "manifest_twin.csv"
-
-
-def with_defaults(config):
-    """The phantom config with every missing key (also inside nested blocks) taken from DEFAULTS."""
-    out = {}
-    for key, default in DEFAULTS.items():
-        value = (config or {}).get(key, default)
-        if isinstance(default, dict) and key != "prevalence":
-            value = {**default, **(value or {})}
-        out[key] = value
-    unknown = set(config or {}) - set(DEFAULTS)
-    if unknown:
-        raise ValueError(f"unknown cohort.phantom keys: {sorted(unknown)}")
-    unknown = set(out["lesion_scale"]) - set(TARGETS)
-    if unknown:
-        raise ValueError(f"unknown targets in cohort.phantom.lesion_scale: {sorted(unknown)}; expected {TARGETS}")
-    return out
 
 
 @dataclass
@@ -111,15 +59,6 @@ class Difficulty:
     def from_number(cls, d):
         d = float(np.clip(d, 0.0, 1.0))
         return cls(size_scale=1.6 - 1.0 * d, contrast=1.0 - 0.6 * d, mimic_probability=0.5 * d)
-
-
-def writes_twins(config):
-    """Whether the cohort `config` describes has counterfactual twins (`cue.twins`); they need the cue."""
-    cue = with_defaults(config)["cue"]
-    if cue["twins"] and not cue["enabled"]:
-        raise ValueError("cohort.phantom.cue.twins is on but cue.enabled is off: a twin is its radiograph "
-                         "without the cue markers, so there is nothing to take away")
-    return bool(cue["twins"])
 
 
 def twin_image_path(image_path):
@@ -293,12 +232,6 @@ def cohort_grades(config):
     return labels.sample_grades(_rng(cfg["seed"], 1), int(cfg["subjects"]), int(cfg["visits"]), prevalence,
                                 cfg["label_correlation"], cfg["grade_shares"], cfg["side_correlation"],
                                 cfg["visit_correlation"])
-
-
-def n_shards(config):
-    """How many shard jobs generate the cohort `config` describes (subjects / shard_subjects, rounded up)."""
-    cfg = with_defaults(config)
-    return -(-int(cfg["subjects"]) // int(cfg["shard_subjects"]))
 
 
 class Plan:

@@ -13,13 +13,6 @@ from scipy import optimize, stats
 
 from osteoloc.names import TARGETS
 
-# Paper A, Table 2 (order: fem_sup, fem_inf, acet_sup, acet_inf).
-PAPER_A_CORRELATION = (
-    (1.000, 0.445, 0.383, 0.329),
-    (0.445, 1.000, 0.252, 0.328),
-    (0.383, 0.252, 1.000, 0.405),
-    (0.329, 0.328, 0.405, 1.000),
-)
 MISSING_SPELLINGS = ("", "NaN", "nan", "none", "NA", "na", "missing")
 SIDE_SPELLINGS = {"right": ("right", "R"), "left": ("left", "L")}
 # Column order of the real labels.csv (docs/method.md section 2.5).
