@@ -24,7 +24,8 @@ study: $(STAMP)
 
 # Every test (the one CI runs): tests/unit and tests/workflow.
 test: $(STAMP)
-	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/python -m pytest -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/python -m pytest -n $(TEST_WORKERS) --dist loadgroup \
+		--no-loadscope-reorder $(PYTEST_ARGS)
 
 # The unit tests only: the library on small inputs, no snakemake.
 test-fast: $(STAMP)

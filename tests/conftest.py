@@ -30,11 +30,15 @@ def pytest_collection_modifyitems(items):
     for item in items:
         if HERE / "workflow" in Path(item.fspath).parents:
             item.add_marker(pytest.mark.workflow)
-    # The first test that needs CI's study runs first, so the study builds while the other xdist worker
-    # runs unit tests (the same order in every worker, as xdist requires).
-    first = next((i for i, item in enumerate(items) if "ci_study" in item.fixturenames), None)
-    if first is not None:
-        items.insert(0, items.pop(first))
+    # Order (the same in every worker, as xdist requires; `make test` keeps it: --no-loadscope-reorder):
+    # the first test that needs CI's study, so that it builds while the other worker runs the unit tests;
+    # then the unit tests; then the SLURM group, the longest serial stretch, started early; then the rest.
+    first = [next((item for item in items if "ci_study" in item.fixturenames), None)]
+    first = [item for item in first if item is not None]
+    slurm = [item for item in items if item.get_closest_marker("xdist_group") and item not in first]
+    unit = [item for item in items if HERE / "unit" in Path(item.fspath).parents and item not in first]
+    rest = [item for item in items if item not in first + slurm + unit]
+    items[:] = first + unit + slurm + rest
 
 
 @pytest.hookimpl(hookwrapper=True)
