@@ -8,7 +8,8 @@ from scipy import stats as sps
 
 from osteoloc.names import TARGETS
 from osteoloc.report.ablation import BOOTSTRAP_COLUMNS, ablation_table, bootstrap_comparisons, seed_level_values
-from osteoloc.report.stats import delong_paired, delong_test, hierarchical_bootstrap, holm, paired_cluster_bootstrap
+from osteoloc.report.stats import (crossed_bootstrap_mean, delong_paired, delong_test, hierarchical_bootstrap, holm,
+                                   paired_cluster_bootstrap)
 
 EFFECT = 0.3
 
@@ -325,3 +326,18 @@ def test_an_arm_is_compared_with_the_arm_report_comparisons_names():
     assert boot.loc["same", "boot_low"] > 0  # same - better: the 2 px the better arm gains, reversed
     with pytest.raises(ValueError, match="unknown arm"):
         ablation_table(seed_level_values(predictions, metrics), arms, "prior", {"better": "nope"})
+
+
+def test_crossed_bootstrap_mean_covers_the_true_mean_and_collapses_without_spread():
+    """Seeds x subjects with a known mean 0.5 (a seed effect and a subject effect): the interval covers it
+    and is wider than the subjects alone would make it; a constant value gives a point interval."""
+    rng = np.random.default_rng(3)
+    seeds, subjects = np.arange(8), np.arange(30)
+    seed_effect, subject_effect = rng.normal(0, 0.1, 8), rng.normal(0, 0.3, 30)
+    frame = pd.DataFrame([{"seed": s, "subject": c, "v": 0.5 + seed_effect[s] + subject_effect[c]
+                           + rng.normal(0, 0.05)} for s in seeds for c in subjects])
+    mean, low, high = crossed_bootstrap_mean(frame, "v", "seed", "subject", n_boot=1000, seed=0)
+    assert mean == pytest.approx(frame["v"].mean(), abs=1e-12)
+    assert low < 0.5 < high and high - low > 0.1
+    assert crossed_bootstrap_mean(frame.assign(v=0.7), "v", "seed", "subject", n_boot=200) == pytest.approx(
+        (0.7, 0.7, 0.7), abs=1e-12)

@@ -394,6 +394,30 @@ def hierarchical_bootstrap(frame, value, arm_col, seed_col, cluster_col, unit_co
             "n_seeds": n_seeds, "n_subjects": int(n_subjects), "n_hips": int(len(wide)), "per_seed": per_seed}
 
 
+def crossed_bootstrap_mean(frame, value, seed_col, cluster_col, n_boot=2000, seed=0, confidence=CONFIDENCE):
+    """(mean, low, high): the mean of `value` over the (seed, cluster) cells of `frame` (each cell its own
+    mean first), with a percentile interval from resampling seeds and clusters (e.g. subjects) with
+    replacement, crossed: the same clusters scored by every seed (one fixed test set) are drawn once for
+    all seeds. Cells a seed did not score are left out of that draw's mean."""
+    cells = frame.groupby([seed_col, cluster_col])[value].mean().unstack(cluster_col)
+    matrix = cells.to_numpy(dtype=np.float64)  # seeds x clusters, NaN where a seed has no value
+    if not np.isfinite(matrix).any():
+        return np.nan, np.nan, np.nan
+    rng = np.random.default_rng(seed)
+    n_seeds, n_clusters = matrix.shape
+    finite = np.isfinite(matrix)
+    filled = np.where(finite, matrix, 0.0)
+    estimates = np.empty(n_boot)
+    for b in range(n_boot):
+        rows = rng.integers(0, n_seeds, n_seeds)
+        cols = rng.integers(0, n_clusters, n_clusters)
+        count = finite[np.ix_(rows, cols)].sum()
+        estimates[b] = filled[np.ix_(rows, cols)].sum() / count if count else np.nan
+    alpha = (1 - confidence) / 2
+    low, high = np.nanquantile(estimates, [alpha, 1 - alpha])
+    return float(filled.sum() / finite.sum()), float(low), float(high)
+
+
 def holm(pvalues, alpha=0.05):
     """Holm's step-down correction across a family of claims (statsmodels multipletests, method "holm").
 
