@@ -244,3 +244,16 @@ def test_calibrated_metrics_show_their_place_between_chance_and_ceiling_and_the_
     warnings = penalty_warnings(ablation_table(values, ARMS))
     assert len(warnings) == 2 * len(TARGETS) and all("25%" in w for w in warnings)  # prior and same
     assert sum(w.startswith("prior ") for w in warnings) == len(TARGETS)
+
+
+def test_primary_metrics_are_the_measured_ones_and_a_typo_is_refused():
+    from osteoloc.report.stages import primary_metrics
+
+    metrics = pd.DataFrame(columns=["com_distance", "com_to_lesion"])
+    assert primary_metrics(["auc", "com_to_lesion"], metrics, twins=False) == ["auc", "com_to_lesion"]
+    # with cue-free twins the primary AUC is the one without the cue
+    assert primary_metrics(["auc", "com_to_lesion"], metrics, twins=True) == ["auc_no_cue", "com_to_lesion"]
+    # not measured here (no truth column): left out; no twins: no cue-free AUC
+    assert primary_metrics(["auc_no_cue", "peak_to_lesion"], metrics, twins=False) == []
+    with pytest.raises(ValueError, match="unknown metric"):
+        primary_metrics(["com_to_lesoin"], metrics, twins=False)

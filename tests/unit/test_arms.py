@@ -91,6 +91,8 @@ def test_an_arm_may_train_with_its_own_radius_and_sigma():
     assert all_arm_settings(arms)["disc"]["prior_shape"] == "disc"  # r is a prior value, not a setting
     with pytest.raises(ValueError, match="radius must be"):
         arm_settings("bad", {"prior": {"radius": -1}})
+    with pytest.raises(ValueError, match="sigma must be a number > 0"):  # 0 would divide by zero
+        arm_settings("bad", {"prior": {"sigma": 0}})
 
 
 def test_arm_defaults_are_the_schemas():

@@ -14,8 +14,8 @@ from osteoloc.cohort.phantom.cohort import Plan, make_cohort, stage_radiograph
 from osteoloc.cohort.phantom.interventions import KINDS, interventions
 from osteoloc.cohort.phantom.render import fill, render
 from osteoloc.explain import interventions as effects_module
-from osteoloc.explain.interventions import (EFFECT_COLUMNS, crop_pair, explain_interventions, intervention_effects,
-                                            render_intervention_crops)
+from osteoloc.explain.intervention_crops import case_table, crop_pair, crop_pairs, render_intervention_crops
+from osteoloc.explain.interventions import EFFECT_COLUMNS, explain_interventions, pair_effects
 from osteoloc.io.intervention_h5 import read_intervention_crops
 from osteoloc.names import TARGETS
 from osteoloc.preprocess.stages import preprocess_study
@@ -62,6 +62,12 @@ def test_removed_lesions_leave_no_mask_and_moved_ones_move_by_about_the_shift(ca
 
 
 # -- the measurement (osteoloc.explain.interventions) --------------------------------------------------------
+
+def intervention_effects(model, cases, crop_size, spacing_mm, groups):
+    """pair_effects of the renders `cases`, cropped as rule intervention_crops crops them."""
+    return pair_effects(model, case_table(cases), crop_pairs(cases, crop_size, spacing_mm), crop_size, spacing_mm,
+                        groups)
+
 
 GROUPS = {"osteo_fem_sup": [13, 78, 14, 15], "osteo_fem_inf": [19, 20, 21], "osteo_acet_sup": [67],
           "osteo_acet_inf": [71]}

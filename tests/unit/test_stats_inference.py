@@ -326,6 +326,9 @@ def test_an_arm_is_compared_with_the_arm_report_comparisons_names():
     assert boot.loc["same", "boot_low"] > 0  # same - better: the 2 px the better arm gains, reversed
     with pytest.raises(ValueError, match="unknown arm"):
         ablation_table(seed_level_values(predictions, metrics), arms, "prior", {"better": "nope"})
+    with pytest.raises(ValueError, match="compared with nothing"):
+        bootstrap_comparisons(predictions, metrics, arms, "prior", ["auc"], n_boot=10, seed=0,
+                              comparisons={"prior": "better"})
 
 
 def test_crossed_bootstrap_mean_covers_the_true_mean_and_collapses_without_spread():

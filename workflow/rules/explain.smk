@@ -65,6 +65,7 @@ if interventions_on():  # common.smk
             radiographs=INTERVENTIONS["radiographs"],
         log:
             log_path("explain", "interventions", "seed{seed}.log"),
+        localrule: True
         threads: 1
         resources:
             mem_mb=4000,

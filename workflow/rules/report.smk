@@ -10,6 +10,7 @@ from osteoloc.names import (
     SUMMARY_TABLES,
     TABLES,
 )
+from osteoloc.report.comparisons import comparison_arms
 
 
 report: "../report/workflow.rst"
@@ -167,8 +168,12 @@ ALL_TARGETS.extend(
 
 
 # The ablation: every configured arm (config `arms`: name -> overrides) and the paper's two models,
-# compared with the reference arm 'prior' over seeds. No arms configured: no rule, the study is unchanged.
+# compared with the reference arm 'prior' (or the arm report.comparisons names) over seeds and subjects.
+# No arms configured: no rule, the study is unchanged.
 if config.get("arms"):
+    comparison_arms(
+        RUNS, comparisons=REPORT["comparisons"]
+    )  # a wrong name fails now, not after training
     ABLATION_OUTPUTS = report_outputs(
         "tables", {ABLATION_TABLE[0]: {"table": ABLATION_TABLE[1]}}, "Ablation"
     ) | report_outputs(
@@ -228,6 +233,8 @@ if interventions_on():  # common.smk
             runs=explain_runs(RUNS),
             arms=as_json(RUNS),
             width_in=REPORT["figures"]["width_in"],
+            n_boot=REPORT["statistics"]["n_boot"],
+            boot_seed=REPORT["statistics"]["seed"],
         log:
             log_path("report", "interventions.log"),
         script:

@@ -1,6 +1,7 @@
 # Training (docs/training.md): a subject-level split per seed, the prior's grid search on the selection
 # seed with automatic boundary extension (a checkpoint per selection round), then the baseline and the
-# prior model for every seed, and every study arm (config `arms:`) for every seed with the prior's values.
+# prior model for every seed, and every study arm (config `arms:`) for every seed with the prior's values
+# (an arm's own radius / sigma where it sets them; none for an arm with prior.enabled false).
 # Params carry the config as JSON blocks: the baseline's block holds no prior value, so changing the prior
 # reruns only the prior's jobs (and the arms') and what follows them; an arm's training block is the shared
 # one merged with that arm's settings alone, so editing one arm reruns only that arm.

@@ -23,6 +23,7 @@ from sklearn.metrics import roc_auc_score
 
 from osteoloc.io.runs import read_runs
 from osteoloc.report.stats import hierarchical_bootstrap, holm, paired_wilcoxon
+from osteoloc.report.comparisons import comparison_arms
 from osteoloc.explain.metrics import calibrated
 from osteoloc.names import ABLATION_METRICS, CALIBRATED_METRICS, CONFIDENCE, PENALTY_WARNING, REFERENCE_ARM, TARGETS
 
@@ -117,20 +118,6 @@ def _compare(values, reference, better):
     improved = int((diffs < 0).sum() if better == "lower" else (diffs > 0).sum())
     return {"diff": diffs.mean() if n else np.nan, "ci_low": low, "ci_high": high, "improved": improved,
             "n_pairs": n, "W": w, "p": p}
-
-
-def comparison_arms(arms, reference=REFERENCE_ARM, comparisons=None):
-    """{arm: the arm it is compared with}: `reference` unless `comparisons` ({arm: other arm}, config
-    `report.comparisons`) names another; the reference arm itself is compared with nothing. Raises
-    ValueError for an unknown arm or an arm compared with itself."""
-    comparisons = dict(comparisons or {})
-    unknown = sorted({a for pair in comparisons.items() for a in pair} - set(arms))
-    if unknown:
-        raise ValueError(f"report.comparisons: unknown arm(s) {unknown}; the study's arms are {list(arms)}")
-    same = sorted(a for a, b in comparisons.items() if a == b)
-    if same:
-        raise ValueError(f"report.comparisons: {same} compared with itself")
-    return {arm: comparisons.get(arm, reference) for arm in arms if arm != reference}
 
 
 def ablation_table(seed_values, arms, reference=REFERENCE_ARM, comparisons=None):

@@ -61,7 +61,9 @@ def _panel(ax, block, arms, metric, reference):
                                      else f"{arm} − {versus[arm]}" for arm in arms])
     ax.set_ylim(len(arms) - 0.5, -0.5)  # first arm on top
     ax.set_title(spec.label)
-    ax.set_xlabel(f"{'← better' if spec.better == 'lower' else 'better →'}   (arm − {reference})")
+    compared_with = f"arm − {reference}" + ("" if all(versus.get(arm, reference) in ("", reference) for arm in arms)
+                                            else ", or as the row says")
+    ax.set_xlabel(f"{'← better' if spec.better == 'lower' else 'better →'}   ({compared_with})")
     ax.grid(axis="x", lw=0.3, alpha=0.5)
 
 

@@ -246,7 +246,7 @@ def figure_reliability(predictions, n_bins, stem, width_in):
         save_figure(fig, stem)
 
 
-# Every figure the report rule writes: id -> its label in the HTML report (the rule files import these).
+# Every figure the report rule writes, with its label in the HTML report: names.FIGURES.
 
 
 MAPS_BATCH = 64  # images per read of a maps.h5: Figure 4's streaming mean holds one batch (~50 MB at 224 px)

@@ -17,9 +17,8 @@ from osteoloc.report.figure_landmarks import figure_landmarks, pick_rows
 from osteoloc.report.figure_training import figure_grid
 from osteoloc.report.figures import build_figures
 # SUMMARY_TABLES: the report_summary script names its inputs by it
-from osteoloc.names import SUMMARY_TABLES  # noqa: F401
+from osteoloc.names import ABLATION_METRICS, REFERENCE_ARM, SUMMARY_TABLES  # noqa: F401
 from osteoloc.report.tables import build_tables, read_table, summary_markdown, write_table
-from osteoloc.names import REFERENCE_ARM
 from osteoloc.train.grid import point_histories, read_selection
 
 log = logging.getLogger(__name__)
@@ -62,6 +61,26 @@ def report_figures(runs_json, predictions_paths, metrics_paths, study_path, maps
         log.info("figure 6 case %s: %s%s", case.key, case.rule, " (fallback)" if case.fallback else "")
 
 
+def primary_metrics(names, metrics, twins):
+    """The configured primary metrics (`report.statistics.primary_metrics`) this study measures: "auc" (the
+    cue-free "auc_no_cue" when `twins`: a shortcut cue would otherwise carry it) and the positives metrics
+    of ABLATION_METRICS that `metrics` has as columns (com_to_lesion needs lesion truth or references);
+    those it does not measure are logged and left out. An unknown name is an error."""
+    known = {"auc", "auc_no_cue"} | {m for m, spec in ABLATION_METRICS.items() if spec.source == "positives"}
+    unknown = sorted(set(names) - known)
+    if unknown:
+        raise ValueError(f"report.statistics.primary_metrics: unknown metric(s) {unknown}; use {sorted(known)}")
+    chosen = []
+    for name in names:
+        name = "auc_no_cue" if name == "auc" and twins else name
+        measured = name == "auc" or (name == "auc_no_cue" and twins) or name in metrics
+        if not measured:
+            log.info("ablation: primary metric %s is not measured in this study; left out", name)
+        elif name not in chosen:
+            chosen.append(name)
+    return chosen
+
+
 def report_ablation(runs, predictions_paths, metrics_paths, twin_predictions_paths=(), *, arms,
                     reference=REFERENCE_ARM, decimals, width_in, table_path, figure_path, statistics=None,
                     comparisons=None):
@@ -79,17 +98,14 @@ def report_ablation(runs, predictions_paths, metrics_paths, twin_predictions_pat
     table = ablation_table(seed_level_values(predictions, metrics, twins), arms, reference, comparisons)
     statistics = statistics or {}
     if statistics.get("n_boot", 0) > 0:
-        # only the primary metrics this study measures (com_to_lesion needs lesion truth or references);
-        # with a shortcut cue the primary AUC is the one without it (on the cue-free twins)
-        primary = [("auc_no_cue" if twins is not None else m) if m == "auc" else m
-                   for m in statistics["primary_metrics"] if m == "auc" or m in metrics]
-        comparisons = bootstrap_comparisons(predictions, metrics, arms, reference, primary,
-                                            n_boot=statistics["n_boot"], seed=statistics["seed"],
-                                            alpha=statistics["alpha"], twin_predictions=twins,
-                                            comparisons=comparisons)
-        table = table.merge(comparisons, on=["metric", "target", "arm"], how="left")
+        primary = primary_metrics(statistics["primary_metrics"], metrics, twins is not None)
+        bootstrap = bootstrap_comparisons(predictions, metrics, arms, reference, primary,
+                                          n_boot=statistics["n_boot"], seed=statistics["seed"],
+                                          alpha=statistics["alpha"], twin_predictions=twins,
+                                          comparisons=comparisons)
+        table = table.merge(bootstrap, on=["metric", "target", "arm"], how="left")
         log.info("ablation: %d of %d primary comparisons survive Holm's correction at %.2f",
-                 int(comparisons["survives"].sum()), len(comparisons), statistics["alpha"])
+                 int(bootstrap["survives"].sum()), len(bootstrap), statistics["alpha"])
     for warning in penalty_warnings(table):
         log.warning(warning)
     write_table(table, table_path, decimals=decimals)
@@ -117,11 +133,12 @@ def figure_landmarks_stage(study_path, out_stem, rows=None):
     return rows
 
 
-def report_interventions(runs, effects_paths, *, arms, width_in, table_path, figure_path):
+def report_interventions(runs, effects_paths, *, arms, width_in, table_path, figure_path, n_boot=2000, boot_seed=0):
     """Rule report_interventions: every run's interventions.csv (runs: [(arm, seed)] in the paths' order)
-    -> the per-arm summary table (`table_path`, .csv/.md/.tex) and the figure (`figure_path`, .png/.pdf)."""
+    -> the per-arm summary table (`table_path`, .csv/.md/.tex) and the figure (`figure_path`, .png/.pdf);
+    n_boot, boot_seed: its bootstrap intervals (`report.statistics`; n_boot 0: none)."""
     frames = [pd.read_csv(path).assign(model=arm, seed=int(seed)) for (arm, seed), path in zip(runs, effects_paths)]
-    summary = intervention_summary(pd.concat(frames, ignore_index=True))
+    summary = intervention_summary(pd.concat(frames, ignore_index=True), n_boot=n_boot, seed=boot_seed)
     write_table(summary, table_path, decimals=3)
     figure_interventions(summary, list(arms), figure_path, width_in)
     log.info("interventions: %d runs, %d summary rows", len(frames), len(summary))

@@ -403,6 +403,8 @@ def crossed_bootstrap_mean(frame, value, seed_col, cluster_col, n_boot=2000, see
     matrix = cells.to_numpy(dtype=np.float64)  # seeds x clusters, NaN where a seed has no value
     if not np.isfinite(matrix).any():
         return np.nan, np.nan, np.nan
+    if n_boot == 0:  # no bootstrap asked for: the mean without an interval
+        return float(np.nanmean(matrix[np.isfinite(matrix)])), np.nan, np.nan
     rng = np.random.default_rng(seed)
     n_seeds, n_clusters = matrix.shape
     finite = np.isfinite(matrix)

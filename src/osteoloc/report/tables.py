@@ -20,7 +20,7 @@ from osteoloc.explain.metrics import calibrated
 from osteoloc.names import ABLATION_METRICS, CALIBRATED_METRICS, MODELS, PENALTY_WARNING, SHORT_NAMES, TARGETS
 
 METRICS = ("com_distance", "peak_distance", "spread")
-# Every table the report rule writes: id -> its label in the HTML report (the rule files import these).
+# Every table the report rule writes, with its label in the HTML report: names.TABLES.
 
 
 def positives(frame):

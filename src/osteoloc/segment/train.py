@@ -17,7 +17,7 @@ import torch
 
 from osteoloc.io.atomic import atomic_path
 from osteoloc.train.data import batch_order
-from osteoloc.train.loop import load_resumable
+from osteoloc.train.checkpoint import load_resumable
 from osteoloc.train.device import (autocast, check_precision, configure_determinism, environment_info,
                                    grad_scaler, pick_device)
 from osteoloc.segment.unet import build_unet

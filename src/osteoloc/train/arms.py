@@ -1,5 +1,6 @@
 """Study arms (docs/training.md "Arms"): named sets of overrides of the prior's training, the model
-or its input, each trained with the reference arm's prior values for every seed on that seed's split.
+or its input, each trained with the reference arm's prior values (unless it sets its own radius / sigma, or
+trains without the prior) for every seed on that seed's split.
 
 An arm's config block (workflow/schemas/arms.schema.yaml) is nested by what it changes:
 
@@ -79,9 +80,10 @@ def arm_settings(name, block):
     if extra:
         raise ValueError(f"arms.{name}.train: key(s) {sorted(extra)} cannot differ between arms; "
                          f"an arm may override {list(TRAIN_KEYS)}")
-    for key in ("radius", "sigma"):
-        if prior[key] is not None and not float(prior[key]) >= 0:
-            raise ValueError(f"arms.{name}.prior.{key} must be a number >= 0 (pixels) or null, not {prior[key]!r}")
+    if prior["radius"] is not None and not float(prior["radius"]) >= 0:
+        raise ValueError(f"arms.{name}.prior.radius must be a number >= 0 (pixels) or null, not {prior['radius']!r}")
+    if prior["sigma"] is not None and not float(prior["sigma"]) > 0:
+        raise ValueError(f"arms.{name}.prior.sigma must be a number > 0 (pixels) or null, not {prior['sigma']!r}")
     if not isinstance(prior["enabled"], bool):
         raise ValueError(f"arms.{name}.prior.enabled must be true or false, not {prior['enabled']!r}")
     crops = bool(inputs["landmark_crops"])

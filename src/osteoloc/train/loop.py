@@ -26,6 +26,7 @@ import torch
 from sklearn.metrics import roc_auc_score
 
 from osteoloc.train.data import batch_order, load_split, read_subjects, rotate_batch, rotation_matrices
+from osteoloc.train.checkpoint import load_resumable
 from osteoloc.train.device import (PRECISIONS, autocast, check_precision, configure_determinism,
                                    environment_info, grad_scaler, pick_device)
 from osteoloc.io.atomic import atomic_path
@@ -300,22 +301,6 @@ def _save(obj, path):
 
 
 CHECKPOINT_FORMAT = 4  # last.pt layout: a checkpoint of another layout is never resumed
-
-
-def load_resumable(path, identity):
-    """The checkpoint at `path` if it belongs to this very run (its `identity` entry equals `identity`: same
-    settings and data), else None (no file, an unreadable one, or another run's). Serves the U-Net too."""
-    if path is None or not Path(path).exists():
-        return None
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as err:  # a checkpoint from an older version or a damaged file: start afresh
-        log.warning("ignoring unreadable checkpoint %s (%s)", path, err)
-        return None
-    if checkpoint.get("identity") != identity:
-        log.info("checkpoint %s belongs to other settings or data: starting afresh", path)
-        return None
-    return checkpoint
 
 
 def _duration(seconds):
