@@ -61,9 +61,7 @@ def _panel(ax, block, arms, metric, reference):
                                      else f"{arm} − {versus[arm]}" for arm in arms])
     ax.set_ylim(len(arms) - 0.5, -0.5)  # first arm on top
     ax.set_title(spec.label)
-    compared_with = f"arm − {reference}" + ("" if all(versus.get(arm, reference) in ("", reference) for arm in arms)
-                                            else ", or as the row says")
-    ax.set_xlabel(f"{'← better' if spec.better == 'lower' else 'better →'}   ({compared_with})")
+    ax.set_xlabel("← better" if spec.better == "lower" else "better →")
     ax.grid(axis="x", lw=0.3, alpha=0.5)
 
 
@@ -92,5 +90,6 @@ def figure_ablation_forest(table, stem, width_in, reference=REFERENCE_ARM):
         handles = [Line2D([], [], color=TARGET_COLOURS[t], marker="o", ms=3, lw=0.9, label=SHORT_NAMES[t])
                    for t in TARGETS]
         fig.legend(handles=handles, loc="outside lower center", ncols=len(TARGETS), frameon=False,
-                   title=f"mean difference over seeds, {CONFIDENCE:.0%} t interval", title_fontsize=7)
+                   title=f"mean difference over seeds (arm − {reference}; a row 'a − b': a − b), "
+                         f"{CONFIDENCE:.0%} t interval", title_fontsize=7)
         save_figure(fig, stem)
