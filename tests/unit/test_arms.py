@@ -11,7 +11,6 @@ import pytest
 import torch
 import yaml
 from test_train import study_with_split  # tests/ is on sys.path under pytest
-from workflow_copy import write_override
 
 from osteoloc.train.arms import DEFAULTS, arm_prior_values, arm_settings, all_arm_settings, arms_without_prior
 from osteoloc.explain.cam import gradcam_maps
