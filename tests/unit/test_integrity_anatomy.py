@@ -17,7 +17,8 @@ from osteoloc.preprocess.geometry import preprocess_hip
 from osteoloc.preprocess.sources import ManifestSource
 from osteoloc.io.study_h5 import HipRecord
 from helpers import synthetic_pixels, write_dicom
-from test_integrity import SETTINGS, Variant, assert_excluded, phantom, spacing_of  # noqa: F401 (fixture)
+from test_integrity import (SETTINGS, Variant, assert_excluded, phantom,  # noqa: F401 (phantom: a fixture)
+                            spacing_of, without_spacing)
 from test_defaults import SCHEMAS, keyword_defaults
 
 
@@ -110,10 +111,8 @@ def test_a_magnified_dx_radiograph_is_cropped_at_the_objects_spacing(phantom, tm
     i = v.row()
     image = v.path(i, "image_path")
     spacing = spacing_of(image)
+    without_spacing(image)
     ds = pydicom.dcmread(image)
-    for keyword in ("PixelSpacing", "ImagerPixelSpacing"):
-        if keyword in ds:
-            delattr(ds, keyword)
     ds.ImagerPixelSpacing = [f"{spacing:.4f}"] * 2
     ds.EstimatedRadiographicMagnificationFactor = "1.2"
     ds.save_as(image)
@@ -171,11 +170,7 @@ def test_millimetre_points_read_as_pixels_at_the_phantom_spacing_are_excluded(ph
     assert 15 < shrunk[i] < DEFAULT_LIMITS.head_radius_mm[0]  # passed the old floor, fails the adult range
     image = v.path(i, "image_path")
     spacing = spacing_of(image)
-    ds = pydicom.dcmread(image)
-    for keyword in ("PixelSpacing", "ImagerPixelSpacing"):
-        if keyword in ds:
-            delattr(ds, keyword)
-    ds.save_as(image)
+    without_spacing(image)
     v.manifest["spacing"] = ""
     v.manifest.loc[i, "spacing"] = spacing
     table, study = v.run()
