@@ -15,7 +15,7 @@ from osteoloc.io.maps_h5 import MapsFile
 from osteoloc.io.study_h5 import StudyFile, write_study_arrays
 from osteoloc.train.model import build_model
 from osteoloc.io.runs import HISTORY_COLUMNS, read_maps, read_runs, write_history
-from osteoloc.report.tables import build_tables, summary_markdown, write_table
+from osteoloc.report.tables import CALIBRATED_COLUMNS, build_tables, calibrated_table, summary_markdown, write_table
 from osteoloc.names import TARGETS
 
 S = 64
@@ -161,6 +161,8 @@ def test_aggregation_writes_every_table_and_figure(explained, tmp_path):
     assert len(calibrated) == 4 * 5 * 3  # targets x lesion metrics x (baseline, prior, landmark control)
     assert set(calibrated["model"]) == {"baseline", "prior", "landmark control"}
     assert (calibrated["n_undefined"] == 0).all() and calibrated["place"].notna().any()
+    defined = calibrated[calibrated["value"].notna()]  # each value with its interval over seeds and subjects
+    assert defined[["ci_low", "ci_high"]].notna().all().all() and (defined["ci_low"] <= defined["ci_high"]).all()
     energy = calibrated[calibrated["metric"] == "energy_lift"]
     assert np.allclose(energy["chance"], 1.0)  # a uniform map's lift
     summary = summary_markdown("tiny", tables, pd.read_csv(root / "preprocess" / "exclusions.csv"),
@@ -203,3 +205,47 @@ def test_case_rules_show_four_different_images():
     assert len({c.position for c in cases}) == 4
     assert {c.key: c.position for c in cases} == {"a": 1, "b": 3, "c": 2, "d": 0}
     assert [c.key for c in cases if c.fallback] == ["b"]
+
+
+def test_calibrated_values_carry_a_bootstrap_interval_over_seeds_and_subjects():
+    """A known mean (5 px from the lesion, lift 3) inside a positive-width interval over 3 seeds and 30
+    subjects of two hips; an all-undefined model (every baseline map all zero: no distance) blank."""
+    rng = np.random.default_rng(0)
+    n_seeds, n_subjects = 3, 30
+    hips = pd.MultiIndex.from_product([range(n_seeds), range(2 * n_subjects)], names=["seed", "row"]).to_frame(
+        index=False)
+    frames = []
+    for model in MODELS:
+        distance, lift = rng.normal(0, 2, len(hips)), rng.normal(0, 1, len(hips))
+        frame = hips.assign(model=model, target=TARGETS[0], label=1, map_defined=1,
+                            com_to_lesion=5 + distance - distance.mean(), energy_lift=3 + lift - lift.mean(),
+                            com_to_lesion_uniform=20.0, com_to_lesion_random_cell=18.0, com_to_lesion_ceiling=2.0,
+                            com_to_lesion_control=8.0, energy_lift_uniform=1.0, energy_lift_random_cell=1.0,
+                            energy_lift_ceiling=9.0, energy_lift_control=2.0)
+        if model == "baseline":
+            frame = frame.assign(map_defined=0, com_to_lesion=np.nan, energy_lift=0.0)
+        frames.append(frame)
+    metrics = pd.concat(frames, ignore_index=True)
+    predictions = metrics[["model", "seed", "row", "target", "label"]].assign(
+        subject=[f"s{row // 2:02d}" for row in metrics["row"]], prob=0.5)
+    table = calibrated_table(metrics, predictions, n_boot=500, seed=0)
+    assert list(table.columns) == CALIBRATED_COLUMNS
+    assert CALIBRATED_COLUMNS[7:10] == ["value", "ci_low", "ci_high"]
+    assert table.loc[table["target"] != TARGETS[0], "n_positive"].eq(0).all()  # targets without a hip: blank
+    assert table.loc[table["target"] != TARGETS[0], ["value", "ci_low", "ci_high"]].isna().all().all()
+    table = table[table["target"] == TARGETS[0]].set_index(["metric", "model"]).sort_index()
+    for metric, known in (("com_to_lesion", 5.0), ("energy_lift", 3.0)):
+        row = table.loc[(metric, "prior")]
+        assert row["value"] == pytest.approx(known)
+        assert row["ci_low"] < known < row["ci_high"]
+        # places of the interval's ends, ordered low <= high also where lower is better (com_to_lesion)
+        assert row["place_low"] < row["place"] < row["place_high"]
+    assert table.loc[("com_to_lesion", "prior"), "place_high"] == pytest.approx((table.loc[
+        ("com_to_lesion", "prior"), "ci_low"] - 20) / (2 - 20))
+    undefined = table.loc[("com_to_lesion", "baseline")]
+    assert undefined["n_undefined"] == n_seeds * 2 * n_subjects and undefined["n_images"] == 0
+    assert undefined[["value", "ci_low", "ci_high", "place", "place_low", "place_high"]].isna().all()
+    control = table.loc[("com_to_lesion", "landmark control")]  # a constant: a zero-width interval at it
+    assert control["ci_low"] == control["ci_high"] == pytest.approx(8.0)
+    unbooted = calibrated_table(metrics, predictions, n_boot=0)
+    assert unbooted["ci_low"].isna().all() and unbooted["ci_high"].isna().all()

@@ -56,6 +56,8 @@ rule report_tables:
         runs=explain_runs(),
         selection_seed=REPORT_SELECTION_SEED,
         calibration_bins=REPORT["calibration_bins"],
+        n_boot=REPORT["statistics"]["n_boot"],
+        boot_seed=REPORT["statistics"]["seed"],
         format=as_json(REPORT["tables"]),
     log:
         log_path("report", "tables.log"),

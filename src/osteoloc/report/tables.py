@@ -14,8 +14,8 @@ import numpy as np
 import pandas as pd
 
 from osteoloc.io.atomic import write_csv, write_text
-from osteoloc.report.stats import (delong_test, expected_calibration_error, image_level_table, label_correlation,
-                            paired_wilcoxon, seed_level_table)
+from osteoloc.report.stats import (crossed_bootstrap_mean, delong_test, expected_calibration_error, image_level_table,
+                                   label_correlation, paired_wilcoxon, seed_level_table)
 from osteoloc.explain.metrics import calibrated
 from osteoloc.names import ABLATION_METRICS, CALIBRATED_METRICS, MODELS, PENALTY_WARNING, SHORT_NAMES, TARGETS
 
@@ -140,31 +140,46 @@ def true_localisation_table(metrics):
 
 CONTROL_MODEL = "landmark control"  # the landmark-only control map's rows in the calibrated table
 CALIBRATED_COLUMNS = ["target", "metric", "better", "model", "n_positive", "n_undefined", "n_images", "value",
-                      "chance", "random_cell", "ceiling", "place"]
+                      "ci_low", "ci_high", "chance", "random_cell", "ceiling", "place", "place_low", "place_high"]
+HIP_KEYS = ["model", "seed", "row", "target"]  # a metrics row's hip in predictions.csv, which gives its subject
 
 
-def _calibrated_row(part, column, n_positive, n_undefined):
-    """One row's numbers: `column`'s mean over the hips where it is defined; the levels (which do not
-    depend on the map) over every hip with the reference."""
+def _calibrated_row(part, column, n_positive, n_undefined, n_boot, seed):
+    """One row's numbers: `column`'s mean over the hips where it is defined, with its interval from
+    `stats.crossed_bootstrap_mean` over seeds and subjects; the levels (which do not depend on the map)
+    over every hip with the reference; the places of the value and of its interval's ends."""
     metric = column.removesuffix("_control")
     levels = {level: part[f"{metric}_{suffix}"].mean() if f"{metric}_{suffix}" in part else np.nan
               for level, suffix in (("chance", "uniform"), ("random_cell", "random_cell"), ("ceiling", "ceiling"))}
     value = part[column].mean()
+    if part[column].notna().any():
+        _, low, high = crossed_bootstrap_mean(part, column, "seed", "subject", n_boot=n_boot, seed=seed)
+    else:
+        low = high = np.nan
+    place = calibrated([value, low, high], levels["chance"], levels["ceiling"])
+    # a lower-is-better metric has ceiling < chance: the interval's low end has the higher place
     return {"n_positive": n_positive, "n_undefined": n_undefined, "n_images": int(part[column].notna().sum()),
-            "value": value, **levels, "place": float(calibrated(value, levels["chance"], levels["ceiling"]))}
+            "value": value, "ci_low": low, "ci_high": high, **levels, "place": float(place[0]),
+            "place_low": float(np.minimum(place[1], place[2])), "place_high": float(np.maximum(place[1], place[2]))}
 
 
-def calibrated_table(metrics):
+def calibrated_table(metrics, predictions, n_boot=2000, seed=0):
     """Per target and calibrated metric (names.CALIBRATED_METRICS, those metrics.csv has): the baseline,
     the prior and the landmark-only control (scored on the prior's grid and hips), over the positive test
     images of every seed pooled: n_positive, n_undefined (all-zero maps: counted, scored 0 by the pointing
-    game and energies, without a distance), n_images (where the value is defined), the mean value, its
-    chance (uniform map), random-cell level and ceiling (best single-cell map of the run's grid), and
-    place = (value - chance) / (ceiling - chance): 0 = chance, 1 = the ceiling, whatever the direction."""
+    game and energies, without a distance), n_images (where the value is defined), the mean value and its
+    interval (ci_low, ci_high: `stats.crossed_bootstrap_mean` over seeds and subjects, the subject from
+    `predictions`; n_boot 0: none), its chance (uniform map), random-cell level and ceiling (best
+    single-cell map of the run's grid), and place = (value - chance) / (ceiling - chance): 0 = chance,
+    1 = the ceiling, whatever the direction; place_low <= place_high the places of the interval's ends."""
     present = [m for m in CALIBRATED_METRICS if m in metrics]
     if not present:
         return pd.DataFrame(columns=CALIBRATED_COLUMNS)
     pos = positives(metrics)
+    pos = pos.merge(predictions[HIP_KEYS + ["subject"]], on=HIP_KEYS, how="left", validate="one_to_one")
+    if pos["subject"].isna().any():
+        raise ValueError(f"calibrated table: {int(pos['subject'].isna().sum())} positive metrics rows without a "
+                         f"predictions row (by {HIP_KEYS}), so without a subject")
     defined = pos["map_defined"] if "map_defined" in pos else pd.Series(1.0, index=pos.index)
     rows = []
     for target in TARGETS:
@@ -173,11 +188,13 @@ def calibrated_table(metrics):
             for model in MODELS:
                 part = pos[(pos["target"] == target) & (pos["model"] == model)]
                 n_undefined = int((defined[part.index] == 0).sum())
-                rows.append(head | {"model": model} | _calibrated_row(part, metric, len(part), n_undefined))
+                rows.append(head | {"model": model}
+                            | _calibrated_row(part, metric, len(part), n_undefined, n_boot, seed))
             control = f"{metric}_control"
             if control in pos:
                 part = pos[(pos["target"] == target) & (pos["model"] == "prior")]
-                rows.append(head | {"model": CONTROL_MODEL} | _calibrated_row(part, control, len(part), 0))
+                rows.append(head | {"model": CONTROL_MODEL}
+                            | _calibrated_row(part, control, len(part), 0, n_boot, seed))
     return pd.DataFrame(rows, columns=CALIBRATED_COLUMNS)
 
 
@@ -210,15 +227,17 @@ def write_table(table, stem, decimals, caption=""):
     write_text(latex, stem.with_suffix(".tex"))
 
 
-def build_tables(predictions, metrics, labels, selection_seed, n_bins, seed_input_path):
+def build_tables(predictions, metrics, labels, selection_seed, n_bins, seed_input_path, n_boot=2000, boot_seed=0):
     """Every table, in names.TABLE_IDS order. The seed-level CSV is written to `seed_input_path` and Table A1 is
-    computed from the file as read back, so the same function serves numbers from elsewhere."""
+    computed from the file as read back, so the same function serves numbers from elsewhere. n_boot,
+    boot_seed: the calibrated table's bootstrap intervals (`report.statistics`; n_boot 0: none)."""
     seed_input = seed_level_input(metrics)
     write_csv(seed_input, seed_input_path)
     tables = {"table1": table1(metrics, selection_seed), "table2": table2(labels),
               "tableA1": seed_level_table(pd.read_csv(seed_input_path)), "tableA2": tableA2(seed_input),
               "auc": auc_table(predictions), "calibration": calibration_table(predictions, n_bins),
-              "true_localisation": true_localisation_table(metrics), "calibrated": calibrated_table(metrics)}
+              "true_localisation": true_localisation_table(metrics),
+              "calibrated": calibrated_table(metrics, predictions, n_boot, boot_seed)}
     return tables
 
 
