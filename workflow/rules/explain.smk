@@ -36,7 +36,7 @@ rule explain:
         log_path("explain", "{model}", "seed{seed}.log"),
     benchmark:
         explain_file("benchmark.tsv")  # the job's wall time: rule throughput's explain rate
-    threads: 2
+    threads: config["explain"]["threads"]
     resources:
         mem_mb=4000,
         runtime=30,
@@ -96,7 +96,7 @@ if interventions_on():  # common.smk
             device=config["study"]["device"],
         log:
             log_path("explain", "{model}", "seed{seed}_interventions.log"),
-        threads: 2
+        threads: config["explain"]["threads"]
         resources:
             mem_mb=4000,
             runtime=30,

@@ -258,8 +258,12 @@ def reference_levels(grid, window, size, *, landmarks=None, mask=None, tolerance
     centre = np.array([x0 + (p - 1) / 2, y0 + (p - 1) / 2])
     per_cell, uniform = {}, {}
 
-    def distances(locations, points):
-        return np.array([_closest_distance(x, y, points) for x, y in locations])
+    def distances(locations, points):  # each location's distance to its closest point, as _closest_distance
+        points = _valid_points(points)
+        if len(points) == 0:
+            return np.full(len(locations), np.nan)
+        offsets = locations[:, None, :] - points[None, :, :]
+        return np.hypot(offsets[..., 0], offsets[..., 1]).min(axis=1)
 
     # A grid map's centre of mass is a mass-weighted mean of its cells' (the upsampling is linear), so it
     # can lie anywhere in their hull, the box spanned by the cell maps' centres of mass: CoM's ceiling
