@@ -344,3 +344,18 @@ def test_crossed_bootstrap_mean_covers_the_true_mean_and_collapses_without_sprea
     assert low < 0.5 < high and high - low > 0.1
     assert crossed_bootstrap_mean(frame.assign(v=0.7), "v", "seed", "subject", n_boot=200) == pytest.approx(
         (0.7, 0.7, 0.7), abs=1e-12)
+
+
+def test_crossed_bootstrap_mean_per_row_is_the_plain_mean_of_unequal_clusters():
+    """Subjects with one or two rows: per_row gives the rows' plain mean (each row its own weight), the
+    default the mean of subject means; both intervals cover their own estimate."""
+    rng = np.random.default_rng(5)
+    rows = [{"seed": s, "subject": c, "v": float(rng.normal(2.0 if c % 2 else 4.0, 0.5))}
+            for s in range(4) for c in range(40) for _ in range(1 + c % 2)]
+    frame = pd.DataFrame(rows)
+    mean, low, high = crossed_bootstrap_mean(frame, "v", "seed", "subject", n_boot=500, seed=1, per_row=True)
+    assert mean == pytest.approx(frame["v"].mean(), abs=1e-12)
+    assert low < mean < high
+    cell_mean, _, _ = crossed_bootstrap_mean(frame, "v", "seed", "subject", n_boot=0)
+    assert cell_mean == pytest.approx(frame.groupby(["seed", "subject"])["v"].mean().mean(), abs=1e-12)
+    assert abs(cell_mean - mean) > 0.1  # the two-row subjects (mean 2) weigh more per row

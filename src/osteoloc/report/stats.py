@@ -394,30 +394,35 @@ def hierarchical_bootstrap(frame, value, arm_col, seed_col, cluster_col, unit_co
             "n_seeds": n_seeds, "n_subjects": int(n_subjects), "n_hips": int(len(wide)), "per_seed": per_seed}
 
 
-def crossed_bootstrap_mean(frame, value, seed_col, cluster_col, n_boot=2000, seed=0, confidence=CONFIDENCE):
+def crossed_bootstrap_mean(frame, value, seed_col, cluster_col, n_boot=2000, seed=0, confidence=CONFIDENCE,
+                           per_row=False):
     """(mean, low, high): the mean of `value` over the (seed, cluster) cells of `frame` (each cell its own
-    mean first), with a percentile interval from resampling seeds and clusters (e.g. subjects) with
-    replacement, crossed: the same clusters scored by every seed (one fixed test set) are drawn once for
-    all seeds. Cells a seed did not score are left out of that draw's mean."""
-    cells = frame.groupby([seed_col, cluster_col])[value].mean().unstack(cluster_col)
-    matrix = cells.to_numpy(dtype=np.float64)  # seeds x clusters, NaN where a seed has no value
-    if not np.isfinite(matrix).any():
+    mean first; per_row: every row its own weight, so the mean is the plain mean of the rows), with a
+    percentile interval from resampling seeds and clusters (e.g. subjects) with replacement, crossed: the
+    same clusters scored by every seed (one fixed test set) are drawn once for all seeds. Cells a seed did
+    not score are left out of that draw's mean."""
+    grouped = frame.groupby([seed_col, cluster_col])[value]
+    # per cell: the total it adds to a draw's numerator and the weight it adds to its denominator
+    totals, weights = (grouped.sum(min_count=1), grouped.count()) if per_row else (grouped.mean(), grouped.count() > 0)
+    totals = totals.unstack(cluster_col).to_numpy(dtype=np.float64)  # seeds x clusters, NaN where no value
+    weights = weights.astype(np.float64).unstack(cluster_col).fillna(0.0).to_numpy()
+    if not (weights > 0).any():
         return np.nan, np.nan, np.nan
+    totals = np.where(weights > 0, totals, 0.0)
+    mean = float(totals.sum() / weights.sum())
     if n_boot == 0:  # no bootstrap asked for: the mean without an interval
-        return float(np.nanmean(matrix[np.isfinite(matrix)])), np.nan, np.nan
+        return mean, np.nan, np.nan
     rng = np.random.default_rng(seed)
-    n_seeds, n_clusters = matrix.shape
-    finite = np.isfinite(matrix)
-    filled = np.where(finite, matrix, 0.0)
+    n_seeds, n_clusters = totals.shape
     estimates = np.empty(n_boot)
     for b in range(n_boot):
         rows = rng.integers(0, n_seeds, n_seeds)
         cols = rng.integers(0, n_clusters, n_clusters)
-        count = finite[np.ix_(rows, cols)].sum()
-        estimates[b] = filled[np.ix_(rows, cols)].sum() / count if count else np.nan
+        weight = weights[np.ix_(rows, cols)].sum()
+        estimates[b] = totals[np.ix_(rows, cols)].sum() / weight if weight else np.nan
     alpha = (1 - confidence) / 2
     low, high = np.nanquantile(estimates, [alpha, 1 - alpha])
-    return float(filled.sum() / finite.sum()), float(low), float(high)
+    return mean, float(low), float(high)
 
 
 def holm(pvalues, alpha=0.05):

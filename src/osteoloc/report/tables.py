@@ -145,17 +145,14 @@ HIP_KEYS = ["model", "seed", "row", "target"]  # a metrics row's hip in predicti
 
 
 def _calibrated_row(part, column, n_positive, n_undefined, n_boot, seed):
-    """One row's numbers: `column`'s mean over the hips where it is defined, with its interval from
-    `stats.crossed_bootstrap_mean` over seeds and subjects; the levels (which do not depend on the map)
-    over every hip with the reference; the places of the value and of its interval's ends."""
+    """One row's numbers: `column`'s mean over the hips where it is defined, with its interval
+    (`stats.crossed_bootstrap_mean` over seeds and subjects, each hip weighted as in the mean); the levels
+    (which do not depend on the map) over every hip with the reference; the places of the value and of
+    its interval's ends."""
     metric = column.removesuffix("_control")
     levels = {level: part[f"{metric}_{suffix}"].mean() if f"{metric}_{suffix}" in part else np.nan
               for level, suffix in (("chance", "uniform"), ("random_cell", "random_cell"), ("ceiling", "ceiling"))}
-    value = part[column].mean()
-    if part[column].notna().any():
-        _, low, high = crossed_bootstrap_mean(part, column, "seed", "subject", n_boot=n_boot, seed=seed)
-    else:
-        low = high = np.nan
+    value, low, high = crossed_bootstrap_mean(part, column, "seed", "subject", n_boot=n_boot, seed=seed, per_row=True)
     place = calibrated([value, low, high], levels["chance"], levels["ceiling"])
     # a lower-is-better metric has ceiling < chance: the interval's low end has the higher place
     return {"n_positive": n_positive, "n_undefined": n_undefined, "n_images": int(part[column].notna().sum()),
@@ -288,10 +285,11 @@ def summary_markdown(study_name, tables, exclusions, n_hips, seeds, metrics=None
                          f"(n = {r['n_images']} of {r['n_positive']} positive images)")
     calibrated_rows = tables.get("calibrated")
     if calibrated_rows is not None and len(calibrated_rows):
-        lines += ["", "## Calibrated localisation (place between chance 0 and the grid's ceiling 1; pooled over runs)",
-                  ""]
+        lines += ["", "## Calibrated localisation (mean [95 % interval over seeds and subjects]; place between "
+                  "chance 0 and the grid's ceiling 1; pooled over runs)", ""]
         for (target, metric), part in calibrated_rows.groupby(["target", "metric"], sort=False):
-            shown = ", ".join(f"{r['model']} {r['value']:.3g} ({r['place']:.2f})" for _, r in part.iterrows())
+            shown = ", ".join(f"{r['model']} {r['value']:.3g} [{r['ci_low']:.3g}, {r['ci_high']:.3g}] "
+                              f"(place {r['place']:.2f})" for _, r in part.iterrows())
             first = part.iloc[0]
             lines.append(f"- {SHORT_NAMES[target]} {metric} (chance {first['chance']:.3g}, ceiling "
                          f"{first['ceiling']:.3g}): {shown}")
