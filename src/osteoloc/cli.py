@@ -1,12 +1,15 @@
 """The `osteoloc` command (pyproject [project.scripts]): helpers a user runs by hand before the workflow.
 
     osteoloc manifest --dicom-dir D --pts-dir P --id-pattern REGEX --out manifest.csv
+    osteoloc replicate A/report/tables/ablation.csv B/report/tables/ablation.csv [--out comparison.csv]
 """
 
 import argparse
 import sys
 
 from osteoloc.cohort.manifest_builder import SUBJECT_FROM, VISIT_FROM, build_manifest, unpaired_path
+from osteoloc.io.atomic import write_csv
+from osteoloc.report.replication import compare_ablation_tables, read_ablation_table, replication_summary
 
 
 def _parser():
@@ -34,12 +37,34 @@ def _parser():
                                "e.g. '{cohort}-{subject}' for labels that spell CHECK-00123 when the files are "
                                "named 00123_T00_APO.dcm (cohort: its group or --cohort)")
     manifest.add_argument("--out", required=True, help="the manifest CSV to write")
+    replicate = commands.add_parser(
+        "replicate", help="do two runs of one study (e.g. on two machines) reach the same conclusions?",
+        description="Compare two ablation tables of one design comparison by comparison: a primary comparison's "
+                    "verdict is its sign when it survives Holm's correction, any other's its sign when its 95 %% "
+                    "interval (the bootstrap's, else the t interval over seeds) excludes 0, else 0. Exit status 1 when a primary verdict differs.")
+    replicate.add_argument("table_a", help="report/tables/ablation.csv of the first run")
+    replicate.add_argument("table_b", help="report/tables/ablation.csv of the second run")
+    replicate.add_argument("--out", help="write every comparison side by side to this CSV")
     return parser
+
+
+def _replicate(args):
+    comparison = compare_ablation_tables(read_ablation_table(args.table_a), read_ablation_table(args.table_b))
+    if args.out:
+        write_csv(comparison, args.out)
+    print("\n".join(replication_summary(comparison)))
+    return 0 if comparison.loc[comparison["primary"], "agree"].all() else 1
 
 
 def main(argv=None):
     """Run the command line `argv` (default sys.argv[1:]); returns the exit status."""
     args = _parser().parse_args(argv)
+    if args.command == "replicate":
+        try:
+            return _replicate(args)
+        except (OSError, ValueError, KeyError) as err:
+            print(f"osteoloc replicate: {err}", file=sys.stderr)
+            return 2
     try:
         manifest, unpaired = build_manifest(args.dicom_dir, args.pts_dir, args.out, args.id_pattern,
                                             args.subject_from, args.visit_from, args.cohort, args.subject_format)
