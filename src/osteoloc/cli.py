@@ -1,4 +1,4 @@
-"""The `osteoloc` command (pyproject [project.scripts]): helpers a user runs by hand before the workflow.
+"""The `osteoloc` command (pyproject [project.scripts]): helpers a user runs by hand, around the workflow.
 
     osteoloc manifest --dicom-dir D --pts-dir P --id-pattern REGEX --out manifest.csv
     osteoloc replicate A/report/tables/ablation.csv B/report/tables/ablation.csv [--out comparison.csv]

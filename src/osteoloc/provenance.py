@@ -10,7 +10,7 @@ Two refinements keep a rule's scope to what its code means:
   BoneFinder runner beside them, nor the split on the training loop.
 - Only imports outside function bodies count. An import inside a function is the library's way of saying
   "only some studies need this module" (the expert references reader): a rule whose study needs it names it
-  in `also`, so a study without it neither depends on it nor reruns when it changes. tests/test_layers.py
+  in `also`, so a study without it neither depends on it nor reruns when it changes. tests/unit/test_layers.py
   keeps such imports to the few that are meant.
 """
 

@@ -7,9 +7,10 @@ import pytest
 import torch
 
 from osteoloc.explain.cam import scale_maps
-from osteoloc.explain.metrics import (CALIBRATED, Grid, calibrated, com_distance, cue_energy, energy_in_mask,
-                                      cell_values, energy_lift, landmark_control_map, localisation_table, mask_centroid, peak, peak_distance,
-                                      pointing_hit, reference_levels, spread)
+from osteoloc.explain.metrics import (CALIBRATED, Grid, _closest_distance, _closest_distances, calibrated, cell_values,
+                                      com_distance, cue_energy, energy_in_mask, energy_lift, landmark_control_map,
+                                      localisation_table, mask_centroid, peak, peak_distance, pointing_hit,
+                                      reference_levels, spread)
 
 
 def test_single_pixel_uses_x_column_y_row():
@@ -263,3 +264,14 @@ def test_landmark_control_at_the_grid_is_a_grid_map_that_cannot_beat_the_ceiling
     levels = reference_levels(Grid(cells), (0, 0, size), size, landmarks=landmarks, mask=mask, tolerance_px=6.0)
     assert energy_in_mask(control, mask) <= levels["energy_in_mask"]["ceiling"] + 1e-9
     assert com_distance(control, mask_centroid(mask)) >= levels["com_to_lesion"]["ceiling"] - 1e-9
+
+
+def test_closest_distances_are_bit_identical_to_the_per_location_distance():
+    """The vectorised per-cell distances of the calibration levels give exactly the single-location ones,
+    invalid points skipped, and NaN without a valid point."""
+    rng = np.random.default_rng(0)
+    locations = rng.uniform(0, 96, (49, 2))
+    points = np.vstack([rng.uniform(0, 96, (5, 2)), [[np.nan, 3.0]]])
+    expected = np.array([_closest_distance(x, y, points) for x, y in locations])
+    np.testing.assert_array_equal(_closest_distances(locations, points), expected)
+    assert np.isnan(_closest_distances(locations, np.full((2, 2), np.nan))).all()

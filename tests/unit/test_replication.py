@@ -21,7 +21,8 @@ def _table(primary, other):
     return pd.DataFrame(rows)
 
 
-A = _table([("osteo_fem_sup", "baseline", 6.9, 3.4, 10.1, True), ("osteo_fem_inf", "baseline", -0.5, -0.9, -0.1, False)],
+A = _table([("osteo_fem_sup", "baseline", 6.9, 3.4, 10.1, True),
+            ("osteo_fem_inf", "baseline", -0.5, -0.9, -0.1, False)],
            [("osteo_fem_sup", "baseline", 2.0, 1.0, 3.0), ("osteo_fem_inf", "baseline", 0.3, -0.2, 0.8)])
 
 
@@ -44,8 +45,32 @@ def test_another_run_agrees_when_verdicts_match_whatever_the_differences():
 
 
 def test_tables_of_two_designs_are_refused():
-    with pytest.raises(ValueError, match="one table only"):
+    with pytest.raises(ValueError, match=r"one table only, .* \(only in A\)"):
         compare_ablation_tables(A, A.iloc[1:])
+    other_primaries = A.copy()
+    other_primaries.loc[1, "p_holm"] = np.nan
+    with pytest.raises(ValueError, match="primary in one table only"):
+        compare_ablation_tables(A, other_primaries)
+
+
+def test_an_undefined_difference_is_a_verdict_of_none_not_another_design():
+    """All-zero maps in one run leave a comparison without a difference: no claim, and a disagreement
+    where the other run has one."""
+    b = A.copy()
+    b.loc[2, ["diff", "ci_low", "ci_high"]] = np.nan
+    comparison = compare_ablation_tables(A, b).set_index(["metric", "target"])
+    assert comparison.loc[("spread", "osteo_fem_sup"), "verdict_b"] == 0
+    assert not comparison.loc[("spread", "osteo_fem_sup"), "agree"]
+
+
+def test_a_table_without_a_bootstrap_is_judged_by_its_t_intervals():
+    no_bootstrap = A.drop(columns=["boot_diff", "boot_low", "boot_high", "p_holm", "survives"])
+    no_bootstrap.loc[:1, ["diff", "ci_low", "ci_high"]] = [[6.0, 2.0, 9.0], [-0.4, -1.0, 0.2]]
+    v = verdicts(no_bootstrap).set_index(["metric", "target"])
+    assert not v["primary"].any()
+    assert v["verdict"].tolist() == [1, 0, 1, 0]
+    with pytest.raises(ValueError, match="not an ablation table"):
+        verdicts(A.drop(columns="ci_low"))
 
 
 def test_the_command_exits_1_on_a_primary_disagreement(tmp_path, capsys):

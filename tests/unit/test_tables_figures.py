@@ -144,7 +144,8 @@ def test_aggregation_writes_every_table_and_figure(explained, tmp_path):
     metrics = read_runs({k: v / "metrics.csv" for k, v in outputs.items()}, "metrics")
     with StudyFile(root / "preprocess" / "study.h5") as study:
         labels = study.read(["labels"])["labels"]
-    tables = build_tables(predictions, metrics, labels, 0, 5, tmp_path / "tables" / "seed_level_input.csv")
+    tables = build_tables(predictions, metrics, labels, 0, 5, tmp_path / "tables" / "seed_level_input.csv",
+                          n_boot=200)
     assert set(tables) == set(TABLE_IDS)
     for table_id, table in tables.items():
         write_table(table, tmp_path / "tables" / table_id, decimals=3)

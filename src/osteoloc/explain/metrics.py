@@ -50,6 +50,15 @@ def _closest_distance(x, y, points):
     return float(np.min(np.hypot(points[:, 0] - x, points[:, 1] - y)))
 
 
+def _closest_distances(locations, points):
+    """Each of the (K, 2) locations' distance to its closest valid point, as `_closest_distance` gives it."""
+    points = _valid_points(points)
+    if len(points) == 0:
+        return np.full(len(locations), np.nan)
+    offsets = np.asarray(locations, dtype=np.float64)[:, None, :] - points[None, :, :]
+    return np.hypot(offsets[..., 0], offsets[..., 1]).min(axis=1)
+
+
 def centre_of_mass(heatmap):
     """(x, y) of the heatmap's centre of mass; NaNs when its mass is zero."""
     heatmap = np.asarray(heatmap, dtype=np.float64)
@@ -258,13 +267,6 @@ def reference_levels(grid, window, size, *, landmarks=None, mask=None, tolerance
     centre = np.array([x0 + (p - 1) / 2, y0 + (p - 1) / 2])
     per_cell, uniform = {}, {}
 
-    def distances(locations, points):  # each location's distance to its closest point, as _closest_distance
-        points = _valid_points(points)
-        if len(points) == 0:
-            return np.full(len(locations), np.nan)
-        offsets = locations[:, None, :] - points[None, :, :]
-        return np.hypot(offsets[..., 0], offsets[..., 1]).min(axis=1)
-
     # A grid map's centre of mass is a mass-weighted mean of its cells' (the upsampling is linear), so it
     # can lie anywhere in their hull, the box spanned by the cell maps' centres of mass: CoM's ceiling
     # is the distance to that box, which a mixture of at most four neighbouring cells reaches.
@@ -276,17 +278,17 @@ def reference_levels(grid, window, size, *, landmarks=None, mask=None, tolerance
         return float(np.min(np.hypot(*(points - np.clip(points, low, high)).T)))
 
     if landmarks is not None and len(_valid_points(landmarks)):
-        per_cell["com_to_landmark"] = distances(coms, landmarks)
+        per_cell["com_to_landmark"] = _closest_distances(coms, landmarks)
         uniform["com_to_landmark"] = _closest_distance(*centre, landmarks)
         best_com["com_to_landmark"] = box_distance(landmarks)
-        per_cell["peak_to_landmark"] = distances(peaks, landmarks)
+        per_cell["peak_to_landmark"] = _closest_distances(peaks, landmarks)
     mask = None if mask is None else np.asarray(mask, dtype=bool)
     if mask is not None and mask.any():
         centroid = mask_centroid(mask)
-        per_cell["com_to_lesion"] = distances(coms, centroid)
+        per_cell["com_to_lesion"] = _closest_distances(coms, centroid)
         uniform["com_to_lesion"] = _closest_distance(*centre, centroid)
         best_com["com_to_lesion"] = box_distance(centroid)
-        per_cell["peak_to_lesion"] = distances(peaks, centroid)
+        per_cell["peak_to_lesion"] = _closest_distances(peaks, centroid)
         per_cell["pointing_hit"] = np.array([float(distance_to_mask(x, y, mask) <= tolerance_px) for x, y in peaks])
         inside = mask[y0:y0 + p, x0:x0 + p].reshape(-1).astype(np.float64)
         energy = maps.reshape(len(maps), -1) @ inside / (maps.reshape(len(maps), -1).sum(axis=1) + EPS)

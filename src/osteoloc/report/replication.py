@@ -1,53 +1,82 @@
 """Do two runs of one study reach the same conclusions? Two ablation tables (`report/tables/ablation.csv`),
 e.g. the same config on two machines, compared comparison by comparison.
 
-A comparison's verdict is the sign of its bootstrap difference (arm - versus) when the claim stands, else
-0: for a primary comparison (a `p_holm`) the claim stands when it survives Holm's correction; for any
-other, when its 95 % interval (the bootstrap's, else the t interval over seeds) excludes 0. Two runs agree on a row when their
-verdicts are equal. The differences themselves are not expected to match: another CPU rounds differently,
-and training amplifies it into another set of models.
+A comparison's verdict is the sign of its difference (arm - versus) when the claim stands, else none (0):
+a primary comparison (one with a `p_holm`) stands when it survives Holm's correction; any other when its
+95 % interval (the bootstrap's, else the t interval over seeds) excludes 0; an undefined difference never
+stands. Two runs agree on a comparison when their verdicts are equal (two "none" agree). The differences
+themselves are not expected to match: another CPU rounds differently from the first training step on.
 """
 
 import numpy as np
 import pandas as pd
 
 KEYS = ["metric", "target", "arm", "versus"]  # one comparison of the ablation table
-SIGN = {1: "+", -1: "-", 0: "none"}
+REQUIRED = [*KEYS, "diff", "ci_low", "ci_high"]  # every ablation table has these
+BOOTSTRAP = ["boot_diff", "boot_low", "boot_high", "p_holm", "survives"]  # absent when n_boot is 0
+VERDICT_SYMBOL = {1: "+", -1: "-", 0: "none"}
 REPLICATION_COLUMNS = [*KEYS, "primary", "diff_a", "low_a", "high_a", "verdict_a", "diff_b", "low_b", "high_b",
                        "verdict_b", "agree"]
+_SURVIVES = {"true": True, "1": True, "1.0": True, "false": False, "0": False, "0.0": False}
+
+
+def _survives(values):
+    """The `survives` column as booleans, however the CSV spelled them; anything else is an error."""
+    spelled = values.astype(str).str.strip().str.lower()
+    unknown = sorted(set(spelled) - set(_SURVIVES))
+    if unknown:
+        raise ValueError(f"survives: values {unknown} are neither true nor false")
+    return spelled.map(_SURVIVES).astype(bool)
 
 
 def verdicts(table):
-    """Per comparison of one ablation table: its KEYS, primary, the difference with its interval and the
-    verdict (+1 / -1: arm - versus is positive / negative and the claim stands; 0: it does not). A row
-    with a bootstrap (`boot_diff`) is judged by it; any other by the t interval over seeds (`diff`)."""
-    rows = table[table["diff"].notna() | table["boot_diff"].notna()].copy()
+    """Per comparison of one ablation table (every row with a `versus` arm): its KEYS, primary, the
+    difference with its interval (the bootstrap's where the row has one, else the t interval over seeds)
+    and the verdict (+1 / -1: arm - versus is positive / negative and the claim stands; 0: it does not)."""
+    missing = [c for c in REQUIRED if c not in table]
+    if missing:
+        raise ValueError(f"not an ablation table: no column {missing}")
+    table = table.reindex(columns=[*table.columns, *[c for c in BOOTSTRAP if c not in table]])
+    rows = table[table["versus"].fillna("").astype(str) != ""].copy()
     boot = rows["boot_diff"].notna()
-    for column, boot_column, seed_column in (("d", "boot_diff", "diff"), ("lo", "boot_low", "ci_low"),
-                                             ("hi", "boot_high", "ci_high")):
-        rows[column] = rows[boot_column].where(boot, rows[seed_column])
-    rows["primary"] = rows["p_holm"].notna()
-    stands = np.where(rows["primary"], rows["survives"].astype(str).str.lower() == "true",
-                      (rows["lo"] > 0) | (rows["hi"] < 0))
-    rows["verdict"] = np.where(stands, np.sign(rows["d"]), 0).astype(int)
-    rows["versus"] = rows["versus"].fillna("")
-    return rows[[*KEYS, "primary", "d", "lo", "hi", "verdict"]].rename(columns={"d": "diff", "lo": "low", "hi": "high"})
+    used = {name: rows[boot_column].where(boot, rows[t_column])
+            for name, boot_column, t_column in (("diff", "boot_diff", "diff"), ("low", "boot_low", "ci_low"),
+                                                ("high", "boot_high", "ci_high"))}
+    primary = rows["p_holm"].notna()
+    stands = ((used["low"] > 0) | (used["high"] < 0)).to_numpy()
+    if primary.any():
+        stands[primary.to_numpy()] = _survives(rows.loc[primary, "survives"]).to_numpy()
+    verdict = np.where(stands & used["diff"].notna(), np.sign(used["diff"].fillna(0)), 0)
+    return pd.DataFrame({**{key: rows[key] for key in KEYS}, "primary": primary, **used,
+                         "verdict": verdict.astype(int)}).reset_index(drop=True)
 
 
 def compare_ablation_tables(table_a, table_b):
-    """Every bootstrap comparison of two ablation tables side by side (REPLICATION_COLUMNS) with `agree`.
-    A comparison only one table has is an error: the two runs must come from one design."""
+    """Every comparison of two ablation tables side by side (REPLICATION_COLUMNS) with `agree`. A
+    comparison only one table has, or primary in one table only, is an error: the runs must share a design."""
     a, b = verdicts(table_a), verdicts(table_b)
-    merged = a.merge(b.drop(columns="primary"), on=KEYS, how="outer", suffixes=("_a", "_b"), indicator=True)
+    merged = a.merge(b, on=KEYS, how="outer", suffixes=("_a", "_b"), indicator=True, validate="one_to_one")
     unmatched = merged[merged["_merge"] != "both"]
     if len(unmatched):
         first = unmatched.iloc[0]
+        where = "A" if first["_merge"] == "left_only" else "B"
         raise ValueError(f"{len(unmatched)} comparisons are in one table only, e.g. {first['metric']} "
-                         f"{first['target']} {first['arm']} - {first['versus']} ({first['_merge']}): "
+                         f"{first['target']} {first['arm']} - {first['versus']} (only in {where}): "
                          "the two tables come from different designs")
+    mismatched = merged[merged["primary_a"] != merged["primary_b"]]
+    if len(mismatched):
+        first = mismatched.iloc[0]
+        raise ValueError(f"{len(mismatched)} comparisons are primary in one table only, e.g. {first['metric']} "
+                         f"{first['target']} {first['arm']} - {first['versus']}: the two runs had other "
+                         "report.statistics primary_metrics or n_boot")
+    merged["primary"] = merged["primary_a"].astype(bool)
     merged["agree"] = merged["verdict_a"] == merged["verdict_b"]
-    merged["primary"] = merged["primary"].astype(bool)
     return merged[REPLICATION_COLUMNS].reset_index(drop=True)
+
+
+def _difference(row, run):
+    return (f"{row[f'diff_{run}']:.3g} [{row[f'low_{run}']:.3g}, {row[f'high_{run}']:.3g}] "
+            f"(verdict {VERDICT_SYMBOL[row[f'verdict_{run}']]})")
 
 
 def replication_summary(comparison):
@@ -57,12 +86,11 @@ def replication_summary(comparison):
                         ("other (95 % interval)", comparison[~comparison["primary"]])):
         lines.append(f"{label}: {int(part['agree'].sum())} of {len(part)} comparisons reach the same verdict")
     for _, row in comparison[~comparison["agree"]].sort_values("primary", ascending=False).iterrows():
-        lines.append(f"  differs{' (primary)' if row['primary'] else ''}: {row['metric']} {row['target']} {row['arm']} - {row['versus']}: "
-                     f"{row['diff_a']:.3g} [{row['low_a']:.3g}, {row['high_a']:.3g}] (verdict {SIGN[row['verdict_a']]}) "
-                     f"vs {row['diff_b']:.3g} [{row['low_b']:.3g}, {row['high_b']:.3g}] (verdict {SIGN[row['verdict_b']]})")
+        lines.append(f"  differs{' (primary)' if row['primary'] else ''}: {row['metric']} {row['target']} "
+                     f"{row['arm']} - {row['versus']}: {_difference(row, 'a')} vs {_difference(row, 'b')}")
     return lines
 
 
 def read_ablation_table(path):
     """An ablation table CSV as `report_ablation` writes it."""
-    return pd.read_csv(path, dtype={"versus": str})
+    return pd.read_csv(path, dtype={"versus": str, "survives": str})

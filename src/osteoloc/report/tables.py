@@ -288,8 +288,9 @@ def summary_markdown(study_name, tables, exclusions, n_hips, seeds, metrics=None
         lines += ["", "## Calibrated localisation (mean [95 % interval over seeds and subjects]; place between "
                   "chance 0 and the grid's ceiling 1; pooled over runs)", ""]
         for (target, metric), part in calibrated_rows.groupby(["target", "metric"], sort=False):
-            shown = ", ".join(f"{r['model']} {r['value']:.3g} [{r['ci_low']:.3g}, {r['ci_high']:.3g}] "
-                              f"(place {r['place']:.2f})" for _, r in part.iterrows())
+            shown = ", ".join(f"{r['model']} {r['value']:.3g}"
+                              + (f" [{r['ci_low']:.3g}, {r['ci_high']:.3g}]" if pd.notna(r["ci_low"]) else "")
+                              + f" (place {r['place']:.2f})" for _, r in part.iterrows())
             first = part.iloc[0]
             lines.append(f"- {SHORT_NAMES[target]} {metric} (chance {first['chance']:.3g}, ceiling "
                          f"{first['ceiling']:.3g}): {shown}")
