@@ -41,7 +41,8 @@ def _parser():
         "replicate", help="do two runs of one study (e.g. on two machines) reach the same conclusions?",
         description="Compare two ablation tables of one design comparison by comparison: a primary comparison's "
                     "verdict is its sign when it survives Holm's correction, any other's its sign when its 95 %% "
-                    "interval (the bootstrap's, else the t interval over seeds) excludes 0, else 0. Exit status 1 when a primary verdict differs.")
+                    "interval (the bootstrap's, else the t interval over seeds) excludes 0, else none. Exit "
+                    "status 1 when a primary verdict differs, 2 on unreadable or mismatched tables.")
     replicate.add_argument("table_a", help="report/tables/ablation.csv of the first run")
     replicate.add_argument("table_b", help="report/tables/ablation.csv of the second run")
     replicate.add_argument("--out", help="write every comparison side by side to this CSV")
