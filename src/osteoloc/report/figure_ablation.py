@@ -3,6 +3,7 @@ one panel per metric, drawn from the ablation table (`osteoloc.report.ablation.a
 recomputed."""
 
 import math
+import textwrap
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -60,7 +61,7 @@ def _panel(ax, block, arms, metric, reference):
     ax.set_yticks(range(len(arms)), [arm if versus.get(arm, reference) in ("", reference)
                                      else f"{arm} − {versus[arm]}" for arm in arms])
     ax.set_ylim(len(arms) - 0.5, -0.5)  # first arm on top
-    ax.set_title(spec.label)
+    ax.set_title(textwrap.fill(spec.label, 26))  # long labels wrap instead of running into the next panel's
     ax.set_xlabel("← better" if spec.better == "lower" else "better →")
     ax.grid(axis="x", lw=0.3, alpha=0.5)
 
