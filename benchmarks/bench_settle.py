@@ -14,6 +14,10 @@ it is the weights.
 Build the inputs first (in the checkout):
     PYTHONPATH=$PWD/src .venv/bin/snakemake --cores 1 results/preprocess/study.h5 results/splits/seed0.csv
     PYTHONPATH=$PWD/src nice -n 10 .venv/bin/python benchmarks/bench_settle.py [--recipes paper cosine] [--diagnose]
+The before/after figure of docs/training.md (one diagnosis per model, then the plot):
+    ... bench_settle.py --diagnose --epochs 12 --models baseline --out baseline.csv
+    ... bench_settle.py --diagnose --epochs 12 --models lam1_r4_sig13 --threads 1 --out prior.csv
+    ... bench_settle.py --plot baseline.csv prior.csv --png docs/settle_curves.png
 """
 
 import argparse
@@ -22,10 +26,12 @@ import json
 import tempfile
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import pandas as pd
 import torch
 import yaml
 
+from osteoloc.report.style import PAPER_RC
 from osteoloc.train.data import batch_order, load_split, read_subjects
 from osteoloc.train.loop import TrainSettings, Trainer, train_run
 from osteoloc.train.model import features_and_logits
@@ -131,6 +137,32 @@ def diagnose(args, config):
     for name, values in columns.items():
         best = min(range(len(values)), key=values.__getitem__)
         print(f"{name}: max epoch-to-epoch ratio {max_ratio(values):.2f}, best epoch {best + 1} ({values[best]:.3f})")
+    if args.out:
+        curves = pd.DataFrame({"epoch": range(1, len(columns["running stats"]) + 1), **columns})
+        curves.insert(0, "model", args.models[0])
+        curves.to_csv(args.out, index=False)
+        print(f"written: {args.out}")
+
+
+def plot_curves(csv_paths, png_path):
+    """The validation BCE per epoch of each diagnosed run (`--diagnose --out`): with the running batch-norm
+    statistics (what the loop reported before) and recomputed on the training images (what it reports now)."""
+    with plt.rc_context(PAPER_RC):
+        fig, axes = plt.subplots(1, len(csv_paths), figsize=(3.4 * len(csv_paths), 2.8), sharey=True, squeeze=False)
+        for ax, path in zip(axes[0], csv_paths):
+            curves = pd.read_csv(path)
+            for column, style in (("running stats", "o--"), ("recomputed stats", "o-")):
+                ax.plot(curves["epoch"], curves[column], style, markersize=3,
+                        label=f"{column} (max ratio {max_ratio(curves[column].tolist()):.2f})")
+            model = curves["model"].iloc[0]
+            ax.set_title(model if model == "baseline" else f"prior {model}")
+            ax.set_xlabel("epoch")
+            ax.legend(fontsize=7)
+        axes[0][0].set_ylabel("validation BCE")
+        fig.suptitle("Validation BCE before (running batch-norm statistics) and after (recomputed)", y=1.03)
+        fig.savefig(png_path, dpi=150, bbox_inches="tight")
+        plt.close(fig)
+    print(f"written: {png_path}")
 
 
 def main():
@@ -147,7 +179,14 @@ def main():
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
     parser.add_argument("--diagnose", action="store_true",
                         help="batch-norm diagnosis of the first recipe's first model")
+    parser.add_argument("--out", help="--diagnose: also write its per-epoch validation BCE to this CSV")
+    parser.add_argument("--plot", nargs="+", metavar="CSV",
+                        help="draw the curves of these --diagnose --out CSVs into --png and stop")
+    parser.add_argument("--png", default="settle_curves.png", help="the figure --plot writes")
     args = parser.parse_args()
+    if args.plot:
+        plot_curves(args.plot, args.png)
+        return
     torch.set_num_threads(args.threads)
     config = yaml.safe_load(Path(args.config).read_text())
     (diagnose if args.diagnose else run_recipes)(args, config)
