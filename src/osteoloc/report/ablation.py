@@ -181,20 +181,9 @@ def read_arm_runs(runs, paths, kind):
     return read_runs(dict(zip(runs, paths)), kind)
 
 
-HIP_KEYS = ["model", "seed", "row", "target"]  # one hip and target of one run, in metrics and predictions alike
+HIP_KEYS = ["model", "seed", "row", "target"]
 BOOTSTRAP_COLUMNS = ["metric", "target", "arm", "boot_seeds", "boot_hips", "undefined", "crossed", "boot_diff",
                      "boot_low", "boot_high", "boot_p", "p_holm", "survives"]
-
-
-def with_prediction_columns(metrics, predictions, columns, source):
-    """`metrics` (`read_runs` frames) with `columns` of each row's predictions row, matched one to one by
-    HIP_KEYS; a metrics row without one is an error naming `source` (its subject would be unknown)."""
-    merged = metrics.merge(predictions[HIP_KEYS + list(columns)], on=HIP_KEYS, how="left", validate="one_to_one")
-    missing = int(merged[columns[0]].isna().sum())
-    if missing:
-        raise ValueError(f"{source}: {missing} metrics rows without a predictions row (by {HIP_KEYS}), so "
-                         "without a subject")
-    return merged
 
 
 def bootstrap_comparisons(predictions, metrics, arms, reference=REFERENCE_ARM, metric_names=None, *, n_boot,
@@ -215,7 +204,10 @@ def bootstrap_comparisons(predictions, metrics, arms, reference=REFERENCE_ARM, m
         return frame.assign(hip=frame["visit"].astype(str) + "/" + frame["side"].astype(str))
 
     scored = with_hip(predictions)
-    hips = with_prediction_columns(metrics, scored, ["subject", "hip"], "ablation bootstrap")
+    hips = metrics.merge(scored[HIP_KEYS + ["subject", "hip"]], on=HIP_KEYS, how="left", validate="one_to_one")
+    if hips["subject"].isna().any():
+        raise ValueError(f"ablation bootstrap: {int(hips['subject'].isna().sum())} metrics rows without a "
+                         f"predictions row (by {HIP_KEYS}), so without a subject")
     names = metric_names or [m for m, spec in ABLATION_METRICS.items()
                              if (spec.source == "positives" and m in metrics) or m == "auc"]
     versus = comparison_arms(arms, reference, comparisons)
