@@ -23,6 +23,7 @@ from osteoloc.names import TARGETS
 HISTORY_COLUMNS = (["epoch", "train_bce", "train_prior", "train_total", "val_bce", "val_prior", "val_total"]
                    + [f"val_auc_{t}" for t in TARGETS] + ["seconds"])
 META_FIELDS = ("subject", "visit", "side")
+HIP_KEYS = ["model", "seed", "row", "target"]  # one hip and target of one run, in both run frames
 
 
 def write_history(history, path):
@@ -68,6 +69,17 @@ def write_predictions(frame, path):
 
 def write_metrics(frame, path):
     write_csv(frame, path, float_format="%.6g")
+
+
+def with_prediction_columns(metrics, predictions, columns, source):
+    """`metrics` (`read_runs` frames) with `columns` of each row's predictions row, matched one to one by
+    HIP_KEYS; a metrics row without one is an error naming `source` (its subject would be unknown)."""
+    merged = metrics.merge(predictions[HIP_KEYS + list(columns)], on=HIP_KEYS, how="left", validate="one_to_one")
+    missing = int(merged[columns[0]].isna().sum())
+    if missing:
+        raise ValueError(f"{source}: {missing} metrics rows without a predictions row (by {HIP_KEYS}), so "
+                         "without a subject")
+    return merged
 
 
 def read_runs(paths, kind):

@@ -21,7 +21,7 @@ import pandas as pd
 from scipy import stats
 from sklearn.metrics import roc_auc_score
 
-from osteoloc.io.runs import read_runs
+from osteoloc.io.runs import read_runs, with_prediction_columns
 from osteoloc.report.stats import hierarchical_bootstrap, holm, paired_wilcoxon
 from osteoloc.report.comparisons import comparison_arms
 from osteoloc.explain.metrics import calibrated
@@ -181,7 +181,6 @@ def read_arm_runs(runs, paths, kind):
     return read_runs(dict(zip(runs, paths)), kind)
 
 
-HIP_KEYS = ["model", "seed", "row", "target"]
 BOOTSTRAP_COLUMNS = ["metric", "target", "arm", "boot_seeds", "boot_hips", "undefined", "crossed", "boot_diff",
                      "boot_low", "boot_high", "boot_p", "p_holm", "survives"]
 
@@ -204,10 +203,7 @@ def bootstrap_comparisons(predictions, metrics, arms, reference=REFERENCE_ARM, m
         return frame.assign(hip=frame["visit"].astype(str) + "/" + frame["side"].astype(str))
 
     scored = with_hip(predictions)
-    hips = metrics.merge(scored[HIP_KEYS + ["subject", "hip"]], on=HIP_KEYS, how="left", validate="one_to_one")
-    if hips["subject"].isna().any():
-        raise ValueError(f"ablation bootstrap: {int(hips['subject'].isna().sum())} metrics rows without a "
-                         f"predictions row (by {HIP_KEYS}), so without a subject")
+    hips = with_prediction_columns(metrics, scored, ["subject", "hip"], "ablation bootstrap")
     names = metric_names or [m for m, spec in ABLATION_METRICS.items()
                              if (spec.source == "positives" and m in metrics) or m == "auc"]
     versus = comparison_arms(arms, reference, comparisons)

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from osteoloc.io.atomic import write_csv, write_text
+from osteoloc.io.runs import with_prediction_columns
 from osteoloc.report.stats import (crossed_bootstrap_mean, delong_test, expected_calibration_error, image_level_table,
                                    label_correlation, paired_wilcoxon, seed_level_table)
 from osteoloc.explain.metrics import calibrated
@@ -141,7 +142,6 @@ def true_localisation_table(metrics):
 CONTROL_MODEL = "landmark control"  # the landmark-only control map's rows in the calibrated table
 CALIBRATED_COLUMNS = ["target", "metric", "better", "model", "n_positive", "n_undefined", "n_images", "value",
                       "ci_low", "ci_high", "chance", "random_cell", "ceiling", "place", "place_low", "place_high"]
-HIP_KEYS = ["model", "seed", "row", "target"]  # a metrics row's hip in predictions.csv, which gives its subject
 
 
 def _calibrated_row(part, column, n_positive, n_undefined, n_boot, seed):
@@ -173,10 +173,7 @@ def calibrated_table(metrics, predictions, n_boot=2000, seed=0):
     if not present:
         return pd.DataFrame(columns=CALIBRATED_COLUMNS)
     pos = positives(metrics)
-    pos = pos.merge(predictions[HIP_KEYS + ["subject"]], on=HIP_KEYS, how="left", validate="one_to_one")
-    if pos["subject"].isna().any():
-        raise ValueError(f"calibrated table: {int(pos['subject'].isna().sum())} positive metrics rows without a "
-                         f"predictions row (by {HIP_KEYS}), so without a subject")
+    pos = with_prediction_columns(pos, predictions, ["subject"], "calibrated table")
     defined = pos["map_defined"] if "map_defined" in pos else pd.Series(1.0, index=pos.index)
     rows = []
     for target in TARGETS:
