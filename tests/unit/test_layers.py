@@ -1,16 +1,24 @@
 """The library's layers (pyproject.toml, [tool.importlinter]): stages import downward only (cohort <
 preprocess < train < explain < report < segment), io and names import no stage, runner and provenance import
 nothing of osteoloc, and no package's modules import each other in a cycle. Also: no osteoloc import inside
-a function, but the few meant ones (code provenance does not follow them; see osteoloc.provenance)."""
+a function, but the few meant ones (code provenance does not follow them; see osteoloc.provenance). The
+workflow keeps the same order: a stage's .smk imports nothing of a later stage."""
 
 import ast
+import re
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 SRC = REPO / "src"
+RULES = REPO / "workflow" / "rules"
+# common.smk serves every stage's rules: its imports are listed, so that a new one is looked at
+COMMON_IMPORTS_MEANT = {"osteoloc.cohort.phantom.settings", "osteoloc.names", "osteoloc.provenance",
+                        "osteoloc.train.arms"}
+UTILITIES = {"osteoloc.runner", "osteoloc.provenance"}  # outside the layers (pyproject.toml)
 LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
 # module -> functions that may import osteoloc modules inside them, and why
 LOCAL_IMPORTS_MEANT = {
@@ -64,3 +72,38 @@ def test_no_osteoloc_imports_inside_functions_but_the_meant_ones():
     assert not unexpected, f"osteoloc imported inside functions (move them to the top): {unexpected}"
     for module, functions in LOCAL_IMPORTS_MEANT.items():
         assert set(_local_osteoloc_imports(SRC / module)) >= functions, f"{module}: allow-list out of date"
+
+
+def _layer_rank():
+    """{top-level package: its place in the layers contract, 0 = the latest stage}."""
+    contract = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["importlinter"]["contracts"][0]
+    return {name.strip(): rank for rank, layer in enumerate(contract["layers"]) for name in layer.split("|")}
+
+
+def _smk_imports(text):
+    """Dotted osteoloc modules a .smk file imports (at parse time or inside its functions)."""
+    return re.findall(r"^\s*(?:from|import)\s+(osteoloc(?:\.\w+)*)", text, re.M)
+
+
+def _later_stage_imports(stage, text, rank):
+    """The imports of a `stage` .smk file (its text) from a stage after it in the layers."""
+    return [module for module in _smk_imports(text)
+            if module not in UTILITIES and rank[module.split(".")[1]] < rank[stage]]
+
+
+def test_smk_files_import_nothing_of_a_later_stage():
+    """A stage's rules parse with its own and earlier stages' code only: a later stage's module imported
+    there would be read at every parse and, through its imports, tie the stage's rules to later code."""
+    rank = _layer_rank()
+    stages = sorted(RULES.glob("*.smk"))
+    assert {p.stem for p in stages} - {"common"} <= set(rank), "a .smk file named after no stage"
+    found = {p.name: _later_stage_imports(p.stem, p.read_text(), rank) for p in stages if p.stem != "common"}
+    assert not any(found.values()), f"later stages imported: { {k: v for k, v in found.items() if v} }"
+    assert set(_smk_imports((RULES / "common.smk").read_text())) <= COMMON_IMPORTS_MEANT
+
+
+def test_a_later_stage_import_in_a_smk_file_is_found():
+    """The check can fail: the cohort rules reading the shard plan through the preprocessing's stages."""
+    text = "from osteoloc.io.shard_folder import read_shard_plan\nfrom osteoloc.preprocess.stages import read_shard_plan\n"
+    assert _later_stage_imports("cohort", text, _layer_rank()) == ["osteoloc.preprocess.stages"]
+

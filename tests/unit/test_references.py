@@ -17,7 +17,7 @@ from osteoloc.io.dicom import read_dicom
 from osteoloc.io.pts import read_hip_points
 from osteoloc.io.truth_h5 import TruthFile
 from osteoloc.explain.metrics import localisation_table
-from osteoloc.preprocess.shards import read_plan
+from osteoloc.io.shard_folder import read_plan
 from osteoloc.preprocess.stages import preprocess_study, write_shard_plan
 from test_shards import RULE_SETTINGS, run_sharded
 from osteoloc.cohort.references import ExpertReferences, ExpertReferenceError

@@ -9,9 +9,11 @@ import time
 import pandas as pd
 import pytest
 
-from osteoloc.cohort.sharding import hashed_shard_count, shard_of
-from osteoloc.preprocess.shards import ContentDigests, make_plan, plan_shards, read_plan, shard_digests, write_plan
-from osteoloc.preprocess.stages import plan_units, read_shard_plan, write_shard_plan
+from osteoloc.cohort.sharding import hashed_shard_count, shard_of, shard_units
+from osteoloc.cohort.stages import write_bonefinder_plan
+from osteoloc.io.shard_folder import plan_shards, read_plan, read_shard_plan, write_plan
+from osteoloc.preprocess.shards import ContentDigests, make_plan, shard_digests
+from osteoloc.preprocess.stages import plan_units, write_shard_plan
 
 
 def _manifest(folder, subjects, name="manifest.csv"):
@@ -64,6 +66,20 @@ def test_file_names_with_any_character_survive_the_plan(tmp_path):
     for name in odd:
         assert any(f.endswith(f"{name}.dcm") for f in files) and any(f.endswith(f"{name}.pts") for f in files), name
     assert all(os.path.isfile(f) for f in files)
+
+
+@pytest.mark.parametrize("n, shard_size, shards", [(10, 4, 3), (8, 4, 2), (0, 4, 1)])
+def test_the_bonefinder_plan_has_the_shards_its_jobs_read(tmp_path, n, shard_size, shards):
+    """Every BoneFinder shard job reads the consecutive rows `shard_units` gives it: the plan has one shard
+    per such block (one, empty, for an empty manifest), each naming its rows' images."""
+    manifest = _manifest(tmp_path, SUBJECTS[:n]) if n else tmp_path / "empty.csv"
+    if not n:
+        pd.DataFrame(columns=["image_path", "subject", "visit", "cohort", "points_path"]).to_csv(manifest, index=False)
+    assert write_bonefinder_plan(manifest, shard_size, tmp_path / "plan.csv") == shards
+    plan = read_shard_plan(tmp_path / "plan.csv")
+    assert sorted(plan) == list(range(shards))
+    assert plan == {k: [f"{s}.dcm" for s in SUBJECTS[:n][shard_units(n, shard_size, k).start:
+                                                       shard_units(n, shard_size, k).stop]] for k in plan}
 
 
 def test_a_copy_with_an_older_mtime_changes_the_digest_a_touch_does_not(tmp_path):

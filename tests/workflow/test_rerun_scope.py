@@ -62,6 +62,9 @@ def test_editing_what_the_study_does_not_use_reruns_nothing_of_the_cohort(prepro
     ("preprocess/sources.py", {"check_inputs", "preprocess_plan", "preprocess_exclusions", "preprocess"},
      COHORT_RULES),
     ("cohort/bonefinder.py", {"bonefinder_shard"}, {"phantom_shard", "phantom_cohort"}),
+    # the shard plan's maker: the BoneFinder plan is the cohort's own (cohort.stages), not the preprocessing's
+    ("preprocess/shards.py", {"preprocess_plan", "preprocess_exclusions", "preprocess"},
+     COHORT_RULES | {"check_inputs"}),
 ])
 def test_editing_code_the_jobs_use_reruns_them(preprocessed, module, expected, spared):
     """The same check can fail: code these jobs run does plan them, and only the jobs that run it (and

@@ -135,7 +135,7 @@ def test_editing_library_code_reruns_the_rules_that_use_it(completed_study):
 def test_a_changed_input_file_reruns_only_its_shard_and_what_follows(completed_study):
     """A radiograph's points file rewritten (a user's fix) reruns the one preprocess_shard job
     that reads it, then the exclusions table, the gather and what follows them; no other shard."""
-    from osteoloc.preprocess.stages import read_shard_plan
+    from osteoloc.io.shard_folder import read_shard_plan
 
     plan = read_shard_plan(completed_study / "results" / "preprocess" / "shards" / "plan.json")
     assert len(plan) >= 2, "experiments/ci.yaml should cut the cohort into several shards"

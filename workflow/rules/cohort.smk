@@ -2,7 +2,7 @@
 # references come from. contracts.md section 1; the input functions below are what preprocess.smk asks for.
 
 from osteoloc.cohort.phantom.settings import n_shards as phantom_shard_count
-from osteoloc.preprocess.stages import read_shard_plan
+from osteoloc.io.shard_folder import read_shard_plan
 
 COHORT = config["cohort"]
 BONEFINDER_COMMAND = COHORT["bonefinder"]["command"]
@@ -129,23 +129,23 @@ rule phantom_cohort:
 
 if BONEFINDER_COMMAND:
 
-    # Sharded like the preprocessing: a plan of the source manifest's rows (a checkpoint, since the
-    # phantom's manifest is a rule output), one bonefinder_shard cluster job per shard, then the gather.
+    # Sharded by the preprocessing's shard_size: a plan of the source manifest's consecutive rows (a
+    # checkpoint, since the phantom's manifest is a rule output), one bonefinder_shard cluster job per shard,
+    # then the gather.
     checkpoint bonefinder_plan:
         input:
             manifest=cohort_source_manifest(),
-            code=library_code("preprocess_plan.py"),
+            code=library_code("bonefinder_plan.py"),
         output:
             plan=results("cohort", "bonefinder", "plan.csv"),
         params:
-            source="manifest",
             shard_size=config["preprocess"]["shard_size"],
         log:
             log_path("cohort", "bonefinder_plan.log"),
         localrule: True
         threads: 1
         script:
-            "../../scripts/preprocess_plan.py"
+            "../../scripts/bonefinder_plan.py"
 
     def bonefinder_shard_manifests(wildcards):
         plan = read_shard_plan(checkpoints.bonefinder_plan.get().output.plan)

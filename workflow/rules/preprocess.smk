@@ -7,6 +7,8 @@
 import functools
 import sys
 
+from osteoloc.io.shard_folder import read_shard_plan
+
 PREPROCESS = config["preprocess"]
 PREPROCESS_SOURCE = config["cohort"].get("source", "phantom")
 # The expert references reader is preprocessing code only for a study with references (cohort.references):

@@ -10,8 +10,9 @@ import pandas as pd
 
 from osteoloc.cohort.bonefinder import run_bonefinder
 from osteoloc.cohort.phantom.cohort import gather_shards, make_shard
-from osteoloc.cohort.sharding import shard_units
+from osteoloc.cohort.sharding import n_shards, shard_units
 from osteoloc.io.atomic import write_csv
+from osteoloc.io.shard_folder import write_plan
 
 
 def phantom_shard(config_json, shard, shard_dir):
@@ -23,6 +24,18 @@ def phantom_cohort(config_json, shard_dirs, cohort_dir):
     """Rule phantom_cohort: the shards gathered into the cohort folder `cohort_dir` (manifest.csv, labels.csv,
     truth.h5, broken.csv, images/, points/ and, with twins, their manifest and images)."""
     gather_shards(json.loads(config_json), list(shard_dirs), cohort_dir)
+
+
+def write_bonefinder_plan(manifest_path, shard_size, plan_path):
+    """Checkpoint `bonefinder_plan`: the BoneFinder shards of the manifest as a plan (io.shard_folder): shard
+    k takes the consecutive rows `cohort.sharding.shard_units` gives it (as `run_bonefinder_shard` reads
+    them), each row a unit naming its image. Returns the number of shards."""
+    images = pd.read_csv(manifest_path, dtype=str, keep_default_na=False)["image_path"]
+    count = n_shards(len(images), shard_size)
+    units = [{"row": i, "shard": k, "files": [images[i]]}
+             for k in range(count) for i in shard_units(len(images), shard_size, k)]
+    write_plan({"shards": count, "shard_size": int(shard_size), "units": units}, plan_path)
+    return count
 
 
 def run_bonefinder_shard(manifest_path, command, out_manifest, points_dir, shard, shard_size, timeout_s=600):

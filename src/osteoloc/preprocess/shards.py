@@ -4,18 +4,10 @@ units without the labels; the gather joins the labels, decides what needs the wh
 problems, unmatched labels, duplicate radiographs, one spelling per subject) and writes the one study HDF5
 in the cohort's order.
 
-The plan (`plan.json`) lists every unit in study order: its `key` (identity and file, unique), `identity`
-(cohort, subject, visit: what its shard is hashed from), `shard`, `files` (its own input files) and, for a
-manifest, its `row`. A unit's shard depends on its identity only (`cohort.sharding.shard_of`), so appending,
-inserting or deleting a radiograph changes its own shard only, and fixing a grade changes none.
-
-A shard folder holds
-- `crops.h5`: the shard's hips in unit order (a study HDF5 of the final layout, `StudyWriter`), grades unknown;
-- `units.csv`: one row per unit, `key, subject, visit, file, pixel_hash, records` (`records` = hips the
-  unit added to `crops.h5`; `pixel_hash` = `sources.pixel_digest` of its decoded image, empty when none);
-- `exclusions.csv`: `key` + the exclusions table's columns, the unit's own exclusions;
-- `manifest.csv` (manifest sources): the shard's rows, which its source reads;
-- `content.txt`: the digest of its rows and its files' content (`shard_digests`) it was made from.
+The plan (`plan.json`) and the shard folders (`crops.h5`, `units.csv`, `exclusions.csv`, `manifest.csv`,
+`content.txt`) are written and read by `osteoloc.io.shard_folder`, which describes them. A unit's shard
+depends on its identity only (`cohort.sharding.shard_of`), so appending, inserting or deleting a radiograph
+changes its own shard only, and fixing a grade changes none.
 
 Every decision depends on a unit and on the whole cohort only, never on the shard it fell in, so the study
 file and the exclusions table are identical whatever `shard_size` (tests/unit/test_shards.py).
@@ -29,21 +21,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from osteoloc.cohort.sharding import hashed_shard_count, shard_of
 from osteoloc.io.atomic import write_csv, write_text
 from osteoloc.io.labels import LabelTable, cohort_key, grades_to_labels, hip_key
 from osteoloc.io.pts import resolve_hip_files
+from osteoloc.io.shard_folder import (CROPS, UNITS, plan_shards, read_content, read_shard_tables,
+                                      write_shard_tables)
 from osteoloc.io.study_h5 import StudyFile, StudyWriter
 from osteoloc.names import SIDES, TARGETS, UNKNOWN
 from osteoloc.preprocess.exclusions import COLUMNS, Exclusion, Exclusions
 from osteoloc.progress import Progress
 
 log = logging.getLogger(__name__)
-
-CROPS, UNITS, EXCLUSIONS, ROWS, CONTENT = "crops.h5", "units.csv", "exclusions.csv", "manifest.csv", "content.txt"
-UNIT_COLUMNS = ("key", "cohort", "subject", "visit", "file", "pixel_hash", "records")
 
 
 # --- shards crop without labels: every hip is "labelled" with unknown grades ----------------------------
@@ -140,29 +130,6 @@ def make_plan(units, shard_size):
     return {"shards": n, "shard_size": int(shard_size), "units": units}
 
 
-def write_plan(plan, path):
-    """Write the plan as JSON (any character of a file name survives)."""
-    write_text(json.dumps(plan, indent=1, ensure_ascii=False) + "\n", path)
-    counts = np.bincount([unit["shard"] for unit in plan["units"]], minlength=plan["shards"])
-    log.info("%d units in %d shards (sizes %d-%d) -> %s", len(plan["units"]), plan["shards"],
-             counts.min(initial=0), counts.max(initial=0), path)
-
-
-def read_plan(path):
-    """A plan `write_plan` wrote."""
-    with open(path, encoding="utf-8") as handle:
-        return json.load(handle)
-
-
-def plan_shards(plan):
-    """{shard: [its units, study order]} for every shard of the plan (an empty shard still has a job, so the
-    gather's inputs do not depend on where units fell)."""
-    shards = {k: [] for k in range(plan["shards"])}
-    for unit in plan["units"]:
-        shards[unit["shard"]].append(unit)
-    return shards
-
-
 # --- content, not clocks ------------------------------------------------------------------------------
 class ContentDigests:
     """SHA-256 of files' bytes, cached by (size, mtime, ctime, inode): a file replaced by an older copy
@@ -223,11 +190,7 @@ def changed_shards(shard_dirs_digests):
     """[shard] whose stored `content.txt` differs from the digest given ({shard: (folder, digest)})."""
     changed = []
     for shard, (folder, digest) in sorted(shard_dirs_digests.items()):
-        try:
-            stored = (Path(folder) / CONTENT).read_text().strip()
-        except OSError:
-            stored = ""
-        if stored != digest:
+        if read_content(folder) != digest:
             changed.append(shard)
     return changed
 
@@ -285,34 +248,12 @@ def write_shard(source, positions, shard_dir, keys=None, content=""):
                           result.pixel_hash, len(result.records)))
             exclusions.extend((result.key, *row) for row in result.exclusions)
         written = len(writer)
-    write_csv(pd.DataFrame(units, columns=list(UNIT_COLUMNS)), shard_dir / UNITS)
-    write_csv(pd.DataFrame(exclusions, columns=["key", *COLUMNS]), shard_dir / EXCLUSIONS)
-    write_text(content + "\n", shard_dir / CONTENT)
+    write_shard_tables(shard_dir, units, exclusions, COLUMNS, content)
     log.info("shard %s: %d units, %d hips, %d exclusion rows", shard_dir, len(units), written, len(exclusions))
     return written
 
 
-def write_shard_rows(units, path):
-    """The shard's manifest rows (plan entries) as a manifest CSV its source reads: paths absolute, so
-    they do not depend on where this file lies."""
-    frame = pd.DataFrame([unit["row"] for unit in units])
-    for column in ("image_path", "points_path", "manual_points_path"):
-        if column in frame:
-            frame[column] = [str(Path(p).absolute()) if p else "" for p in frame[column]]
-    if frame.empty:
-        frame = pd.DataFrame(columns=["image_path", "subject", "visit", "cohort", "points_path"])
-    write_csv(frame, path)
-    return path
-
-
 # --- the gather -----------------------------------------------------------------------------------------
-def _read_table(path):
-    try:
-        return pd.read_csv(path, dtype=str, keep_default_na=False)
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{path}: shard table missing (rerun the preprocess_shard job)") from None
-
-
 @dataclass
 class ShardUnit:
     """One unit as its shard left it: where its rows lie and what it excluded."""
@@ -334,8 +275,7 @@ def _shard_units(shard_dirs):
     """{key: ShardUnit} of every shard; raises naming a shard that holds a key twice."""
     index = {}
     for shard_dir in map(Path, shard_dirs):
-        units = _read_table(shard_dir / UNITS)
-        rows = _read_table(shard_dir / EXCLUSIONS)
+        units, rows = read_shard_tables(shard_dir)
         by_key = {key: [Exclusion(*row) for row in group[list(COLUMNS)].itertuples(index=False)]
                   for key, group in rows.groupby("key", sort=False)}
         with StudyFile(shard_dir / CROPS) as crops:

@@ -10,10 +10,10 @@ from osteoloc.io.atomic import write_csv
 from osteoloc.io.group_h5 import GroupFile
 from osteoloc.io.labels import read_labels
 from osteoloc.io.manifest import read_manifest
+from osteoloc.io.shard_folder import ROWS, plan_shards, read_plan, write_plan, write_shard_rows
 from osteoloc.preprocess.shards import (ContentDigests, assemble, changed_shards, gather_exclusions, gather_study,
-                                        group_units, make_plan, manifest_units, plan_shards, read_plan,
-                                        shard_digests, source_keys, unlabelled, write_gathered, write_plan,
-                                        write_shard, write_shard_rows)
+                                        group_units, make_plan, manifest_units, shard_digests, source_keys,
+                                        unlabelled, write_gathered, write_shard)
 from osteoloc.preprocess.sources import GroupSource, ManifestSource
 
 log = logging.getLogger(__name__)
@@ -148,7 +148,7 @@ def preprocess_shard(kind, inputs, settings, plan_path, shard, shard_dir, conten
     shard_dir.mkdir(parents=True, exist_ok=True)
     # the rule's `rows` output: the shard's manifest rows (an empty table for the group import, whose units
     # are the group file's scans)
-    manifest = write_shard_rows(units if kind != "group_hdf5" else [], shard_dir / "manifest.csv")
+    manifest = write_shard_rows(units if kind != "group_hdf5" else [], shard_dir / ROWS)
     manifest = manifest if kind != "group_hdf5" else None
     with cohort_source(kind, inputs, settings, manifest=manifest) as source:
         if kind == "group_hdf5":
@@ -173,11 +173,6 @@ def preprocess_gather(kind, inputs, settings, shard_dirs, study_path):
         labels = read_labels(inputs["labels"], settings.get("labels"))
         return gather_study(source, labels, inputs["labels"], shard_dirs, study_path,
                             max_excluded_fraction=settings["max_excluded_fraction"])
-
-
-def read_shard_plan(plan_path):
-    """{shard: [its units' input files]} of a plan `write_shard_plan` wrote (every shard, empty ones too)."""
-    return {shard: [f for unit in units for f in unit["files"]] for shard, units in plan_shards(read_plan(plan_path)).items()}
 
 
 def preprocess_twin(inputs, settings, study_path, exclusions_path):
