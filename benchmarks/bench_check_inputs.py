@@ -23,7 +23,7 @@ import pandas as pd
 
 from osteoloc.cohort.phantom.cohort import make_cohort
 from osteoloc.io.dicom_header import read_header
-from osteoloc.preprocess.check import check_inputs
+from osteoloc.preprocess.stages import check_inputs
 
 PHANTOM = {"seed": 7, "broken_fraction": 0.0, "split_pts_fraction": 0.3,
            "dicom": {"transfer_syntax": {"explicit": 1, "rle": 1, "jpeg2000": 1, "jpegls": 0, "jpeg_lossless": 0}}}

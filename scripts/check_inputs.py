@@ -2,7 +2,7 @@
 
 import json
 
-from osteoloc.preprocess.check import check_inputs
+from osteoloc.preprocess.stages import check_inputs
 from osteoloc.runner import run_script
 
 run_script(snakemake, lambda smk: check_inputs(  # noqa: F821

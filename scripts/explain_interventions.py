@@ -3,7 +3,7 @@ test radiographs (the split's intervention crops)."""
 
 import json
 
-from osteoloc.explain.interventions import explain_interventions
+from osteoloc.explain.stages import explain_interventions
 from osteoloc.runner import run_script
 
 run_script(snakemake, lambda smk: explain_interventions(  # noqa: F821

@@ -2,7 +2,7 @@
 
 import json
 
-from osteoloc.report.figure_curves import learning_curves_stage
+from osteoloc.report.stages import learning_curves_stage
 from osteoloc.runner import run_script
 
 

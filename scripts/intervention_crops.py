@@ -3,7 +3,7 @@ moved, cropped once for every run of that split."""
 
 import json
 
-from osteoloc.explain.intervention_crops import render_intervention_crops
+from osteoloc.explain.stages import render_intervention_crops
 from osteoloc.runner import run_script
 
 run_script(snakemake, lambda smk: render_intervention_crops(  # noqa: F821

@@ -1,6 +1,6 @@
 """Rule `throughput`: training and explain images per second of the study's runs, and what they ran on."""
 
-from osteoloc.report.throughput import write_throughput
+from osteoloc.report.stages import write_throughput
 from osteoloc.runner import run_script
 
 run_script(snakemake, lambda smk: write_throughput(  # noqa: F821

@@ -15,7 +15,8 @@ from test_train import study_with_split  # tests/ is on sys.path under pytest
 from osteoloc.train.arms import DEFAULTS, arm_prior_values, arm_settings, all_arm_settings, arms_without_prior
 from osteoloc.explain.cam import gradcam_maps
 from osteoloc.train.data import cut_subcrops, groups_from_contour, load_split, place_subcrop_maps, subcrop_offsets
-from osteoloc.explain.stages import explain_run, predict_maps
+from osteoloc.explain.maps import predict_maps
+from osteoloc.explain.stages import explain_run
 from osteoloc.io.maps_h5 import read_maps
 from osteoloc.io.study_h5 import StudyFile, write_study_arrays
 from osteoloc.train.model import PerTargetModels, build_model, load_trained_model

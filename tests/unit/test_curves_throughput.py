@@ -10,8 +10,7 @@ from matplotlib.image import imread
 
 from osteoloc.io.runs import HISTORY_COLUMNS, write_history
 from osteoloc.names import TARGETS
-from osteoloc.report.figure_curves import learning_curves_stage
-from osteoloc.report.throughput import write_throughput
+from osteoloc.report.stages import learning_curves_stage, write_throughput
 
 
 def history(epochs=5, prior=True):

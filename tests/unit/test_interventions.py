@@ -14,8 +14,9 @@ from osteoloc.cohort.phantom.cohort import Plan, make_cohort, stage_radiograph
 from osteoloc.cohort.phantom.interventions import KINDS, interventions
 from osteoloc.cohort.phantom.render import fill, render
 from osteoloc.explain import interventions as effects_module
-from osteoloc.explain.intervention_crops import case_table, crop_pair, crop_pairs, render_intervention_crops
-from osteoloc.explain.interventions import EFFECT_COLUMNS, explain_interventions, pair_effects
+from osteoloc.explain.intervention_crops import case_table, crop_pair, crop_pairs
+from osteoloc.explain.interventions import EFFECT_COLUMNS, pair_effects
+from osteoloc.explain.stages import explain_interventions, render_intervention_crops
 from osteoloc.io.intervention_h5 import read_intervention_crops
 from osteoloc.names import TARGETS
 from osteoloc.preprocess.stages import preprocess_study

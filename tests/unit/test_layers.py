@@ -2,7 +2,8 @@
 preprocess < train < explain < report < segment), io and names import no stage, runner and provenance import
 nothing of osteoloc, and no package's modules import each other in a cycle. Also: no osteoloc import inside
 a function, but the few meant ones (code provenance does not follow them; see osteoloc.provenance). The
-workflow keeps the same order: a stage's .smk imports nothing of a later stage."""
+workflow keeps the same order: a stage's .smk imports nothing of a later stage, and a script calls its stage
+only through that stage's `stages` module."""
 
 import ast
 import re
@@ -15,6 +16,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 SRC = REPO / "src"
 RULES = REPO / "workflow" / "rules"
+SCRIPTS = REPO / "scripts"
 # common.smk serves every stage's rules: its imports are listed, so that a new one is looked at
 COMMON_IMPORTS_MEANT = {"osteoloc.cohort.phantom.settings", "osteoloc.names", "osteoloc.provenance",
                         "osteoloc.train.arms"}
@@ -104,6 +106,22 @@ def test_smk_files_import_nothing_of_a_later_stage():
 
 def test_a_later_stage_import_in_a_smk_file_is_found():
     """The check can fail: the cohort rules reading the shard plan through the preprocessing's stages."""
-    text = "from osteoloc.io.shard_folder import read_shard_plan\nfrom osteoloc.preprocess.stages import read_shard_plan\n"
+    text = ("from osteoloc.io.shard_folder import read_shard_plan\n"
+            "from osteoloc.preprocess.stages import read_shard_plan\n")
     assert _later_stage_imports("cohort", text, _layer_rank()) == ["osteoloc.preprocess.stages"]
 
+
+def test_scripts_call_only_their_stages_module():
+    """A script imports osteoloc.runner and one `osteoloc.<stage>.stages` module, nothing else of osteoloc."""
+    wrong = {}
+    for script in sorted(SCRIPTS.glob("*.py")):
+        modules = set()
+        for node in ast.walk(ast.parse(script.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                modules.add(node.module)
+            elif isinstance(node, ast.Import):
+                modules.update(alias.name for alias in node.names)
+        library = {m for m in modules if m.split(".")[0] == "osteoloc"} - {"osteoloc.runner"}
+        if len(library) != 1 or not re.fullmatch(r"osteoloc\.\w+\.stages", next(iter(library))):
+            wrong[script.name] = sorted(library)
+    assert not wrong, f"scripts calling modules other than their stage's `stages`: {wrong}"

@@ -1,12 +1,11 @@
 """Does the map follow the lesion? One model on the phantom's intervention crops
-(`osteoloc.explain.intervention_crops`, rendered once per test split).
+(`osteoloc.explain.intervention_crops`, rendered once per test split; rule explain_interventions,
+`osteoloc.explain.stages.explain_interventions`).
 
 Per intervention: how far the map's centre of mass and peak move along the lesion's move, per millimetre
 the lesion's truth mask moves (1 = the map follows the evidence, 0 = it stays where it was, e.g. on the
 landmark), and the change of the target's logit (for a removal: how much of the score the lesion carried).
 """
-
-import logging
 
 import numpy as np
 import pandas as pd
@@ -14,15 +13,8 @@ import torch
 
 from osteoloc.cohort.landmarks import target_groups
 from osteoloc.explain.metrics import centre_of_mass, peak
-from osteoloc.explain.stages import map_grid, map_windows, predict_maps
-from osteoloc.io.atomic import write_csv
-from osteoloc.io.intervention_h5 import read_intervention_crops
-from osteoloc.io.study_h5 import StudyFile
+from osteoloc.explain.maps import map_grid, map_windows, predict_maps
 from osteoloc.names import TARGETS
-from osteoloc.train.device import pick_device
-from osteoloc.train.model import load_trained_model
-
-log = logging.getLogger(__name__)
 
 EFFECT_COLUMNS = ["side", "target", "kind", "shift_mm", "mask_shift_mm", "com_follow", "peak_follow",
                   "com_shift_mm", "peak_shift_mm", "logit_change"]
@@ -70,19 +62,3 @@ def pair_effects(model, cases, pairs, crop_size, spacing_mm, groups, peak_rule="
             row["peak_follow"] = float((peaks[1] - peaks[0]) * spacing_mm @ direction / length)
         rows.append(row)
     return pd.DataFrame(rows, columns=EFFECT_COLUMNS)
-
-
-def explain_interventions(crops_path, checkpoint_path, *, groups, peak, device, out_path, study_path):
-    """Rule explain_interventions: `pair_effects` of one trained model on its split's intervention crops
-    (`render_intervention_crops`), written to out_path with columns subject, visit and EFFECT_COLUMNS."""
-    device = pick_device(device)
-    model = load_trained_model(checkpoint_path, device)
-    cases, arrays = read_intervention_crops(crops_path)
-    with StudyFile(study_path) as study:
-        crop_size, spacing_mm = study.crop_size, study.spacing_mm
-    columns = ["subject", "visit", *EFFECT_COLUMNS]
-    table = pair_effects(model, cases, arrays, crop_size, spacing_mm, groups, peak, device)
-    table = table.assign(subject=cases["subject"].to_numpy(), visit=cases["visit"].to_numpy())[columns]
-    write_csv(table, out_path, float_format="%.6g")
-    log.info("%d interventions of %s scored with %s", len(table), crops_path, checkpoint_path)
-    return table

@@ -1,5 +1,6 @@
 """The explain stage: one trained model on its test split -> predictions, Grad-CAM maps and localisation
-metrics (docs/contracts.md section 5; the files themselves belong to `osteoloc.io.runs`).
+metrics (docs/contracts.md section 5; the files themselves belong to `osteoloc.io.runs`); and the phantom's
+interventions: rendered once per split (`render_intervention_crops`), scored per run (`explain_interventions`).
 
 Every arm's maps come out in the hip crop's frame, S x S, four targets: a per-target arm's four models
 are assembled into that layout, a landmark-crop arm's sub-crop maps are placed back where the sub-crop
@@ -13,16 +14,22 @@ control beside them (`osteoloc.explain.metrics`).
 import logging
 
 import numpy as np
+import pandas as pd
 import torch
 
-from osteoloc.explain.cam import feature_grid, gradcam_maps
-from osteoloc.train.data import (cut_subcrops, groups_from_contour, place_subcrop_maps, prior_landmarks,
-                                 subcrop_offsets)
+from osteoloc.cohort.phantom.cohort import Plan
+from osteoloc.cohort.phantom.interventions import interventions
+from osteoloc.explain.intervention_crops import case_table, crop_pairs
+from osteoloc.explain.interventions import EFFECT_COLUMNS, pair_effects
+from osteoloc.explain.maps import map_grid, map_windows, predict_maps
+from osteoloc.io.atomic import write_csv
+from osteoloc.io.intervention_h5 import CASE_COLUMNS, read_intervention_crops, write_intervention_crops
+from osteoloc.train.data import groups_from_contour, prior_landmarks, subcrop_offsets
 from osteoloc.train.device import pick_device
 from osteoloc.train.prior import penalty_maps
 from osteoloc.io.study_h5 import StudyFile
 from osteoloc.explain.metrics import Grid, localisation_table
-from osteoloc.train.model import PerTargetModels, load_trained_model
+from osteoloc.train.model import load_trained_model
 from osteoloc.io.runs import (META_FIELDS, maps_writer, metrics_frame, predictions_frame, write_metrics,
                            write_predictions)
 from osteoloc.train.splits import read_split
@@ -36,25 +43,6 @@ BATCH_FIELDS = ("images", "landmarks/groups", "landmarks/valid")
 CUE = "truth/cue"  # the shortcut cue's mask per hip, (N, S, S) uint8, in phantom studies with a cue
 EXACT = "landmarks/contour_manual"  # the exact (manual) 80 points, NaN where the study has none
 CONSTANT = 1e-6  # a penalty mask whose range over the grid is below this gives the prior no gradient
-
-
-def map_grid(model, size):
-    """(h, w) of the maps' grid: the model's feature map for its input (the hip crop, or a sub-crop)."""
-    first = model[TARGETS[0]] if isinstance(model, PerTargetModels) else model
-    crop = model.crop_px if isinstance(model, PerTargetModels) and model.crop_px else size
-    return feature_grid(first, (crop, crop))
-
-
-def map_windows(model, groups, valid, size):
-    """(B, 4, 3) int (x0, y0, crop_px) where a landmark-crop arm's sub-crop maps lie in the hip crop (the
-    same `subcrop_offsets` as `predict_maps`), or None when every map covers the whole crop."""
-    if not (isinstance(model, PerTargetModels) and model.crop_px):
-        return None
-    valid = torch.from_numpy(np.asarray(valid, dtype=bool) & np.isfinite(groups).all(axis=-1))
-    groups = torch.from_numpy(np.nan_to_num(np.asarray(groups, dtype=np.float32)))
-    offsets = [subcrop_offsets(groups[:, t], valid[:, t], model.crop_px, size).numpy() for t in range(len(TARGETS))]
-    windows = np.stack(offsets, axis=1)  # (B, 4, 2)
-    return np.concatenate([windows, np.full((*windows.shape[:2], 1), model.crop_px)], axis=-1)
 
 
 def constant_penalty(settings, study, rows, cells):
@@ -81,32 +69,6 @@ def constant_penalty(settings, study, rows, cells):
     has_point = valid.any(dim=-1).numpy()
     out[has_point] = (span[has_point] < CONSTANT).astype(float)
     return out
-
-
-def predict_maps(model, images, groups, valid):
-    """Logits (B, 4) and Grad-CAM maps (B, 4, S, S) in the hip crop's frame, detached float32.
-
-    model: a four-target network or a `model.PerTargetModels` (each target's own model; with crop_px,
-    on the sub-crop around the target's landmarks, its map placed back into the S x S frame, 0 outside).
-    images (B, 1, S, S) on the model's device; groups (B, 4, L, 2) (x, y) crop pixels and valid (B, 4, L),
-    numpy, NaN-padded as in the study (they place the sub-crops)."""
-    if not isinstance(model, PerTargetModels):
-        return gradcam_maps(model, images)
-    size = images.shape[-1]
-    valid = torch.from_numpy(np.asarray(valid, dtype=bool) & np.isfinite(groups).all(axis=-1))
-    groups = torch.from_numpy(np.nan_to_num(np.asarray(groups, dtype=np.float32)))
-    logits, maps = [], []
-    for t, target in enumerate(TARGETS):
-        inputs = images
-        if model.crop_px:
-            offsets = subcrop_offsets(groups[:, t], valid[:, t], model.crop_px, size)
-            inputs = cut_subcrops(images, offsets, model.crop_px)
-        target_logits, target_maps = gradcam_maps(model[target], inputs)
-        if model.crop_px:
-            target_maps = place_subcrop_maps(target_maps, offsets, size)
-        logits.append(target_logits)
-        maps.append(target_maps)
-    return torch.cat(logits, dim=1), torch.cat(maps, dim=1)
 
 
 def _twin_probabilities(model, twin_path, rows, meta, crop_size, batch_size, device):
@@ -188,3 +150,53 @@ def explain_run(study_path, split_path, checkpoint_path, *, predictions_path, ma
         write_predictions(result["twin_predictions"], twin_predictions_path)
     log.info("explained %d test hips of %s (map grid %d x %d, peak %s)", len(rows), checkpoint_path, *cells, peak)
     return result
+
+
+def render_intervention_crops(study_path, split_path, *, phantom_config, shifts_mm, radiographs, out_path):
+    """Rule intervention_crops: the interventions on the lesions of the test hips of one split (the first
+    `radiographs` test subjects in study order, every visit), redrawn and cropped once for every run scored
+    on that split; written to out_path (io.intervention_h5). phantom_config: the `cohort.phantom` block the
+    cohort was drawn with (the radiographs are redrawn)."""
+    plan = Plan(phantom_config)
+    index = {subject: i for i, (_, subject, _) in enumerate(plan.ids)}
+    with StudyFile(study_path) as study:
+        rows = study.rows_in_split(read_split(split_path), "test")
+        meta = study.meta(("subject", "visit", "side"), rows)
+        crop_size, spacing_mm = study.crop_size, study.spacing_mm
+    test_hips = set(zip(meta["subject"], meta["side"]))  # splits are by subject: every visit is a test visit
+    subjects = list(dict.fromkeys(meta["subject"]))[:int(radiographs)]
+    tables, parts = [], []
+    for subject in subjects:
+        if subject not in index:
+            raise ValueError(f"{study_path}: test subject {subject} is not in the phantom the config draws "
+                             "(cohort.phantom must be the cohort's own config)")
+        for v in range(plan.n_visits):
+            cases = interventions(phantom_config, index[subject], v, tuple(shifts_mm), plan=plan)
+            cases = [c for c in cases if (subject, c.side) in test_hips]
+            if cases:
+                tables.append(case_table(cases).assign(subject=subject, visit=v))
+                parts.append(crop_pairs(cases, crop_size, spacing_mm))
+    if tables:
+        table = pd.concat(tables, ignore_index=True)[CASE_COLUMNS]
+        arrays = {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}
+    else:
+        table, arrays = pd.DataFrame(columns=CASE_COLUMNS), crop_pairs([], crop_size, spacing_mm)
+    write_intervention_crops(out_path, table, arrays)
+    log.info("%d interventions on %d test radiographs -> %s", len(table), len(subjects), out_path)
+    return table
+
+
+def explain_interventions(crops_path, checkpoint_path, *, groups, peak, device, out_path, study_path):
+    """Rule explain_interventions: `pair_effects` of one trained model on its split's intervention crops
+    (`render_intervention_crops`), written to out_path with columns subject, visit and EFFECT_COLUMNS."""
+    device = pick_device(device)
+    model = load_trained_model(checkpoint_path, device)
+    cases, arrays = read_intervention_crops(crops_path)
+    with StudyFile(study_path) as study:
+        crop_size, spacing_mm = study.crop_size, study.spacing_mm
+    columns = ["subject", "visit", *EFFECT_COLUMNS]
+    table = pair_effects(model, cases, arrays, crop_size, spacing_mm, groups, peak, device)
+    table = table.assign(subject=cases["subject"].to_numpy(), visit=cases["visit"].to_numpy())[columns]
+    write_csv(table, out_path, float_format="%.6g")
+    log.info("%d interventions of %s scored with %s", len(table), crops_path, checkpoint_path)
+    return table

@@ -56,7 +56,8 @@ def plan_shards(plan):
 
 def read_shard_plan(plan_path):
     """{shard: [its units' input files]} of a plan `write_plan` wrote (every shard, empty ones too)."""
-    return {shard: [f for unit in units for f in unit["files"]] for shard, units in plan_shards(read_plan(plan_path)).items()}
+    return {shard: [f for unit in units for f in unit["files"]]
+            for shard, units in plan_shards(read_plan(plan_path)).items()}
 
 
 # --- a shard folder -------------------------------------------------------------------------------------

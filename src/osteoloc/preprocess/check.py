@@ -1,4 +1,5 @@
-"""The check before the long run (rule `check_inputs`, docs/preprocessing.md "New data: first steps").
+"""The check before the long run (rule `check_inputs`, `osteoloc.preprocess.stages.check_inputs`;
+docs/preprocessing.md "New data: first steps").
 
 The manifest and the label table are parsed once, every radiograph's DICOM header is read without its
 pixel data (io.dicom_header), every `.pts` file is read and put through the landmark checks the
@@ -21,10 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from osteoloc.cohort.landmarks import LandmarkError, check_hip, check_side
-from osteoloc.io.atomic import write_csv
 from osteoloc.io.dicom_header import read_header
 from osteoloc.io.group_h5 import GroupFile
 from osteoloc.io.labels import hip_key, read_labels
@@ -184,7 +183,7 @@ def check_group(group_path, points_dir, labels_path, settings):
     return checks, len(scans)
 
 
-def _summary(checks):
+def problem_summary(checks):
     """'kind: n units, e.g. ...' lines, the most frequent kind first."""
     counts = Counter(kind for check in checks for kind in dict.fromkeys(k for k, _ in check.problems))
     lines = []
@@ -193,39 +192,3 @@ def _summary(checks):
         quoted = "; ".join(f"{text!r} (x{m})" for text, m in examples.most_common(EXAMPLES))
         lines.append(f"{kind}: {n} unit(s), e.g. {quoted}")
     return lines
-
-
-def check_inputs(kind, inputs, settings, table_path):
-    """Rule `check_inputs`: check the cohort's inputs (`kind` and `inputs` as stages.cohort_source;
-    `settings` the preprocess settings with the cohort's label settings under `labels`) and write the
-    table (COLUMNS) to `table_path`. Raises InputCheckFailed naming the problems when the cohort is empty,
-    a file's transfer syntax has no installed decoder, or no hip is usable; the readers' ValueErrors (an
-    unreadable manifest, a missing label column) pass through. Returns the table."""
-    if kind == "group_hdf5":
-        checks, n_hips = check_group(inputs["group_hdf5"], inputs["points_dir"], inputs["labels"], settings)
-    else:
-        checks, n_hips = check_manifest(inputs["manifest"], inputs["labels"], settings)
-    table = pd.DataFrame([check.row() for check in checks], columns=list(COLUMNS))
-    lost = int(table["hips_lost"].sum())
-    problems = table[table["status"] != "ok"]
-    for row in problems.itertuples(index=False):
-        log.warning("%s %s %s%s: %s", row.status, row.subject, row.visit, f" {row.side}" if row.side else "",
-                    f"{row.image_path}: {row.problems}" if row.image_path else row.problems)
-    summary = _summary(checks)
-    log.info("%d units checked, %d with problems; %d of %d hips would be excluded%s", len(table) - sum(
-        table["status"] == "labels only"), int((table["status"] == "problem").sum()), lost, n_hips,
-        "".join(f"\n  {line}" for line in summary))
-    if n_hips == 0:
-        raise InputCheckFailed("the cohort holds no radiographs (empty manifest or group file)")
-    undecodable = [c for c in checks if any(kind == "decoder" for kind, _ in c.problems)]
-    if undecodable:
-        decoders = next(line for line in summary if line.startswith("decoder"))
-        raise InputCheckFailed(
-            f"{len(undecodable)} of {n_hips // 2} radiographs are in a transfer syntax no installed decoder "
-            f"handles: {decoders}. Install a decoder (or convert or leave out those files) and run check_inputs "
-            "again.")
-    if lost == n_hips:
-        raise InputCheckFailed(f"not one of the {n_hips} hips could be used: {' | '.join(summary)}. Every file "
-                               "and problem is in this log; fix the inputs (or the config) and run check_inputs again.")
-    write_csv(table, table_path)
-    return table

@@ -1,9 +1,12 @@
-"""The one preprocessing driver: a hip source's records -> the study HDF5, its exclusions -> the
-exclusions table (docs/contracts.md section 2), and the excluded-share check."""
+"""The preprocessing stage's entry points: the input check before the long run, the shard plan, the shard
+jobs and their gather, and the one-process driver (a hip source's records -> the study HDF5, its exclusions
+-> the exclusions table, docs/contracts.md section 2, and the excluded-share check)."""
 
 import logging
 import tempfile
 from pathlib import Path
+
+import pandas as pd
 
 from osteoloc.cohort.landmarks import AnatomyLimits
 from osteoloc.io.atomic import write_csv
@@ -11,6 +14,7 @@ from osteoloc.io.group_h5 import GroupFile
 from osteoloc.io.labels import read_labels
 from osteoloc.io.manifest import read_manifest
 from osteoloc.io.shard_folder import ROWS, plan_shards, read_plan, write_plan, write_shard_rows
+from osteoloc.preprocess.check import COLUMNS, InputCheckFailed, check_group, check_manifest, problem_summary
 from osteoloc.preprocess.shards import (ContentDigests, assemble, changed_shards, gather_exclusions, gather_study,
                                         group_units, make_plan, manifest_units, shard_digests, source_keys,
                                         unlabelled, write_gathered, write_shard)
@@ -107,6 +111,42 @@ def plan_units(kind, inputs):
             return group_units(group.scans)
     references = expert_references(_optional_input(inputs, "references"))
     return manifest_units(read_manifest(inputs["manifest"]).itertuples(index=False), references)
+
+
+def check_inputs(kind, inputs, settings, table_path):
+    """Rule `check_inputs`: check the cohort's inputs (`kind` and `inputs` as `cohort_source`;
+    `settings` the preprocess settings with the cohort's label settings under `labels`) and write the
+    table (check.COLUMNS) to `table_path`. Raises InputCheckFailed naming the problems when the cohort is empty,
+    a file's transfer syntax has no installed decoder, or no hip is usable; the readers' ValueErrors (an
+    unreadable manifest, a missing label column) pass through. Returns the table."""
+    if kind == "group_hdf5":
+        checks, n_hips = check_group(inputs["group_hdf5"], inputs["points_dir"], inputs["labels"], settings)
+    else:
+        checks, n_hips = check_manifest(inputs["manifest"], inputs["labels"], settings)
+    table = pd.DataFrame([check.row() for check in checks], columns=list(COLUMNS))
+    lost = int(table["hips_lost"].sum())
+    problems = table[table["status"] != "ok"]
+    for row in problems.itertuples(index=False):
+        log.warning("%s %s %s%s: %s", row.status, row.subject, row.visit, f" {row.side}" if row.side else "",
+                    f"{row.image_path}: {row.problems}" if row.image_path else row.problems)
+    summary = problem_summary(checks)
+    log.info("%d units checked, %d with problems; %d of %d hips would be excluded%s", len(table) - sum(
+        table["status"] == "labels only"), int((table["status"] == "problem").sum()), lost, n_hips,
+        "".join(f"\n  {line}" for line in summary))
+    if n_hips == 0:
+        raise InputCheckFailed("the cohort holds no radiographs (empty manifest or group file)")
+    undecodable = [c for c in checks if any(kind == "decoder" for kind, _ in c.problems)]
+    if undecodable:
+        decoders = next(line for line in summary if line.startswith("decoder"))
+        raise InputCheckFailed(
+            f"{len(undecodable)} of {n_hips // 2} radiographs are in a transfer syntax no installed decoder "
+            f"handles: {decoders}. Install a decoder (or convert or leave out those files) and run check_inputs "
+            "again.")
+    if lost == n_hips:
+        raise InputCheckFailed(f"not one of the {n_hips} hips could be used: {' | '.join(summary)}. Every file "
+                               "and problem is in this log; fix the inputs (or the config) and run check_inputs again.")
+    write_csv(table, table_path)
+    return table
 
 
 def write_shard_plan(kind, inputs, shard_size, plan_path):

@@ -1,18 +1,12 @@
-"""Learning curves of one training run from its history.csv: training and validation loss per epoch (the
-landmark prior's total too when the run measured it) and the validation AUC per target."""
-
-import json
-import logging
+"""Learning curves of one training run from its history.csv table: training and validation loss per epoch
+(the landmark prior's total too when the run measured it) and the validation AUC per target (rule
+figure_learning_curves, `osteoloc.report.stages.learning_curves_stage`)."""
 
 import matplotlib.pyplot as plt
-import numpy as np
 from matplotlib.ticker import MaxNLocator
 
-from osteoloc.io.runs import read_history
 from osteoloc.names import SHORT_NAMES, TARGETS
 from osteoloc.report.style import PAPER_RC, TARGET_COLOURS, save_figure
-
-log = logging.getLogger(__name__)
 
 LOSSES = (("train_bce", "train BCE", "tab:blue", "-"), ("val_bce", "val. BCE", "tab:blue", "--"),
           ("train_total", "train total", "tab:purple", "-"), ("val_total", "val. total", "tab:purple", "--"))
@@ -52,16 +46,3 @@ def figure_learning_curves(history, title, stem):
                       columnspacing=1.0, handlelength=1.6)  # below the panel, off the curves
         fig.suptitle(title)
         save_figure(fig, stem)
-
-
-def learning_curves_stage(runs_json, history_paths, stems):
-    """Rule figure_learning_curves: each run's curves from its history.csv. runs_json lists the (model,
-    seed) pairs in the order of `history_paths` and `stems` (one figure stem per run)."""
-    runs = [tuple(run) for run in json.loads(runs_json)]
-    if not len(runs) == len(history_paths) == len(stems):
-        raise ValueError(f"{len(runs)} runs, {len(history_paths)} histories and {len(stems)} figures differ")
-    for (model, seed), path, stem in zip(runs, history_paths, stems):
-        history = read_history(path)
-        figure_learning_curves(history, f"{model}, seed {seed}: {len(history)} epochs", stem)
-        log.info("learning curves of %s seed %s: %d epochs, mean %.1f s an epoch", model, seed, len(history),
-                 float(np.mean(history["seconds"])) if "seconds" in history else float("nan"))

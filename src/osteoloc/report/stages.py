@@ -2,16 +2,19 @@
 Figure A1 of train.smk): each reads the rule's inputs, calls the tables', figures' or ablation's computation
 and writes the rule's outputs."""
 
+import json
 import logging
 
+import numpy as np
 import pandas as pd
 
-from osteoloc.io.atomic import write_text
-from osteoloc.io.runs import read_all_runs, read_runs
+from osteoloc.io.atomic import atomic_path, write_text
+from osteoloc.io.runs import read_all_runs, read_history, read_runs
 from osteoloc.io.study_h5 import StudyFile
 from osteoloc.report.ablation import (ablation_table, bootstrap_comparisons, penalty_warnings, read_arm_runs,
                                       seed_level_values)
 from osteoloc.report.figure_ablation import figure_ablation_forest
+from osteoloc.report.figure_curves import figure_learning_curves
 from osteoloc.report.figure_interventions import figure_interventions, intervention_summary
 from osteoloc.report.figure_landmarks import figure_landmarks, pick_rows
 from osteoloc.report.figure_training import figure_grid
@@ -19,6 +22,7 @@ from osteoloc.report.figures import build_figures
 # SUMMARY_TABLES: the report_summary script names its inputs by it
 from osteoloc.names import ABLATION_METRICS, REFERENCE_ARM, SUMMARY_TABLES  # noqa: F401
 from osteoloc.report.tables import build_tables, read_table, summary_markdown, write_table
+from osteoloc.report.throughput import gather_throughput, json_safe
 from osteoloc.train.grid import point_histories, read_selection
 
 log = logging.getLogger(__name__)
@@ -121,6 +125,33 @@ def figure_grid_stage(selection_path, history_paths, stem):
     histories = point_histories(history_paths)
     figure_grid(histories, selection, stem)
     log.info("Figure A1 from %d grid points, chosen %s", len(histories), selection["point"])
+
+
+def learning_curves_stage(runs_json, history_paths, stems):
+    """Rule figure_learning_curves: each run's curves from its history.csv. runs_json lists the (model,
+    seed) pairs in the order of `history_paths` and `stems` (one figure stem per run)."""
+    runs = [tuple(run) for run in json.loads(runs_json)]
+    if not len(runs) == len(history_paths) == len(stems):
+        raise ValueError(f"{len(runs)} runs, {len(history_paths)} histories and {len(stems)} figures differ")
+    for (model, seed), path, stem in zip(runs, history_paths, stems):
+        history = read_history(path)
+        figure_learning_curves(history, f"{model}, seed {seed}: {len(history)} epochs", stem)
+        log.info("learning curves of %s seed %s: %d epochs, mean %.1f s an epoch", model, seed, len(history),
+                 float(np.mean(history["seconds"])) if "seconds" in history else float("nan"))
+
+
+def write_throughput(runs_json, best_paths, predictions_paths, benchmark_paths, out):
+    """Rule throughput: the gathered record as JSON at `out`, and one summary line in the log."""
+    runs = [tuple(run) for run in json.loads(runs_json)]
+    record = gather_throughput(runs, best_paths, predictions_paths, benchmark_paths)
+    with atomic_path(out) as tmp:
+        tmp.write_text(json.dumps(json_safe(record), indent=2, allow_nan=False) + "\n")
+    devices = sorted({f"{e.get('device')} (GPU {e.get('gpu')}, driver {e.get('driver')}, torch {e.get('torch')})"
+                      for e in record["environments"]})
+    log.info("%d runs on %s: training %.1f images/s, explain %.1f images/s (whole jobs)", len(runs),
+             "; ".join(devices) or "unknown devices", record["train_images_per_second"],
+             record["explain_images_per_second"])
+    return record
 
 
 def figure_landmarks_stage(study_path, out_stem, rows=None):

@@ -4,16 +4,11 @@ node is set up. Training's rates come from each run's best.pt (training and vali
 loop); explain's from its job's Snakemake benchmark (the whole job: start-up, reading the study,
 Grad-CAM, writing the maps), per test hip explained."""
 
-import json
-import logging
 import math
 
 import pandas as pd
 
-from osteoloc.io.atomic import atomic_path
 from osteoloc.train.loop import read_run_record
-
-log = logging.getLogger(__name__)
 
 
 def _rate(images, seconds):
@@ -21,8 +16,9 @@ def _rate(images, seconds):
 
 
 def gather_throughput(runs, best_paths, predictions_paths, benchmark_paths):
-    """runs: [(model, seed)] in the order of the three path lists. Returns the record `write_throughput`
-    writes: per-run rates, the totals' rates, and every distinct environment the runs reported."""
+    """runs: [(model, seed)] in the order of the three path lists. Returns the record rule throughput writes
+    (`osteoloc.report.stages.write_throughput`): per-run rates, the totals' rates, and every distinct
+    environment the runs reported."""
     per_run, environments = [], []
     for (model, seed), best, predictions, benchmark in zip(runs, best_paths, predictions_paths, benchmark_paths):
         record = read_run_record(best)
@@ -43,26 +39,12 @@ def gather_throughput(runs, best_paths, predictions_paths, benchmark_paths):
     return {**totals, "environments": environments, "runs": per_run}
 
 
-def _json_safe(value):
+def json_safe(value):
     """NaN (a rate without a timed second) as null: the file stays strict JSON."""
     if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
+        return {k: json_safe(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [_json_safe(v) for v in value]
+        return [json_safe(v) for v in value]
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value
-
-
-def write_throughput(runs_json, best_paths, predictions_paths, benchmark_paths, out):
-    """Rule throughput: the gathered record as JSON at `out`, and one summary line in the log."""
-    runs = [tuple(run) for run in json.loads(runs_json)]
-    record = gather_throughput(runs, best_paths, predictions_paths, benchmark_paths)
-    with atomic_path(out) as tmp:
-        tmp.write_text(json.dumps(_json_safe(record), indent=2, allow_nan=False) + "\n")
-    devices = sorted({f"{e.get('device')} (GPU {e.get('gpu')}, driver {e.get('driver')}, torch {e.get('torch')})"
-                      for e in record["environments"]})
-    log.info("%d runs on %s: training %.1f images/s, explain %.1f images/s (whole jobs)", len(runs),
-             "; ".join(devices) or "unknown devices", record["train_images_per_second"],
-             record["explain_images_per_second"])
-    return record
