@@ -1,4 +1,4 @@
-"""Preprocessing speed and memory on clinical-size compressed DICOMs (figures in docs/cluster.md).
+"""Preprocessing speed and memory on clinical-size compressed DICOMs (figures in docs/benchmarks.md).
 
 Cohort: a small clinical-size phantom cohort (experiments/scale.yaml's DICOM settings: 0.14-0.2 mm, about
 1800 x 1200 to 2600 x 1700 px, every transfer syntax, BitsStored 10-16), generated once into --cohort and
