@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 import torch
 
+from helpers import write_toy_study
 from osteoloc.segment import patches as P
 from osteoloc.io.segment_h5 import read_patch_set
 from osteoloc.io.study_h5 import StudyFile
@@ -16,7 +17,6 @@ from osteoloc.segment.evaluate import dice_scores, per_patch_metrics, summarise
 from osteoloc.segment.sampling import augmentation_draws, balanced_rows, site_rng
 from osteoloc.segment.sites import HEAD_CIRCLE_INDICES, parse_sites
 from osteoloc.segment.stages import build_report, evaluate_site, make_patches, manual_points_excluded, train_site
-from osteoloc.segment.synthetic import write_toy_study
 from osteoloc.segment.train import train_unet
 from osteoloc.segment.unet import build_unet
 from osteoloc.train.splits import read_split
