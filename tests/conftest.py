@@ -17,7 +17,7 @@ import pytest
 from workflow_copy import CI_CONFIG, copy_study, copy_workflow, snakemake
 
 from osteoloc.cohort.phantom.cohort import make_cohort
-from helpers import load_study
+from helpers import INTEGRITY_PHANTOM, INTEGRITY_SETTINGS, PREPROCESS_SETTINGS, bad_cohort, load_study
 from osteoloc.preprocess.stages import preprocess_study
 
 HERE = Path(__file__).resolve().parent
@@ -130,6 +130,23 @@ def phantom_study(phantom_cohort, tmp_path_factory):
         return made[key]
 
     return make
+
+
+@pytest.fixture(scope="module")
+def processed(tmp_path_factory):
+    tmp_path = tmp_path_factory.mktemp("cohort")
+    manifest, labels, expected = bad_cohort(tmp_path)
+    study, exclusions = tmp_path / "study.h5", tmp_path / "exclusions.csv"
+    kept = preprocess_study(manifest, labels, study, exclusions, **PREPROCESS_SETTINGS)
+    return dict(dir=tmp_path, manifest=manifest, labels=labels, study=study, exclusions=exclusions, kept=kept,
+                expected=expected)
+
+
+@pytest.fixture(scope="module")
+def integrity_phantom(phantom_study):
+    """The untouched phantom cohort of the input-integrity tests and its study: {dir, manifest (DataFrame),
+    study} (helpers.INTEGRITY_PHANTOM, preprocessed with helpers.INTEGRITY_SETTINGS)."""
+    return phantom_study(INTEGRITY_PHANTOM, INTEGRITY_SETTINGS)
 
 
 @pytest.fixture(scope="session")

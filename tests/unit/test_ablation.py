@@ -13,67 +13,16 @@ from osteoloc.report.figure_ablation import _x_limits, figure_ablation_forest
 from osteoloc.report.stages import report_ablation
 from osteoloc.io.atomic import write_csv
 from osteoloc.names import TARGETS
+from helpers import ABLATION_HIPS, ABLATION_SEEDS, run_frames, twin_frame
 
-SEEDS = (0, 1, 2)
-N_HIPS = 12
+SEEDS, N_HIPS = ABLATION_SEEDS, ABLATION_HIPS
 ARMS = ("baseline", "prior", "better", "same")
-
-
-def run_frames(arm, seed, with_truth=True, with_cue=False):
-    """(predictions, metrics) of one run. Labels alternate 1/0 (hip 11: unknown). The prior arm's values
-    depend on the seed; `better` has lower distances, higher pointing / energy and a perfect ranking in
-    every seed; `same` copies prior; baseline is noisy."""
-    rng = np.random.default_rng(100 * seed + len(arm))
-    n = N_HIPS * len(TARGETS)
-    labels = np.tile(np.arange(N_HIPS) % 2, len(TARGETS))
-    labels[np.arange(n) % N_HIPS == N_HIPS - 1] = -1
-    ref_rng = np.random.default_rng(seed)  # prior's (and same's) draws, shared by `better`
-    prob = ref_rng.random(n)
-    com = ref_rng.uniform(5, 15, n)
-    if arm == "better":
-        prob = np.where(labels == 1, 0.6 + 0.4 * prob, 0.5 * prob)  # every positive above every negative
-        com = com - 2.0 - seed  # better by 2, 3, 4 px: distinct differences
-    elif arm == "baseline":
-        prob, com = rng.random(n), rng.uniform(5, 15, n)
-    hips = np.tile(np.arange(N_HIPS), len(TARGETS))
-    predictions = pd.DataFrame({"row": hips, "target": np.repeat(TARGETS, N_HIPS), "label": labels, "prob": prob,
-                                # explain's hip identity: two hips per subject, one visit
-                                "subject": [f"s{h // 2:02d}" for h in hips], "visit": "V00",
-                                "side": np.where(hips % 2 == 0, "right", "left")})
-    metrics = pd.DataFrame({"row": predictions["row"], "target": predictions["target"], "label": labels,
-                            "com_distance": com, "peak_distance": com + 1.0, "spread": com * 2})
-    metrics.loc[1, "com_distance"] = np.nan  # an undefined map: left out, not a zero
-    if with_truth:
-        metrics["pointing_hit"] = (com < 10).astype(float)
-        metrics["energy_in_mask"] = 1.0 / com
-        # the calibrated columns explain writes: distances with chance 20 px, ceiling 2 px, control 8 px
-        metrics["map_defined"] = 1.0
-        metrics.loc[1, "map_defined"] = 0.0
-        for metric, offset in (("com_to_landmark", 0.0), ("peak_to_landmark", 1.0), ("com_to_lesion", 3.0),
-                               ("peak_to_lesion", 4.0)):
-            metrics[metric] = com + offset
-            metrics[f"{metric}_uniform"], metrics[f"{metric}_random_cell"] = 20.0, 25.0
-            metrics[f"{metric}_ceiling"], metrics[f"{metric}_control"] = 2.0, 8.0
-        metrics.loc[1, ["com_to_landmark", "peak_to_landmark", "com_to_lesion", "peak_to_lesion"]] = np.nan
-        metrics["energy_lift"] = 10.0 / com
-        metrics["penalty_constant"] = np.where(np.arange(n) % 4 == 0, 1.0, 0.0) if arm in ("prior", "same") else 0.0
-    if with_cue:
-        metrics["cue_energy"] = np.where(np.arange(n) % 3 == 0, 0.02 * com, np.nan)
-    return predictions.assign(model=arm, seed=seed), metrics.assign(model=arm, seed=seed)
 
 
 def all_runs(arms=ARMS, **kwargs):
     frames = [run_frames(arm, seed, **kwargs) for arm in arms for seed in SEEDS]
     return (pd.concat([f[0] for f in frames], ignore_index=True),
             pd.concat([f[1] for f in frames], ignore_index=True))
-
-
-def twin_frame(predictions):
-    """Twin predictions: the cue removed makes every arm rank worse, except `better` (no cue reliance)."""
-    twins = predictions.copy()
-    hurt = twins["model"] != "better"
-    twins.loc[hurt, "prob"] = 1 - twins.loc[hurt, "prob"]
-    return twins
 
 
 def row(table, metric, target, arm):

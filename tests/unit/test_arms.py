@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import torch
 import yaml
-from test_train import study_with_split  # tests/ is on sys.path under pytest
+from helpers import study_with_split
 
 from osteoloc.train.arms import DEFAULTS, arm_prior_values, arm_settings, all_arm_settings, arms_without_prior
 from osteoloc.explain.cam import gradcam_maps

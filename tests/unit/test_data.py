@@ -6,34 +6,10 @@ import pandas as pd
 import pytest
 import torch
 
+from helpers import write_study
 from osteoloc.train.data import batch_order, load_split, read_subjects, rotate_batch, rotation_matrices
-from osteoloc.io.study_h5 import StudyFile, StudyFormatError, read_spans, write_study_arrays
+from osteoloc.io.study_h5 import StudyFile, StudyFormatError, read_spans
 from osteoloc.names import TARGETS
-
-
-def write_study(path, n_subjects=12, size=32, n_points=3, seed=0):
-    """A small study HDF5 as docs/contracts.md section 2 defines it: two hips per subject, a bright
-    blob at the first landmark of every positive target, some unknown labels and padded landmarks."""
-    rng = np.random.default_rng(seed)
-    n = 2 * n_subjects
-    labels = rng.integers(0, 2, size=(n, 4)).astype(np.int8)
-    labels[rng.random((n, 4)) < 0.1] = -1
-    groups = rng.uniform(size * 0.2, size * 0.8, size=(n, 4, n_points, 2)).astype(np.float32)
-    valid = np.ones((n, 4, n_points), dtype=bool)
-    valid[:, 2:, 1:] = False  # acetabular targets: one point, NaN-padded like the real file
-    groups[~valid] = np.nan
-    yy, xx = np.mgrid[:size, :size]
-    images = rng.normal(0.5, 0.1, size=(n, size, size)).astype(np.float32)
-    for i in range(n):
-        for t in range(4):
-            if labels[i, t] == 1:
-                x, y = groups[i, t, 0]
-                images[i] += np.exp(-((xx - x) ** 2 + (yy - y) ** 2) / (2 * (size / 16) ** 2)).astype(np.float32)
-    subjects = np.repeat([f"S{k:03d}" for k in range(n_subjects)], 2)
-    group_indices = {t: list(range(10 * k, 10 * k + (n_points if k < 2 else 1))) for k, t in enumerate(TARGETS)}
-    write_study_arrays(path, {"image": images, "labels": labels, "groups": groups, "valid": valid,
-                              "subject": subjects, "side": np.tile(["right", "left"], n_subjects)}, group_indices)
-    return path
 
 
 def test_load_split_reads_only_its_subjects_and_masks_padding(tmp_path):

@@ -1,17 +1,14 @@
 """Defaults live in the config schemas (workflow/schemas/*.schema.yaml). Where library code keeps a default
 of its own (a dataclass or a keyword people call without the workflow), it must be the schema's."""
 
-import inspect
 from dataclasses import fields
-from pathlib import Path
 
 import yaml
 
+from helpers import SCHEMAS, keyword_defaults
 from osteoloc.train.device import pick_device
 from osteoloc.segment.unet import build_unet
 from osteoloc.train.loop import TrainSettings
-
-SCHEMAS = Path(__file__).resolve().parents[2] / "workflow" / "schemas"
 
 
 def schema_defaults(section, *block):
@@ -21,11 +18,6 @@ def schema_defaults(section, *block):
         spec = spec["properties"][key]
     return {key: value["default"] for key, value in spec["properties"].items()
             if "default" in value and not isinstance(value["default"], dict)}
-
-
-def keyword_defaults(function):
-    return {name: p.default for name, p in inspect.signature(function).parameters.items()
-            if p.default is not inspect.Parameter.empty}
 
 
 def test_train_settings_defaults_are_the_schemas():

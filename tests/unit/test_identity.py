@@ -6,7 +6,7 @@ import logging
 
 import pandas as pd
 import pytest
-from test_preprocess import SETTINGS
+from helpers import PREPROCESS_SETTINGS as SETTINGS
 
 from osteoloc.io.labels import read_labels
 from osteoloc.io.manifest import read_manifest

@@ -2,82 +2,13 @@
 reaches the study file. Each test builds its bad input from the phantom's files (a small phantom cohort
 generated once) and compares with the study of the untouched cohort."""
 
-import shutil
-
 import numpy as np
-import pandas as pd
 import pydicom
 import pytest
 
-from helpers import load_study
+from helpers import Variant, assert_excluded, mirror, spacing_of, without_spacing
 
 from osteoloc.io.pts import read_pts, write_pts
-from osteoloc.preprocess.stages import preprocess_study
-
-SETTINGS = dict(crop_size=64, spacing_mm=1.4, max_excluded_fraction=1.0,
-                groups={"osteo_fem_sup": [13, 78, 14, 15], "osteo_fem_inf": [19, 20, 21], "osteo_acet_sup": [67],
-                        "osteo_acet_inf": [71]})
-PHANTOM = {"seed": 3, "subjects": 6, "broken_fraction": 0.0, "split_pts_fraction": 0.5, "missing_fraction": 0.0,
-           "dicom": {"transfer_syntax": {"explicit": 1, "rle": 0, "jpeg2000": 0, "jpegls": 0, "jpeg_lossless": 0}}}
-
-
-@pytest.fixture(scope="module")
-def phantom(phantom_study):
-    """The untouched phantom cohort and its study: {dir, manifest (DataFrame), study}."""
-    return phantom_study(PHANTOM, SETTINGS)
-
-
-class Variant:
-    """A copy of the phantom cohort to break; `run()` preprocesses it."""
-
-    def __init__(self, phantom, tmp_path):
-        self.dir = tmp_path / "cohort"
-        shutil.copytree(phantom["dir"], self.dir, ignore=shutil.ignore_patterns("study.h5", "excl.csv"))
-        self.manifest = phantom["manifest"].copy()
-        self.original = phantom["study"]
-
-    def row(self, per_hip=None):
-        """A manifest row (index) whose points are one 160-point file (per_hip=False) or per-hip files."""
-        for i, path in enumerate(self.manifest.points_path):
-            if per_hip is None or per_hip == (not path.endswith(".pts")):
-                return i
-        raise AssertionError("the phantom has no such row")
-
-    def path(self, i, column):
-        return self.dir / self.manifest.loc[i, column]
-
-    def run(self, **settings):
-        self.manifest.to_csv(self.dir / "manifest.csv", index=False)
-        study, exclusions = self.dir / "study.h5", self.dir / "exclusions.csv"
-        preprocess_study(self.dir / "manifest.csv", self.dir / "labels.csv", study, exclusions,
-                         **{**SETTINGS, **settings})
-        return pd.read_csv(exclusions, keep_default_na=False), load_study(study)
-
-    def rows_of(self, study, i):
-        """Study rows of manifest row i, by side."""
-        subject = self.manifest.loc[i, "subject"]
-        return {side: int(np.flatnonzero((study.meta.subject == subject) & (study.meta.side == side))[0])
-                for side in ("right", "left") if ((study.meta.subject == subject) & (study.meta.side == side)).any()}
-
-
-def spacing_of(path):
-    ds = pydicom.dcmread(path, stop_before_pixels=True)
-    return float((ds.get("PixelSpacing") or ds.get("ImagerPixelSpacing"))[1])
-
-
-def without_spacing(path):
-    ds = pydicom.dcmread(path)
-    for keyword in ("PixelSpacing", "ImagerPixelSpacing"):
-        if keyword in ds:
-            delattr(ds, keyword)
-    ds.save_as(path)
-
-
-def assert_excluded(table, subject, stage, file, fragment, sides=("right", "left")):
-    rows = table[(table.subject == subject) & (table.stage == stage)]
-    assert set(rows.side) == set(sides), table
-    assert (rows.file == file).all(), rows
-    assert rows.reason.str.contains(fragment, regex=False).all(), rows.reason.tolist()
 
 
 def assert_swapped(v, i, file):
@@ -89,10 +20,10 @@ def assert_swapped(v, i, file):
 
 
 # --- 1. millimetre points read as pixels ---------------------------------------------------------------
-def test_millimetre_points_read_as_pixels_are_excluded_with_the_cause(phantom, tmp_path):
+def test_millimetre_points_read_as_pixels_are_excluded_with_the_cause(integrity_phantom, tmp_path):
     """A DICOM without spacing tags, the spacing in the manifest, and .pts in mm (BoneFinder knew a fine
     spacing): the auto rule reads them as pixels, the head-radius lower limit catches it."""
-    v = Variant(phantom, tmp_path)
+    v = Variant(integrity_phantom, tmp_path)
     i = v.row(per_hip=False)
     image, pts = v.path(i, "image_path"), v.path(i, "points_path")
     fine = 0.15  # the scanner's spacing as the manifest states it; the .pts is in mm at that spacing
@@ -116,9 +47,9 @@ def test_millimetre_points_read_as_pixels_are_excluded_with_the_cause(phantom, t
     assert subject not in set(study.meta.subject)
 
 
-def test_points_unit_mm_at_the_phantom_spacing_gives_the_original_crop(phantom, tmp_path):
+def test_points_unit_mm_at_the_phantom_spacing_gives_the_original_crop(integrity_phantom, tmp_path):
     """At 0.6-0.8 mm a wrong unit may look plausible: stating the unit (config default) reads it right."""
-    v = Variant(phantom, tmp_path)
+    v = Variant(integrity_phantom, tmp_path)
     i = v.row(per_hip=False)
     image = v.path(i, "image_path")
     spacing = spacing_of(image)
@@ -134,8 +65,8 @@ def test_points_unit_mm_at_the_phantom_spacing_gives_the_original_crop(phantom, 
 
 
 # --- 2. swapped hips ---------------------------------------------------------------------------------------
-def test_per_hip_files_named_by_the_anatomical_side_are_excluded(phantom, tmp_path):
-    v = Variant(phantom, tmp_path)
+def test_per_hip_files_named_by_the_anatomical_side_are_excluded(integrity_phantom, tmp_path):
+    v = Variant(integrity_phantom, tmp_path)
     i = v.row(per_hip=True)
     stem = v.path(i, "points_path")
     left_file, right_file = stem.with_name(stem.name + "_L.pts"), stem.with_name(stem.name + "_R.pts")
@@ -145,8 +76,8 @@ def test_per_hip_files_named_by_the_anatomical_side_are_excluded(phantom, tmp_pa
     assert_swapped(v, i, stem.name)
 
 
-def test_a_160_point_file_with_swapped_halves_is_excluded(phantom, tmp_path):
-    v = Variant(phantom, tmp_path)
+def test_a_160_point_file_with_swapped_halves_is_excluded(integrity_phantom, tmp_path):
+    v = Variant(integrity_phantom, tmp_path)
     i = v.row(per_hip=False)
     pts = v.path(i, "points_path")
     points = read_pts(pts)
@@ -154,21 +85,8 @@ def test_a_160_point_file_with_swapped_halves_is_excluded(phantom, tmp_path):
     assert_swapped(v, i, pts.name)
 
 
-def mirror(v, i):
-    """Mirror radiograph i and its points and manual points (the points keep their anatomical sides)."""
-    image = v.path(i, "image_path")
-    ds = pydicom.dcmread(image)
-    width, spacing = ds.Columns, spacing_of(image)
-    ds.PixelData = np.ascontiguousarray(ds.pixel_array[:, ::-1]).tobytes()
-    ds.save_as(image)
-    for column in ("points_path", "manual_points_path"):
-        points = read_pts(v.path(i, column))
-        points[:, 0] = (width - 1) * spacing - points[:, 0]  # x_px <- W - 1 - x_px, in mm
-        write_pts(points, v.path(i, column))
-
-
-def test_a_mirrored_radiograph_is_excluded_or_flipped_back_when_the_config_accepts_it(phantom, tmp_path):
-    v = Variant(phantom, tmp_path)
+def test_a_mirrored_radiograph_is_excluded_or_flipped_back_when_the_config_accepts_it(integrity_phantom, tmp_path):
+    v = Variant(integrity_phantom, tmp_path)
     i = v.row(per_hip=False)
     mirror(v, i)
     subject, image = v.manifest.loc[i, "subject"], v.path(i, "image_path")
@@ -193,8 +111,8 @@ def test_a_mirrored_radiograph_is_excluded_or_flipped_back_when_the_config_accep
     ("swapped", "hips swapped or image mirrored"),
     ("truncated", "points, expected 160"),
 ])
-def test_broken_manual_points_are_a_recorded_note_and_the_hips_stay(phantom, tmp_path, damage, fragment):
-    v = Variant(phantom, tmp_path)
+def test_broken_manual_points_are_a_recorded_note_and_the_hips_stay(integrity_phantom, tmp_path, damage, fragment):
+    v = Variant(integrity_phantom, tmp_path)
     i = v.row()
     manual = v.path(i, "manual_points_path")
     if damage == "missing":
@@ -215,8 +133,8 @@ def test_broken_manual_points_are_a_recorded_note_and_the_hips_stay(phantom, tmp
 
 
 # --- smaller messages ------------------------------------------------------------------------------------------
-def test_a_single_valued_imager_pixel_spacing_is_a_named_exclusion(phantom, tmp_path):
-    v = Variant(phantom, tmp_path)
+def test_a_single_valued_imager_pixel_spacing_is_a_named_exclusion(integrity_phantom, tmp_path):
+    v = Variant(integrity_phantom, tmp_path)
     i = v.row()
     image = v.path(i, "image_path")
     without_spacing(image)
@@ -231,11 +149,11 @@ def test_a_single_valued_imager_pixel_spacing_is_a_named_exclusion(phantom, tmp_
     assert subject not in set(study.meta.subject)
 
 
-def test_a_voi_lut_sequence_on_a_phantom_radiograph_is_applied(phantom, tmp_path):
+def test_a_voi_lut_sequence_on_a_phantom_radiograph_is_applied(integrity_phantom, tmp_path):
     from pydicom.dataset import Dataset
     from pydicom.sequence import Sequence
 
-    v = Variant(phantom, tmp_path)
+    v = Variant(integrity_phantom, tmp_path)
     i = v.row()
     image = v.path(i, "image_path")
     ds = pydicom.dcmread(image)
@@ -255,8 +173,8 @@ def test_a_voi_lut_sequence_on_a_phantom_radiograph_is_applied(phantom, tmp_path
     np.testing.assert_allclose(study.contour[ours["right"]], v.original.contour[theirs["right"]], atol=1e-4)
 
 
-def test_a_semicolon_label_file_names_the_file(phantom, tmp_path):
-    v = Variant(phantom, tmp_path)
+def test_a_semicolon_label_file_names_the_file(integrity_phantom, tmp_path):
+    v = Variant(integrity_phantom, tmp_path)
     labels = v.dir / "labels.csv"
     labels.write_text(labels.read_text().replace(",", ";"))
     with pytest.raises(ValueError, match="labels.csv: label CSV is separated by ';'"):

@@ -17,9 +17,8 @@ from osteoloc.preprocess.geometry import preprocess_hip
 from osteoloc.preprocess.sources import ManifestSource
 from osteoloc.io.study_h5 import HipRecord
 from helpers import synthetic_pixels, write_dicom
-from test_integrity import (SETTINGS, Variant, assert_excluded, phantom,  # noqa: F401 (phantom: a fixture)
-                            spacing_of, without_spacing)
-from test_defaults import SCHEMAS, keyword_defaults
+from helpers import INTEGRITY_SETTINGS as SETTINGS
+from helpers import SCHEMAS, Variant, assert_excluded, keyword_defaults, spacing_of, without_spacing
 
 
 def transform(v, i, pixels_of, points_of):
@@ -51,8 +50,8 @@ def rotate_180(points, shape, spacing):
 
 
 # --- orientation -----------------------------------------------------------------------------------------
-def test_a_vertically_flipped_radiograph_is_excluded_upside_down(phantom, tmp_path):
-    v = Variant(phantom, tmp_path)
+def test_a_vertically_flipped_radiograph_is_excluded_upside_down(integrity_phantom, tmp_path):
+    v = Variant(integrity_phantom, tmp_path)
     i = v.row(per_hip=False)
     transform(v, i, lambda p: p[::-1], flip_vertically)
     table, study = v.run()
@@ -62,8 +61,8 @@ def test_a_vertically_flipped_radiograph_is_excluded_upside_down(phantom, tmp_pa
     assert len(study) == len(v.original) - 2  # every other hip as before
 
 
-def test_a_radiograph_rotated_90_degrees_is_excluded_as_rotated(phantom, tmp_path):
-    v = Variant(phantom, tmp_path)
+def test_a_radiograph_rotated_90_degrees_is_excluded_as_rotated(integrity_phantom, tmp_path):
+    v = Variant(integrity_phantom, tmp_path)
     i = v.row(per_hip=False)
     transform(v, i, np.rot90, rotate_ccw)
     table, study = v.run()
@@ -74,8 +73,8 @@ def test_a_radiograph_rotated_90_degrees_is_excluded_as_rotated(phantom, tmp_pat
     assert subject not in set(study.meta.subject)
 
 
-def test_a_radiograph_rotated_180_degrees_is_not_flipped_back_as_a_mirror(phantom, tmp_path):
-    v = Variant(phantom, tmp_path)
+def test_a_radiograph_rotated_180_degrees_is_not_flipped_back_as_a_mirror(integrity_phantom, tmp_path):
+    v = Variant(integrity_phantom, tmp_path)
     i = v.row(per_hip=False)
     transform(v, i, lambda p: p[::-1, ::-1], rotate_180)
     table, study = v.run(accept_mirrored=True)
@@ -104,10 +103,10 @@ def test_imager_pixel_spacing_is_divided_by_the_magnification_factor(tmp_path):
         read_dicom(bad)
 
 
-def test_a_magnified_dx_radiograph_is_cropped_at_the_objects_spacing(phantom, tmp_path):
+def test_a_magnified_dx_radiograph_is_cropped_at_the_objects_spacing(integrity_phantom, tmp_path):
     """A phantom radiograph given only ImagerPixelSpacing and a factor 1.2: its object spacing is 1.2 times
     finer, so its hips are 1.2 times smaller in the crop, and the study says which tag and factor."""
-    v = Variant(phantom, tmp_path)
+    v = Variant(integrity_phantom, tmp_path)
     i = v.row()
     image = v.path(i, "image_path")
     spacing = spacing_of(image)
@@ -135,11 +134,11 @@ def test_a_magnified_dx_radiograph_is_cropped_at_the_objects_spacing(phantom, tm
         assert study.magnification[ours[side]] == 1.0
 
 
-def test_a_negative_rescale_slope_does_not_invert_the_crop(phantom, tmp_path):
+def test_a_negative_rescale_slope_does_not_invert_the_crop(integrity_phantom, tmp_path):
     """Stored values inverted and RescaleSlope -1 / RescaleIntercept max: the modality LUT restores the
     original values, so the normalised crops equal the clean file's (to 1e-5; inverted they would differ
     by up to 2)."""
-    v = Variant(phantom, tmp_path)
+    v = Variant(integrity_phantom, tmp_path)
     i = v.row()
     image = v.path(i, "image_path")
     ds = pydicom.dcmread(image)
@@ -155,11 +154,11 @@ def test_a_negative_rescale_slope_does_not_invert_the_crop(phantom, tmp_path):
 
 
 # --- adult size limits -----------------------------------------------------------------------------------
-def test_millimetre_points_read_as_pixels_at_the_phantom_spacing_are_excluded(phantom, tmp_path):
+def test_millimetre_points_read_as_pixels_at_the_phantom_spacing_are_excluded(integrity_phantom, tmp_path):
     """No spacing tag, the true spacing (0.6-0.8 mm) in the manifest, `.pts` in mm: the auto rule reads
     them as pixels, so each hip shrinks by the spacing. A head over the old 15 mm floor is now caught by
     the adult range, the message naming the radius and the range."""
-    v = Variant(phantom, tmp_path)
+    v = Variant(integrity_phantom, tmp_path)
     shrunk = {}
     for i in range(len(v.manifest)):
         image = v.path(i, "image_path")
@@ -200,8 +199,8 @@ def test_size_limits_and_new_keys_default_to_the_schemas():
 
 
 # --- expert references -----------------------------------------------------------------------------------
-def test_a_reference_in_pixels_labelled_mm_gets_a_distance_note(phantom, tmp_path):
-    v = Variant(phantom, tmp_path)
+def test_a_reference_in_pixels_labelled_mm_gets_a_distance_note(integrity_phantom, tmp_path):
+    v = Variant(integrity_phantom, tmp_path)
     i = v.row()
     image = read_dicom(v.path(i, "image_path"))
     points, _ = read_hip_points(v.path(i, "points_path"), image.pixels.shape, image.spacing)
@@ -232,8 +231,8 @@ def test_an_infinite_reference_coordinate_is_not_blamed_on_a_unit(tmp_path):
 
 
 # --- .pts ------------------------------------------------------------------------------------------------
-def test_a_decimal_comma_in_a_pts_file_names_the_line(phantom, tmp_path):
-    v = Variant(phantom, tmp_path)
+def test_a_decimal_comma_in_a_pts_file_names_the_line(integrity_phantom, tmp_path):
+    v = Variant(integrity_phantom, tmp_path)
     i = v.row(per_hip=False)
     pts = v.path(i, "points_path")
     lines = pts.read_text().splitlines()
@@ -263,9 +262,9 @@ def test_every_named_layer_takes_the_crop_and_flip_of_the_image():
     assert preprocess_hip(pixels, spacing, hip, "right", 48, 0.8).layers == {}
 
 
-def test_the_radiograph_steps_run_one_at_a_time(phantom):
+def test_the_radiograph_steps_run_one_at_a_time(integrity_phantom):
     """Decode, check, draw and crop are steps of their own; run in order they give the source's records."""
-    folder = phantom["dir"]
+    folder = integrity_phantom["dir"]
     with ManifestSource(folder / "manifest.csv", folder / "labels.csv", crop_size=SETTINGS["crop_size"],
                         spacing_mm=SETTINGS["spacing_mm"], groups=SETTINGS["groups"]) as source:
         row, out = source.rows[0], []

@@ -3,7 +3,8 @@ preprocess < train < explain < report < segment), io and names import no stage, 
 nothing of osteoloc, and no package's modules import each other in a cycle. Also: no osteoloc import inside
 a function, but the few meant ones (code provenance does not follow them; see osteoloc.provenance). The
 workflow keeps the same order: a stage's .smk imports nothing of a later stage, and a script calls its stage
-only through that stage's `stages` module."""
+only through that stage's `stages` module. The tests keep theirs: no test module imports another (shared
+builders live in tests/helpers.py, shared fixtures in tests/conftest.py)."""
 
 import ast
 import re
@@ -125,3 +126,28 @@ def test_scripts_call_only_their_stages_module():
         if len(library) != 1 or not re.fullmatch(r"osteoloc\.\w+\.stages", next(iter(library))):
             wrong[script.name] = sorted(library)
     assert not wrong, f"scripts calling modules other than their stage's `stages`: {wrong}"
+
+
+def _test_module_imports(text, test_modules):
+    """The modules of `test_modules` (names) that the Python source `text` imports, anywhere in it."""
+    found = []
+    for node in ast.walk(ast.parse(text)):
+        names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                 else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+        found += [name for name in names if set(name.split(".")) & test_modules]
+    return found
+
+
+def test_no_test_module_imports_another():
+    """Importing a test module runs its module-level code and its fixtures' names into another module, and
+    ties the two modules' edits together: builders belong in tests/helpers.py, fixtures in conftest.py."""
+    paths = [path for folder in ("unit", "workflow") for path in sorted((REPO / "tests" / folder).glob("test_*.py"))]
+    test_modules = {path.stem for path in paths} | {"conftest"}
+    found = {path.name: _test_module_imports(path.read_text(), test_modules) for path in paths}
+    assert not any(found.values()), f"test modules importing test modules: { {k: v for k, v in found.items() if v} }"
+
+
+def test_a_test_module_importing_another_is_found():
+    """The check can fail: the import the shards' tests used to take the bad cohort from."""
+    text = "import numpy\nfrom helpers import load_study\nfrom test_preprocess import SETTINGS, _bad_cohort\n"
+    assert _test_module_imports(text, {"test_preprocess", "conftest"}) == ["test_preprocess"]

@@ -10,16 +10,16 @@ import torch
 import torch.nn.functional as F
 
 from osteoloc.io.group_h5 import export_group_h5
-from osteoloc.io.pts import write_pts
 from osteoloc.cohort.landmarks import DEFAULT_GROUPS
 from osteoloc.preprocess.exclusions import TooManyExclusions
 from osteoloc.preprocess.geometry import crop_offset, mask_crop, preprocess_hip, resample_crop, to_crop, to_resampled
 from osteoloc.preprocess.stages import import_group_study, preprocess_study
 from osteoloc.names import TARGETS
-from helpers import load_study, make_cohort, radiograph_points_mm, synthetic_pixels, write_dicom, write_labels
+from helpers import (BAD_COHORT_SHAPE, BAD_COHORT_SPACING, PREPROCESS_SETTINGS, bad_cohort, load_study, make_cohort,
+                     matched_rows, radiograph_points_mm, synthetic_pixels, write_dicom)
 
-SETTINGS = dict(crop_size=80, spacing_mm=0.8, groups=DEFAULT_GROUPS, max_excluded_fraction=0.9)
-SHAPE, SPACING = (300, 440), 0.4
+SETTINGS = PREPROCESS_SETTINGS
+SHAPE, SPACING = BAD_COHORT_SHAPE, BAD_COHORT_SPACING  # the bad cohort's radiographs
 
 
 # --- transforms ---------------------------------------------------------------------------------------
@@ -71,92 +71,6 @@ def test_to_resampled_keeps_image_edges():
 
 
 # --- a cohort with every kind of trouble --------------------------------------------------------------
-def _bad_cohort(tmp_path):
-    """make_cohort's 8 good radiographs, then one of each problem; returns (manifest, labels, expected)."""
-    manifest_path, labels_path = make_cohort(tmp_path, 8, shape=SHAPE, spacing=SPACING)
-    manifest = pd.read_csv(manifest_path)
-    labels = pd.read_csv(labels_path)
-    points_mm = radiograph_points_mm(SHAPE, SPACING, seed=99)
-    pixels = synthetic_pixels(SHAPE, points_mm / SPACING)
-    extra_rows, extra_labels = [], []
-
-    def marked():
-        # each radiograph its own pixel data (else they are duplicates of each other): one corner pixel
-        # differs, far from the left hip's crop, which test_manifest_spacing_fallback compares
-        copy = pixels.copy()
-        copy[0, 0] = (int(pixels[0, 0]) + 1 + len(extra_rows)) % 4096
-        return copy
-
-    def add(stem, subject, labelled=True, **dicom):
-        write_dicom(tmp_path / f"{stem}.dcm", marked(), spacing=dicom.pop("spacing", SPACING), **dicom)
-        extra_rows.append(dict(image_path=f"{stem}.dcm", subject=subject, visit="T00", cohort="CHECK",
-                               points_path=f"{stem}.pts"))
-        if labelled:
-            extra_labels.extend([("CHECK", subject, "T00", side, 0, 1, 0, 1) for side in ("right", "left")])
-
-    # truncated DICOM
-    add("trunc", "S-trunc")
-    data = (tmp_path / "trunc.dcm").read_bytes()
-    (tmp_path / "trunc.dcm").write_bytes(data[: len(data) // 2])
-    write_pts(points_mm, tmp_path / "trunc.pts")
-    # missing .pts
-    add("nopts", "S-nopts")
-    # points outside the image (right hip pushed beyond the left edge)
-    add("outside", "S-outside")
-    shifted = points_mm.copy()
-    shifted[:80, 0] -= 200
-    write_pts(shifted, tmp_path / "outside.pts")
-    # failed sanity check: left hip's numbering scrambled (trochanter point far away)
-    add("insane", "S-insane")
-    scrambled = points_mm.copy()
-    scrambled[80 + 30, 0] = 1.0  # a left-hip trochanter point at the image's far left edge
-    write_pts(scrambled, tmp_path / "insane.pts")
-    # no label rows at all
-    add("nolabel", "S-nolabel", labelled=False)
-    write_pts(points_mm, tmp_path / "nolabel.pts")
-    # colour image
-    add("colour", "S-colour", photometric="RGB")
-    write_pts(points_mm, tmp_path / "colour.pts")
-    # junk grade in one target of the right hip
-    add("junk", "S-junk", labelled=False)
-    write_pts(points_mm, tmp_path / "junk.pts")
-    extra_labels += [("CHECK", "S-junk", "T00", "right", 0, "x", 0, 1), ("CHECK", "S-junk", "T00", "left", 0, 0, 0, 0)]
-    # labels but no radiograph
-    extra_labels.append(("CHECK", "S-ghost", "T00", "left", 0, 0, 0, 0))
-    # spacing only in the manifest (points then in pixels)
-    write_dicom(tmp_path / "nospacing.dcm", marked(), spacing=None)
-    write_pts(points_mm / SPACING, tmp_path / "nospacing.pts")
-    extra_rows.append(dict(image_path="nospacing.dcm", subject="S-nospacing", visit="T00", cohort="CHECK",
-                           points_path="nospacing.pts", spacing=SPACING))
-    extra_labels.extend([("CHECK", "S-nospacing", "T00", side, 1, 1, 1, 1) for side in ("right", "left")])
-
-    manifest = pd.concat([manifest, pd.DataFrame(extra_rows)], ignore_index=True)
-    manifest.to_csv(manifest_path, index=False)
-    label_rows = [tuple(r) for r in labels[["cohort", "subject", "visit", "side", *TARGETS]].itertuples(index=False)]
-    write_labels(labels_path, label_rows + extra_labels)
-    expected = {  # subject -> (stage, side, reason fragment)
-        "S-trunc": ("dicom", "", "trunc.dcm"),
-        "S-nopts": ("points", "both", "no .pts file"),
-        "S-outside": ("points", "right", "outside the image"),
-        "S-insane": ("landmarks", "left", "greater trochanter"),
-        "S-nolabel": ("labels", "both", "no label row"),
-        "S-colour": ("dicom", "", "colour"),
-        "S-junk": ("labels", "right", "junk grade"),
-        "S-ghost": ("labels", "left", "no radiograph"),
-    }
-    return manifest_path, labels_path, expected
-
-
-@pytest.fixture(scope="module")
-def processed(tmp_path_factory):
-    tmp_path = tmp_path_factory.mktemp("cohort")
-    manifest, labels, expected = _bad_cohort(tmp_path)
-    study, exclusions = tmp_path / "study.h5", tmp_path / "exclusions.csv"
-    kept = preprocess_study(manifest, labels, study, exclusions, **SETTINGS)
-    return dict(dir=tmp_path, manifest=manifest, labels=labels, study=study, exclusions=exclusions, kept=kept,
-                expected=expected)
-
-
 def test_each_bad_input_becomes_an_exclusion_with_a_reason(processed):
     table = pd.read_csv(processed["exclusions"], keep_default_na=False)
     assert list(table.columns) == ["stage", "subject", "visit", "side", "file", "reason"]
@@ -252,7 +166,7 @@ def test_no_patient_identifier_reaches_any_output(processed):
 
 
 def test_too_many_exclusions_fail_loudly_without_a_study(tmp_path):
-    manifest, labels, _ = _bad_cohort(tmp_path)
+    manifest, labels, _ = bad_cohort(tmp_path)
     with pytest.raises(TooManyExclusions, match="max_excluded_fraction"):
         preprocess_study(manifest, labels, tmp_path / "study.h5", tmp_path / "excl.csv",
                          **{**SETTINGS, "max_excluded_fraction": 0.1})
@@ -340,14 +254,6 @@ def test_group_hdf5_import_reproduces_the_crop(tmp_path, processed):
     with pytest.raises(ValueError, match="crop_size"):
         import_group_study(tmp_path / "group.h5", processed["dir"], processed["labels"], imported,
                            tmp_path / "excl.csv", groups=DEFAULT_GROUPS, max_excluded_fraction=0.9, crop_size=224)
-
-
-def matched_rows(ours, theirs):
-    """Row indices (ours, theirs) of the same hips in two studies that must hold exactly the same hips."""
-    key = ["subject", "visit", "side"]
-    merged = ours.meta.reset_index().merge(theirs.meta.reset_index(), on=key, suffixes=("_o", "_t"))
-    assert len(merged) == len(ours) == len(theirs)
-    return merged.index_o.to_numpy(), merged.index_t.to_numpy()
 
 
 def test_an_unforeseen_error_is_recorded_not_raised(tmp_path, monkeypatch):

@@ -8,9 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
-from test_integrity import Variant, mirror
 
-from helpers import load_study
+from helpers import RULE_SETTINGS, Variant, load_study, mirror, run_sharded
 
 from osteoloc.report.ablation import ablation_table, seed_level_values
 from osteoloc.io.dicom import read_dicom
@@ -19,7 +18,6 @@ from osteoloc.io.truth_h5 import TruthFile
 from osteoloc.explain.metrics import localisation_table
 from osteoloc.io.shard_folder import read_plan
 from osteoloc.preprocess.stages import preprocess_study, write_shard_plan
-from test_shards import RULE_SETTINGS, run_sharded
 from osteoloc.cohort.references import ExpertReferences, ExpertReferenceError
 from osteoloc.report.tables import true_localisation_table
 from osteoloc.names import SHORT_NAMES, TARGETS

@@ -8,35 +8,19 @@ import h5py
 import numpy as np
 import pandas as pd
 import pytest
-from test_preprocess import SETTINGS, _bad_cohort, processed  # noqa: F401 (a fixture)
 
 from osteoloc.io.group_h5 import export_group_h5
-from helpers import load_study
+from helpers import PREPROCESS_SETTINGS as SETTINGS
+from helpers import RULE_SETTINGS, bad_cohort, load_study, run_sharded
 from osteoloc.preprocess.exclusions import TooManyExclusions
-from osteoloc.preprocess.stages import (import_group_study, preprocess_exclusions, preprocess_gather, preprocess_shard, preprocess_study,
-                                        write_shard_plan)
+from osteoloc.preprocess.stages import import_group_study, preprocess_exclusions, preprocess_gather, preprocess_study
 from helpers import write_labels
-
-RULE_SETTINGS = dict(SETTINGS, points_unit="auto", accept_mirrored=False)
-
-
-def run_sharded(inputs, shard_size, out, settings=RULE_SETTINGS, kind="manifest"):
-    """The plan, the shard jobs and the two gathers, as the rules run them (a fresh source per job).
-    Returns the shard folders."""
-    plan = out / "plan.json"
-    n = write_shard_plan(kind, inputs, shard_size, plan)
-    dirs = [out / "shards" / str(k) for k in range(n)]
-    for k, shard_dir in enumerate(dirs):
-        preprocess_shard(kind, inputs, settings, plan, k, shard_dir)
-    preprocess_exclusions(kind, inputs, settings, dirs, out / "exclusions.csv")
-    preprocess_gather(kind, inputs, settings, dirs, out / "study.h5")
-    return dirs
 
 
 def _with_duplicates(tmp_path):
     """The bad cohort plus the two duplicate cases: a copy-paste manifest row (the same file under another
     subject id) and a copy of a file under another name and subject; both labelled."""
-    manifest, labels, _ = _bad_cohort(tmp_path)
+    manifest, labels, _ = bad_cohort(tmp_path)
     table = pd.read_csv(manifest, keep_default_na=False)
     first, third = table.iloc[0], table.iloc[2]
     shutil.copy(tmp_path / third.image_path, tmp_path / "copied.dcm")

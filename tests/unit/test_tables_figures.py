@@ -5,74 +5,18 @@ import h5py
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
 from osteoloc.explain.stages import explain_run
 from osteoloc.names import FIGURE_IDS, TABLE_IDS
 from osteoloc.report.figures import build_figures, select_cases
-from osteoloc.io.atomic import write_csv
 from osteoloc.io.maps_h5 import MapsFile
-from osteoloc.io.study_h5 import StudyFile, write_study_arrays
-from osteoloc.train.model import build_model
-from osteoloc.io.runs import HISTORY_COLUMNS, read_maps, read_runs, write_history
+from osteoloc.io.study_h5 import StudyFile
+from osteoloc.io.runs import read_maps, read_runs
 from osteoloc.report.tables import CALIBRATED_COLUMNS, build_tables, calibrated_table, summary_markdown, write_table
 from osteoloc.names import TARGETS
+from helpers import REPORT_CROP, REPORT_MODELS, REPORT_SEEDS, REPORT_SUBJECTS, write_upstream
 
-S = 64
-N_SUBJECTS = 12
-SEEDS = (0, 1)
-MODELS = ("baseline", "prior")
-
-
-def write_study(path, with_truth=True):
-    """Two hips per subject; balanced labels; landmark groups of 3 points (acetabular: 1 valid)."""
-    rng = np.random.default_rng(0)
-    n = 2 * N_SUBJECTS
-    labels = np.zeros((n, 4), np.int8)
-    labels[::2] = 1
-    labels[1::4, 2] = 1
-    labels[3, 3] = -1
-    groups = rng.uniform(8, S - 8, size=(n, 4, 3, 2)).astype(np.float32)
-    valid = np.ones((n, 4, 3), bool)
-    valid[:, 2:, 1:] = False
-    groups[~valid] = np.nan
-    masks = np.zeros((n, 4, S, S), np.uint8)
-    for i in range(n):
-        for t in range(4):
-            x, y = groups[i, t, 0].astype(int)
-            masks[i, t, y - 4:y + 4, x - 4:x + 4] = labels[i, t] == 1
-    subjects = [f"s{i // 2:02d}" for i in range(n)]
-    columns = {"image": rng.random((n, S, S), dtype=np.float32), "labels": labels, "groups": groups, "valid": valid,
-               "subject": subjects, "visit": ["v0"] * n, "side": ["right", "left"] * N_SUBJECTS}
-    if with_truth:
-        columns["truth_masks"] = masks
-    group_indices = {t: list(range(10 * k, 10 * k + (3 if k < 2 else 1))) for k, t in enumerate(TARGETS)}
-    write_study_arrays(path, columns, group_indices)
-
-
-def write_upstream(root):
-    """study.h5, exclusions, splits and checkpoints, at their contract paths under `root`."""
-    (root / "preprocess").mkdir(parents=True)
-    write_study(root / "preprocess" / "study.h5")
-    pd.DataFrame([{"stage": "preprocess", "subject": "s99", "visit": "v0", "side": "",
-                   "file": "x.dcm", "reason": "no landmarks"}]).to_csv(root / "preprocess" / "exclusions.csv",
-                                                                       index=False)
-    for seed in SEEDS:
-        order = np.random.default_rng(seed).permutation(N_SUBJECTS)
-        split = ["train"] * 4 + ["val"] * 2 + ["test"] * 6
-        write_csv(pd.DataFrame({"subject": [f"s{i:02d}" for i in order], "split": split}),
-                  root / "splits" / f"seed{seed}.csv")
-        for k, model in enumerate(MODELS):
-            torch.manual_seed(10 * seed + k)
-            path = root / "train" / model / f"seed{seed}" / "best.pt"
-            path.parent.mkdir(parents=True)
-            model = build_model(weights="none")
-            with torch.no_grad():  # positive head weights: random-init CAMs would often be all zero
-                model.fc.weight.abs_()
-            torch.save({"state_dict": model.state_dict(), "epoch": 1, "config": {}}, path)
-            # two epochs of a history, for the learning-curve figure
-            write_history([{column: 0.5 for column in HISTORY_COLUMNS} | {"epoch": epoch} for epoch in (0, 1)],
-                          path.with_name("history.csv"))
+S, N_SUBJECTS, SEEDS, MODELS = REPORT_CROP, REPORT_SUBJECTS, REPORT_SEEDS, REPORT_MODELS
 
 
 @pytest.fixture(scope="module")

@@ -9,13 +9,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from test_data import write_study  # the synthetic study HDF5 (tests/ is on sys.path under pytest)
 from torchvision.models import resnet18
 
-from osteoloc.train.data import read_subjects
-from osteoloc.io.atomic import write_csv
+from helpers import study_with_split
+
 from osteoloc.train.model import build_model
-from osteoloc.train.splits import make_split
 from osteoloc.names import TARGETS
 from osteoloc.io.runs import HISTORY_COLUMNS
 from osteoloc.train.loop import TrainSettings, reuse_run, train_on_study
@@ -26,14 +24,6 @@ TINY = dict(epochs=2, batch_size=8, lr=1e-3, device="cpu", eval_batch_size=16)
 def run_paths(folder):
     """The output paths a rule gives `train_on_study`."""
     return {"history_path": folder / "history.csv", "best_path": folder / "best.pt", "last_path": folder / "last.pt"}
-
-
-def study_with_split(folder, fractions):
-    """A synthetic 14-subject study of 64 px crops and its seed-0 split: (h5 path, split path, split)."""
-    h5 = write_study(folder / "study.h5", n_subjects=14, size=64)
-    split = make_split(read_subjects(h5), fractions, seed=0)
-    write_csv(split, folder / "split.csv")
-    return h5, folder / "split.csv", split
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,8 @@
 
 import pandas as pd
 import pytest
-from test_ablation import SEEDS, run_frames, twin_frame
+from helpers import ABLATION_SEEDS as SEEDS
+from helpers import run_frames, twin_frame
 from workflow_copy import copy_workflow, snakemake, write_override
 
 from osteoloc.io.atomic import write_csv

@@ -4,7 +4,7 @@ Figure 1, the group HDF5 source (the library: tests/unit/test_preprocess.py)."""
 import h5py
 import numpy as np
 import pandas as pd
-from test_preprocess import matched_rows
+from helpers import matched_rows
 from workflow_copy import CI_CONFIG, TRAINED, copy_workflow, snakemake, write_override
 
 from osteoloc.cohort.landmarks import FEMORAL_HEAD, fit_circle, target_groups

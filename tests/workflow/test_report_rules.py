@@ -5,7 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from test_tables_figures import SEEDS, write_upstream
+from helpers import REPORT_SEEDS as SEEDS
+from helpers import write_upstream
 from workflow_copy import REPO
 
 from osteoloc.names import FIGURE_IDS, TABLE_IDS
