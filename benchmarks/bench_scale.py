@@ -92,12 +92,13 @@ def write_checkpoint(path):
     import torch
 
     from osteoloc.train.model import build_model
+    from schema_settings import default_settings
 
     torch.manual_seed(0)
     model = build_model(weights="none")
     with torch.no_grad():
         model.fc.weight.abs_()
-    torch.save({"state_dict": model.state_dict(), "epoch": 1, "config": {}}, path)
+    torch.save({"state_dict": model.state_dict(), "epoch": 1, "config": default_settings().as_dict()}, path)
 
 
 def write_runs(work, size, seed=0):

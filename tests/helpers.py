@@ -193,3 +193,27 @@ def load_study(path, images=True, rows=None):
             head_circle=data["meta/head_circle"], intensity=data["meta/intensity"],
             magnification=data["meta/magnification"], attrs=dict(study.attrs),
             images=data.get("images"), truth_masks=data.get("truth/masks"))
+
+
+SCHEMAS = Path(__file__).resolve().parents[1] / "workflow" / "schemas"
+
+
+def schema_config(*sections):
+    """Config sections as the workflow validates them: empty, filled with the schemas' defaults."""
+    from snakemake.utils import validate
+
+    config = {section: {} for section in sections}
+    for section, block in config.items():
+        validate(block, str(SCHEMAS / f"{section}.schema.yaml"))
+    return config
+
+
+def train_settings(**overrides):
+    """The TrainSettings the workflow builds for a default study's baseline (the schemas' defaults, the
+    reference arm's keys, seed 0, no prior), with `overrides`."""
+    from osteoloc.train.arms import reference_arm_settings
+    from osteoloc.train.settings import TrainSettings, training_block
+
+    block = training_block(schema_config("study", "train")) | reference_arm_settings()
+    return TrainSettings(**{**block, "seed": 0, "prior_lambda": 0.0, "prior_radius": 0.0, "prior_sigma": 0.0,
+                            **overrides})

@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from helpers import train_settings
 
 from osteoloc.explain.stages import explain_run
 from osteoloc.names import FIGURE_IDS, TABLE_IDS
@@ -69,7 +70,7 @@ def write_upstream(root):
             model = build_model(weights="none")
             with torch.no_grad():  # positive head weights: random-init CAMs would often be all zero
                 model.fc.weight.abs_()
-            torch.save({"state_dict": model.state_dict(), "epoch": 1, "config": {}}, path)
+            torch.save({"state_dict": model.state_dict(), "epoch": 1, "config": train_settings().as_dict()}, path)
             # two epochs of a history, for the learning-curve figure
             write_history([{column: 0.5 for column in HISTORY_COLUMNS} | {"epoch": epoch} for epoch in (0, 1)],
                           path.with_name("history.csv"))

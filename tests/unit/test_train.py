@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from helpers import train_settings
 from test_data import write_study  # the synthetic study HDF5 (tests/ is on sys.path under pytest)
 from torchvision.models import resnet18
 
@@ -18,7 +19,7 @@ from osteoloc.train.model import build_model
 from osteoloc.train.splits import make_split
 from osteoloc.names import TARGETS
 from osteoloc.io.runs import HISTORY_COLUMNS
-from osteoloc.train.loop import TrainSettings, reuse_run, train_on_study
+from osteoloc.train.loop import reuse_run, train_on_study
 
 TINY = dict(epochs=2, batch_size=8, lr=1e-3, device="cpu", eval_batch_size=16)
 
@@ -44,7 +45,7 @@ def study(tmp_path_factory):
 def test_baseline_and_prior_runs_write_history_and_best(study, tmp_path):
     h5, split = study
     torch.set_num_threads(1)
-    base = train_on_study(h5, split, TrainSettings(**TINY), **run_paths(tmp_path / "baseline"))
+    base = train_on_study(h5, split, train_settings(**TINY), **run_paths(tmp_path / "baseline"))
     history = pd.read_csv(tmp_path / "baseline" / "history.csv")
     assert list(history.columns) == HISTORY_COLUMNS and history["epoch"].tolist() == [1, 2]
     assert history["val_prior"].isna().all() and history["train_prior"].isna().all()
@@ -55,13 +56,13 @@ def test_baseline_and_prior_runs_write_history_and_best(study, tmp_path):
     # an identical finished run is copied, not retrained; other settings are refused
     run = tmp_path / "baseline"
     copy = {"best_path": tmp_path / "other" / "best.pt", "history_path": tmp_path / "other" / "history.csv"}
-    assert not reuse_run(run / "best.pt", run / "history.csv", TrainSettings(**TINY, seed=1), **copy)
+    assert not reuse_run(run / "best.pt", run / "history.csv", train_settings(**TINY, seed=1), **copy)
     assert not (tmp_path / "other" / "best.pt").exists()
     copy = {"best_path": tmp_path / "copy" / "best.pt", "history_path": tmp_path / "copy" / "history.csv"}
-    assert reuse_run(run / "best.pt", run / "history.csv", TrainSettings(**TINY), **copy)
+    assert reuse_run(run / "best.pt", run / "history.csv", train_settings(**TINY), **copy)
     pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "copy" / "history.csv"), history)
 
-    prior = TrainSettings(**TINY, prior_lambda=2.0, prior_radius=4.0, prior_sigma=8.0)
+    prior = train_settings(**TINY, prior_lambda=2.0, prior_radius=4.0, prior_sigma=8.0)
     train_on_study(h5, split, prior, **run_paths(tmp_path / "prior"))
     history = pd.read_csv(tmp_path / "prior" / "history.csv")
     assert history[["train_prior", "val_prior"]].gt(0).all().all()
@@ -82,12 +83,13 @@ def test_imagenet_weights_fold_rgb_into_one_channel(tmp_path):
     assert state["fc.weight"].shape == (4, 512)
 
 
-RESUMABLE = dict(seed=5, epochs=3, batch_size=8, lr=1e-3, device="cpu", eval_batch_size=16, prior_lambda=1.0,
-                 prior_radius=4.0, prior_sigma=8.0)
+RESUMABLE = train_settings(seed=5, epochs=3, batch_size=8, lr=1e-3, device="cpu", eval_batch_size=16, prior_lambda=1.0,
+                           prior_radius=4.0, prior_sigma=8.0).as_dict()
 RUNNER = textwrap.dedent(f"""
     import sys, time, torch
     from pathlib import Path
-    from osteoloc.train.loop import TrainSettings, train_on_study
+    from osteoloc.train.loop import train_on_study
+    from osteoloc.train.settings import TrainSettings
     torch.set_num_threads(1)
     settings = TrainSettings(**{RESUMABLE!r})
     def pause(epoch):
@@ -110,7 +112,7 @@ def test_resume_after_kill_gives_the_same_weights(study, tmp_path):
                               stdout=subprocess.PIPE, text=True)  # sleeps after each checkpoint: killed there
     try:
         torch.set_num_threads(1)
-        train_on_study(h5, split, TrainSettings(**RESUMABLE), **run_paths(tmp_path / "a"))
+        train_on_study(h5, split, train_settings(**RESUMABLE), **run_paths(tmp_path / "a"))
         assert killed.stdout.readline().strip() == "checkpoint 1"
     finally:
         killed.send_signal(signal.SIGKILL)
@@ -119,7 +121,7 @@ def test_resume_after_kill_gives_the_same_weights(study, tmp_path):
     assert len(after_kill["history"]) == 1 and not (tmp_path / "b" / "best.pt").exists()
 
     resumed_epochs = []
-    train_on_study(h5, split, TrainSettings(**RESUMABLE), **run_paths(tmp_path / "b"),
+    train_on_study(h5, split, train_settings(**RESUMABLE), **run_paths(tmp_path / "b"),
                    on_epoch_end=resumed_epochs.append)
     assert resumed_epochs == [2, 3]
     for name in ("last.pt", "best.pt"):

@@ -13,6 +13,7 @@ from osteoloc.train.grid import (
     point_id,
     round_point_ids,
 )
+from osteoloc.train.settings import training_block
 
 TRAIN = config["train"]
 PRIOR = TRAIN["prior"]
@@ -20,31 +21,9 @@ SELECTION_SEED = int(config["study"]["selection_seed"])
 STUDY_H5 = results("preprocess", "study.h5")
 SELECT_BY_GRID = PRIOR["select"] == "grid"
 
-# What every run shares (the prior's values are added per job, never here).
-TRAINING = {
-    key: TRAIN[key]
-    for key in (
-        "epochs",
-        "batch_size",
-        "lr",
-        "weight_decay",
-        "optimizer",
-        "lr_schedule",
-        "warmup_epochs",
-        "grad_clip",
-        "bn_stats",
-        "rotation_degrees",
-        "monitor",
-        "early_stopping_patience",
-        "weights",
-        "weights_path",
-        "precision",
-        "channels_last",
-        "eval_batch_size",
-    )
-}
-TRAINING["device"] = config["study"]["device"]
-TRAINING["deterministic"] = config["study"]["deterministic"]
+# What every run shares (the prior's values are added per job, never here), with the paper's two models' arm
+# keys (an arm's own replace them in `run_training`).
+TRAINING = training_block(config) | reference_arm_settings()
 TENSORBOARD = TRAIN["logger"] == "tensorboard"
 TRAIN_THREADS = TRAIN["resources"]["threads"]
 TRAIN_RESOURCES = job_resources(TRAIN["resources"])

@@ -1,13 +1,15 @@
 """The training stage's entry points, one per rule of workflow/rules/train.smk: the subject split, the
 prior's grid-search selection and one training run."""
 
+import json
 import logging
 
 from osteoloc.io.atomic import write_csv
 from osteoloc.io.study_h5 import StudyFile
 from osteoloc.train.grid import (point_histories, point_loss, prior_values, read_selection, selection_record,
                                  selection_round, write_selection)
-from osteoloc.train.loop import TrainSettings, train_run
+from osteoloc.train.loop import train_run
+from osteoloc.train.settings import TrainSettings
 from osteoloc.train.splits import check_split, make_split, read_split
 
 log = logging.getLogger(__name__)
@@ -47,7 +49,7 @@ def train_stage(h5_path, split_path, training_json, seed, prior_json, *, selecti
     `grid.prior_values(prior_json, selection_path)`. reuse_best, reuse_history: the chosen grid point's run,
     copied instead of trained again when its settings are these (`loop.train_run`); tensorboard_dir: where
     `train.logger: tensorboard` writes its events (None: no events)."""
-    settings = TrainSettings.for_run(training_json, seed, prior_values(prior_json, selection_path))
+    settings = TrainSettings.for_run(json.loads(training_json), seed, prior_values(prior_json, selection_path))
     reuse = (reuse_best, reuse_history) if reuse_best else None
     train_run(h5_path, split_path, settings, history_path=history_path, best_path=best_path, last_path=last_path,
               reuse=reuse, tensorboard_dir=tensorboard_dir)
