@@ -1,5 +1,6 @@
 """The training loop: outputs, baseline vs prior, ImageNet weights, and resume-after-kill."""
 
+import json
 import signal
 import subprocess
 import sys
@@ -20,6 +21,8 @@ from osteoloc.train.splits import make_split
 from osteoloc.names import TARGETS
 from osteoloc.io.runs import HISTORY_COLUMNS
 from osteoloc.train.loop import reuse_run, train_on_study
+from osteoloc.train.settings import TrainSettings
+from osteoloc.train.stages import train_stage
 
 TINY = dict(epochs=2, batch_size=8, lr=1e-3, device="cpu", eval_batch_size=16)
 
@@ -68,6 +71,26 @@ def test_baseline_and_prior_runs_write_history_and_best(study, tmp_path):
     assert history[["train_prior", "val_prior"]].gt(0).all().all()
     assert np.allclose(history["val_total"], history["val_bce"] + 2.0 * history["val_prior"])
     assert history[[f"val_auc_{t}" for t in TARGETS]].notna().any(axis=None)
+
+
+def test_train_stage_takes_the_prior_from_a_point_id_or_the_selection(study, tmp_path):
+    """The train rules' stage: the prior's values reach the run as the grid point id's; the grid's choice
+    (selection.json) gives the very same settings, so the chosen point's run is copied, not retrained."""
+    h5, split = study
+    torch.set_num_threads(1)
+    block = {k: v for k, v in train_settings(**{**TINY, "epochs": 1}).as_dict().items()
+             if k not in {"seed", "prior_lambda", "prior_radius", "prior_sigma"}}
+    grid_run = run_paths(tmp_path / "grid")
+    train_stage(h5, split, json.dumps(block), 0, "lam2_r4_sig8", **grid_run)
+    settings = TrainSettings.from_checkpoint(grid_run["best_path"])
+    assert (settings.prior_lambda, settings.prior_radius, settings.prior_sigma, settings.seed) == (2.0, 4.0, 8.0, 0)
+    selection = tmp_path / "selection.json"
+    selection.write_text(json.dumps({"lambda": 2.0, "radius": 4.0, "sigma": 8.0, "point": "lam2_r4_sig8"}))
+    chosen = run_paths(tmp_path / "prior")
+    train_stage(h5, split, json.dumps(block), 0, "", selection_path=selection, **chosen,
+                reuse_best=grid_run["best_path"], reuse_history=grid_run["history_path"])
+    assert not chosen["last_path"].exists()  # copied: no training ran
+    assert TrainSettings.from_checkpoint(chosen["best_path"]) == settings
 
 
 def test_imagenet_weights_fold_rgb_into_one_channel(tmp_path):
