@@ -92,12 +92,13 @@ def write_checkpoint(path):
     import torch
 
     from osteoloc.train.model import build_model
+    from schema_settings import default_settings
 
     torch.manual_seed(0)
     model = build_model(weights="none")
     with torch.no_grad():
         model.fc.weight.abs_()
-    torch.save({"state_dict": model.state_dict(), "epoch": 1, "config": {}}, path)
+    torch.save({"state_dict": model.state_dict(), "epoch": 1, "config": default_settings().as_dict()}, path)
 
 
 def write_runs(work, size, seed=0):
@@ -198,8 +199,8 @@ def stage_tables(work, args):
                   seed_input_path=work / "report" / "tables" / "seed_level_input.csv")
     exclusions = work / "exclusions.csv"
     exclusions.write_text("stage,subject,visit,side,file,reason\n")
-    report_summary("bench", list(SEEDS), runs["runs"], table_paths={t: table_paths[t] for t in SUMMARY_TABLES},
-                   exclusions_path=exclusions, study_path=work / "study.h5", metrics_paths=runs["metrics"],
+    report_summary("bench", json.dumps(list(SEEDS)), json.dumps(runs["runs"]),
+                   table_paths={t: table_paths[t] for t in SUMMARY_TABLES}, exclusions_path=exclusions, study_path=work / "study.h5", metrics_paths=runs["metrics"],
                    out_path=work / "report" / "summary.md")
     return {"hips": len(test_rows(work)), "runs": len(runs["runs"])}
 

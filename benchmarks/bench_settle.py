@@ -33,10 +33,11 @@ import yaml
 
 from osteoloc.report.style import PAPER_RC
 from osteoloc.train.data import batch_order, load_split, read_subjects
-from osteoloc.train.loop import TrainSettings, Trainer, train_run
+from osteoloc.train.loop import Trainer, train_run
 from osteoloc.train.model import features_and_logits
 from osteoloc.train.prior import masked_bce
 from osteoloc.train.splits import check_split, read_split
+from schema_settings import default_settings
 
 # Recipes: TrainSettings overrides on top of the config's train section. "paper" is paper A's (plain Adam,
 # constant lr).
@@ -72,8 +73,8 @@ def run_recipes(args, config):
         for recipe in args.recipes:
             for model in args.models:
                 lam, radius, sigma = MODELS[model]
-                settings = TrainSettings(**{**base_settings(config, args.seed), **RECIPES[recipe]},
-                                         prior_lambda=lam, prior_radius=radius, prior_sigma=sigma)
+                settings = default_settings(**{**base_settings(config, args.seed), **RECIPES[recipe]},
+                                            prior_lambda=lam, prior_radius=radius, prior_sigma=sigma)
                 out = Path(tmp) / recipe / model
                 out.mkdir(parents=True)
                 train_run(args.h5, args.split, settings, history_path=out / "history.csv",
@@ -118,8 +119,8 @@ def diagnose(args, config):
     split = check_split(read_split(split_path), read_subjects(h5), source=str(split_path))
     train_data, val_data = load_split(h5, split, "train"), load_split(h5, split, "val")
     lam, radius, sigma = MODELS[args.models[0]]
-    settings = TrainSettings(**{**base_settings(config, args.seed), **RECIPES[args.recipes[0]]},
-                             prior_lambda=lam, prior_radius=radius, prior_sigma=sigma)
+    settings = default_settings(**{**base_settings(config, args.seed), **RECIPES[args.recipes[0]]},
+                                prior_lambda=lam, prior_radius=radius, prior_sigma=sigma)
     trainer = Trainer(train_data, val_data, settings)
     print(f"{args.models[0]}, recipe {args.recipes[0]}: {len(train_data)} train / {len(val_data)} val hips, "
           f"batch {settings.batch_size}")

@@ -19,7 +19,8 @@ import torch.nn.functional as F
 from osteoloc.train.data import SplitTensors, rotation_matrices
 from osteoloc.train.model import build_model
 from osteoloc.train.device import configure_determinism, pick_device
-from osteoloc.train.loop import TrainSettings, Trainer
+from osteoloc.train.loop import Trainer
+from schema_settings import default_settings
 
 
 def synthetic_split(n, size, n_points=4, seed=0):
@@ -76,9 +77,9 @@ def main():
     common = dict(batch_size=args.batch, device=args.device, rotation_degrees=15.0, precision=args.precision,
                   channels_last=args.channels_last)
     trainers = {
-        "baseline": Trainer(train_data, val_data, TrainSettings(**common)),
-        "prior": Trainer(train_data, val_data, TrainSettings(**common, prior_lambda=1.0, prior_radius=4.0,
-                                                             prior_sigma=13.0)),
+        "baseline": Trainer(train_data, val_data, default_settings(**common)),
+        "prior": Trainer(train_data, val_data, default_settings(**common, prior_lambda=1.0, prior_radius=4.0,
+                                                                prior_sigma=13.0)),
     }
     for trainer in trainers.values():
         trainer.model.train()

@@ -603,7 +603,28 @@ def write_upstream(root):
             model = build_model(weights="none")
             with torch.no_grad():  # positive head weights: random-init CAMs would often be all zero
                 model.fc.weight.abs_()
-            torch.save({"state_dict": model.state_dict(), "epoch": 1, "config": {}}, path)
+            torch.save({"state_dict": model.state_dict(), "epoch": 1, "config": train_settings().as_dict()}, path)
             # two epochs of a history, for the learning-curve figure
             write_history([{column: 0.5 for column in HISTORY_COLUMNS} | {"epoch": epoch} for epoch in (0, 1)],
                           path.with_name("history.csv"))
+
+
+def schema_config(*sections):
+    """Config sections as the workflow validates them: empty, filled with the schemas' defaults."""
+    from snakemake.utils import validate
+
+    config = {section: {} for section in sections}
+    for section, block in config.items():
+        validate(block, str(SCHEMAS / f"{section}.schema.yaml"))
+    return config
+
+
+def train_settings(**overrides):
+    """The TrainSettings the workflow builds for a default study's baseline (the schemas' defaults, the
+    reference arm's keys, seed 0, no prior), with `overrides`."""
+    from osteoloc.train.arms import reference_arm_settings
+    from osteoloc.train.settings import TrainSettings, training_block
+
+    block = training_block(schema_config("study", "train")) | reference_arm_settings()
+    return TrainSettings(**{**block, "seed": 0, "prior_lambda": 0.0, "prior_radius": 0.0, "prior_sigma": 0.0,
+                            **overrides})

@@ -2,7 +2,6 @@
 per-target models assembled into the four-target layout, stride 16 through load_trained_model. The
 workflow's arm jobs: tests/workflow/test_arms_rules.py."""
 
-from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
@@ -10,9 +9,10 @@ import pandas as pd
 import pytest
 import torch
 import yaml
-from helpers import study_with_split
+from helpers import study_with_split, train_settings
 
-from osteoloc.train.arms import DEFAULTS, arm_prior_values, arm_settings, all_arm_settings, arms_without_prior
+from osteoloc.train.arms import (DEFAULTS, all_arm_settings, arm_prior_values, arm_settings, arms_without_prior,
+                                 reference_arm_settings)
 from osteoloc.explain.cam import gradcam_maps
 from osteoloc.train.data import cut_subcrops, groups_from_contour, load_split, place_subcrop_maps, subcrop_offsets
 from osteoloc.explain.maps import predict_maps
@@ -22,7 +22,7 @@ from osteoloc.io.study_h5 import StudyFile, write_study_arrays
 from osteoloc.train.model import PerTargetModels, build_model, load_trained_model
 from osteoloc.io.runs import HISTORY_COLUMNS
 from osteoloc.names import TARGETS
-from osteoloc.train.loop import TrainSettings, per_target_last_path, train_on_study
+from osteoloc.train.loop import per_target_last_path, train_on_study
 
 SCHEMAS = Path(__file__).resolve().parents[2] / "workflow" / "schemas"
 TINY = dict(epochs=1, batch_size=8, lr=1e-3, device="cpu", eval_batch_size=16, prior_lambda=1.0,
@@ -35,9 +35,8 @@ def test_each_offered_arm_merges_into_its_flat_settings():
     paper = arm_settings("same", {})
     assert paper == {"prior_shape": "plateau_gaussian", "landmark_source": "automatic", "landmark_noise_mm": 0.0,
                      "per_target": False, "output_stride": 32, "crop_px": 0}
-    # an empty arm is paper A's prior model: every merged key holds TrainSettings' default
-    defaults = {f.name: f.default for f in fields(TrainSettings)}
-    assert paper == {key: defaults[key] for key in paper}
+    # an empty arm is paper A's prior model, the keys of the paper's two models
+    assert reference_arm_settings() == paper
     arms = all_arm_settings({
         "disc": {"prior": {"shape": "disc"}},
         "cauchy": {"prior": {"shape": "cauchy"}},
@@ -57,7 +56,7 @@ def test_each_offered_arm_merges_into_its_flat_settings():
         "noise2mm": {"landmark_noise_mm": 2.0, "epochs": 5},
     }
     for values in arms.values():  # every arm's settings build a valid run
-        TrainSettings(**{**TINY, **values})
+        train_settings(**{**TINY, **values})
 
 
 @pytest.mark.parametrize("name, block, problem", [
@@ -195,7 +194,7 @@ def test_a_peak_in_the_subcrop_map_lands_at_its_hip_crop_pixel():
 def test_stride_16_checkpoint_rebuilds_at_stride_16(tmp_path):
     torch.manual_seed(0)
     model = build_model(output_stride=16).eval()
-    settings = TrainSettings(output_stride=16)
+    settings = train_settings(output_stride=16)
     torch.save({"state_dict": model.state_dict(), "epoch": 1, "config": settings.as_dict()}, tmp_path / "best.pt")
     loaded = load_trained_model(tmp_path / "best.pt")
     images = torch.randn(2, 1, 96, 96)
@@ -203,10 +202,16 @@ def test_stride_16_checkpoint_rebuilds_at_stride_16(tmp_path):
     torch.testing.assert_close(logits, model(images))
     assert loaded.layer4(loaded.layer3(loaded.layer2(loaded.layer1(loaded.maxpool(loaded.relu(loaded.bn1(
         loaded.conv1(images)))))))).shape[-2:] == (6, 6)
-    # an old checkpoint without the key is the stride-32 model
+    # a checkpoint without its full settings is refused, naming the file and the missing fields
     torch.save({"state_dict": model.state_dict(), "epoch": 1}, tmp_path / "old.pt")
-    assert load_trained_model(tmp_path / "old.pt").layer4[0].conv1.stride == (2, 2)
-    torch.save({"state_dict": model.state_dict(), "config": {"per_target": True}}, tmp_path / "wrong.pt")
+    with pytest.raises(ValueError, match="old.pt: holds no run settings"):
+        load_trained_model(tmp_path / "old.pt")
+    partial = {k: v for k, v in settings.as_dict().items() if k != "prior_shape"}
+    torch.save({"state_dict": model.state_dict(), "epoch": 1, "config": partial}, tmp_path / "older.pt")
+    with pytest.raises(ValueError, match=r"older.pt: .*missing \['prior_shape'\]"):
+        load_trained_model(tmp_path / "older.pt")
+    torch.save({"state_dict": model.state_dict(), "config": train_settings(per_target=True).as_dict()},
+               tmp_path / "wrong.pt")
     with pytest.raises(ValueError, match="wrong.pt: its weights do not fit"):
         load_trained_model(tmp_path / "wrong.pt")
 
@@ -244,7 +249,7 @@ def test_per_target_models_assemble_into_the_four_target_layout():
 def test_an_arm_trains_and_explains_in_the_hip_crop_frame(study, tmp_path, arm):
     h5, split_path, _ = study
     torch.set_num_threads(1)
-    settings = TrainSettings(**TINY, **arm)
+    settings = train_settings(**TINY, **arm)
     paths = {"history_path": tmp_path / "history.csv", "best_path": tmp_path / "best.pt",
              "last_path": tmp_path / "last.pt"}
     train_on_study(h5, split_path, settings, **paths)

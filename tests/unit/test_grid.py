@@ -3,9 +3,9 @@
 import pandas as pd
 import pytest
 
-from osteoloc.train.grid import (best_point, extension_points, final_round, grid_points, parse_point_id, point_id,
-                                 point_loss, prior_values, read_selection, round_point_ids, selection_record,
-                                 selection_round)
+from osteoloc.train.grid import (NO_PRIOR_POINT, best_point, extension_points, final_round, grid_points, point_id,
+                                 point_loss, point_values, read_selection, round_point_ids, run_point,
+                                 selection_record, selection_round)
 from osteoloc.train.stages import select_prior_stage, select_round_stage
 from osteoloc.io.runs import write_history
 
@@ -15,9 +15,14 @@ PAPER_STEPS = {"lambda": 1, "radius": 10, "sigma": 10}
 def test_point_ids_round_trip():
     point = {"lambda": 0.5, "radius": 20.0, "sigma": 4.25}
     assert point_id(point) == "lam0.5_r20_sig4.25"
-    assert parse_point_id("lam0.5_r20_sig4.25") == point
+    assert point_values("lam0.5_r20_sig4.25") == point
+    assert point_values(NO_PRIOR_POINT) == {"lambda": 0.0, "radius": 0.0, "sigma": 0.0}
+    # values that `g` would round keep every digit: the id reads back as the very same floats
+    exact = {"lambda": 0.1 + 0.2, "radius": 13.123456789, "sigma": 1e-5}
+    assert point_id(exact) == "lam0.30000000000000004_r13.123456789_sig1e-05"
+    assert point_values(point_id(exact)) == exact
     with pytest.raises(ValueError, match="not a grid point id"):
-        parse_point_id("lam0.5_sig3")
+        point_values("lam0.5_sig3")
 
 
 def test_paper_a_extension_gives_its_four_points():
@@ -78,13 +83,13 @@ def test_selection_stages_read_histories_and_write_selection(tmp_path):
     select_prior_stage([tmp_path / "round0.json"], "bce", tmp_path / "selection.json")
     selection = read_selection(tmp_path / "selection.json")
     assert (selection["lambda"], selection["radius"], selection["sigma"]) == (1.0, 4.0, 13.0)
-    # a run's prior: the values the rule passes, or (null) the selection; never both, never neither
-    assert prior_values('{"lambda": 3, "radius": 1, "sigma": 2}')["lambda"] == 3
-    assert prior_values("null", tmp_path / "selection.json")["point"] == "lam1_r4_sig13"
-    with pytest.raises(ValueError, match="either from the rule"):
-        prior_values('{"lambda": 3, "radius": 1, "sigma": 2}', tmp_path / "selection.json")
-    with pytest.raises(ValueError, match="either from the rule"):
-        prior_values("null")
+    # a run's point: the id the rule passes, or (empty) the selection's; never both, never neither
+    assert run_point("lam3_r1_sig2") == "lam3_r1_sig2"
+    assert run_point("", tmp_path / "selection.json") == "lam1_r4_sig13"
+    with pytest.raises(ValueError, match="either from its point id"):
+        run_point("lam3_r1_sig2", tmp_path / "selection.json")
+    with pytest.raises(ValueError, match="either from its point id"):
+        run_point("")
 
 
 def test_selection_rounds_followed_from_the_first_grid():

@@ -14,7 +14,8 @@ from osteoloc.names import TARGETS
 from osteoloc.segment.train import patch_fingerprint, predict, train_unet
 from osteoloc.train import device as D
 from osteoloc.train.data import SplitTensors
-from osteoloc.train.loop import TrainSettings, Trainer, train
+from helpers import train_settings
+from osteoloc.train.loop import Trainer, train
 
 TINY = dict(epochs=2, batch_size=4, lr=1e-3, device="cpu", eval_batch_size=8)
 PRIOR = dict(prior_lambda=1.0, prior_radius=2.0, prior_sigma=6.0)
@@ -39,7 +40,7 @@ def one_thread_and_deterministic_afterwards():
 
 
 def test_bf16_training_runs_a_step_on_the_cpu():
-    trainer = Trainer(split_tensors(), split_tensors(seed=1), TrainSettings(**TINY, **PRIOR, precision="bf16"))
+    trainer = Trainer(split_tensors(), split_tensors(seed=1), train_settings(**TINY, **PRIOR, precision="bf16"))
     before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
     with trainer._autocast():
         assert torch.get_autocast_dtype("cpu") == torch.bfloat16 and torch.is_autocast_enabled("cpu")
@@ -55,7 +56,7 @@ def test_bf16_training_runs_a_step_on_the_cpu():
 
 def test_fp16_is_refused_off_cuda_and_unknown_precisions_everywhere():
     with pytest.raises(ValueError, match="fp16 needs CUDA"):
-        Trainer(split_tensors(), split_tensors(seed=1), TrainSettings(**TINY, precision="fp16"))
+        Trainer(split_tensors(), split_tensors(seed=1), train_settings(**TINY, precision="fp16"))
     with pytest.raises(ValueError, match="precision must be one of"):
         D.check_precision("fp8", torch.device("cpu"))
     assert not D.grad_scaler(torch.device("cpu"), "fp16").is_enabled()
@@ -100,7 +101,7 @@ def test_a_run_records_environment_throughput_tensorboard_and_logs_its_aucs(tmp_
 
     train_data, val_data = split_tensors(), split_tensors(seed=1)
     with caplog.at_level(logging.INFO, logger="osteoloc.train.loop"):
-        result = train(train_data, val_data, TrainSettings(**TINY), history_path=tmp_path / "history.csv",
+        result = train(train_data, val_data, train_settings(**TINY), history_path=tmp_path / "history.csv",
                        best_path=tmp_path / "best.pt", last_path=tmp_path / "last.pt",
                        tensorboard_dir=tmp_path / "tb")
     best = torch.load(tmp_path / "best.pt", weights_only=True)  # as load_trained_model reads it

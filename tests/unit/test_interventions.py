@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 import torch
 from scipy import ndimage
+from helpers import train_settings
 
 from osteoloc.cohort.phantom.cohort import Plan, make_cohort, stage_radiograph
 from osteoloc.cohort.phantom.interventions import KINDS, interventions
@@ -144,7 +145,7 @@ def test_the_stage_functions_run_on_a_phantom_study(tmp_path):
     model = build_model(weights="none")
     with torch.no_grad():
         model.fc.weight.abs_()
-    torch.save({"state_dict": model.state_dict(), "config": {}}, tmp_path / "best.pt")
+    torch.save({"state_dict": model.state_dict(), "config": train_settings().as_dict()}, tmp_path / "best.pt")
     rendered = render_intervention_crops(tmp_path / "study.h5", tmp_path / "split.csv", phantom_config=CONFIG,
                                          shifts_mm=[3.0], radiographs=1, out_path=tmp_path / "crops.h5")
     cases, arrays = read_intervention_crops(tmp_path / "crops.h5")

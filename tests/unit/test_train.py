@@ -1,5 +1,6 @@
 """The training loop: outputs, baseline vs prior, ImageNet weights, and resume-after-kill."""
 
+import json
 import signal
 import subprocess
 import sys
@@ -9,14 +10,15 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from helpers import study_with_split, train_settings
 from torchvision.models import resnet18
-
-from helpers import study_with_split
 
 from osteoloc.train.model import build_model
 from osteoloc.names import TARGETS
 from osteoloc.io.runs import HISTORY_COLUMNS
-from osteoloc.train.loop import TrainSettings, reuse_run, train_on_study
+from osteoloc.train.loop import reuse_run, train_on_study
+from osteoloc.train.settings import TrainSettings
+from osteoloc.train.stages import train_stage
 
 TINY = dict(epochs=2, batch_size=8, lr=1e-3, device="cpu", eval_batch_size=16)
 
@@ -34,7 +36,7 @@ def study(tmp_path_factory):
 def test_baseline_and_prior_runs_write_history_and_best(study, tmp_path):
     h5, split = study
     torch.set_num_threads(1)
-    base = train_on_study(h5, split, TrainSettings(**TINY), **run_paths(tmp_path / "baseline"))
+    base = train_on_study(h5, split, train_settings(**TINY), **run_paths(tmp_path / "baseline"))
     history = pd.read_csv(tmp_path / "baseline" / "history.csv")
     assert list(history.columns) == HISTORY_COLUMNS and history["epoch"].tolist() == [1, 2]
     assert history["val_prior"].isna().all() and history["train_prior"].isna().all()
@@ -45,18 +47,38 @@ def test_baseline_and_prior_runs_write_history_and_best(study, tmp_path):
     # an identical finished run is copied, not retrained; other settings are refused
     run = tmp_path / "baseline"
     copy = {"best_path": tmp_path / "other" / "best.pt", "history_path": tmp_path / "other" / "history.csv"}
-    assert not reuse_run(run / "best.pt", run / "history.csv", TrainSettings(**TINY, seed=1), **copy)
+    assert not reuse_run(run / "best.pt", run / "history.csv", train_settings(**TINY, seed=1), **copy)
     assert not (tmp_path / "other" / "best.pt").exists()
     copy = {"best_path": tmp_path / "copy" / "best.pt", "history_path": tmp_path / "copy" / "history.csv"}
-    assert reuse_run(run / "best.pt", run / "history.csv", TrainSettings(**TINY), **copy)
+    assert reuse_run(run / "best.pt", run / "history.csv", train_settings(**TINY), **copy)
     pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "copy" / "history.csv"), history)
 
-    prior = TrainSettings(**TINY, prior_lambda=2.0, prior_radius=4.0, prior_sigma=8.0)
+    prior = train_settings(**TINY, prior_lambda=2.0, prior_radius=4.0, prior_sigma=8.0)
     train_on_study(h5, split, prior, **run_paths(tmp_path / "prior"))
     history = pd.read_csv(tmp_path / "prior" / "history.csv")
     assert history[["train_prior", "val_prior"]].gt(0).all().all()
     assert np.allclose(history["val_total"], history["val_bce"] + 2.0 * history["val_prior"])
     assert history[[f"val_auc_{t}" for t in TARGETS]].notna().any(axis=None)
+
+
+def test_train_stage_takes_the_prior_from_a_point_id_or_the_selection(study, tmp_path):
+    """The train rules' stage: the prior's values reach the run as the grid point id's; the grid's choice
+    (selection.json) gives the very same settings, so the chosen point's run is copied, not retrained."""
+    h5, split = study
+    torch.set_num_threads(1)
+    block = {k: v for k, v in train_settings(**{**TINY, "epochs": 1}).as_dict().items()
+             if k not in {"seed", "prior_lambda", "prior_radius", "prior_sigma"}}
+    grid_run = run_paths(tmp_path / "grid")
+    train_stage(h5, split, json.dumps(block), 0, "lam2_r4_sig8", **grid_run)
+    settings = TrainSettings.from_checkpoint(grid_run["best_path"])
+    assert (settings.prior_lambda, settings.prior_radius, settings.prior_sigma, settings.seed) == (2.0, 4.0, 8.0, 0)
+    selection = tmp_path / "selection.json"
+    selection.write_text(json.dumps({"lambda": 2.0, "radius": 4.0, "sigma": 8.0, "point": "lam2_r4_sig8"}))
+    chosen = run_paths(tmp_path / "prior")
+    train_stage(h5, split, json.dumps(block), 0, "", selection_path=selection, **chosen,
+                reuse_best=grid_run["best_path"], reuse_history=grid_run["history_path"])
+    assert not chosen["last_path"].exists()  # copied: no training ran
+    assert TrainSettings.from_checkpoint(chosen["best_path"]) == settings
 
 
 def test_imagenet_weights_fold_rgb_into_one_channel(tmp_path):
@@ -72,12 +94,13 @@ def test_imagenet_weights_fold_rgb_into_one_channel(tmp_path):
     assert state["fc.weight"].shape == (4, 512)
 
 
-RESUMABLE = dict(seed=5, epochs=3, batch_size=8, lr=1e-3, device="cpu", eval_batch_size=16, prior_lambda=1.0,
-                 prior_radius=4.0, prior_sigma=8.0)
+RESUMABLE = train_settings(seed=5, epochs=3, batch_size=8, lr=1e-3, device="cpu", eval_batch_size=16, prior_lambda=1.0,
+                           prior_radius=4.0, prior_sigma=8.0).as_dict()
 RUNNER = textwrap.dedent(f"""
     import sys, time, torch
     from pathlib import Path
-    from osteoloc.train.loop import TrainSettings, train_on_study
+    from osteoloc.train.loop import train_on_study
+    from osteoloc.train.settings import TrainSettings
     torch.set_num_threads(1)
     settings = TrainSettings(**{RESUMABLE!r})
     def pause(epoch):
@@ -100,7 +123,7 @@ def test_resume_after_kill_gives_the_same_weights(study, tmp_path):
                               stdout=subprocess.PIPE, text=True)  # sleeps after each checkpoint: killed there
     try:
         torch.set_num_threads(1)
-        train_on_study(h5, split, TrainSettings(**RESUMABLE), **run_paths(tmp_path / "a"))
+        train_on_study(h5, split, train_settings(**RESUMABLE), **run_paths(tmp_path / "a"))
         assert killed.stdout.readline().strip() == "checkpoint 1"
     finally:
         killed.send_signal(signal.SIGKILL)
@@ -109,7 +132,7 @@ def test_resume_after_kill_gives_the_same_weights(study, tmp_path):
     assert len(after_kill["history"]) == 1 and not (tmp_path / "b" / "best.pt").exists()
 
     resumed_epochs = []
-    train_on_study(h5, split, TrainSettings(**RESUMABLE), **run_paths(tmp_path / "b"),
+    train_on_study(h5, split, train_settings(**RESUMABLE), **run_paths(tmp_path / "b"),
                    on_epoch_end=resumed_epochs.append)
     assert resumed_epochs == [2, 3]
     for name in ("last.pt", "best.pt"):

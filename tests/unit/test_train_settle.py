@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from osteoloc.train.data import SplitTensors
-from osteoloc.train.loop import TrainSettings, Trainer, fit, lr_factor, lr_scheduler
+from helpers import train_settings
+from osteoloc.train.loop import Trainer, fit, lr_factor, lr_scheduler
 
 RECIPE = dict(lr_schedule="cosine", warmup_epochs=1, optimizer="adamw", weight_decay=0.05, grad_clip=1.0,
               bn_stats="recomputed")
@@ -32,7 +33,7 @@ def tiny_split(n, seed, size=32):
 
 
 def settings(**overrides):
-    return TrainSettings(**{**dict(epochs=5, batch_size=4, lr=0.01, device="cpu", eval_batch_size=16,
+    return train_settings(**{**dict(epochs=5, batch_size=4, lr=0.01, device="cpu", eval_batch_size=16,
                                    rotation_degrees=10.0, seed=3), **RECIPE, **overrides})
 
 

@@ -8,7 +8,12 @@ from snakemake.utils import validate
 from osteoloc.cohort.phantom.settings import writes_twins
 from osteoloc.names import MODELS
 from osteoloc.provenance import library_sources
-from osteoloc.train.arms import all_arm_settings, arm_prior_values, arms_without_prior
+from osteoloc.train.arms import (
+    all_arm_settings,
+    arm_prior_values,
+    arms_without_prior,
+    reference_arm_settings,
+)
 
 SECTIONS = (
     "study",

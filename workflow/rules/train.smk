@@ -6,13 +6,13 @@
 # reruns only the prior's jobs (and the arms') and what follows them; an arm's training block is the shared
 # one merged with that arm's settings alone, so editing one arm reruns only that arm.
 from osteoloc.train.grid import (
-    NO_PRIOR,
+    NO_PRIOR_POINT,
     final_round,
     grid_points,
-    parse_point_id,
     point_id,
     round_point_ids,
 )
+from osteoloc.train.settings import training_block
 
 TRAIN = config["train"]
 PRIOR = TRAIN["prior"]
@@ -20,31 +20,9 @@ SELECTION_SEED = int(config["study"]["selection_seed"])
 STUDY_H5 = results("preprocess", "study.h5")
 SELECT_BY_GRID = PRIOR["select"] == "grid"
 
-# What every run shares (the prior's values are added per job, never here).
-TRAINING = {
-    key: TRAIN[key]
-    for key in (
-        "epochs",
-        "batch_size",
-        "lr",
-        "weight_decay",
-        "optimizer",
-        "lr_schedule",
-        "warmup_epochs",
-        "grad_clip",
-        "bn_stats",
-        "rotation_degrees",
-        "monitor",
-        "early_stopping_patience",
-        "weights",
-        "weights_path",
-        "precision",
-        "channels_last",
-        "eval_batch_size",
-    )
-}
-TRAINING["device"] = config["study"]["device"]
-TRAINING["deterministic"] = config["study"]["deterministic"]
+# What every run shares (the prior's values are added per job, never here), with the paper's two models' arm
+# keys (an arm's own replace them in `run_training`).
+TRAINING = training_block(config) | reference_arm_settings()
 TENSORBOARD = TRAIN["logger"] == "tensorboard"
 TRAIN_THREADS = TRAIN["resources"]["threads"]
 TRAIN_RESOURCES = job_resources(TRAIN["resources"])
@@ -126,16 +104,16 @@ def run_runtime(wildcards):
     return TRAIN_RESOURCES["runtime"] * (4 if arm.get("per_target") else 1)
 
 
-def run_prior(wildcards):
-    """The prior's values of a per-seed run as JSON: none (zeros) for the baseline and the arms without the
-    prior; for the prior and every other arm the config's fixed values, or null when the grid chooses them
-    (input `selection`).
+def run_point(wildcards):
+    """The prior's values of a per-seed run as a grid point id (`point_id`): zeros (NO_PRIOR_POINT) for the
+    baseline and the arms without the prior; for the prior and every other arm the config's fixed values, or
+    "" when the grid chooses them (input `selection`, whose point the job reads).
     """
     if wildcards.model in ["baseline", *NO_PRIOR_ARMS]:
-        return as_json(NO_PRIOR)
+        return NO_PRIOR_POINT
     if SELECT_BY_GRID:
-        return as_json(None)
-    return as_json(FIXED_PRIOR.get(wildcards.model, FIXED_PRIOR["prior"]))
+        return ""
+    return point_id(FIXED_PRIOR.get(wildcards.model, FIXED_PRIOR["prior"]))
 
 
 rule split:
@@ -167,7 +145,7 @@ rule train_grid_point:
     params:
         training=as_json(TRAINING),
         seed=SELECTION_SEED,
-        prior=lambda wildcards: as_json(parse_point_id(wildcards.point)),
+        point=lambda wildcards: wildcards.point,
         # resumable checkpoint: not an output, so a killed job's cleanup keeps it
         last=grid_file("last.pt"),
         # TensorBoard's event files (train.logger): not an output either, a rerun appends to them
@@ -228,7 +206,7 @@ rule train:
     params:
         training=run_training,
         seed=lambda wildcards: int(wildcards.seed),
-        prior=run_prior,
+        point=run_point,
         last=train_file("last.pt"),
         tensorboard=train_file("tensorboard") if TENSORBOARD else "",
     log:

@@ -30,6 +30,7 @@ from osteoloc.train.prior import penalty_maps
 from osteoloc.io.study_h5 import StudyFile
 from osteoloc.explain.metrics import Grid, localisation_table
 from osteoloc.train.model import load_trained_model
+from osteoloc.train.settings import TrainSettings
 from osteoloc.io.runs import (META_FIELDS, maps_writer, metrics_frame, predictions_frame, write_metrics,
                            write_predictions)
 from osteoloc.train.splits import read_split
@@ -49,22 +50,21 @@ def constant_penalty(settings, study, rows, cells):
     """Per test hip and target: 1.0 where the run's landmark penalty (`train.prior.penalty_maps` with the
     run's radius, sigma, shape and landmarks, on its map grid) is constant over the grid, so the prior loss
     gives that hip no gradient; 0.0 where it varies; NaN without a prior (lambda 0) or without a valid
-    landmark. settings: the checkpoint's run config (`TrainSettings.as_dict()`)."""
+    landmark. settings: the run's `TrainSettings` (`TrainSettings.from_checkpoint`)."""
     out = np.full((len(rows), len(TARGETS)), np.nan)
-    if not float(settings.get("prior_lambda", 0)) > 0:
+    if not settings.prior_lambda > 0:
         return out
-    points, valid = prior_landmarks(study, rows, settings.get("landmark_source", "automatic"),
-                                    float(settings.get("landmark_noise_mm", 0.0)), int(settings.get("seed", 0)))
+    points, valid = prior_landmarks(study, rows, settings.landmark_source, settings.landmark_noise_mm, settings.seed)
     points, valid = torch.from_numpy(np.nan_to_num(points)), torch.from_numpy(valid)
     size = crop = study.crop_size
-    crop_px = int(settings.get("crop_px", 0))
+    crop_px = settings.crop_px
     if crop_px:  # each target's prior lives in its own sub-crop's pixels, as in training
         crop = crop_px
         offsets = torch.stack([subcrop_offsets(points[:, t], valid[:, t], crop_px, size) for t in range(len(TARGETS))], 1)
         points = points - offsets[:, :, None, :].to(points.dtype)
         valid = valid & ((points >= -0.5) & (points <= crop_px - 0.5)).all(dim=-1)
-    penalty = penalty_maps(points, valid, cells, (crop, crop), float(settings["prior_radius"]),
-                           float(settings["prior_sigma"]), settings.get("prior_shape", "plateau_gaussian"))
+    penalty = penalty_maps(points, valid, cells, (crop, crop), settings.prior_radius, settings.prior_sigma,
+                           settings.prior_shape)
     span = (penalty.amax(dim=(-2, -1)) - penalty.amin(dim=(-2, -1))).numpy()
     has_point = valid.any(dim=-1).numpy()
     out[has_point] = (span[has_point] < CONSTANT).astype(float)
@@ -106,7 +106,7 @@ def explain_run(study_path, split_path, checkpoint_path, *, predictions_path, ma
     torch.manual_seed(0)
     device = pick_device(device)
     model = load_trained_model(checkpoint_path, device)
-    settings = torch.load(checkpoint_path, map_location="cpu", weights_only=True).get("config") or {}
+    settings = TrainSettings.from_checkpoint(checkpoint_path)
     split = read_split(split_path)
     probs, values = [], []
     with StudyFile(study_path) as study:

@@ -11,8 +11,6 @@ figures read them; nobody opens them any other way.
   pixels; the full list in docs/contracts.md section 5) and `penalty_constant`.
 """
 
-import json
-
 import numpy as np
 import pandas as pd
 
@@ -97,9 +95,9 @@ def read_runs(paths, kind):
     return pd.concat(frames, ignore_index=True)
 
 
-def read_all_runs(runs_json, predictions_paths, metrics_paths):
-    """Predictions and metrics of every run, as the report rules receive them: `runs_json` lists the
-    (model, seed) pairs in the order of the two path lists."""
-    runs = [tuple(run) for run in json.loads(runs_json)]
+def read_all_runs(runs, predictions_paths, metrics_paths):
+    """Predictions and metrics of every run: `runs` lists the (model, seed) pairs in the order of the two
+    path lists."""
+    runs = [tuple(run) for run in runs]
     return (read_runs(dict(zip(runs, predictions_paths)), "predictions"),
             read_runs(dict(zip(runs, metrics_paths)), "metrics"))

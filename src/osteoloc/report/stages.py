@@ -28,12 +28,18 @@ from osteoloc.train.grid import point_histories, read_selection
 log = logging.getLogger(__name__)
 
 
+def run_pairs(runs_json):
+    """The (model, seed) pairs of a report rule's `runs` param (the workflow's `explain_runs`), in the
+    order of its per-run input lists."""
+    return [(str(model), int(seed)) for model, seed in json.loads(runs_json)]
+
+
 def report_tables(runs_json, predictions_paths, metrics_paths, study_path, *, selection_seed, calibration_bins,
                   decimals, table_paths, seed_input_path, n_boot=2000, boot_seed=0):
     """Rule report_tables: every table of TABLE_IDS from every run's explain outputs (`runs.read_all_runs`)
     and the study's labels. table_paths: {table id: its path, .csv / .md / .tex written beside each other}.
     n_boot, boot_seed: the calibrated table's bootstrap intervals (`report.statistics`; n_boot 0: none)."""
-    predictions, metrics = read_all_runs(runs_json, predictions_paths, metrics_paths)
+    predictions, metrics = read_all_runs(run_pairs(runs_json), predictions_paths, metrics_paths)
     with StudyFile(study_path) as study:
         labels = study.read(["labels"])["labels"].astype(int)
     tables = build_tables(predictions, metrics, labels, selection_seed, calibration_bins, seed_input_path,
@@ -43,23 +49,24 @@ def report_tables(runs_json, predictions_paths, metrics_paths, study_path, *, se
         log.info("%s: %d rows", table_id, len(table))
 
 
-def report_summary(study_name, seeds, runs, *, table_paths, exclusions_path, study_path, metrics_paths, out_path):
+def report_summary(study_name, seeds_json, runs_json, *, table_paths, exclusions_path, study_path, metrics_paths, out_path):
     """Rule report_summary: `summary_markdown` from the written tables (table_paths: {SUMMARY_TABLES id:
     path}), the exclusions table, the study's size and every run's metrics.
-    runs: the (model, seed) pairs of `metrics_paths`, in order."""
+    seeds_json: the study's seeds; runs_json: the (model, seed) pairs of `metrics_paths`, in order
+    (`run_pairs`)."""
     tables = {table_id: read_table(path) for table_id, path in table_paths.items()}
     exclusions = pd.read_csv(exclusions_path, dtype=str, keep_default_na=False)
     with StudyFile(study_path) as study:
         n_hips = len(study)
-    metrics = read_runs(dict(zip((tuple(run) for run in runs), metrics_paths)), "metrics")
-    write_text(summary_markdown(study_name, tables, exclusions, n_hips, seeds, metrics), out_path)
+    metrics = read_runs(dict(zip(run_pairs(runs_json), metrics_paths)), "metrics")
+    write_text(summary_markdown(study_name, tables, exclusions, n_hips, json.loads(seeds_json), metrics), out_path)
 
 
 def report_figures(runs_json, predictions_paths, metrics_paths, study_path, maps_paths, *, selection_seed,
                    calibration_bins, figure_paths, width_in, case_threshold, figure5_row):
     """Rule report_figures: every figure of FIGURE_IDS from every run's explain outputs
     (`runs.read_all_runs`); the options are the `report.figures` config block."""
-    predictions, metrics = read_all_runs(runs_json, predictions_paths, metrics_paths)
+    predictions, metrics = read_all_runs(run_pairs(runs_json), predictions_paths, metrics_paths)
     cases = build_figures(predictions, metrics, study_path, maps_paths, selection_seed, figure_paths,
                           width_in=width_in, case_threshold=case_threshold, figure5_row_index=figure5_row,
                           n_bins=calibration_bins)

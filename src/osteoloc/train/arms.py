@@ -11,7 +11,7 @@ An arm's config block (workflow/schemas/arms.schema.yaml) is nested by what it c
     input: {landmark_crops, crop_px}                 each target's model sees a crop around its landmarks
     train: {epochs, batch_size, lr, ...}             any of the shared training values
 
-`arm_settings` merges it with the defaults into the flat `osteoloc.train.loop.TrainSettings` keys the arm's job
+`arm_settings` merges it with the defaults into the flat `osteoloc.train.settings.TrainSettings` keys the arm's job
 passes (and only those: editing one arm changes only its own job's params). The paper's two models keep
 their names: 'baseline' and 'prior' (the reference arm) are not arm names.
 """
@@ -53,6 +53,16 @@ def arm_settings(name, block):
     ValueError naming the arm for an unknown key or value.
     """
     check_arm_name(name)
+    return _flat_settings(name, block)
+
+
+def reference_arm_settings():
+    """The arm keys of the paper's two models, 'baseline' and 'prior' (the reference arm): those of an empty
+    arm block, paper A's."""
+    return _flat_settings("prior", {})
+
+
+def _flat_settings(name, block):
     block = dict(block or {})
     unknown = set(block) - set(DEFAULTS) - {"train"}
     if unknown:

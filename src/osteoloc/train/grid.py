@@ -6,6 +6,9 @@ has a step > 0), try one point stepped one step further on each such axis, plus,
 at their edge, one point with all of them stepped. Paper A's best (2, 20, 30) on the 3 x 3 x 3 grid with
 steps (1, 10, 10) gives exactly its four: (3, 20, 30), (2, 30, 30), (2, 20, 40), (3, 30, 40).
 Selection repeats over all points tried, at most `max_rounds` extension rounds.
+
+A run's prior values travel as a point id (`point_id`; the baseline's is NO_PRIOR_POINT): the workflow's
+wildcards and params hold ids, and `point_values` is the one way back to the values.
 """
 
 import itertools
@@ -25,16 +28,19 @@ _POINT_RE = re.compile(r"^lam(?P<lambda>[^_/]+)_r(?P<radius>[^_/]+)_sig(?P<sigma
 
 
 def _fmt(value):
-    return f"{float(value):g}"
+    """The shortest form that reads back as the same float: `g` (13, 0.5, 1e-05), else repr."""
+    text = f"{float(value):g}"
+    return text if float(text) == float(value) else repr(float(value))
 
 
 def point_id(point):
-    """`lam{lambda}_r{radius}_sig{sigma}` (contracts.md section 4), numbers in their shortest form."""
+    """`lam{lambda}_r{radius}_sig{sigma}` (contracts.md section 4) of {'lambda', 'radius', 'sigma'} (radius and
+    sigma in input pixels), numbers in their shortest form that `point_values` reads back exactly."""
     return f"lam{_fmt(point['lambda'])}_r{_fmt(point['radius'])}_sig{_fmt(point['sigma'])}"
 
 
-def parse_point_id(text):
-    """Inverse of point_id: {'lambda', 'radius', 'sigma'} as floats."""
+def point_values(text):
+    """The prior's values of a point id (the inverse of point_id): {'lambda', 'radius', 'sigma'} as floats."""
     match = _POINT_RE.match(text)
     if not match:
         raise ValueError(f"not a grid point id: {text!r} (expected lam<l>_r<r>_sig<s>)")
@@ -85,10 +91,10 @@ def selection_round(losses, steps, round_index, max_rounds):
     inside the grid, nothing new is left to try, or `round_index` has reached `max_rounds`.
     """
     best = best_point(losses)
-    tried = [parse_point_id(p) for p in losses]
+    tried = [point_values(p) for p in losses]
     extension = []
     if round_index < max_rounds:
-        extension = [point_id(p) for p in extension_points(parse_point_id(best), tried, steps)]
+        extension = [point_id(p) for p in extension_points(point_values(best), tried, steps)]
     return {"round": round_index, "losses": dict(sorted(losses.items())), "best": best,
             "best_loss": losses[best], "extension": extension, "done": not extension}
 
@@ -104,12 +110,12 @@ def point_loss(history, criterion):
 def selection_record(rounds, criterion):
     """selection.json (contracts.md section 4) from the rounds, the last of which is done."""
     final = rounds[-1]
-    chosen = parse_point_id(final["best"])
+    chosen = point_values(final["best"])
     return {"lambda": chosen["lambda"], "radius": chosen["radius"], "sigma": chosen["sigma"],
             "point": final["best"], "criterion": criterion, "rounds": rounds}
 
 
-NO_PRIOR = {"lambda": 0.0, "radius": 0.0, "sigma": 0.0}
+NO_PRIOR_POINT = point_id({"lambda": 0.0, "radius": 0.0, "sigma": 0.0})  # the baseline's: lam0_r0_sig0
 
 
 def read_selection(path):
@@ -122,15 +128,13 @@ def write_selection(record, path):
     write_text(json.dumps(record, indent=1) + "\n", path)
 
 
-def prior_values(values_json, selection_path=None):
-    """The prior's {"lambda", "radius", "sigma"} of a run (radius and sigma in input pixels): the values the
-    rule knows (`values_json`: a grid point's, the fixed config's, zeros for the baseline), or, when the run
-    takes the grid's choice, `null` and the selection.json it was chosen in."""
-    values = json.loads(values_json)
-    if (values is None) == (selection_path is None):
-        raise ValueError("a run takes the prior's values either from the rule (JSON) or from selection.json; "
-                         f"got values {values_json!r} and selection {selection_path!r}")
-    return read_selection(selection_path) if values is None else values
+def run_point(point, selection_path=None):
+    """A run's point id: `point` when the rule knows it (a grid point, the fixed config's values,
+    NO_PRIOR_POINT), else the point chosen in `selection_path` (selection.json); exactly one is given."""
+    if bool(point) == (selection_path is not None):
+        raise ValueError("a run's prior values come either from its point id or from selection.json; "
+                         f"got point {point!r} and selection {selection_path!r}")
+    return point or read_selection(selection_path)["point"]
 
 
 def round_point_ids(round_index, first_grid, read_round):

@@ -1,5 +1,6 @@
 """The training loop of paper A: Adam on masked BCE (+ lambda * landmark prior), best epoch by validation
-loss, a resumable checkpoint every epoch. Read top to bottom: settings, one epoch, validation, `train`.
+loss, a resumable checkpoint every epoch. Read top to bottom: the learning rate, one epoch, validation, `train`.
+A run's settings are a `settings.TrainSettings`.
 
 Files (contracts.md section 4), each at the path the caller gives: `history.csv` (one row per epoch),
 `best.pt` = {state_dict, epoch, config, environment, throughput} at the end, and the resumable checkpoint
@@ -12,12 +13,10 @@ beside `last.pt`; its best.pt holds the four as one `model.PerTargetModels` stat
 the four histories combined (`combine_histories`).
 """
 
-import dataclasses
 import json
 import logging
 import math
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -27,20 +26,16 @@ from sklearn.metrics import roc_auc_score
 
 from osteoloc.train.data import batch_order, load_split, read_subjects, rotate_batch, rotation_matrices
 from osteoloc.train.checkpoint import load_resumable
-from osteoloc.train.device import (PRECISIONS, autocast, check_precision, configure_determinism,
-                                   environment_info, grad_scaler, pick_device)
+from osteoloc.train.device import (autocast, check_precision, configure_determinism, environment_info, grad_scaler,
+                                   pick_device)
 from osteoloc.io.atomic import atomic_path
 from osteoloc.train.model import build_model, features_and_logits
-from osteoloc.train.prior import DEFAULT_SHAPE, class_activation_maps, masked_bce, penalty_maps, prior_loss
+from osteoloc.train.prior import class_activation_maps, masked_bce, penalty_maps, prior_loss
 from osteoloc.io.runs import HISTORY_COLUMNS, copy_history, write_history
 from osteoloc.train.splits import check_split, read_split
 from osteoloc.names import TARGETS
 
 log = logging.getLogger(__name__)
-
-OPTIMIZERS = ("adam", "adamw")
-LR_SCHEDULES = ("constant", "cosine")
-BN_STATS = ("running", "recomputed")
 
 
 def lr_factor(step, total_steps, warmup_steps, schedule):
@@ -68,80 +63,6 @@ def lr_scheduler(optimizer, total_steps, warmup_steps, schedule):
     warmup = schedulers.LinearLR(optimizer, start_factor=1 / warmup_steps, end_factor=1.0,
                                  total_iters=warmup_steps - 1)
     return schedulers.SequentialLR(optimizer, [warmup, after], milestones=[warmup_steps])
-
-
-@dataclass(frozen=True)
-class TrainSettings:
-    """Everything that fixes a run (the `train:` config section plus the run's seed and prior values).
-
-    The defaults are the schema's (workflow/schemas/train.schema.yaml, study.schema.yaml for `device`;
-    tests/unit/test_train.py holds them equal); the workflow passes every value from the validated config.
-    prior_lambda 0 trains the baseline; with prior_sigma > 0 its prior loss is still measured (detached)
-    for comparison, with prior_sigma 0 it is not computed (NaN in the history). Radius and sigma are in
-    input pixels.
-    """
-
-    seed: int = 0
-    epochs: int = 3
-    batch_size: int = 32
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    optimizer: str = "adam"  # adam (weight decay as an L2 term in the gradient) or adamw (decoupled decay)
-    lr_schedule: str = "constant"  # constant or cosine (decay to 0 over the run's steps), see lr_factor
-    warmup_epochs: int = 0  # linear warm-up from lr / warm-up steps to lr over this many epochs
-    grad_clip: float = 0.0  # > 0: clip the gradients' global L2 norm to this before each step; 0 = off
-    bn_stats: str = "running"  # batch-norm statistics validated with: running (momentum) or recomputed
-    rotation_degrees: float = 15.0
-    monitor: str = "bce"  # validation loss that picks the best epoch: "bce" or "total"
-    early_stopping_patience: int = 0  # 0 = off: always run every epoch
-    weights: str = "none"
-    weights_path: str = "resources/resnet18-f37072fd.pth"
-    device: str = "auto"
-    deterministic: bool = True  # study.deterministic: reproducible kernels (device.configure_determinism)
-    precision: str = "fp32"  # fp32, fp16 (CUDA only, with a GradScaler) or bf16 (device.PRECISIONS)
-    channels_last: bool = False
-    eval_batch_size: int = 256
-    prior_lambda: float = 0.0
-    prior_radius: float = 0.0
-    prior_sigma: float = 0.0  # 0 = no prior measured at all (the baseline's history shows NaN)
-    # The study arms' settings (osteoloc.train.arms, workflow/schemas/arms.schema.yaml); defaults = paper A.
-    prior_shape: str = DEFAULT_SHAPE  # a key of prior.PENALTY_SHAPES
-    landmark_source: str = "automatic"  # the prior's landmarks: automatic (/landmarks/groups) or manual
-    landmark_noise_mm: float = 0.0  # sd of the noise added to the prior's landmarks, mm
-    output_stride: int = 32  # 32 or 16 (model.build_model)
-    per_target: bool = False  # four single-output models, each with its own target's prior
-    crop_px: int = 0  # > 0: each target's model sees a crop_px sub-crop around its landmarks (per target)
-
-    def __post_init__(self):
-        if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"optimizer must be one of {OPTIMIZERS}, not {self.optimizer!r}")
-        if self.lr_schedule not in LR_SCHEDULES:
-            raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, not {self.lr_schedule!r}")
-        if not 0 <= self.warmup_epochs < self.epochs:
-            raise ValueError(f"warmup_epochs must be at least 0 and below epochs ({self.epochs}), "
-                             f"not {self.warmup_epochs!r}")
-        if self.bn_stats not in BN_STATS:
-            raise ValueError(f"bn_stats must be one of {BN_STATS}, not {self.bn_stats!r}")
-        if self.grad_clip < 0:
-            raise ValueError(f"grad_clip must be >= 0 (0 = off), not {self.grad_clip!r}")
-        if self.monitor not in ("bce", "total"):
-            raise ValueError(f"monitor must be 'bce' or 'total', not {self.monitor!r}")
-        if self.prior_lambda > 0 and self.prior_sigma <= 0:
-            raise ValueError("a prior run (prior_lambda > 0) needs prior_sigma > 0")
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, not {self.precision!r}")
-        if self.crop_px and not self.per_target:
-            raise ValueError("landmark crops (crop_px > 0) need per_target models")
-
-    def as_dict(self):
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def for_run(cls, training_json, seed, prior):
-        """Settings of one run from the rule's params: the shared `training` block (JSON), the seed and the
-        prior's {"lambda", "radius", "sigma"} (`grid.prior_values`)."""
-        return cls(seed=int(seed), **json.loads(training_json), prior_lambda=float(prior["lambda"]),
-                   prior_radius=float(prior["radius"]), prior_sigma=float(prior["sigma"]))
 
 
 def _auc(labels, probs):

@@ -8,6 +8,7 @@ from torchvision.models import resnet18
 
 from osteoloc.names import TARGETS
 from osteoloc.train.device import pick_device
+from osteoloc.train.settings import TrainSettings
 
 # torchvision's own file name for the ImageNet weights, so a user can copy it from a torch hub cache.
 IMAGENET_FILE = "resnet18-f37072fd.pth"
@@ -89,18 +90,18 @@ class PerTargetModels(nn.ModuleDict):
 
 def load_trained_model(checkpoint_path, device="cpu"):
     """The trained network of a `best.pt` (contracts.md section 4: a dict with "state_dict" and the run's
-    "config", `TrainSettings.as_dict()`), in eval mode on `device` (a torch.device or a name
+    settings under "config", `TrainSettings.as_dict()`), in eval mode on `device` (a torch.device or a name
     `osteoloc.train.device.pick_device` takes).
 
-    The config says how to rebuild it: `output_stride` (default 32) and, for a per-target arm
-    (`per_target` or `crop_px` > 0), a PerTargetModels of four single-output ResNet-18s. A checkpoint
-    without those keys (older runs) is the four-target stride-32 model."""
+    The settings say how to rebuild it: `output_stride` and, for a per-target arm (`per_target` or
+    `crop_px` > 0), a PerTargetModels of four single-output ResNet-18s. A checkpoint without its full
+    settings is refused (`TrainSettings.from_dict`)."""
     checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
         raise ValueError(f"{checkpoint_path}: not a checkpoint dict with a 'state_dict'")
-    config = checkpoint.get("config") or {}
-    stride, crop_px = int(config.get("output_stride", 32)), int(config.get("crop_px", 0))
-    if config.get("per_target") or crop_px:
+    settings = TrainSettings.from_dict(checkpoint.get("config"), checkpoint_path)
+    stride, crop_px = settings.output_stride, settings.crop_px
+    if settings.per_target or crop_px:
         model = PerTargetModels({t: build_model(output_stride=stride, n_outputs=1) for t in TARGETS}, crop_px)
     else:
         model = build_model(weights="none", output_stride=stride)

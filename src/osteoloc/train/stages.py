@@ -1,13 +1,15 @@
 """The training stage's entry points, one per rule of workflow/rules/train.smk: the subject split, the
 prior's grid-search selection and one training run."""
 
+import json
 import logging
 
 from osteoloc.io.atomic import write_csv
 from osteoloc.io.study_h5 import StudyFile
-from osteoloc.train.grid import (point_histories, point_loss, prior_values, read_selection, selection_record,
-                                 selection_round, write_selection)
-from osteoloc.train.loop import TrainSettings, train_run
+from osteoloc.train.grid import (point_histories, point_loss, point_values, read_selection, run_point,
+                                 selection_record, selection_round, write_selection)
+from osteoloc.train.loop import train_run
+from osteoloc.train.settings import TrainSettings
 from osteoloc.train.splits import check_split, make_split, read_split
 
 log = logging.getLogger(__name__)
@@ -41,13 +43,15 @@ def select_prior_stage(round_paths, criterion, out_path):
     write_selection(selection_record([read_selection(path) for path in round_paths], criterion), out_path)
 
 
-def train_stage(h5_path, split_path, training_json, seed, prior_json, *, selection_path=None, history_path,
-                best_path, last_path, reuse_best=None, reuse_history=None, tensorboard_dir=None):
-    """Rules train_grid_point and train: one run of the `training` block (JSON) with the prior's values of
-    `grid.prior_values(prior_json, selection_path)`. reuse_best, reuse_history: the chosen grid point's run,
-    copied instead of trained again when its settings are these (`loop.train_run`); tensorboard_dir: where
-    `train.logger: tensorboard` writes its events (None: no events)."""
-    settings = TrainSettings.for_run(training_json, seed, prior_values(prior_json, selection_path))
+def train_stage(h5_path, split_path, training_json, seed, point, *, selection_path=None, history_path, best_path,
+                last_path, reuse_best=None, reuse_history=None, tensorboard_dir=None):
+    """Rules train_grid_point and train: one run of the `training` block (JSON: `settings.training_block` plus
+    the arm's keys) with the prior's values of grid point id `point` (`grid.point_id`), or, when `point` is
+    empty, of the point chosen in `selection_path` (`grid.run_point`). reuse_best, reuse_history: the chosen
+    grid point's run, copied instead of trained again when its settings are these (`loop.train_run`);
+    tensorboard_dir: where `train.logger: tensorboard` writes its events (None: no events)."""
+    prior = point_values(run_point(point, selection_path))
+    settings = TrainSettings.for_run(json.loads(training_json), seed, prior)
     reuse = (reuse_best, reuse_history) if reuse_best else None
     train_run(h5_path, split_path, settings, history_path=history_path, best_path=best_path, last_path=last_path,
               reuse=reuse, tensorboard_dir=tensorboard_dir)
