@@ -14,8 +14,9 @@ import pydicom
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, RLELossless, SecondaryCaptureImageStorage, generate_uid
 
-from osteoloc.io.study_h5 import STRING_META, StudyFile
+from osteoloc.io.study_h5 import STRING_META, HipRecord, StudyFile, StudyWriter
 from osteoloc.names import TARGETS
+from osteoloc.segment.sites import HEAD_CIRCLE_INDICES
 
 HEAD_ANGLES = {13: -60, 78: -35, 14: -10, 15: 15, 16: 40, 17: 65, 18: 90, 19: 115, 20: 140, 21: 165}
 SOURCIL_ANGLES = {79: 40, 64: 20, 65: 0, 66: -20, 67: -40}  # medial -> lateral
@@ -168,7 +169,7 @@ class Study:
     magnification: np.ndarray
     attrs: dict = field(default_factory=dict)
     images: np.ndarray = None
-    truth_masks: np.ndarray = None
+    layers: dict = field(default_factory=dict)  # {layer name: (N, ...) array}, e.g. lesions (N, 4, S, S)
 
     @property
     def group_indices(self):
@@ -181,15 +182,96 @@ class Study:
 def load_study(path, images=True, rows=None):
     """A study HDF5 in memory (`Study`); `images=False` skips the image stack, `rows` selects hips."""
     with StudyFile(path) as study:
-        names = ["grades", "labels", "landmarks/contour", "landmarks/contour_manual", "landmarks/groups",
-                 "landmarks/valid", "meta/source_spacing", "meta/crop_offset", "meta/head_circle",
-                 "meta/intensity", "meta/magnification"] + ["images"] * images + ["truth/masks"] * study.has_truth
+        names = ["grades", "labels", "contour", "contour_manual", "groups", "valid", "source_spacing",
+                 "crop_offset", "head_circle", "intensity", "magnification"] + ["image"] * images + list(study.layers)
         data = study.read(names, rows)
         return Study(
-            meta=study.meta(STRING_META, rows), grades=data["grades"], labels=data["labels"],
-            contour=data["landmarks/contour"], contour_manual=data["landmarks/contour_manual"],
-            groups=data["landmarks/groups"], valid=data["landmarks/valid"],
-            source_spacing=data["meta/source_spacing"], crop_offset=data["meta/crop_offset"],
-            head_circle=data["meta/head_circle"], intensity=data["meta/intensity"],
-            magnification=data["meta/magnification"], attrs=dict(study.attrs),
-            images=data.get("images"), truth_masks=data.get("truth/masks"))
+            meta=study.meta(STRING_META, rows), grades=data.grades, labels=data.labels,
+            contour=data.contour, contour_manual=data.contour_manual, groups=data.groups, valid=data.valid,
+            source_spacing=data.source_spacing, crop_offset=data.crop_offset, head_circle=data.head_circle,
+            intensity=data.intensity, magnification=data.magnification, attrs=dict(study.attrs),
+            images=data.image, layers=data.layers)
+
+
+def write_study_arrays(path, columns, group_indices, spacing_mm=1.0, attrs=None):
+    """Write whole arrays as a study through StudyWriter (synthetic studies for tests and benchmarks).
+
+    `columns`: HipRecord field -> sequence of N values; `image` (N, S, S), `labels` (N, 4), `groups`
+    (N, 4, L, 2) and `subject` are required. Absent fields take their 'unknown' value: grades = labels,
+    contours NaN, valid = finite group points, strings empty (side 'right'), spacings and circle NaN.
+    `layers`: {layer name: N values}, e.g. {"lesions": masks (N, 4, S, S)}; the file stores those layers.
+    Returns the number of hips written."""
+    images = np.asarray(columns["image"], dtype=np.float32)
+    n, size = len(images), images.shape[-1]
+    nan2, nan80 = np.full(2, np.nan, np.float32), np.full((80, 2), np.nan, np.float32)
+    groups = np.asarray(columns["groups"], dtype=np.float32)
+    defaults = {"grades": columns["labels"], "contour": [nan80] * n, "contour_manual": [nan80] * n,
+                "valid": np.isfinite(groups).all(axis=-1), "visit": [""] * n, "side": ["right"] * n,
+                "cohort": [""] * n, "source": [""] * n, "source_spacing": [nan2] * n, "spacing_from": ["given"] * n,
+                "crop_offset": [nan2] * n, "head_circle": [np.full(3, np.nan, np.float32)] * n,
+                "intensity": [nan2] * n, "magnification": [np.nan] * n}
+    layers = dict(columns.get("layers") or {})
+    unknown = set(columns) - set(defaults) - {"image", "labels", "groups", "subject", "layers"}
+    if unknown:
+        raise ValueError(f"write_study_arrays: unknown column(s) {sorted(unknown)}; use HipRecord's field names")
+    values = defaults | {key: column for key, column in columns.items() if key != "layers"}
+    with StudyWriter(path, size, spacing_mm, group_indices, layers=tuple(layers), attrs=attrs) as writer:
+        for i in range(n):
+            writer.append(HipRecord(**{key: column[i] for key, column in values.items()},
+                                    layers={name: layer[i] for name, layer in layers.items()}))
+        return len(writer)
+
+
+# Target groups in the toy contour: head points above / below the centre, one acetabular point each.
+TOY_GROUPS = {"osteo_fem_sup": [15, 16, 17], "osteo_fem_inf": [19, 20, 21], "osteo_acet_sup": [66],
+              "osteo_acet_inf": [70]}
+
+
+def _toy_contour(cx, cy, r):
+    pts = np.full((80, 2), np.nan, np.float32)
+    # y points down, so angle -pi/2 is superior: 15-17 sit on the top of the head, 19-21 at its bottom
+    angles = np.pi * np.array([-1.0, -0.85, -0.7, -0.6, -0.5, -0.4, 0.0, 0.4, 0.5, 0.6])
+    for k, idx in enumerate(HEAD_CIRCLE_INDICES):
+        pts[idx] = (cx + r * np.cos(angles[k]), cy + r * np.sin(angles[k]))
+    pts[66] = (cx - 0.9 * r, cy - 1.3 * r)  # lateral sourcil end: above and lateral (image left)
+    pts[70] = (cx + 1.1 * r, cy + 0.6 * r)  # inferior acetabular margin near the teardrop
+    return pts
+
+
+def write_toy_study(path, n_subjects=20, size=96, seed=0, positive_rate=0.5, auto_noise=1.5,
+                    with_manual=True, with_masks=True):
+    """Write the toy study (two hips per subject) to `path`; returns the subject ids: a bright disc (the
+    femoral head) whose head points lie on its rim, and per positive target a bright blob (the lesion)
+    beside the target's landmark. Manual points are exact; automatic ones carry Gaussian noise."""
+    rng = np.random.default_rng(seed)
+    n = 2 * n_subjects
+    yy, xx = np.mgrid[0:size, 0:size]
+    images = np.zeros((n, size, size), np.float32)
+    masks = np.zeros((n, 4, size, size), np.uint8)
+    labels = np.zeros((n, 4), np.int8)
+    manual = np.zeros((n, 80, 2), np.float32)
+    groups = np.full((n, 4, 3, 2), np.nan, np.float32)
+    for i in range(n):
+        r = rng.uniform(0.18, 0.24) * size
+        cx, cy = size / 2 + rng.uniform(-3, 3), size / 2 + rng.uniform(-3, 3)
+        pts = _toy_contour(cx, cy, r)
+        manual[i] = pts
+        img = ((xx - cx) ** 2 + (yy - cy) ** 2 <= r**2).astype(np.float32) * 0.5
+        for t, target in enumerate(TARGETS):
+            labels[i, t] = rng.random() < positive_rate
+            centre = pts[TOY_GROUPS[target]].mean(axis=0)
+            groups[i, t, :len(TOY_GROUPS[target])] = pts[TOY_GROUPS[target]]
+            if labels[i, t]:
+                blob = (xx - centre[0]) ** 2 + (yy - centre[1]) ** 2 <= rng.uniform(0.12, 0.2) ** 2 * r**2
+                masks[i, t] = blob
+                img[blob] = 1.0
+        images[i] = img + rng.normal(0, 0.05, img.shape).astype(np.float32)
+    automatic = manual + rng.normal(0, auto_noise, manual.shape).astype(np.float32)
+    subjects = np.array([f"S{k:03d}" for k in range(n_subjects) for _ in range(2)])
+    columns = {"image": images, "labels": labels, "groups": groups, "subject": subjects, "contour": automatic,
+               "contour_manual": manual if with_manual else np.full_like(manual, np.nan),
+               "side": np.tile(["right", "left"], n_subjects)}
+    if with_masks:
+        columns["layers"] = {"lesions": masks}
+    write_study_arrays(path, columns, TOY_GROUPS)
+    return sorted(set(subjects))

@@ -17,7 +17,8 @@ from osteoloc.explain.cam import gradcam_maps
 from osteoloc.train.data import cut_subcrops, groups_from_contour, load_split, place_subcrop_maps, subcrop_offsets
 from osteoloc.explain.stages import explain_run, predict_maps
 from osteoloc.io.maps_h5 import read_maps
-from osteoloc.io.study_h5 import StudyFile, write_study_arrays
+from osteoloc.io.study_h5 import StudyFile
+from helpers import write_study_arrays
 from osteoloc.train.model import PerTargetModels, build_model, load_trained_model
 from osteoloc.io.runs import HISTORY_COLUMNS
 from osteoloc.names import TARGETS
