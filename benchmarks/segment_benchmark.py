@@ -6,6 +6,7 @@ Without a study, a toy study at the phantom's size (240 subjects, 96 px crops) i
 """
 
 import argparse
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -16,9 +17,10 @@ import yaml
 from snakemake.utils import validate
 
 from osteoloc.segment.stages import build_report, evaluate_site, make_patches, train_site
-from osteoloc.segment.synthetic import write_toy_study
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+from helpers import write_toy_study  # noqa: E402  (the toy study is test code: tests/helpers.py)
 
 
 def main():
