@@ -12,22 +12,16 @@ from osteoloc.explain.metrics import (CALIBRATED, Grid, Scoring, _closest_distan
                                       landmark_control_map, localisation_table, mask_centroid, peak, peak_distance,
                                       pointing_hit, reference_levels, spread)
 from osteoloc.io.study_h5 import HipBatch
-from osteoloc.names import TARGETS
 
 
 def _table(maps, groups, valid, masks=None, tolerance_px=0.0, cue=None, *, grid=None, exact=None,
            control_sigma_px=None):
-    """localisation_table on a HipBatch built from these arrays: masks and cue as its layers, `exact` (n, 1, L,
-    2), one target's exact points, carried as the manual contour's first L points."""
+    """localisation_table on a HipBatch built from these arrays (masks and cue as its layers), `exact` the
+    exact points the scoring finds for it."""
     layers = {name: layer for name, layer in (("lesions", masks), ("cue", cue)) if layer is not None}
-    contour_manual, group_indices = None, None
-    if exact is not None:
-        length = exact.shape[2]
-        contour_manual = np.full((len(exact), 80, 2), np.nan, np.float32)
-        contour_manual[:, :length] = exact[:, 0]
-        group_indices = {target: list(range(length)) for target in TARGETS}
-    batch = HipBatch(rows=np.arange(len(maps)), groups=groups, valid=valid, contour_manual=contour_manual, layers=layers)
-    return localisation_table(maps, batch, Scoring(tolerance_px, grid, control_sigma_px, group_indices))
+    batch = HipBatch(rows=np.arange(len(maps)), groups=groups, valid=valid, layers=layers)
+    exact_points = None if exact is None else (lambda scored: exact)
+    return localisation_table(maps, batch, Scoring(tolerance_px, grid, control_sigma_px, exact_points))
 
 
 def test_single_pixel_uses_x_column_y_row():

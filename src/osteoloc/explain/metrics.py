@@ -27,7 +27,6 @@ import torch
 import torch.nn.functional as F
 
 from osteoloc.explain.cam import scale_maps
-from osteoloc.train.data import groups_from_contour
 from osteoloc.names import ABLATION_METRICS, CALIBRATED_METRICS
 
 EPS = 1e-6
@@ -338,30 +337,21 @@ def _score(heatmap, i, t, size, groups, exact, masks, centroids, tolerance_px, g
 class Scoring:
     """How a run's maps are scored: tolerance_px the pointing game's tolerance (crop pixels); grid the run's
     `Grid` (None: paper A's first-maximum peak, no calibration); control_sigma_px the landmark-only control
-    map's sd (crop pixels; None: no control, needs the grid); group_indices {target: BoneFinder indices}
-    (the study's) to build the exact landmark groups from a batch's manual contour (None: no exact points)."""
+    map's sd (crop pixels; None: no control, needs the grid); exact_points: a function HipBatch -> the
+    batch's exact landmark groups (n, T, L, 2), NaN where absent, or None (the study's rule, e.g. its manual
+    contour grouped by its group indices; None: no exact points)."""
 
     tolerance_px: float = 0.0
     grid: Grid = None
     control_sigma_px: float = None
-    group_indices: dict = None
-
-
-def exact_groups(batch, group_indices, size):
-    """The exact landmark groups (n, T, L, 2) of a HipBatch from its manual contour (NaN where absent), or
-    None when the batch has no manual point (or no contour_manual was read, or no group_indices)."""
-    if batch.contour_manual is None or group_indices is None:
-        return None
-    exact, exact_valid = groups_from_contour(batch.contour_manual, group_indices, size)
-    return np.where(exact_valid[..., None], exact, np.nan) if exact_valid.any() else None
+    exact_points: object = None
 
 
 def localisation_table(maps, batch, scoring=Scoring()):
     """Every metric for every image and target.
 
     maps (n, T, H, W) crop pixels; batch: the hips' `HipBatch` (io.study_h5) with `groups` (n, T, L, 2)
-    landmark points (x, y) (the automatic points) and `valid` (n, T, L) bool, optionally `contour_manual`
-    (the exact points, with scoring.group_indices) and the layers `lesions` (n, T, H, W; lesions or expert
+    landmark points (x, y) (the automatic points) and `valid` (n, T, L) bool, optionally the layers `lesions` (n, T, H, W; lesions or expert
     references) and `cue` (n, H, W; the shortcut cue's mask); scoring: the run's `Scoring`.
 
     Returns a dict of (n, T) float arrays: com_distance, peak_distance, spread (to `groups`), map_defined
@@ -372,7 +362,7 @@ def localisation_table(maps, batch, scoring=Scoring()):
     """
     groups, valid, masks, cue = batch.groups, batch.valid, batch.layers.get("lesions"), batch.layers.get("cue")
     tolerance_px, grid, control_sigma_px = scoring.tolerance_px, scoring.grid, scoring.control_sigma_px
-    exact = exact_groups(batch, scoring.group_indices, np.shape(maps)[-1])
+    exact = None if scoring.exact_points is None else scoring.exact_points(batch)
     maps = np.asarray(maps, dtype=np.float32)
     groups = np.where(np.asarray(valid, dtype=bool)[..., None], np.asarray(groups, dtype=np.float64), np.nan)
     n, n_targets, size = maps.shape[0], maps.shape[1], maps.shape[-1]

@@ -12,12 +12,13 @@ control beside them (`osteoloc.explain.metrics`).
 
 import logging
 from dataclasses import replace
+from functools import partial
 
 import numpy as np
 import torch
 
 from osteoloc.explain.cam import feature_grid, gradcam_maps
-from osteoloc.train.data import (cut_subcrops, place_subcrop_maps, prior_landmarks,
+from osteoloc.train.data import (cut_subcrops, groups_from_contour, place_subcrop_maps, prior_landmarks,
                                  subcrop_offsets)
 from osteoloc.train.device import pick_device
 from osteoloc.train.prior import penalty_maps
@@ -34,6 +35,13 @@ log = logging.getLogger(__name__)
 BATCH_FIELDS = ("image", "groups", "valid")  # what a model's maps need (the groups place landmark sub-crops)
 SCORED_FIELDS = ("contour_manual",)  # the exact (manual) 80 points, NaN where the study has none
 CONSTANT = 1e-6  # a penalty mask whose range over the grid is below this gives the prior no gradient
+
+
+def exact_groups(batch, group_indices, crop_size):
+    """The exact landmark groups (n, 4, L, 2) of a HipBatch from its manual contour (`contour_manual`), NaN
+    where absent, or None when no hip of the batch has a manual point."""
+    exact, exact_valid = groups_from_contour(batch.contour_manual, group_indices, crop_size)
+    return np.where(exact_valid[..., None], exact, np.nan) if exact_valid.any() else None
 
 
 def map_grid(model, size):
@@ -153,7 +161,7 @@ def explain_run(study_path, split_path, checkpoint_path, *, predictions_path, ma
         crop_size = study.crop_size
         scoring = Scoring(tolerance_px=float(pointing_tolerance_mm) / study.spacing_mm,
                           control_sigma_px=None if control_sigma_mm is None else float(control_sigma_mm) / study.spacing_mm,
-                          group_indices=study.group_indices)
+                          exact_points=partial(exact_groups, group_indices=study.group_indices, crop_size=crop_size))
         cells = map_grid(model, crop_size)
         penalty = constant_penalty(settings, study, rows, cells)
         with maps_writer(maps_path, rows, study.crop_size) as append_maps:
