@@ -112,7 +112,7 @@ def write_runs(work, size, seed=0):
     rng = np.random.default_rng(seed)
     with StudyFile(work / "study.h5") as study:
         meta = study.meta(META_FIELDS).set_index("row")
-        labels = study.read(["labels"], rows)["labels"].astype(int)
+        labels = study.read(["labels"], rows).labels.astype(int)
     paths = {"predictions": [], "metrics": [], "runs": []}
     for s in SEEDS:
         for model in MODELS:

@@ -24,7 +24,7 @@ from osteoloc.cohort.landmarks import DEFAULT_GROUPS
 from osteoloc.io.atomic import write_csv
 from osteoloc.io.pts import read_pts, write_pts
 from osteoloc.io.runs import HISTORY_COLUMNS, write_history
-from osteoloc.io.study_h5 import STRING_META, StudyFile, write_study_arrays
+from osteoloc.io.study_h5 import STRING_META, HipRecord, StudyFile, StudyWriter
 from osteoloc.names import TARGETS
 from osteoloc.preprocess.stages import (preprocess_exclusions, preprocess_gather, preprocess_shard, preprocess_study,
                                         write_shard_plan)
@@ -217,7 +217,7 @@ def write_toy_study(path, n_subjects=20, size=96, seed=0, positive_rate=0.5, aut
                "contour_manual": manual if with_manual else np.full_like(manual, np.nan),
                "side": np.tile(["right", "left"], n_subjects)}
     if with_masks:
-        columns["truth_masks"] = masks
+        columns["layers"] = {"lesions": masks}
     write_study_arrays(path, columns, TOY_GROUPS)
     return sorted(set(subjects))
 
@@ -241,7 +241,7 @@ class Study:
     magnification: np.ndarray
     attrs: dict = field(default_factory=dict)
     images: np.ndarray = None
-    truth_masks: np.ndarray = None
+    layers: dict = field(default_factory=dict)  # {layer name: (N, ...) array}, e.g. lesions (N, 4, S, S)
 
     @property
     def group_indices(self):
@@ -254,18 +254,44 @@ class Study:
 def load_study(path, images=True, rows=None):
     """A study HDF5 in memory (`Study`); `images=False` skips the image stack, `rows` selects hips."""
     with StudyFile(path) as study:
-        names = ["grades", "labels", "landmarks/contour", "landmarks/contour_manual", "landmarks/groups",
-                 "landmarks/valid", "meta/source_spacing", "meta/crop_offset", "meta/head_circle",
-                 "meta/intensity", "meta/magnification"] + ["images"] * images + ["truth/masks"] * study.has_truth
+        names = ["grades", "labels", "contour", "contour_manual", "groups", "valid", "source_spacing",
+                 "crop_offset", "head_circle", "intensity", "magnification"] + ["image"] * images + list(study.layers)
         data = study.read(names, rows)
         return Study(
-            meta=study.meta(STRING_META, rows), grades=data["grades"], labels=data["labels"],
-            contour=data["landmarks/contour"], contour_manual=data["landmarks/contour_manual"],
-            groups=data["landmarks/groups"], valid=data["landmarks/valid"],
-            source_spacing=data["meta/source_spacing"], crop_offset=data["meta/crop_offset"],
-            head_circle=data["meta/head_circle"], intensity=data["meta/intensity"],
-            magnification=data["meta/magnification"], attrs=dict(study.attrs),
-            images=data.get("images"), truth_masks=data.get("truth/masks"))
+            meta=study.meta(STRING_META, rows), grades=data.grades, labels=data.labels,
+            contour=data.contour, contour_manual=data.contour_manual, groups=data.groups, valid=data.valid,
+            source_spacing=data.source_spacing, crop_offset=data.crop_offset, head_circle=data.head_circle,
+            intensity=data.intensity, magnification=data.magnification, attrs=dict(study.attrs),
+            images=data.image, layers=data.layers)
+
+
+def write_study_arrays(path, columns, group_indices, spacing_mm=1.0, attrs=None):
+    """Write whole arrays as a study through StudyWriter (synthetic studies for tests and benchmarks).
+
+    `columns`: HipRecord field -> sequence of N values; `image` (N, S, S), `labels` (N, 4), `groups`
+    (N, 4, L, 2) and `subject` are required. Absent fields take their 'unknown' value: grades = labels,
+    contours NaN, valid = finite group points, strings empty (side 'right'), spacings and circle NaN.
+    `layers`: {layer name: N values}, e.g. {"lesions": masks (N, 4, S, S)}; the file stores those layers.
+    Returns the number of hips written."""
+    images = np.asarray(columns["image"], dtype=np.float32)
+    n, size = len(images), images.shape[-1]
+    nan2, nan80 = np.full(2, np.nan, np.float32), np.full((80, 2), np.nan, np.float32)
+    groups = np.asarray(columns["groups"], dtype=np.float32)
+    defaults = {"grades": columns["labels"], "contour": [nan80] * n, "contour_manual": [nan80] * n,
+                "valid": np.isfinite(groups).all(axis=-1), "visit": [""] * n, "side": ["right"] * n,
+                "cohort": [""] * n, "source": [""] * n, "source_spacing": [nan2] * n, "spacing_from": ["given"] * n,
+                "crop_offset": [nan2] * n, "head_circle": [np.full(3, np.nan, np.float32)] * n,
+                "intensity": [nan2] * n, "magnification": [np.nan] * n}
+    layers = dict(columns.get("layers") or {})
+    unknown = set(columns) - set(defaults) - {"image", "labels", "groups", "subject", "layers"}
+    if unknown:
+        raise ValueError(f"write_study_arrays: unknown column(s) {sorted(unknown)}; use HipRecord's field names")
+    values = defaults | {key: column for key, column in columns.items() if key != "layers"}
+    with StudyWriter(path, size, spacing_mm, group_indices, layers=tuple(layers), attrs=attrs) as writer:
+        for i in range(n):
+            writer.append(HipRecord(**{key: column[i] for key, column in values.items()},
+                                    layers={name: layer[i] for name, layer in layers.items()}))
+        return len(writer)
 
 
 # --- small study HDF5s for training and explain tests ------------------------------------------------
@@ -579,7 +605,7 @@ def write_report_study(path, with_truth=True):
                "groups": groups, "valid": valid, "subject": subjects, "visit": ["v0"] * n,
                "side": ["right", "left"] * REPORT_SUBJECTS}
     if with_truth:
-        columns["truth_masks"] = masks
+        columns["layers"] = {"lesions": masks}
     group_indices = {t: list(range(10 * k, 10 * k + (3 if k < 2 else 1))) for k, t in enumerate(TARGETS)}
     write_study_arrays(path, columns, group_indices)
 

@@ -18,7 +18,8 @@ from osteoloc.train.data import cut_subcrops, groups_from_contour, load_split, p
 from osteoloc.explain.maps import predict_maps
 from osteoloc.explain.stages import explain_run
 from osteoloc.io.maps_h5 import read_maps
-from osteoloc.io.study_h5 import StudyFile, write_study_arrays
+from osteoloc.io.study_h5 import StudyFile
+from helpers import write_study_arrays
 from osteoloc.train.model import PerTargetModels, build_model, load_trained_model
 from osteoloc.io.runs import HISTORY_COLUMNS
 from osteoloc.names import TARGETS

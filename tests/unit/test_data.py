@@ -9,6 +9,7 @@ import torch
 from helpers import write_study
 from osteoloc.train.data import batch_order, load_split, read_subjects, rotate_batch, rotation_matrices
 from osteoloc.io.study_h5 import StudyFile, StudyFormatError, read_spans
+from helpers import write_study_arrays
 from osteoloc.names import TARGETS
 
 
@@ -20,9 +21,9 @@ def test_load_split_reads_only_its_subjects_and_masks_padding(tmp_path):
     assert data.images.shape == (6, 1, 32, 32) and data.images.dtype == torch.float32
     assert data.rows.tolist() == [0, 1, 4, 5, 8, 9]
     with StudyFile(h5) as f:
-        stored = f.read(["images", "labels"], [0, 1, 4, 5, 8, 9])
-    np.testing.assert_array_equal(data.images[:, 0].numpy(), stored["images"])
-    np.testing.assert_array_equal(data.labels.numpy(), stored["labels"])
+        stored = f.read(["image", "labels"], [0, 1, 4, 5, 8, 9])
+    np.testing.assert_array_equal(data.images[:, 0].numpy(), stored.image)
+    np.testing.assert_array_equal(data.labels.numpy(), stored.labels)
     assert not data.valid[:, 2:, 1:].any() and torch.isfinite(data.landmarks).all()
     with pytest.raises(ValueError, match="holds no image"):
         load_split(h5, split.assign(split="train"), "val")
@@ -52,16 +53,21 @@ def test_study_file_reads_rows_in_any_order_as_fancy_indexing_would(tmp_path):
     rows = [17, 3, 4, 5, 3, 23, 0]
     with StudyFile(h5) as study, h5py.File(h5) as raw:
         assert len(study) == 24 and study.crop_size == 32 and study.targets == list(TARGETS)
-        assert not study.has_truth and study.group_indices["osteo_acet_sup"] == [20]
-        got = study.read(["images", "landmarks/groups", "meta/side"], rows)
-        np.testing.assert_array_equal(got["images"], raw["images"][()][rows])
-        np.testing.assert_array_equal(got["landmarks/groups"], raw["landmarks/groups"][()][rows])
-        assert got["meta/side"].tolist() == ["left", "left", "right", "left", "left", "left", "right"]
+        assert study.layers == () and study.group_indices["osteo_acet_sup"] == [20]
+        got = study.read(["image", "groups", "side"], rows)
+        assert got.rows.tolist() == rows and got.labels is None and got.layers == {}
+        np.testing.assert_array_equal(got.image, raw["images"][()][rows])
+        np.testing.assert_array_equal(got.groups, raw["landmarks/groups"][()][rows])
+        assert got.side.tolist() == ["left", "left", "right", "left", "left", "left", "right"]
         meta = study.meta(("subject", "side"), rows=[2, 3])
         assert meta.to_dict("list") == {"row": [2, 3], "subject": ["S001", "S001"], "side": ["right", "left"]}
         batches = list(study.batches(["labels"], np.arange(5, 12), 3))
-        assert [b.tolist() for b, _ in batches] == [[5, 6, 7], [8, 9, 10], [11]]
-        np.testing.assert_array_equal(batches[1][1]["labels"], raw["labels"][8:11])
+        assert [b.rows.tolist() for b in batches] == [[5, 6, 7], [8, 9, 10], [11]]
+        np.testing.assert_array_equal(batches[1].labels, raw["labels"][8:11])
+        with pytest.raises(KeyError, match="no study field 'images'"):
+            study.read(["images"])
+        with pytest.raises(KeyError, match="no 'lesions' layer"):
+            study.read(["lesions"])
         with pytest.raises(IndexError, match="study.h5: row"):
             study.read(["labels"], [24])
 

@@ -119,7 +119,8 @@ def test_wide_excel_gives_the_same_study_grades(tmp_path):
         assert preprocess_study(manifest, labels, study, tmp_path / f"{name}.csv", label_format=label_format,
                                 **settings) == 6
         with StudyFile(study) as f:
-            studies[name] = f.read(["grades", "labels", "meta/subject", "meta/side"])
+            batch = f.read(["grades", "labels", "subject", "side"])
+            studies[name] = {field: getattr(batch, field) for field in ("grades", "labels", "subject", "side")}
     long, wide, cutoff = studies["long"], studies["wide"], studies["cutoff"]
     for name in long:
         np.testing.assert_array_equal(wide[name], long[name])

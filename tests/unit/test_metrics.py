@@ -7,10 +7,21 @@ import pytest
 import torch
 
 from osteoloc.explain.cam import scale_maps
-from osteoloc.explain.metrics import (CALIBRATED, Grid, _closest_distance, _closest_distances, calibrated, cell_values,
-                                      com_distance, cue_energy, energy_in_mask, energy_lift, landmark_control_map,
-                                      localisation_table, mask_centroid, peak, peak_distance, pointing_hit,
-                                      reference_levels, spread)
+from osteoloc.explain.metrics import (CALIBRATED, Grid, Scoring, _closest_distance, _closest_distances, calibrated,
+                                      cell_values, com_distance, cue_energy, energy_in_mask, energy_lift,
+                                      landmark_control_map, localisation_table, mask_centroid, peak, peak_distance,
+                                      pointing_hit, reference_levels, spread)
+from osteoloc.io.study_h5 import HipBatch
+
+
+def _table(maps, groups, valid, masks=None, tolerance_px=0.0, cue=None, *, grid=None, exact=None,
+           control_sigma_px=None):
+    """localisation_table on a HipBatch built from these arrays (masks and cue as its layers), `exact` the
+    exact points the scoring finds for it."""
+    layers = {name: layer for name, layer in (("lesions", masks), ("cue", cue)) if layer is not None}
+    batch = HipBatch(rows=np.arange(len(maps)), groups=groups, valid=valid, layers=layers)
+    exact_points = None if exact is None else (lambda scored: exact)
+    return localisation_table(maps, batch, Scoring(tolerance_px, grid, control_sigma_px, exact_points))
 
 
 def test_single_pixel_uses_x_column_y_row():
@@ -76,7 +87,7 @@ def test_table_matches_scalar_functions_and_respects_valid():
     groups_masked = groups.copy()
     groups_masked[0, 1, 0] = np.nan
     masks = rng.random((2, 4, 12, 12)) > 0.8
-    table = localisation_table(maps, groups, valid, masks, tolerance_px=1.0)
+    table = _table(maps, groups, valid, masks, tolerance_px=1.0)
     assert table["com_distance"][0, 1] == pytest.approx(com_distance(maps[0, 1], groups_masked[0, 1]))
     assert table["peak_distance"][1, 3] == pytest.approx(peak_distance(maps[1, 3], groups[1, 3]))
     assert table["spread"][1, 2] == pytest.approx(spread(maps[1, 2]))
@@ -96,11 +107,11 @@ def test_cue_energy_is_the_maps_share_on_the_cue_and_nan_without_one():
     maps = np.stack([np.stack([heatmap, heatmap[::-1, ::-1]] * 2)] * 2).astype(np.float32)  # (2, 4, 8, 8)
     cues = np.stack([cue, np.zeros_like(cue)])
     groups, valid = np.zeros((2, 4, 1, 2)), np.ones((2, 4, 1), bool)
-    table = localisation_table(maps, groups, valid, cue=cues)
+    table = _table(maps, groups, valid, cue=cues)
     assert "cue_energy" in table and "energy_in_mask" not in table
     np.testing.assert_allclose(table["cue_energy"][0], [0.75, 0.25, 0.75, 0.25], rtol=1e-6)
     assert np.isnan(table["cue_energy"][1]).all()
-    assert "cue_energy" not in localisation_table(maps, groups, valid)
+    assert "cue_energy" not in _table(maps, groups, valid)
 
 
 # --- the calibrated ruler: cell-centre peak, energy lift, chance and ceiling, undefined maps ---------------
@@ -197,7 +208,7 @@ def test_oracle_map_reaches_the_ceiling_and_uniform_map_the_chance(peak_rule, ce
     for k in range(cells[0] * cells[1]):  # score every single-cell map as if a model had made it
         raw = np.zeros(cells)
         raw[divmod(k, cells[1])] = 1.0
-        tables.append(localisation_table(_upsampled(raw, size)[None, None], landmarks[None, None],
+        tables.append(_table(_upsampled(raw, size)[None, None], landmarks[None, None],
                                          np.isfinite(landmarks).all(-1)[None, None], mask[None, None], 6.0,
                                          grid=grid, exact=landmarks[None, None]))
     for metric, direction in CALIBRATED.items():
@@ -206,7 +217,7 @@ def test_oracle_map_reaches_the_ceiling_and_uniform_map_the_chance(peak_rule, ce
         if metric.startswith("com_"):  # the oracle is a mixture of cells: no single cell beats it
             assert best >= levels[metric]["ceiling"] - 1e-6
             target = landmarks[:1] if metric == "com_to_landmark" else mask_centroid(mask)
-            best = localisation_table(_oracle_com_map(cells, size, target[0])[None, None], landmarks[None, None],
+            best = _table(_oracle_com_map(cells, size, target[0])[None, None], landmarks[None, None],
                                       np.isfinite(landmarks).all(-1)[None, None], mask[None, None], 6.0,
                                       grid=grid, exact=landmarks[None, None])[metric][0, 0]
             assert levels[metric]["ceiling"] <= levels[metric]["uniform"]
@@ -218,7 +229,7 @@ def test_oracle_map_reaches_the_ceiling_and_uniform_map_the_chance(peak_rule, ce
             assert levels[metric]["ceiling"] == levels[metric]["uniform"] == 0 and np.isnan(place)
         else:
             assert place == pytest.approx(1, abs=1e-4), metric
-    uniform = localisation_table(np.ones((1, 1, size, size)), landmarks[None, None],
+    uniform = _table(np.ones((1, 1, size, size)), landmarks[None, None],
                                  np.isfinite(landmarks).all(-1)[None, None], mask[None, None], 6.0, grid=grid,
                                  exact=landmarks[None, None])
     for metric in ("com_to_landmark", "com_to_lesion", "energy_in_mask", "energy_lift"):
@@ -238,7 +249,7 @@ def test_undefined_maps_are_counted_and_fail_instead_of_vanishing():
     maps[1, 0, 60:70, 20:34] = 1.0  # a defined map on the lesion; map 0 has zero mass
     groups = np.stack([landmarks[None]] * 2)
     valid = np.isfinite(groups).all(-1)
-    table = localisation_table(maps, groups, valid, np.stack([mask[None]] * 2), 6.0, grid=Grid((3, 3), "first_max"),
+    table = _table(maps, groups, valid, np.stack([mask[None]] * 2), 6.0, grid=Grid((3, 3), "first_max"),
                                exact=groups, control_sigma_px=5.0)
     assert table["map_defined"][:, 0].tolist() == [0.0, 1.0]
     assert table["pointing_hit"][:, 0].tolist() == [0.0, 1.0]  # a failure, not a NaN

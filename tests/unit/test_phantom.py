@@ -597,21 +597,21 @@ def test_twin_study_has_the_study_rows_and_the_cue_in_crop_pixels(twin_cohort, t
                      "truth": str(twin_cohort / "truth.h5")}, settings, tmp_path / "twin.h5", tmp_path / "twin.csv")
     with StudyFile(tmp_path / "study.h5") as study, StudyFile(tmp_path / "twin.h5") as twin, \
             h5py.File(twin_cohort / "truth.h5") as truth:
-        assert study.has_cue and twin.has_cue and len(study) == len(twin) > 0
+        assert "cue" in study.layers and "cue" in twin.layers and len(study) == len(twin) > 0
         pd.testing.assert_frame_equal(study.meta(("subject", "visit", "side")), twin.meta(("subject", "visit", "side")))
         meta = study.meta(("subject", "visit", "side", "source"))
-        a = study.read(["images", "truth/cue"])
-        b = twin.read(["images", "truth/cue"])
-        np.testing.assert_array_equal(a["truth/cue"], b["truth/cue"])
+        a = study.read(["image", "cue"])
+        b = twin.read(["image", "cue"])
+        np.testing.assert_array_equal(a.layers["cue"], b.layers["cue"])
         marked = 0
         for i, hip in meta.iterrows():
             flag = bool(truth[f"params/{Path(hip.source).stem}"].attrs["cue"][["right", "left"].index(hip.side)])
-            cue = a["truth/cue"][i]
+            cue = a.layers["cue"][i]
             if not flag:  # no marker on this hip: nothing in the mask, the twin's crop is the same crop
                 assert cue.sum() == 0
-                np.testing.assert_allclose(a["images"][i], b["images"][i], atol=1e-6)
+                np.testing.assert_allclose(a.image[i], b.image[i], atol=1e-6)
             elif cue.any():  # a marker inside the crop: the images differ most at the cue
                 marked += 1
-                diff = np.abs(a["images"][i] - b["images"][i])
+                diff = np.abs(a.image[i] - b.image[i])
                 assert diff[cue > 0].mean() > 5 * diff[cue == 0].mean()
         assert marked > 0

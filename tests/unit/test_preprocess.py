@@ -201,14 +201,14 @@ def test_truth_masks_follow_the_image(tmp_path):
     preprocess_study(manifest, labels, tmp_path / "study.h5", tmp_path / "excl.csv",
                      truth_path=tmp_path / "truth.h5", **SETTINGS)
     study = load_study(tmp_path / "study.h5")
-    assert study.truth_masks.shape == (4, 4, 80, 80) and study.truth_masks.dtype == np.uint8
+    assert study.layers["lesions"].shape == (4, 4, 80, 80) and study.layers["lesions"].dtype == np.uint8
     for row in (0, 1):  # subject 0, right then left
-        masks = study.truth_masks[row]
+        masks = study.layers["lesions"][row]
         assert masks[:3].sum() == 0 and masks[3].sum() > 0
         ys, xs = np.nonzero(masks[3])
         px, py = study.groups[row, 3, 0]
         assert abs(xs.mean() - px) < 1.0 and abs(ys.mean() - py) < 1.0
-    assert study.truth_masks[2:].sum() == 0  # subject 1 has no mask in the truth file
+    assert study.layers["lesions"][2:].sum() == 0  # subject 1 has no mask in the truth file
 
 
 def test_mask_crop_keeps_lesions_smaller_than_a_crop_pixel():

@@ -15,8 +15,9 @@ from osteoloc.report.ablation import ablation_table, seed_level_values
 from osteoloc.io.dicom import read_dicom
 from osteoloc.io.pts import read_hip_points
 from osteoloc.io.truth_h5 import TruthFile
-from osteoloc.explain.metrics import localisation_table
+from osteoloc.explain.metrics import Scoring, localisation_table
 from osteoloc.io.shard_folder import read_plan
+from osteoloc.io.study_h5 import HipBatch
 from osteoloc.preprocess.stages import preprocess_study, write_shard_plan
 from osteoloc.cohort.references import ExpertReferences, ExpertReferenceError
 from osteoloc.report.tables import true_localisation_table
@@ -88,9 +89,9 @@ def test_the_phantom_truth_as_mask_files_gives_the_phantom_truth_study(phantom, 
     assert len(lines) >= 6 and {"right", "left"} <= {line.split(",")[2] for line in lines}
     table, study = run(phantom, write_csv(tmp_path / "references.csv", lines), tmp_path)
     assert table.empty
-    assert study.truth_masks.shape == phantom["study"].truth_masks.shape
-    assert study.truth_masks.any()
-    np.testing.assert_array_equal(study.truth_masks, phantom["study"].truth_masks)
+    assert study.layers["lesions"].shape == phantom["study"].layers["lesions"].shape
+    assert study.layers["lesions"].any()
+    np.testing.assert_array_equal(study.layers["lesions"], phantom["study"].layers["lesions"])
 
 
 def test_references_on_a_mirrored_radiograph_are_flipped_back_with_it(phantom, tmp_path):
@@ -112,8 +113,8 @@ def test_references_on_a_mirrored_radiograph_are_flipped_back_with_it(phantom, t
     assert list(table.stage) == ["mirrored"]
     ours, theirs = v.rows_of(study, i), v.rows_of(phantom["study"], i)
     for side in ("right", "left"):
-        assert study.truth_masks[ours[side]].any()
-        np.testing.assert_array_equal(study.truth_masks[ours[side]], phantom["study"].truth_masks[theirs[side]])
+        assert study.layers["lesions"][ours[side]].any()
+        np.testing.assert_array_equal(study.layers["lesions"][ours[side]], phantom["study"].layers["lesions"][theirs[side]])
 
 
 @pytest.mark.parametrize("side", ["right", "left"])
@@ -140,7 +141,7 @@ def test_points_and_boxes_in_mm_and_px_land_on_the_mapped_landmarks(phantom, tmp
                        truth_path=phantom["dir"] / "truth.h5", references_max_distance_mm=500.0)
     assert table.empty
     r = row_of(study, row.subject, side)
-    masks = study.truth_masks[r]
+    masks = study.layers["lesions"][r]
     # the point: the crop pixel(s) covering the one source pixel, within a pixel of the mapped landmark 71
     ys, xs = np.nonzero(masks[3])
     assert 1 <= len(xs) <= 4
@@ -153,10 +154,10 @@ def test_points_and_boxes_in_mm_and_px_land_on_the_mapped_landmarks(phantom, tmp
     assert abs(xs.mean() - centre[0]) <= 1.0 and abs(ys.mean() - centre[1]) <= 1.0
     assert abs((xs.max() - xs.min()) - 8 / 1.4) <= 1.5 and abs((ys.max() - ys.min()) - 8 / 1.4) <= 1.5
     np.testing.assert_array_equal(masks[1], masks[0])  # the same box in mm
-    others = np.ones(len(study.truth_masks), bool)
+    others = np.ones(len(study.layers["lesions"]), bool)
     others[r] = False
-    assert not study.truth_masks[others].any()  # truth.h5's lesions are replaced, not added
-    assert phantom["study"].truth_masks[others].any()
+    assert not study.layers["lesions"][others].any()  # truth.h5's lesions are replaced, not added
+    assert phantom["study"].layers["lesions"][others].any()
 
 
 def test_a_hip_without_a_reference_gets_nan_pointing_and_energy(phantom, tmp_path):
@@ -165,11 +166,12 @@ def test_a_hip_without_a_reference_gets_nan_pointing_and_energy(phantom, tmp_pat
     lines = [f"{row.subject},{row.visit},R,acet_inf,point,px,{x},{y},,,"]
     _, study = run(phantom, write_csv(tmp_path / "references.csv", lines), tmp_path)
     r = row_of(study, row.subject, "right")
-    n, size = len(study.truth_masks), SETTINGS["crop_size"]
+    n, size = len(study.layers["lesions"]), SETTINGS["crop_size"]
     maps = np.zeros((n, 4, size, size), np.float32)
     px, py = np.round(study.contour[:, 71]).astype(int).T
     maps[np.arange(n), :, np.clip(py, 0, size - 1), np.clip(px, 0, size - 1)] = 1.0  # a peak on landmark 71
-    values = localisation_table(maps, study.groups, study.valid, study.truth_masks, tolerance_px=1.5)
+    batch = HipBatch(rows=np.arange(n), groups=study.groups, valid=study.valid, layers={"lesions": study.layers["lesions"]})
+    values = localisation_table(maps, batch, Scoring(tolerance_px=1.5))
     defined = np.isfinite(values["pointing_hit"])
     assert defined[r, 3] and defined.sum() == 1  # only the one hip and target with a reference
     assert values["pointing_hit"][r, 3] == 1.0
@@ -267,7 +269,7 @@ def test_unused_references_are_notes_and_the_hips_stay(phantom, tmp_path):
     assert "acet_inf (line 3) lies 60 mm from its target's landmark group" in far.reason
     unmatched = table[table.subject == "NOBODY"].iloc[0]
     assert unmatched.side == "left" and "(line 2) for a hip with no radiograph in the manifest" in unmatched.reason
-    masks = study.truth_masks[row_of(study, row.subject, "right")]
+    masks = study.layers["lesions"][row_of(study, row.subject, "right")]
     assert not masks[3].any() and masks[1].any()
 
 
@@ -287,12 +289,12 @@ def test_shards_give_the_same_study_and_list_the_mask_files_as_inputs(phantom, t
     plan = read_plan(tmp_path / "plan.json")["units"]
     assert [any(f.endswith("acet_sup.png") for f in unit["files"]) for unit in plan] == [i == 1 for i in range(len(plan))]
     _, whole = run(phantom, references, tmp_path)
-    assert whole.truth_masks[row_of(whole, row.subject, "left"), 2].any()
+    assert whole.layers["lesions"][row_of(whole, row.subject, "left"), 2].any()
     settings = dict(RULE_SETTINGS, **{k: SETTINGS[k] for k in ("crop_size", "spacing_mm", "groups")},
                     max_excluded_fraction=1.0)
     for shard_size in (1, 3):
         out = tmp_path / f"size{shard_size}"
         run_sharded(inputs, shard_size, out, settings)
         sharded = load_study(out / "study.h5")
-        np.testing.assert_array_equal(sharded.truth_masks, whole.truth_masks)
+        np.testing.assert_array_equal(sharded.layers["lesions"], whole.layers["lesions"])
         np.testing.assert_array_equal(sharded.images, whole.images)

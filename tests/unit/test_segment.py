@@ -17,6 +17,7 @@ from osteoloc.segment.evaluate import dice_scores, per_patch_metrics, summarise
 from osteoloc.segment.sampling import augmentation_draws, balanced_rows, site_rng
 from osteoloc.segment.sites import HEAD_CIRCLE_INDICES, parse_sites
 from osteoloc.segment.stages import build_report, evaluate_site, make_patches, manual_points_excluded, train_site
+from helpers import write_toy_study
 from osteoloc.segment.train import train_unet
 from osteoloc.segment.unet import build_unet
 from osteoloc.train.splits import read_split
@@ -207,7 +208,7 @@ def test_patch_sets_follow_paper_b(toy):
     splits = dict(zip(split["subject"], split["split"]))
     sets = build_site_patches(toy / "study.h5", split, site, cfg, seed=0)
     with StudyFile(toy / "study.h5") as study:
-        labels = study.read(["labels"])["labels"][:, 1]
+        labels = study.read(["labels"]).labels[:, 1]
         subjects = study.subjects()
     for split in ("train", "val"):
         ps = sets[split]
@@ -230,7 +231,7 @@ def test_patch_sets_follow_paper_b(toy):
 def test_missing_masks_give_a_clear_error(tmp_path, toy):
     write_toy_study(tmp_path / "nomask.h5", n_subjects=24, size=64, with_masks=False)
     site = parse_sites(_cfg()["sites"])["fem_inf"]
-    with pytest.raises(ValueError, match="truth/masks.*segment.enabled"):
+    with pytest.raises(ValueError, match="lesions layer.*segment.enabled"):
         build_site_patches(tmp_path / "nomask.h5", read_split(toy / "seed0.csv"), site, _cfg(), 0)
 
 

@@ -8,7 +8,8 @@ import pytest
 
 from osteoloc.explain.stages import explain_run
 from osteoloc.names import FIGURE_IDS, TABLE_IDS
-from osteoloc.report.figures import build_figures, select_cases
+from osteoloc.report.figures import select_cases
+from osteoloc.report.stages import paper_figures
 from osteoloc.io.maps_h5 import MapsFile
 from osteoloc.io.study_h5 import StudyFile
 from osteoloc.io.runs import read_maps, read_runs
@@ -70,7 +71,7 @@ def test_figure4_streaming_mean_equals_the_in_memory_mean(explained):
     path = outputs[("baseline", 0)] / "maps.h5"
     rows, maps = read_maps(path)
     with StudyFile(root / "preprocess" / "study.h5") as study:
-        positive = study.read(["labels"], rows)["labels"] == 1
+        positive = study.read(["labels"], rows).labels == 1
     positive[:, 3] = False  # a target without positives: zeros, as the figure shows
     with MapsFile(path) as maps_file:
         streamed = maps_file.mean_over(positive, batch_size=5)  # 12 test hips: batches of 5, 5, 2
@@ -87,7 +88,7 @@ def test_aggregation_writes_every_table_and_figure(explained, tmp_path):
     predictions = read_runs({k: v / "predictions.csv" for k, v in outputs.items()}, "predictions")
     metrics = read_runs({k: v / "metrics.csv" for k, v in outputs.items()}, "metrics")
     with StudyFile(root / "preprocess" / "study.h5") as study:
-        labels = study.read(["labels"])["labels"]
+        labels = study.read(["labels"]).labels
     tables = build_tables(predictions, metrics, labels, 0, 5, tmp_path / "tables" / "seed_level_input.csv",
                           n_boot=200)
     assert set(tables) == set(TABLE_IDS)
@@ -118,7 +119,7 @@ def test_aggregation_writes_every_table_and_figure(explained, tmp_path):
 
     maps_paths = {m: outputs[(m, 0)] / "maps.h5" for m in MODELS}
     figure_paths = {figure_id: tmp_path / "figures" / f"{figure_id}.png" for figure_id in FIGURE_IDS}
-    cases = build_figures(predictions, metrics, root / "preprocess" / "study.h5", maps_paths, 0, figure_paths,
+    cases = paper_figures(predictions, metrics, root / "preprocess" / "study.h5", maps_paths, 0, figure_paths,
                           width_in=5.0, case_threshold=0.5, figure5_row_index=None, n_bins=5)
     assert [c.key for c in cases] == ["a", "b", "c", "d"]
     for figure_id in FIGURE_IDS:

@@ -55,7 +55,7 @@ def test_a_bad_label_column_stops_the_study_before_any_shard(tmp_path):
     assert list(check["status"]) == ["ok"] * 4
     expected = read_labels(long_labels).grades
     with StudyFile(results / "preprocess" / "study.h5") as study:
-        rows = study.read(["grades", "meta/subject", "meta/visit", "meta/side"])
-    assert len(rows["grades"]) == 8
-    for grades, subject, visit, side in zip(rows["grades"], rows["meta/subject"], rows["meta/visit"], rows["meta/side"]):
+        rows = study.read(["grades", "subject", "visit", "side"])
+    assert len(rows.grades) == 8
+    for grades, subject, visit, side in zip(rows.grades, rows.subject, rows.visit, rows.side):
         np.testing.assert_array_equal(grades, expected[hip_key(subject, visit, side)])

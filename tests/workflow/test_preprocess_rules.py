@@ -20,14 +20,14 @@ def test_workflow_preprocess_and_figure1_on_the_ci_phantom(ci_study):
     results = ci_study / "results"
     study = load_study(results / "preprocess" / "study.h5")
     spacing = study.attrs["spacing_mm"]
-    assert study.truth_masks is not None and len(study) > 0
+    assert study.layers.get("lesions") is not None and len(study) > 0
     assert not np.isnan(study.contour_manual).any()  # the phantom's exact points, as manual points
     # lesions of graded targets lie at their target group (exact points): within a lesion's protrusion
     for i in range(len(study)):
         groups, _ = target_groups(study.contour_manual[i], study.group_indices)
         for t in range(len(TARGETS)):
             if study.grades[i, t] > 0:
-                ys, xs = np.nonzero(study.truth_masks[i, t])
+                ys, xs = np.nonzero(study.layers["lesions"][i, t])
                 assert len(xs), (i, t)
                 distance = np.nanmin(np.linalg.norm(groups[t] - [xs.mean(), ys.mean()], axis=1)) * spacing
                 assert distance < 8.0, (study.meta.iloc[i].to_dict(), TARGETS[t], distance)

@@ -333,23 +333,36 @@ def _score(heatmap, i, t, size, groups, exact, masks, centroids, tolerance_px, g
     return out
 
 
-def localisation_table(maps, groups, valid, masks=None, tolerance_px=0.0, cue=None, *, grid=None, exact=None,
-                       control_sigma_px=None):
+@dataclass(frozen=True)
+class Scoring:
+    """How a run's maps are scored: tolerance_px the pointing game's tolerance (crop pixels); grid the run's
+    `Grid` (None: paper A's first-maximum peak, no calibration); control_sigma_px the landmark-only control
+    map's sd (crop pixels; None: no control, needs the grid); exact_points: a function HipBatch -> the
+    batch's exact landmark groups (n, T, L, 2), NaN where absent, or None (the study's rule, e.g. its manual
+    contour grouped by its group indices; None: no exact points)."""
+
+    tolerance_px: float = 0.0
+    grid: Grid = None
+    control_sigma_px: float = None
+    exact_points: object = None
+
+
+def localisation_table(maps, batch, scoring=Scoring()):
     """Every metric for every image and target.
 
-    maps (n, T, H, W); groups (n, T, L, 2) landmark points (x, y) (`/landmarks/groups`, the automatic
-    points); valid (n, T, L) bool; masks (n, T, H, W) or None (lesions or expert references); cue (n, H, W)
-    the shortcut cue's mask per image or None; grid: the run's `Grid` (None: paper A's first-maximum peak,
-    no calibration); exact (n, T, L, 2) the exact landmark points, NaN where absent, or None;
-    control_sigma_px: score the landmark-only control map (a Gaussian at `groups` at the grid's resolution,
-    `landmark_control_map`) too (needs the grid).
+    maps (n, T, H, W) crop pixels; batch: the hips' `HipBatch` (io.study_h5) with `groups` (n, T, L, 2)
+    landmark points (x, y) (the automatic points) and `valid` (n, T, L) bool, optionally the layers `lesions` (n, T, H, W; lesions or expert
+    references) and `cue` (n, H, W; the shortcut cue's mask); scoring: the run's `Scoring`.
 
     Returns a dict of (n, T) float arrays: com_distance, peak_distance, spread (to `groups`), map_defined
-    (1, or 0 for a map with zero mass); with exact com_to_landmark, peak_to_landmark; with masks
+    (1, or 0 for a map with zero mass); with exact com_to_landmark, peak_to_landmark; with lesions
     com_to_lesion, peak_to_lesion (to the mask's centroid), pointing_hit, energy_in_mask, energy_lift;
     with cue cue_energy. With a grid, for every CALIBRATED metric present, `<metric>_<level>` for LEVELS
     (`reference_levels`), and with control_sigma_px `<metric>_control`.
     """
+    groups, valid, masks, cue = batch.groups, batch.valid, batch.layers.get("lesions"), batch.layers.get("cue")
+    tolerance_px, grid, control_sigma_px = scoring.tolerance_px, scoring.grid, scoring.control_sigma_px
+    exact = None if scoring.exact_points is None else scoring.exact_points(batch)
     maps = np.asarray(maps, dtype=np.float32)
     groups = np.where(np.asarray(valid, dtype=bool)[..., None], np.asarray(groups, dtype=np.float64), np.nan)
     n, n_targets, size = maps.shape[0], maps.shape[1], maps.shape[-1]

@@ -5,13 +5,15 @@ interventions: rendered once per split (`render_intervention_crops`), scored per
 Every arm's maps come out in the hip crop's frame, S x S, four targets: a per-target arm's four models
 are assembled into that layout, a landmark-crop arm's sub-crop maps are placed back where the sub-crop
 was cut (zero elsewhere), so every metric compares with every other arm's. Paper A's distances are to
-the study's automatic landmarks (`/landmarks/groups`, the points the prior trains on); the calibrated
-metrics are to the exact landmark points (`/landmarks/contour_manual`, where the study has them) and to
-the lesion (`/truth/masks`), with chance and ceiling at the run's own map grid and the landmark-only
+the study's automatic landmarks (field `groups`, the points the prior trains on); the calibrated
+metrics are to the exact landmark points (field `contour_manual`, where the study has them) and to
+the lesion (layer `lesions`), with chance and ceiling at the run's own map grid and the landmark-only
 control beside them (`osteoloc.explain.metrics`).
 """
 
 import logging
+from dataclasses import replace
+from functools import partial
 
 import numpy as np
 import pandas as pd
@@ -28,7 +30,7 @@ from osteoloc.train.data import groups_from_contour, prior_landmarks, subcrop_of
 from osteoloc.train.device import pick_device
 from osteoloc.train.prior import penalty_maps
 from osteoloc.io.study_h5 import StudyFile
-from osteoloc.explain.metrics import Grid, localisation_table
+from osteoloc.explain.metrics import Grid, Scoring, localisation_table
 from osteoloc.train.model import load_trained_model
 from osteoloc.train.settings import TrainSettings
 from osteoloc.io.runs import (META_FIELDS, maps_writer, metrics_frame, predictions_frame, write_metrics,
@@ -38,12 +40,16 @@ from osteoloc.names import TARGETS
 
 log = logging.getLogger(__name__)
 
-BATCH_FIELDS = ("images", "landmarks/groups", "landmarks/valid")
-
-
-CUE = "truth/cue"  # the shortcut cue's mask per hip, (N, S, S) uint8, in phantom studies with a cue
-EXACT = "landmarks/contour_manual"  # the exact (manual) 80 points, NaN where the study has none
+BATCH_FIELDS = ("image", "groups", "valid")  # what a model's maps need (the groups place landmark sub-crops)
+SCORED_FIELDS = ("contour_manual",)  # the exact (manual) 80 points, NaN where the study has none
 CONSTANT = 1e-6  # a penalty mask whose range over the grid is below this gives the prior no gradient
+
+
+def exact_groups(batch, group_indices, crop_size):
+    """The exact landmark groups (n, 4, L, 2) of a HipBatch from its manual contour (`contour_manual`), NaN
+    where absent, or None when no hip of the batch has a manual point."""
+    exact, exact_valid = groups_from_contour(batch.contour_manual, group_indices, crop_size)
+    return np.where(exact_valid[..., None], exact, np.nan) if exact_valid.any() else None
 
 
 def constant_penalty(settings, study, rows, cells):
@@ -80,9 +86,9 @@ def _twin_probabilities(model, twin_path, rows, meta, crop_size, batch_size, dev
         if len(twin) != len(meta) or not twin.meta(META_FIELDS, rows).set_index("row").equals(meta.loc[rows]):
             raise ValueError(f"{twin_path}: its rows are not the study's hips (subject, visit, side differ); "
                              "the twin cohort must be preprocessed like the study")
-        for _, batch in twin.batches(BATCH_FIELDS, rows, batch_size):
-            images = torch.from_numpy(batch["images"].astype(np.float32))[:, None]
-            logits, _ = predict_maps(model, images.to(device), batch["landmarks/groups"], batch["landmarks/valid"])
+        for batch in twin.batches(BATCH_FIELDS, rows, batch_size):
+            images = torch.from_numpy(batch.image.astype(np.float32))[:, None]
+            logits, _ = predict_maps(model, images.to(device), batch.groups, batch.valid)
             probs.append(torch.sigmoid(logits).cpu().numpy())
     return np.concatenate(probs)
 
@@ -97,7 +103,7 @@ def explain_run(study_path, split_path, checkpoint_path, *, predictions_path, ma
     pointing_tolerance_mm: the pointing game's tolerance, converted to crop pixels with the study's
     spacing (`spacing_mm`); peak: "cell_centre" (the centre of the strongest cell of the model's grid) or
     "first_max" (paper A); control_sigma_mm: the landmark-only control map's sd (None: no control). The
-    metrics gain `cue_energy` when the study has the shortcut cue's masks (`/truth/cue`), the exact-point
+    metrics gain `cue_energy` when the study has the shortcut cue's masks (layer `cue`), the exact-point
     distances when it has manual points, and `penalty_constant` (`constant_penalty`). With
     twin_study_path (the study's counterfactual twin: same rows, images without the cue) the model's
     predictions on the twin's test rows go to twin_predictions_path (predictions.csv's columns). Returns
@@ -112,28 +118,23 @@ def explain_run(study_path, split_path, checkpoint_path, *, predictions_path, ma
     with StudyFile(study_path) as study:
         rows = study.rows_in_split(split, "test")
         meta = study.meta(META_FIELDS).set_index("row")
-        labels = study.read(["labels"], rows)["labels"].astype(int)
-        fields = BATCH_FIELDS + (EXACT,) + (("truth/masks",) if study.has_truth else ())
-        fields += (CUE,) if study.has_cue else ()
+        labels = study.read(["labels"], rows).labels.astype(int)
+        fields = BATCH_FIELDS + SCORED_FIELDS + study.layers
         crop_size = study.crop_size
-        tolerance_px = float(pointing_tolerance_mm) / study.spacing_mm
-        control_px = None if control_sigma_mm is None else float(control_sigma_mm) / study.spacing_mm
+        scoring = Scoring(tolerance_px=float(pointing_tolerance_mm) / study.spacing_mm,
+                          control_sigma_px=None if control_sigma_mm is None else float(control_sigma_mm) / study.spacing_mm,
+                          exact_points=partial(exact_groups, group_indices=study.group_indices, crop_size=crop_size))
         cells = map_grid(model, crop_size)
         penalty = constant_penalty(settings, study, rows, cells)
         with maps_writer(maps_path, rows, study.crop_size) as append_maps:
-            for _, batch in study.batches(fields, rows, batch_size):
-                groups, valid = batch["landmarks/groups"], batch["landmarks/valid"]
-                images = torch.from_numpy(batch["images"].astype(np.float32))[:, None]
-                logits, maps = predict_maps(model, images.to(device), groups, valid)
+            for batch in study.batches(fields, rows, batch_size):
+                images = torch.from_numpy(batch.image.astype(np.float32))[:, None]
+                logits, maps = predict_maps(model, images.to(device), batch.groups, batch.valid)
                 maps = maps.cpu().numpy()
                 probs.append(torch.sigmoid(logits).cpu().numpy())
                 append_maps(maps)
-                exact, exact_valid = groups_from_contour(batch[EXACT], study.group_indices, crop_size)
-                exact = np.where(exact_valid[..., None], exact, np.nan) if exact_valid.any() else None
-                grid = Grid(cells, peak, map_windows(model, groups, valid, crop_size))
-                values.append(localisation_table(maps, groups, valid, batch.get("truth/masks"), tolerance_px,
-                                                 batch.get(CUE), grid=grid, exact=exact,
-                                                 control_sigma_px=control_px))
+                grid = Grid(cells, peak, map_windows(model, batch.groups, batch.valid, crop_size))
+                values.append(localisation_table(maps, batch, replace(scoring, grid=grid)))
     names = list(dict.fromkeys(name for v in values for name in v))
     n_batch = [len(v["map_defined"]) for v in values]
     values = {name: np.concatenate([v.get(name, np.full((k, len(TARGETS)), np.nan)) for v, k in zip(values, n_batch)])

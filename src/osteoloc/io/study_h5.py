@@ -3,8 +3,11 @@ writes it, `StudyFile` is the only reader anywhere in the library.
 
 The writer appends hips to resizable datasets in small batches, so memory stays flat however large the
 cohort; it writes to a temporary file that is renamed onto the target only when the block succeeds.
-The reader opens the file once, checks `schema_version` and the layout (`dataset_layout`, the same table
-the writer creates from), and serves the rows each stage needs, read in contiguous slices.
+The file's schema is declared once here (`FIELDS`, `LAYERS`: field name, HDF5 path, dtype, per-row shape);
+the writer creates from it, the reader checks against it, and docs/contracts.md section 2 is tested against
+it. Callers name fields (HipRecord's field names, layer names), never HDF5 paths: `StudyWriter` takes
+`HipRecord`s, `StudyFile.read` and `.batches` return `HipBatch`es. The reader opens the file once, checks
+`schema_version` and the layout, and serves the rows each stage needs, read in contiguous slices.
 """
 
 import contextlib
@@ -12,7 +15,7 @@ import errno
 import json
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import h5py
@@ -33,30 +36,63 @@ READ_GAP = 64  # rows: wanted rows closer than this are read in one slice (slice
 READ_BLOCK = 1024  # rows: the longest slice read at once, so memory stays bounded
 
 
-def dataset_layout(crop_size, n_points, with_truth, with_cue=False):
-    """name -> (per-row shape, dtype, rows per chunk) of every dataset of contracts.md section 2.
+@dataclass(frozen=True)
+class Field:
+    """One dataset of the study file: the record's attribute `name`, its HDF5 `path`, its `dtype`, its
+    per-row `shape` in symbols (S crop size, T targets, L longest group, or a number) and the rows per HDF5
+    chunk (1 for images and layers, so random access reads one image)."""
 
-    `n_points` is L, the longest target group; `/truth/masks` only `with_truth`, `/truth/cue` (the
-    phantom's shortcut cue, 1 where its marker lies) only `with_cue`."""
-    S, L, T = int(crop_size), int(n_points), len(TARGETS)
-    layout = {
-        "images": ((S, S), np.float32, 1),
-        "grades": ((T,), np.int8, 256),
-        "labels": ((T,), np.int8, 256),
-        "landmarks/contour": ((80, 2), np.float32, 256),
-        "landmarks/contour_manual": ((80, 2), np.float32, 256),
-        "landmarks/groups": ((T, L, 2), np.float32, 256),
-        "landmarks/valid": ((T, L), bool, 256),
-        **{f"meta/{name}": ((), STR, 256) for name in STRING_META},
-        **{f"meta/{name}": ((width,), np.float32, 256) for name, width in FLOAT_META.items()},
-        "meta/head_circle": ((3,), np.float32, 256),
-        "meta/magnification": ((), np.float32, 256),
-    }
-    if with_truth:
-        layout["truth/masks"] = ((T, S, S), np.uint8, 1)
-    if with_cue:
-        layout["truth/cue"] = ((S, S), np.uint8, 1)
-    return layout
+    name: str
+    path: str
+    dtype: object
+    shape: tuple
+    chunk_rows: int = 256
+
+    def row_shape(self, crop_size, n_points):
+        sizes = {"S": int(crop_size), "T": len(TARGETS), "L": int(n_points)}
+        return tuple(sizes.get(dim, dim) for dim in self.shape)
+
+    @property
+    def dtype_name(self):
+        """The dtype as docs/contracts.md section 2 spells it."""
+        return "utf-8" if self.dtype is STR else np.dtype(self.dtype).name
+
+    @property
+    def is_string(self):
+        return self.dtype is STR
+
+
+# The study file's one schema (docs/contracts.md section 2 is checked against it): the per-hip fields every
+# study has, in the order their datasets are created, then the named label layers a study may have.
+FIELDS = (
+    Field("image", "images", np.float32, ("S", "S"), 1),
+    Field("grades", "grades", np.int8, ("T",)),
+    Field("labels", "labels", np.int8, ("T",)),
+    Field("contour", "landmarks/contour", np.float32, (80, 2)),
+    Field("contour_manual", "landmarks/contour_manual", np.float32, (80, 2)),
+    Field("groups", "landmarks/groups", np.float32, ("T", "L", 2)),
+    Field("valid", "landmarks/valid", np.bool_, ("T", "L")),
+    *(Field(name, f"meta/{name}", STR, ()) for name in STRING_META),
+    *(Field(name, f"meta/{name}", np.float32, (width,)) for name, width in FLOAT_META.items()),
+    Field("head_circle", "meta/head_circle", np.float32, (3,)),
+    Field("magnification", "meta/magnification", np.float32, ()),
+)
+# Named label layers, transformed like the image: `lesions` (the phantom's truth or expert references, one
+# mask per target), `cue` (the phantom's shortcut cue: 1 where its marker lies). A hip without one stores 0.
+LAYERS = (
+    Field("lesions", "truth/masks", np.uint8, ("T", "S", "S"), 1),
+    Field("cue", "truth/cue", np.uint8, ("S", "S"), 1),
+)
+SCHEMA = {field.name: field for field in FIELDS + LAYERS}
+NAN_FILLED = ("contour", "contour_manual", "groups")  # fill value NaN: absent points read as NaN
+
+
+def study_fields(layers=()):
+    """The Fields of a study with the named `layers`, in creation order."""
+    unknown = set(layers) - {layer.name for layer in LAYERS}
+    if unknown:
+        raise ValueError(f"unknown study layer(s) {sorted(unknown)}; the schema has {[f.name for f in LAYERS]}")
+    return FIELDS + tuple(layer for layer in LAYERS if layer.name in layers)
 
 
 class StudyFormatError(ValueError):
@@ -87,7 +123,7 @@ def _write_errors(path):
 
 @dataclass
 class HipRecord:
-    """One hip, ready to store: everything in crop pixels after the flip."""
+    """One hip, ready to store: everything in crop pixels after the flip (fields as in `FIELDS`)."""
 
     image: np.ndarray  # float32 (S, S), normalised
     grades: np.ndarray  # int8 (4,)
@@ -107,23 +143,54 @@ class HipRecord:
     head_circle: tuple  # (cx, cy, r) in crop pixels
     intensity: tuple  # (p5, p95)
     magnification: float = float("nan")  # the factor the spacing tag was divided by (1 = none; NaN unknown)
-    truth_masks: np.ndarray = None  # uint8 (4, S, S) or None
-    truth_cue: np.ndarray = None  # uint8 (S, S): the shortcut cue's marker, or None
+    layers: dict = field(default_factory=dict)  # {layer name (LAYERS): array}, e.g. lesions uint8 (4, S, S)
+
+
+@dataclass
+class HipBatch:
+    """Rows of a study as `StudyFile.read` returns them: each field (as in `FIELDS`, the names of HipRecord)
+    an array with a leading row axis, None where it was not read; `layers` {name: array} the label layers
+    read; `rows` the HDF5 row indices, in the order asked."""
+
+    rows: np.ndarray
+    image: np.ndarray = None
+    grades: np.ndarray = None
+    labels: np.ndarray = None
+    contour: np.ndarray = None
+    contour_manual: np.ndarray = None
+    groups: np.ndarray = None
+    valid: np.ndarray = None
+    subject: np.ndarray = None
+    visit: np.ndarray = None
+    side: np.ndarray = None
+    cohort: np.ndarray = None
+    source: np.ndarray = None
+    source_spacing: np.ndarray = None
+    spacing_from: np.ndarray = None
+    crop_offset: np.ndarray = None
+    head_circle: np.ndarray = None
+    intensity: np.ndarray = None
+    magnification: np.ndarray = None
+    layers: dict = field(default_factory=dict)
+
+    def __len__(self):
+        return len(self.rows)
 
 
 class StudyWriter:
-    """Append HipRecords to a new study HDF5; use as a context manager (rename on success only). A write
-    error (a full disk) raises StudyWriteError; HDF5's chunk cache is off so that it surfaces at the write
-    that failed, not later inside HDF5's cleanup, where it used to end the process with SIGSEGV."""
+    """Append HipRecords to a new study HDF5; use as a context manager (rename on success only). `layers`:
+    the names (LAYERS) of the label layers the study stores. A write error (a full disk) raises
+    StudyWriteError; HDF5's chunk cache is off so that it surfaces at the write that failed, not later
+    inside HDF5's cleanup, where it used to end the process with SIGSEGV."""
 
-    def __init__(self, path, crop_size, spacing_mm, groups, with_truth=False, batch=64, attrs=None, with_cue=False):
+    def __init__(self, path, crop_size, spacing_mm, groups, layers=(), batch=64, attrs=None):
         self.path = Path(path)
         self.crop_size = int(crop_size)
         self.groups = {t: [int(i) for i in groups[t]] for t in TARGETS}
         self.length = max(len(v) for v in self.groups.values())
         self.spacing_mm = float(spacing_mm)
-        self.with_truth = with_truth
-        self.with_cue = with_cue
+        self.fields = study_fields(layers)
+        self.layers = tuple(f.name for f in self.fields if f in LAYERS)
         self.batch = batch
         self.extra_attrs = dict(attrs or {})
         self.buffer = []  # HipRecords not yet written
@@ -163,11 +230,12 @@ class StudyWriter:
             self.h5.close()
 
     def _create(self):
-        for name, (shape, dtype, chunk_rows) in dataset_layout(self.crop_size, self.length, self.with_truth, self.with_cue).items():
-            fill = np.nan if name.startswith("landmarks/contour") or name == "landmarks/groups" else None
-            # images and masks: one chunk per image, so random access is cheap
-            self.h5.create_dataset(name, shape=(0, *shape), maxshape=(None, *shape), dtype=dtype,
-                                   chunks=(chunk_rows, *shape), fillvalue=fill)
+        for f in self.fields:
+            shape = f.row_shape(self.crop_size, self.length)
+            fill = np.nan if f.name in NAN_FILLED else None
+            # images and layers: one chunk per image, so random access is cheap
+            self.h5.create_dataset(f.path, shape=(0, *shape), maxshape=(None, *shape), dtype=f.dtype,
+                                   chunks=(f.chunk_rows, *shape), fillvalue=fill)
         h5 = self.h5
         h5.attrs["targets"] = list(TARGETS)
         h5.attrs["crop_size"] = self.crop_size
@@ -184,6 +252,10 @@ class StudyWriter:
     def append(self, record):
         if record.image.shape != (self.crop_size, self.crop_size):
             raise ValueError(f"image shape {record.image.shape} != crop size {self.crop_size}")
+        unknown = set(record.layers) - set(self.layers)
+        if unknown:
+            raise ValueError(f"{self.path}: a hip has layer(s) {sorted(unknown)} the study does not store "
+                             f"(its layers: {list(self.layers)})")
         with _write_errors(self.path):
             self._write_blocks()
             self.buffer.append(record)
@@ -192,7 +264,7 @@ class StudyWriter:
 
     def append_rows(self, study, start, stop, overrides=None):
         """Append rows start..stop-1 of the open StudyFile `study` (a shard of the same layout), with the
-        datasets named in `overrides` ({name: values of those rows}, e.g. grades joined at the gather)
+        fields named in `overrides` ({field name: values of those rows}, e.g. grades joined at the gather)
         replaced; buffered and written `batch` rows at a time."""
         start, stop = int(start), int(stop)
         source = self._source(study)
@@ -208,22 +280,17 @@ class StudyWriter:
                 self._write_blocks()
 
     def _source(self, study):
-        """{name: values} of a study file rows are copied from: the small per-row datasets read whole once
-        (a few kB per hip), images and masks left on disk (one chunk per row, read as asked)."""
+        """{field name: values} of a study file rows are copied from: the small per-row datasets read whole
+        once (a few kB per hip), images and layers left on disk (one chunk per row, read as asked)."""
         key = id(study)
         if key not in self._sources:
             self._check_layout(study)
-            layout = dataset_layout(self.crop_size, self.length, self.with_truth, self.with_cue)
-            self._sources[key] = {name: (study._h5[name].asstr()[:] if study._strings(name) else study._h5[name][:])
-                                  if chunk_rows > 1 else study._h5[name] for name, (_, _, chunk_rows) in layout.items()}
+            self._sources[key] = {f.name: (study._h5[f.path].asstr()[:] if f.is_string else study._h5[f.path][:])
+                                  if f.chunk_rows > 1 else study._h5[f.path] for f in self.fields}
         return self._sources[key]
 
-    def _names(self):
-        return list(dataset_layout(self.crop_size, self.length, self.with_truth, self.with_cue))
-
     def _check_layout(self, study):
-        if (study.crop_size, study.has_truth, study.has_cue) != (self.crop_size, self.with_truth, self.with_cue) or \
-                study.group_indices != self.groups:
+        if (study.crop_size, study.layers) != (self.crop_size, self.layers) or study.group_indices != self.groups:
             raise StudyFormatError(f"{study.path}: layout differs from the study being written to {self.path}")
 
     def _write_blocks(self):
@@ -231,11 +298,10 @@ class StudyWriter:
             return
         blocks, n = self.blocks, self.block_rows
         self.blocks, self.block_rows = [], 0
-        for name in self._names():
-            dataset = self.h5[name]
+        for f in self.fields:
+            dataset = self.h5[f.path]
             dataset.resize(self.count + n, axis=0)
-            values = [np.asarray(block[name], dtype=object if name[5:] in STRING_META and name.startswith("meta/")
-                                 else dataset.dtype) for block in blocks]
+            values = [np.asarray(block[f.name], dtype=object if f.is_string else dataset.dtype) for block in blocks]
             dataset[self.count:self.count + n] = np.concatenate(values)
         self.count += n
 
@@ -248,34 +314,17 @@ class StudyWriter:
             return
         records, self.buffer = self.buffer, []
         start, n = self.count, len(records)
-        columns = {
-            "images": [r.image for r in records],
-            "grades": [r.grades for r in records],
-            "labels": [r.labels for r in records],
-            "landmarks/contour": [r.contour for r in records],
-            "landmarks/contour_manual": [r.contour_manual for r in records],
-            "landmarks/groups": [r.groups for r in records],
-            "landmarks/valid": [r.valid for r in records],
-            "meta/head_circle": [r.head_circle for r in records],
-            "meta/magnification": [r.magnification for r in records],
-        }
-        for name in STRING_META:
-            columns[f"meta/{name}"] = [str(getattr(r, name)) for r in records]
-        for name in FLOAT_META:
-            columns[f"meta/{name}"] = [getattr(r, name) for r in records]
-        if self.with_truth:
-            S = self.crop_size
-            columns["truth/masks"] = [r.truth_masks if r.truth_masks is not None
-                                      else np.zeros((len(TARGETS), S, S), np.uint8) for r in records]
-        if self.with_cue:
-            S = self.crop_size
-            columns["truth/cue"] = [r.truth_cue if r.truth_cue is not None else np.zeros((S, S), np.uint8)
-                                    for r in records]
-        for name, values in columns.items():
-            dataset = self.h5[name]
+        for f in self.fields:
+            if f in LAYERS:
+                empty = np.zeros(f.row_shape(self.crop_size, self.length), f.dtype)
+                values = [r.layers[f.name] if r.layers.get(f.name) is not None else empty for r in records]
+            elif f.is_string:
+                values = [str(getattr(r, f.name)) for r in records]
+            else:
+                values = [getattr(r, f.name) for r in records]
+            dataset = self.h5[f.path]
             dataset.resize(start + n, axis=0)
-            dataset[start:start + n] = np.asarray(values, dtype=dataset.dtype) if name not in (
-                f"meta/{s}" for s in STRING_META) else np.asarray(values, dtype=object)
+            dataset[start:start + n] = np.asarray(values, dtype=object if f.is_string else dataset.dtype)
         self.count += n
 
     def copy_rows(self, study, start, stop, block=64):
@@ -291,40 +340,13 @@ class StudyWriter:
         n = stop - start
         if n <= 0:
             return
-        for name in dataset_layout(self.crop_size, self.length, self.with_truth, self.with_cue):
-            source, target = study._h5[name], self.h5[name]
+        for f in self.fields:
+            source, target = study._h5[f.path], self.h5[f.path]
             target.resize(self.count + n, axis=0)
             for a in range(0, n, block):
                 b = min(a + block, n)
                 target[self.count + a:self.count + b] = source[start + a:start + b]
         self.count += n
-
-
-def write_study_arrays(path, columns, group_indices, spacing_mm=1.0, attrs=None):
-    """Write whole arrays as a study through StudyWriter (synthetic studies for tests and benchmarks).
-
-    `columns`: HipRecord field -> sequence of N values; `image` (N, S, S), `labels` (N, 4), `groups`
-    (N, 4, L, 2) and `subject` are required. Absent fields take their 'unknown' value: grades = labels,
-    contours NaN, valid = finite group points, strings empty (side 'right'), spacings and circle NaN.
-    `truth_masks` present -> the file has `/truth/masks`. Returns the number of hips written."""
-    images = np.asarray(columns["image"], dtype=np.float32)
-    n, size = len(images), images.shape[-1]
-    nan2, nan80 = np.full(2, np.nan, np.float32), np.full((80, 2), np.nan, np.float32)
-    groups = np.asarray(columns["groups"], dtype=np.float32)
-    defaults = {"grades": columns["labels"], "contour": [nan80] * n, "contour_manual": [nan80] * n,
-                "valid": np.isfinite(groups).all(axis=-1), "visit": [""] * n, "side": ["right"] * n,
-                "cohort": [""] * n, "source": [""] * n, "source_spacing": [nan2] * n, "spacing_from": ["given"] * n,
-                "crop_offset": [nan2] * n, "head_circle": [np.full(3, np.nan, np.float32)] * n,
-                "intensity": [nan2] * n, "magnification": [np.nan] * n, "truth_masks": [None] * n}
-    unknown = set(columns) - set(defaults) - {"image", "labels", "groups", "subject"}
-    if unknown:
-        raise ValueError(f"write_study_arrays: unknown column(s) {sorted(unknown)}; use HipRecord's field names")
-    values = defaults | dict(columns)
-    with StudyWriter(path, size, spacing_mm, group_indices, with_truth="truth_masks" in columns,
-                     attrs=attrs) as writer:
-        for i in range(n):
-            writer.append(HipRecord(**{key: column[i] for key, column in values.items()}))
-        return len(writer)
 
 
 def _plain(value):
@@ -390,21 +412,18 @@ class StudyFile(H5View):
         if set(self.group_indices) != set(TARGETS):
             self._fail(f"group_indices has targets {sorted(self.group_indices)}, expected {list(TARGETS)}")
         self.targets = list(TARGETS)
-        self.has_truth = "truth/masks" in h5
-        self.has_cue = "truth/cue" in h5
+        self.layers = tuple(layer.name for layer in LAYERS if layer.path in h5)
         n_points = max(len(v) for v in self.group_indices.values())
-        self._n = h5["images"].shape[0] if "images" in h5 else 0
-        for name, (shape, _, _) in dataset_layout(self.crop_size, n_points, self.has_truth, self.has_cue).items():
-            if name not in h5:
-                self._fail(f"no /{name} dataset")
-            if h5[name].shape != (self._n, *shape):
-                self._fail(f"/{name} has shape {h5[name].shape}, expected {(self._n, *shape)}")
+        self._n = h5[SCHEMA["image"].path].shape[0] if SCHEMA["image"].path in h5 else 0
+        for f in study_fields(self.layers):
+            shape = f.row_shape(self.crop_size, n_points)
+            if f.path not in h5:
+                self._fail(f"no /{f.path} dataset")
+            if h5[f.path].shape != (self._n, *shape):
+                self._fail(f"/{f.path} has shape {h5[f.path].shape}, expected {(self._n, *shape)}")
 
     def __len__(self):
         return self._n
-
-    def _strings(self, name):
-        return name.startswith("meta/") and name[len("meta/"):] in STRING_META
 
     def _rows(self, rows):
         """(sorted unique rows, index that restores the caller's order) after a bounds check."""
@@ -414,52 +433,67 @@ class StudyFile(H5View):
             raise IndexError(f"{self.path}: row(s) {bad[:5].tolist()} outside 0..{self._n - 1}")
         return np.unique(rows, return_inverse=True)
 
-    def read(self, names, rows=None):
-        """{name: array} of the datasets `names` (paths as in contracts.md section 2, e.g. "images",
-        "landmarks/groups", "meta/subject") at `rows` (HDF5 row indices in any order; None = every
-        row), in that order. Reads contiguous slices (`read_spans`); strings come back as str."""
+    def _fields(self, names):
+        """The Fields named `names` (HipRecord's field names or layer names); KeyError naming the file when
+        the schema or this study has no such field."""
+        out = []
         for name in names:
-            if name not in self._h5:
-                raise KeyError(f"{self.path}: no /{name} dataset")
+            if name not in SCHEMA:
+                raise KeyError(f"{self.path}: no study field {name!r}; fields: {sorted(SCHEMA)}")
+            if SCHEMA[name] in LAYERS and name not in self.layers:
+                raise KeyError(f"{self.path}: this study has no {name!r} layer (/{SCHEMA[name].path})")
+            out.append(SCHEMA[name])
+        return out
+
+    def _values(self, f, rows):
+        """One field at `rows` (None = every row): contiguous slices (`read_spans`); strings as str."""
         if rows is None:
-            return {name: self._h5[name].asstr()[:] if self._strings(name) else self._h5[name][:]
-                    for name in names}
+            return self._h5[f.path].asstr()[:] if f.is_string else self._h5[f.path][:]
         unique, restore = self._rows(rows)
         spans = read_spans(unique)
         # each slice goes straight to its places in the output: memory stays at the output plus one slice
         by_unique = np.argsort(restore, kind="stable")
         bounds = np.searchsorted(restore[by_unique], np.arange(len(unique) + 1))
-        out = {}
-        for name in names:
-            dataset = self._h5[name].asstr() if self._strings(name) else self._h5[name]
-            shape, dtype = self._h5[name].shape[1:], object if self._strings(name) else self._h5[name].dtype
-            values = np.empty((len(restore), *shape), dtype)
-            first = 0
-            for start, stop, positions in spans:
-                last = first + len(positions)
-                places = by_unique[bounds[first]:bounds[last]]
-                values[places] = dataset[start:stop][positions][restore[places] - first]
-                first = last
-            out[name] = values
-        return out
+        dataset = self._h5[f.path].asstr() if f.is_string else self._h5[f.path]
+        shape, dtype = self._h5[f.path].shape[1:], object if f.is_string else self._h5[f.path].dtype
+        values = np.empty((len(restore), *shape), dtype)
+        first = 0
+        for start, stop, positions in spans:
+            last = first + len(positions)
+            places = by_unique[bounds[first]:bounds[last]]
+            values[places] = dataset[start:stop][positions][restore[places] - first]
+            first = last
+        return values
+
+    def read(self, names, rows=None):
+        """A HipBatch holding the fields `names` (HipRecord's field names, e.g. "image", "groups",
+        "subject", or layer names, e.g. "lesions", which land in `layers`) at `rows` (HDF5 row indices in
+        any order; None = every row), in that order. Reads contiguous slices; strings come back as str."""
+        wanted = self._fields(names)
+        batch = HipBatch(rows=np.arange(self._n) if rows is None else np.asarray(rows, dtype=np.int64).reshape(-1))
+        for f in wanted:
+            values = self._values(f, rows)
+            if f in LAYERS:
+                batch.layers[f.name] = values
+            else:
+                setattr(batch, f.name, values)
+        return batch
 
     def batches(self, names, rows, batch_size):
-        """Yield (batch_rows, {name: array}) over `rows` in order, `batch_size` rows at a time (memory
-        stays at one batch)."""
+        """Yield HipBatches (`read`) over `rows` in order, `batch_size` rows at a time (memory stays at one
+        batch)."""
         rows = np.asarray(rows, dtype=np.int64)
         for start in range(0, len(rows), int(batch_size)):
-            batch = rows[start:start + int(batch_size)]
-            yield batch, self.read(names, batch)
+            yield self.read(names, rows[start:start + int(batch_size)])
 
     def meta(self, fields=("subject", "visit", "side", "cohort", "source"), rows=None):
         """The string metadata as a DataFrame, column `row` (HDF5 row index) first."""
-        values = self.read([f"meta/{f}" for f in fields], rows)
-        index = np.arange(self._n) if rows is None else np.asarray(rows, dtype=np.int64)
-        return pd.DataFrame({"row": index, **{f: values[f"meta/{f}"].astype(str) for f in fields}})
+        values = self.read(fields, rows)
+        return pd.DataFrame({"row": values.rows, **{f: getattr(values, f).astype(str) for f in fields}})
 
     def subjects(self):
-        """`/meta/subject` as an array of str (N,)."""
-        return self.read(["meta/subject"])["meta/subject"].astype(str)
+        """The subjects as an array of str (N,)."""
+        return self.read(["subject"]).subject.astype(str)
 
     def rows_in_split(self, split, which):
         """Sorted int64 HDF5 rows whose subject is in split `which` of `split` (DataFrame `subject,

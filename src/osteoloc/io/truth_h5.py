@@ -35,12 +35,13 @@ class TruthWriter:
         if with_cue:
             h5.create_group("cue").attrs["bit"] = CUE_BITS
 
-    def add(self, stem, masks, params, cue=None):
-        """One radiograph: its (rows, cols) uint8 mask bitfield, its parameter dict and, when the file
-        has a cue group, its cue bitfield."""
-        self._h5.create_dataset(f"masks/{stem}", data=masks, **_COMPRESSION)
+    def add(self, stem, layers, params):
+        """One radiograph: its named layers {"lesions": the (rows, cols) uint8 mask bitfield, "cue": the
+        cue bitfield (required when the file has a cue group)} and its parameter dict."""
+        self._h5.create_dataset(f"masks/{stem}", data=layers["lesions"], **_COMPRESSION)
         self._h5.create_group(f"params/{stem}").attrs.update(params)
         if "cue" in self._h5:
+            cue = layers.get("cue")
             if cue is None:
                 raise ValueError(f"{self._h5.filename}: radiograph {stem} has no cue mask in a file with cues")
             self._h5.create_dataset(f"cue/{stem}", data=cue, **_COMPRESSION)
@@ -84,9 +85,11 @@ class TruthFile(h5py.File):
         return "cue" in self
 
     def radiograph(self, stem):
-        """(mask bitfield, params dict, cue bitfield or None) of one radiograph, as TruthWriter.add took
-        them; KeyError naming the file when it is absent."""
+        """(layers, params dict) of one radiograph, as TruthWriter.add took them: layers {"lesions": mask
+        bitfield, "cue": cue bitfield (where the file has one)}; KeyError naming the file when it is absent."""
         if f"masks/{stem}" not in self:
             raise KeyError(f"{self.filename}: no radiograph {stem}")
-        cue = self[f"cue/{stem}"][()] if f"cue/{stem}" in self else None
-        return self[f"masks/{stem}"][()], dict(self[f"params/{stem}"].attrs), cue
+        layers = {"lesions": self[f"masks/{stem}"][()]}
+        if f"cue/{stem}" in self:
+            layers["cue"] = self[f"cue/{stem}"][()]
+        return layers, dict(self[f"params/{stem}"].attrs)

@@ -226,8 +226,8 @@ def unit_results(source, positions, keys):
 
 
 def _writer(source, path):
-    return StudyWriter(path, source.crop_size, source.spacing_mm, source.groups, with_truth=source.with_truth,
-                       with_cue=source.with_cue, attrs=source.attrs)
+    return StudyWriter(path, source.crop_size, source.spacing_mm, source.groups, layers=source.layers,
+                       attrs=source.attrs)
 
 
 def write_shard(source, positions, shard_dir, keys=None, content=""):
@@ -447,7 +447,7 @@ def write_gathered(source, gathered, study_path):
                 grades = np.asarray(copy.grades, np.int8)[None]
                 writer.append_rows(files[copy.shard_dir], copy.row, copy.row + 1, {
                     "grades": grades, "labels": grades_to_labels(grades, gathered.cutoff),
-                    "meta/subject": np.array([copy.subject], object), "meta/cohort": np.array([copy.cohort], object)})
+                    "subject": np.array([copy.subject], object), "cohort": np.array([copy.cohort], object)})
             return len(writer)
     finally:
         for handle in files.values():

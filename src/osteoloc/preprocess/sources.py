@@ -2,7 +2,8 @@
 into study rows (`HipRecord`) or `Exclusion` rows and writes nothing; `driver.write_study` consumes them.
 
 A source is a context manager with
-- `crop_size` (px), `spacing_mm` (mm per crop pixel), `groups`, `with_truth`, `attrs`: the study file's layout;
+- `crop_size` (px), `spacing_mm` (mm per crop pixel), `groups`, `layers` (the names of the label layers its
+  records carry, e.g. `lesions`, `cue`), `attrs`: the study file's layout;
 - `n_hips`: the hips the study expects (denominator of the excluded share);
 - `units`: its work units in study order (manifest rows, or the group file's scans);
 - `label_exclusions()`: rows known from the label table alone (first in the table);
@@ -117,8 +118,8 @@ def check_points(points, problems, shape, spacing, unit, limits=DEFAULT_LIMITS):
 def hip_record(crop, grades, groups, crop_size, subject, visit, side, cohort, source, source_spacing,
                spacing_from, magnification=float("nan"), cutoff=0):
     """A HipCrop plus its grades (labels: grade > `cutoff`, per target) and metadata as one study row; the
-    target groups are taken from the crop's contour (crop pixels), the truth from its named layers
-    (`lesions`, `cue`)."""
+    target groups are taken from the crop's contour (crop pixels), its named label layers kept
+    as they are (`lesions`, `cue`)."""
     group_points, valid = target_groups(crop.contour, groups, crop_size)
     grades = np.asarray(grades, dtype=np.int8)
     return HipRecord(
@@ -127,8 +128,7 @@ def hip_record(crop, grades, groups, crop_size, subject, visit, side, cohort, so
         groups=group_points, valid=valid, subject=subject, visit=visit, side=side, cohort=cohort,
         source=source, source_spacing=tuple(source_spacing), spacing_from=spacing_from,
         crop_offset=tuple(map(float, crop.offset)), head_circle=tuple(map(float, crop.head_circle)),
-        intensity=crop.intensity, magnification=float(magnification), truth_masks=crop.layers.get("lesions"),
-        truth_cue=crop.layers.get("cue"))
+        intensity=crop.intensity, magnification=float(magnification), layers=dict(crop.layers))
 
 
 def pixel_digest(pixels):
@@ -143,8 +143,7 @@ def pixel_digest(pixels):
 class _LabelledSource:
     """What every source shares: the label table, its exclusions, the catch-all per unit."""
 
-    with_truth = False
-    with_cue = False
+    layers = ()  # the named label layers of its records (the study file's layers)
     attrs = {}
     limits = DEFAULT_LIMITS  # AnatomyLimits of the point checks
 
@@ -278,8 +277,8 @@ class ManifestSource(_LabelledSource):
         if self.truth is not None and self.references is not None:
             log.warning("lesion masks from the expert references %s replace those of %s (its cue, if any, stays)",
                         self.references.path, truth_path)
-        self.with_truth = self.truth is not None or self.references is not None
-        self.with_cue = self.truth is not None and self.truth.has_cue
+        self.layers = (("lesions",) if self.truth is not None or self.references is not None else ()) + (
+            ("cue",) if self.truth is not None and self.truth.has_cue else ())
         self.n_hips = 2 * len(self.rows)
         self.units = range(len(self.rows))
         # A second radiograph of one subject and visit: which one is meant? Only the first is used,
@@ -408,7 +407,7 @@ class ManifestSource(_LabelledSource):
             lesions = self.truth.masks(stem, side) if self.truth is not None else None
         if lesions is not None:
             layers["lesions"] = lesions
-        cue = self.truth.cue(stem, side) if self.with_cue else None
+        cue = self.truth.cue(stem, side) if "cue" in self.layers else None
         if cue is not None:
             layers["cue"] = cue
         return mirror_layers(layers) if mirrored else layers

@@ -38,14 +38,13 @@ def draw_hip(ax, image, contour, groups, valid, title):
 
 
 def figure_landmarks(data, sides, rows, out_stem):
-    """Draw Figure 1 and save `<out_stem>.png` and `.pdf`. data: the study's images, landmarks/contour,
-    landmarks/groups and landmarks/valid of `rows`, in that order; sides: each row's side."""
+    """Draw Figure 1 and save `<out_stem>.png` and `.pdf`. data: a HipBatch of `rows` with the fields image,
+    contour, groups and valid; sides: each row's side."""
     with plt.rc_context(PAPER_RC):
         fig, axes = plt.subplots(1, len(rows), figsize=(2.4 * len(rows), 2.7), squeeze=False)
         for i, (ax, side) in enumerate(zip(axes[0], sides)):
             title = f"{side} hip" + (" (flipped)" if side == "left" else "")
-            draw_hip(ax, data["images"][i], data["landmarks/contour"][i], data["landmarks/groups"][i],
-                     data["landmarks/valid"][i], title)
+            draw_hip(ax, data.image[i], data.contour[i], data.groups[i], data.valid[i], title)
         handles = [Line2D([], [], marker="o", ls="", color="black", markersize=3, label="contour")]
         handles += [Line2D([], [], marker="o", ls="", color=TARGET_COLOURS[t], markersize=5,
                            label=SHORT_NAMES[t]) for t in TARGETS]

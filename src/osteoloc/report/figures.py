@@ -1,7 +1,8 @@
 """Figures 2-6, A2 and the reliability diagrams of paper A (Figure 1 comes from preprocessing, A1 from
 training). Seeds: ROC (Fig 2) draws every seed, the selection seed bold; the distributions (Figs 3, A2) and
 the reliability diagrams pool the positive test images / predictions of every seed; the single-run figures
-(4, 5, 6) use the selection seed, as the paper shows one run.
+(4, 5, 6) use the selection seed, as the paper shows one run. The figures take arrays and records;
+`report.stages` reads the files and the cases' images and maps.
 """
 
 import warnings
@@ -13,8 +14,6 @@ import pandas as pd
 import seaborn as sns
 from sklearn.metrics import roc_auc_score, roc_curve
 
-from osteoloc.io.maps_h5 import MapsFile
-from osteoloc.io.study_h5 import StudyFile
 from osteoloc.report.style import MODEL_COLOURS, PAPER_RC, save_figure
 from osteoloc.report.stats import reliability_bins
 from osteoloc.names import MODELS, SHORT_NAMES, TARGETS
@@ -249,74 +248,59 @@ def figure_reliability(predictions, n_bins, stem, width_in):
 # Every figure the report rule writes, with its label in the HTML report: names.FIGURES.
 
 
-MAPS_BATCH = 64  # images per read of a maps.h5: Figure 4's streaming mean holds one batch (~50 MB at 224 px)
+@dataclass
+class SelectionRun:
+    """The selection seed's test hips as the single-run figures use them, aligned on the maps' rows:
+    rows (n,) HDF5 rows; labels (n, 4) int; groups (n, 4, L, 2) and valid (n, 4, L) (crop pixels); probs and
+    com {model: (n, 4)} the predicted probabilities and CoM distances (NaN where a run has none)."""
+
+    rows: np.ndarray
+    labels: np.ndarray
+    groups: np.ndarray
+    valid: np.ndarray
+    probs: dict
+    com: dict
 
 
-def _selection_run(predictions, metrics, maps_paths, study_path, selection_seed):
-    """The selection seed's test rows without their images or maps (those are read only where a figure
-    shows them): rows, labels, groups, valid and per-model probs and CoM distances, aligned on the rows of
-    the maps files (which must agree)."""
-    rows = None
-    for model in MODELS:
-        with MapsFile(maps_paths[model]) as maps:
-            if rows is not None and not np.array_equal(rows, maps.rows):
-                raise ValueError(f"{maps_paths[model]}: rows differ from the other model's maps")
-            rows = maps.rows
-    with StudyFile(study_path) as study:
-        data = study.read(["labels", "landmarks/groups", "landmarks/valid"], rows)
-    labels, groups, valid = data["labels"].astype(int), data["landmarks/groups"], data["landmarks/valid"]
+def selection_run(predictions, metrics, batch, selection_seed):
+    """The SelectionRun of `batch` (the study's HipBatch of the maps' rows, with labels, groups and valid)
+    from the selection seed's predictions and metrics rows."""
+    rows = batch.rows
 
     def wide(frame, model, column):
         part = frame[(frame["seed"] == selection_seed) & (frame["model"] == model)]
         table = part.pivot_table(index="row", columns="target", values=column, aggfunc="first", dropna=False)
         return table.reindex(index=rows, columns=list(TARGETS)).to_numpy(dtype=np.float64)
 
-    probs = {m: wide(predictions, m, "prob") for m in MODELS}
-    com = {m: wide(metrics, m, "com_distance") for m in MODELS}
-    return rows, labels, groups, valid, probs, com
+    return SelectionRun(rows, batch.labels.astype(int), batch.groups, batch.valid,
+                        probs={m: wide(predictions, m, "prob") for m in MODELS},
+                        com={m: wide(metrics, m, "com_distance") for m in MODELS})
 
 
-def _shown(study_path, maps_paths, rows, positions):
-    """Images {position: (S, S)} and maps {model: {position: (4, S, S)}} of the given positions only."""
-    positions = sorted(set(int(p) for p in positions))
-    with StudyFile(study_path) as study:
-        images = study.read(["images"], rows[positions])["images"]
-    maps_by_model = {}
-    for model in MODELS:
-        with MapsFile(maps_paths[model]) as maps:
-            maps_by_model[model] = dict(zip(positions, maps.take(positions)))
-    return dict(zip(positions, images)), maps_by_model
+def run_figures(predictions, metrics, selection_seed, figure_paths, *, width_in, n_bins):
+    """Figures 2, 3, A2 and the reliability diagrams, from every run's predictions and metrics rows."""
+    figure2_roc(predictions, selection_seed, figure_paths["figure2"], width_in)
+    figure3_distances(metrics, figure_paths["figure3"], width_in)
+    figureA2_spread(metrics, figure_paths["figureA2"], width_in)
+    figure_reliability(predictions, n_bins, figure_paths["reliability"], width_in)
 
 
-def build_figures(predictions, metrics, study_path, maps_paths, selection_seed, figure_paths, *, width_in,
-                  case_threshold, figure5_row_index, n_bins):
-    """Every figure of names.FIGURE_IDS; returns the Figure 6 cases (for logging).
-
-    figure_paths: {figure id: path}, each written as .png and .pdf (the path may carry either suffix);
-    maps_paths: {model: the selection seed's maps.h5}; figure5_row_index: an HDF5 row of the selection
-    seed's test split, or None for the rule (`figure5_row`); width_in: figure width in inches.
-    Memory stays at one batch of maps: Figure 4's mean is streamed, Figures 5 and 6 read only the images
-    and maps they show."""
-    out = figure_paths
-    figure2_roc(predictions, selection_seed, out["figure2"], width_in)
-    figure3_distances(metrics, out["figure3"], width_in)
-    figureA2_spread(metrics, out["figureA2"], width_in)
-    figure_reliability(predictions, n_bins, out["reliability"], width_in)
-    rows, labels, groups, valid, probs, com = _selection_run(predictions, metrics, maps_paths, study_path,
-                                                             selection_seed)
-    mean_by_model = {}
-    for model in MODELS:
-        with MapsFile(maps_paths[model]) as maps:
-            mean_by_model[model] = maps.mean_over(labels == 1, MAPS_BATCH)
-    figure4_mean_cam(mean_by_model, labels, groups, valid, out["figure4"], width_in)
-    if figure5_row_index is not None and figure5_row_index not in rows:
+def shown_cases(run, case_threshold, figure5_row_index, selection_seed):
+    """(position of Figure 5's sample, Figure 6's Cases) in the SelectionRun `run`; figure5_row_index: an
+    HDF5 row of its test split, or None for the rule (`figure5_row`)."""
+    if figure5_row_index is not None and figure5_row_index not in run.rows:
         raise ValueError(f"report.figures.figure5_row {figure5_row_index} is not a test row of seed "
                          f"{selection_seed}")
-    position = None if figure5_row_index is None else int(np.flatnonzero(rows == figure5_row_index)[0])
-    i = figure5_row(labels, probs["baseline"], position)
-    cases = select_cases(case_table(labels, probs, com), case_threshold)
-    images, maps_by_model = _shown(study_path, maps_paths, rows, [i] + [case.position for case in cases])
-    figure5_sample(images[i], maps_by_model["baseline"][i], labels[i], probs["baseline"][i], out["figure5"],
-                   width_in)
-    figure6_cases(cases, images, maps_by_model, probs, groups, valid, out["figure6"], width_in)
-    return cases
+    position = None if figure5_row_index is None else int(np.flatnonzero(run.rows == figure5_row_index)[0])
+    sample = figure5_row(run.labels, run.probs["baseline"], position)
+    return sample, select_cases(case_table(run.labels, run.probs, run.com), case_threshold)
+
+
+def case_figures(run, mean_by_model, sample, cases, images, maps_by_model, figure_paths, width_in):
+    """Figures 4, 5 and 6 of the SelectionRun `run`: mean_by_model {model: (4, S, S)} the mean map over its
+    positive hips; sample, cases from `shown_cases`; images {position: (S, S)} and maps_by_model {model:
+    {position: (4, S, S)}} of the positions shown."""
+    figure4_mean_cam(mean_by_model, run.labels, run.groups, run.valid, figure_paths["figure4"], width_in)
+    figure5_sample(images[sample], maps_by_model["baseline"][sample], run.labels[sample],
+                   run.probs["baseline"][sample], figure_paths["figure5"], width_in)
+    figure6_cases(cases, images, maps_by_model, run.probs, run.groups, run.valid, figure_paths["figure6"], width_in)

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from osteoloc.io.atomic import atomic_path, write_text
+from osteoloc.io.maps_h5 import MapsFile
 from osteoloc.io.runs import read_all_runs, read_history, read_runs
 from osteoloc.io.study_h5 import StudyFile
 from osteoloc.report.ablation import (ablation_table, bootstrap_comparisons, penalty_warnings, read_arm_runs,
@@ -18,9 +19,9 @@ from osteoloc.report.figure_curves import figure_learning_curves
 from osteoloc.report.figure_interventions import figure_interventions, intervention_summary
 from osteoloc.report.figure_landmarks import figure_landmarks, pick_rows
 from osteoloc.report.figure_training import figure_grid
-from osteoloc.report.figures import build_figures
+from osteoloc.report.figures import case_figures, run_figures, selection_run, shown_cases
 # SUMMARY_TABLES: the report_summary script names its inputs by it
-from osteoloc.names import ABLATION_METRICS, REFERENCE_ARM, SUMMARY_TABLES  # noqa: F401
+from osteoloc.names import ABLATION_METRICS, MODELS, REFERENCE_ARM, SUMMARY_TABLES  # noqa: F401
 from osteoloc.report.tables import build_tables, read_table, summary_markdown, write_table
 from osteoloc.report.throughput import gather_throughput, json_safe
 from osteoloc.train.grid import point_histories, read_selection
@@ -41,7 +42,7 @@ def report_tables(runs_json, predictions_paths, metrics_paths, study_path, *, se
     n_boot, boot_seed: the calibrated table's bootstrap intervals (`report.statistics`; n_boot 0: none)."""
     predictions, metrics = read_all_runs(run_pairs(runs_json), predictions_paths, metrics_paths)
     with StudyFile(study_path) as study:
-        labels = study.read(["labels"])["labels"].astype(int)
+        labels = study.read(["labels"]).labels.astype(int)
     tables = build_tables(predictions, metrics, labels, selection_seed, calibration_bins, seed_input_path,
                           n_boot=n_boot, boot_seed=boot_seed)
     for table_id, table in tables.items():
@@ -62,12 +63,49 @@ def report_summary(study_name, seeds_json, runs_json, *, table_paths, exclusions
     write_text(summary_markdown(study_name, tables, exclusions, n_hips, json.loads(seeds_json), metrics), out_path)
 
 
+MAPS_BATCH = 64  # images per read of a maps.h5: Figure 4's streaming mean holds one batch (~50 MB at 224 px)
+
+
+def paper_figures(predictions, metrics, study_path, maps_paths, selection_seed, figure_paths, *, width_in,
+                  case_threshold, figure5_row_index, n_bins):
+    """Every figure of names.FIGURE_IDS; returns the Figure 6 cases (for logging).
+
+    figure_paths: {figure id: path}, each written as .png and .pdf (the path may carry either suffix);
+    maps_paths: {model: the selection seed's maps.h5}; figure5_row_index: an HDF5 row of the selection
+    seed's test split, or None for the rule (`figures.figure5_row`); width_in: figure width in inches.
+    Memory stays at one batch of maps: Figure 4's mean is streamed, Figures 5 and 6 read only the images
+    and maps they show."""
+    run_figures(predictions, metrics, selection_seed, figure_paths, width_in=width_in, n_bins=n_bins)
+    rows = None
+    for model in MODELS:
+        with MapsFile(maps_paths[model]) as maps:
+            if rows is not None and not np.array_equal(rows, maps.rows):
+                raise ValueError(f"{maps_paths[model]}: rows differ from the other model's maps")
+            rows = maps.rows
+    with StudyFile(study_path) as study:
+        run = selection_run(predictions, metrics, study.read(["labels", "groups", "valid"], rows), selection_seed)
+    mean_by_model = {}
+    for model in MODELS:
+        with MapsFile(maps_paths[model]) as maps:
+            mean_by_model[model] = maps.mean_over(run.labels == 1, MAPS_BATCH)
+    sample, cases = shown_cases(run, case_threshold, figure5_row_index, selection_seed)
+    positions = sorted(set(int(p) for p in [sample] + [case.position for case in cases]))
+    with StudyFile(study_path) as study:
+        images = dict(zip(positions, study.read(["image"], rows[positions]).image))
+    maps_by_model = {}
+    for model in MODELS:
+        with MapsFile(maps_paths[model]) as maps:
+            maps_by_model[model] = dict(zip(positions, maps.take(positions)))
+    case_figures(run, mean_by_model, sample, cases, images, maps_by_model, figure_paths, width_in)
+    return cases
+
+
 def report_figures(runs_json, predictions_paths, metrics_paths, study_path, maps_paths, *, selection_seed,
                    calibration_bins, figure_paths, width_in, case_threshold, figure5_row):
     """Rule report_figures: every figure of FIGURE_IDS from every run's explain outputs
     (`runs.read_all_runs`); the options are the `report.figures` config block."""
     predictions, metrics = read_all_runs(run_pairs(runs_json), predictions_paths, metrics_paths)
-    cases = build_figures(predictions, metrics, study_path, maps_paths, selection_seed, figure_paths,
+    cases = paper_figures(predictions, metrics, study_path, maps_paths, selection_seed, figure_paths,
                           width_in=width_in, case_threshold=case_threshold, figure5_row_index=figure5_row,
                           n_bins=calibration_bins)
     for case in cases:
@@ -167,7 +205,7 @@ def figure_landmarks_stage(study_path, out_stem, rows=None):
     with StudyFile(study_path) as study:
         meta = study.meta(("side",))
         rows = pick_rows(meta, rows)
-        data = study.read(["images", "landmarks/contour", "landmarks/groups", "landmarks/valid"], rows)
+        data = study.read(["image", "contour", "groups", "valid"], rows)
     figure_landmarks(data, [meta["side"][row] for row in rows], rows, out_stem)
     log.info("Figure 1 shows HDF5 rows %s", rows)
     return rows

@@ -49,14 +49,15 @@ def build_site_patches(h5_path, split, site, cfg, seed, manual_excluded=frozense
     patch = int(cfg["patch_size"])
     aug = cfg["augment"]
     with StudyFile(h5_path) as study:
-        if not study.has_truth:
-            raise ValueError(f"{h5_path}: no /truth/masks - paper B trains on lesion masks; supply masks in "
-                             "that layout or set segment.enabled: false to skip the segmentation branch")
+        if "lesions" not in study.layers:
+            raise ValueError(f"{h5_path}: no lesions layer - paper B trains on lesion masks; supply masks in "
+                             "the study's layout (docs/contracts.md section 2) or set segment.enabled: false to "
+                             "skip the segmentation branch")
         indices = centre_indices(study, site)
         t = site.target_index
-        data = study.read(["labels", "landmarks/contour", "landmarks/contour_manual"])
-        labels = data["labels"][:, t].astype(int)
-        auto, manual = data["landmarks/contour"], data["landmarks/contour_manual"]
+        data = study.read(["labels", "contour", "contour_manual"])
+        labels = data.labels[:, t].astype(int)
+        auto, manual = data.contour, data.contour_manual
         split_of = _split_of(split, study.subjects(), h5_path)
         known = labels >= 0
         meta = study.meta(("subject", "visit", "side"))
@@ -76,8 +77,8 @@ def build_site_patches(h5_path, split, site, cfg, seed, manual_excluded=frozense
             imgs, masks, keep_rows, copies, sources = [], [], [], [], []
             counts = {"hips": len(rows), "excluded_no_landmarks": 0, "manual_fallback_to_automatic": 0,
                       "excluded_manual_points": n_manual_excluded}
-            for batch_rows, batch in study.batches(["images", "truth/masks"], rows, READ_BATCH):
-                for image, lesion, row in zip(batch["images"], batch["truth/masks"][:, t], batch_rows):
+            for batch in study.batches(["image", "lesions"], rows, READ_BATCH):
+                for image, lesion, row in zip(batch.image, batch.layers["lesions"][:, t], batch.rows):
                     if name == "test":
                         centre, ref, ok = _geometry(auto[row], indices, cfg)
                         source = "automatic"

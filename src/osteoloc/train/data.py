@@ -91,12 +91,12 @@ def load_split(h5_path, split, which, *, landmark_source="automatic", landmark_n
     """
     with StudyFile(h5_path) as study:
         rows = study.rows_in_split(split, which)
-        data = study.read(["images", "labels"], rows)
+        data = study.read(["image", "labels"], rows)
         landmarks, valid = prior_landmarks(study, rows, landmark_source, landmark_noise_mm, seed)
     landmarks = np.where(valid[..., None], landmarks, 0.0).astype(np.float32)
     return SplitTensors(
-        images=torch.from_numpy(data["images"].astype(np.float32, copy=False))[:, None],  # no second copy of the split
-        labels=torch.from_numpy(data["labels"].astype(np.float32)),
+        images=torch.from_numpy(data.image.astype(np.float32, copy=False))[:, None],  # no second copy of the split
+        labels=torch.from_numpy(data.labels.astype(np.float32)),
         landmarks=torch.from_numpy(landmarks),
         valid=torch.from_numpy(valid),
         rows=torch.from_numpy(rows),
@@ -110,14 +110,14 @@ def prior_landmarks(study, rows, source="automatic", noise_mm=0.0, seed=0):
     """The prior's target groups at `rows` of an open StudyFile: (n, 4, L, 2) float32 (x, y) crop pixels
     and (n, 4, L) bool valid (finite, inside the crop). See `load_split` for source, noise_mm and seed."""
     if source == "automatic":
-        data = study.read(["landmarks/groups", "landmarks/valid"], rows)
-        points = data["landmarks/groups"].astype(np.float32)
-        valid = data["landmarks/valid"].astype(bool) & np.isfinite(points).all(axis=-1)
+        data = study.read(["groups", "valid"], rows)
+        points = data.groups.astype(np.float32)
+        valid = data.valid.astype(bool) & np.isfinite(points).all(axis=-1)
     elif source == "manual":
-        contour = study.read(["landmarks/contour_manual"], rows)["landmarks/contour_manual"]
+        contour = study.read(["contour_manual"], rows).contour_manual
         points, valid = groups_from_contour(contour, study.group_indices, study.crop_size)
         if not valid.any():
-            raise ValueError(f"{study.path}: no manual landmark in these rows (/landmarks/contour_manual is "
+            raise ValueError(f"{study.path}: no manual landmark in these rows (the manual contour is "
                              "NaN: the manifest has no manual_points_path)")
     else:
         raise ValueError(f"landmark source must be 'automatic' or 'manual', not {source!r}")

@@ -31,7 +31,7 @@ from osteoloc.io.pts import write_pts
 from osteoloc.io.truth_h5 import TruthFile, truth_writer
 from osteoloc.cohort.phantom import anatomy, dicom, labels, lesions
 from osteoloc.cohort.phantom.render import Look, Scene, render
-from osteoloc.cohort.phantom.settings import LAYOUT_KEYS, n_shards, with_defaults, writes_twins
+from osteoloc.cohort.phantom.settings import IMAGE_DIR, LAYOUT_KEYS, n_shards, with_defaults, writes_twins
 from osteoloc.names import SIDES, TARGETS
 
 log = logging.getLogger(__name__)
@@ -302,9 +302,23 @@ def stage_radiograph(plan, i, v):
     return Staged(stem, visit, date, cohort, subject, g, cue_flags, layout, scene, exact, heights, marker_xy, look, rng)
 
 
+@dataclass
+class Radiograph:
+    """What `_radiograph` returns of one radiograph it wrote: its file stem, its rows of manifest.csv,
+    labels.csv (one per side) and broken.csv (None when not broken), its named label layers in its pixel
+    grid (truth.h5's bitfields: `lesions` uint8, bit 4 * side + target; `cue` uint8, bit side, with the cue
+    on only) and its truth attributes (truth.h5 `/params`)."""
+
+    stem: str
+    manifest: dict
+    label_rows: list
+    broken_row: dict
+    layers: dict
+    attrs: dict
+
+
 def _radiograph(plan, i, v, out):
-    """Write radiograph (subject index i, visit v) and its points under `out`; return its table rows,
-    mask and truth attributes."""
+    """Write radiograph (subject index i, visit v) and its points under `out`; return it as a Radiograph."""
     cfg, seed = plan.cfg, plan.cfg["seed"]
     cue = cfg["cue"]
     staged = stage_radiograph(plan, i, v)
@@ -326,7 +340,7 @@ def _radiograph(plan, i, v, out):
         study_uid=dicom.uid(seed, subject, visit, "study"),
         series_uid=dicom.uid(seed, subject, visit, "series"),
         sop_uid=dicom.uid(seed, subject, visit, "sop"))
-    image_rel = f"images/{stem}.dcm"
+    image_rel = f"{IMAGE_DIR}/{stem}.dcm"
     dicom.write(out / image_rel, dicom.build_dataset(stored, layout["spacing"], variant, who),
                 variant.transfer_syntax)
     if plan.twins:
@@ -367,11 +381,12 @@ def _radiograph(plan, i, v, out):
     mask = np.zeros(layout["shape"], np.uint8)
     for (s, t), m in drawn.lesion_masks.items():
         mask |= (m.astype(np.uint8) << (4 * s + t)).astype(np.uint8)
-    cue_mask = None
+    layers = {"lesions": mask}
     if cue["enabled"]:  # bit s where side s's marker changes the image (scene.markers in side order)
         cue_mask = np.zeros(layout["shape"], np.uint8)
         for s, layer in zip(np.flatnonzero(cue_flags), drawn.cue):
             cue_mask |= ((layer != 0).astype(np.uint8) << s).astype(np.uint8)
+        layers["cue"] = cue_mask
     attrs = {
         "subject": subject, "visit": visit, "cohort": cohort, "spacing_mm": layout["spacing"],
         "grades": g.astype(np.int8), "cue": cue_flags, "cue_xy_mm": marker_xy, "lesion_height_mm": heights,
@@ -395,7 +410,7 @@ def _radiograph(plan, i, v, out):
             side, file = "right", "labels.csv"
         broken_row = {"kind": kind, "subject": subject, "visit": visit, "side": side, "file": file,
                       "image_path": image_rel}
-    return stem, manifest, label_rows, broken_row, mask, cue_mask, attrs
+    return Radiograph(stem, manifest, label_rows, broken_row, layers, attrs)
 
 
 def make_shard(config, shard, shard_dir):
@@ -404,17 +419,17 @@ def make_shard(config, shard, shard_dir):
     plan = Plan(config)
     out = Path(shard_dir)
     shutil.rmtree(out, ignore_errors=True)
-    for sub in ("images", "points/manual", "points/auto") + ((TWIN_IMAGES,) if plan.twins else ()):
+    for sub in (IMAGE_DIR, "points/manual", "points/auto") + ((TWIN_IMAGES,) if plan.twins else ()):
         (out / sub).mkdir(parents=True, exist_ok=True)
     rows = {"manifest": [], "labels": [], "broken": []}
     with truth_writer(out / PART_FILE, with_cue=plan.cfg["cue"]["enabled"]) as part:
         for i in plan.subjects(shard):
             for v in range(plan.n_visits):
-                stem, manifest, label_rows, broken_row, mask, cue_mask, attrs = _radiograph(plan, i, v, out)
-                part.add(stem, mask, attrs, cue_mask)
-                rows["manifest"].append(manifest)
-                rows["labels"].extend(label_rows)
-                rows["broken"].extend([broken_row] if broken_row else [])
+                radiograph = _radiograph(plan, i, v, out)
+                part.add(radiograph.stem, radiograph.layers, radiograph.attrs)
+                rows["manifest"].append(radiograph.manifest)
+                rows["labels"].extend(radiograph.label_rows)
+                rows["broken"].extend([radiograph.broken_row] if radiograph.broken_row else [])
         part.attrs["rows"] = json.dumps(rows)
         part.attrs["shard"] = int(shard)
     log.info("phantom shard %d: subjects %s -> %s", shard, plan.subjects(shard), out)
@@ -441,7 +456,7 @@ def gather_shards(config, shard_dirs, out_dir):
     shard_dirs = [Path(d) for d in shard_dirs]
     if len(shard_dirs) != n_shards(cfg):
         raise ValueError(f"the cohort has {n_shards(cfg)} shards but {len(shard_dirs)} shard folders were given")
-    image_dirs = ("images", TWIN_IMAGES) if plan.twins else ("images",)
+    image_dirs = (IMAGE_DIR, TWIN_IMAGES) if plan.twins else (IMAGE_DIR,)
     shutil.rmtree(out / TWIN_IMAGES, ignore_errors=True)
     (out / TWIN_MANIFEST).unlink(missing_ok=True)
     for sub in (*image_dirs, "points"):
@@ -459,7 +474,9 @@ def gather_shards(config, shard_dirs, out_dir):
                     raise ValueError(f"{part_path} holds shard {int(part.attrs['shard'])}, expected {shard}")
                 rows = json.loads(part.attrs["rows"])
                 for row in rows["manifest"]:
-                    truth.add(Path(row["image_path"]).stem, *part.radiograph(Path(row["image_path"]).stem))
+                    stem = Path(row["image_path"]).stem
+                    layers, params = part.radiograph(stem)
+                    truth.add(stem, layers, params)
             manifest += rows["manifest"]
             label_rows += rows["labels"]
             broken_rows += rows["broken"]

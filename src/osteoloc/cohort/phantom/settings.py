@@ -48,6 +48,9 @@ DEFAULTS = {
 }
 # How the generation is split into jobs, not what it generates: left out of truth.h5's config.
 LAYOUT_KEYS = ("shard_subjects",)
+# The radiographs' folder of the cohort (relative to the cohort folder). A directory, not an HDF5 path: single
+# quotes keep it apart from the study file's dataset paths, which only io/ spells (a grep checks that).
+IMAGE_DIR = 'images'
 
 
 def with_defaults(config):
