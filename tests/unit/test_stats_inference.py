@@ -5,6 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from scipy import stats as sps
+from statsmodels.formula import api as smf
 
 from osteoloc.names import TARGETS
 from osteoloc.report.ablation import BOOTSTRAP_COLUMNS, ablation_table, bootstrap_comparisons, seed_level_values
@@ -391,7 +392,6 @@ def run_crossed(frame, **kwargs):
 def test_crossed_inference_is_the_crossed_mixed_model_on_balanced_cells():
     """One hip per (seed, subject) cell, every cell present: the standard error is the one of statsmodels'
     MixedLM (REML, seed and subject variance components) to 1e-3 relative, the estimate its intercept."""
-    smf = pytest.importorskip("statsmodels.formula.api")
     frame = crossed_study(np.random.default_rng(21), seed_sd=0.5, subject_sd=1.0, n_subjects=40)
     frame = frame[frame["side"] == 0]
     result = run_crossed(frame)
