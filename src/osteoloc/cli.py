@@ -38,11 +38,16 @@ def _parser():
                                "named 00123_T00_APO.dcm (cohort: its group or --cohort)")
     manifest.add_argument("--out", required=True, help="the manifest CSV to write")
     replicate = commands.add_parser(
-        "replicate", help="do two runs of one study (e.g. on two machines) reach the same conclusions?",
+        "replicate",
+        help="do two runs of one design (e.g. the science study and its independent replication) reach the same "
+             "conclusions?",
         description="Compare two ablation tables of one design comparison by comparison: a primary comparison's "
                     "verdict is its sign when it survives Holm's correction, any other's its sign when its 95 %% "
-                    "interval (the bootstrap's, else the t interval over seeds) excludes 0, else none. Exit "
-                    "status 1 when a primary verdict differs, 2 on unreadable or mismatched tables.")
+                    "interval (the crossed random-effects one, else the bootstrap's, else the t interval over "
+                    "seeds) excludes 0, else none. Prints the claims each run made; two runs agree on a "
+                    "comparison only when both claim it with the same sign (no claim in both is not counted). "
+                    "Exit status 1 when a primary claim of either run is not shared by the other, 2 on "
+                    "unreadable or mismatched tables.")
     replicate.add_argument("table_a", help="report/tables/ablation.csv of the first run")
     replicate.add_argument("table_b", help="report/tables/ablation.csv of the second run")
     replicate.add_argument("--out", help="write every comparison side by side to this CSV")
@@ -54,7 +59,8 @@ def _replicate(args):
     if args.out:
         write_csv(comparison, args.out)
     print("\n".join(replication_summary(comparison)))
-    return 0 if comparison.loc[comparison["primary"], "agree"].all() else 1
+    primary = comparison[comparison["primary"] & comparison["claimed"]]
+    return 0 if primary["agree"].all() else 1
 
 
 def main(argv=None):

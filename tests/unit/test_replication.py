@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from osteoloc.cli import main
-from osteoloc.report.replication import compare_ablation_tables, verdicts
+from osteoloc.report.replication import claim_counts, compare_ablation_tables, verdicts
 
 
 def _table(primary, other):
@@ -38,10 +38,42 @@ def test_another_run_agrees_when_verdicts_match_whatever_the_differences():
     b = A.copy()
     b.loc[0, ["boot_diff", "boot_low", "boot_high"]] = [5.0, 1.0, 9.0]  # another size, same verdict
     b.loc[2, ["diff", "ci_low", "ci_high"]] = [-2.0, -3.0, -1.0]  # the sign flips: a disagreement
-    comparison = compare_ablation_tables(A, b)
-    assert comparison.loc[comparison["primary"], "agree"].all()
-    agree = comparison[~comparison["primary"]].set_index("target")["agree"]
-    assert not agree["osteo_fem_sup"] and agree["osteo_fem_inf"]
+    comparison = compare_ablation_tables(A, b).set_index(["metric", "target"])
+    assert comparison.loc[("com_to_lesion", "osteo_fem_sup"), "agree"]  # claimed by both, same sign
+    assert comparison.loc[("com_to_lesion", "osteo_fem_sup"), "replicated"] == 1
+    assert not comparison.loc[("spread", "osteo_fem_sup"), "agree"]
+    assert comparison.loc[("spread", "osteo_fem_sup"), "replicated"] == 0
+
+
+def test_no_claim_in_both_runs_is_not_agreement():
+    """A comparison neither run claims is left out of the agreement (claimed False, agree False); the
+    counts give each run's claims and the agreement among the comparisons at least one run claims."""
+    comparison = compare_ablation_tables(A, A).set_index(["metric", "target"])
+    unclaimed = [("com_to_lesion", "osteo_fem_inf"), ("spread", "osteo_fem_inf")]  # none in both runs
+    assert not comparison.loc[unclaimed, "claimed"].any() and not comparison.loc[unclaimed, "agree"].any()
+    assert (comparison.loc[unclaimed, "replicated"] == 0).all()
+    counts = claim_counts(comparison.reset_index()).set_index("group")
+    assert counts.loc["primary (Holm)"].to_dict() == {"comparisons": 2, "claims_a": 1, "claims_b": 1, "claimed": 1,
+                                                      "agree": 1}
+    # run B claims one more: 2 claimed, 1 agree; run B's claims counted on their own
+    b = A.copy()
+    b.loc[1, "survives"] = True
+    counts = claim_counts(compare_ablation_tables(A, b)).set_index("group")
+    assert counts.loc["primary (Holm)"].to_dict() == {"comparisons": 2, "claims_a": 1, "claims_b": 2, "claimed": 2,
+                                                      "agree": 1}
+    # no claims at all: nothing agrees, nothing is claimed
+    silent = A.assign(survives=False, ci_low=-1.0, ci_high=1.0)
+    counts = claim_counts(compare_ablation_tables(silent, silent)).set_index("group")
+    assert counts[["claims_a", "claims_b", "claimed", "agree"]].to_numpy().sum() == 0
+
+
+def test_the_crossed_interval_decides_a_non_primary_row_before_the_bootstrap():
+    """A row with re_low / re_high (and no p_holm) is judged by them, not by the bootstrap's interval."""
+    table = A.assign(re_low=np.nan, re_high=np.nan, boot_diff=A["boot_diff"], p_holm=np.nan, survives=np.nan)
+    table.loc[0, ["re_low", "re_high"]] = [-1.0, 14.0]  # the bootstrap's [3.4, 10.1] excludes 0, this does not
+    v = verdicts(table).set_index(["metric", "target"])
+    assert v.loc[("com_to_lesion", "osteo_fem_sup"), "verdict"] == 0
+    assert v.loc[("com_to_lesion", "osteo_fem_inf"), "verdict"] == -1  # no re interval: the bootstrap's
 
 
 def test_tables_of_two_designs_are_refused():
@@ -81,6 +113,7 @@ def test_the_command_exits_1_on_a_primary_disagreement(tmp_path, capsys):
     assert main(["replicate", str(tmp_path / "a.csv"), str(tmp_path / "a.csv")]) == 0
     assert main(["replicate", str(tmp_path / "a.csv"), str(tmp_path / "b.csv"), "--out", str(tmp_path / "c.csv")]) == 1
     out = capsys.readouterr().out
-    assert "primary (Holm): 1 of 2" in out and "differs (primary): com_to_lesion osteo_fem_sup" in out
+    assert "primary (Holm): 2 comparisons; run A claims 1, run B claims 0; of the 1 claimed by at least one run 0 agree" in out
+    assert "differs (primary): com_to_lesion osteo_fem_sup" in out
     assert len(pd.read_csv(tmp_path / "c.csv")) == 4
     assert main(["replicate", str(tmp_path / "a.csv"), str(tmp_path / "missing.csv")]) == 2

@@ -11,8 +11,10 @@ Two steps:
    reference arm (`prior`), the mean difference arm - reference with its 95 % t interval over seeds, the
    seeds in which the arm is better (in the metric's direction), and the two-sided Wilcoxon signed-rank
    test over seeds (`stats.paired_wilcoxon`: exact for small n, also with ties).
-`bootstrap_comparisons` gives columns to merge into that table from the hips themselves: a hierarchical
-bootstrap over seeds and subjects (`stats.hierarchical_bootstrap`) and Holm's correction across its rows.
+`bootstrap_comparisons` gives columns to merge into that table from the hips themselves: the crossed
+random-effects interval and analytic p over seeds and subjects (`stats.crossed_inference`), on which Holm's
+correction across its rows rests, beside the hierarchical bootstrap's percentile interval
+(`stats.hierarchical_bootstrap`, descriptive).
 Distances and spread are in crop pixels; AUC, pointing game and energy shares are fractions (0-1).
 """
 
@@ -22,7 +24,7 @@ from scipy import stats
 from sklearn.metrics import roc_auc_score
 
 from osteoloc.io.runs import read_runs, with_prediction_columns
-from osteoloc.report.stats import hierarchical_bootstrap, holm, paired_wilcoxon
+from osteoloc.report.stats import crossed_inference, hierarchical_bootstrap, holm, paired_wilcoxon
 from osteoloc.report.comparisons import comparison_arms
 from osteoloc.explain.metrics import calibrated
 from osteoloc.names import ABLATION_METRICS, CALIBRATED_METRICS, CONFIDENCE, PENALTY_WARNING, REFERENCE_ARM, TARGETS
@@ -182,7 +184,8 @@ def read_arm_runs(runs, paths, kind):
 
 
 BOOTSTRAP_COLUMNS = ["metric", "target", "arm", "boot_seeds", "boot_hips", "undefined", "crossed", "boot_diff",
-                     "boot_low", "boot_high", "boot_p", "p_holm", "survives"]
+                     "boot_low", "boot_high", "boot_p", "p_holm", "survives", "re_se", "re_df", "re_low", "re_high",
+                     "re_p", "seed_share"]
 
 
 def bootstrap_comparisons(predictions, metrics, arms, reference=REFERENCE_ARM, metric_names=None, *, n_boot,
@@ -197,8 +200,14 @@ def bootstrap_comparisons(predictions, metrics, arms, reference=REFERENCE_ARM, m
     A hip whose value is undefined (NaN) for the arm or the reference leaves the comparison and is counted
     in `undefined`. Seeds and subjects are crossed when a subject is scored in more than one seed (one fixed
     test cohort, or test splits that overlap), nested when every seed has its own subjects. Columns
-    BOOTSTRAP_COLUMNS: boot_diff (mean over seeds), its percentile interval, two-sided bootstrap p,
-    Holm-adjusted p and whether the claim survives at alpha."""
+    BOOTSTRAP_COLUMNS: boot_diff (mean over seeds), its percentile bootstrap interval and two-sided bootstrap p
+    (`stats.hierarchical_bootstrap`, n_boot resamples; n_boot 0: none); re_se, re_df, re_low, re_high, re_p:
+    the same difference's standard error, degrees of freedom, interval and two-sided p from the crossed
+    random-effects model (`stats.crossed_inference`; no resampling), seed_share the share of its variance
+    the seeds carry; p_holm (Holm across the rows' re_p) and whether the claim survives at alpha. The
+    percentile bootstrap over 8 seeds undercovers when seed variance dominates (benchmarks/
+    simulate_inference.py), and its p in Holm's first steps rests on a handful of tail resamples: the
+    verdicts take the analytic p, which no resampling seed changes."""
     def with_hip(frame):
         return frame.assign(hip=frame["visit"].astype(str) + "/" + frame["side"].astype(str))
 
@@ -238,16 +247,20 @@ def bootstrap_comparisons(predictions, metrics, arms, reference=REFERENCE_ARM, m
                 if not pair.empty:
                     # a subject scored in several seeds carries its effect into each: resample it once for all
                     crossed = bool(pair[["seed", "subject"]].drop_duplicates()["subject"].duplicated().any())
-                    result = hierarchical_bootstrap(pair, value, "model", "seed", "subject", "hip", arm,
-                                                    other, statistic=statistic, n_boot=n_boot, seed=seed,
-                                                    confidence=confidence, crossed=crossed)
-                    row |= {"crossed": crossed, "boot_diff": result["estimate"], "boot_low": result["ci_low"],
-                            "boot_high": result["ci_high"], "boot_p": result["p"]}
+                    args = (pair, value, "model", "seed", "subject", "hip", arm, other)
+                    model = crossed_inference(*args, statistic=statistic, confidence=confidence, crossed=crossed)
+                    row |= {"crossed": crossed, "boot_diff": model["estimate"], "re_se": model["se"],
+                            "re_df": model["df"], "re_low": model["ci_low"], "re_high": model["ci_high"],
+                            "re_p": model["p"], "seed_share": model["seed_share"]}
+                    if n_boot > 0:
+                        boot = hierarchical_bootstrap(*args, statistic=statistic, n_boot=n_boot, seed=seed,
+                                                      confidence=confidence, crossed=crossed)
+                        row |= {"boot_low": boot["ci_low"], "boot_high": boot["ci_high"], "boot_p": boot["p"]}
                 rows.append(row)
     table = pd.DataFrame(rows, columns=BOOTSTRAP_COLUMNS)
-    tested = table["boot_p"].notna()
+    tested = table["re_p"].notna()
     if tested.any():
-        corrected = holm(table.loc[tested, "boot_p"], alpha=alpha)
+        corrected = holm(table.loc[tested, "re_p"], alpha=alpha)
         table["p_holm"] = corrected["p_holm"].reindex(table.index)
         table["survives"] = corrected["survives"].reindex(table.index).astype("boolean")
     return table

@@ -394,6 +394,114 @@ def hierarchical_bootstrap(frame, value, arm_col, seed_col, cluster_col, unit_co
             "n_seeds": n_seeds, "n_subjects": int(n_subjects), "n_hips": int(len(wide)), "per_seed": per_seed}
 
 
+def _placements(labels, scores):
+    """Per hip, its Mann-Whitney placement value: a positive's share of the negatives scored below it, a
+    negative's share of the positives scored above it (ties count half); the AUC is the mean of either
+    side's placements (DeLong et al. 1988's structural components)."""
+    positive = labels.astype(bool)
+    pos, neg = np.sort(scores[positive]), np.sort(scores[~positive])
+    out = np.empty(len(scores))
+    out[positive] = (np.searchsorted(neg, scores[positive], "left")
+                     + np.searchsorted(neg, scores[positive], "right")) / (2.0 * len(neg))
+    out[~positive] = (2 * len(pos) - np.searchsorted(pos, scores[~positive], "left")
+                      - np.searchsorted(pos, scores[~positive], "right")) / (2.0 * len(pos))
+    return out
+
+
+def _seed_influence(block, values, statistic, codes, k):
+    """One seed's paired hips: (the difference arm - reference, per subject code 0..k-1 its first-order
+    influence on that difference). The mean's influence of a subject is (its hips' summed difference - its
+    hip count x the difference) / all hips; the AUC's is the difference of its hips' centred placement
+    values over the positives' (or negatives') count (the Hajek projection behind DeLong's variance)."""
+    if statistic is None:
+        d = block[f"{values[0]}_arm"].to_numpy(np.float64) - block[f"{values[0]}_ref"].to_numpy(np.float64)
+        diff = d.mean()
+        return diff, np.bincount(codes, weights=(d - diff) / len(d), minlength=k)
+    labels = block[f"{values[0]}_arm"].to_numpy()
+    if not np.array_equal(labels, block[f"{values[0]}_ref"].to_numpy()):
+        raise ValueError("crossed inference: the AUC needs the same labels for the arm and the reference")
+    if not np.isin(labels, (0, 1)).all():
+        raise ValueError("crossed inference: AUC labels must be 0 or 1 (leave unknown labels out)")
+    positive = labels.astype(bool)
+    m, n = int(positive.sum()), int((~positive).sum())
+    if m == 0 or n == 0:
+        raise ValueError(f"crossed inference: the AUC needs both classes in every seed, got {m} positive and "
+                         f"{n} negative hips")
+    diff, influence = 0.0, np.zeros(len(labels))
+    for side, sign in (("arm", 1.0), ("ref", -1.0)):
+        place = _placements(labels, block[f"{values[1]}_{side}"].to_numpy(np.float64))
+        auc = place[positive].mean()
+        diff += sign * auc
+        influence += sign * (place - auc) / np.where(positive, m, n)
+    return diff, np.bincount(codes, weights=influence, minlength=k)
+
+
+def crossed_inference(frame, value, arm_col, seed_col, cluster_col, unit_col, arm, reference, statistic=None,
+                      confidence=CONFIDENCE, crossed=True):
+    """Arm - reference across seeds, the mean over seeds of each seed's paired difference over its hips
+    (the estimate of `hierarchical_bootstrap`), with an analytic interval and p from the crossed
+    random-effects model of seeds and subjects: no resampling, so the verdict cannot depend on a
+    resampling seed.
+
+    Each seed's difference D_s is split, to first order, into per-subject influences g_si (the mean
+    difference's, or the Mann-Whitney AUC difference's placement values; statistic None or "auc" as in
+    `hierarchical_bootstrap`). With S seeds and N subjects (S x N cells, one fixed test cohort scored by
+    every seed) the method-of-moments (two-way random-effects ANOVA) estimate of the variance of the mean is
+        v_seed = sum_s (D_s - D)^2 / (S (S-1))                    seed effects + seed x subject / N
+        v_subj = sum_i z_i^2 / (N (N-1)),  z_i = N/S sum_s g_si   subject effects + seed x subject / S
+        v_int  = sum_si (N g_si - z_i)^2 / ((S-1) (N-1) S N)      seed x subject / (S N)
+        var    = v_seed + max(0, v_subj - v_int)
+    (for balanced cells exactly the restricted-likelihood estimate of a crossed mixed model when no
+    variance component is negative), with Satterthwaite's degrees of freedom, so with seed variance
+    dominating the interval is a t interval on about S - 1 df. crossed=False (every seed its own
+    subjects): the seed means are independent and carry all subject sampling, var = v_seed on S - 1 df.
+    A single seed: the subjects' variance alone, N/(N-1) sum_i g_i^2 on N - 1 df (conditional on that seed).
+    Interval estimate +- t_{(1+c)/2, df} se; p two-sided from t = estimate / se on df. A zero variance
+    gives a point interval with p = 1 (estimate 0) or 0.
+    Returns dict estimate, se, df, ci_low, ci_high, p, n_seeds, n_subjects, n_hips, seed_share (v_seed /
+    var: the share of the variance the seeds carry), per_seed (Series: each seed's difference).
+    """
+    wide, values = _paired_hips(frame, value, arm_col, seed_col, cluster_col, unit_col, arm, reference)
+    if statistic is None and len(values) != 1:
+        raise ValueError("crossed inference: the mean difference takes one value column")
+    if statistic is not None and (statistic != "auc" or len(values) != 2):
+        raise ValueError(f"crossed inference: statistic {statistic!r}: use None (mean) or 'auc' with "
+                         "value = [label column, score column]")
+    seeds = list(pd.unique(wide[seed_col]))
+    subjects = np.sort(pd.unique(wide[cluster_col]))
+    n_seeds, n_subjects = len(seeds), len(subjects)
+    diffs, influence = np.empty(n_seeds), np.zeros((n_seeds, n_subjects))
+    for s, seed in enumerate(seeds):
+        block = wide[wide[seed_col] == seed]
+        codes = np.searchsorted(subjects, block[cluster_col].to_numpy())
+        diffs[s], influence[s] = _seed_influence(block, values, statistic, codes, n_subjects)
+    estimate = diffs.mean()
+    if n_seeds == 1:  # the seed's own variance is unknown: the subjects' alone, conditional on this seed
+        v_seed, variance, df = 0.0, np.sum(influence ** 2) * n_subjects / (n_subjects - 1), n_subjects - 1.0
+    else:
+        v_seed = diffs.var(ddof=1) / n_seeds
+        variance, df = v_seed, n_seeds - 1.0
+    if crossed and n_seeds > 1:
+        z = influence.sum(axis=0) * n_subjects / n_seeds
+        v_subj = np.sum(z ** 2) / (n_subjects * (n_subjects - 1))
+        v_int = np.sum((n_subjects * influence - z) ** 2) / ((n_seeds - 1) * (n_subjects - 1) * n_seeds * n_subjects)
+        if v_subj > v_int:
+            variance = v_seed + v_subj - v_int
+            denominator = (v_seed ** 2 / (n_seeds - 1) + v_subj ** 2 / (n_subjects - 1)
+                           + v_int ** 2 / ((n_seeds - 1) * (n_subjects - 1)))
+            df = variance ** 2 / denominator if denominator > 0 else n_seeds - 1.0
+    se = float(np.sqrt(variance))
+    if se > 1e-15:
+        half = stats.t.ppf((1 + confidence) / 2, df) * se
+        p = float(2 * stats.t.sf(abs(estimate) / se, df))
+    else:
+        half, p = 0.0, 1.0 if abs(estimate) < 1e-15 else 0.0
+    return {"estimate": float(estimate), "se": se, "df": float(df), "ci_low": float(estimate - half),
+            "ci_high": float(estimate + half), "p": p, "n_seeds": n_seeds, "n_subjects": int(n_subjects),
+            "n_hips": int(len(wide)), "seed_share": float(v_seed / variance) if variance > 0 else np.nan,
+            "per_seed": pd.Series(diffs, index=seeds, name="diff")}
+
+
 def crossed_bootstrap_mean(frame, value, seed_col, cluster_col, n_boot=2000, seed=0, confidence=CONFIDENCE,
                            per_row=False):
     """(mean, low, high): the mean of `value` over the (seed, cluster) cells of `frame` (each cell its own
