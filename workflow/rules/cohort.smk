@@ -9,7 +9,15 @@ BONEFINDER_COMMAND = COHORT["bonefinder"]["command"]
 # How the label table is laid out (io.labels.LabelFormat): every rule that reads labels gets it as a param.
 LABEL_SETTINGS = {
     key: COHORT[key]
-    for key in ("label_columns", "labels_layout", "labels_sheet", "grade_cutoff")
+    for key in (
+        "label_columns",
+        "labels_layout",
+        "labels_sheet",
+        "grade_cutoff",
+        "missing_values",
+        "side_codes",
+        "subject_digits",
+    )
 }
 if COHORT["references"] and COHORT["source"] == "group_hdf5":
     # references are drawn on the source radiographs, which the group's crops no longer have
@@ -220,7 +228,12 @@ rule check_inputs:
         settings=as_json(
             {
                 key: config["preprocess"][key]
-                for key in ("points_unit", "accept_mirrored")
+                for key in (
+                    "points_unit",
+                    "accept_mirrored",
+                    "anatomy",
+                    "max_excluded_fraction",
+                )
             }
             | {"labels": LABEL_SETTINGS}
         ),
