@@ -135,13 +135,36 @@ rule phantom_cohort:
         "../../scripts/phantom_cohort.py"
 
 
+# The label table read as the preprocessing reads it, before BoneFinder spends hours on the radiographs:
+# an unreadable table, a missing column or formula cells without values stop the study here.
+rule check_labels:
+    input:
+        labels=cohort_labels(),
+        code=library_code("check_labels.py"),
+    output:
+        table=results("preprocess", "label_check.csv"),
+    params:
+        labels=as_json(LABEL_SETTINGS),
+    log:
+        log_path("preprocess", "check_labels.log"),
+    localrule: True
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    script:
+        "../../scripts/check_labels.py"
+
+
 if BONEFINDER_COMMAND:
 
     # Sharded like the preprocessing: a plan of the source manifest's rows (a checkpoint, since the
     # phantom's manifest is a rule output), one bonefinder_shard cluster job per shard, then the gather.
+    # The plan waits for the labels' check: no BoneFinder job runs on a study whose labels are unusable.
     checkpoint bonefinder_plan:
         input:
             manifest=cohort_source_manifest(),
+            labels_checked=results("preprocess", "label_check.csv"),
             code=library_code("preprocess_plan.py"),
         output:
             plan=results("cohort", "bonefinder", "plan.csv"),

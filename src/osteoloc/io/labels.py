@@ -104,6 +104,12 @@ def cohort_key(cohort):
     return " ".join(str(cohort).split()).upper()
 
 
+def split_key(cohort, subject):
+    """A person as a split names them: the subject id compared like `subject_key`, with its cohort where one
+    is given (an id that two cohorts use is two people: train.splits gives those their cohort)."""
+    return (cohort_key(cohort), subject_key(subject)) if str(cohort).strip() else subject_key(subject)
+
+
 def hip_key(subject, visit, side, cohort=None):
     """(subject, visit, side) compared ignoring case, blanks and visit prefixes; with `cohort`, the cohort
     too (the same id in two cohorts is two people: the label table keys such hips by cohort)."""

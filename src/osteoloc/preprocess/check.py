@@ -338,3 +338,19 @@ def check_inputs(kind, inputs, settings, table_path):
             "if these exclusions are expected.")
     write_csv(table, table_path)
     return table
+
+
+def check_labels(labels_path, label_settings, table_path):
+    """Rule `check_labels`, before BoneFinder runs on any radiograph (cohort.bonefinder.command): the label
+    table read as the preprocessing reads it (`label_settings`: the cohort's label keys). The reader's
+    ValueError passes through (unreadable, a missing column, formula cells without saved values);
+    InputCheckFailed when not one row is usable, naming the refused rows per reason. Writes the refused rows
+    (subject, visit, side, reason) to `table_path`; returns the number of labelled hips."""
+    labels = read_labels(labels_path, label_settings)
+    refused = _refused_rows(labels)
+    log.info("label table %s: %d labelled hips%s", labels_path, len(labels.grades), f"; {refused}" if refused else "")
+    if not labels.grades:
+        raise InputCheckFailed(f"{labels_path}: not one label row is usable ({refused or 'the table has no rows'}); "
+                               "fix the table or the cohort's label settings before BoneFinder runs")
+    write_csv(pd.DataFrame(labels.problems, columns=["subject", "visit", "side", "reason"]), table_path)
+    return len(labels.grades)
