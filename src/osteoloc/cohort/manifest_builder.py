@@ -73,7 +73,7 @@ def _is_dicomdir(path):
     if path.name.upper() == "DICOMDIR":
         return True
     try:
-        meta = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["MediaStorageSOPClassUID"]).file_meta
+        meta = pydicom.filereader.read_file_meta_info(path)  # the file meta only, not the data set
     except Exception:  # noqa: BLE001 - not readable as DICOM: not a DICOMDIR either
         return False
     return str(meta.get("MediaStorageSOPClassUID", "")) == MEDIA_DIRECTORY

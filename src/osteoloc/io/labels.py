@@ -219,7 +219,7 @@ def _cell_text(value):
 def _sheet_cells(values, formulas):
     """(rows of text, {(row, column): cell name} of formula cells without a saved value) of one sheet:
     `values` loaded with data_only=True (a formula's saved value), `formulas` as written; a merged range
-    gives its first cell's value to every cell in it (what the sheet shows)."""
+    below the first row gives its first cell's value to every cell in it (what the sheet shows)."""
     grid = [list(row) for row in values.iter_rows(values_only=True)]
     uncomputed = {}
     for row in formulas.iter_rows():
@@ -227,6 +227,8 @@ def _sheet_cells(values, formulas):
             if cell.data_type == "f" and grid[cell.row - 1][cell.column - 1] is None:
                 uncomputed[(cell.row - 1, cell.column - 1)] = cell.coordinate
     for merged in values.merged_cells.ranges:
+        if merged.min_row == 1:
+            continue  # a title over the header row: the header stays as written, refused naming its columns
         first = grid[merged.min_row - 1][merged.min_col - 1]
         for r in range(merged.min_row - 1, min(merged.max_row, len(grid))):
             for c in range(merged.min_col - 1, merged.max_col):
@@ -255,7 +257,11 @@ def _read_excel(path, what, sheet):
         raise ValueError(f"{path}: {what} (sheet {sheet!r}) is empty (no header row)")
     width = max(len(row) for row in grid)
     grid = [row + [""] * (width - len(row)) for row in grid]
-    header = [str(c).strip().lower() for c in grid[0]]
+    header, seen = [], {}
+    for i, cell in enumerate(grid[0]):  # named as pandas names them: blank ones by place, repeats numbered
+        name = str(cell).strip().lower() or f"unnamed: {i}"
+        seen[name] = seen.get(name, -1) + 1
+        header.append(f"{name}.{seen[name]}" if seen[name] else name)
     frame = pd.DataFrame(grid[1:], columns=header, dtype=str)
     by_column = {}
     for (row, column), name in sorted(uncomputed.items()):
