@@ -1,6 +1,9 @@
 """Rule check_inputs through snakemake on CI's study pointed at a small manifest cohort: a label column the
 table lacks stops the study in check_inputs, with the column named in its log, before any preprocessing job;
-mapped to the user's own names (a wide Excel sheet) the same study preprocesses to the long CSV's grades."""
+mapped to the user's own names (a wide Excel sheet) the same study preprocesses to the long CSV's grades.
+With a BoneFinder command, the label table is checked (rule check_labels) before any BoneFinder job."""
+
+import sys
 
 import numpy as np
 import pandas as pd
@@ -59,3 +62,29 @@ def test_a_bad_label_column_stops_the_study_before_any_shard(tmp_path):
     assert len(rows.grades) == 8
     for grades, subject, visit, side in zip(rows.grades, rows.subject, rows.visit, rows.side):
         np.testing.assert_array_equal(grades, expected[hip_key(subject, visit, side)])
+
+
+def test_labels_are_checked_before_any_bonefinder_job(tmp_path):
+    workdir = copy_workflow(tmp_path / "wf")
+    manifest, labels = make_cohort(tmp_path / "cohort", 2, seed=3)
+    coded = pd.read_csv(labels, dtype=str)
+    coded.assign(side=coded["side"].map({"right": "1", "left": "2"})).to_csv(labels, index=False)
+    points = pd.read_csv(manifest)["points_path"].iloc[0]
+    known = tmp_path / "cohort" / points
+    command = f"{sys.executable} -c \"import shutil, sys; shutil.copy('{known}', sys.argv[2])\" {{image}} {{points}}"
+    cohort = {"source": "manifest", "manifest": str(manifest), "labels": str(labels),
+              "bonefinder": {"command": command}}
+    (tmp_path / "bad").mkdir()
+    failed = snakemake(workdir, "bonefinder", "--cores", "1", "--keep-going", "--configfile", CI_CONFIG,
+                       write_override(tmp_path / "bad", {"cohort": cohort}), check=False)
+    assert failed.returncode != 0 and "Error in rule check_labels" in failed.stdout + failed.stderr
+    results = workdir / "results"
+    log = (results / "logs" / "preprocess" / "check_labels.log").read_text()
+    assert "not one label row is usable" in log and "unknown side '1'" in log and "cohort.side_codes" in log
+    assert not (results / "cohort" / "bonefinder").exists()  # no plan, no BoneFinder job
+    (tmp_path / "good").mkdir()
+    cohort["side_codes"] = {1: "right", 2: "left"}
+    snakemake(workdir, "bonefinder", "--cores", "1", "--configfile", CI_CONFIG,
+              write_override(tmp_path / "good", {"cohort": cohort}))
+    assert len(pd.read_csv(results / "cohort" / "bonefinder" / "manifest.csv")) == 2
+    assert pd.read_csv(results / "preprocess" / "label_check.csv").empty

@@ -9,7 +9,15 @@ BONEFINDER_COMMAND = COHORT["bonefinder"]["command"]
 # How the label table is laid out (io.labels.LabelFormat): every rule that reads labels gets it as a param.
 LABEL_SETTINGS = {
     key: COHORT[key]
-    for key in ("label_columns", "labels_layout", "labels_sheet", "grade_cutoff")
+    for key in (
+        "label_columns",
+        "labels_layout",
+        "labels_sheet",
+        "grade_cutoff",
+        "missing_values",
+        "side_codes",
+        "subject_digits",
+    )
 }
 if COHORT["references"] and COHORT["source"] == "group_hdf5":
     # references are drawn on the source radiographs, which the group's crops no longer have
@@ -127,14 +135,37 @@ rule phantom_cohort:
         "../../scripts/phantom_cohort.py"
 
 
+# The label table read as the preprocessing reads it, before BoneFinder spends hours on the radiographs:
+# an unreadable table, a missing column or formula cells without values stop the study here.
+rule check_labels:
+    input:
+        labels=cohort_labels(),
+        code=library_code("check_labels.py"),
+    output:
+        table=results("preprocess", "label_check.csv"),
+    params:
+        labels=as_json(LABEL_SETTINGS),
+    log:
+        log_path("preprocess", "check_labels.log"),
+    localrule: True
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    script:
+        "../../scripts/check_labels.py"
+
+
 if BONEFINDER_COMMAND:
 
     # Sharded by the preprocessing's shard_size: a plan of the source manifest's consecutive rows (a
     # checkpoint, since the phantom's manifest is a rule output), one bonefinder_shard cluster job per shard,
-    # then the gather.
+    # then the gather. The plan waits for the labels' check: no BoneFinder job runs on a study whose labels
+    # are unusable.
     checkpoint bonefinder_plan:
         input:
             manifest=cohort_source_manifest(),
+            labels_checked=results("preprocess", "label_check.csv"),
             code=library_code("bonefinder_plan.py"),
         output:
             plan=results("cohort", "bonefinder", "plan.csv"),
@@ -220,7 +251,12 @@ rule check_inputs:
         settings=as_json(
             {
                 key: config["preprocess"][key]
-                for key in ("points_unit", "accept_mirrored")
+                for key in (
+                    "points_unit",
+                    "accept_mirrored",
+                    "anatomy",
+                    "max_excluded_fraction",
+                )
             }
             | {"labels": LABEL_SETTINGS}
         ),

@@ -40,11 +40,13 @@ class AnatomyLimits:
     """Size limits of an adult hip on a radiograph, in mm (config `preprocess.anatomy`; the schema holds the
     same defaults and says where they come from). The femoral-head radius range catches a wrong unit:
     millimetres read as pixels shrink a hip by the spacing, pixels read as millimetres grow it. The others
-    are the group's limits for catching a wrong numbering or two hips that are no pelvis."""
+    are the group's limits for catching a wrong numbering or two hips that are no pelvis (the two head
+    centres closer than `hip_distance_min_mm` or farther than `hip_distance_max_mm`)."""
 
     head_radius_mm: tuple = (19.0, 36.0)
     sourcil_radius_max_mm: float = 45.0
     neighbour_distance_max_mm: float = 75.0
+    hip_distance_min_mm: float = 40.0
     hip_distance_max_mm: float = 320.0
 
     @classmethod
@@ -57,6 +59,9 @@ class AnatomyLimits:
         if not 0 < low < high:
             raise ValueError(f"preprocess.anatomy.head_radius_mm must be [low, high] with 0 < low < high, "
                              f"got {list(limits.head_radius_mm)}")
+        if not limits.hip_distance_min_mm < limits.hip_distance_max_mm:
+            raise ValueError(f"preprocess.anatomy.hip_distance_min_mm ({limits.hip_distance_min_mm:g}) must be below "
+                             f"hip_distance_max_mm ({limits.hip_distance_max_mm:g})")
         return limits
 
 
@@ -196,8 +201,8 @@ def check_pair(right, left, spacing, limits=DEFAULT_LIMITS):
     """Raise LandmarkError when the two hips' (80, 2) pixel points are not a pelvis: HipsSwapped when the
     right hip's head centre lies right of the left hip's on the image (on a standard AP radiograph the
     anatomical right hip is on the image's left), LandmarkError(scale=...) when the head centres are
-    closer than the larger head radius (one hip's centre inside the other's head) or farther than
-    `limits.hip_distance_max_mm`. `spacing` (row_mm, col_mm)."""
+    closer than the larger head radius (one hip's centre inside the other's head), closer than
+    `limits.hip_distance_min_mm` or farther than `limits.hip_distance_max_mm`. `spacing` (row_mm, col_mm)."""
     (rx, ry, rr), (lx, ly, lr) = head_circle(right), head_circle(left)
     if rx >= lx:
         raise HipsSwapped(f"hips swapped or image mirrored: the right hip's head (x = {rx:.0f} px) lies right "
@@ -207,6 +212,9 @@ def check_pair(right, left, spacing, limits=DEFAULT_LIMITS):
     if distance < max(rr, lr) * spacing[1]:
         raise LandmarkError(f"head centres {distance:.1f} mm apart, inside one head circle (radius "
                             f"{max(rr, lr) * spacing[1]:.1f} mm): both point sets on one hip")
+    if distance < limits.hip_distance_min_mm:
+        raise LandmarkError(f"head centres {distance:.1f} mm apart, under the {limits.hip_distance_min_mm:g} mm of "
+                            "two hips of one pelvis (preprocess.anatomy.hip_distance_min_mm)", scale="small")
     if distance > limits.hip_distance_max_mm:
         raise LandmarkError(f"head centres {distance:.1f} mm apart, over the {limits.hip_distance_max_mm:g} mm "
                             "of any adult pelvis (preprocess.anatomy.hip_distance_max_mm)", scale="large")

@@ -4,10 +4,13 @@ path (named groups of a regular expression) or its header (PatientID, StudyDate)
 
 Pairing is by name, as BoneFinder names its output after the image: `<name>.pts` (160 points) or the per-hip
 `<name>_L.pts` / `<name>_R.pts` / `<name>_RasL.pts` (io.pts.resolve_hip_files), case-insensitively, first
-by the path below each folder, else by the bare name when exactly one DICOM has it. Everything not paired is
-listed with the reason in `<manifest stem>.unpaired.csv` (kind `dicom`, `pts`, `other`, or `one_hip` for
-a radiograph paired with one hip's file only). Only the identifiers asked for are written: no other
-header field is read.
+by the path below each folder, else by the bare name when exactly one DICOM has it. A DICOM's name is taken
+whole unless it ends in `.dcm` / `.dicom` (a PACS export names files by their UID, whose dots are no
+suffix). Symbolic links to folders are followed (each real folder once, so a link loop ends). Everything not
+paired is listed with the reason in `<manifest stem>.unpaired.csv` (kind `dicom`, `pts`, `other`,
+`dicomdir` for a DICOM media index, `link` for a broken or looping symbolic link, or `one_hip` for a
+radiograph paired with one hip's file only). Only the identifiers asked for are written: no other header
+field is read.
 """
 
 import logging
@@ -27,6 +30,7 @@ log = logging.getLogger(__name__)
 
 DICOM_SUFFIXES = (".dcm", ".dicom")
 PREAMBLE_END = 132  # a DICOM file's 128-byte preamble, then b"DICM"
+MEDIA_DIRECTORY = "1.2.840.10008.1.3.10"  # Media Storage Directory Storage: a DICOMDIR's SOP class
 SUBJECT_FROM = ("filename", "PatientID")
 VISIT_FROM = ("filename", "StudyDate")
 UNPAIRED_COLUMNS = ("path", "kind", "reason")
@@ -49,8 +53,12 @@ def unpaired_path(manifest_path):
     return manifest_path.with_name(f"{manifest_path.stem}.unpaired.csv")
 
 
-def _key(path, folder):
-    return path.relative_to(folder).with_suffix("").as_posix().lower()
+def _key(path, folder, suffixes):
+    """The path below `folder`, lower case, without its suffix when it is one of `suffixes` (only those: a
+    UID-named file `1.2.826.0.1.3680043.8.498.10101` has no suffix)."""
+    relative = path.relative_to(folder).as_posix().lower()
+    suffix = path.suffix.lower()
+    return relative[: -len(suffix)] if suffix in suffixes else relative
 
 
 def _is_dicom(path):
@@ -60,8 +68,40 @@ def _is_dicom(path):
         return file.read(PREAMBLE_END)[128:] == b"DICM"
 
 
-def _files(folder):
-    return sorted(p for p in Path(folder).rglob("*") if p.is_file() and not p.name.startswith("."))
+def _is_dicomdir(path):
+    """True for a DICOMDIR (the index of a DICOM media folder, no image): by name, or by its SOP class."""
+    if path.name.upper() == "DICOMDIR":
+        return True
+    try:
+        meta = pydicom.filereader.read_file_meta_info(path)  # the file meta only, not the data set
+    except Exception:  # noqa: BLE001 - not readable as DICOM: not a DICOMDIR either
+        return False
+    return str(meta.get("MediaStorageSOPClassUID", "")) == MEDIA_DIRECTORY
+
+
+def _files(folder, unpaired):
+    """Every file under `folder` (sorted; hidden ones left out), symbolic links to folders followed with each
+    real folder visited once; broken and looping links go to `unpaired` (kind `link`)."""
+    folder = Path(folder)
+    files, seen = [], set()
+    for root, dirs, names in os.walk(folder, followlinks=True):
+        real = os.path.realpath(root)
+        if real in seen:  # a link back to a folder already walked: a loop, or a second way in
+            unpaired.append((root, "link", f"symbolic link to {real}, a folder already listed: not followed again"))
+            dirs[:] = []
+            continue
+        seen.add(real)
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in names:
+            path = Path(root) / name
+            if name.startswith("."):
+                continue
+            if path.is_symlink() and not path.exists():
+                unpaired.append((str(path), "link", f"broken symbolic link (to {os.readlink(path)}, which does not "
+                                                    "exist)"))
+            elif path.is_file():
+                files.append(path)
+    return sorted(files)
 
 
 def compile_patterns(patterns, subject_from, visit_from):
@@ -119,10 +159,10 @@ def _pair_points(radiographs, pts_dir, unpaired):
             return None, f"{len(named)} DICOMs are named like it: {', '.join(str(r.path) for r in named)}"
         return (named[0], None) if named else (None, None)
 
-    for path in _files(pts_dir):
+    for path in _files(pts_dir, unpaired):
         if path.suffix.lower() != ".pts":
             continue
-        key = _key(path, pts_dir)
+        key = _key(path, pts_dir, (".pts",))
         radiograph, problem = find(key)
         if radiograph is not None:
             radiograph.both.append(path)
@@ -187,11 +227,14 @@ def build_manifest(dicom_dir, pts_dir, out_path, id_patterns=(), subject_from="f
             raise ValueError(f"{folder}: the {name} folder does not exist")
     patterns = compile_patterns(list(id_patterns), subject_from, visit_from)
     unpaired, radiographs = [], []
-    for path in _files(dicom_dir):
+    for path in _files(dicom_dir, unpaired if dicom_dir != pts_dir else []):
         if path.suffix.lower() == ".pts":
             continue  # DICOMs and points may share one folder
-        if _is_dicom(path):
-            radiographs.append(_Radiograph(path, _key(path, dicom_dir)))
+        if _is_dicom(path) and _is_dicomdir(path):
+            unpaired.append((str(path), "dicomdir", "a DICOMDIR: the index of a DICOM media folder, no radiograph "
+                                                    "(the files it lists are paired on their own)"))
+        elif _is_dicom(path):
+            radiographs.append(_Radiograph(path, _key(path, dicom_dir, DICOM_SUFFIXES)))
         else:
             unpaired.append((str(path), "other", "not a DICOM file (no .dcm suffix, no DICM preamble)"))
     _pair_points(radiographs, pts_dir, unpaired)

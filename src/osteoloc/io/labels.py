@@ -1,13 +1,16 @@
 """The label table: OARSI osteophyte grades per subject, visit, hip and target (docs/method.md section 2.5).
 
-A missing grade (NaN, empty, `nan`, `none`, `na`, `missing`, any case) is unknown (-1), never 0. A value
-that is neither missing nor a grade 0-3 is *junk*: the caller decides what to do with the row (the
+A missing grade (a marker of `cohort.missing_values`, any case: by default empty, `.` as SAS, Stata and
+SPSS export it, `NA`, `nan`, `none`, ...) is unknown (-1), never 0, and the hip keeps its other grades. A
+value that is neither missing nor a grade 0-3 is *junk*: the caller decides what to do with the row (the
 preprocessing excludes the hip, docs/preprocessing.md).
 
 The table is kept the way its owner keeps it (`LabelFormat`, config `cohort.label_columns`,
 `labels_layout`, `labels_sheet`, `grade_cutoff`): a CSV or an Excel sheet, osteoloc's column names or the
 user's, one row per hip (`long`) or one row per subject and visit with each target per side (`wide`).
-Whatever its form, `read_label_frame` turns it into the one long frame that `read_labels` parses.
+Whatever its form, `read_label_frame` turns it into the one long frame that `read_labels` parses. Cells are
+taken as a spreadsheet shows them: a formula's saved value, a merged range's value in each of its cells,
+an id typed as a number without its `.0` (`1001.0` -> `1001`).
 """
 
 import logging
@@ -16,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import openpyxl
 import pandas as pd
 
 from osteoloc.names import SIDES, TARGETS, UNKNOWN
@@ -23,8 +27,13 @@ from osteoloc.names import SIDES, TARGETS, UNKNOWN
 log = logging.getLogger(__name__)
 
 KEY_COLUMNS = ("cohort", "subject", "visit", "side")
-MISSING_SPELLINGS = frozenset({"", "nan", "none", "na", "n/a", "missing", "null"})
+# The default missing-value markers (config cohort.missing_values, compared ignoring case and blanks): empty,
+# SAS / Stata / SPSS's `.`, R's NA, Excel's #N/A, and the usual words.
+MISSING_VALUES = ("", ".", "NA", "N/A", "#N/A", "NaN", "None", "null", "missing", "-")
+MISSING_SPELLINGS = frozenset(v.lower() for v in MISSING_VALUES)
 SIDE_SPELLINGS = {"left": "left", "l": "left", "right": "right", "r": "right"}
+# a number written by a float column: 1001.0, 0.0 (what a CSV export of a numeric id column holds)
+FLOAT_INTEGER = re.compile(r"([+-]?\d+)\.0*")
 LABEL_LAYOUTS = ("long", "wide")
 # A wide table names each target once per side: osteo_fem_sup_right, osteo_fem_sup_left, ...
 SIDE_SUFFIXES = {"right": "_right", "left": "_left"}
@@ -32,12 +41,13 @@ EXCEL_SUFFIXES = (".xlsx", ".xlsm")
 MAX_GRADE = 3
 
 
-def parse_grade(value):
-    """One grade cell -> 0-3, UNKNOWN for a missing spelling; raises ValueError for anything else."""
+def parse_grade(value, missing=MISSING_SPELLINGS):
+    """One grade cell -> 0-3, UNKNOWN for a missing-value marker (`missing`, lower case); raises ValueError
+    for anything else."""
     if value is None or (isinstance(value, float) and np.isnan(value)):
         return UNKNOWN
     text = str(value).strip().lower()
-    if text in MISSING_SPELLINGS:
+    if text in missing:
         return UNKNOWN
     try:
         number = float(text)
@@ -62,6 +72,20 @@ def normalise_side(value):
     return side
 
 
+def integer_text(value):
+    """An id cell as text, a float column's integer (`1001.0`, `0.0`) without its `.0`; other text stripped."""
+    text = str(value).strip()
+    match = FLOAT_INTEGER.fullmatch(text)
+    return match.group(1) if match else text
+
+
+def pad_subject(subject, digits):
+    """`subject` left-padded with zeros to `digits` when it is all digits and shorter (what a spreadsheet
+    that typed the ids as numbers dropped: 1001 -> 001001 for 6); unchanged when `digits` is 0."""
+    text = str(subject).strip()
+    return text.zfill(digits) if digits and text.isdigit() else text
+
+
 def visit_key(visit):
     """Visits match by number: `V00`, `T00`, `00` and `0` are the same visit (the prefixes are used
     interchangeably between files)."""
@@ -80,6 +104,12 @@ def cohort_key(cohort):
     return " ".join(str(cohort).split()).upper()
 
 
+def split_key(cohort, subject):
+    """A person as a split names them: the subject id compared like `subject_key`, with its cohort where one
+    is given (an id that two cohorts use is two people: train.splits gives those their cohort)."""
+    return (cohort_key(cohort), subject_key(subject)) if str(cohort).strip() else subject_key(subject)
+
+
 def hip_key(subject, visit, side, cohort=None):
     """(subject, visit, side) compared ignoring case, blanks and visit prefixes; with `cohort`, the cohort
     too (the same id in two cohorts is two people: the label table keys such hips by cohort)."""
@@ -92,18 +122,24 @@ class LabelFormat:
     """How a label table is laid out. `columns`: osteoloc's name -> the user's column, for the renamed
     ones only (the others keep osteoloc's name); `layout` long (a `side` column, one row per hip) or wide
     (one row per subject and visit, targets named `<target>_right` / `<target>_left`); `sheet`: the Excel
-    sheet ("" = the first); `cutoff`: per target (TARGETS order), label = grade > cutoff."""
+    sheet ("" = the first); `cutoff`: per target (TARGETS order), label = grade > cutoff; `missing`: the
+    missing-value markers (lower case); `side_codes`: the user's side codes (lower case) -> right / left;
+    `subject_digits`: all-digit subject ids are zero-padded to this many digits (0 = as written)."""
 
     columns: tuple = ()  # ((osteoloc name, user's column), ...)
     layout: str = "long"
     sheet: str = ""
     cutoff: tuple = (0,) * len(TARGETS)
+    missing: frozenset = MISSING_SPELLINGS
+    side_codes: tuple = ()  # ((code, side), ...)
+    subject_digits: int = 0
 
     @classmethod
     def from_settings(cls, settings=None):
         """The format from the config's cohort keys (`label_columns`, `labels_layout`, `labels_sheet`,
-        `grade_cutoff`; absent = the long CSV with osteoloc's names). Raises ValueError naming the key
-        for an unknown name, a name the layout does not have, or one column given to two names."""
+        `grade_cutoff`, `missing_values`, `side_codes`, `subject_digits`; absent = the long CSV with
+        osteoloc's names). Raises ValueError naming the key for an unknown name, a name the layout does not
+        have, one column given to two names, or a side code that is no side."""
         settings = settings or {}
         layout = settings.get("labels_layout") or "long"
         if layout not in LABEL_LAYOUTS:
@@ -127,12 +163,27 @@ class LabelFormat:
         if not all(0 <= c < MAX_GRADE for c in cutoff):
             raise ValueError(f"cohort.grade_cutoff must lie in 0..{MAX_GRADE - 1} (label = grade > cutoff), "
                              f"got {dict(zip(TARGETS, cutoff))}")
+        given_missing = settings.get("missing_values")
+        missing = MISSING_SPELLINGS if given_missing is None else frozenset(str(v).strip().lower()
+                                                                           for v in given_missing)
+        codes = {integer_text(k).lower(): str(v).strip().lower() for k, v in (settings.get("side_codes") or {}).items()}
+        wrong = {k: v for k, v in codes.items() if v not in SIDES}
+        if wrong:
+            raise ValueError(f"cohort.side_codes: every code must map to one of {list(SIDES)}, got {wrong}")
+        digits = int(settings.get("subject_digits") or 0)
+        if digits < 0:
+            raise ValueError(f"cohort.subject_digits must be 0 (ids as written) or a number of digits, got {digits}")
         return cls(columns=tuple(sorted(columns.items())), layout=layout,
-                   sheet=str(settings.get("labels_sheet") or ""), cutoff=cutoff)
+                   sheet=str(settings.get("labels_sheet") or ""), cutoff=cutoff, missing=missing,
+                   side_codes=tuple(sorted(codes.items())), subject_digits=digits)
 
     def column(self, name):
         """The user's column for osteoloc's `name`."""
         return dict(self.columns).get(name, name)
+
+    def side(self, value):
+        """A side cell as osteoloc's spelling when it is one of `side_codes`, else as written."""
+        return dict(self.side_codes).get(integer_text(value).lower(), value)
 
 
 def label_names(layout):
@@ -156,22 +207,67 @@ def _read_csv(path, what):
     return frame
 
 
+def _cell_text(value):
+    """An Excel cell's value as the text a CSV export would hold (a whole number without `.0`)."""
+    if value is None:
+        return ""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def _sheet_cells(values, formulas):
+    """(rows of text, {(row, column): cell name} of formula cells without a saved value) of one sheet:
+    `values` loaded with data_only=True (a formula's saved value), `formulas` as written; a merged range
+    below the first row gives its first cell's value to every cell in it (what the sheet shows)."""
+    grid = [list(row) for row in values.iter_rows(values_only=True)]
+    uncomputed = {}
+    for row in formulas.iter_rows():
+        for cell in row:
+            if cell.data_type == "f" and grid[cell.row - 1][cell.column - 1] is None:
+                uncomputed[(cell.row - 1, cell.column - 1)] = cell.coordinate
+    for merged in values.merged_cells.ranges:
+        if merged.min_row == 1:
+            continue  # a title over the header row: the header stays as written, refused naming its columns
+        first = grid[merged.min_row - 1][merged.min_col - 1]
+        for r in range(merged.min_row - 1, min(merged.max_row, len(grid))):
+            for c in range(merged.min_col - 1, merged.max_col):
+                if c < len(grid[r]):
+                    grid[r][c] = first
+    return [[_cell_text(v) for v in row] for row in grid], uncomputed
+
+
 def _read_excel(path, what, sheet):
-    """(frame, sheet name): one sheet (the first when `sheet` is "") of an Excel workbook as strings,
-    like _read_csv."""
+    """(frame, sheet name, {column: [cell names]}): one sheet (the first when `sheet` is "") of an Excel
+    workbook as strings, like _read_csv; formula cells hold their saved value, merged ranges are filled
+    (`_sheet_cells`); the third item lists, per column, the formula cells the workbook holds no value for."""
     try:
-        with pd.ExcelFile(path, engine="openpyxl") as book:
-            names = book.sheet_names
-            if sheet and sheet not in names:
-                raise LookupError(sheet)
-            sheet = sheet or names[0]
-            frame = book.parse(sheet, dtype=str, keep_default_na=False)
+        book = openpyxl.load_workbook(path, data_only=True)
+        names = book.sheetnames
+        if sheet and sheet not in names:
+            raise LookupError(sheet)
+        sheet = sheet or names[0]
+        formulas = openpyxl.load_workbook(path, data_only=False)[sheet]
+        grid, uncomputed = _sheet_cells(book[sheet], formulas)
     except LookupError:
         raise ValueError(f"{path}: {what} has no sheet {sheet!r} (sheets: {names}); set cohort.labels_sheet") from None
     except Exception as err:  # noqa: BLE001 - a damaged workbook fails in many ways; all mean "unreadable"
         raise ValueError(f"{path}: {what} is not a readable Excel workbook ({type(err).__name__}: {err})") from None
-    frame.columns = [str(c).strip().lower() for c in frame.columns]
-    return frame, sheet
+    if not grid:
+        raise ValueError(f"{path}: {what} (sheet {sheet!r}) is empty (no header row)")
+    width = max(len(row) for row in grid)
+    grid = [row + [""] * (width - len(row)) for row in grid]
+    header, seen = [], {}
+    for i, cell in enumerate(grid[0]):  # named as pandas names them: blank ones by place, repeats numbered
+        name = str(cell).strip().lower() or f"unnamed: {i}"
+        seen[name] = seen.get(name, -1) + 1
+        header.append(f"{name}.{seen[name]}" if seen[name] else name)
+    frame = pd.DataFrame(grid[1:], columns=header, dtype=str)
+    by_column = {}
+    for (row, column), name in sorted(uncomputed.items()):
+        if row > 0:
+            by_column.setdefault(header[column], []).append(name)
+    return frame, sheet, by_column
 
 
 def _lacks(path, what, frame, missing):
@@ -219,8 +315,9 @@ def read_label_frame(path, label_format=None):
         raise ValueError(f"{path}: label table is an old .xls workbook; save it as .xlsx or UTF-8 CSV")
     excel = suffix in EXCEL_SUFFIXES
     what = "label sheet" if excel else "label CSV"
+    uncomputed = {}
     if excel:
-        frame, sheet = _read_excel(path, what, fmt.sheet)
+        frame, sheet, uncomputed = _read_excel(path, what, fmt.sheet)
         where = f"{path} (sheet {sheet!r})"
     else:
         frame, where = _read_csv(path, what), f"{path}"
@@ -235,6 +332,17 @@ def read_label_frame(path, label_format=None):
         described = [f"{fmt.column(n)!r} (osteoloc's {n})" if fmt.column(n) != n else repr(n) for n in missing]
         raise ValueError(f"{where}: {what} lacks column(s) {', '.join(described)}; its columns: "
                          f"{list(frame.columns)}; map your own names in cohort.label_columns")
+    cells = sorted((cell for name in names for cell in uncomputed.get(columns[name], [])),
+                   key=lambda cell: openpyxl.utils.cell.coordinate_to_tuple(cell))  # row by row
+    if cells:
+        raise ValueError(f"{where}: {len(cells)} formula cell(s) hold no saved value ({', '.join(cells[:8])}"
+                         f"{', ...' if len(cells) > 8 else ''}): the workbook was written by a program that does not "
+                         "compute formulas; open and save it in a spreadsheet program (Excel, LibreOffice), or export "
+                         "the sheet as CSV")
+    ids = {name: frame[columns[name]].map(integer_text) for name in ("cohort", "subject", "visit")
+           if columns[name] in frame.columns}
+    ids["subject"] = ids["subject"].map(lambda subject: pad_subject(subject, fmt.subject_digits))
+    frame = frame.assign(**{columns[name]: values for name, values in ids.items()})
     cohort = frame[columns["cohort"]] if columns["cohort"] in frame.columns else pd.Series([""] * len(frame))
     keys = {"cohort": cohort.to_numpy(), "subject": frame[columns["subject"]].to_numpy(),
             "visit": frame[columns["visit"]].to_numpy()}
@@ -273,11 +381,20 @@ class LabelTable:
         return full if full in self.grades or full in self.problem_keys else full[:3]
 
 
+def _side_hint(side, fmt):
+    """Why a side cell is no side, with the setting that would accept it."""
+    if fmt.side_codes:
+        return f"not one of the sides or of cohort.side_codes {dict(fmt.side_codes)}"
+    return "set cohort.side_codes to name your codes, e.g. {1: right, 2: left}"
+
+
 def read_labels(path, label_format=None):
     """Read the label table (`read_label_frame`: CSV or Excel, long or wide, the user's column names)
-    into a LabelTable; raises ValueError naming the file when it cannot be read or columns are missing."""
+    into a LabelTable; raises ValueError naming the file when it cannot be read or columns are missing.
+    A refused row is in `problems` with its reason (its side as osteoloc spells it where it is one)."""
     fmt = label_format if isinstance(label_format, LabelFormat) else LabelFormat.from_settings(label_format)
     frame = read_label_frame(path, fmt)
+    frame["side"] = [fmt.side(side) for side in frame["side"]]
     table = LabelTable(cutoff=fmt.cutoff)
     seen, cohorts = {}, {}
     rows = frame.to_dict(orient="records")
@@ -289,10 +406,15 @@ def read_labels(path, label_format=None):
             pass
     for row in rows:
         subject, visit, side = row["subject"], row["visit"], row["side"]
+        empty = [name for name in ("subject", "visit") if not str(row[name]).strip()]
+        if empty:
+            table.problems.append((subject, visit, side, f"label row: no {' and '.join(empty)} (an empty cell, "
+                                   "or a merged cell read as blank)"))
+            continue
         try:
             key = hip_key(subject, visit, side)
         except ValueError as err:
-            table.problems.append((subject, visit, side, f"label row: {err}"))
+            table.problems.append((subject, visit, side, f"label row: {err} ({_side_hint(side, fmt)})"))
             continue
         if len(cohorts[key] - {""}) > 1:
             key = hip_key(subject, visit, side, row.get("cohort", ""))
@@ -305,10 +427,11 @@ def read_labels(path, label_format=None):
         if seen[key] > 2:
             continue
         try:
-            grades = np.array([parse_grade(row[t]) for t in TARGETS], dtype=np.int8)
+            grades = np.array([parse_grade(row[t], fmt.missing) for t in TARGETS], dtype=np.int8)
         except ValueError:
-            junk = {t: row[t] for t in TARGETS if _is_junk(row[t])}
-            table.problems.append((subject, visit, key[2], f"junk grade in {junk}"))
+            junk = {t: row[t] for t in TARGETS if _is_junk(row[t], fmt.missing)}
+            table.problems.append((subject, visit, key[2], f"junk grade in {junk} (a grade is 0-3; missing-value "
+                                   "markers are cohort.missing_values)"))
             table.problem_keys.add(key)
             continue
         table.grades[key] = grades
@@ -317,9 +440,9 @@ def read_labels(path, label_format=None):
     return table
 
 
-def _is_junk(value):
+def _is_junk(value, missing=MISSING_SPELLINGS):
     try:
-        parse_grade(value)
+        parse_grade(value, missing)
     except ValueError:
         return True
     return False

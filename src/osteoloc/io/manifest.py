@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
-from osteoloc.io.labels import MISSING_SPELLINGS, drop_blank_rows, read_csv_table
+from osteoloc.io.labels import MISSING_SPELLINGS, drop_blank_rows, integer_text, read_csv_table
 
 REQUIRED_COLUMNS = ("image_path", "subject", "visit", "cohort", "points_path")
 OPTIONAL_COLUMNS = ("spacing", "manual_points_path", "points_unit")
@@ -48,7 +48,8 @@ def _points_unit(path, line, value):
 
 def read_manifest(path):
     """Read the manifest with paths resolved against its folder; `spacing` is float mm (NaN when absent),
-    `points_unit` one of POINTS_UNITS or "" (the config's default).
+    `points_unit` one of POINTS_UNITS or "" (the config's default); subject, visit and cohort stripped, a
+    float column's `1001.0` read as `1001`.
 
     Rows whose every cell is blank (a spreadsheet's trailing rows) are ignored, with a log line. Raises
     ValueError naming the file (and line) when it is not a comma-separated UTF-8 table, a required column is
@@ -69,6 +70,6 @@ def read_manifest(path):
         else:
             frame[column] = empty
     frame["spacing"] = frame["spacing"].astype(float)
-    for column in ("subject", "visit", "cohort"):
-        frame[column] = frame[column].str.strip()
+    for column in ("subject", "visit", "cohort"):  # ids from a float column lose their .0, as in the labels
+        frame[column] = frame[column].map(integer_text)
     return frame.reset_index(drop=True)

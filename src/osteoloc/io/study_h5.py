@@ -25,7 +25,7 @@ import pandas as pd
 
 from osteoloc.io.atomic import atomic_path
 from osteoloc.io.h5view import H5View
-from osteoloc.io.labels import subject_key
+from osteoloc.io.labels import split_key, subject_key
 from osteoloc.names import TARGETS
 
 SCHEMA_VERSION = 2  # 2: /meta/magnification
@@ -497,9 +497,14 @@ class StudyFile(H5View):
 
     def rows_in_split(self, split, which):
         """Sorted int64 HDF5 rows whose subject is in split `which` of `split` (DataFrame `subject,
-        split`, e.g. from splits.read_split); raises naming the file when there is none."""
-        wanted = {subject_key(s) for s in split.loc[split["split"] == which, "subject"]}
-        rows = np.flatnonzero([subject_key(s) in wanted for s in self.subjects()])
+        split` [+ `cohort`, given for ids two cohorts share], e.g. from splits.read_split); raises naming the
+        file when there is none."""
+        chosen = split[split["split"] == which]
+        cohorts = chosen["cohort"] if "cohort" in chosen.columns else [""] * len(chosen)
+        wanted = {split_key(c, s) for c, s in zip(cohorts, chosen["subject"])}  # with its cohort: a shared id
+        meta = self.meta(("subject", "cohort"))
+        rows = np.flatnonzero([subject_key(s) in wanted or split_key(c, s) in wanted
+                               for s, c in zip(meta["subject"], meta["cohort"])])
         if len(rows) == 0:
             raise ValueError(f"{self.path}: the '{which}' split holds no image")
         return rows.astype(np.int64)

@@ -14,7 +14,8 @@ from osteoloc.io.group_h5 import GroupFile
 from osteoloc.io.labels import read_labels
 from osteoloc.io.manifest import read_manifest
 from osteoloc.io.shard_folder import ROWS, plan_shards, read_plan, write_plan, write_shard_rows
-from osteoloc.preprocess.check import COLUMNS, InputCheckFailed, check_group, check_manifest, problem_summary
+from osteoloc.preprocess.check import (COLUMNS, InputCheckFailed, check_group, check_manifest, near_ids,
+                                      problem_summary, refused_rows)
 from osteoloc.preprocess.shards import (ContentDigests, assemble, changed_shards, gather_exclusions, gather_study,
                                         group_units, make_plan, manifest_units, shard_digests, source_keys,
                                         unlabelled, write_gathered, write_shard)
@@ -115,14 +116,16 @@ def plan_units(kind, inputs):
 
 def check_inputs(kind, inputs, settings, table_path):
     """Rule `check_inputs`: check the cohort's inputs (`kind` and `inputs` as `cohort_source`;
-    `settings` the preprocess settings with the cohort's label settings under `labels`) and write the
-    table (check.COLUMNS) to `table_path`. Raises InputCheckFailed naming the problems when the cohort is empty,
-    a file's transfer syntax has no installed decoder, or no hip is usable; the readers' ValueErrors (an
-    unreadable manifest, a missing label column) pass through. Returns the table."""
+    `settings` the preprocess settings (points_unit, accept_mirrored, anatomy, max_excluded_fraction) with
+    the cohort's label settings under `labels`) and write the table (COLUMNS) to `table_path`. Raises
+    InputCheckFailed naming the problems when the cohort is empty, a file's transfer syntax has no installed
+    decoder, no hip is usable, subject ids match the labels only loosely, or the foreseen excluded share
+    exceeds `max_excluded_fraction`; the readers' ValueErrors (an unreadable manifest, a missing label
+    column) pass through. Returns the table."""
     if kind == "group_hdf5":
-        checks, n_hips = check_group(inputs["group_hdf5"], inputs["points_dir"], inputs["labels"], settings)
+        checks, n_hips, index = check_group(inputs["group_hdf5"], inputs["points_dir"], inputs["labels"], settings)
     else:
-        checks, n_hips = check_manifest(inputs["manifest"], inputs["labels"], settings)
+        checks, n_hips, index = check_manifest(inputs["manifest"], inputs["labels"], settings)
     table = pd.DataFrame([check.row() for check in checks], columns=list(COLUMNS))
     lost = int(table["hips_lost"].sum())
     problems = table[table["status"] != "ok"]
@@ -130,9 +133,10 @@ def check_inputs(kind, inputs, settings, table_path):
         log.warning("%s %s %s%s: %s", row.status, row.subject, row.visit, f" {row.side}" if row.side else "",
                     f"{row.image_path}: {row.problems}" if row.image_path else row.problems)
     summary = problem_summary(checks)
+    refused = refused_rows(index.labels)
     log.info("%d units checked, %d with problems; %d of %d hips would be excluded%s", len(table) - sum(
         table["status"] == "labels only"), int((table["status"] == "problem").sum()), lost, n_hips,
-        "".join(f"\n  {line}" for line in summary))
+        "".join(f"\n  {line}" for line in summary + ([refused] if refused else [])))
     if n_hips == 0:
         raise InputCheckFailed("the cohort holds no radiographs (empty manifest or group file)")
     undecodable = [c for c in checks if any(kind == "decoder" for kind, _ in c.problems)]
@@ -142,11 +146,38 @@ def check_inputs(kind, inputs, settings, table_path):
             f"{len(undecodable)} of {n_hips // 2} radiographs are in a transfer syntax no installed decoder "
             f"handles: {decoders}. Install a decoder (or convert or leave out those files) and run check_inputs "
             "again.")
+    near = near_ids(index)
+    if near:
+        raise InputCheckFailed(f"{near}. Run check_inputs again after the fix.")
+    why = " | ".join(summary + ([refused] if refused else []))
     if lost == n_hips:
-        raise InputCheckFailed(f"not one of the {n_hips} hips could be used: {' | '.join(summary)}. Every file "
+        raise InputCheckFailed(f"not one of the {n_hips} hips could be used: {why}. Every file "
                                "and problem is in this log; fix the inputs (or the config) and run check_inputs again.")
+    limit = settings.get("max_excluded_fraction")
+    if limit is not None and lost / n_hips > float(limit):
+        raise InputCheckFailed(
+            f"{lost} of {n_hips} hips ({lost / n_hips:.1%}) would be excluded, more than "
+            f"preprocess.max_excluded_fraction = {float(limit):.1%} (the gather would refuse the study after "
+            f"every shard job): {why}. Every file and problem is in this log; fix the inputs, or raise the limit "
+            "if these exclusions are expected.")
     write_csv(table, table_path)
     return table
+
+
+def check_labels(labels_path, label_settings, table_path):
+    """Rule `check_labels`, before BoneFinder runs on any radiograph (cohort.bonefinder.command): the label
+    table read as the preprocessing reads it (`label_settings`: the cohort's label keys). The reader's
+    ValueError passes through (unreadable, a missing column, formula cells without saved values);
+    InputCheckFailed when not one row is usable, naming the refused rows per reason. Writes the refused rows
+    (subject, visit, side, reason) to `table_path`; returns the number of labelled hips."""
+    labels = read_labels(labels_path, label_settings)
+    refused = _refused_rows(labels)
+    log.info("label table %s: %d labelled hips%s", labels_path, len(labels.grades), f"; {refused}" if refused else "")
+    if not labels.grades:
+        raise InputCheckFailed(f"{labels_path}: not one label row is usable ({refused or 'the table has no rows'}); "
+                               "fix the table or the cohort's label settings before BoneFinder runs")
+    write_csv(pd.DataFrame(labels.problems, columns=["subject", "visit", "side", "reason"]), table_path)
+    return len(labels.grades)
 
 
 def write_shard_plan(kind, inputs, shard_size, plan_path):

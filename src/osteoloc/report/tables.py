@@ -8,6 +8,8 @@ pair. Which seeds each table uses:
 - Table 2: every hip of the study (labels do not depend on a seed).
 """
 
+import html
+import re
 from pathlib import Path
 
 import numpy as np
@@ -248,10 +250,17 @@ def undefined_maps(metrics):
     return {model: (int((pos["model"] == model).sum()), int(undefined[pos["model"] == model].sum())) for model in MODELS}
 
 
+def markdown_text(value):
+    """`value` (an id, a file name, a cell of the user's) as inert Markdown text: HTML's <, > and & as
+    entities (a renderer passes raw HTML through), Markdown's markup characters and a table's | escaped."""
+    return re.sub(r"([\\`*_\[\]|~#!])", r"\\\1", html.escape(str(value), quote=False))
+
+
 def summary_markdown(study_name, tables, exclusions, n_hips, seeds, metrics=None):
-    """A short Markdown summary: the study, the key numbers, and every exclusion."""
+    """A short Markdown summary: the study, the key numbers, and every exclusion (its cells, the user's ids,
+    file names and reasons, as inert text: `markdown_text`)."""
     table_a1, auc = tables["tableA1"], tables["auc"]
-    lines = [f"# {study_name}: summary", "",
+    lines = [f"# {markdown_text(study_name)}: summary", "",
              f"- hips in the study: {n_hips}; runs (seeds): {len(seeds)} ({', '.join(map(str, seeds))})",
              f"- excluded: {len(exclusions)} (listed below)"]
     if metrics is not None:
@@ -293,7 +302,7 @@ def summary_markdown(study_name, tables, exclusions, n_hips, seeds, metrics=None
                          f"{first['ceiling']:.3g}): {shown}")
     lines += ["", "## Exclusions", ""]
     if len(exclusions):
-        lines.append(exclusions.fillna("").to_markdown(index=False))
+        lines.append(exclusions.fillna("").astype(str).map(markdown_text).to_markdown(index=False))
     else:
         lines.append("None.")
     return "\n".join(lines) + "\n"

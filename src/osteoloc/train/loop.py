@@ -24,7 +24,7 @@ import pandas as pd
 import torch
 from sklearn.metrics import roc_auc_score
 
-from osteoloc.train.data import batch_order, load_split, read_subjects, rotate_batch, rotation_matrices
+from osteoloc.train.data import batch_order, load_split, rotate_batch, rotation_matrices
 from osteoloc.train.checkpoint import load_resumable
 from osteoloc.train.device import (autocast, check_precision, configure_determinism, environment_info, grad_scaler,
                                    pick_device)
@@ -32,6 +32,7 @@ from osteoloc.io.atomic import atomic_path
 from osteoloc.train.model import build_model, features_and_logits
 from osteoloc.train.prior import class_activation_maps, masked_bce, penalty_maps, prior_loss
 from osteoloc.io.runs import HISTORY_COLUMNS, copy_history, write_history
+from osteoloc.io.study_h5 import StudyFile
 from osteoloc.train.splits import check_split, read_split
 from osteoloc.names import TARGETS
 
@@ -395,7 +396,10 @@ def train_on_study(h5_path, split_path, settings, *, history_path, best_path, la
                    tensorboard_dir=None):
     """Read the train and validation splits of the study HDF5 into memory (the prior's landmarks from the
     settings' source, with their noise), then `train`."""
-    split = check_split(read_split(split_path), read_subjects(h5_path), source=str(split_path))
+    with StudyFile(h5_path) as study:  # subject and cohort: an id two cohorts use is two people (splits.py)
+        people = study.meta(("subject", "cohort"))
+    split = check_split(read_split(split_path), list(people["subject"]), source=str(split_path),
+                        cohorts=list(people["cohort"]))
     landmarks = {"landmark_source": settings.landmark_source, "landmark_noise_mm": settings.landmark_noise_mm,
                  "seed": settings.seed}
     train_data = load_split(h5_path, split, "train", **landmarks)

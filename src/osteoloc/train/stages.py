@@ -20,13 +20,14 @@ def split_stage(study_path, out, user_split=None, fractions=(0.70, 0.15, 0.15), 
     subjects drawn by `test_seed` when given: one held-out test set for every seed); checked against the
     study and written to `out` (contracts.md section 3)."""
     with StudyFile(study_path) as study:
-        subjects = study.subjects()
+        people = study.meta(("subject", "cohort"))  # an id two cohorts use is two people (splits.people)
+    subjects, cohorts = list(people["subject"]), list(people["cohort"])
     if user_split:
         split, source = read_split(user_split), str(user_split)
     else:
-        split = make_split(subjects, fractions, seed=seed, test_seed=test_seed)
+        split = make_split(subjects, fractions, seed=seed, test_seed=test_seed, cohorts=cohorts)
         source = f"seeded split (seed {seed}" + ("" if test_seed is None else f", test set of seed {test_seed}") + ")"
-    split = check_split(split, subjects, source=source)
+    split = check_split(split, subjects, source=source, cohorts=cohorts)
     log.info("%s: %s", source, split["split"].value_counts().to_dict())
     write_csv(split, out)
     return split
