@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from osteoloc.cohort.phantom.anatomy import angle_of, arc, polar
+from osteoloc.cohort.phantom.settings import OFFSET_DISTRIBUTIONS, PLACEMENT_DESIGNS
 from osteoloc.names import TARGETS
 
 # Height of the protrusion per grade, in units of the configured grade-1 size.
@@ -28,8 +29,6 @@ FEMORAL_SPANS = {"osteo_fem_sup": (-58.0, 12.0), "osteo_fem_inf": (117.0, 163.0)
 # The landmarks each target's lesion is placed against and measured from: preprocess.groups' defaults.
 LANDMARK_GROUPS = {"osteo_fem_sup": (13, 78, 14, 15), "osteo_fem_inf": (19, 20, 21), "osteo_acet_sup": (67,),
                    "osteo_acet_inf": (71,)}
-PLACEMENT_DESIGNS = ("landmark", "offset")
-OFFSET_DISTRIBUTIONS = ("uniform", "normal")
 # Half-length (mm) of the outline stretch whose chord gives the tangent: smooths the corners at 67 and 71.
 TANGENT_HALF_MM = 3.0
 

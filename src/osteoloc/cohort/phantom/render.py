@@ -150,13 +150,18 @@ def cue_layers(scene, look):
             for poly in scene.markers]
 
 
-def host_coverage(scene, shift=(0.0, 0.0), window=None):
+def host_coverage(scene, shift=(0.0, 0.0), window=None, hosts=("femur", "pelvis")):
     """Anti-aliased coverage (0-1, (rows, cols)) of the femurs and of the hemipelves (foramina cut out) of
-    `scene`, every outline shifted by `shift` (image mm), only within `window` (see _rasterise) if given."""
+    `scene` (of `hosts` only), every outline shifted by `shift` (image mm), only within `window` (see
+    _rasterise) if given."""
     d = np.asarray(shift, dtype=float)
-    return {"femur": fill([f + d for f in scene.femurs], scene.shape, scene.spacing, window=window),
-            "pelvis": fill([p + d for p, _ in scene.pelves], scene.shape, scene.spacing,
-                           holes=[h + d for _, h in scene.pelves], window=window)}
+    out = {}
+    if "femur" in hosts:
+        out["femur"] = fill([f + d for f in scene.femurs], scene.shape, scene.spacing, window=window)
+    if "pelvis" in hosts:
+        out["pelvis"] = fill([p + d for p, _ in scene.pelves], scene.shape, scene.spacing,
+                             holes=[h + d for _, h in scene.pelves], window=window)
+    return out
 
 
 def lesion_window(scene, polygon):
@@ -176,7 +181,7 @@ def lesion_coverage(scene, lesion, bone, window=None):
     coverage = fill([polygon], scene.shape, scene.spacing)
     box = lesion_window(scene, polygon)
     if any(shift):
-        bone = host_coverage(scene, shift, box)
+        bone = host_coverage(scene, shift, box, hosts=(host,))
     if window is None:
         return coverage * (1.0 - bone[host])
     r0, r1, c0, c1 = window

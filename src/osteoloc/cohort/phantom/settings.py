@@ -12,6 +12,9 @@ PAPER_A_CORRELATION = (
     (0.329, 0.328, 0.405, 1.000),
 )
 
+PLACEMENT_DESIGNS = ("landmark", "offset")
+OFFSET_DISTRIBUTIONS = ("uniform", "normal")
+
 DEFAULTS = {
     "seed": 0,
     "subjects": 240,
@@ -69,6 +72,14 @@ def with_defaults(config):
     unknown = set(out["lesion_placement"]) - set(DEFAULTS["lesion_placement"])
     if unknown:
         raise ValueError(f"unknown cohort.phantom.lesion_placement keys: {sorted(unknown)}")
+    placement = out["lesion_placement"]
+    if placement["design"] not in PLACEMENT_DESIGNS:
+        raise ValueError(f"cohort.phantom.lesion_placement.design is {placement['design']!r}; expected one of "
+                         f"{PLACEMENT_DESIGNS}")
+    for key in ("along_distribution", "across_distribution"):
+        if placement[key] not in OFFSET_DISTRIBUTIONS:
+            raise ValueError(f"cohort.phantom.lesion_placement.{key} is {placement[key]!r}; expected one of "
+                             f"{OFFSET_DISTRIBUTIONS}")
     unknown = set(out["lesion_scale"]) - set(TARGETS)
     if unknown:
         raise ValueError(f"unknown targets in cohort.phantom.lesion_scale: {sorted(unknown)}; expected {TARGETS}")
