@@ -164,10 +164,13 @@ def image_outline(staged, side, target):
 
 def moves(staged, shifts_mm, directions=("along",)):
     """The calibrated moves of every lesion of a staged radiograph, without rendering: a list of
-    (side index, target index, direction, asked shift mm, moved render.Lesion, achieved mask shift mm)."""
+    (side index, target index, direction, asked shift mm, moved render.Lesion, achieved mask shift mm).
+    A lesion whose rendered mask is empty (none seen in the phantom's defaults) has no moves."""
     bone = host_coverage(staged.scene)
     out = []
     for (s, t), lesion in sorted(staged.scene.lesions.items()):
+        if _mask_centroid(staged.scene, lesion, bone) is None:
+            continue
         outline = image_outline(staged, SIDES[s], TARGETS[t])
         for direction in directions:
             for d in shifts_mm:
