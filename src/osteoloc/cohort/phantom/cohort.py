@@ -182,6 +182,7 @@ def build_scene(layout, grades, cue_flags, cfg, diff, rng):
         scene.pelves.append((place(hip.pelvis), place(hip.foramen)))
         for name, width, strength in RIDGES:
             scene.ridges.append((place(hip.ridges[name]), width, strength))
+
         def lesion(polygon, placed, target, place=place):
             shift = place(np.array([placed.host_shift])) - place(np.zeros((1, 2)))  # a vector: no pivot
             return Lesion(place(polygon), lesions.host_bone(target), tuple(map(float, shift[0])))
@@ -334,7 +335,8 @@ def lesion_truth(staged, lesion_masks):
         landmark, distance = lesions.nearest_landmark(xy, points, target)
         outline = lesions.host_outline(hip, target)
         outline = lesions.Outline(anatomy.to_image(outline.points[:-1], staged.layout["centres"][side], side, rot))
-        out["lesion_xy_mm"][s, t], out["lesion_landmark"][s, t], out["lesion_landmark_mm"][s, t] = xy, landmark, distance
+        out["lesion_xy_mm"][s, t] = xy
+        out["lesion_landmark"][s, t], out["lesion_landmark_mm"][s, t] = landmark, distance
         out["lesion_offset_mm"][s, t] = lesions.zone_offset(xy, outline, points[landmark])
     return out
 
