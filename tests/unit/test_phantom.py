@@ -15,8 +15,10 @@ from scipy import ndimage
 
 from osteoloc.io.pts import read_pts
 from osteoloc.cohort.landmarks import fit_circle
-from osteoloc.cohort.phantom import anatomy, dicom, labels
-from osteoloc.cohort.phantom.cohort import gather_shards, make_cohort, make_shard
+from osteoloc.cohort.phantom import anatomy, dicom, labels, lesions
+from osteoloc.cohort.phantom.cohort import Plan, gather_shards, make_cohort, make_shard, stage_radiograph
+from osteoloc.cohort.phantom.render import host_coverage, lesion_coverage
+from osteoloc.io.truth_h5 import TruthFile
 from osteoloc.cohort.phantom.settings import DEFAULTS, PAPER_A_CORRELATION, with_defaults
 from osteoloc.cohort.bonefinder import run_bonefinder
 from osteoloc.cohort.phantom.cohort import BROKEN_KINDS, TWIN_IMAGES, TWIN_MANIFEST, Difficulty, cohort_grades
@@ -216,6 +218,70 @@ def test_lesion_masks_sit_at_their_target_groups_and_grow_with_grade(cohort, man
                     assert d < 12.0, (stem, s, target, d)
                     areas[int(grades[s, t])].append(m.sum() * sp**2)
     assert np.mean(areas[1]) < np.mean(areas[2]) < np.mean(areas[3])
+
+
+def test_landmark_placement_puts_lesions_on_their_landmarks_and_truth_says_so(cohort):
+    with TruthFile(cohort / "truth.h5") as truth:
+        table = truth.lesion_table()
+    assert len(table) > 20 and table[["x_mm", "y_mm", "landmark_mm", "along_mm", "across_mm"]].notna().all().all()
+    assert (table["landmark_mm"] < 7.5).all()  # within half a 15 mm cell: lesion and landmark coincide
+    assert table["placed_along_mm"].isna().all() and (table["anchor"] == -1).all() and not table["away"].any()
+    for target, group in lesions.LANDMARK_GROUPS.items():
+        assert set(table.loc[table["target"] == target, "landmark"]) <= set(group)
+    np.testing.assert_allclose(np.hypot(table["along_mm"], table["across_mm"]), table["landmark_mm"], rtol=1e-6)
+
+
+def test_offset_placement_separates_lesion_and_landmark(phantom_cohort):
+    """Design `offset`: a lesion lies about its drawn arc offset from its group's nearest landmark (within its
+    protrusion), the distances reach beyond a 15 mm cell, and the away share lies far from every group."""
+    placement = {"design": "offset", "across_mm": 0.0, "away_fraction": 0.25}
+    config = {"seed": 2, "subjects": 14, "broken_fraction": 0.0, "prevalence": {t: 0.6 for t in TARGETS},
+              "lesion_placement": placement}
+    with TruthFile(phantom_cohort(config) / "truth.h5") as truth:
+        table = truth.lesion_table()
+    assert table["x_mm"].notna().all() and set(table["target"]) == set(TARGETS)  # every mask non-empty
+    near, away = table[~table["away"]], table[table["away"]]
+    assert len(near) > 40 and len(away) > 5
+    for target, group in lesions.LANDMARK_GROUPS.items():
+        assert set(table.loc[table["target"] == target, "anchor"]) <= set(group)
+    assert (near["landmark_mm"] - near["placed_along_mm"].abs()).abs().max() < 5.0
+    assert (near["landmark_mm"] > 7.5).mean() > 0.3 and near["landmark_mm"].max() > 12.0
+    assert (away["landmark_mm"] > DEFAULTS["lesion_placement"]["away_min_mm"] - 5.0).all()
+
+
+def test_across_placement_moves_the_lesion_off_or_over_its_bone_with_its_shape():
+    """An across offset (drawn on [-6, 6] mm) moves the lesion with the bone that clipped it: its mask keeps
+    its shape and moves by the offset; design `offset` with no offset at all grows it at its anchor."""
+    def staged_masks(placement):
+        plan = Plan({"seed": 4, "subjects": 6, "prevalence": {t: 0.9 for t in TARGETS},
+                     "lesion_placement": {"design": "offset", "away_fraction": 0.0, **placement}})
+        out = {}
+        for i in range(6):
+            staged = stage_radiograph(plan, i, 0)
+            bone = host_coverage(staged.scene)
+            for key, lesion in staged.scene.lesions.items():
+                out[i, key] = (lesion_coverage(staged.scene, lesion, bone) >= 0.5, staged.scene.placements[key],
+                               staged.scene.spacing)
+        return out
+
+    still = staged_masks({"along_mm": 0.0, "across_mm": 0.0})
+    moved = staged_masks({"along_mm": 0.0, "across_mm": 6.0})
+    assert len(still) > 30 and still.keys() == moved.keys()
+    for key, (mask, placed, spacing) in still.items():
+        assert mask.any() and placed.along_mm == 0.0 and not any(placed.host_shift)
+        other, placed_across, _ = moved[key]
+        assert other.any() and other.sum() == pytest.approx(mask.sum(), rel=0.2, abs=4)  # anti-aliasing at the edge
+        shift = np.hypot(*np.subtract(ndimage.center_of_mass(other), ndimage.center_of_mass(mask))) * spacing
+        assert shift == pytest.approx(abs(placed_across.across_mm), abs=spacing), key  # a pixel: a small mask's edge
+
+
+def test_unknown_lesion_placement_is_refused():
+    with pytest.raises(ValueError, match="lesion_placement"):
+        with_defaults({"lesion_placement": {"desgin": "offset"}})
+    with pytest.raises(ValueError, match="design"):
+        with_defaults({"lesion_placement": {"design": "near"}})
+    with pytest.raises(ValueError, match="distribution"):
+        with_defaults({"lesion_placement": {"along_distribution": "cauchy"}})
 
 
 def test_difficulty_knob_is_monotone():

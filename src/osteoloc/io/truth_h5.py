@@ -4,17 +4,22 @@
 lesion of target t (TARGETS order) of side s (0 = right, 1 = left) lies; `/cue/<stem>` (cue on only): bit s
 where side s's cue marker lies; `/params/<stem>` attributes: the generator's per-hip parameters.
 `TruthWriter` writes it (and the phantom's per-shard part files, which share the layout); `TruthFile`
-reads it.
+reads it. Where each lesion lies relative to its target's landmarks (the `lesion_*` parameters,
+docs/phantom.md "Truth") comes as one table, `TruthFile.lesion_table()`.
 """
 
 import contextlib
 
 import h5py
 import numpy as np
+import pandas as pd
 
 from osteoloc.io.atomic import atomic_path
 from osteoloc.names import SIDES, TARGETS
 
+# lesion_table's columns: the hip and target, then the lesion's geometry (image mm) from /params.
+LESION_COLUMNS = ["subject", "visit", "side", "target", "x_mm", "y_mm", "landmark", "landmark_mm", "along_mm",
+                  "across_mm", "anchor", "placed_along_mm", "placed_across_mm", "away"]
 MASK_BITS = "bit 4 * side + target is set where that lesion lies; side 0 = right, 1 = left"
 CUE_BITS = ("bit s (0 = right, 1 = left) is set where side s's cue marker changes the radiograph; the twin "
             "equals the radiograph everywhere else")
@@ -83,6 +88,28 @@ class TruthFile(h5py.File):
     @property
     def has_cue(self):
         return "cue" in self
+
+    def lesion_table(self):
+        """One row per lesion (LESION_COLUMNS): its hip (subject, visit, side) and target, its rendered mask's
+        centroid (x_mm, y_mm; image mm), the nearest landmark of its target's group and the distance to it
+        (landmark_mm), that offset as (along_mm, across_mm) the host outline at the landmark, and how the
+        phantom placed it (anchor, placed_along_mm, placed_across_mm: design `offset`, else -1 / NaN; away).
+        Empty when the file predates these parameters."""
+        rows = []
+        for stem in sorted(self["params"]):
+            params = self[f"params/{stem}"].attrs
+            if "lesion_xy_mm" not in params:
+                continue
+            grades = params["grades"]
+            for s, side in enumerate(SIDES):
+                for t, target in enumerate(TARGETS):
+                    if grades[s, t] <= 0:
+                        continue
+                    rows.append([params["subject"], params["visit"], side, target, *params["lesion_xy_mm"][s, t],
+                                 int(params["lesion_landmark"][s, t]), float(params["lesion_landmark_mm"][s, t]),
+                                 *params["lesion_offset_mm"][s, t], int(params["lesion_anchor"][s, t]),
+                                 *params["lesion_placed_mm"][s, t], bool(params["lesion_away"][s, t])])
+        return pd.DataFrame(rows, columns=LESION_COLUMNS)
 
     def radiograph(self, stem):
         """(layers, params dict) of one radiograph, as TruthWriter.add took them: layers {"lesions": mask

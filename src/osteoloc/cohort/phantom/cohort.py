@@ -30,7 +30,7 @@ from osteoloc.io.atomic import write_csv
 from osteoloc.io.pts import write_pts
 from osteoloc.io.truth_h5 import TruthFile, truth_writer
 from osteoloc.cohort.phantom import anatomy, dicom, labels, lesions
-from osteoloc.cohort.phantom.render import Look, Scene, render
+from osteoloc.cohort.phantom.render import Lesion, Look, Scene, render
 from osteoloc.cohort.phantom.settings import IMAGE_DIR, LAYOUT_KEYS, n_shards, with_defaults, writes_twins
 from osteoloc.names import SIDES, TARGETS
 
@@ -182,15 +182,23 @@ def build_scene(layout, grades, cue_flags, cfg, diff, rng):
         scene.pelves.append((place(hip.pelvis), place(hip.foramen)))
         for name, width, strength in RIDGES:
             scene.ridges.append((place(hip.ridges[name]), width, strength))
+
+        def lesion(polygon, placed, target, place=place):
+            shift = place(np.array([placed.host_shift])) - place(np.zeros((1, 2)))  # a vector: no pivot
+            return Lesion(place(polygon), lesions.host_bone(target), tuple(map(float, shift[0])))
+
         for t, target in enumerate(TARGETS):
             size_mm = cfg["lesion_size_mm"] * cfg["lesion_scale"][target] * diff.size_scale
             height = lesions.height_mm(grades[s, t], size_mm, rng)
             heights[s, t] = height
             if height > 0:
-                scene.lesions[(s, t)] = (place(lesions.osteophyte(hip, target, height, rng)), lesions.host_bone(target))
+                polygon, placed = lesions.placed_osteophyte(hip, target, height, rng, cfg["lesion_placement"])
+                scene.lesions[(s, t)] = lesion(polygon, placed, target)
+                scene.placements[(s, t)] = placed
             elif rng.random() < diff.mimic_probability:
                 small = 0.5 * size_mm * rng.uniform(0.5, 1.0)
-                scene.mimics.append((place(lesions.osteophyte(hip, target, small, rng)), lesions.host_bone(target)))
+                polygon, placed = lesions.placed_osteophyte(hip, target, small, rng, cfg["lesion_placement"])
+                scene.mimics.append(lesion(polygon, placed, target))
         if cue_flags[s]:
             half = cfg["cue"]["size_mm"] / 2
             corner = hip.sites["cue_corner"]
@@ -302,6 +310,37 @@ def stage_radiograph(plan, i, v):
     return Staged(stem, visit, date, cohort, subject, g, cue_flags, layout, scene, exact, heights, marker_xy, look, rng)
 
 
+def lesion_truth(staged, lesion_masks):
+    """Where each lesion of a staged radiograph lies (truth.h5 `/params` attributes, docs/phantom.md):
+    `lesion_xy_mm` (2, 4, 2) its rendered mask's centroid (image mm), `lesion_landmark` (2, 4) the nearest
+    exact landmark of its target's group (lesions.LANDMARK_GROUPS), `lesion_landmark_mm` (2, 4) the distance
+    to it, `lesion_offset_mm` (2, 4, 2) that offset as (along, across) its host outline at the landmark;
+    `lesion_anchor`, `lesion_placed_mm` (along, across) and `lesion_away`: how design `offset` placed it.
+    NaN / -1 / False where a hip has no such lesion (or its mask is empty)."""
+    sp, rot = staged.layout["spacing"], staged.layout["rotation"]
+    out = {"lesion_xy_mm": np.full((2, 4, 2), np.nan), "lesion_landmark": np.full((2, 4), -1, np.int16),
+           "lesion_landmark_mm": np.full((2, 4), np.nan), "lesion_offset_mm": np.full((2, 4, 2), np.nan),
+           "lesion_anchor": np.full((2, 4), -1, np.int16), "lesion_placed_mm": np.full((2, 4, 2), np.nan),
+           "lesion_away": np.zeros((2, 4), bool)}
+    for (s, t), mask in sorted(lesion_masks.items()):
+        placed = staged.scene.placements.get((s, t), lesions.Placement())
+        out["lesion_anchor"][s, t], out["lesion_away"][s, t] = placed.anchor, placed.away
+        out["lesion_placed_mm"][s, t] = placed.along_mm, placed.across_mm
+        if not mask.any():
+            continue
+        side, target = SIDES[s], TARGETS[t]
+        hip = staged.layout["hips"][side]
+        xy = np.argwhere(mask).mean(axis=0)[::-1] * sp
+        points = staged.exact[80 * s:80 * (s + 1)]
+        landmark, distance = lesions.nearest_landmark(xy, points, target)
+        outline = lesions.host_outline(hip, target)
+        outline = lesions.Outline(anatomy.to_image(outline.points[:-1], staged.layout["centres"][side], side, rot))
+        out["lesion_xy_mm"][s, t] = xy
+        out["lesion_landmark"][s, t], out["lesion_landmark_mm"][s, t] = landmark, distance
+        out["lesion_offset_mm"][s, t] = lesions.zone_offset(xy, outline, points[landmark])
+    return out
+
+
 @dataclass
 class Radiograph:
     """What `_radiograph` returns of one radiograph it wrote: its file stem, its rows of manifest.csv,
@@ -388,6 +427,7 @@ def _radiograph(plan, i, v, out):
             cue_mask |= ((layer != 0).astype(np.uint8) << s).astype(np.uint8)
         layers["cue"] = cue_mask
     attrs = {
+        **lesion_truth(staged, drawn.lesion_masks),
         "subject": subject, "visit": visit, "cohort": cohort, "spacing_mm": layout["spacing"],
         "grades": g.astype(np.int8), "cue": cue_flags, "cue_xy_mm": marker_xy, "lesion_height_mm": heights,
         "head_radius_mm": [layout["hips"][sd].radius for sd in SIDES],

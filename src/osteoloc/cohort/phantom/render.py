@@ -6,12 +6,24 @@ anti-aliased; the rest is whole-array numpy / scipy.ndimage.
 """
 
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 from PIL import Image, ImageDraw
 from scipy import ndimage
 
 SUPERSAMPLE = 2
+
+
+class Lesion(NamedTuple):
+    """A bony protrusion to draw (image mm). Its truth mask and its density are the part of `polygon` outside
+    its `host` bone ("femur" / "pelvis") shifted by `host_shift`: (0, 0) for a lesion growing from its bone;
+    a lesion moved off or over its bone (lesions.py, "across") carries the bit of bone that clipped it along,
+    so it keeps its shape."""
+
+    polygon: np.ndarray
+    host: str
+    host_shift: tuple = (0.0, 0.0)
 
 
 @dataclass
@@ -24,19 +36,24 @@ class Scene:
     pelves: list = field(default_factory=list)  # (polygon, hole polygon)
     sacrum: np.ndarray | None = None
     ridges: list = field(default_factory=list)  # (polyline, width mm, strength)
-    lesions: dict = field(default_factory=dict)  # (side index, target index) -> (polygon, host bone name)
-    mimics: list = field(default_factory=list)  # (polygon, host bone name): ungraded bumps, no truth
+    lesions: dict = field(default_factory=dict)  # (side index, target index) -> Lesion
+    mimics: list = field(default_factory=list)  # Lesion: ungraded bumps, no truth
+    placements: dict = field(default_factory=dict)  # (side index, target index) -> lesions.Placement (not drawn)
     markers: list = field(default_factory=list)  # closed polygons of burned-in cue markers
 
 
-def _rasterise(shapes, shape, spacing, pad_mm, draw):
+def _rasterise(shapes, shape, spacing, pad_mm, draw, window=None):
     """Coverage (0-1) of what `draw(ImageDraw, to_canvas)` paints, on a supersampled canvas covering only
-    the bounding box of `shapes` (+ pad_mm): a small lesion on a clinical-size image costs what it covers."""
+    the bounding box of `shapes` (+ pad_mm), within `window` (row0, row1, col0, col1) when given: a small
+    lesion on a clinical-size image costs what it covers."""
     rows, cols = shape
+    lo, hi = (0, 0), (cols, rows)
+    if window is not None:
+        lo, hi = (window[2], window[0]), (window[3], window[1])
     allpts = np.concatenate([np.asarray(p, dtype=float).reshape(-1, 2) for p in shapes]) / spacing
     pad = pad_mm / spacing + 2
-    c0, r0 = np.clip(np.floor(allpts.min(axis=0) - pad).astype(int), 0, [cols, rows])
-    c1, r1 = np.clip(np.ceil(allpts.max(axis=0) + pad).astype(int) + 1, 0, [cols, rows])
+    c0, r0 = np.clip(np.floor(allpts.min(axis=0) - pad).astype(int), lo, hi)
+    c1, r1 = np.clip(np.ceil(allpts.max(axis=0) + pad).astype(int) + 1, lo, hi)
     out = np.zeros(shape, np.float32)
     if c1 <= c0 or r1 <= r0:
         return out
@@ -52,8 +69,9 @@ def _rasterise(shapes, shape, spacing, pad_mm, draw):
     return out
 
 
-def fill(polygons, shape, spacing, holes=()):
-    """Anti-aliased coverage (0-1) of the union of `polygons` minus `holes`."""
+def fill(polygons, shape, spacing, holes=(), window=None):
+    """Anti-aliased coverage (0-1) of the union of `polygons` minus `holes` (only within `window`, see
+    _rasterise, when given)."""
 
     def draw(d, to_canvas):
         for poly in polygons:
@@ -61,7 +79,7 @@ def fill(polygons, shape, spacing, holes=()):
         for hole in holes:
             d.polygon(to_canvas(hole), fill=0)
 
-    return _rasterise(list(polygons), shape, spacing, 0.0, draw)
+    return _rasterise(list(polygons), shape, spacing, 0.0, draw, window)
 
 
 def stroke(polyline, width_mm, shape, spacing):
@@ -132,6 +150,44 @@ def cue_layers(scene, look):
             for poly in scene.markers]
 
 
+def host_coverage(scene, shift=(0.0, 0.0), window=None, hosts=("femur", "pelvis")):
+    """Anti-aliased coverage (0-1, (rows, cols)) of the femurs and of the hemipelves (foramina cut out) of
+    `scene` (of `hosts` only), every outline shifted by `shift` (image mm), only within `window` (see
+    _rasterise) if given."""
+    d = np.asarray(shift, dtype=float)
+    out = {}
+    if "femur" in hosts:
+        out["femur"] = fill([f + d for f in scene.femurs], scene.shape, scene.spacing, window=window)
+    if "pelvis" in hosts:
+        out["pelvis"] = fill([p + d for p, _ in scene.pelves], scene.shape, scene.spacing,
+                             holes=[h + d for _, h in scene.pelves], window=window)
+    return out
+
+
+def lesion_window(scene, polygon):
+    """(row0, row1, col0, col1): the pixels a polygon (image mm) can cover, 3 px of margin, within the image."""
+    rows, cols = scene.shape
+    pts = np.asarray(polygon, dtype=float) / scene.spacing
+    c0, r0 = np.clip(np.floor(pts.min(axis=0)).astype(int) - 3, 0, [cols, rows])
+    c1, r1 = np.clip(np.ceil(pts.max(axis=0)).astype(int) + 4, 0, [cols, rows])
+    return int(r0), int(r1), int(c0), int(c1)
+
+
+def lesion_coverage(scene, lesion, bone, window=None):
+    """Coverage (0-1) of `lesion` (a Lesion) outside its host bone: its density; >= 0.5 is its truth mask.
+    `bone`: host_coverage(scene), used when the lesion's host is not shifted (a shifted host is drawn
+    within the lesion's own window only). With `window` (lesion_window's), only that part of the image."""
+    polygon, host, shift = lesion
+    coverage = fill([polygon], scene.shape, scene.spacing)
+    box = lesion_window(scene, polygon)
+    if any(shift):
+        bone = host_coverage(scene, shift, box, hosts=(host,))
+    if window is None:
+        return coverage * (1.0 - bone[host])
+    r0, r1, c0, c1 = window
+    return coverage[r0:r1, c0:c1] * (1.0 - bone[host][r0:r1, c0:c1])
+
+
 def _render_base(scene, look, rng):
     """The radiograph without the markers (image, lesion masks, bone masks): every random draw of render."""
     shape, sp = scene.shape, scene.spacing
@@ -143,20 +199,19 @@ def _render_base(scene, look, rng):
     image = np.broadcast_to(tissue, shape).astype(np.float32).copy()
     image += 0.06 * smooth_field(shape, rng, cells=40, sigma_px=12 / sp)
 
-    femur = fill(scene.femurs, shape, sp)
-    pelvis = fill([p for p, _ in scene.pelves], shape, sp, holes=[h for _, h in scene.pelves])
+    bone = host_coverage(scene)
+    femur, pelvis = bone["femur"], bone["pelvis"]
     sacrum = fill([scene.sacrum], shape, sp) if scene.sacrum is not None else 0.0
-    bone = {"femur": femur, "pelvis": pelvis}
 
     lesion_masks = {}
     extra = np.zeros(shape, np.float32)
-    for key, (poly, host) in scene.lesions.items():
-        cov = fill([poly], shape, sp) * (1.0 - bone[host])
+    for key, lesion in scene.lesions.items():
+        cov = lesion_coverage(scene, lesion, bone)
         lesion_masks[key] = cov >= 0.5
         extra = np.maximum(extra, cov)
     mimic = np.zeros(shape, np.float32)
-    for poly, host in scene.mimics:
-        mimic = np.maximum(mimic, fill([poly], shape, sp) * (1.0 - bone[host]))
+    for lesion in scene.mimics:
+        mimic = np.maximum(mimic, lesion_coverage(scene, lesion, bone))
 
     # Bone: additive path lengths (the head overlapping the acetabulum is brighter), a bright cortex
     # rim inside every edge, and trabecular texture that hides small protrusions in anatomical variation.

@@ -12,6 +12,9 @@ PAPER_A_CORRELATION = (
     (0.329, 0.328, 0.405, 1.000),
 )
 
+PLACEMENT_DESIGNS = ("landmark", "offset")
+OFFSET_DISTRIBUTIONS = ("uniform", "normal")
+
 DEFAULTS = {
     "seed": 0,
     "subjects": 240,
@@ -35,6 +38,11 @@ DEFAULTS = {
     # plainly than a bump on the head does (the lateral acetabular edge borders soft tissue), so that no
     # target is near-perfectly separable at the default difficulty: docs/phantom.md "Difficulty".
     "lesion_scale": {"osteo_fem_sup": 1.0, "osteo_fem_inf": 0.7, "osteo_acet_sup": 0.45, "osteo_acet_inf": 1.0},
+    # Where a lesion sits relative to its target's landmarks (lesions.py, docs/phantom.md "Where lesions
+    # sit"): `landmark` on them (the default study), `offset` moved along and across its zone.
+    "lesion_placement": {"design": "landmark", "along_distribution": "uniform", "along_mm": 15.0,
+                         "across_distribution": "uniform", "across_mm": 5.0, "away_fraction": 0.2,
+                         "away_min_mm": 15.0, "away_reach_mm": 38.0},
     "noise_sd": 0.08,
     "exposure_sd": 0.1,
     "auto_points": {"error_sd_mm": 0.8, "shift_sd_mm": 1.0, "miss_probability": 0.05, "miss_mm": 6.0},
@@ -64,6 +72,17 @@ def with_defaults(config):
     unknown = set(config or {}) - set(DEFAULTS)
     if unknown:
         raise ValueError(f"unknown cohort.phantom keys: {sorted(unknown)}")
+    unknown = set(out["lesion_placement"]) - set(DEFAULTS["lesion_placement"])
+    if unknown:
+        raise ValueError(f"unknown cohort.phantom.lesion_placement keys: {sorted(unknown)}")
+    placement = out["lesion_placement"]
+    if placement["design"] not in PLACEMENT_DESIGNS:
+        raise ValueError(f"cohort.phantom.lesion_placement.design is {placement['design']!r}; expected one of "
+                         f"{PLACEMENT_DESIGNS}")
+    for key in ("along_distribution", "across_distribution"):
+        if placement[key] not in OFFSET_DISTRIBUTIONS:
+            raise ValueError(f"cohort.phantom.lesion_placement.{key} is {placement[key]!r}; expected one of "
+                             f"{OFFSET_DISTRIBUTIONS}")
     unknown = set(out["lesion_scale"]) - set(TARGETS)
     if unknown:
         raise ValueError(f"unknown targets in cohort.phantom.lesion_scale: {sorted(unknown)}; expected {TARGETS}")
