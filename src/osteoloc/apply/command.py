@@ -37,7 +37,9 @@ def apply_config(study_dir, manifest_path, labels_path, out_dir):
     (from its study HDF5), the new cohort as a manifest source, the two folders as absolute paths."""
     study = finished_study(study_dir)
     settings = study.settings
-    return {"study": {"name": f"apply {Path(study_dir).resolve().name}", "results": str(Path(out_dir).resolve())},
+    folder = Path(study_dir).resolve()
+    name = folder.parent.name if folder.name == "results" else folder.name  # the study's checkout, usually
+    return {"study": {"name": f"{name} applied to {Path(manifest_path).name}", "results": str(Path(out_dir).resolve())},
             "cohort": {"source": "manifest", "manifest": str(Path(manifest_path).resolve()),
                        "labels": str(Path(labels_path).resolve()), "bonefinder": {"command": ""}},
             "preprocess": {"crop_size": settings["crop_size"], "spacing_mm": settings["spacing_mm"],

@@ -141,7 +141,7 @@ header{position:sticky;top:0;background:#fafafa;padding-bottom:.5em;border-botto
 #controls label{margin-right:1em;white-space:nowrap}
 #gallery{display:flex;flex-wrap:wrap;gap:8px;margin-top:.5em}
 .entry{margin:0;padding:4px;background:white;border:1px solid #ddd;font-size:11px;max-width:340px}
-.entry img{display:block;image-rendering:pixelated}
+.entry img{display:block;height:100px;width:auto;image-rendering:pixelated}
 .entry[hidden]{display:none}
 """
 
@@ -167,6 +167,8 @@ SCRIPT = """
         &&p>=lo&&p<=hi&&parseFloat(e.dataset.disagreement)>=dmin;
       e.hidden=!ok; if(ok) shown++; gallery.appendChild(e);}
     q('count').textContent=shown+' of '+entries.length+' entries shown';}
+  // a link may carry the controls' values, e.g. index.html?target=osteo_fem_sup&label=1&sort=disagreement
+  new URLSearchParams(location.search).forEach((v,k)=>{const c=q(k); if(c&&c.closest('#controls')) c.value=v;});
   document.querySelectorAll('#controls select, #controls input').forEach(c=>c.addEventListener('input',update));
   update();
 })();

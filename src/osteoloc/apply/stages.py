@@ -58,7 +58,7 @@ def apply_probabilities(runs_json, predictions_paths, *, probabilities_path, ens
 def apply_evaluate(runs_json, probabilities_path, metrics_paths, ensemble_path, *, n_boot, boot_seed,
                    calibration_bins, decimals, width_in, table_stems, figure_stem):
     """The external evaluation's tables and reliability diagram (`apply.evaluate`)."""
-    probabilities = pd.read_csv(probabilities_path, dtype={"subject": str, "visit": str})
+    probabilities = pd.read_csv(probabilities_path, dtype={"subject": str, "visit": str}, keep_default_na=False)
     metrics = read_runs(_runs(runs_json, metrics_paths), "metrics")
     return evaluate(probabilities, metrics, read_ensemble(ensemble_path), n_boot=n_boot, boot_seed=boot_seed,
                     calibration_bins=calibration_bins, decimals=decimals, width_in=width_in,
