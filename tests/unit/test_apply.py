@@ -175,3 +175,20 @@ def test_the_gallery_holds_one_entry_per_hip_and_target_and_escapes_ids(tmp_path
     assert SCRIPT_ID not in text and "&lt;script&gt;alert(1)&lt;/script&gt;" in text
     assert all((out / src).is_file() for src in parser.images + parser.links)
     assert len(parser.links) == len(parser.images) == 3 * len(TARGETS)
+
+
+def test_each_resamples_auc_is_sklearns_auc_of_the_drawn_hips():
+    from osteoloc.apply.evaluate import resampled_aucs
+
+    rng = np.random.default_rng(3)
+    labels = rng.integers(0, 2, 60)
+    scores = np.round(rng.uniform(0, 1, 60), 1)  # ties
+    codes = np.repeat(np.arange(30), 2)  # two hips per subject
+    draws = rng.integers(0, 30, (50, 30))
+    got = resampled_aucs(labels, scores, codes, draws)
+    for b, draw in enumerate(draws):
+        hips = np.concatenate([np.flatnonzero(codes == k) for k in draw])
+        if len(np.unique(labels[hips])) == 2:
+            assert got[b] == pytest.approx(roc_auc_score(labels[hips], scores[hips]), abs=1e-12)
+        else:
+            assert np.isnan(got[b])

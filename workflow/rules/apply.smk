@@ -153,9 +153,10 @@ if APPLY["study"]:
             ),
         params:
             runs=APPLY_RUNS_JSON,
-            title=f"{config['study']['name']}: models of {APPLIED.folder}",
-            note=f"{len(APPLIED.models)} models x {len(APPLY_RUNS) // len(APPLIED.models)} seeds; "
-            "maps: each model's mean over its seeds; white dots: the target's landmark group",
+            title=config["study"]["name"],
+            note=f"the models of {APPLIED.folder}: {len(APPLIED.models)} models x "
+            f"{len(APPLY_RUNS) // len(APPLIED.models)} seeds; maps: each model's mean over its seeds; "
+            "white dots: the target's landmark group",
             batch_size=APPLY["batch_size"],
             full_scale=APPLY["gallery"]["full_scale"],
             map_alpha=APPLY["gallery"]["map_alpha"],
