@@ -4,16 +4,19 @@ hip in batches read from the study HDF5, three ways:
 
 - bare: `model(images)` under torch.inference_mode (no maps, nothing written);
 - predictions + maps: the apply path's forward pass (explain.stages.predict_maps: logits and the Grad-CAM maps
-  of four targets from one pass) with the maps written to a maps.h5 as apply writes them;
+  of four targets from one pass) with the maps written to a maps.h5 as apply writes them (and the same
+  without writing them, to show the file's share);
 - whole job: apply.stages.apply_run, i.e. the above plus the localisation metrics and the CSV files.
 
     .venv/bin/python benchmarks/bench_apply.py [--hips 512] [--size 96] [--models 6] [--batch 32] [--threads 2]
 
-Prints hips per second (all K models: the rate a cohort goes through the stage) and each way's time relative
-to the bare pass (goal for predictions + maps: at most 1.2x). Memory: one batch of images and maps per job.
+Prints hips per second (all K models: the rate a cohort goes through the stage) and each way's wall and CPU
+time relative to the bare pass (goal for predictions + maps: at most 1.2x). Memory: one batch of images and
+maps per job.
 """
 
 import argparse
+import contextlib
 import statistics
 import tempfile
 import time
@@ -60,11 +63,14 @@ def bare(study_path, checkpoint, batch):
             model(torch.from_numpy(values["images"].astype(np.float32))[:, None])
 
 
-def predictions_and_maps(study_path, checkpoint, batch, maps_path):
+def predictions_and_maps(study_path, checkpoint, batch, maps_path=None):
+    """The apply path's forward pass; the maps written to `maps_path` (None: dropped, not written)."""
     model = load_trained_model(checkpoint)
     with StudyFile(study_path) as study:
         rows = np.arange(len(study))
-        with maps_writer(maps_path, rows, study.crop_size) as append:
+        writer = maps_writer(maps_path, rows, study.crop_size) if maps_path else contextlib.nullcontext(
+            lambda maps: None)
+        with writer as append:
             for _, values in study.batches(FIELDS, rows, batch):
                 images = torch.from_numpy(values["images"].astype(np.float32))[:, None]
                 logits, maps = predict_maps(model, images, values["landmarks/groups"], values["landmarks/valid"])
@@ -93,21 +99,26 @@ def main():
         study, split, checkpoints = synthetic_study(folder, args.hips, args.size, args.models)
         ways = {"bare forward": lambda c: bare(study, c, args.batch),
                 "predictions + maps": lambda c: predictions_and_maps(study, c, args.batch, folder / "maps.h5"),
+                "  of which unwritten": lambda c: predictions_and_maps(study, c, args.batch),
                 "whole apply job": lambda c: whole_job(study, split, c, args.batch, folder)}
         bare(study, checkpoints[0], args.batch)  # warm-up (the study's pages, torch's kernels)
-        times = {name: [] for name in ways}
-        for _ in range(args.repeats):  # interleaved, so a load change on the machine hits every way alike
-            for name, run in ways.items():
-                start = time.perf_counter()
-                for checkpoint in checkpoints:
+        wall = {name: [0.0] * args.repeats for name in ways}
+        cpu = {name: [0.0] * args.repeats for name in ways}
+        for repeat in range(args.repeats):
+            for checkpoint in checkpoints:  # interleaved per model, so a load change hits every way alike
+                for name, run in ways.items():
+                    start, start_cpu = time.perf_counter(), time.process_time()
                     run(checkpoint)
-                times[name].append(time.perf_counter() - start)
-    medians = {name: statistics.median(t) for name, t in times.items()}
+                    wall[name][repeat] += time.perf_counter() - start
+                    cpu[name][repeat] += time.process_time() - start_cpu
     print(f"{args.hips} hips x {args.models} models, {args.size} px crops, batch {args.batch}, {args.threads} "
-          f"threads, median of {args.repeats} (CPU)")
-    for name, seconds in medians.items():
-        print(f"{name:20s} {seconds:8.2f} s  {args.hips / seconds:8.1f} hips/s (all models)  "
-              f"{seconds / medians['bare forward']:5.2f} x bare")
+          f"threads, median of {args.repeats} (CPU); wall time, and this process's CPU time (less sensitive to "
+          "other load on the machine)")
+    bare_wall, bare_cpu = statistics.median(wall["bare forward"]), statistics.median(cpu["bare forward"])
+    for name in ways:
+        seconds, cpu_seconds = statistics.median(wall[name]), statistics.median(cpu[name])
+        print(f"{name:20s} wall {seconds:7.2f} s {args.hips / seconds:7.1f} hips/s (all models) "
+              f"{seconds / bare_wall:5.2f} x bare | CPU {cpu_seconds:7.2f} s {cpu_seconds / bare_cpu:5.2f} x bare")
 
 
 if __name__ == "__main__":

@@ -192,3 +192,16 @@ def test_each_resamples_auc_is_sklearns_auc_of_the_drawn_hips():
             assert got[b] == pytest.approx(roc_auc_score(labels[hips], scores[hips]), abs=1e-12)
         else:
             assert np.isnan(got[b])
+
+
+def test_a_cohort_without_labels_gets_every_hip_with_unknown_grades(tmp_path):
+    from osteoloc.apply.command import unknown_labels
+    from osteoloc.io.labels import read_labels
+
+    manifest = tmp_path / "manifest.csv"
+    pd.DataFrame({"image_path": ["a.dcm", "b.dcm"], "subject": ["S1", "S2"], "visit": ["V00", "V01"],
+                  "cohort": ["X", "X"], "points_path": ["a.pts", "b.pts"]}).to_csv(manifest, index=False)
+    unknown_labels(manifest, tmp_path / "labels.csv")
+    table = read_labels(tmp_path / "labels.csv")
+    assert len(table.grades) == 4 and not table.problems
+    assert all((grades == -1).all() for grades in table.grades.values())

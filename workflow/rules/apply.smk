@@ -29,10 +29,10 @@ if APPLY["study"]:
         """File `name` of every (model, seed) of the study, in APPLY_RUNS order."""
         return [apply_run_file(name, model, seed) for model, seed in APPLY_RUNS]
 
+    # the external evaluation's tables (CSV shown in the report; .md and .tex beside each)
     APPLY_TABLES = {
-        name: apply_file("tables", f"{name}_external.{suffix}")
+        name: apply_file("tables", f"{name}_external.csv")
         for name in ("auc", "calibration", "localisation")
-        for suffix in ("csv",)
     }
 
     rule apply_split:
