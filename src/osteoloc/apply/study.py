@@ -12,8 +12,6 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-
 from osteoloc.io.study_h5 import StudyFile
 from osteoloc.names import MODELS
 
@@ -71,12 +69,6 @@ def study_file_settings(study_h5):
     with StudyFile(study_h5) as study:
         return {"crop_size": study.crop_size, "spacing_mm": study.spacing_mm, "targets": list(study.targets),
                 "groups": {t: list(study.group_indices[t]) for t in study.targets}}
-
-
-def run_settings(checkpoint):
-    """The training settings a `best.pt` records (contracts.md section 4), as a dict: the one place the apply
-    stage reads them."""
-    return dict(torch.load(checkpoint, map_location="cpu", weights_only=True).get("config") or {})
 
 
 def _model_order(model):
