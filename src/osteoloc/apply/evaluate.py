@@ -20,8 +20,6 @@ from osteoloc.report.tables import calibration_table, true_localisation_table, w
 EXTERNAL = "external"
 AUC_COLUMNS = ["evaluation", "target", "model", "seed", "n_pos", "n_neg", "auc", "ci_low", "ci_high",
                "n_boot_defined"]
-
-
 BOOT_CHUNK = 100  # resamples scored at once: memory is BOOT_CHUNK x hips weights, whatever n_boot
 
 
