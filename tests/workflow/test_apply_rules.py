@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from workflow_copy import run_env, snakemake, write_override
+from workflow_copy import copy_study, run_env, snakemake, write_override
 
 from osteoloc.names import TARGETS
 
@@ -54,8 +54,6 @@ class _Entries(HTMLParser):
 def applied(ci_study, tmp_path_factory):
     """A copy of the CI study (results only as the study; its checkout runs the apply) after `osteoloc apply`
     on its own test subjects: (workdir, out folder, fingerprint of the study's results before)."""
-    from workflow_copy import copy_study
-
     work = copy_study(ci_study, tmp_path_factory.mktemp("apply") / "study")
     results = work / "results"
     before = _fingerprint(results)
