@@ -24,6 +24,7 @@ SECTIONS = (
     "explain",
     "report",
     "segment",
+    "apply",
 )
 
 # A misspelt section (`preproces:`) would otherwise be ignored and the study run on the defaults.
