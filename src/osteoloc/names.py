@@ -57,7 +57,8 @@ PENALTY_WARNING = 0.10  # the report warns when more test hips than this have a 
 # report/figures.py draw them).
 TABLES = {"table1": "Table 1", "table2": "Table 2", "tableA1": "Table A1", "tableA2": "Table A2",
           "auc": "AUC table", "calibration": "Calibration table", "true_localisation": "True localisation table",
-          "calibrated": "Calibrated localisation table"}
+          "calibrated": "Calibrated localisation table",
+          "stratified": "Localisation by lesion-landmark distance"}
 TABLE_IDS = tuple(TABLES)
 SEED_LEVEL_INPUT = ("seed_level_input", "Seed-level input")  # the CSV Table A1 is computed from
 SUMMARY_TABLES = ("tableA1", "auc", "true_localisation", "calibrated")  # the tables summary.md quotes

@@ -58,6 +58,7 @@ rule report_tables:
         calibration_bins=REPORT["calibration_bins"],
         n_boot=REPORT["statistics"]["n_boot"],
         boot_seed=REPORT["statistics"]["seed"],
+        strata_mm=REPORT["lesion_landmark_strata_mm"],
         format=as_json(REPORT["tables"]),
     log:
         log_path("report", "tables.log"),

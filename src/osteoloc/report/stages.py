@@ -36,15 +36,17 @@ def run_pairs(runs_json):
 
 
 def report_tables(runs_json, predictions_paths, metrics_paths, study_path, *, selection_seed, calibration_bins,
-                  decimals, table_paths, seed_input_path, n_boot=2000, boot_seed=0):
+                  decimals, table_paths, seed_input_path, n_boot=2000, boot_seed=0, strata_mm=(7.5, 15.0)):
     """Rule report_tables: every table of TABLE_IDS from every run's explain outputs (`runs.read_all_runs`)
     and the study's labels. table_paths: {table id: its path, .csv / .md / .tex written beside each other}.
-    n_boot, boot_seed: the calibrated table's bootstrap intervals (`report.statistics`; n_boot 0: none)."""
+    n_boot, boot_seed: the calibrated tables' bootstrap intervals (`report.statistics`; n_boot 0: none);
+    strata_mm: the stratified table's lesion-landmark distance edges (mm; the study's spacing converts)."""
     predictions, metrics = read_all_runs(run_pairs(runs_json), predictions_paths, metrics_paths)
     with StudyFile(study_path) as study:
         labels = study.read(["labels"]).labels.astype(int)
+        spacing_mm = study.spacing_mm
     tables = build_tables(predictions, metrics, labels, selection_seed, calibration_bins, seed_input_path,
-                          n_boot=n_boot, boot_seed=boot_seed)
+                          n_boot=n_boot, boot_seed=boot_seed, strata_mm=strata_mm, spacing_mm=spacing_mm)
     for table_id, table in tables.items():
         write_table(table, table_paths[table_id], decimals=decimals)
         log.info("%s: %d rows", table_id, len(table))
