@@ -205,6 +205,7 @@ if config.get("arms"):
             width_in=REPORT["figures"]["width_in"],
             statistics=as_json(REPORT["statistics"]),
             comparisons=as_json(REPORT["comparisons"]),
+            lesion_placement=lesion_placement(),  # common.smk: "offset" adds a primary comparison
         log:
             log_path("report", "ablation.log"),
         script:
