@@ -253,7 +253,7 @@ def test_hierarchical_auc_weighted_sums_match_the_loop(crossed):
 def ablation_runs(crossed, n_seeds=4, n_subjects=30):
     """predictions and metrics of arms prior, better (CoM 2 px closer, scores that separate better) and same
     (a copy of prior); hip 0 of seed 0 has an all-zero map for `better` (its value the uniform map's), hip 0
-    of seed 1 no reference for `prior` (NaN)."""
+    of seed 1 no reference (NaN in every arm)."""
     rng = np.random.default_rng(12)
     predictions, metrics = [], []
     for s in range(n_seeds):
@@ -270,7 +270,8 @@ def ablation_runs(crossed, n_seeds=4, n_subjects=30):
                                                     "side": np.tile(["left", "right"], n_subjects), "prob": prob}))
             metrics.append(pd.DataFrame(base | {"com_distance": com + shift, "map_defined": 1.0}))
     metrics[1].loc[0, ["com_distance", "map_defined"]] = (20.0, 0.0)  # all zero: scored as the uniform map
-    metrics[3].loc[0, "com_distance"] = np.nan  # seed 1's hip 0 without a reference (for prior)
+    for frame in metrics[3:6]:  # seed 1's hip 0 without a reference (every arm: it is the hip's)
+        frame.loc[0, "com_distance"] = np.nan
     return pd.concat(predictions, ignore_index=True), pd.concat(metrics, ignore_index=True)
 
 
