@@ -40,6 +40,7 @@ ABLATION_METRICS = {
     "pointing_hit": AblationMetric("pointing game", "higher", "positives"),
     "energy_in_mask": AblationMetric("energy in lesion", "higher", "positives"),
     "energy_lift": AblationMetric("energy lift (energy / area share)", "higher", "positives"),
+    "lesion_vs_landmark": AblationMetric("CoM nearer lesion than landmark (px)", "higher", "positives"),
     "undefined_map": AblationMetric("all-zero maps (share)", "lower", "undefined"),
     "penalty_constant": AblationMetric("constant prior penalty (share)", "lower", "all"),
     "auc_no_cue": AblationMetric("AUC without cue", "higher", "twin"),
@@ -49,14 +50,15 @@ ABLATION_METRICS = {
 # Localisation metrics with chance and ceiling at the run's grid (explain writes `<metric>_uniform`,
 # `_random_cell`, `_ceiling` and the landmark-only control's `_control` beside each).
 CALIBRATED_METRICS = ("com_to_landmark", "peak_to_landmark", "com_to_lesion", "peak_to_lesion", "pointing_hit",
-                      "energy_in_mask", "energy_lift")
+                      "energy_in_mask", "energy_lift", "lesion_vs_landmark")
 PENALTY_WARNING = 0.10  # the report warns when more test hips than this have a constant prior penalty
 
 # The report's output ids and captions (report.smk names its files from these; report/tables.py and
 # report/figures.py draw them).
 TABLES = {"table1": "Table 1", "table2": "Table 2", "tableA1": "Table A1", "tableA2": "Table A2",
           "auc": "AUC table", "calibration": "Calibration table", "true_localisation": "True localisation table",
-          "calibrated": "Calibrated localisation table"}
+          "calibrated": "Calibrated localisation table",
+          "stratified": "Localisation by lesion-landmark distance"}
 TABLE_IDS = tuple(TABLES)
 SEED_LEVEL_INPUT = ("seed_level_input", "Seed-level input")  # the CSV Table A1 is computed from
 SUMMARY_TABLES = ("tableA1", "auc", "true_localisation", "calibrated")  # the tables summary.md quotes

@@ -86,6 +86,15 @@ def phantom_twins():
     return cohort["source"] == "phantom" and writes_twins(cohort["phantom"])
 
 
+def lesion_placement():
+    """The phantom's lesion placement design (cohort.phantom.lesion_placement.design), "" without a phantom:
+    the report's primary comparisons depend on it (report.comparisons.design_primaries)."""
+    cohort = config["cohort"]
+    if cohort["source"] != "phantom":
+        return ""
+    return cohort["phantom"].get("lesion_placement", {}).get("design", "landmark")
+
+
 def interventions_on():
     """Whether the localisation-by-intervention rules exist (explain.interventions.enabled; phantom only)."""
     enabled = config.get("explain", {}).get("interventions", {}).get("enabled", False)

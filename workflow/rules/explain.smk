@@ -31,6 +31,7 @@ rule explain:
         pointing_tolerance_mm=config["explain"]["pointing_tolerance_mm"],
         peak=config["explain"]["peak"],
         control_sigma_mm=config["explain"]["control_sigma_mm"],
+        lesion_vs_landmark_min_mm=config["explain"]["lesion_vs_landmark_min_mm"],
         device=config["study"]["device"],
     log:
         log_path("explain", "{model}", "seed{seed}.log"),

@@ -58,6 +58,7 @@ rule report_tables:
         calibration_bins=REPORT["calibration_bins"],
         n_boot=REPORT["statistics"]["n_boot"],
         boot_seed=REPORT["statistics"]["seed"],
+        strata_mm=REPORT["lesion_landmark_strata_mm"],
         format=as_json(REPORT["tables"]),
     log:
         log_path("report", "tables.log"),
@@ -204,6 +205,7 @@ if config.get("arms"):
             width_in=REPORT["figures"]["width_in"],
             statistics=as_json(REPORT["statistics"]),
             comparisons=as_json(REPORT["comparisons"]),
+            lesion_placement=lesion_placement(),  # common.smk: "offset" adds a primary comparison
         log:
             log_path("report", "ablation.log"),
         script:

@@ -95,6 +95,7 @@ def _twin_probabilities(model, twin_path, rows, meta, crop_size, batch_size, dev
 
 def explain_run(study_path, split_path, checkpoint_path, *, predictions_path, maps_path, metrics_path,
                 batch_size, pointing_tolerance_mm, device, peak="cell_centre", control_sigma_mm=None,
+                min_separation_mm=0.0,
                 twin_study_path=None, twin_predictions_path=None):
     """Predictions, maps and metrics of one model on its test split, written to the three given paths.
 
@@ -102,7 +103,8 @@ def explain_run(study_path, split_path, checkpoint_path, *, predictions_path, ma
     test split). Maps are in crop pixels; metrics use the float32 maps, the file keeps float16.
     pointing_tolerance_mm: the pointing game's tolerance, converted to crop pixels with the study's
     spacing (`spacing_mm`); peak: "cell_centre" (the centre of the strongest cell of the model's grid) or
-    "first_max" (paper A); control_sigma_mm: the landmark-only control map's sd (None: no control). The
+    "first_max" (paper A); control_sigma_mm: the landmark-only control map's sd (None: no control);
+    min_separation_mm: the lesion-landmark distance below which `lesion_vs_landmark` is undefined. The
     metrics gain `cue_energy` when the study has the shortcut cue's masks (layer `cue`), the exact-point
     distances when it has manual points, and `penalty_constant` (`constant_penalty`). With
     twin_study_path (the study's counterfactual twin: same rows, images without the cue) the model's
@@ -123,7 +125,8 @@ def explain_run(study_path, split_path, checkpoint_path, *, predictions_path, ma
         crop_size = study.crop_size
         scoring = Scoring(tolerance_px=float(pointing_tolerance_mm) / study.spacing_mm,
                           control_sigma_px=None if control_sigma_mm is None else float(control_sigma_mm) / study.spacing_mm,
-                          exact_points=partial(exact_groups, group_indices=study.group_indices, crop_size=crop_size))
+                          exact_points=partial(exact_groups, group_indices=study.group_indices, crop_size=crop_size),
+                          min_separation_px=float(min_separation_mm) / study.spacing_mm)
         cells = map_grid(model, crop_size)
         penalty = constant_penalty(settings, study, rows, cells)
         with maps_writer(maps_path, rows, study.crop_size) as append_maps:

@@ -14,6 +14,7 @@ from osteoloc.io.runs import read_all_runs, read_history, read_runs
 from osteoloc.io.study_h5 import StudyFile
 from osteoloc.report.ablation import (ablation_table, bootstrap_comparisons, penalty_warnings, read_arm_runs,
                                       seed_level_values)
+from osteoloc.report.comparisons import design_primaries
 from osteoloc.report.figure_ablation import figure_ablation_forest
 from osteoloc.report.figure_curves import figure_learning_curves
 from osteoloc.report.figure_interventions import figure_interventions, intervention_summary
@@ -36,15 +37,17 @@ def run_pairs(runs_json):
 
 
 def report_tables(runs_json, predictions_paths, metrics_paths, study_path, *, selection_seed, calibration_bins,
-                  decimals, table_paths, seed_input_path, n_boot=2000, boot_seed=0):
+                  decimals, table_paths, seed_input_path, n_boot=2000, boot_seed=0, strata_mm=(7.5, 15.0)):
     """Rule report_tables: every table of TABLE_IDS from every run's explain outputs (`runs.read_all_runs`)
     and the study's labels. table_paths: {table id: its path, .csv / .md / .tex written beside each other}.
-    n_boot, boot_seed: the calibrated table's bootstrap intervals (`report.statistics`; n_boot 0: none)."""
+    n_boot, boot_seed: the calibrated tables' bootstrap intervals (`report.statistics`; n_boot 0: none);
+    strata_mm: the stratified table's lesion-landmark distance edges (mm; the study's spacing converts)."""
     predictions, metrics = read_all_runs(run_pairs(runs_json), predictions_paths, metrics_paths)
     with StudyFile(study_path) as study:
         labels = study.read(["labels"]).labels.astype(int)
+        spacing_mm = study.spacing_mm
     tables = build_tables(predictions, metrics, labels, selection_seed, calibration_bins, seed_input_path,
-                          n_boot=n_boot, boot_seed=boot_seed)
+                          n_boot=n_boot, boot_seed=boot_seed, strata_mm=strata_mm, spacing_mm=spacing_mm)
     for table_id, table in tables.items():
         write_table(table, table_paths[table_id], decimals=decimals)
         log.info("%s: %d rows", table_id, len(table))
@@ -134,14 +137,16 @@ def primary_metrics(names, metrics, twins):
 
 def report_ablation(runs, predictions_paths, metrics_paths, twin_predictions_paths=(), *, arms,
                     reference=REFERENCE_ARM, decimals, width_in, table_path, figure_path, statistics=None,
-                    comparisons=None):
+                    comparisons=None, lesion_placement=None):
     """Rule report_ablation: the ablation table (`table_path`, .csv/.md/.tex) and its forest plot
     (`figure_path`, .png/.pdf). runs: [(arm, seed)] in the order of the path lists; arms: the arms in
     table order; twin_predictions_paths: empty when the shortcut test is off. statistics (config
     `report.statistics`): the pre-specified primary metrics, compared by a hierarchical bootstrap over seeds
     and subjects with Holm's correction across them (columns boot_* and survives; none when n_boot is 0); with
     twin predictions the primary AUC is the cue-free one (auc_no_cue). comparisons (config
-    `report.comparisons`): {arm: the arm it is compared with} where that is not the reference arm."""
+    `report.comparisons`): {arm: the arm it is compared with} where that is not the reference arm.
+    lesion_placement: the phantom's lesion placement design (None: no phantom); "offset" adds
+    lesion_vs_landmark to the primary metrics (`comparisons.design_primaries`)."""
 
     predictions = read_arm_runs(runs, predictions_paths, "predictions")
     metrics = read_arm_runs(runs, metrics_paths, "metrics")
@@ -149,7 +154,8 @@ def report_ablation(runs, predictions_paths, metrics_paths, twin_predictions_pat
     table = ablation_table(seed_level_values(predictions, metrics, twins), arms, reference, comparisons)
     statistics = statistics or {}
     if statistics.get("n_boot", 0) > 0:
-        primary = primary_metrics(statistics["primary_metrics"], metrics, twins is not None)
+        primary = primary_metrics([*statistics["primary_metrics"], *design_primaries(lesion_placement)], metrics,
+                                  twins is not None)
         bootstrap = bootstrap_comparisons(predictions, metrics, arms, reference, primary,
                                           n_boot=statistics["n_boot"], seed=statistics["seed"],
                                           alpha=statistics["alpha"], twin_predictions=twins,
