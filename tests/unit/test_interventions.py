@@ -138,17 +138,33 @@ GROUPS = {"osteo_fem_sup": [13, 78, 14, 15], "osteo_fem_inf": [19, 20, 21], "ost
 
 
 def _fake_model(monkeypatch, cases, make_map):
-    """predict_maps replaced by maps made from each pair's crops and masks (make_map(mask, contour))."""
-    pairs = iter([crop_pair(case, 64, 1.4) for case in cases])
+    """predict_maps replaced by maps made from the crops' lesion masks (make_map(mask, contour) per target:
+    an original's map of each target from that target's lesion on the hip, an intervention's from its
+    moved lesion, the hip's other lesions as in the original; an all-zero mask where no lesion is)."""
+    crops = [crop_pair(case, 64, 1.4) for case in cases]
+    originals, renders = {}, {}
+    for case, (original, image, mask, moved, contour) in zip(cases, crops):
+        originals.setdefault(original.tobytes(), {})[case.target] = (mask, contour)
+        renders[image.tobytes()] = (original.tobytes(), case.target, moved)
     monkeypatch.setattr(effects_module, "map_grid", lambda model, size: (2, 2))
     monkeypatch.setattr(effects_module, "map_windows", lambda *args: None)
 
+    def target_maps(lesions, contour):
+        return np.stack([make_map(lesions.get(t, np.zeros((64, 64), bool)), contour) for t in TARGETS])
+
     def predict(model, images, groups, valid):
-        original, image, mask, moved, contour = next(pairs)
-        np.testing.assert_array_equal(images[0, 0].numpy(), original)
-        maps = np.zeros((2, 4, 64, 64), np.float32)
-        maps[0, :], maps[1, :] = make_map(mask, contour), make_map(moved, contour)
-        return torch.zeros(2, 4), torch.from_numpy(maps)
+        maps = []
+        for image in images[:, 0].numpy():
+            key = image.tobytes()
+            if key in originals:
+                masks = {t: m for t, (m, _) in originals[key].items()}
+                contour = next(iter(originals[key].values()))[1]
+            else:
+                original, target, moved = renders[key]
+                masks = {t: m for t, (m, _) in originals[original].items()} | {target: moved}
+                contour = next(iter(originals[original].values()))[1]
+            maps.append(target_maps(masks, contour))
+        return torch.zeros(len(maps), 4), torch.from_numpy(np.stack(maps).astype(np.float32))
 
     monkeypatch.setattr(effects_module, "predict_maps", predict)
 

@@ -38,6 +38,7 @@ FOLLOWS = ("com_follow", "peak_follow")
 EFFECT_COLUMNS = ["case", "side", "target", "kind", "direction", "shift_mm", "role", "map_target", "mask_shift_mm",
                   "com_follow", "peak_follow", "com_shift_mm", "peak_shift_mm", "logit_change", "maps_undefined",
                   "com_follow_chance", "peak_follow_chance", "com_follow_ceiling", "peak_follow_ceiling"]
+BATCH = 32  # interventions per forward pass (with their distinct originals)
 RF_SD = 0.5  # the oracle's receptive field: Gaussian sd in cells (a cell's response reaches into its neighbours)
 
 
@@ -92,6 +93,30 @@ def _follows(maps, size, window, peak_args, lesion_move, spacing_mm):
     return out
 
 
+def _chunk_maps(model, pairs, chunk, crop_size, groups, device):
+    """{i: (before, after)} logits (2, 4) and maps (2, 4, S, S) of the interventions `chunk` (indices into
+    `pairs`) and {i: (group points, valid)}, from one forward pass over the chunk's distinct originals (a
+    lesion's interventions share its original) and its interventions."""
+    points, keys, images, position = {}, {}, [], {}
+    for i in chunk:
+        contour = pairs["contour"][i]
+        points[i] = target_groups(contour, groups, crop_size)
+        keys[i] = (pairs["original"][i].tobytes(), contour.tobytes())
+        if keys[i] not in position:
+            position[keys[i]] = len(images)
+            images.append((pairs["original"][i], *points[i]))
+    first = len(images)
+    images += [(pairs["image"][i], *points[i]) for i in chunk]
+    batch = torch.from_numpy(np.stack([x[0] for x in images])[:, None].astype(np.float32)).to(device)
+    logits, maps = predict_maps(model, batch, np.stack([x[1] for x in images]), np.stack([x[2] for x in images]))
+    logits, maps = logits.cpu().numpy(), maps.cpu().numpy()
+    out_logits, out_maps = {}, {}
+    for k, i in enumerate(chunk):
+        pair = [position[keys[i]], first + k]
+        out_logits[i], out_maps[i] = logits[pair], maps[pair]
+    return out_logits, out_maps, points
+
+
 def _scored_maps(case, lesion_targets):
     """[(role, map target)] scored for one intervention (module docstring)."""
     scored = [("lesion", case.target)]
@@ -100,6 +125,37 @@ def _scored_maps(case, lesion_targets):
     if case.kind == "moved":
         scored += [("unaffected", t) for t in TARGETS if t not in lesion_targets]
     return scored
+
+
+def _case_rows(i, case, pairs, logits, maps, points, model, cells, crop_size, spacing_mm, peak_rule):
+    """The rows of intervention i (`pair_effects`): logits (2, 4), maps (2, 4, S, S) before and after."""
+    mask, moved_mask = pairs["mask"][i], pairs["moved"][i]
+    group_points, valid = points
+    windows = map_windows(model, group_points[None], valid[None], crop_size)
+    lesion_move = (_centroid(moved_mask) - _centroid(mask)) * spacing_mm
+    move = lesion_move if case.kind != "removed" else np.full(2, np.nan)
+    rows = []
+    for role, map_target in _scored_maps(case, set(str(case.lesion_targets).split())):
+        t = TARGETS.index(map_target)
+        window = None if windows is None else windows[0, t]  # a landmark-crop arm's sub-crop
+        peak_args = (cells, window) if peak_rule == "cell_centre" else (None, None)
+        pair = maps[:, t]
+        row = {"case": i, "side": case.side, "target": case.target, "kind": case.kind, "direction": case.direction,
+               "shift_mm": case.shift_mm, "role": role, "map_target": map_target,
+               "mask_shift_mm": np.linalg.norm(lesion_move) if case.kind != "removed" else np.nan,
+               "logit_change": float(logits[1, t] - logits[0, t]),
+               "maps_undefined": int(sum(not m.astype(np.float64).sum() > 0 for m in pair))}
+        row |= _follows(pair, crop_size, window, peak_args, move, spacing_mm)
+        blind = np.ones((2, crop_size, crop_size), np.float32)
+        chance = _follows(blind, crop_size, window, peak_args, move, spacing_mm)
+        # the oracle of the map's own lesion: an absent one (role unaffected) gives all-zero maps
+        oracle_masks = (mask, moved_mask) if role != "unaffected" else (np.zeros_like(mask),) * 2
+        ceiling = _follows([lesion_map(m, cells, window) for m in oracle_masks], crop_size, window, peak_args, move,
+                           spacing_mm)
+        for name in FOLLOWS:
+            row[f"{name}_chance"], row[f"{name}_ceiling"] = chance[name], ceiling[name]
+        rows.append(row)
+    return rows
 
 
 def pair_effects(model, cases, pairs, crop_size, spacing_mm, groups, peak_rule="cell_centre", device="cpu"):
@@ -117,35 +173,10 @@ def pair_effects(model, cases, pairs, crop_size, spacing_mm, groups, peak_rule="
     two maps are all zero (scored as the uniform map)."""
     cells = map_grid(model, crop_size)
     rows = []
-    for i, case in enumerate(cases.itertuples(index=False)):
-        original, image, mask, moved_mask, contour = (pairs[k][i] for k in
-                                                      ("original", "image", "mask", "moved", "contour"))
-        group_points, valid = target_groups(contour, groups, crop_size)
-        images = torch.from_numpy(np.stack([original, image])[:, None].astype(np.float32)).to(device)
-        logits, maps = predict_maps(model, images, np.stack([group_points] * 2), np.stack([valid] * 2))
-        logits, maps = logits.cpu().numpy(), maps.cpu().numpy()
-        windows = map_windows(model, group_points[None], valid[None], crop_size)
-        lesion_move = (_centroid(moved_mask) - _centroid(mask)) * spacing_mm
-        lesion_targets = set(str(case.lesion_targets).split())
-        for role, map_target in _scored_maps(case, lesion_targets):
-            t = TARGETS.index(map_target)
-            window = None if windows is None else windows[0, t]  # a landmark-crop arm's sub-crop
-            peak_args = (cells, window) if peak_rule == "cell_centre" else (None, None)
-            pair = maps[:, t]
-            row = {"case": i, "side": case.side, "target": case.target, "kind": case.kind, "direction": case.direction,
-                   "shift_mm": case.shift_mm, "role": role, "map_target": map_target,
-                   "mask_shift_mm": np.linalg.norm(lesion_move) if case.kind != "removed" else np.nan,
-                   "logit_change": float(logits[1, t] - logits[0, t]),
-                   "maps_undefined": int(sum(not m.astype(np.float64).sum() > 0 for m in pair))}
-            move = lesion_move if case.kind != "removed" else np.full(2, np.nan)
-            row |= _follows(pair, crop_size, window, peak_args, move, spacing_mm)
-            blind = np.ones((2, crop_size, crop_size), np.float32)
-            chance = _follows(blind, crop_size, window, peak_args, move, spacing_mm)
-            # the oracle of the map's own lesion: an absent one (role unaffected) gives all-zero maps
-            oracle_masks = (mask, moved_mask) if role != "unaffected" else (np.zeros_like(mask),) * 2
-            oracle = [lesion_map(m, cells, window) for m in oracle_masks]
-            ceiling = _follows(oracle, crop_size, window, peak_args, move, spacing_mm)
-            for name in FOLLOWS:
-                row[f"{name}_chance"], row[f"{name}_ceiling"] = chance[name], ceiling[name]
-            rows.append(row)
+    for start in range(0, len(cases), BATCH):
+        chunk = range(start, min(len(cases), start + BATCH))
+        logits, maps, points = _chunk_maps(model, pairs, chunk, crop_size, groups, device)
+        for i in chunk:
+            rows += _case_rows(i, cases.iloc[i], pairs, logits[i], maps[i], points[i], model, cells, crop_size,
+                               spacing_mm, peak_rule)
     return pd.DataFrame(rows, columns=EFFECT_COLUMNS)
