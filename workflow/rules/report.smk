@@ -195,7 +195,11 @@ if config.get("arms"):
                 else []
             ),
             # the follow rate joins the table (and Holm's family when primary)
-            effects=explain_outputs("interventions.csv", RUNS) if interventions_on() else [],
+            effects=(
+                explain_outputs("interventions.csv", RUNS)
+                if interventions_on()
+                else []
+            ),
             code=library_code("report_ablation.py"),
         output:
             **ABLATION_OUTPUTS,

@@ -13,11 +13,11 @@ from osteoloc.names import SHORT_NAMES, TARGETS
 from osteoloc.report.style import PAPER_RC, TARGET_COLOURS, save_figure
 
 # (quantity, kind, role, direction, title)
-PANELS = (("com_follow", "moved", "lesion", "along", "CoM follows, along (per mm)"),
-          ("com_follow", "moved", "lesion", "across", "CoM follows, across (per mm)"),
-          ("com_follow", "other_site", "receiving", "", "other site: receiving map"),
-          ("com_follow", "moved", "unaffected", None, "false following (lesion-free map)"),
-          ("logit_change", "removed", "lesion", "", "logit change on removal"))
+PANELS = (("com_follow", "moved", "lesion", "along", "moved along"),
+          ("com_follow", "moved", "lesion", "across", "moved across"),
+          ("com_follow", "other_site", "receiving", "", "other site\n(receiving map)"),
+          ("com_follow", "moved", "unaffected", None, "false following\n(lesion-free map)"),
+          ("logit_change", "removed", "lesion", "", "removed:\nlogit change"))
 
 
 def _panel_rows(summary, quantity, kind, role, direction):
@@ -54,7 +54,9 @@ def figure_interventions(summary, arms, stem, width_in):
             ax.set_xticks(np.arange(len(arms)), arms, rotation=45, ha="right")
             ax.set_xlim(-0.5, len(arms) - 0.5)
             undefined, n = int(block["n_undefined"].sum()), int(block["n"].sum())
-            ax.set_title(f"{title}\n{undefined} of {n} with an all-zero map", fontsize="small")
-        axes[0][0].legend(frameon=False)
-        fig.tight_layout()
+            ax.set_title(f"{title}\nall-zero maps: {undefined}/{n}", fontsize="small")
+        axes[0][0].set_ylabel("CoM move per mm the lesion moved")
+        handles, labels = axes[0][0].get_legend_handles_labels()
+        fig.legend(handles, labels, loc="upper center", ncol=len(TARGETS), frameon=False)
+        fig.tight_layout(rect=(0, 0, 1, 0.93))
         save_figure(fig, stem)
