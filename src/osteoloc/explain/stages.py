@@ -153,10 +153,10 @@ def explain_run(study_path, split_path, checkpoint_path, *, predictions_path, ma
     return result
 
 
-def render_intervention_crops(study_path, split_path, *, phantom_config, shifts_mm, radiographs=None,
-                              directions=("along", "across"), out_path):
+def render_intervention_crops(study_path, split_path, *, phantom_config, shifts_mm, radiographs, directions,
+                              out_path):
     """Rule intervention_crops: the interventions on the lesions of the test hips of one split (every test
-    subject, or the first `radiographs` in study order; every visit: each lesion removed, moved by each of
+    subject, radiographs None, or the first `radiographs` in study order; every visit: each lesion removed, moved by each of
     `shifts_mm` (mm, signed) in each of `directions` (along or across its zone), and moved to the other
     site), redrawn and cropped once for every run scored on that split; written to out_path
     (io.intervention_h5). phantom_config: the `cohort.phantom` block the cohort was drawn with (the
