@@ -22,7 +22,8 @@ class AblationMetric:
     ("predictions": AUC over the test hips with a known label; "positives": mean over the positive test
     hips where the value is defined; "twin": needs twin_predictions.csv; "cue": mean over every test hip
     whose cue_energy is defined, i.e. that carries the cue; "undefined": share of the positive test hips
-    whose map has zero mass; "all": mean over every test hip where the value is defined)."""
+    whose map has zero mass; "all": mean over every test hip where the value is defined; "interventions":
+    mean over the moved lesions of the phantom's interventions, report.interventions)."""
     label: str
     better: str
     source: str
@@ -46,6 +47,7 @@ ABLATION_METRICS = {
     "auc_no_cue": AblationMetric("AUC without cue", "higher", "twin"),
     "auc_drop": AblationMetric("AUC drop without cue", "lower", "twin"),
     "cue_energy": AblationMetric("energy on cue", "lower", "cue"),
+    "com_follow": AblationMetric("CoM follows a moved lesion (per mm)", "higher", "interventions"),
 }
 # Localisation metrics with chance and ceiling at the run's grid (explain writes `<metric>_uniform`,
 # `_random_cell`, `_ceiling` and the landmark-only control's `_control` beside each).

@@ -64,6 +64,7 @@ if interventions_on():  # common.smk
             phantom=as_json(config["cohort"]["phantom"]),
             shifts_mm=INTERVENTIONS["shifts_mm"],
             radiographs=INTERVENTIONS["radiographs"],
+            directions=INTERVENTIONS["directions"],
         log:
             log_path("explain", "interventions", "seed{seed}.log"),
         localrule: True

@@ -195,6 +195,12 @@ if config.get("arms"):
                 if phantom_twins()
                 else []
             ),
+            # the follow rate joins the table (and Holm's family when primary)
+            effects=(
+                explain_outputs("interventions.csv", RUNS)
+                if interventions_on()
+                else []
+            ),
             code=library_code("report_ablation.py"),
         output:
             **ABLATION_OUTPUTS,

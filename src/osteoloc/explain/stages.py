@@ -156,11 +156,14 @@ def explain_run(study_path, split_path, checkpoint_path, *, predictions_path, ma
     return result
 
 
-def render_intervention_crops(study_path, split_path, *, phantom_config, shifts_mm, radiographs, out_path):
-    """Rule intervention_crops: the interventions on the lesions of the test hips of one split (the first
-    `radiographs` test subjects in study order, every visit), redrawn and cropped once for every run scored
-    on that split; written to out_path (io.intervention_h5). phantom_config: the `cohort.phantom` block the
-    cohort was drawn with (the radiographs are redrawn)."""
+def render_intervention_crops(study_path, split_path, *, phantom_config, shifts_mm, radiographs, directions,
+                              out_path):
+    """Rule intervention_crops: the interventions on the lesions of the test hips of one split (every test
+    subject, radiographs None, or the first `radiographs` in study order; every visit: each lesion removed, moved by each of
+    `shifts_mm` (mm, signed) in each of `directions` (along or across its zone), and moved to the other
+    site), redrawn and cropped once for every run scored on that split; written to out_path
+    (io.intervention_h5). phantom_config: the `cohort.phantom` block the cohort was drawn with (the
+    radiographs are redrawn)."""
     plan = Plan(phantom_config)
     index = {subject: i for i, (_, subject, _) in enumerate(plan.ids)}
     with StudyFile(study_path) as study:
@@ -168,18 +171,21 @@ def render_intervention_crops(study_path, split_path, *, phantom_config, shifts_
         meta = study.meta(("subject", "visit", "side"), rows)
         crop_size, spacing_mm = study.crop_size, study.spacing_mm
     test_hips = set(zip(meta["subject"], meta["side"]))  # splits are by subject: every visit is a test visit
-    subjects = list(dict.fromkeys(meta["subject"]))[:int(radiographs)]
+    subjects = list(dict.fromkeys(meta["subject"]))
+    subjects = subjects if radiographs is None else subjects[:int(radiographs)]
     tables, parts = [], []
     for subject in subjects:
         if subject not in index:
             raise ValueError(f"{study_path}: test subject {subject} is not in the phantom the config draws "
                              "(cohort.phantom must be the cohort's own config)")
         for v in range(plan.n_visits):
-            cases = interventions(phantom_config, index[subject], v, tuple(shifts_mm), plan=plan)
-            cases = [c for c in cases if (subject, c.side) in test_hips]
-            if cases:
-                tables.append(case_table(cases).assign(subject=subject, visit=v))
-                parts.append(crop_pairs(cases, crop_size, spacing_mm))
+            cases = interventions(phantom_config, index[subject], v, tuple(shifts_mm), plan=plan,
+                                  directions=tuple(directions))
+            table = case_table(cases).assign(subject=subject, visit=v)  # lesion_targets from every lesion
+            keep = [(subject, c.side) in test_hips for c in cases]
+            if any(keep):
+                tables.append(table[keep])
+                parts.append(crop_pairs([c for c, k in zip(cases, keep) if k], crop_size, spacing_mm))
     if tables:
         table = pd.concat(tables, ignore_index=True)[CASE_COLUMNS]
         arrays = {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}
@@ -192,7 +198,8 @@ def render_intervention_crops(study_path, split_path, *, phantom_config, shifts_
 
 def explain_interventions(crops_path, checkpoint_path, *, groups, peak, device, out_path, study_path):
     """Rule explain_interventions: `pair_effects` of one trained model on its split's intervention crops
-    (`render_intervention_crops`), written to out_path with columns subject, visit and EFFECT_COLUMNS."""
+    (`render_intervention_crops`), written to out_path with columns subject, visit and EFFECT_COLUMNS (one
+    row per intervention and scored map)."""
     device = pick_device(device)
     model = load_trained_model(checkpoint_path, device)
     cases, arrays = read_intervention_crops(crops_path)
@@ -200,7 +207,8 @@ def explain_interventions(crops_path, checkpoint_path, *, groups, peak, device, 
         crop_size, spacing_mm = study.crop_size, study.spacing_mm
     columns = ["subject", "visit", *EFFECT_COLUMNS]
     table = pair_effects(model, cases, arrays, crop_size, spacing_mm, groups, peak, device)
-    table = table.assign(subject=cases["subject"].to_numpy(), visit=cases["visit"].to_numpy())[columns]
+    case = table["case"].to_numpy(dtype=int)
+    table = table.assign(subject=cases["subject"].to_numpy()[case], visit=cases["visit"].to_numpy()[case])[columns]
     write_csv(table, out_path, float_format="%.6g")
     log.info("%d interventions of %s scored with %s", len(table), crops_path, checkpoint_path)
     return table

@@ -203,7 +203,8 @@ BOOTSTRAP_COLUMNS = ["metric", "target", "arm", "boot_seeds", "boot_hips", "unde
 
 
 def bootstrap_comparisons(predictions, metrics, arms, reference=REFERENCE_ARM, metric_names=None, *, n_boot,
-                          seed, alpha=0.05, confidence=CONFIDENCE, twin_predictions=None, comparisons=None):
+                          seed, alpha=0.05, confidence=CONFIDENCE, twin_predictions=None, comparisons=None,
+                          interventions=None):
     """Columns to merge into `ablation_table` on (metric, target, arm): each arm - reference by
     `stats.hierarchical_bootstrap` over seeds and subjects (both hips, every visit of a subject together).
 
@@ -211,6 +212,8 @@ def bootstrap_comparisons(predictions, metrics, arms, reference=REFERENCE_ARM, m
     the AUC ("auc", over hips with a known label) and "positives" metrics of ABLATION_METRICS (default: all
     of them present); the Holm family is every row returned, so pass the pre-specified primary metrics only.
     comparisons: {arm: other arm} as in `ablation_table`. "auc_no_cue" is the AUC on `twin_predictions` (the same runs on the test hips without the shortcut cue).
+    An "interventions" metric (the follow rate) is compared on `interventions` (`report.interventions.follow_hips`:
+    one row per run and moved lesion, column hip = the intervention, paired across arms).
     An all-zero map stays in the comparison (explain scores it as the uniform map) and is counted in
     `undefined` (hips where the arm's or the reference's map is all zero); a hip whose value is NaN for the
     arm or the reference has no reference (no lesion or exact landmark there, lesion and landmark too close
@@ -243,6 +246,10 @@ def bootstrap_comparisons(predictions, metrics, arms, reference=REFERENCE_ARM, m
             value, statistic, part = ["label", "prob"], "auc", twins[twins["label"] >= 0]
         elif ABLATION_METRICS[metric].source == "positives":
             value, statistic, part = metric, None, hips[hips["label"] == 1]
+        elif ABLATION_METRICS[metric].source == "interventions":
+            if interventions is None:
+                raise ValueError(f"ablation bootstrap: {metric} needs the runs' interventions (explain.interventions)")
+            value, statistic, part = metric, None, interventions
         else:
             raise ValueError(f"ablation bootstrap: {metric!r} is neither the AUC nor a positives metric")
         for target in TARGETS:

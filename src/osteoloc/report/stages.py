@@ -17,7 +17,8 @@ from osteoloc.report.ablation import (ablation_table, bootstrap_comparisons, pen
 from osteoloc.report.comparisons import design_primaries
 from osteoloc.report.figure_ablation import figure_ablation_forest
 from osteoloc.report.figure_curves import figure_learning_curves
-from osteoloc.report.figure_interventions import figure_interventions, intervention_summary
+from osteoloc.report.figure_interventions import figure_interventions
+from osteoloc.report.interventions import follow_hips, follow_seed_values, intervention_summary, read_effects
 from osteoloc.report.figure_landmarks import figure_landmarks, pick_rows
 from osteoloc.report.figure_training import figure_grid
 from osteoloc.report.figures import case_figures, run_figures, selection_run, shown_cases
@@ -115,19 +116,22 @@ def report_figures(runs_json, predictions_paths, metrics_paths, study_path, maps
         log.info("figure 6 case %s: %s%s", case.key, case.rule, " (fallback)" if case.fallback else "")
 
 
-def primary_metrics(names, metrics, twins):
+def primary_metrics(names, metrics, twins, interventions=False):
     """The configured primary metrics (`report.statistics.primary_metrics`) this study measures: "auc" (the
     cue-free "auc_no_cue" when `twins`: a shortcut cue would otherwise carry it) and the positives metrics
-    of ABLATION_METRICS that `metrics` has as columns (com_to_lesion needs lesion truth or references);
-    those it does not measure are logged and left out. An unknown name is an error."""
-    known = {"auc", "auc_no_cue"} | {m for m, spec in ABLATION_METRICS.items() if spec.source == "positives"}
+    of ABLATION_METRICS that `metrics` has as columns (com_to_lesion needs lesion truth or references), and
+    the follow rate (com_follow) when the study scores `interventions`; those it does not measure are
+    logged and left out. An unknown name is an error."""
+    known = {"auc", "auc_no_cue"} | {m for m, spec in ABLATION_METRICS.items()
+                                     if spec.source in ("positives", "interventions")}
     unknown = sorted(set(names) - known)
     if unknown:
         raise ValueError(f"report.statistics.primary_metrics: unknown metric(s) {unknown}; use {sorted(known)}")
     chosen = []
     for name in names:
         name = "auc_no_cue" if name == "auc" and twins else name
-        measured = name == "auc" or (name == "auc_no_cue" and twins) or name in metrics
+        measured = (name == "auc" or (name == "auc_no_cue" and twins) or name in metrics
+                    or (ABLATION_METRICS[name].source == "interventions" and interventions))
         if not measured:
             log.info("ablation: primary metric %s is not measured in this study; left out", name)
         elif name not in chosen:
@@ -137,7 +141,7 @@ def primary_metrics(names, metrics, twins):
 
 def report_ablation(runs, predictions_paths, metrics_paths, twin_predictions_paths=(), *, arms,
                     reference=REFERENCE_ARM, decimals, width_in, table_path, figure_path, statistics=None,
-                    comparisons=None, lesion_placement=None):
+                    comparisons=None, lesion_placement=None, effects_paths=()):
     """Rule report_ablation: the ablation table (`table_path`, .csv/.md/.tex) and its forest plot
     (`figure_path`, .png/.pdf). runs: [(arm, seed)] in the order of the path lists; arms: the arms in
     table order; twin_predictions_paths: empty when the shortcut test is off. statistics (config
@@ -146,20 +150,27 @@ def report_ablation(runs, predictions_paths, metrics_paths, twin_predictions_pat
     twin predictions the primary AUC is the cue-free one (auc_no_cue). comparisons (config
     `report.comparisons`): {arm: the arm it is compared with} where that is not the reference arm.
     lesion_placement: the phantom's lesion placement design (None: no phantom); "offset" adds
-    lesion_vs_landmark to the primary metrics (`comparisons.design_primaries`)."""
+    lesion_vs_landmark to the primary metrics (`comparisons.design_primaries`).
+    effects_paths: every run's interventions.csv (empty when the interventions are off): the follow rate
+    (com_follow, `report.interventions`) joins the table and, when primary, Holm's family."""
 
     predictions = read_arm_runs(runs, predictions_paths, "predictions")
     metrics = read_arm_runs(runs, metrics_paths, "metrics")
     twins = read_arm_runs(runs, twin_predictions_paths, "twin predictions") if twin_predictions_paths else None
-    table = ablation_table(seed_level_values(predictions, metrics, twins), arms, reference, comparisons)
+    effects = read_effects(runs, effects_paths) if len(effects_paths) else None
+    seed_values = seed_level_values(predictions, metrics, twins)
+    if effects is not None:
+        seed_values = pd.concat([seed_values, follow_seed_values(effects)[seed_values.columns]], ignore_index=True)
+    table = ablation_table(seed_values, arms, reference, comparisons)
     statistics = statistics or {}
     if statistics.get("n_boot", 0) > 0:
         primary = primary_metrics([*statistics["primary_metrics"], *design_primaries(lesion_placement)], metrics,
-                                  twins is not None)
+                                  twins is not None, effects is not None)
         bootstrap = bootstrap_comparisons(predictions, metrics, arms, reference, primary,
                                           n_boot=statistics["n_boot"], seed=statistics["seed"],
                                           alpha=statistics["alpha"], twin_predictions=twins,
-                                          comparisons=comparisons)
+                                          comparisons=comparisons,
+                                          interventions=None if effects is None else follow_hips(effects))
         table = table.merge(bootstrap, on=["metric", "target", "arm"], how="left")
         log.info("ablation: %d of %d primary comparisons survive Holm's correction at %.2f",
                  int(bootstrap["survives"].sum()), len(bootstrap), statistics["alpha"])
@@ -221,8 +232,7 @@ def report_interventions(runs, effects_paths, *, arms, width_in, table_path, fig
     """Rule report_interventions: every run's interventions.csv (runs: [(arm, seed)] in the paths' order)
     -> the per-arm summary table (`table_path`, .csv/.md/.tex) and the figure (`figure_path`, .png/.pdf);
     n_boot, boot_seed: its bootstrap intervals (`report.statistics`; n_boot 0: none)."""
-    frames = [pd.read_csv(path).assign(model=arm, seed=int(seed)) for (arm, seed), path in zip(runs, effects_paths)]
-    summary = intervention_summary(pd.concat(frames, ignore_index=True), n_boot=n_boot, seed=boot_seed)
+    summary = intervention_summary(read_effects(runs, effects_paths), n_boot=n_boot, seed=boot_seed)
     write_table(summary, table_path, decimals=3)
     figure_interventions(summary, list(arms), figure_path, width_in)
-    log.info("interventions: %d runs, %d summary rows", len(frames), len(summary))
+    log.info("interventions: %d runs, %d summary rows", len(effects_paths), len(summary))
