@@ -2,7 +2,7 @@
 
 import json
 
-from osteoloc.preprocess.stages import check_labels
+from osteoloc.cohort.stages import check_labels
 from osteoloc.runner import run_script
 
 run_script(snakemake, lambda smk: check_labels(  # noqa: F821

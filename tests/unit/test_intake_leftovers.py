@@ -13,7 +13,7 @@ from osteoloc.cohort.phantom.cohort import make_cohort
 from osteoloc.io.pts import read_hip_points
 from osteoloc.io.study_h5 import StudyFile
 from osteoloc.preprocess.check import InputCheckFailed
-from osteoloc.preprocess.stages import check_labels
+from osteoloc.cohort.stages import check_labels
 from osteoloc.preprocess.sources import check_points
 from osteoloc.preprocess.stages import preprocess_study
 from osteoloc.train.splits import check_split, make_split, read_split

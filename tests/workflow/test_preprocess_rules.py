@@ -105,8 +105,10 @@ def test_workflow_landmarks_match_the_generator_within_one_pixel(ci_study):
 
 
 def test_workflow_exclusions_table_survives_a_refused_excluded_share(ci_copy, tmp_path):
-    """A threshold no cohort meets: the gather `preprocess` fails, writes no study, and the exclusions
-    table (written by its own rule before) stays with a reason on every row; restored afterwards."""
+    """A threshold no cohort meets: the pre-flight check foresees the gather's refusal and stops the run before
+    any shard job, naming the share and the limit; the exclusions table (written by its own rule before)
+    stays with a reason on every row; restored afterwards. (The gather's own refusal, TooManyExclusions,
+    when a run gets there: tests/unit/test_shards.py.)"""
     ci_workflow = ci_copy(without=TRAINED)
     results = ci_workflow / "results" / "preprocess"
     before = (results / "exclusions.csv").read_text()
@@ -114,8 +116,10 @@ def test_workflow_exclusions_table_survives_a_refused_excluded_share(ci_copy, tm
     failed = snakemake(ci_workflow, "preprocess", "--cores", "1", "--configfile", CI_CONFIG, override, check=False)
     try:
         assert failed.returncode != 0
-        assert "TooManyExclusions" in (ci_workflow / "results" / "logs" / "preprocess.log").read_text()
-        assert not (results / "study.h5").exists()
+        assert "Error in rule check_inputs" in failed.stdout + failed.stderr
+        log = (ci_workflow / "results" / "logs" / "preprocess" / "check_inputs.log").read_text()
+        assert "would be excluded, more than preprocess.max_excluded_fraction = 0.0%" in log
+        assert "Error in rule preprocess_shard" not in failed.stdout + failed.stderr
         assert (results / "exclusions.csv").read_text() == before  # not rerun (its inputs did not change)
         table = pd.read_csv(results / "exclusions.csv", keep_default_na=False)
         assert len(table) and (table.reason.str.len() > 0).all()

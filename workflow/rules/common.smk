@@ -88,7 +88,8 @@ def phantom_twins():
 
 def lesion_placement():
     """The phantom's lesion placement design (cohort.phantom.lesion_placement.design), "" without a phantom:
-    the report's primary comparisons depend on it (report.comparisons.design_primaries)."""
+    the report's primary comparisons depend on it (report.comparisons.design_primaries).
+    """
     cohort = config["cohort"]
     if cohort["source"] != "phantom":
         return ""

@@ -1,8 +1,9 @@
 """The cohort stage's entry points, one per rule of workflow/rules/cohort.smk: the phantom's shards and
-their gather, and the BoneFinder shards and their gather. Expert references are read by the preprocessing
+their gather, the label table's check before BoneFinder runs, and the BoneFinder shards and their gather. Expert references are read by the preprocessing
 that uses them, not here: editing their reader reruns nothing of this stage."""
 
 import json
+import logging
 import os
 from pathlib import Path
 
@@ -12,7 +13,11 @@ from osteoloc.cohort.bonefinder import run_bonefinder
 from osteoloc.cohort.phantom.cohort import gather_shards, make_shard
 from osteoloc.cohort.sharding import n_shards, shard_units
 from osteoloc.io.atomic import write_csv
+from osteoloc.io.errors import InputCheckFailed
+from osteoloc.io.labels import read_labels, refused_rows
 from osteoloc.io.shard_folder import write_plan
+
+log = logging.getLogger(__name__)
 
 
 def phantom_shard(config_json, shard, shard_dir):
@@ -57,3 +62,19 @@ def gather_bonefinder(shard_manifests, out_manifest):
         frames.append(frame)
     write_csv(pd.concat(frames, ignore_index=True), out_manifest)
     return sum(len(f) for f in frames)
+
+
+def check_labels(labels_path, label_settings, table_path):
+    """Rule `check_labels`, before BoneFinder runs on any radiograph (cohort.bonefinder.command): the label
+    table read as the preprocessing reads it (`label_settings`: the cohort's label keys). The reader's
+    ValueError passes through (unreadable, a missing column, formula cells without saved values);
+    InputCheckFailed when not one row is usable, naming the refused rows per reason. Writes the refused rows
+    (subject, visit, side, reason) to `table_path`; returns the number of labelled hips."""
+    labels = read_labels(labels_path, label_settings)
+    refused = refused_rows(labels)
+    log.info("label table %s: %d labelled hips%s", labels_path, len(labels.grades), f"; {refused}" if refused else "")
+    if not labels.grades:
+        raise InputCheckFailed(f"{labels_path}: not one label row is usable ({refused or 'the table has no rows'}); "
+                               "fix the table or the cohort's label settings before BoneFinder runs")
+    write_csv(pd.DataFrame(labels.problems, columns=["subject", "visit", "side", "reason"]), table_path)
+    return len(labels.grades)

@@ -14,6 +14,7 @@ an id typed as a number without its `.0` (`1001.0` -> `1001`).
 """
 
 import logging
+from collections import Counter
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -446,3 +447,14 @@ def _is_junk(value, missing=MISSING_SPELLINGS):
     except ValueError:
         return True
     return False
+
+
+def refused_rows(labels, examples=3):
+    """'label table: N row(s) refused: reason (xk); ...' (the `examples` commonest reasons) or "" when none
+    was refused: the one summary of a LabelTable's refused rows, for the pre-flight checks' messages."""
+    if not labels.problems:
+        return ""
+    counts = Counter(reason for *_, reason in labels.problems)
+    shown = "; ".join(f"{reason} (x{n})" for reason, n in counts.most_common(examples))
+    more = f"; {len(counts) - examples} other reason(s)" if len(counts) > examples else ""
+    return f"label table: {len(labels.problems)} row(s) refused: {shown}{more}"

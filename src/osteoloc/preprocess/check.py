@@ -29,6 +29,7 @@ import numpy as np
 
 from osteoloc.cohort.landmarks import AnatomyLimits, LandmarkError, check_hip, check_side
 from osteoloc.io.dicom_header import read_header
+from osteoloc.io.errors import InputCheckFailed  # noqa: F401 (raised here and by the stage; its users import it from here)
 from osteoloc.io.group_h5 import GroupFile
 from osteoloc.io.labels import cohort_key, hip_key, integer_text, read_labels, subject_key, visit_key
 from osteoloc.io.manifest import read_manifest
@@ -41,10 +42,6 @@ log = logging.getLogger(__name__)
 COLUMNS = ("image_path", "subject", "visit", "side", "status", "hips_lost", "problems")
 # how many example rows the failure message quotes per kind of problem
 EXAMPLES = 3
-
-
-class InputCheckFailed(ValueError):
-    """The inputs would fail the whole run: nothing should start."""
 
 
 @dataclass
@@ -257,16 +254,6 @@ def problem_summary(checks):
         quoted = "; ".join(f"{text!r} (x{m})" for text, m in examples.most_common(EXAMPLES))
         lines.append(f"{kind}: {n} unit(s), e.g. {quoted}")
     return lines
-
-
-def refused_rows(labels):
-    """'label table: N row(s) refused: reason (xk); ...' or "" when none was refused."""
-    if not labels.problems:
-        return ""
-    counts = Counter(reason for *_, reason in labels.problems)
-    shown = "; ".join(f"{reason} (x{n})" for reason, n in counts.most_common(EXAMPLES))
-    more = f"; {len(counts) - EXAMPLES} other reason(s)" if len(counts) > EXAMPLES else ""
-    return f"label table: {len(labels.problems)} row(s) refused: {shown}{more}"
 
 
 def near_ids(index):

@@ -14,8 +14,9 @@ from osteoloc.io.group_h5 import GroupFile
 from osteoloc.io.labels import read_labels
 from osteoloc.io.manifest import read_manifest
 from osteoloc.io.shard_folder import ROWS, plan_shards, read_plan, write_plan, write_shard_rows
+from osteoloc.io.labels import refused_rows
 from osteoloc.preprocess.check import (COLUMNS, InputCheckFailed, check_group, check_manifest, near_ids,
-                                      problem_summary, refused_rows)
+                                      problem_summary)
 from osteoloc.preprocess.shards import (ContentDigests, assemble, changed_shards, gather_exclusions, gather_study,
                                         group_units, make_plan, manifest_units, shard_digests, source_keys,
                                         unlabelled, write_gathered, write_shard)
@@ -162,22 +163,6 @@ def check_inputs(kind, inputs, settings, table_path):
             "if these exclusions are expected.")
     write_csv(table, table_path)
     return table
-
-
-def check_labels(labels_path, label_settings, table_path):
-    """Rule `check_labels`, before BoneFinder runs on any radiograph (cohort.bonefinder.command): the label
-    table read as the preprocessing reads it (`label_settings`: the cohort's label keys). The reader's
-    ValueError passes through (unreadable, a missing column, formula cells without saved values);
-    InputCheckFailed when not one row is usable, naming the refused rows per reason. Writes the refused rows
-    (subject, visit, side, reason) to `table_path`; returns the number of labelled hips."""
-    labels = read_labels(labels_path, label_settings)
-    refused = refused_rows(labels)
-    log.info("label table %s: %d labelled hips%s", labels_path, len(labels.grades), f"; {refused}" if refused else "")
-    if not labels.grades:
-        raise InputCheckFailed(f"{labels_path}: not one label row is usable ({refused or 'the table has no rows'}); "
-                               "fix the table or the cohort's label settings before BoneFinder runs")
-    write_csv(pd.DataFrame(labels.problems, columns=["subject", "visit", "side", "reason"]), table_path)
-    return len(labels.grades)
 
 
 def write_shard_plan(kind, inputs, shard_size, plan_path):

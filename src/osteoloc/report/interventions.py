@@ -64,12 +64,15 @@ def follow_hips(effects):
 
 def follow_seed_values(effects):
     """The follow rate's rows of `ablation.seed_level_values` (columns arm, seed, target, metric, value, n,
-    chance, random_cell, ceiling, control): per run and target the mean over its moved lesions of
-    FOLLOW_METRIC, of the image-blind map's (chance) and of the lesion-driven oracle's (ceiling)."""
+    n_undefined, chance, random_cell, ceiling, control): per run and target the mean over its moved lesions
+    of FOLLOW_METRIC, of the image-blind map's (chance) and of the lesion-driven oracle's (ceiling);
+    n_undefined: the moves where either map was all zero (scored as the uniform map, kept)."""
     part = effects[(effects["kind"] == "moved") & (effects["role"] == "lesion")]
     part = part[part[FOLLOW_METRIC].notna()]
     grouped = part.groupby(["model", "seed", "target"], sort=False)
+    undefined = (part["maps_undefined"] > 0).groupby([part["model"], part["seed"], part["target"]], sort=False)
     frame = pd.concat([grouped[FOLLOW_METRIC].mean().rename("value"), grouped[FOLLOW_METRIC].count().rename("n"),
+                       undefined.sum().astype(int).rename("n_undefined"),
                        grouped[f"{FOLLOW_METRIC}_chance"].mean().rename("chance"),
                        grouped[f"{FOLLOW_METRIC}_ceiling"].mean().rename("ceiling")], axis=1).reset_index()
     return frame.rename(columns={"model": "arm"}).assign(metric=FOLLOW_METRIC, random_cell=np.nan, control=np.nan)
