@@ -259,33 +259,39 @@ def converge(args):
 
 
 def plot_converge(curves, budgets, png_path):
-    """Validation BCE per epoch, one panel per model, one colour per budget line (recipe, epochs, early
-    stopping) and one line per seed: bold up to where the run ends, faint after; a ring at each run's best
-    epoch, a cross where early stopping ends it."""
+    """Validation BCE per epoch: one panel per model (rows) and budget line (columns: recipe, epochs, early
+    stopping), one colour per seed, bold up to where the run ends and faint after it (the recorded epochs it
+    does not run); a ring at the run's best epoch, a cross where early stopping ends it."""
     models = list(dict.fromkeys(curves["model"]))
-    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    colours = dict(zip(sorted(curves["seed"].unique()), plt.rcParams["axes.prop_cycle"].by_key()["color"]))
     with plt.rc_context(PAPER_RC):
-        fig, axes = plt.subplots(1, len(models), figsize=(3.6 * len(models), 3.0), sharey=True, squeeze=False)
-        for ax, model in zip(axes[0], models):
-            for colour, (recipe, budget, patience, min_epochs) in zip(colours, budgets):
-                label = f"{recipe}, {budget} epochs" + (f", patience {patience}" if patience else "")
-                for (run_model, seed), run in budget_runs(curves, recipe, budget).items():
-                    if run_model != model:
-                        continue
+        fig, axes = plt.subplots(len(models), len(budgets), figsize=(2.8 * len(budgets), 2.4 * len(models)),
+                                 sharex=True, sharey=True, squeeze=False)
+        for row, model in zip(axes, models):
+            for ax, (recipe, budget, patience, min_epochs) in zip(row, budgets):
+                runs = {seed: run for (m, seed), run in budget_runs(curves, recipe, budget).items() if m == model}
+                full = curves[(curves["recipe"] == recipe) & (curves["model"] == model)]
+                last = 0
+                for seed, run in runs.items():
                     bce = run["val_bce"].tolist()
                     epochs_run, best = stopped_run(bce, patience, min_epochs)
-                    ax.plot(run["epoch"], bce, "-", color=colour, alpha=0.25, linewidth=0.8)
-                    ax.plot(range(1, epochs_run + 1), bce[:epochs_run], "-", color=colour, linewidth=1.2,
-                            label=label)
-                    label = None
-                    ax.plot(best, bce[best - 1], "o", mfc="none", color=colour, markersize=5)
+                    last += best == epochs_run
+                    rest = full[full["seed"] == seed].sort_values("epoch")
+                    rest = rest[rest["epochs"] == rest["epochs"].max()]
+                    ax.plot(rest["epoch"], rest["val_bce"], "-", color=colours[seed], alpha=0.25, linewidth=0.8)
+                    ax.plot(range(1, epochs_run + 1), bce[:epochs_run], "-", color=colours[seed], linewidth=1.2,
+                            label=f"seed {seed}")
+                    ax.plot(best, bce[best - 1], "o", mfc="none", color=colours[seed], markersize=5)
                     if epochs_run < budget:
-                        ax.plot(epochs_run, bce[epochs_run - 1], "x", color=colour, markersize=5)
-            ax.set_title(model)
-            ax.set_xlabel("epoch")
-            ax.legend()
-        axes[0][0].set_ylabel("validation BCE")
-        fig.suptitle("Validation BCE per epoch, one line per seed (o best epoch, x early stop)", y=1.02)
+                        ax.plot(epochs_run, bce[epochs_run - 1], "x", color=colours[seed], markersize=5)
+                stopping = f"patience {patience} from epoch {min_epochs}" if patience else "no early stopping"
+                ax.set_title(f"{model}: {recipe}, {budget} epochs\n{stopping}\nbest epoch = last in {last} of {len(runs)}")
+                ax.set_xlabel("epoch")
+            row[0].set_ylabel("validation BCE")
+        axes[0][0].legend()
+        fig.suptitle("Validation BCE per epoch (o best epoch, x early stop; faint: recorded epochs the run does "
+                     "not reach)", y=1.01)
+        fig.tight_layout()
         fig.savefig(png_path, dpi=150, bbox_inches="tight")
         plt.close(fig)
     print(f"written: {png_path}")
@@ -329,7 +335,7 @@ def main():
     parser.add_argument("--out", help="--diagnose: also write its per-epoch validation BCE to this CSV")
     parser.add_argument("--plot", nargs="+", metavar="CSV",
                         help="draw the curves of these --diagnose --out CSVs into --png and stop")
-    parser.add_argument("--png", default="settle_curves.png", help="the figure --plot or --converge writes")
+    parser.add_argument("--png", help="the figure --plot (default settle_curves.png) or --converge (none) writes")
     parser.add_argument("--curves", action="store_true",
                         help="record validation curves of the science setting (--recipes, --models, --seeds, "
                              "--epochs) into --out")
@@ -353,7 +359,7 @@ def main():
         record_curves(args)
         return
     if args.plot:
-        plot_curves(args.plot, args.png)
+        plot_curves(args.plot, args.png or "settle_curves.png")
         return
     torch.set_num_threads(args.threads)
     config = yaml.safe_load(Path(args.config).read_text())
