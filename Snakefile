@@ -15,6 +15,7 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/explain.smk"
 include: "workflow/rules/report.smk"
 include: "workflow/rules/segment.smk"
+include: "workflow/rules/apply.smk"
 
 
 rule all:

@@ -8,5 +8,6 @@ run_script(snakemake, lambda smk: explain_run(  # noqa: F821
     smk.input.study, smk.input.split, smk.input.checkpoint, predictions_path=smk.output.predictions,
     maps_path=smk.output.maps, metrics_path=smk.output.metrics, batch_size=smk.params.batch_size,
     pointing_tolerance_mm=smk.params.pointing_tolerance_mm, peak=smk.params.peak,
-    control_sigma_mm=smk.params.control_sigma_mm, device=smk.params.device,
+    control_sigma_mm=smk.params.control_sigma_mm, min_separation_mm=smk.params.lesion_vs_landmark_min_mm,
+    device=smk.params.device,
     twin_study_path=smk.input.get("twin"), twin_predictions_path=smk.output.get("twin_predictions")))

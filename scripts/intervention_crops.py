@@ -8,4 +8,5 @@ from osteoloc.runner import run_script
 
 run_script(snakemake, lambda smk: render_intervention_crops(  # noqa: F821
     smk.input.study, smk.input.split, phantom_config=json.loads(smk.params.phantom),
-    shifts_mm=smk.params.shifts_mm, radiographs=smk.params.radiographs, out_path=smk.output.crops))
+    shifts_mm=smk.params.shifts_mm, radiographs=smk.params.radiographs,
+    directions=smk.params.directions, out_path=smk.output.crops))

@@ -549,7 +549,8 @@ def run_frames(arm, seed, with_truth=True, with_cue=False):
                                 "side": np.where(hips % 2 == 0, "right", "left")})
     metrics = pd.DataFrame({"row": predictions["row"], "target": predictions["target"], "label": labels,
                             "com_distance": com, "peak_distance": com + 1.0, "spread": com * 2})
-    metrics.loc[1, "com_distance"] = np.nan  # an undefined map: left out, not a zero
+    # hip 1 (a positive of the first target): an all-zero map, scored by explain as the uniform map
+    metrics.loc[1, ["com_distance", "peak_distance", "spread"]] = (30.0, 31.0, 60.0)
     if with_truth:
         metrics["pointing_hit"] = (com < 10).astype(float)
         metrics["energy_in_mask"] = 1.0 / com
@@ -561,8 +562,15 @@ def run_frames(arm, seed, with_truth=True, with_cue=False):
             metrics[metric] = com + offset
             metrics[f"{metric}_uniform"], metrics[f"{metric}_random_cell"] = 20.0, 25.0
             metrics[f"{metric}_ceiling"], metrics[f"{metric}_control"] = 2.0, 8.0
-        metrics.loc[1, ["com_to_landmark", "peak_to_landmark", "com_to_lesion", "peak_to_lesion"]] = np.nan
+        metrics.loc[1, ["com_to_landmark", "peak_to_landmark", "com_to_lesion", "peak_to_lesion"]] = 20.0  # chance
         metrics["energy_lift"] = 10.0 / com
+        # the separating endpoint: nearer the lesion when com is small; every third hip's lesion sits on its
+        # landmark (undefined, levels too); chance 0, ceiling 8, control -4
+        apart = np.arange(n) % 3 != 0
+        metrics["lesion_vs_landmark"] = np.where(apart, 10.0 - com, np.nan)
+        for level, value in (("uniform", 0.0), ("random_cell", -1.0), ("ceiling", 8.0), ("control", -4.0)):
+            metrics[f"lesion_vs_landmark_{level}"] = np.where(apart, value, np.nan)
+        metrics.loc[1, "lesion_vs_landmark"] = 0.0  # hip 1 (apart): the uniform map's value
         metrics["penalty_constant"] = np.where(np.arange(n) % 4 == 0, 1.0, 0.0) if arm in ("prior", "same") else 0.0
     if with_cue:
         metrics["cue_energy"] = np.where(np.arange(n) % 3 == 0, 0.02 * com, np.nan)

@@ -2,10 +2,14 @@
 
     osteoloc manifest --dicom-dir D --pts-dir P --id-pattern REGEX --out manifest.csv
     osteoloc replicate A/report/tables/ablation.csv B/report/tables/ablation.csv [--out comparison.csv]
+    osteoloc apply --study STUDY/results --manifest manifest.csv [--labels labels.csv] --out DIR
 """
 
 import argparse
 import sys
+
+from osteoloc.apply.command import gallery_path, run_apply
+from osteoloc.apply.study import SettingsMismatch, StudyNotFinished
 
 from osteoloc.cohort.manifest_builder import SUBJECT_FROM, VISIT_FROM, build_manifest, unpaired_path
 from osteoloc.io.atomic import write_csv
@@ -51,7 +55,35 @@ def _parser():
     replicate.add_argument("table_a", help="report/tables/ablation.csv of the first run")
     replicate.add_argument("table_b", help="report/tables/ablation.csv of the second run")
     replicate.add_argument("--out", help="write every comparison side by side to this CSV")
+    apply = commands.add_parser(
+        "apply", help="apply a finished study's models to new radiographs: predictions, maps, a gallery",
+        description="Check and preprocess the new cohort into --out the way the study was preprocessed, run "
+                    "every trained model of the study (read only) on every hip, and write the probabilities "
+                    "per seed and their seed ensemble, the Grad-CAM maps, the external evaluation where labels "
+                    "exist, and a static HTML gallery (docs/apply.md). Refuses a study that has not finished or "
+                    "whose settings differ from the new cohort's.")
+    apply.add_argument("--study", required=True, help="the finished study's results folder (never written)")
+    apply.add_argument("--manifest", required=True, help="the new cohort's manifest CSV (docs/contracts.md)")
+    apply.add_argument("--labels", help="its label table (without: every grade unknown, no evaluation rows)")
+    apply.add_argument("--out", required=True, help="the apply run's results folder (created)")
+    apply.add_argument("--cores", type=int, default=2, help="snakemake --cores (default 2)")
+    apply.add_argument("--configfile", action="append", default=[],
+                       help="more config given after the generated one, e.g. cohort.label_columns or apply.*")
     return parser
+
+
+def _apply(args):
+    try:
+        status = run_apply(args.study, args.manifest, args.labels, args.out, cores=args.cores,
+                           configfiles=args.configfile)
+    except (StudyNotFinished, SettingsMismatch, OSError, ValueError) as err:
+        print(f"osteoloc apply: {err}", file=sys.stderr)
+        return 2
+    if status == 0:
+        print(f"gallery: {gallery_path(args.out)}")
+    else:
+        print(f"osteoloc apply: snakemake failed (exit status {status}); its log says why", file=sys.stderr)
+    return status
 
 
 def _replicate(args):
@@ -66,6 +98,8 @@ def _replicate(args):
 def main(argv=None):
     """Run the command line `argv` (default sys.argv[1:]); returns the exit status."""
     args = _parser().parse_args(argv)
+    if args.command == "apply":
+        return _apply(args)
     if args.command == "replicate":
         try:
             return _replicate(args)

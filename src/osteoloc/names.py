@@ -22,7 +22,8 @@ class AblationMetric:
     ("predictions": AUC over the test hips with a known label; "positives": mean over the positive test
     hips where the value is defined; "twin": needs twin_predictions.csv; "cue": mean over every test hip
     whose cue_energy is defined, i.e. that carries the cue; "undefined": share of the positive test hips
-    whose map has zero mass; "all": mean over every test hip where the value is defined)."""
+    whose map has zero mass; "all": mean over every test hip where the value is defined; "interventions":
+    mean over the moved lesions of the phantom's interventions, report.interventions)."""
     label: str
     better: str
     source: str
@@ -40,23 +41,26 @@ ABLATION_METRICS = {
     "pointing_hit": AblationMetric("pointing game", "higher", "positives"),
     "energy_in_mask": AblationMetric("energy in lesion", "higher", "positives"),
     "energy_lift": AblationMetric("energy lift (energy / area share)", "higher", "positives"),
+    "lesion_vs_landmark": AblationMetric("CoM nearer lesion than landmark (px)", "higher", "positives"),
     "undefined_map": AblationMetric("all-zero maps (share)", "lower", "undefined"),
     "penalty_constant": AblationMetric("constant prior penalty (share)", "lower", "all"),
     "auc_no_cue": AblationMetric("AUC without cue", "higher", "twin"),
     "auc_drop": AblationMetric("AUC drop without cue", "lower", "twin"),
     "cue_energy": AblationMetric("energy on cue", "lower", "cue"),
+    "com_follow": AblationMetric("CoM follows a moved lesion (per mm)", "higher", "interventions"),
 }
 # Localisation metrics with chance and ceiling at the run's grid (explain writes `<metric>_uniform`,
 # `_random_cell`, `_ceiling` and the landmark-only control's `_control` beside each).
 CALIBRATED_METRICS = ("com_to_landmark", "peak_to_landmark", "com_to_lesion", "peak_to_lesion", "pointing_hit",
-                      "energy_in_mask", "energy_lift")
+                      "energy_in_mask", "energy_lift", "lesion_vs_landmark")
 PENALTY_WARNING = 0.10  # the report warns when more test hips than this have a constant prior penalty
 
 # The report's output ids and captions (report.smk names its files from these; report/tables.py and
 # report/figures.py draw them).
 TABLES = {"table1": "Table 1", "table2": "Table 2", "tableA1": "Table A1", "tableA2": "Table A2",
           "auc": "AUC table", "calibration": "Calibration table", "true_localisation": "True localisation table",
-          "calibrated": "Calibrated localisation table"}
+          "calibrated": "Calibrated localisation table",
+          "stratified": "Localisation by lesion-landmark distance"}
 TABLE_IDS = tuple(TABLES)
 SEED_LEVEL_INPUT = ("seed_level_input", "Seed-level input")  # the CSV Table A1 is computed from
 SUMMARY_TABLES = ("tableA1", "auc", "true_localisation", "calibrated")  # the tables summary.md quotes

@@ -42,8 +42,15 @@ def test_seed_level_values_follow_the_definitions():
     assert one.loc["auc", "n"] == N_HIPS - 1
     mets = metrics[(metrics["model"] == "baseline") & (metrics["seed"] == 1) & (metrics["target"] == TARGETS[0])
                    & (metrics["label"] == 1)]
-    assert one.loc["com_distance", "value"] == pytest.approx(mets["com_distance"].dropna().mean())
-    assert one.loc["com_distance", "n"] == len(mets) - 1  # row 1 (positive) is undefined
+    assert one.loc["com_distance", "value"] == pytest.approx(mets["com_distance"].mean())
+    # row 1 (positive) has an all-zero map: scored as the uniform map, kept and counted
+    assert one.loc["com_distance", "n"] == len(mets) and one.loc["com_distance", "n_undefined"] == 1
+    assert one.loc["com_to_lesion", "value"] == pytest.approx(mets["com_to_lesion"].mean())
+    # the endpoint: only the hips whose lesion is apart from its landmark, its levels over the same hips
+    apart = mets["lesion_vs_landmark"].notna()
+    assert one.loc["lesion_vs_landmark", "n"] == apart.sum() < len(mets)
+    assert one.loc["lesion_vs_landmark", "value"] == pytest.approx(mets.loc[apart, "lesion_vs_landmark"].mean())
+    assert (one.loc["lesion_vs_landmark", "chance"], one.loc["lesion_vs_landmark", "ceiling"]) == (0.0, 8.0)
     assert one.loc["spread", "n"] == len(mets)
     assert one.loc["energy_in_mask", "value"] == pytest.approx(mets["energy_in_mask"].mean())
     assert not {"auc_no_cue", "auc_drop", "cue_energy"} & set(values["metric"])
@@ -70,8 +77,8 @@ def test_an_arm_identical_to_the_reference():
     predictions, metrics = all_runs()
     table = ablation_table(seed_level_values(predictions, metrics), ARMS)
     same = table[table["arm"] == "same"]
-    # auc, six distances, spread, pointing, energy, lift, undefined maps, constant penalty
-    assert len(same) == len(TARGETS) * 13
+    # auc, six distances, spread, pointing, energy, lift, lesion vs landmark, undefined maps, constant penalty
+    assert len(same) == len(TARGETS) * 14
     assert (same["diff"] == 0).all() and (same["ci_low"] == 0).all() and (same["ci_high"] == 0).all()
     assert (same["improved"] == 0).all() and same["p"].isna().all()
     prior = table[table["arm"] == "prior"]
@@ -134,6 +141,13 @@ def test_forest_figure_writes_png_and_pdf(tmp_path):
     predictions, metrics = all_runs(with_cue=True)
     table = ablation_table(seed_level_values(predictions, metrics, twin_frame(predictions)), ARMS)
     figure_ablation_forest(table, tmp_path / "ablation_forest.png", width_in=7.0)
+    # the panels' all-zero counts: hip 1's map (first target) in every run of every arm, per run
+    from osteoloc.report.figure_ablation import all_zero_counts
+    com = table[table["metric"] == "com_to_lesion"]
+    counts = all_zero_counts(com, list(ARMS))
+    assert {arm: u for arm, (u, _) in counts.items()} == {arm: 1.0 for arm in ARMS}
+    assert counts["prior"][1] == com.loc[com["arm"] == "prior", "n_hips"].sum()
+    assert all_zero_counts(table[table["metric"] == "auc"], list(ARMS)) == {}
     for suffix in ("png", "pdf"):
         assert (tmp_path / f"ablation_forest.{suffix}").stat().st_size > 1000
     with pytest.raises(ValueError, match="no arm has a difference"):
@@ -158,7 +172,8 @@ def test_report_ablation_from_run_files(tmp_path):
                     figure_path=out / "ablation_forest.png",
                     statistics={"n_boot": 200, "seed": 0, "alpha": 0.05, "primary_metrics": ["auc", "com_distance"]})
     table = pd.read_csv(out / "ablation.csv")
-    assert set(table["metric"]) == set(ABLATION_METRICS)
+    # every metric but the interventions' follow rate (no interventions.csv here)
+    assert set(table["metric"]) == {m for m, spec in ABLATION_METRICS.items() if spec.source != "interventions"}
     assert list(dict.fromkeys(table["arm"])) == list(ARMS)
     # the primary metrics' comparisons (arm against the reference) carry a bootstrap interval and Holm's
     # verdict; with cue-free twins the primary AUC is the cue-free one
@@ -207,3 +222,42 @@ def test_primary_metrics_are_the_measured_ones_and_a_typo_is_refused():
     assert primary_metrics(["auc_no_cue", "peak_to_lesion"], metrics, twins=False) == []
     with pytest.raises(ValueError, match="unknown metric"):
         primary_metrics(["com_to_lesoin"], metrics, twins=False)
+
+
+def test_bootstrap_keeps_and_counts_all_zero_maps_and_drops_only_hips_without_a_reference():
+    from osteoloc.report.ablation import bootstrap_comparisons
+    predictions, metrics = all_runs()
+    table = bootstrap_comparisons(predictions, metrics, ARMS, metric_names=["com_to_lesion", "lesion_vs_landmark"],
+                                  n_boot=0, seed=0).set_index(["metric", "target", "arm"])
+    first = table.loc[("com_to_lesion", TARGETS[0], "better")]
+    positives = int((metrics[(metrics["model"] == "prior") & (metrics["target"] == TARGETS[0])]["label"] == 1).sum())
+    # hip 1's all-zero map (every seed, both arms) stays in the comparison and is counted
+    assert first["undefined"] == len(SEEDS) and first["no_reference"] == 0 and first["boot_hips"] == positives
+    assert table.loc[("com_to_lesion", TARGETS[1], "better"), "undefined"] == 0
+    endpoint = table.loc[("lesion_vs_landmark", TARGETS[0], "better")]
+    assert endpoint["no_reference"] > 0 and endpoint["boot_hips"] == positives - endpoint["no_reference"]
+    assert endpoint["boot_diff"] > 0 and np.isfinite(endpoint["re_p"])  # better: nearer the lesion
+
+
+def test_the_offset_design_makes_lesion_vs_landmark_a_primary_comparison(tmp_path):
+    from osteoloc.report.comparisons import design_primaries
+    assert design_primaries("offset") == ("lesion_vs_landmark",)
+    assert design_primaries("landmark") == design_primaries(None) == design_primaries("") == ()
+    runs, paths = [], {"predictions": [], "metrics": []}
+    for arm in ("baseline", "prior", "better"):
+        for seed in SEEDS:
+            predictions, metrics = run_frames(arm, seed)
+            for kind, frame in (("predictions", predictions), ("metrics", metrics)):
+                write_csv(frame.drop(columns=["model", "seed"]), tmp_path / arm / f"seed{seed}" / f"{kind}.csv")
+                paths[kind].append(str(tmp_path / arm / f"seed{seed}" / f"{kind}.csv"))
+            runs.append([arm, seed])
+    statistics = {"n_boot": 0, "seed": 0, "alpha": 0.05, "primary_metrics": ["auc"]}
+    for design, expected in (("offset", {"auc", "lesion_vs_landmark"}), ("landmark", {"auc"})):
+        statistics["n_boot"] = 50
+        report_ablation(runs, paths["predictions"], paths["metrics"], arms=["baseline", "prior", "better"],
+                        decimals=3, width_in=7.0, table_path=tmp_path / design / "ablation.csv",
+                        figure_path=tmp_path / design / "ablation_forest.png", statistics=statistics,
+                        lesion_placement=design)
+        table = pd.read_csv(tmp_path / design / "ablation.csv")
+        assert set(table.loc[table["re_p"].notna(), "metric"]) == expected
+        assert table["n_undefined"].notna().any()

@@ -3,9 +3,9 @@
 import pandas as pd
 import pytest
 
-from osteoloc.train.grid import (NO_PRIOR_POINT, best_point, extension_points, final_round, grid_points, point_id,
-                                 point_loss, point_values, read_selection, round_point_ids, run_point,
-                                 selection_record, selection_round)
+from osteoloc.train.grid import (NO_PRIOR_POINT, best_point, extension_points, final_round, grid_jobs_preview,
+                                 grid_points, point_id, point_loss, point_values, read_selection, round_point_ids,
+                                 run_point, selection_record, selection_round, trained_points)
 from osteoloc.train.stages import select_prior_stage, select_round_stage
 from osteoloc.io.runs import write_history
 
@@ -104,3 +104,23 @@ def test_selection_rounds_followed_from_the_first_grid():
     records[1] = selection_round({p: 1.0 for p in round1}, steps, 1, 2)  # lam0.5 best: inside the grid
     assert records[1]["done"]
     assert final_round(records.__getitem__) == (1, records[1])
+
+
+def test_grid_jobs_preview_counts_the_first_rounds_points_without_a_finished_run(tmp_path):
+    old = [point_id(p) for p in grid_points([0.5, 1, 2], [5, 10, 20], [10, 20, 30])]
+    for point in old + ["lam3_r20_sig30"]:  # the old grid and one extension point, finished
+        (tmp_path / point).mkdir()
+        (tmp_path / point / "best.pt").write_bytes(b"")
+    (tmp_path / "lam4_r20_sig30").mkdir()  # killed before its first best epoch: only last.pt
+    (tmp_path / "lam4_r20_sig30" / "last.pt").write_bytes(b"")
+    (tmp_path / "rounds").mkdir()
+    trained = trained_points(tmp_path)
+    assert trained == set(old) | {"lam3_r20_sig30"}
+    assert trained_points(tmp_path / "absent") == set()
+
+    grown = [point_id(p) for p in grid_points([0.5, 1, 2, 4], [5, 10, 20], [10, 20, 30])]  # a fourth lambda
+    line = grid_jobs_preview(grown, trained, max_rounds=1)
+    assert line.startswith("train: 9 of 36 grid-point jobs of the first selection round to run (27 have best.pt")
+    assert "1 other point trained before" in line and "at most 1" in line and "checkpoint" in line
+    assert grid_jobs_preview(old, trained, max_rounds=0).startswith("train: 0 of 27 grid-point jobs")
+    assert "checkpoint" not in grid_jobs_preview(old, trained, max_rounds=0)

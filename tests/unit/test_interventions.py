@@ -10,19 +10,22 @@ import pandas as pd
 import pytest
 import torch
 from scipy import ndimage
-from helpers import train_settings
+from helpers import ABLATION_SEEDS, run_frames, train_settings
 
 from osteoloc.cohort.phantom.cohort import Plan, make_cohort, stage_radiograph
 from osteoloc.cohort.phantom.interventions import DIRECTIONS, KINDS, interventions, moves
 from osteoloc.cohort.phantom.render import fill, host_coverage, lesion_coverage, lesion_window, render
 from osteoloc.explain import interventions as effects_module
 from osteoloc.explain.intervention_crops import case_table, crop_pair, crop_pairs
-from osteoloc.explain.interventions import EFFECT_COLUMNS, pair_effects
+from osteoloc.explain.interventions import EFFECT_COLUMNS, ROLES, lesion_map, pair_effects
 from osteoloc.explain.stages import explain_interventions, render_intervention_crops
 from osteoloc.io.intervention_h5 import read_intervention_crops
 from osteoloc.names import TARGETS
 from osteoloc.preprocess.stages import preprocess_study
+from osteoloc.report.ablation import ablation_table, bootstrap_comparisons, seed_level_values
+from osteoloc.report.interventions import follow_hips, follow_seed_values, intervention_summary
 from osteoloc.report.stages import report_interventions
+from osteoloc.report.stats import holm
 from osteoloc.train.model import build_model, load_trained_model
 
 CONFIG = {"seed": 3, "subjects": 2, "broken_fraction": 0.0, "prevalence": {t: 0.9 for t in TARGETS}}
@@ -135,17 +138,33 @@ GROUPS = {"osteo_fem_sup": [13, 78, 14, 15], "osteo_fem_inf": [19, 20, 21], "ost
 
 
 def _fake_model(monkeypatch, cases, make_map):
-    """predict_maps replaced by maps made from each pair's crops and masks (make_map(mask, contour))."""
-    pairs = iter([crop_pair(case, 64, 1.4) for case in cases])
+    """predict_maps replaced by maps made from the crops' lesion masks (make_map(mask, contour) per target:
+    an original's map of each target from that target's lesion on the hip, an intervention's from its
+    moved lesion, the hip's other lesions as in the original; an all-zero mask where no lesion is)."""
+    crops = [crop_pair(case, 64, 1.4) for case in cases]
+    originals, renders = {}, {}
+    for case, (original, image, mask, moved, contour) in zip(cases, crops):
+        originals.setdefault(original.tobytes(), {})[case.target] = (mask, contour)
+        renders[image.tobytes()] = (original.tobytes(), case.target, moved)
     monkeypatch.setattr(effects_module, "map_grid", lambda model, size: (2, 2))
     monkeypatch.setattr(effects_module, "map_windows", lambda *args: None)
 
+    def target_maps(lesions, contour):
+        return np.stack([make_map(lesions.get(t, np.zeros((64, 64), bool)), contour) for t in TARGETS])
+
     def predict(model, images, groups, valid):
-        original, image, mask, moved, contour = next(pairs)
-        np.testing.assert_array_equal(images[0, 0].numpy(), original)
-        maps = np.zeros((2, 4, 64, 64), np.float32)
-        maps[0, :], maps[1, :] = make_map(mask, contour), make_map(moved, contour)
-        return torch.zeros(2, 4), torch.from_numpy(maps)
+        maps = []
+        for image in images[:, 0].numpy():
+            key = image.tobytes()
+            if key in originals:
+                masks = {t: m for t, (m, _) in originals[key].items()}
+                contour = next(iter(originals[key].values()))[1]
+            else:
+                original, target, moved = renders[key]
+                masks = {t: m for t, (m, _) in originals[original].items()} | {target: moved}
+                contour = next(iter(originals[original].values()))[1]
+            maps.append(target_maps(masks, contour))
+        return torch.zeros(len(maps), 4), torch.from_numpy(np.stack(maps).astype(np.float32))
 
     monkeypatch.setattr(effects_module, "predict_maps", predict)
 
@@ -154,7 +173,9 @@ def test_a_map_on_the_lesion_follows_it_and_a_map_on_the_landmark_does_not(cases
     moved = [c for c in cases if c.kind == "moved" and c.target.startswith("osteo_fem")]
     _fake_model(monkeypatch, moved, lambda mask, contour: mask.astype(np.float32))
     follows = intervention_effects(None, moved, 64, 1.4, GROUPS)
-    assert list(follows.columns) == EFFECT_COLUMNS and len(follows) == len(moved)
+    assert list(follows.columns) == EFFECT_COLUMNS and follows["case"].nunique() == len(moved)
+    follows = follows[follows["role"] == "lesion"]
+    assert len(follows) == len(moved)
     assert follows["mask_shift_mm"].gt(0).all()
     np.testing.assert_allclose(follows["com_follow"], 1.0, atol=1e-6)
 
@@ -184,8 +205,9 @@ def test_a_real_model_runs_on_the_interventions(cases):
     with torch.no_grad():
         model.fc.weight.abs_()  # positive head: non-zero maps
     table = intervention_effects(model, cases[:5], 64, 1.4, GROUPS)
-    assert len(table) == 5 and table["logit_change"].notna().all()
+    assert table["case"].nunique() == 5 and table["logit_change"].notna().all()
     assert table.loc[table["kind"] == "removed", "com_follow"].isna().all()
+    assert set(table["role"]) <= set(ROLES) and (table["role"] == "lesion").sum() == 5
 
 
 def test_the_stage_functions_run_on_a_phantom_study(tmp_path):
@@ -204,14 +226,15 @@ def test_the_stage_functions_run_on_a_phantom_study(tmp_path):
         model.fc.weight.abs_()
     torch.save({"state_dict": model.state_dict(), "config": train_settings().as_dict()}, tmp_path / "best.pt")
     rendered = render_intervention_crops(tmp_path / "study.h5", tmp_path / "split.csv", phantom_config=CONFIG,
-                                         shifts_mm=[3.0], radiographs=1, out_path=tmp_path / "crops.h5")
+                                         shifts_mm=[3.0], radiographs=1, directions=["along"],
+                                         out_path=tmp_path / "crops.h5")
     cases, arrays = read_intervention_crops(tmp_path / "crops.h5")
     pd.testing.assert_frame_equal(cases, rendered.astype({"visit": int}), check_dtype=False)
     assert arrays["original"].shape == (len(cases), 64, 64) and arrays["mask"].dtype == bool
     table = explain_interventions(tmp_path / "crops.h5", tmp_path / "best.pt", groups=GROUPS, peak="cell_centre",
                                   device="cpu", out_path=tmp_path / "interventions.csv",
                                   study_path=tmp_path / "study.h5")
-    assert len(table) == len(cases) > 0 and set(table["subject"]) == {subjects[0]}
+    assert table["case"].nunique() == len(cases) > 0 and set(table["subject"]) == {subjects[0]}
     assert set(table["kind"]) == set(KINDS)
     # the same crops scored directly from the renders give the same effects
     first = [i for i, (_, subject, _) in enumerate(Plan(CONFIG).ids) if subject == subjects[0]][0]
@@ -223,4 +246,93 @@ def test_the_stage_functions_run_on_a_phantom_study(tmp_path):
                          figure_path=tmp_path / "report" / "interventions_figure.png")
     summary = pd.read_csv(tmp_path / "report" / "interventions.csv")
     assert set(summary["quantity"]) == {"com_follow", "peak_follow", "logit_change"}
+    assert set(summary["role"]) == {"lesion", "receiving", "unaffected"} and summary["n_undefined"].notna().all()
     assert (tmp_path / "report" / "interventions_figure.pdf").stat().st_size > 1000
+
+
+# -- chance, ceiling, all-zero maps and the comparison in Holm's family ---------------------------------------
+
+@pytest.fixture(scope="module")
+def cell_moves():
+    """Moves of half and one 15 mm cell, along and across, of one radiograph's lesions."""
+    return [c for c in interventions(CONFIG, 0, shifts_mm=CELL_MOVES, directions=DIRECTIONS) if c.kind == "moved"]
+
+
+def _effects_of(monkeypatch, cases, make_map, cells):
+    _fake_model(monkeypatch, cases, make_map)
+    monkeypatch.setattr(effects_module, "map_grid", lambda model, size: cells)
+    return intervention_effects(None, cases, 64, 1.4, GROUPS)
+
+
+def test_the_lesion_driven_oracle_scores_the_ceiling_and_an_image_blind_map_the_chance(cell_moves, monkeypatch):
+    """At 3 x 3 and 6 x 6 cells (30 and 15 mm on the 64 px, 1.4 mm crop): a model whose maps are the oracle
+    follows by exactly the ceiling, which lies between chance and 1 and rises with the grid; an image-blind
+    map (constant, or on the landmark) follows by exactly the chance level, 0; false following's ceiling is 0."""
+    ceilings = {}
+    for cells in ((3, 3), (6, 6)):
+        oracle = _effects_of(monkeypatch, cell_moves, lambda mask, contour: lesion_map(mask, cells), cells)
+        own = oracle[oracle["role"] == "lesion"]
+        assert len(own) == len(cell_moves) and set(own["direction"]) == set(DIRECTIONS)
+        inside = own["mask_shift_mm"].notna()  # a lesion moved out of the crop has no move to follow
+        assert inside.mean() > 0.9 and own.loc[~inside, "com_follow_chance"].isna().all()
+        own = own[inside]
+        for name in ("com_follow", "peak_follow"):
+            np.testing.assert_allclose(own[name], own[f"{name}_ceiling"], atol=1e-9)
+            np.testing.assert_allclose(own[f"{name}_chance"], 0.0, atol=1e-9)
+        unaffected = oracle[(oracle["role"] == "unaffected") & oracle["mask_shift_mm"].notna()]
+        assert len(unaffected) > 0
+        np.testing.assert_allclose(unaffected["com_follow_ceiling"], 0.0, atol=1e-9)
+        ceilings[cells] = own["com_follow_ceiling"].mean()
+        blind = _effects_of(monkeypatch, cell_moves, lambda mask, contour: np.full((64, 64), 0.5, np.float32), cells)
+        blind = blind[blind["mask_shift_mm"].notna()]
+        np.testing.assert_allclose(blind["com_follow"], blind["com_follow_chance"], atol=1e-9)
+        np.testing.assert_allclose(blind["com_follow"], 0.0, atol=1e-9)
+    print("com_follow ceiling per cells:", ceilings)
+    assert 0.2 < ceilings[(3, 3)] < ceilings[(6, 6)] < 1.0, ceilings
+
+
+def test_an_all_zero_map_is_the_uniform_map_and_is_counted(cases, monkeypatch):
+    moved = [c for c in cases if c.kind == "moved"][:4]
+    flat = _effects_of(monkeypatch, moved, lambda mask, contour: np.zeros((64, 64), np.float32), (3, 3))
+    assert (flat["maps_undefined"] == 2).all()
+    np.testing.assert_allclose(flat["com_follow"], 0.0, atol=1e-12)  # scored (the uniform map's), not NaN
+    summary = intervention_summary(flat.assign(model="prior", seed=0, subject="s0"), n_boot=0)
+    follows = summary[summary["quantity"] == "com_follow"]
+    assert (follows["n_undefined"] == follows["n"]).all() and (follows["undefined_share"] == 1).all()
+    assert follows["n"].sum() == len(flat[flat["kind"] == "moved"])
+
+
+def _synthetic_effects(follow):
+    """interventions.csv rows of runs of arms with the given mean follow rates: 3 seeds, 8 subjects, two
+    moved lesions per subject and target."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for arm, mean in follow.items():
+        for seed in ABLATION_SEEDS:
+            for i in range(8):
+                for t, target in enumerate(TARGETS):
+                    for k in range(2):
+                        rows.append({"model": arm, "seed": seed, "subject": f"s{i:02d}", "target": target,
+                                     "case": 8 * (i * 4 + t) + k, "kind": "moved", "role": "lesion",
+                                     "com_follow": mean + 0.1 * rng.standard_normal(), "com_follow_chance": 0.0,
+                                     "com_follow_ceiling": 0.6})
+    return pd.DataFrame(rows)
+
+
+def test_the_follow_rate_comparison_enters_holms_family():
+    predictions, metrics = (pd.concat(f, ignore_index=True) for f in zip(*[
+        run_frames(arm, seed) for arm in ("baseline", "prior") for seed in ABLATION_SEEDS]))
+    effects = _synthetic_effects({"baseline": 0.6, "prior": 0.0})
+    family = bootstrap_comparisons(predictions, metrics, ["baseline", "prior"], metric_names=["auc", "com_follow"],
+                                   n_boot=0, seed=0, interventions=follow_hips(effects))
+    follows = family[family["metric"] == "com_follow"]
+    assert len(follows) == len(TARGETS) and len(family) == 2 * len(TARGETS)
+    np.testing.assert_allclose(follows["boot_diff"], 0.6, atol=0.05)  # baseline - prior
+    assert follows["survives"].all()
+    # Holm over the whole family, follow rates included
+    np.testing.assert_allclose(family["p_holm"], holm(family["re_p"])["p_holm"], rtol=1e-12)
+    table = ablation_table(pd.concat([seed_level_values(predictions, metrics), follow_seed_values(effects)],
+                                     ignore_index=True), ["baseline", "prior"])
+    row = table[(table["metric"] == "com_follow") & (table["arm"] == "prior")].iloc[0]
+    assert row["chance"] == 0.0 and row["ceiling"] == pytest.approx(0.6)
+    assert row["place"] == pytest.approx(row["mean"] / 0.6)

@@ -214,7 +214,17 @@ def test_oracle_map_reaches_the_ceiling_and_uniform_map_the_chance(peak_rule, ce
     for metric, direction in CALIBRATED.items():
         values = np.array([table[metric][0, 0] for table in tables])
         best = values.min() if direction == "lower" else values.max()
-        if metric.startswith("com_"):  # the oracle is a mixture of cells: no single cell beats it
+        if metric == "lesion_vs_landmark":  # the oracle is a mixture of cells: no single cell beats it
+            assert values.mean() == pytest.approx(levels[metric]["random_cell"], abs=1e-4)
+            assert best <= levels[metric]["ceiling"] + 1e-6
+            # the lesion lies inside the box of the cells' centres of mass: the ceiling is its distance to the
+            # landmark, which the oracle mixture centred on the lesion reaches
+            apart = _closest_distance(*mask_centroid(mask)[0], landmarks)
+            assert levels[metric]["ceiling"] == pytest.approx(apart)
+            best = _table(_oracle_com_map(cells, size, mask_centroid(mask)[0])[None, None], landmarks[None, None],
+                          np.isfinite(landmarks).all(-1)[None, None], mask[None, None], 6.0,
+                          grid=grid, exact=landmarks[None, None])[metric][0, 0]
+        elif metric.startswith("com_"):  # the oracle is a mixture of cells: no single cell beats it
             assert best >= levels[metric]["ceiling"] - 1e-6
             target = landmarks[:1] if metric == "com_to_landmark" else mask_centroid(mask)
             best = _table(_oracle_com_map(cells, size, target[0])[None, None], landmarks[None, None],
@@ -232,8 +242,8 @@ def test_oracle_map_reaches_the_ceiling_and_uniform_map_the_chance(peak_rule, ce
     uniform = _table(np.ones((1, 1, size, size)), landmarks[None, None],
                                  np.isfinite(landmarks).all(-1)[None, None], mask[None, None], 6.0, grid=grid,
                                  exact=landmarks[None, None])
-    for metric in ("com_to_landmark", "com_to_lesion", "energy_in_mask", "energy_lift"):
-        assert uniform[metric][0, 0] == pytest.approx(levels[metric]["uniform"], rel=1e-4), metric
+    for metric in ("com_to_landmark", "com_to_lesion", "energy_in_mask", "energy_lift", "lesion_vs_landmark"):
+        assert uniform[metric][0, 0] == pytest.approx(levels[metric]["uniform"], rel=1e-4, abs=1e-4), metric
         assert uniform[f"{metric}_uniform"][0, 0] == pytest.approx(levels[metric]["uniform"])
         assert calibrated(uniform[metric][0, 0], levels[metric]["uniform"], levels[metric]["ceiling"]) == pytest.approx(0, abs=1e-3)
     assert levels["energy_lift"]["uniform"] == pytest.approx(1.0)
@@ -242,22 +252,100 @@ def test_oracle_map_reaches_the_ceiling_and_uniform_map_the_chance(peak_rule, ce
         assert levels[metric]["uniform"] == pytest.approx(levels[metric]["random_cell"])
 
 
-def test_undefined_maps_are_counted_and_fail_instead_of_vanishing():
+@pytest.mark.parametrize("peak_rule", ["cell_centre", "first_max"])
+@pytest.mark.parametrize("cells, window", [((3, 3), None), ((7, 7), (8, 4, 80))])
+def test_all_zero_map_scores_as_the_uniform_map_and_is_counted(peak_rule, cells, window):
+    """A flat CAM (all zero) is a map without preference: every calibrated metric takes its chance level
+    ('uniform'), the uncalibrated ones the uniform map's values over the grid window, and map_defined counts
+    it; a defined map beside it keeps its own score."""
     size = 96
     mask, landmarks = _hip(size)
     maps = np.zeros((2, 1, size, size), np.float32)
     maps[1, 0, 60:70, 20:34] = 1.0  # a defined map on the lesion; map 0 has zero mass
     groups = np.stack([landmarks[None]] * 2)
     valid = np.isfinite(groups).all(-1)
-    table = _table(maps, groups, valid, np.stack([mask[None]] * 2), 6.0, grid=Grid((3, 3), "first_max"),
-                               exact=groups, control_sigma_px=5.0)
+    windows = None if window is None else np.array([[window]] * 2)
+    cue = np.zeros((2, size, size), np.uint8)
+    cue[:, 0:10, 0:20] = 1
+    table = _table(maps, groups, valid, np.stack([mask[None]] * 2), 6.0, cue, grid=Grid(cells, peak_rule, windows),
+                   exact=groups, control_sigma_px=5.0)
     assert table["map_defined"][:, 0].tolist() == [0.0, 1.0]
-    assert table["pointing_hit"][:, 0].tolist() == [0.0, 1.0]  # a failure, not a NaN
-    assert table["energy_in_mask"][0, 0] == 0.0 and table["energy_lift"][0, 0] == 0.0
-    assert np.isnan(table["com_to_lesion"][0, 0]) and np.isfinite(table["com_to_lesion"][1, 0])
+    for metric in CALIBRATED:
+        assert np.isfinite(table[metric][0, 0]), metric
+        assert table[metric][0, 0] == table[f"{metric}_uniform"][0, 0], metric  # exactly its chance level
+    assert table["energy_lift"][0, 0] == pytest.approx(1.0 if window is None else
+                                                       mask[4:84, 8:88].sum() / 80**2 / mask.mean())
+    x0, y0, p = window or (0, 0, size)
+    flat = np.zeros((size, size))
+    flat[y0:y0 + p, x0:x0 + p] = 1.0  # the uniform map over the window
+    assert table["com_distance"][0, 0] == pytest.approx(com_distance(flat, landmarks), abs=1e-4)
+    assert table["spread"][0, 0] == pytest.approx(spread(flat))
+    assert table["cue_energy"][0, 0] == pytest.approx(energy_in_mask(flat, cue[0]))
+    # the automatic landmarks' peak distance: a random cell's, the mean over the grid's cells
+    per_cell = [peak_distance(_upsampled(np.eye(cells[0] * cells[1])[k].reshape(cells), p), landmarks - (x0, y0),
+                              cells if peak_rule == "cell_centre" else None) for k in range(cells[0] * cells[1])]
+    assert table["peak_distance"][0, 0] == pytest.approx(np.mean(per_cell), abs=1e-6)
+    place = calibrated(table["com_to_lesion"][0, 0], table["com_to_lesion_uniform"][0, 0],
+                       table["com_to_lesion_ceiling"][0, 0])
+    assert place == 0.0
+    assert table["com_to_lesion"][1, 0] < table["com_to_lesion"][0, 0]  # the defined map is scored as it is
     # the levels and the landmark-only control exist for both hips: they do not depend on the map
     assert np.isfinite(table["energy_in_mask_ceiling"]).all() and np.isfinite(table["peak_to_landmark_control"]).all()
     assert table["energy_in_mask_control"][0, 0] == table["energy_in_mask_control"][1, 0]
+
+
+def test_all_zero_map_without_grid_is_the_uniform_map_under_paper_as_rule():
+    size = 32
+    mask, landmarks = np.zeros((size, size), bool), np.array([[10.0, 12.0]])
+    mask[10:14, 8:12] = True
+    table = _table(np.zeros((1, 1, size, size), np.float32), landmarks[None, None], np.ones((1, 1, 1), bool),
+                   mask[None, None], 0.0)
+    flat = np.ones((size, size))
+    assert table["map_defined"][0, 0] == 0.0
+    assert table["com_distance"][0, 0] == pytest.approx(com_distance(flat, landmarks))
+    assert table["peak_distance"][0, 0] == pytest.approx(math.hypot(10, 12))  # the first maximum: pixel (0, 0)
+    assert table["energy_lift"][0, 0] == pytest.approx(1.0, rel=1e-6)
+
+
+def test_lesion_vs_landmark_separates_and_needs_the_minimum_separation():
+    size, cells = 96, (6, 6)
+    mask = np.zeros((size, size), bool)
+    mask[60:66, 60:66] = True  # centroid (62.5, 62.5)
+    landmarks = np.array([[22.5, 62.5]])  # 40 px to the left
+    maps = np.zeros((2, 1, size, size), np.float32)
+    maps[0, 0, 58:68, 58:68] = 1.0  # on the lesion
+    maps[1, 0, 58:68, 18:28] = 1.0  # on the landmark
+    groups, valid = np.stack([landmarks[None]] * 2), np.ones((2, 1, 1), bool)
+
+    def scored(min_separation_px):
+        batch = HipBatch(rows=np.arange(2), groups=groups, valid=valid, layers={"lesions": np.stack([mask[None]] * 2)})
+        return localisation_table(maps, batch, Scoring(6.0, Grid(cells), 5.0, lambda b: groups, min_separation_px))
+
+    table = scored(7.5)
+    np.testing.assert_allclose(table["lesion_landmark_px"][:, 0], 40.0)
+    assert table["lesion_vs_landmark"][0, 0] == pytest.approx(40.0, abs=0.1)
+    assert table["lesion_vs_landmark"][1, 0] == pytest.approx(-40.0, abs=0.1)
+    assert table["lesion_vs_landmark_uniform"][0, 0] == pytest.approx(
+        _closest_distance(47.5, 47.5, landmarks) - _closest_distance(47.5, 47.5, mask_centroid(mask)))
+    assert table["lesion_vs_landmark_ceiling"][0, 0] == pytest.approx(40.0)  # the lesion is inside the box
+    assert table["lesion_vs_landmark_control"][0, 0] < 0  # the landmark-only control sits on the landmark
+    far = scored(41.0)  # closer than the minimum: undefined, levels and control too; the distance stays
+    assert np.isnan(far["lesion_vs_landmark"]).all() and np.isnan(far["lesion_vs_landmark_ceiling"]).all()
+    assert np.isnan(far["lesion_vs_landmark_control"]).all()
+    np.testing.assert_allclose(far["lesion_landmark_px"][:, 0], 40.0)
+
+
+def test_separation_ceiling_outside_the_box_is_on_its_boundary():
+    """A lesion outside the box of reachable centres of mass: the boundary search finds the maximum that
+    a dense search of the whole box finds."""
+    from osteoloc.explain.metrics import _separation_ceiling
+    low, high = np.array([10.0, 10.0]), np.array([50.0, 50.0])
+    centroid, landmarks = np.array([70.0, 30.0]), np.array([[60.0, 45.0], [20.0, 20.0]])
+    xs, ys = np.meshgrid(np.arange(10, 50.01, 0.05), np.arange(10, 50.01, 0.05))
+    points = np.column_stack([xs.ravel(), ys.ravel()])
+    dense = (_closest_distances(points, landmarks) - np.hypot(*(points - centroid).T)).max()
+    assert _separation_ceiling(landmarks, centroid, low, high) == pytest.approx(dense, abs=0.1)
+    assert dense < _closest_distance(*centroid, landmarks)
 
 
 def test_landmark_control_map_peaks_on_the_landmark():

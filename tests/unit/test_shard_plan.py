@@ -1,6 +1,7 @@
 """The shard plan (osteoloc.preprocess.shards): a radiograph's shard follows from its identity, never its row,
 so appending, inserting or deleting one changes its own shard's digest only; file names with any character
-survive the plan; a shard's digest follows its files' content, not their modification times."""
+survive the plan; a shard's digest follows its files' content, not their modification times, and its hips'
+expert reference rows, not other hips' ones."""
 
 import os
 import shutil
@@ -50,6 +51,31 @@ def test_one_edit_changes_one_shard_digest(tmp_path, edit):
     digests = ContentDigests()
     old, new = shard_digests(before, digests), shard_digests(after, digests)
     assert sum(old[k] != new[k] for k in old) == 1
+
+
+def _references(path, rows):
+    header = "subject,visit,side,target,kind,unit,x,y\n"
+    path.write_text(header + "".join(f"{s},V00,{side},fem_sup,point,mm,{x},{y}\n" for s, side, x, y in rows))
+    return path
+
+
+def test_a_reference_edit_changes_its_hips_shard_digest_only(tmp_path):
+    manifest = _manifest(tmp_path, SUBJECTS)
+    rows = [(s, side, 10.0 + i, 20.0) for i, s in enumerate(SUBJECTS) for side in ("right", "left")]
+
+    def digests(rows):
+        inputs = {"manifest": manifest, "references": str(_references(tmp_path / "references.csv", rows))}
+        return shard_digests(make_plan(plan_units("manifest", inputs), 4), ContentDigests())
+
+    before = digests(rows)
+    moved = [(s, side, x + (side == "left" and s == "S007"), y) for s, side, x, y in rows]  # one hip, in place
+    after = digests(moved)
+    assert sum(before[k] != after[k] for k in before) == 1
+    assert digests(rows + [("S999", "left", 1.0, 2.0)]) == before  # a hip of no radiograph
+    # hips without references keep the digest of a study without references
+    no_references = shard_digests(make_plan(plan_units("manifest", {"manifest": manifest}), 4), ContentDigests())
+    only_s007 = digests([row for row in rows if row[0] == "S007"])
+    assert sum(no_references[k] != only_s007[k] for k in no_references) == 1
 
 
 def test_shard_counts_follow_the_ladder_and_hashing_ignores_the_row():

@@ -252,7 +252,8 @@ def test_hierarchical_auc_weighted_sums_match_the_loop(crossed):
 
 def ablation_runs(crossed, n_seeds=4, n_subjects=30):
     """predictions and metrics of arms prior, better (CoM 2 px closer, scores that separate better) and same
-    (a copy of prior); hip 0 of seed 0 has an undefined map for `better`."""
+    (a copy of prior); hip 0 of seed 0 has an all-zero map for `better` (its value the uniform map's), hip 0
+    of seed 1 no reference (NaN in every arm)."""
     rng = np.random.default_rng(12)
     predictions, metrics = [], []
     for s in range(n_seeds):
@@ -267,8 +268,10 @@ def ablation_runs(crossed, n_seeds=4, n_subjects=30):
             base = {"model": arm, "seed": s, "row": np.arange(n), "target": TARGET, "label": label}
             predictions.append(pd.DataFrame(base | {"subject": subject, "visit": "V00",
                                                     "side": np.tile(["left", "right"], n_subjects), "prob": prob}))
-            metrics.append(pd.DataFrame(base | {"com_distance": com + shift}))
-    metrics[1].loc[0, "com_distance"] = np.nan
+            metrics.append(pd.DataFrame(base | {"com_distance": com + shift, "map_defined": 1.0}))
+    metrics[1].loc[0, ["com_distance", "map_defined"]] = (20.0, 0.0)  # all zero: scored as the uniform map
+    for frame in metrics[3:6]:  # seed 1's hip 0 without a reference (every arm: it is the hip's)
+        frame.loc[0, "com_distance"] = np.nan
     return pd.concat(predictions, ignore_index=True), pd.concat(metrics, ignore_index=True)
 
 
@@ -290,7 +293,8 @@ def test_ablation_bootstrap_columns(crossed):
     better = table.loc[("com_distance", "better")]
     assert better["boot_low"] < -2.0 < better["boot_high"] and better["boot_high"] < 0 and better["survives"]
     positives = int(((metrics["model"] == "prior") & (metrics["label"] == 1)).sum())
-    assert better["undefined"] == 1 and better["boot_hips"] == positives - 1  # counted, not dropped silently
+    # the all-zero map is counted and compared; the hip without a reference leaves, counted
+    assert better["undefined"] == 1 and better["no_reference"] == 1 and better["boot_hips"] == positives - 1
     assert table.loc[("auc", "better"), "boot_low"] > 0
     same = table.loc[("com_distance", "same")]  # identical arms: a point interval at 0, p = 1, no claim
     assert (same["boot_low"], same["boot_high"], same["boot_p"], same["survives"]) == (0, 0, 1, False)

@@ -13,7 +13,8 @@ from osteoloc.report.stages import paper_figures
 from osteoloc.io.maps_h5 import MapsFile
 from osteoloc.io.study_h5 import StudyFile
 from osteoloc.io.runs import read_maps, read_runs
-from osteoloc.report.tables import CALIBRATED_COLUMNS, build_tables, calibrated_table, summary_markdown, write_table
+from osteoloc.report.tables import (CALIBRATED_COLUMNS, STRATIFIED_COLUMNS, build_tables, calibrated_table,
+                                    stratified_table, summary_markdown, write_table)
 from osteoloc.names import TARGETS
 from helpers import REPORT_CROP, REPORT_MODELS, REPORT_SEEDS, REPORT_SUBJECTS, write_upstream
 
@@ -155,7 +156,8 @@ def test_case_rules_show_four_different_images():
 
 def test_calibrated_values_carry_a_bootstrap_interval_over_seeds_and_subjects():
     """A known mean (5 px from the lesion, lift 3) inside a positive-width interval over 3 seeds and 30
-    subjects of two hips; an all-undefined model (every baseline map all zero: no distance) blank."""
+    subjects of two hips; an all-undefined model (every baseline map all zero, scored as the uniform map by
+    explain) at its chance level, every map counted."""
     rng = np.random.default_rng(0)
     n_seeds, n_subjects = 3, 30
     hips = pd.MultiIndex.from_product([range(n_seeds), range(2 * n_subjects)], names=["seed", "row"]).to_frame(
@@ -169,7 +171,7 @@ def test_calibrated_values_carry_a_bootstrap_interval_over_seeds_and_subjects():
                             com_to_lesion_control=8.0, energy_lift_uniform=1.0, energy_lift_random_cell=1.0,
                             energy_lift_ceiling=9.0, energy_lift_control=2.0)
         if model == "baseline":
-            frame = frame.assign(map_defined=0, com_to_lesion=np.nan, energy_lift=0.0)
+            frame = frame.assign(map_defined=0, com_to_lesion=20.0, energy_lift=1.0)  # the uniform map's
         frames.append(frame)
     metrics = pd.concat(frames, ignore_index=True)
     predictions = metrics[["model", "seed", "row", "target", "label"]].assign(
@@ -189,9 +191,47 @@ def test_calibrated_values_carry_a_bootstrap_interval_over_seeds_and_subjects():
     assert table.loc[("com_to_lesion", "prior"), "place_high"] == pytest.approx((table.loc[
         ("com_to_lesion", "prior"), "ci_low"] - 20) / (2 - 20))
     undefined = table.loc[("com_to_lesion", "baseline")]
-    assert undefined["n_undefined"] == n_seeds * 2 * n_subjects and undefined["n_images"] == 0
-    assert undefined[["value", "ci_low", "ci_high", "place", "place_low", "place_high"]].isna().all()
+    assert undefined["n_undefined"] == undefined["n_images"] == n_seeds * 2 * n_subjects
+    assert undefined["value"] == undefined["chance"] == 20.0 and undefined["place"] == 0.0
+    assert table.loc[("com_to_lesion", "prior"), "n_undefined"] == 0
     control = table.loc[("com_to_lesion", "landmark control")]  # a constant: a zero-width interval at it
     assert control["ci_low"] == control["ci_high"] == pytest.approx(8.0)
     unbooted = calibrated_table(metrics, predictions, n_boot=0)
     assert unbooted["ci_low"].isna().all() and unbooted["ci_high"].isna().all()
+
+
+def test_calibrated_value_chance_and_ceiling_average_the_same_hips():
+    """A hip whose value is undefined (no reference) leaves the chance and ceiling means too, and the
+    all-zero maps are counted among the hips averaged."""
+    rows = np.arange(8)
+    metrics = pd.DataFrame({"model": "prior", "seed": 0, "row": rows, "target": TARGETS[0], "label": 1,
+                            "map_defined": [1, 1, 0, 1, 1, 1, 1, 0],
+                            "com_to_lesion": [4.0, 6.0, 30.0, np.nan, np.nan, 5.0, 5.0, 10.0],
+                            "com_to_lesion_uniform": [20.0, 20.0, 30.0, 90.0, 90.0, 20.0, 20.0, 10.0],
+                            "com_to_lesion_ceiling": [0.0, 0.0, 0.0, 50.0, 50.0, 0.0, 0.0, 0.0]})
+    metrics = pd.concat([metrics, metrics.assign(model="baseline")], ignore_index=True)
+    predictions = metrics[["model", "seed", "row", "target", "label"]].assign(subject=[f"s{r}" for r in metrics["row"]])
+    row = calibrated_table(metrics, predictions, n_boot=0).set_index(["target", "metric", "model"]).loc[
+        (TARGETS[0], "com_to_lesion", "prior")]
+    assert row["n_positive"] == 8 and row["n_images"] == 6 and row["n_undefined"] == 2
+    assert row["value"] == pytest.approx(10.0) and row["chance"] == pytest.approx(20.0)
+    assert row["ceiling"] == 0.0 and row["place"] == pytest.approx(0.5)
+
+
+def test_stratified_table_splits_hips_by_lesion_landmark_distance():
+    n = 9
+    distance_px = np.array([1.0, 2.0, 3.0, 10.0, 11.0, 12.0, 20.0, 25.0, np.nan])  # 0.8 mm a pixel
+    metrics = pd.DataFrame({"model": "prior", "seed": 0, "row": np.arange(n), "target": TARGETS[1], "label": 1,
+                            "map_defined": [1, 0, 1, 1, 1, 0, 1, 1, 1], "lesion_landmark_px": distance_px,
+                            "com_to_lesion": np.arange(n, dtype=float), "com_to_lesion_uniform": 30.0,
+                            "com_to_lesion_random_cell": 25.0, "com_to_lesion_ceiling": 0.0})
+    metrics = pd.concat([metrics, metrics.assign(model="baseline")], ignore_index=True)
+    predictions = metrics[["model", "seed", "row", "target", "label"]].assign(subject=[f"s{r}" for r in metrics["row"]])
+    table = stratified_table(metrics, predictions, [7.5, 15.0], 0.8, n_boot=0)
+    assert list(table.columns) == STRATIFIED_COLUMNS
+    prior = table[(table["model"] == "prior") & (table["target"] == TARGETS[1])].set_index("stratum")
+    assert list(prior.index) == ["< 7.5 mm", "7.5-15 mm", ">= 15 mm"]  # 8, 9.6 mm: the middle stratum
+    assert prior["n_positive"].tolist() == [3, 3, 2] and prior["n_undefined"].tolist() == [1, 1, 0]
+    assert prior["value"].tolist() == pytest.approx([1.0, 4.0, 6.5])
+    assert prior["lesion_landmark_mm"].tolist() == pytest.approx([1.6, 8.8, 18.0])
+    assert stratified_table(metrics.drop(columns="lesion_landmark_px"), predictions, [7.5], 0.8).empty

@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 
 import pytest
-from workflow_copy import CI_CONFIG, copy_study, planned, script_rules, snakemake, write_override
+from workflow_copy import CI_CONFIG, copy_study, copy_workflow, planned, script_rules, snakemake, write_override
 
 pytestmark = pytest.mark.workflow
 
@@ -81,6 +81,20 @@ def test_prior_hyperparameter_reruns_only_prior_jobs_and_what_follows(completed_
         if rule == "train_grid_point":
             assert "_r5_" in wildcards["point"], f"grid point {wildcards['point']} was already trained"
             assert not (completed_study / "results" / "grid" / wildcards["point"]).exists()
+
+
+def test_a_dry_run_says_how_many_grid_point_jobs_a_grid_change_adds(tmp_path):
+    """The CI grid (lambda 0.5, 1) grown by a third lambda, with the first two points' runs finished: the run says
+    1 of 3 first-round jobs, 2 done, and that the extension round's jobs appear only after its checkpoint."""
+    workdir = copy_workflow(tmp_path / "study")
+    for point in ("lam0.5_r3_sig9", "lam1_r3_sig9", "lam2_r1_sig9"):  # the last: a point of no grid asked for
+        (workdir / "results" / "grid" / point).mkdir(parents=True)
+        (workdir / "results" / "grid" / point / "best.pt").write_bytes(b"")
+    override = write_override(tmp_path, {"train": {"prior": {"grid": {"lambda": [0.5, 1.0, 1.5]}}}})
+    proc = snakemake(workdir, "-n", "--cores", "1", "--configfile", CI_CONFIG, override)
+    out = proc.stdout + proc.stderr
+    assert "train: 1 of 3 grid-point jobs of the first selection round to run (2 have best.pt" in out, out[-3000:]
+    assert "1 other point trained before" in out and "appear only after it has run" in out
 
 
 def test_report_option_reruns_only_the_report(completed_study, tmp_path):

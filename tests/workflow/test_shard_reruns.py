@@ -1,6 +1,7 @@
 """What a change to a 3-shard manifest cohort reruns, counted from the jobs snakemake actually ran: appending one
 radiograph runs exactly its own shard job, fixing one grade none, and an image replaced by a corrected copy
-with an older modification time (`cp -p`) its own shard again; a dry run says how many shard jobs will run."""
+with an older modification time (`cp -p`) its own shard again; moving one hip's expert reference runs its own
+shard job, a reference for a hip with no radiograph none; a dry run says how many shard jobs will run."""
 
 import os
 import re
@@ -10,7 +11,7 @@ import pandas as pd
 import pytest
 from workflow_copy import copy_workflow, snakemake
 
-from helpers import make_cohort
+from helpers import load_study, make_cohort, radiograph_points_mm
 from osteoloc.names import TARGETS
 
 pytestmark = pytest.mark.workflow
@@ -31,8 +32,6 @@ def _run(workdir, *args):
 
 
 def _study_grades(workdir):
-    from helpers import load_study
-
     study = load_study(workdir / TARGET, images=False)
     return {(s, side): tuple(g) for s, side, g in zip(study.meta.subject, study.meta.side, study.grades)}
 
@@ -78,3 +77,47 @@ def test_append_fix_and_older_copy_rerun_only_their_shards(tmp_path):
     assert ran == 1, f"an older copy of new content ran {ran} shard jobs:\n{out[-3000:]}"
     ran, _ = _run(workdir)
     assert ran == 0, "a second run after the copy reran a shard"
+
+
+REFERENCES_OVERRIDE = OVERRIDE.replace("labels: cohort/labels.csv}", "labels: cohort/labels.csv,\n  references: cohort/references.csv}")
+
+
+def _lesions_by_hip(workdir):
+    study = load_study(workdir / TARGET, images=False)
+    return {(s, side): lesions for s, side, lesions in zip(study.meta.subject, study.meta.side, study.layers["lesions"])}
+
+
+def test_reference_edit_reruns_only_its_shard(tmp_path):
+    workdir = copy_workflow(tmp_path / "study")
+    cohort = workdir / "cohort"
+    make_cohort(cohort, 10, seed=0)  # as make_cohort draws them: radiograph i's points from seed i
+    # one expert point per right hip, on its superior femoral head (point 15 of the default osteo_fem_sup group)
+    rows = [dict(subject=f"CHECK-{i:05d}", visit="T00", side="right", target="osteo_fem_sup", kind="point",
+                 unit="mm", x=x, y=y) for i in range(10) for x, y in [radiograph_points_mm((400, 600), 0.4, seed=i)[15]]]
+    pd.DataFrame(rows).to_csv(cohort / "references.csv", index=False)
+    (workdir / "override.yaml").write_text(REFERENCES_OVERRIDE)
+    ran, out = _run(workdir)
+    assert ran == 3, out[-3000:]
+    before = _lesions_by_hip(workdir)
+    moved = ("CHECK-00004", "right")
+    assert before[moved][0].any(), "the reference was not drawn"
+
+    # move one hip's reference by 4 mm, in place: only its shard reruns, and its lesion mask moves
+    frame = pd.read_csv(cohort / "references.csv")
+    frame.loc[frame.subject == moved[0], "x"] += 4.0
+    frame.to_csv(cohort / "references.csv", index=False)
+    dry = snakemake(workdir, TARGET, "-n", "--cores", "1", "--configfile", "override.yaml")
+    assert "preprocess: 1 of 3 shard jobs to run" in dry.stdout + dry.stderr, (dry.stdout + dry.stderr)[-3000:]
+    ran, out = _run(workdir)
+    assert ran == 1, f"moving one hip's reference ran {ran} shard jobs:\n{out[-3000:]}"
+    after = _lesions_by_hip(workdir)
+    assert not (after[moved] == before[moved]).all()
+    assert all((after[hip] == before[hip]).all() for hip in before if hip != moved)
+
+    # a reference for a hip with no radiograph: no shard job, the gather's note names it
+    with open(cohort / "references.csv", "a") as handle:
+        handle.write("CHECK-99999,T00,left,osteo_fem_sup,point,mm,50.0,50.0\n")
+    ran, out = _run(workdir)
+    assert ran == 0, f"a reference of no radiograph ran {ran} shard jobs:\n{out[-3000:]}"
+    exclusions = pd.read_csv(workdir / "results" / "preprocess" / "exclusions.csv", dtype=str)
+    assert ((exclusions.subject == "CHECK-99999") & (exclusions.stage == "references")).any()

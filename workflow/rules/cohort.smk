@@ -1,7 +1,10 @@
 # Cohort stage: where radiographs, points, labels, (phantom only) lesion truth and (optional) expert
 # references come from. contracts.md section 1; the input functions below are what preprocess.smk asks for.
 
-from osteoloc.cohort.phantom.settings import IMAGE_DIR as PHANTOM_IMAGE_DIR, n_shards as phantom_shard_count
+from osteoloc.cohort.phantom.settings import (
+    IMAGE_DIR as PHANTOM_IMAGE_DIR,
+    n_shards as phantom_shard_count,
+)
 from osteoloc.io.shard_folder import read_shard_plan
 
 COHORT = config["cohort"]

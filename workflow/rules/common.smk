@@ -24,6 +24,7 @@ SECTIONS = (
     "explain",
     "report",
     "segment",
+    "apply",
 )
 
 # A misspelt section (`preproces:`) would otherwise be ignored and the study run on the defaults.
@@ -83,6 +84,15 @@ def phantom_twins():
     """
     cohort = config["cohort"]
     return cohort["source"] == "phantom" and writes_twins(cohort["phantom"])
+
+
+def lesion_placement():
+    """The phantom's lesion placement design (cohort.phantom.lesion_placement.design), "" without a phantom:
+    the report's primary comparisons depend on it (report.comparisons.design_primaries)."""
+    cohort = config["cohort"]
+    if cohort["source"] != "phantom":
+        return ""
+    return cohort["phantom"].get("lesion_placement", {}).get("design", "landmark")
 
 
 def interventions_on():

@@ -31,6 +31,7 @@ rule explain:
         pointing_tolerance_mm=config["explain"]["pointing_tolerance_mm"],
         peak=config["explain"]["peak"],
         control_sigma_mm=config["explain"]["control_sigma_mm"],
+        lesion_vs_landmark_min_mm=config["explain"]["lesion_vs_landmark_min_mm"],
         device=config["study"]["device"],
     log:
         log_path("explain", "{model}", "seed{seed}.log"),
@@ -63,6 +64,7 @@ if interventions_on():  # common.smk
             phantom=as_json(config["cohort"]["phantom"]),
             shifts_mm=INTERVENTIONS["shifts_mm"],
             radiographs=INTERVENTIONS["radiographs"],
+            directions=INTERVENTIONS["directions"],
         log:
             log_path("explain", "interventions", "seed{seed}.log"),
         localrule: True

@@ -67,14 +67,19 @@ def plan_inputs(wildcards):
 
 def shard_inputs(wildcards):
     """A shard job's shared inputs: never the manifest (its rows come from the plan, as params) nor the
-    labels (joined at the gather); the group file and points folder, the truth and references files.
+    labels (joined at the gather); the group file and points folder, the truth file; the references CSV
+    `ancient`: an edit of it reruns only the shards whose hips' rows changed, which their content digest
+    (params) says, as for a manifest edit.
     """
     inputs = preprocess_inputs(wildcards)
-    return {
+    shared = {
         key: inputs[key]
-        for key in ("group_hdf5", "points_dir", "truth", "references")
+        for key in ("group_hdf5", "points_dir", "truth")
         if key in inputs
     }
+    if inputs.get("references"):
+        shared["references"] = ancient(inputs["references"])
+    return shared
 
 
 @functools.lru_cache

@@ -58,6 +58,7 @@ rule report_tables:
         calibration_bins=REPORT["calibration_bins"],
         n_boot=REPORT["statistics"]["n_boot"],
         boot_seed=REPORT["statistics"]["seed"],
+        strata_mm=REPORT["lesion_landmark_strata_mm"],
         format=as_json(REPORT["tables"]),
     log:
         log_path("report", "tables.log"),
@@ -194,6 +195,12 @@ if config.get("arms"):
                 if phantom_twins()
                 else []
             ),
+            # the follow rate joins the table (and Holm's family when primary)
+            effects=(
+                explain_outputs("interventions.csv", RUNS)
+                if interventions_on()
+                else []
+            ),
             code=library_code("report_ablation.py"),
         output:
             **ABLATION_OUTPUTS,
@@ -204,6 +211,7 @@ if config.get("arms"):
             width_in=REPORT["figures"]["width_in"],
             statistics=as_json(REPORT["statistics"]),
             comparisons=as_json(REPORT["comparisons"]),
+            lesion_placement=lesion_placement(),  # common.smk: "offset" adds a primary comparison
         log:
             log_path("report", "ablation.log"),
         script:

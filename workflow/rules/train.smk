@@ -5,12 +5,16 @@
 # Params carry the config as JSON blocks: the baseline's block holds no prior value, so changing the prior
 # reruns only the prior's jobs (and the arms') and what follows them; an arm's training block is the shared
 # one merged with that arm's settings alone, so editing one arm reruns only that arm.
+import sys
+
 from osteoloc.train.grid import (
     NO_PRIOR_POINT,
     final_round,
+    grid_jobs_preview,
     grid_points,
     point_id,
     round_point_ids,
+    trained_points,
 )
 from osteoloc.train.settings import training_block
 
@@ -40,6 +44,16 @@ FIRST_GRID = [
         PRIOR["grid"]["lambda"], PRIOR["grid"]["radius"], PRIOR["grid"]["sigma"]
     )
 ]
+
+# Every run (a dry run too) says how many grid-point jobs the first round will run: a dry run lists them, but
+# not the extension rounds' points behind the select_prior_round checkpoint, nor the cost of a grid change.
+if SELECT_BY_GRID and workflow.is_main_process:
+    print(
+        grid_jobs_preview(
+            FIRST_GRID, trained_points(results("grid")), PRIOR["max_rounds"]
+        ),
+        file=sys.stderr,
+    )
 
 
 wildcard_constraints:

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from osteoloc.io.intervention_h5 import ARRAYS
+from osteoloc.names import TARGETS
 from osteoloc.preprocess.geometry import preprocess_hip
 
 
@@ -42,6 +43,14 @@ def crop_pairs(cases, crop_size, spacing_mm):
 
 
 def case_table(cases):
-    """side, target, kind, shift_mm of each intervention (the case columns the crops do not hold)."""
+    """side, target, kind, direction, shift_mm and lesion_targets of each intervention (the case columns the
+    crops do not hold). `cases`: the interventions of one radiograph (`interventions`), so that
+    lesion_targets (the targets with a lesion on the intervention's hip, space-separated: each lesion has
+    a removal) is complete."""
+    on_hip = {}
+    for c in cases:
+        on_hip.setdefault(c.side, set()).add(c.target)
     return pd.DataFrame({"side": [c.side for c in cases], "target": [c.target for c in cases],
-                         "kind": [c.kind for c in cases], "shift_mm": [c.shift_mm for c in cases]})
+                         "kind": [c.kind for c in cases], "direction": [c.direction for c in cases],
+                         "shift_mm": [c.shift_mm for c in cases],
+                         "lesion_targets": [" ".join(t for t in TARGETS if t in on_hip[c.side]) for c in cases]})

@@ -1,10 +1,11 @@
 """Heatmap localisation metrics in crop pixels (docs/method.md section 6), and the levels that calibrate them.
 
 Conventions: pixel (row i, column j) sits at x = j, y = i; points are (x, y); eps = 1e-6. A metric that
-is undefined returns NaN: no reference (no valid landmark, an empty mask), or a heatmap whose total mass
-is zero (no centre of mass, no peak, no spread). A zero-mass map is a failure of the map, not a missing
-reference: where a mask exists, its pointing game and energy are 0, and `localisation_table` records it in
-`map_defined` so that tables count it.
+is undefined returns NaN: no reference (no valid landmark, an empty mask), or, for the single-map functions,
+a heatmap whose total mass is zero (no centre of mass, no peak, no spread). In `localisation_table` a
+zero-mass map (a flat Grad-CAM: all evidence negative) is what it shows, a map without preference: it is
+scored as the uniform map over the run's grid window, so every calibrated metric takes its chance
+('uniform') level (`reference_levels`), and `map_defined` (0) keeps the count of such maps.
 
 Peak: paper A takes the first maximum of the upsampled map (row-major). A Grad-CAM map is an h x w grid
 upsampled bilinearly (half-pixel centres, edges clamped), so a border cell becomes a flat block whose
@@ -195,6 +196,32 @@ def mask_centroid(mask):
     return np.array([[cols.mean(), rows.mean()]]) if len(rows) else np.full((1, 2), np.nan)
 
 
+def lesion_vs_landmark(location, landmarks, centroid):
+    """Distance from `location` (x, y) to the closest of `landmarks` minus its distance to the lesion's
+    `centroid` (px): > 0 when the location is nearer the lesion than the landmark group."""
+    return _closest_distance(*location, landmarks) - _closest_distance(*location, centroid)
+
+
+def _separation_ceiling(landmarks, centroid, low, high, step=0.25):
+    """The largest `lesion_vs_landmark` of a point in the box [low, high] (x, y): at most the lesion's
+    distance to its closest landmark (triangle inequality), reached at the lesion when it lies in the box.
+    Else the maximum is on the box's boundary (moving a point toward the lesion by d lowers its lesion
+    distance by d and its landmark distance by at most d), searched on a `step`-px lattice of the boundary
+    (error < 2 * step: the difference of two distances is 2-Lipschitz)."""
+    centroid = np.asarray(centroid, dtype=np.float64).reshape(2)
+    if np.all((centroid >= low) & (centroid <= high)):
+        return _closest_distance(*centroid, landmarks)
+    xs = np.append(np.arange(low[0], high[0], step), high[0])
+    ys = np.append(np.arange(low[1], high[1], step), high[1])
+    edges = np.concatenate([np.column_stack([xs, np.full_like(xs, low[1])]),
+                            np.column_stack([xs, np.full_like(xs, high[1])]),
+                            np.column_stack([np.full_like(ys, low[0]), ys]),
+                            np.column_stack([np.full_like(ys, high[0]), ys]),
+                            np.clip(centroid, low, high)[None]])
+    values = _closest_distances(edges, landmarks) - np.hypot(*(edges - centroid).T)
+    return float(values.max())
+
+
 def landmark_control_map(points, size, sigma_px, cells=None, window=None):
     """The landmark-only control: a Gaussian of sd sigma_px at each valid point (max over points), size x
     size; all zero without a valid point. No model: what a map scores that only knows the landmarks.
@@ -260,7 +287,8 @@ def reference_levels(grid, window, size, *, landmarks=None, mask=None, tolerance
     for the metrics whose reference exists. uniform: the uniform map over the window (its peak a random
     cell: the mean over cells, as random tie-breaking gives); random_cell: the mean over the single-cell
     maps; ceiling: the best single-cell map in the metric's direction (centre-of-mass distances: the best
-    mixture of cells, the distance to the box spanned by the cell maps' centres of mass)."""
+    mixture of cells, the distance to the box spanned by the cell maps' centres of mass; lesion_vs_landmark,
+    with both references: the best point of that box, `_separation_ceiling`)."""
     x0, y0, p = window
     maps, peaks, coms = _cell_maps(tuple(grid.cells), int(p), grid.peak_rule)
     peaks, coms = peaks + (x0, y0), coms + (x0, y0)
@@ -297,6 +325,11 @@ def reference_levels(grid, window, size, *, landmarks=None, mask=None, tolerance
         area = mask.sum() / mask.size
         per_cell["energy_lift"] = energy / area
         uniform["energy_lift"] = uniform["energy_in_mask"] / area
+        if "com_to_landmark" in per_cell:
+            # the same centres of mass, nearer the lesion than the landmark by how much
+            per_cell["lesion_vs_landmark"] = per_cell["com_to_landmark"] - per_cell["com_to_lesion"]
+            uniform["lesion_vs_landmark"] = uniform["com_to_landmark"] - uniform["com_to_lesion"]
+            best_com["lesion_vs_landmark"] = _separation_ceiling(landmarks, centroid, low, high)
     levels = {}
     for metric, values in per_cell.items():
         best = best_com.get(metric, values.min() if CALIBRATED[metric] == "lower" else values.max())
@@ -330,6 +363,36 @@ def _score(heatmap, i, t, size, groups, exact, masks, centroids, tolerance_px, g
         out["pointing_hit"] = pointing_hit(heatmap, masks[i, t], tolerance_px, cells, window)
         out["energy_in_mask"] = energy_in_mask(heatmap, masks[i, t])
         out["energy_lift"] = energy_lift(heatmap, masks[i, t])
+    if exact is not None and masks is not None:
+        out["lesion_vs_landmark"] = out["com_to_landmark"] - out["com_to_lesion"]
+    return out
+
+
+def uniform_map(size, window=None):
+    """The size x size map that is 1 over `window` (x0, y0, P; None = everywhere) and 0 outside it: what
+    an all-zero Grad-CAM map shows, no preference among the grid's cells."""
+    x0, y0, p = window or (0, 0, size)
+    flat = np.zeros((size, size))
+    flat[y0:y0 + p, x0:x0 + p] = 1.0
+    return flat
+
+
+def _uniform_score(i, t, size, groups, exact, masks, centroids, tolerance_px, grid, levels):
+    """Every metric of an all-zero map, scored as the uniform map over the run's grid window: centre of mass
+    at the window's centre, spread and energies the uniform map's, peak metrics (a random cell: every cell
+    ties) the mean over the grid's cells, so each calibrated metric equals its 'uniform' level in
+    `levels`. Without a grid: the uniform map over the whole heatmap under paper A's first-maximum rule."""
+    if grid is None:
+        return _score(uniform_map(size), i, t, size, groups, exact, masks, centroids, tolerance_px, None)
+    window = grid.window(i, t, size)
+    x0, y0, p = window
+    out = _score(uniform_map(size, window), i, t, size, groups, exact, masks, centroids, tolerance_px, grid)
+    _, peaks, _ = _cell_maps(tuple(grid.cells), int(p), grid.peak_rule)
+    out["com_distance"] = _closest_distance(x0 + (p - 1) / 2, y0 + (p - 1) / 2, groups[i, t])
+    out["peak_distance"] = float(np.mean(_closest_distances(peaks + (x0, y0), groups[i, t])))
+    for metric in CALIBRATED:
+        if metric in out:
+            out[metric] = levels.get(metric, {}).get("uniform", np.nan)
     return out
 
 
@@ -339,26 +402,33 @@ class Scoring:
     `Grid` (None: paper A's first-maximum peak, no calibration); control_sigma_px the landmark-only control
     map's sd (crop pixels; None: no control, needs the grid); exact_points: a function HipBatch -> the
     batch's exact landmark groups (n, T, L, 2), NaN where absent, or None (the study's rule, e.g. its manual
-    contour grouped by its group indices; None: no exact points)."""
+    contour grouped by its group indices; None: no exact points); min_separation_px: `lesion_vs_landmark`
+    is defined only where the lesion's centroid lies at least this far from its closest exact landmark
+    (crop pixels: nearer, the two cannot be told apart)."""
 
     tolerance_px: float = 0.0
     grid: Grid = None
     control_sigma_px: float = None
     exact_points: object = None
+    min_separation_px: float = 0.0
 
 
 def localisation_table(maps, batch, scoring=Scoring()):
     """Every metric for every image and target.
 
     maps (n, T, H, W) crop pixels; batch: the hips' `HipBatch` (io.study_h5) with `groups` (n, T, L, 2)
-    landmark points (x, y) (the automatic points) and `valid` (n, T, L) bool, optionally the layers `lesions` (n, T, H, W; lesions or expert
-    references) and `cue` (n, H, W; the shortcut cue's mask); scoring: the run's `Scoring`.
+    landmark points (x, y) (the automatic points) and `valid` (n, T, L) bool, optionally the layers
+    `lesions` (n, T, H, W; lesions or expert references) and `cue` (n, H, W; the shortcut cue's mask);
+    scoring: the run's `Scoring`.
 
     Returns a dict of (n, T) float arrays: com_distance, peak_distance, spread (to `groups`), map_defined
-    (1, or 0 for a map with zero mass); with exact com_to_landmark, peak_to_landmark; with lesions
-    com_to_lesion, peak_to_lesion (to the mask's centroid), pointing_hit, energy_in_mask, energy_lift;
-    with cue cue_energy. With a grid, for every CALIBRATED metric present, `<metric>_<level>` for LEVELS
-    (`reference_levels`), and with control_sigma_px `<metric>_control`.
+    (1, or 0 for a map with zero mass, which is scored as the uniform map: `_uniform_score`); with exact
+    com_to_landmark, peak_to_landmark; with lesions com_to_lesion, peak_to_lesion (to the mask's
+    centroid), pointing_hit, energy_in_mask, energy_lift; with both lesion_landmark_px (the lesion
+    centroid's distance to its closest exact landmark, whatever the map) and lesion_vs_landmark
+    (com_to_landmark - com_to_lesion, where lesion_landmark_px >= min_separation_px); with cue cue_energy.
+    With a grid, for every CALIBRATED metric present, `<metric>_<level>` for LEVELS (`reference_levels`),
+    and with control_sigma_px `<metric>_control`.
     """
     groups, valid, masks, cue = batch.groups, batch.valid, batch.layers.get("lesions"), batch.layers.get("cue")
     tolerance_px, grid, control_sigma_px = scoring.tolerance_px, scoring.grid, scoring.control_sigma_px
@@ -375,20 +445,34 @@ def localisation_table(maps, batch, scoring=Scoring()):
     def put(name, i, t, value):
         out.setdefault(name, np.full((n, n_targets), np.nan))[i, t] = value
 
+    def score(heatmap, i, t, levels):
+        if heatmap.astype(np.float64).sum() > 0:
+            return _score(heatmap, i, t, size, groups, exact, masks, centroids, tolerance_px, grid), heatmap
+        flat = uniform_map(size, None if grid is None else grid.window(i, t, size))
+        return _uniform_score(i, t, size, groups, exact, masks, centroids, tolerance_px, grid, levels), flat
+
     for i in range(n):
         for t in range(n_targets):
+            separated = True
+            if exact is not None and masks is not None:
+                apart = _closest_distance(*centroids[i][t][0], exact[i, t])
+                put("lesion_landmark_px", i, t, apart)
+                separated = bool(apart >= scoring.min_separation_px)  # False for NaN: no lesion or landmark
+            levels = {} if grid is None else reference_levels(
+                grid, grid.window(i, t, size), size, landmarks=None if exact is None else exact[i, t],
+                mask=None if masks is None else masks[i, t], tolerance_px=tolerance_px)
             heatmap = maps[i, t]
             put("map_defined", i, t, float(heatmap.astype(np.float64).sum() > 0))
-            scores = _score(heatmap, i, t, size, groups, exact, masks, centroids, tolerance_px, grid)
+            scores, scored_map = score(heatmap, i, t, levels)
+            if not separated:  # lesion and landmark too close to tell apart: no endpoint, no levels
+                scores["lesion_vs_landmark"] = np.nan
+                levels.pop("lesion_vs_landmark", None)
             for name, value in scores.items():
                 put(name, i, t, value)
             if cue is not None:
-                put("cue_energy", i, t, cue_energy(heatmap, cue[i]))
+                put("cue_energy", i, t, cue_energy(scored_map, cue[i]))
             if grid is None:
                 continue
-            levels = reference_levels(grid, grid.window(i, t, size), size,
-                                      landmarks=None if exact is None else exact[i, t],
-                                      mask=None if masks is None else masks[i, t], tolerance_px=tolerance_px)
             for metric in CALIBRATED:
                 if metric not in scores:
                     continue
@@ -397,8 +481,9 @@ def localisation_table(maps, batch, scoring=Scoring()):
             if control_sigma_px is not None:
                 control = landmark_control_map(groups[i, t], size, control_sigma_px, tuple(grid.cells),
                                                grid.window(i, t, size))
-                control_scores = _score(control, i, t, size, groups, exact, masks, centroids, tolerance_px, grid)
+                control_scores, _ = score(control, i, t, levels)
                 for metric in CALIBRATED:
                     if metric in scores:
-                        put(f"{metric}_{CONTROL}", i, t, control_scores[metric])
+                        put(f"{metric}_{CONTROL}", i, t, control_scores[metric] if separated or
+                            metric != "lesion_vs_landmark" else np.nan)
     return out

@@ -95,6 +95,7 @@ def _twin_probabilities(model, twin_path, rows, meta, crop_size, batch_size, dev
 
 def explain_run(study_path, split_path, checkpoint_path, *, predictions_path, maps_path, metrics_path,
                 batch_size, pointing_tolerance_mm, device, peak="cell_centre", control_sigma_mm=None,
+                min_separation_mm=0.0,
                 twin_study_path=None, twin_predictions_path=None):
     """Predictions, maps and metrics of one model on its test split, written to the three given paths.
 
@@ -102,7 +103,8 @@ def explain_run(study_path, split_path, checkpoint_path, *, predictions_path, ma
     test split). Maps are in crop pixels; metrics use the float32 maps, the file keeps float16.
     pointing_tolerance_mm: the pointing game's tolerance, converted to crop pixels with the study's
     spacing (`spacing_mm`); peak: "cell_centre" (the centre of the strongest cell of the model's grid) or
-    "first_max" (paper A); control_sigma_mm: the landmark-only control map's sd (None: no control). The
+    "first_max" (paper A); control_sigma_mm: the landmark-only control map's sd (None: no control);
+    min_separation_mm: the lesion-landmark distance below which `lesion_vs_landmark` is undefined. The
     metrics gain `cue_energy` when the study has the shortcut cue's masks (layer `cue`), the exact-point
     distances when it has manual points, and `penalty_constant` (`constant_penalty`). With
     twin_study_path (the study's counterfactual twin: same rows, images without the cue) the model's
@@ -123,7 +125,8 @@ def explain_run(study_path, split_path, checkpoint_path, *, predictions_path, ma
         crop_size = study.crop_size
         scoring = Scoring(tolerance_px=float(pointing_tolerance_mm) / study.spacing_mm,
                           control_sigma_px=None if control_sigma_mm is None else float(control_sigma_mm) / study.spacing_mm,
-                          exact_points=partial(exact_groups, group_indices=study.group_indices, crop_size=crop_size))
+                          exact_points=partial(exact_groups, group_indices=study.group_indices, crop_size=crop_size),
+                          min_separation_px=float(min_separation_mm) / study.spacing_mm)
         cells = map_grid(model, crop_size)
         penalty = constant_penalty(settings, study, rows, cells)
         with maps_writer(maps_path, rows, study.crop_size) as append_maps:
@@ -153,11 +156,14 @@ def explain_run(study_path, split_path, checkpoint_path, *, predictions_path, ma
     return result
 
 
-def render_intervention_crops(study_path, split_path, *, phantom_config, shifts_mm, radiographs, out_path):
-    """Rule intervention_crops: the interventions on the lesions of the test hips of one split (the first
-    `radiographs` test subjects in study order, every visit), redrawn and cropped once for every run scored
-    on that split; written to out_path (io.intervention_h5). phantom_config: the `cohort.phantom` block the
-    cohort was drawn with (the radiographs are redrawn)."""
+def render_intervention_crops(study_path, split_path, *, phantom_config, shifts_mm, radiographs, directions,
+                              out_path):
+    """Rule intervention_crops: the interventions on the lesions of the test hips of one split (every test
+    subject, radiographs None, or the first `radiographs` in study order; every visit: each lesion removed, moved by each of
+    `shifts_mm` (mm, signed) in each of `directions` (along or across its zone), and moved to the other
+    site), redrawn and cropped once for every run scored on that split; written to out_path
+    (io.intervention_h5). phantom_config: the `cohort.phantom` block the cohort was drawn with (the
+    radiographs are redrawn)."""
     plan = Plan(phantom_config)
     index = {subject: i for i, (_, subject, _) in enumerate(plan.ids)}
     with StudyFile(study_path) as study:
@@ -165,18 +171,21 @@ def render_intervention_crops(study_path, split_path, *, phantom_config, shifts_
         meta = study.meta(("subject", "visit", "side"), rows)
         crop_size, spacing_mm = study.crop_size, study.spacing_mm
     test_hips = set(zip(meta["subject"], meta["side"]))  # splits are by subject: every visit is a test visit
-    subjects = list(dict.fromkeys(meta["subject"]))[:int(radiographs)]
+    subjects = list(dict.fromkeys(meta["subject"]))
+    subjects = subjects if radiographs is None else subjects[:int(radiographs)]
     tables, parts = [], []
     for subject in subjects:
         if subject not in index:
             raise ValueError(f"{study_path}: test subject {subject} is not in the phantom the config draws "
                              "(cohort.phantom must be the cohort's own config)")
         for v in range(plan.n_visits):
-            cases = interventions(phantom_config, index[subject], v, tuple(shifts_mm), plan=plan)
-            cases = [c for c in cases if (subject, c.side) in test_hips]
-            if cases:
-                tables.append(case_table(cases).assign(subject=subject, visit=v))
-                parts.append(crop_pairs(cases, crop_size, spacing_mm))
+            cases = interventions(phantom_config, index[subject], v, tuple(shifts_mm), plan=plan,
+                                  directions=tuple(directions))
+            table = case_table(cases).assign(subject=subject, visit=v)  # lesion_targets from every lesion
+            keep = [(subject, c.side) in test_hips for c in cases]
+            if any(keep):
+                tables.append(table[keep])
+                parts.append(crop_pairs([c for c, k in zip(cases, keep) if k], crop_size, spacing_mm))
     if tables:
         table = pd.concat(tables, ignore_index=True)[CASE_COLUMNS]
         arrays = {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}
@@ -189,7 +198,8 @@ def render_intervention_crops(study_path, split_path, *, phantom_config, shifts_
 
 def explain_interventions(crops_path, checkpoint_path, *, groups, peak, device, out_path, study_path):
     """Rule explain_interventions: `pair_effects` of one trained model on its split's intervention crops
-    (`render_intervention_crops`), written to out_path with columns subject, visit and EFFECT_COLUMNS."""
+    (`render_intervention_crops`), written to out_path with columns subject, visit and EFFECT_COLUMNS (one
+    row per intervention and scored map)."""
     device = pick_device(device)
     model = load_trained_model(checkpoint_path, device)
     cases, arrays = read_intervention_crops(crops_path)
@@ -197,7 +207,8 @@ def explain_interventions(crops_path, checkpoint_path, *, groups, peak, device, 
         crop_size, spacing_mm = study.crop_size, study.spacing_mm
     columns = ["subject", "visit", *EFFECT_COLUMNS]
     table = pair_effects(model, cases, arrays, crop_size, spacing_mm, groups, peak, device)
-    table = table.assign(subject=cases["subject"].to_numpy(), visit=cases["visit"].to_numpy())[columns]
+    case = table["case"].to_numpy(dtype=int)
+    table = table.assign(subject=cases["subject"].to_numpy()[case], visit=cases["visit"].to_numpy()[case])[columns]
     write_csv(table, out_path, float_format="%.6g")
     log.info("%d interventions of %s scored with %s", len(table), crops_path, checkpoint_path)
     return table

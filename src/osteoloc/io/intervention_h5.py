@@ -4,7 +4,9 @@ Rendered once per split (rule intervention_crops) and read by every run scored o
 renders do not depend on the model. Per intervention i: `/original`, `/image` float32 (n, S, S), the hip
 crop before and after it (one intensity window); `/mask`, `/moved` bool (n, S, S), the lesion's truth mask
 before and after (all False when removed); `/contour` float32 (n, P, 2), the hip's points in crop pixels;
-`/cases`, a table (subject, visit, side, target, kind, shift_mm) as one column per dataset.
+`/cases`, a table (subject, visit, side, target, kind, direction: along or across for a move, else
+empty; shift_mm; lesion_targets: the targets with a lesion on that hip, space-separated) as one column per
+dataset.
 """
 
 import h5py
@@ -13,7 +15,7 @@ import pandas as pd
 
 from osteoloc.io.atomic import atomic_path
 
-CASE_COLUMNS = ["subject", "visit", "side", "target", "kind", "shift_mm"]
+CASE_COLUMNS = ["subject", "visit", "side", "target", "kind", "direction", "shift_mm", "lesion_targets"]
 ARRAYS = ("original", "image", "mask", "moved", "contour")
 
 
@@ -41,6 +43,10 @@ def read_intervention_crops(path):
         missing = [k for k in (*ARRAYS, "cases") if k not in f]
         if missing:
             raise ValueError(f"{path}: not an intervention crops file (missing {missing})")
+        missing = [c for c in CASE_COLUMNS if c not in f["cases"]]
+        if missing:
+            raise ValueError(f"{path}: the intervention cases lack {missing} (written by an older version: "
+                             "render the crops again)")
         cases = pd.DataFrame({c: f["cases"][c].asstr()[()] if c != "shift_mm" else f["cases"][c][()]
                               for c in CASE_COLUMNS})
         cases["visit"] = cases["visit"].astype(int)

@@ -3,7 +3,8 @@ reader. What goes into them is decided in `osteoloc.preprocess.shards`.
 
 The plan (`plan.json`) lists every unit in study order: its `key` (identity and file, unique), `identity`
 (cohort, subject, visit: what its shard is hashed from), `shard`, `files` (its own input files) and, for a
-manifest, its `row`; beside them `shards` (the count) and `shard_size`.
+manifest, its `row` and `references` (its hips' expert reference rows, `[side, line, target, kind, unit,
+coords, mask file]`, empty without references); beside them `shards` (the count) and `shard_size`.
 
 A shard folder holds
 - `crops.h5`: the shard's hips in unit order (a study HDF5 of the final layout, `io.study_h5.StudyWriter`),
@@ -12,7 +13,7 @@ A shard folder holds
   the unit added to `crops.h5`; `pixel_hash` = the digest of its decoded image, empty when none);
 - `exclusions.csv`: `key` + the exclusions table's columns, the unit's own exclusions;
 - `manifest.csv` (manifest sources): the shard's rows, which its source reads;
-- `content.txt`: the digest of its rows and its files' content it was made from.
+- `content.txt`: the digest of its rows, its hips' reference rows and its files' content it was made from.
 """
 
 import json

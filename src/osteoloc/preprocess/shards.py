@@ -79,9 +79,21 @@ def _keyed(units):
     return units
 
 
+def hip_references(references, subject, visit):
+    """The expert reference rows of one radiograph's hips as plain lists, [side, line, target, kind, unit,
+    coords, mask file], in file order: what its shard draws and its notes name (the line too), so the shard's
+    content digest changes when they do and not when another hip's rows do."""
+    if references is None:
+        return []
+    return [[side, ref.line, ref.target, ref.kind, ref.unit, list(ref.coords),
+             _as_input_path(ref.mask_path) if ref.mask_path else ""]
+            for side in SIDES for ref in references.of_hip(subject, visit, side)]
+
+
 def manifest_units(rows, references=None, files=True):
     """Plan entries of manifest rows (read_manifest's itertuples): identity, file, files (unless `files` is
-    False: the keys alone need no file lookups), row."""
+    False: the keys alone need no file lookups), row and references (its hips' expert reference rows,
+    `hip_references`; [] without `references`)."""
     units = []
     for row in rows:
         paths = [row.image_path, row.points_path, row.manual_points_path] if files else []
@@ -96,7 +108,8 @@ def manifest_units(rows, references=None, files=True):
                 record[column] = _as_input_path(record[column])
         units.append(dict(identity=unit_identity(row.cohort, row.subject, row.visit),
                           file=_as_input_path(row.image_path) if row.image_path else "",
-                          files=list(dict.fromkeys(_as_input_path(p) for p in paths if p)), row=record))
+                          files=list(dict.fromkeys(_as_input_path(p) for p in paths if p)), row=record,
+                          references=hip_references(references, row.subject, row.visit)))
     return _keyed(units)
 
 
@@ -173,15 +186,18 @@ class ContentDigests:
 
 
 def shard_digests(plan, digests):
-    """{shard: hex digest of its units' rows and their files' content}: what a shard job was made from. A
-    shard reruns when its digest changes (the rule's params), so a file replaced by one with an older
-    modification time still reruns it."""
+    """{shard: hex digest of its units' rows, their hips' expert reference rows and their files' content}:
+    what a shard job was made from. A shard reruns when its digest changes (the rule's params), so a file
+    replaced by one with an older modification time still reruns it, and an edit of the references CSV
+    (not itself a trigger of the shard jobs) reruns only the shards whose hips' rows it changed."""
     out = {}
     for shard, units in plan_shards(plan).items():
         h = hashlib.sha256()
         for unit in units:
-            h.update(json.dumps([unit["key"], unit["row"], [(f, digests(f)) for f in unit["files"]]],
-                                sort_keys=True).encode())
+            parts = [unit["key"], unit["row"], [(f, digests(f)) for f in unit["files"]]]
+            if unit.get("references"):  # only then: a hip without references keeps the digest its shard stored
+                parts.append(unit["references"])
+            h.update(json.dumps(parts, sort_keys=True).encode())
         out[shard] = h.hexdigest()
     return out
 

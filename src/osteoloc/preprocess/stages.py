@@ -171,7 +171,7 @@ def check_labels(labels_path, label_settings, table_path):
     InputCheckFailed when not one row is usable, naming the refused rows per reason. Writes the refused rows
     (subject, visit, side, reason) to `table_path`; returns the number of labelled hips."""
     labels = read_labels(labels_path, label_settings)
-    refused = _refused_rows(labels)
+    refused = refused_rows(labels)
     log.info("label table %s: %d labelled hips%s", labels_path, len(labels.grades), f"; {refused}" if refused else "")
     if not labels.grades:
         raise InputCheckFailed(f"{labels_path}: not one label row is usable ({refused or 'the table has no rows'}); "

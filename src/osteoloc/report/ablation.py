@@ -32,8 +32,9 @@ from osteoloc.names import ABLATION_METRICS, CALIBRATED_METRICS, CONFIDENCE, PEN
 
 RUN_KEYS = ["model", "seed", "target"]
 LEVEL_COLUMNS = ["chance", "random_cell", "ceiling", "control"]  # beside a calibrated metric's run value
-SEED_LEVEL_COLUMNS = ["arm", "seed", "target", "metric", "value", "n", *LEVEL_COLUMNS]
-ABLATION_COLUMNS = ["metric", "better", "target", "arm", "versus", "n_seeds", "n_hips", "mean", "sd", "chance", "ceiling",
+SEED_LEVEL_COLUMNS = ["arm", "seed", "target", "metric", "value", "n", "n_undefined", *LEVEL_COLUMNS]
+ABLATION_COLUMNS = ["metric", "better", "target", "arm", "versus", "n_seeds", "n_hips", "n_undefined", "mean", "sd",
+                    "chance", "ceiling",
                     "place", "control", "control_place", "diff", "ci_low", "ci_high", "improved", "n_pairs", "W", "p"]
 # explain's column suffix of each level (`explain.metrics.LEVELS`, `CONTROL`): chance is the uniform map's
 LEVEL_SUFFIXES = {"chance": "uniform", "random_cell": "random_cell", "ceiling": "ceiling", "control": "control"}
@@ -52,14 +53,21 @@ def _run_auc(predictions):
 
 
 def _run_means(frame, column):
-    """Mean and count of the defined values of `column` per run and target; for a calibrated metric also
-    the run means of its levels (LEVEL_COLUMNS) over every hip with the reference (they do not depend on
-    the map, so a run whose maps are all zero still has them)."""
+    """Mean and count of the defined values of `column` per run and target, and n_undefined, how many of
+    those hips have an all-zero map (explain scores it as the uniform map; NaN without `map_defined`); for
+    a calibrated metric also the run means of its levels (LEVEL_COLUMNS) over the same hips. NaN means no
+    reference (no lesion, no exact landmark, lesion and landmark too close for lesion_vs_landmark): such a
+    hip has no value and no level, and is left out of both."""
+    levels = {level: f"{column}_{suffix}" for level, suffix in LEVEL_SUFFIXES.items()
+              if column in CALIBRATED_METRICS and f"{column}_{suffix}" in frame}
+    kept = frame[[column, *(levels[k] for k in ("chance", "ceiling") if k in levels)]].notna().all(axis=1)
+    frame = frame.assign(**{name: frame[name].where(kept) for name in [column, *levels.values()]},
+                         _flat=(1.0 - frame["map_defined"]).where(kept) if "map_defined" in frame else np.nan)
     grouped = frame.groupby(RUN_KEYS, sort=False)
-    parts = [grouped[column].mean().rename("value"), grouped[column].count().rename("n")]
-    for level, suffix in LEVEL_SUFFIXES.items():
-        if column in CALIBRATED_METRICS and f"{column}_{suffix}" in frame:
-            parts.append(grouped[f"{column}_{suffix}"].mean().rename(level))
+    parts = [grouped[column].mean().rename("value"), grouped[column].count().rename("n"),
+             grouped["_flat"].sum(min_count=1).rename("n_undefined")]
+    for level, name in levels.items():
+        parts.append(grouped[name].mean().rename(level))
     return pd.concat(parts, axis=1).reset_index()
 
 
@@ -68,9 +76,9 @@ def seed_level_values(predictions, metrics, twin_predictions=None):
 
     predictions, metrics: `runs.read_runs` frames of every arm's runs; twin_predictions: the same runs'
     twin_predictions.csv (the test hips without the cue), or None. Localisation metrics average the positive
-    test hips whose value is defined (a distance is NaN for an all-zero map: those maps are counted by
-    `undefined_map`, the share of positive hips whose map has zero mass; the pointing game and energies
-    score them 0); the true-localisation metrics and the cue energy appear only when metrics.csv has their
+    test hips whose value is defined, i.e. that carry the reference; an all-zero map is among them, scored
+    as the uniform map (every calibrated metric at its chance level), counted in n_undefined and, as a
+    share of the positive hips, by `undefined_map`; the true-localisation metrics and the cue energy appear only when metrics.csv has their
     columns, AUC without the cue and the AUC drop (AUC - AUC without the cue) only with twin predictions.
     A calibrated metric (names.CALIBRATED_METRICS) carries the run means of its chance (the uniform map),
     random-cell level, ceiling (the best single-cell map of the run's grid) and the landmark-only
@@ -92,7 +100,7 @@ def seed_level_values(predictions, metrics, twin_predictions=None):
         parts["auc_drop"] = both.assign(value=both["value"] - both["value_twin"])[[*RUN_KEYS, "value", "n"]]
     frame = pd.concat([part.assign(metric=metric) for metric, part in parts.items()], ignore_index=True)
     frame = frame.rename(columns={"model": "arm"})
-    frame["n"] = frame["n"].astype(int)
+    frame["n"] = frame["n"].fillna(0).astype(int)
     return frame.reindex(columns=SEED_LEVEL_COLUMNS)
 
 
@@ -112,7 +120,9 @@ def t_interval(diffs, confidence=CONFIDENCE):
 
 
 def _compare(values, reference, better):
-    """Paired over seeds: arm - reference. values, reference: Series indexed by seed."""
+    """Paired over seeds: arm - reference. values, reference: Series indexed by seed. A seed whose run
+    value is NaN for either (no hip with the reference in that run, e.g. no positive test hip) has nothing
+    to pair and leaves; an all-zero map is no NaN (explain scores it as the uniform map)."""
     pairs = pd.concat([reference.rename("ref"), values.rename("arm")], axis=1, join="inner").dropna()
     diffs = pairs["arm"] - pairs["ref"]
     n, w, p = paired_wilcoxon(pairs["ref"], pairs["arm"])
@@ -124,7 +134,8 @@ def _compare(values, reference, better):
 
 def ablation_table(seed_values, arms, reference=REFERENCE_ARM, comparisons=None):
     """Per metric, target and arm (in `arms` order): n_seeds, n_hips (the hips a run's value is over, mean
-    over seeds: with expert references for a subset of hips, those that carry one), mean and sd over seeds
+    over seeds: with expert references for a subset of hips, those that carry one), n_undefined (the
+    all-zero maps among them, mean over seeds; scored as the uniform map), mean and sd over seeds
     of the run values, and against `reference` (paired by seed, NaN values dropped): diff = mean of arm -
     reference, its t interval (ci_low, ci_high; CONFIDENCE), improved = seeds in which the arm is better in
     the metric's direction (column `better`), n_pairs, Wilcoxon W and two-sided p; `comparisons` ({arm: other
@@ -149,11 +160,13 @@ def ablation_table(seed_values, arms, reference=REFERENCE_ARM, comparisons=None)
                 continue
             by_arm = {arm: part.set_index("seed")["value"] for arm, part in block.groupby("arm")}
             hips = {arm: part["n"] for arm, part in block.groupby("arm")}
+            flat = {arm: part["n_undefined"] for arm, part in block.groupby("arm")}
             for arm in arms:
                 values = by_arm.get(arm, pd.Series(dtype=float))
                 levels = block[block["arm"] == arm][LEVEL_COLUMNS].mean()
                 row = {"metric": metric, "better": spec.better, "target": target, "arm": arm,
                        "versus": versus.get(arm, ""), "n_seeds": int(values.notna().sum()), "n_hips": hips.get(arm, pd.Series(dtype=float)).mean(),
+                       "n_undefined": flat.get(arm, pd.Series(dtype=float)).mean(),
                        "mean": values.mean(), "sd": values.std(ddof=1), "chance": levels["chance"],
                        "ceiling": levels["ceiling"], "place": place(values.mean(), levels["chance"], levels["ceiling"]),
                        "control": levels["control"],
@@ -183,13 +196,15 @@ def read_arm_runs(runs, paths, kind):
     return read_runs(dict(zip(runs, paths)), kind)
 
 
-BOOTSTRAP_COLUMNS = ["metric", "target", "arm", "boot_seeds", "boot_hips", "undefined", "crossed", "boot_diff",
+BOOTSTRAP_COLUMNS = ["metric", "target", "arm", "boot_seeds", "boot_hips", "undefined", "no_reference", "crossed",
+                     "boot_diff",
                      "boot_low", "boot_high", "boot_p", "p_holm", "survives", "re_se", "re_df", "re_low", "re_high",
                      "re_p", "seed_share"]
 
 
 def bootstrap_comparisons(predictions, metrics, arms, reference=REFERENCE_ARM, metric_names=None, *, n_boot,
-                          seed, alpha=0.05, confidence=CONFIDENCE, twin_predictions=None, comparisons=None):
+                          seed, alpha=0.05, confidence=CONFIDENCE, twin_predictions=None, comparisons=None,
+                          interventions=None):
     """Columns to merge into `ablation_table` on (metric, target, arm): each arm - reference by
     `stats.hierarchical_bootstrap` over seeds and subjects (both hips, every visit of a subject together).
 
@@ -197,8 +212,12 @@ def bootstrap_comparisons(predictions, metrics, arms, reference=REFERENCE_ARM, m
     the AUC ("auc", over hips with a known label) and "positives" metrics of ABLATION_METRICS (default: all
     of them present); the Holm family is every row returned, so pass the pre-specified primary metrics only.
     comparisons: {arm: other arm} as in `ablation_table`. "auc_no_cue" is the AUC on `twin_predictions` (the same runs on the test hips without the shortcut cue).
-    A hip whose value is undefined (NaN) for the arm or the reference leaves the comparison and is counted
-    in `undefined`. Seeds and subjects are crossed when a subject is scored in more than one seed (one fixed
+    An "interventions" metric (the follow rate) is compared on `interventions` (`report.interventions.follow_hips`:
+    one row per run and moved lesion, column hip = the intervention, paired across arms).
+    An all-zero map stays in the comparison (explain scores it as the uniform map) and is counted in
+    `undefined` (hips where the arm's or the reference's map is all zero); a hip whose value is NaN for the
+    arm or the reference has no reference (no lesion or exact landmark there, lesion and landmark too close
+    for lesion_vs_landmark): nothing to compare, it leaves and is counted in `no_reference`. Seeds and subjects are crossed when a subject is scored in more than one seed (one fixed
     test cohort, or test splits that overlap), nested when every seed has its own subjects. Columns
     BOOTSTRAP_COLUMNS: boot_diff (mean over seeds), its percentile bootstrap interval and two-sided bootstrap p
     (`stats.hierarchical_bootstrap`, n_boot resamples; n_boot 0: none); re_se, re_df, re_low, re_high, re_p:
@@ -227,6 +246,10 @@ def bootstrap_comparisons(predictions, metrics, arms, reference=REFERENCE_ARM, m
             value, statistic, part = ["label", "prob"], "auc", twins[twins["label"] >= 0]
         elif ABLATION_METRICS[metric].source == "positives":
             value, statistic, part = metric, None, hips[hips["label"] == 1]
+        elif ABLATION_METRICS[metric].source == "interventions":
+            if interventions is None:
+                raise ValueError(f"ablation bootstrap: {metric} needs the runs' interventions (explain.interventions)")
+            value, statistic, part = metric, None, interventions
         else:
             raise ValueError(f"ablation bootstrap: {metric!r} is neither the AUC nor a positives metric")
         for target in TARGETS:
@@ -237,13 +260,14 @@ def bootstrap_comparisons(predictions, metrics, arms, reference=REFERENCE_ARM, m
                 if not seeds:  # no run of the arm beside the reference's: no row, as in ablation_table
                     continue
                 pair = pair[pair["seed"].isin(seeds)]
-                undefined = pair[pair[value].isna().any(axis=1) if isinstance(value, list) else pair[value].isna()]
-                drop = pair.set_index(["seed", "subject", "hip"]).index.isin(
-                    undefined.set_index(["seed", "subject", "hip"]).index)
+                keys = ["seed", "subject", "hip"]
+                missing = pair[pair[value].isna().any(axis=1) if isinstance(value, list) else pair[value].isna()]
+                drop = pair.set_index(keys).index.isin(missing.set_index(keys).index)
                 pair = pair[~drop]
+                flat = pair[pair["map_defined"] == 0] if "map_defined" in pair else pair.iloc[:0]
                 row = {"metric": metric, "target": target, "arm": arm, "boot_seeds": len(seeds),
-                       "boot_hips": len(pair) // 2, "undefined": len(undefined[["seed", "subject", "hip"]]
-                                                                     .drop_duplicates())}
+                       "boot_hips": len(pair) // 2, "undefined": len(flat[keys].drop_duplicates()),
+                       "no_reference": len(missing[keys].drop_duplicates())}
                 if not pair.empty:
                     # a subject scored in several seeds carries its effect into each: resample it once for all
                     crossed = bool(pair[["seed", "subject"]].drop_duplicates()["subject"].duplicated().any())

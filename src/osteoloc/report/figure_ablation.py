@@ -1,6 +1,7 @@
 """The ablation forest plot: each arm's mean difference to the reference arm with its t interval over seeds,
 one panel per metric, drawn from the ablation table (`osteoloc.report.ablation.ablation_table`), nothing
-recomputed."""
+recomputed. A localisation panel shows at each arm's row how many of its hips had an all-zero map (scored as
+the uniform map, kept in the difference), and the reference's count in its title."""
 
 import math
 import textwrap
@@ -33,9 +34,20 @@ def _x_limits(block):
     return lo - pad, hi + pad
 
 
-def _panel(ax, block, arms, metric, reference):
+def all_zero_counts(block, arms):
+    """{arm: (all-zero maps, hips)} per run (mean over seeds) summed over the targets, from the ablation
+    table's n_undefined and n_hips; empty where the metric counts none (AUC, no `map_defined`)."""
+    if "n_undefined" not in block or not block["n_undefined"].notna().any():
+        return {}
+    sums = block.groupby("arm")[["n_undefined", "n_hips"]].sum()
+    return {arm: (float(sums.loc[arm, "n_undefined"]), float(sums.loc[arm, "n_hips"])) for arm in arms
+            if arm in sums.index}
+
+
+def _panel(ax, block, arms, metric, reference, reference_block=None):
     """One metric: arms top to bottom, the four targets dodged within an arm, whiskers = the t interval
-    (clipped at the panel's edge with an arrowhead where wider than the panel: `_x_limits`)."""
+    (clipped at the panel's edge with an arrowhead where wider than the panel: `_x_limits`); at the right of
+    each row the arm's all-zero maps / hips per run (`all_zero_counts`), the reference's in the title."""
     spec = ABLATION_METRICS[metric]
     x_lo, x_hi = _x_limits(block)
     for k, target in enumerate(TARGETS):
@@ -61,7 +73,17 @@ def _panel(ax, block, arms, metric, reference):
     ax.set_yticks(range(len(arms)), [arm if versus.get(arm, reference) in ("", reference)
                                      else f"{arm} − {versus[arm]}" for arm in arms])
     ax.set_ylim(len(arms) - 0.5, -0.5)  # first arm on top
-    ax.set_title(textwrap.fill(spec.label, 26))  # long labels wrap instead of running into the next panel's
+    title = textwrap.fill(spec.label, 26)  # long labels wrap instead of running into the next panel's
+    shows_maps = spec.source in ("positives", "cue")  # a map metric: its all-zero maps are counted
+    counts = all_zero_counts(block, arms) if shows_maps else {}
+    for y, arm in enumerate(arms):
+        if arm in counts:
+            ax.text(1.0, y, f" {counts[arm][0]:.3g}/{counts[arm][1]:.3g}", transform=ax.get_yaxis_transform(),
+                    ha="left", va="center", fontsize=5.5, color="0.3", clip_on=False)
+    reference_counts = {} if reference_block is None or not shows_maps else all_zero_counts(reference_block, [reference])
+    if reference in reference_counts:
+        title += f"\n(all-zero {reference} {reference_counts[reference][0]:.3g}/{reference_counts[reference][1]:.3g})"
+    ax.set_title(title)
     ax.set_xlabel("← better" if spec.better == "lower" else "better →")
     ax.grid(axis="x", lw=0.3, alpha=0.5)
 
@@ -83,7 +105,8 @@ def figure_ablation_forest(table, stem, width_in, reference=REFERENCE_ARM):
         fig, axes = plt.subplots(n_rows, n_cols, figsize=(width_in, n_rows * (ROW_HEIGHT_IN * len(arms) + 0.9)),
                                  squeeze=False, layout="constrained")
         for ax, metric in zip(axes.flat, metrics):
-            _panel(ax, compared[compared["metric"] == metric], arms, metric, reference)
+            _panel(ax, compared[compared["metric"] == metric], arms, metric, reference,
+                   table[(table["metric"] == metric) & (table["arm"] == reference)])
         for ax in axes.flat[len(metrics):]:
             ax.set_axis_off()
         for ax in axes[:, 1:].flat:  # the arm names once per row of panels
@@ -92,5 +115,6 @@ def figure_ablation_forest(table, stem, width_in, reference=REFERENCE_ARM):
                    for t in TARGETS]
         fig.legend(handles=handles, loc="outside lower center", ncols=len(TARGETS), frameon=False,
                    title=f"mean difference over seeds (arm − {reference}; a row 'a − b': a − b), "
-                         f"{CONFIDENCE:.0%} t interval", title_fontsize=7)
+                         f"{CONFIDENCE:.0%} t interval; at the right: the arm's all-zero maps / hips per run "
+                         "(scored as the uniform map)", title_fontsize=7)
         save_figure(fig, stem)

@@ -59,8 +59,11 @@ def figure2_roc(predictions, selection_seed, stem, width_in):
 
 
 def _distribution_figure(metrics, metric_names, stem, width_in):
+    """Boxes per target and model; each target's label gives its images (n) and the all-zero maps of the
+    baseline / prior among them (scored as the uniform map, inside the boxes)."""
     pos = metrics[metrics["label"] == 1].copy()
     pos["target"] = pos["target"].map(SHORT_NAMES)
+    pos["all_zero"] = 1.0 - pos["map_defined"] if "map_defined" in pos else 0.0
     with plt.rc_context(PAPER_RC):
         fig, axes = _panel_grid(1, len(metric_names), width_in, 2.4)
         for ax, metric in zip(axes[0], metric_names):
@@ -69,7 +72,10 @@ def _distribution_figure(metrics, metric_names, stem, width_in):
                         order=[SHORT_NAMES[t] for t in TARGETS], palette=MODEL_COLOURS, ax=ax,
                         fliersize=1.5, linewidth=0.7)
             counts = data[data["model"] == "baseline"].groupby("target").size()
-            ax.set_xticks(range(4), [f"{SHORT_NAMES[t]}\nn={counts.get(SHORT_NAMES[t], 0)}" for t in TARGETS])
+            flat = data.groupby(["target", "model"])["all_zero"].sum()
+            ax.set_xticks(range(4), [f"{SHORT_NAMES[t]}\nn={counts.get(SHORT_NAMES[t], 0)}\nall-zero "
+                                     + "/".join(f"{int(flat.get((SHORT_NAMES[t], m), 0))}" for m in MODELS)
+                                     for t in TARGETS])
             ax.set(xlabel="", ylabel=METRIC_LABELS[metric])
             ax.legend(title=None, fontsize=6)
         save_figure(fig, stem)

@@ -14,9 +14,11 @@ from osteoloc.io.runs import read_all_runs, read_history, read_runs
 from osteoloc.io.study_h5 import StudyFile
 from osteoloc.report.ablation import (ablation_table, bootstrap_comparisons, penalty_warnings, read_arm_runs,
                                       seed_level_values)
+from osteoloc.report.comparisons import design_primaries
 from osteoloc.report.figure_ablation import figure_ablation_forest
 from osteoloc.report.figure_curves import figure_learning_curves
-from osteoloc.report.figure_interventions import figure_interventions, intervention_summary
+from osteoloc.report.figure_interventions import figure_interventions
+from osteoloc.report.interventions import follow_hips, follow_seed_values, intervention_summary, read_effects
 from osteoloc.report.figure_landmarks import figure_landmarks, pick_rows
 from osteoloc.report.figure_training import figure_grid
 from osteoloc.report.figures import case_figures, run_figures, selection_run, shown_cases
@@ -36,15 +38,17 @@ def run_pairs(runs_json):
 
 
 def report_tables(runs_json, predictions_paths, metrics_paths, study_path, *, selection_seed, calibration_bins,
-                  decimals, table_paths, seed_input_path, n_boot=2000, boot_seed=0):
+                  decimals, table_paths, seed_input_path, n_boot=2000, boot_seed=0, strata_mm=(7.5, 15.0)):
     """Rule report_tables: every table of TABLE_IDS from every run's explain outputs (`runs.read_all_runs`)
     and the study's labels. table_paths: {table id: its path, .csv / .md / .tex written beside each other}.
-    n_boot, boot_seed: the calibrated table's bootstrap intervals (`report.statistics`; n_boot 0: none)."""
+    n_boot, boot_seed: the calibrated tables' bootstrap intervals (`report.statistics`; n_boot 0: none);
+    strata_mm: the stratified table's lesion-landmark distance edges (mm; the study's spacing converts)."""
     predictions, metrics = read_all_runs(run_pairs(runs_json), predictions_paths, metrics_paths)
     with StudyFile(study_path) as study:
         labels = study.read(["labels"]).labels.astype(int)
+        spacing_mm = study.spacing_mm
     tables = build_tables(predictions, metrics, labels, selection_seed, calibration_bins, seed_input_path,
-                          n_boot=n_boot, boot_seed=boot_seed)
+                          n_boot=n_boot, boot_seed=boot_seed, strata_mm=strata_mm, spacing_mm=spacing_mm)
     for table_id, table in tables.items():
         write_table(table, table_paths[table_id], decimals=decimals)
         log.info("%s: %d rows", table_id, len(table))
@@ -112,19 +116,22 @@ def report_figures(runs_json, predictions_paths, metrics_paths, study_path, maps
         log.info("figure 6 case %s: %s%s", case.key, case.rule, " (fallback)" if case.fallback else "")
 
 
-def primary_metrics(names, metrics, twins):
+def primary_metrics(names, metrics, twins, interventions=False):
     """The configured primary metrics (`report.statistics.primary_metrics`) this study measures: "auc" (the
     cue-free "auc_no_cue" when `twins`: a shortcut cue would otherwise carry it) and the positives metrics
-    of ABLATION_METRICS that `metrics` has as columns (com_to_lesion needs lesion truth or references);
-    those it does not measure are logged and left out. An unknown name is an error."""
-    known = {"auc", "auc_no_cue"} | {m for m, spec in ABLATION_METRICS.items() if spec.source == "positives"}
+    of ABLATION_METRICS that `metrics` has as columns (com_to_lesion needs lesion truth or references), and
+    the follow rate (com_follow) when the study scores `interventions`; those it does not measure are
+    logged and left out. An unknown name is an error."""
+    known = {"auc", "auc_no_cue"} | {m for m, spec in ABLATION_METRICS.items()
+                                     if spec.source in ("positives", "interventions")}
     unknown = sorted(set(names) - known)
     if unknown:
         raise ValueError(f"report.statistics.primary_metrics: unknown metric(s) {unknown}; use {sorted(known)}")
     chosen = []
     for name in names:
         name = "auc_no_cue" if name == "auc" and twins else name
-        measured = name == "auc" or (name == "auc_no_cue" and twins) or name in metrics
+        measured = (name == "auc" or (name == "auc_no_cue" and twins) or name in metrics
+                    or (ABLATION_METRICS[name].source == "interventions" and interventions))
         if not measured:
             log.info("ablation: primary metric %s is not measured in this study; left out", name)
         elif name not in chosen:
@@ -134,26 +141,36 @@ def primary_metrics(names, metrics, twins):
 
 def report_ablation(runs, predictions_paths, metrics_paths, twin_predictions_paths=(), *, arms,
                     reference=REFERENCE_ARM, decimals, width_in, table_path, figure_path, statistics=None,
-                    comparisons=None):
+                    comparisons=None, lesion_placement=None, effects_paths=()):
     """Rule report_ablation: the ablation table (`table_path`, .csv/.md/.tex) and its forest plot
     (`figure_path`, .png/.pdf). runs: [(arm, seed)] in the order of the path lists; arms: the arms in
     table order; twin_predictions_paths: empty when the shortcut test is off. statistics (config
     `report.statistics`): the pre-specified primary metrics, compared by a hierarchical bootstrap over seeds
     and subjects with Holm's correction across them (columns boot_* and survives; none when n_boot is 0); with
     twin predictions the primary AUC is the cue-free one (auc_no_cue). comparisons (config
-    `report.comparisons`): {arm: the arm it is compared with} where that is not the reference arm."""
+    `report.comparisons`): {arm: the arm it is compared with} where that is not the reference arm.
+    lesion_placement: the phantom's lesion placement design (None: no phantom); "offset" adds
+    lesion_vs_landmark to the primary metrics (`comparisons.design_primaries`).
+    effects_paths: every run's interventions.csv (empty when the interventions are off): the follow rate
+    (com_follow, `report.interventions`) joins the table and, when primary, Holm's family."""
 
     predictions = read_arm_runs(runs, predictions_paths, "predictions")
     metrics = read_arm_runs(runs, metrics_paths, "metrics")
     twins = read_arm_runs(runs, twin_predictions_paths, "twin predictions") if twin_predictions_paths else None
-    table = ablation_table(seed_level_values(predictions, metrics, twins), arms, reference, comparisons)
+    effects = read_effects(runs, effects_paths) if len(effects_paths) else None
+    seed_values = seed_level_values(predictions, metrics, twins)
+    if effects is not None:
+        seed_values = pd.concat([seed_values, follow_seed_values(effects)[seed_values.columns]], ignore_index=True)
+    table = ablation_table(seed_values, arms, reference, comparisons)
     statistics = statistics or {}
     if statistics.get("n_boot", 0) > 0:
-        primary = primary_metrics(statistics["primary_metrics"], metrics, twins is not None)
+        primary = primary_metrics([*statistics["primary_metrics"], *design_primaries(lesion_placement)], metrics,
+                                  twins is not None, effects is not None)
         bootstrap = bootstrap_comparisons(predictions, metrics, arms, reference, primary,
                                           n_boot=statistics["n_boot"], seed=statistics["seed"],
                                           alpha=statistics["alpha"], twin_predictions=twins,
-                                          comparisons=comparisons)
+                                          comparisons=comparisons,
+                                          interventions=None if effects is None else follow_hips(effects))
         table = table.merge(bootstrap, on=["metric", "target", "arm"], how="left")
         log.info("ablation: %d of %d primary comparisons survive Holm's correction at %.2f",
                  int(bootstrap["survives"].sum()), len(bootstrap), statistics["alpha"])
@@ -215,8 +232,7 @@ def report_interventions(runs, effects_paths, *, arms, width_in, table_path, fig
     """Rule report_interventions: every run's interventions.csv (runs: [(arm, seed)] in the paths' order)
     -> the per-arm summary table (`table_path`, .csv/.md/.tex) and the figure (`figure_path`, .png/.pdf);
     n_boot, boot_seed: its bootstrap intervals (`report.statistics`; n_boot 0: none)."""
-    frames = [pd.read_csv(path).assign(model=arm, seed=int(seed)) for (arm, seed), path in zip(runs, effects_paths)]
-    summary = intervention_summary(pd.concat(frames, ignore_index=True), n_boot=n_boot, seed=boot_seed)
+    summary = intervention_summary(read_effects(runs, effects_paths), n_boot=n_boot, seed=boot_seed)
     write_table(summary, table_path, decimals=3)
     figure_interventions(summary, list(arms), figure_path, width_in)
-    log.info("interventions: %d runs, %d summary rows", len(frames), len(summary))
+    log.info("interventions: %d runs, %d summary rows", len(effects_paths), len(summary))

@@ -157,3 +157,27 @@ def final_round(read_round):
 def point_histories(history_paths):
     """{point id: history DataFrame} of grid runs at `.../{point}/history.csv` (contracts.md section 4)."""
     return {Path(path).parent.name: read_history(path) for path in history_paths}
+
+
+def trained_points(grid_dir):
+    """The ids of the grid points under `grid_dir` (results/grid) whose run finished: `{point}/best.pt` present."""
+    grid_dir = Path(grid_dir)
+    if not grid_dir.is_dir():
+        return set()
+    return {path.parent.name for path in grid_dir.glob("*/best.pt") if _POINT_RE.match(path.parent.name)}
+
+
+def grid_jobs_preview(first_grid, trained, max_rounds):
+    """The one-line answer to "how many grid-point jobs will this run train?", told before the run (a dry run
+    cannot list the points behind the selection checkpoint): of the first round's points `first_grid` (ids),
+    those without a finished run in `trained` (ids, `trained_points`) are to train; the extension rounds (up to
+    `max_rounds`) are decided by the checkpoint and reuse any point trained before."""
+    first = list(dict.fromkeys(first_grid))
+    to_train = [p for p in first if p not in trained]
+    earlier = len(set(trained) - set(first))
+    return (f"train: {len(to_train)} of {len(first)} grid-point jobs of the first selection round to run "
+            f"({len(first) - len(to_train)} have best.pt: reused unless a training setting or library code changed)"
+            + (f"; {earlier} other point{'s' * (earlier != 1)} trained before (reused if an extension asks for it)"
+               if earlier else "")
+            + (f"; extension rounds (at most {max_rounds}) are chosen by the select_prior_round checkpoint and "
+               "their jobs appear only after it has run" if max_rounds else ""))
