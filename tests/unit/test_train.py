@@ -94,8 +94,10 @@ def test_imagenet_weights_fold_rgb_into_one_channel(tmp_path):
     assert state["fc.weight"].shape == (4, 512)
 
 
+# A prior run with a warm-up and a cosine schedule, and early stopping (patience 1 after epoch 2).
 RESUMABLE = train_settings(seed=5, epochs=3, batch_size=8, lr=1e-3, device="cpu", eval_batch_size=16, prior_lambda=1.0,
-                           prior_radius=4.0, prior_sigma=8.0).as_dict()
+                           prior_radius=4.0, prior_sigma=8.0, lr_schedule="cosine", warmup_epochs=1,
+                           early_stopping_patience=1, early_stopping_min_epochs=2).as_dict()
 RUNNER = textwrap.dedent(f"""
     import sys, time, torch
     from pathlib import Path
@@ -113,9 +115,10 @@ RUNNER = textwrap.dedent(f"""
 
 
 def test_resume_after_kill_gives_the_same_weights(study, tmp_path):
-    """A run SIGKILLed right after its first epoch's checkpoint (a subprocess) resumes there and ends with
-    the weights and history of an uninterrupted run. Both of those run here, on one torch thread as the
-    subprocess does, the uninterrupted one while the subprocess starts."""
+    """A run SIGKILLed right after its first epoch's checkpoint (a subprocess: the warm-up done, the cosine
+    to come) resumes there and ends with the weights, schedule, history and stopping epoch of an
+    uninterrupted run. Both of those run here, on one torch thread as the subprocess does, the
+    uninterrupted one while the subprocess starts."""
     h5, split = study
     script = tmp_path / "runner.py"
     script.write_text(RUNNER)
@@ -134,13 +137,16 @@ def test_resume_after_kill_gives_the_same_weights(study, tmp_path):
     resumed_epochs = []
     train_on_study(h5, split, train_settings(**RESUMABLE), **run_paths(tmp_path / "b"),
                    on_epoch_end=resumed_epochs.append)
-    assert resumed_epochs == [2, 3]
+    epochs_a = len(pd.read_csv(tmp_path / "a" / "history.csv"))  # 2 if early stopping ended it
+    assert resumed_epochs == list(range(2, epochs_a + 1))
     for name in ("last.pt", "best.pt"):
         a = torch.load(tmp_path / "a" / name, weights_only=False)
         b = torch.load(tmp_path / "b" / name, weights_only=False)
         weights_a = a["state"]["model"] if name == "last.pt" else a["state_dict"]
         weights_b = b["state"]["model"] if name == "last.pt" else b["state_dict"]
         assert all(torch.equal(weights_a[k], weights_b[k]) for k in weights_a), name  # same run: exact
+        if name == "last.pt":
+            assert a["state"]["scheduler"] == b["state"]["scheduler"] and a["stale"] == b["stale"] and b["done"]
     history_a = pd.read_csv(tmp_path / "a" / "history.csv").drop(columns="seconds")
     history_b = pd.read_csv(tmp_path / "b" / "history.csv").drop(columns="seconds")
     pd.testing.assert_frame_equal(history_a, history_b)

@@ -1,6 +1,7 @@
-"""The training recipe: learning-rate schedule (warm-up, cosine), AdamW, gradient clipping, recomputed
-batch-norm statistics. The rates follow the formula, and a run killed after an epoch resumes to the very
-weights of an uninterrupted run."""
+"""The training recipe: learning-rate schedule (warm-up, cosine), early stopping, AdamW, gradient clipping,
+recomputed batch-norm statistics. The rates follow the formula, early stopping stops after `patience` epochs
+without improvement (not before its minimum) and keeps the best epoch, and a run killed after an epoch
+resumes to the very weights, schedule and stopping point of an uninterrupted run."""
 
 import math
 
@@ -9,7 +10,7 @@ import torch
 
 from osteoloc.train.data import SplitTensors
 from helpers import train_settings
-from osteoloc.train.loop import Trainer, fit, lr_factor, lr_scheduler
+from osteoloc.train.loop import Trainer, fit, lr_factor, lr_scheduler, stop_early
 
 RECIPE = dict(lr_schedule="cosine", warmup_epochs=1, optimizer="adamw", weight_decay=0.05, grad_clip=1.0,
               bn_stats="recomputed")
@@ -133,7 +134,107 @@ def test_recomputed_bn_stats_are_the_training_images_and_change_no_weight():
 
 
 @pytest.mark.parametrize("bad", [dict(lr_schedule="step"), dict(optimizer="sgd"), dict(warmup_epochs=5),
-                                 dict(warmup_epochs=-1), dict(grad_clip=-1.0), dict(bn_stats="batch")])
+                                 dict(warmup_epochs=-1), dict(grad_clip=-1.0), dict(bn_stats="batch"),
+                                 dict(early_stopping_patience=-1), dict(early_stopping_min_epochs=-1)])
 def test_bad_recipe_is_refused(bad):
     with pytest.raises(ValueError):
         settings(**bad)
+
+
+def test_each_step_runs_at_the_rate_the_settings_give():
+    """The rate every optimisation step of a run uses (read by an optimizer pre-step hook) is
+    lr x lr_factor(step, epochs x steps per epoch, warmup_epochs x steps per epoch, lr_schedule)."""
+    s = settings(epochs=4, warmup_epochs=2, lr=0.02)  # 10 images in batches of 4: 3 steps an epoch
+    trainer = Trainer(tiny_split(10, 0), tiny_split(6, 1), s)
+    used = []
+    trainer.optimizer.register_step_pre_hook(lambda optimizer, *_: used.append(optimizer.param_groups[0]["lr"]))
+    for _ in range(s.epochs):
+        trainer.train_epoch()
+    expected = [s.lr * lr_factor(step, 12, 6, "cosine") for step in range(12)]
+    assert used == pytest.approx(expected, rel=TOLERANCE)
+    assert used[0] == pytest.approx(0.02 / 6) and used[5] == pytest.approx(0.02) and used[6] == pytest.approx(0.02)
+    assert used[-1] < used[-2] < used[6]  # the cosine falls after the warm-up
+
+
+@pytest.mark.parametrize("patience, min_epochs, stale, epoch, stops", [
+    (0, 0, 5, 5, False),  # off
+    (2, 0, 1, 3, False), (2, 0, 2, 3, True), (2, 0, 3, 4, True),
+    (2, 5, 2, 4, False), (2, 5, 2, 5, True),  # not before the minimum
+])
+def test_stop_early_rule(patience, min_epochs, stale, epoch, stops):
+    assert stop_early(stale, epoch, settings(early_stopping_patience=patience,
+                                             early_stopping_min_epochs=min_epochs, epochs=8)) is stops
+
+
+# Validation BCE per epoch for the early-stopping tests: best at epoch 3, no better after it.
+SCRIPTED_BCE = [0.70, 0.60, 0.50, 0.55, 0.52, 0.65, 0.50, 0.40]
+
+
+@pytest.fixture
+def scripted_validation(monkeypatch):
+    """Trainer.validate with its val_bce (and val_total) replaced by SCRIPTED_BCE at the run's epoch, read
+    from the scheduler's step count: a resumed trainer sees the same value for the same epoch."""
+    validate = Trainer.validate
+
+    def scripted(self):
+        row = validate(self)
+        steps_per_epoch = math.ceil(len(self.train_data) / self.settings.batch_size)
+        epoch = self.scheduler.last_epoch // steps_per_epoch
+        row["val_bce"] = row["val_total"] = SCRIPTED_BCE[epoch - 1]
+        return row
+    monkeypatch.setattr(Trainer, "validate", scripted)
+
+
+def test_early_stopping_stops_after_patience_and_keeps_the_best_epoch(tmp_path, scripted_validation):
+    train_data, val_data = tiny_split(10, 0), tiny_split(6, 1)
+    weights_by_epoch = {}
+
+    def keep_weights(epoch):
+        weights_by_epoch[epoch] = torch.load(tmp_path / "last.pt", weights_only=False)["state"]["model"]
+    s = settings(epochs=8, early_stopping_patience=3, early_stopping_min_epochs=0)
+    history, best, best_loss = fit(train_data, val_data, s, last_path=tmp_path / "last.pt", on_epoch_end=keep_weights)
+    # epochs 4, 5 and 6 do not beat epoch 3's 0.50 (epoch 5's 0.52 neither): stop after epoch 6
+    assert [row["epoch"] for row in history] == [1, 2, 3, 4, 5, 6]
+    assert best["epoch"] == 3 and best_loss == 0.50
+    assert all(torch.equal(best["state_dict"][k], weights_by_epoch[3][k]) for k in weights_by_epoch[3])
+    assert not all(torch.equal(best["state_dict"][k], weights_by_epoch[6][k]) for k in weights_by_epoch[6])
+    assert torch.load(tmp_path / "last.pt", weights_only=False)["done"]
+
+
+def test_early_stopping_waits_for_the_minimum_epochs(tmp_path, scripted_validation):
+    s = settings(epochs=8, early_stopping_patience=3, early_stopping_min_epochs=8)
+    history, best, _ = fit(tiny_split(10, 0), tiny_split(6, 1), s, last_path=tmp_path / "last.pt")
+    assert len(history) == 8 and best["epoch"] == 8  # epoch 8's 0.40 is only found by running on
+    s = settings(epochs=8, early_stopping_patience=0)
+    history, best, _ = fit(tiny_split(10, 0), tiny_split(6, 1), s, last_path=tmp_path / "off" / "last.pt")
+    assert len(history) == 8
+
+
+def test_killed_run_resumes_mid_schedule_and_stops_where_the_uninterrupted_one_does(tmp_path, scripted_validation):
+    """Killed after epoch 5 (two epochs without improvement, the cosine half way), the resumed run carries
+    the early-stopping count and the schedule on: it stops after epoch 6 with the uninterrupted run's
+    weights, best epoch and rates."""
+    train_data, val_data = tiny_split(10, 0), tiny_split(6, 1)
+    s = settings(epochs=8, warmup_epochs=1, early_stopping_patience=3, early_stopping_min_epochs=4)
+    history_a, best_a, _ = fit(train_data, val_data, s, last_path=tmp_path / "a" / "last.pt")
+    last_a = torch.load(tmp_path / "a" / "last.pt", weights_only=False)
+
+    def kill_after_epoch_5(epoch):
+        if epoch == 5:
+            raise Killed
+    with pytest.raises(Killed):
+        fit(train_data, val_data, s, last_path=tmp_path / "b" / "last.pt", on_epoch_end=kill_after_epoch_5)
+    killed = torch.load(tmp_path / "b" / "last.pt", weights_only=False)
+    assert killed["stale"] == 2 and not killed["done"] and killed["state"]["scheduler"]["last_epoch"] == 15
+    resumed_epochs = []
+    history_b, best_b, _ = fit(train_data, val_data, s, last_path=tmp_path / "b" / "last.pt",
+                               on_epoch_end=resumed_epochs.append)
+    last_b = torch.load(tmp_path / "b" / "last.pt", weights_only=False)
+
+    assert resumed_epochs == [6] and len(history_a) == len(history_b) == 6
+    assert best_a["epoch"] == best_b["epoch"] == 3
+    for a, b in ((best_a["state_dict"], best_b["state_dict"]), (last_a["state"]["model"], last_b["state"]["model"])):
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert last_a["state"]["scheduler"] == last_b["state"]["scheduler"]
+    assert last_a["state"]["optimizer"]["param_groups"][0]["lr"] == last_b["state"]["optimizer"]["param_groups"][0]["lr"]
+    assert [r["train_bce"] for r in history_a] == [r["train_bce"] for r in history_b]

@@ -34,7 +34,7 @@ DEFAULTS = {
 }
 # Shared training values an arm may override (the `train:` keys that change what is learnt).
 TRAIN_KEYS = ("epochs", "batch_size", "lr", "weight_decay", "rotation_degrees", "monitor",
-              "early_stopping_patience", "weights")
+              "early_stopping_patience", "early_stopping_min_epochs", "weights")
 
 
 def check_arm_name(name):

@@ -66,6 +66,14 @@ def lr_scheduler(optimizer, total_steps, warmup_steps, schedule):
     return schedulers.SequentialLR(optimizer, [warmup, after], milestones=[warmup_steps])
 
 
+def stop_early(stale, epoch, settings):
+    """Whether a run stops after `epoch` (1-based) whose `stale` last epochs did not improve the monitored
+    validation loss: early stopping is on (patience > 0), `stale` has reached the patience and the run has
+    had its minimum number of epochs."""
+    patience = settings.early_stopping_patience
+    return 0 < patience <= stale and epoch >= settings.early_stopping_min_epochs
+
+
 def _auc(labels, probs):
     known = labels >= 0
     y = labels[known]
@@ -305,7 +313,7 @@ def fit(train_data, val_data, settings, *, last_path, targets=TARGETS, history_p
             best = {"state_dict": weights, "epoch": epoch, "config": s.as_dict()}
         else:
             stale += 1
-        done = epoch == s.epochs or (s.early_stopping_patience > 0 and stale >= s.early_stopping_patience)
+        done = epoch == s.epochs or stop_early(stale, epoch, s)
         _save({"identity": identity, "state": trainer.state(), "history": history, "best": best,
                "best_loss": best_loss, "stale": stale, "done": done}, last_path)
         if history_path is not None:

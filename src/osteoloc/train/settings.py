@@ -17,8 +17,8 @@ LR_SCHEDULES = ("constant", "cosine")
 BN_STATS = ("running", "recomputed")
 # The config keys every run of a study shares: the `train:` section's ...
 SHARED_TRAIN_KEYS = ("epochs", "batch_size", "lr", "weight_decay", "optimizer", "lr_schedule", "warmup_epochs",
-                     "grad_clip", "bn_stats", "rotation_degrees", "monitor", "early_stopping_patience", "weights",
-                     "weights_path", "precision", "channels_last", "eval_batch_size")
+                     "grad_clip", "bn_stats", "rotation_degrees", "monitor", "early_stopping_patience",
+                     "early_stopping_min_epochs", "weights", "weights_path", "precision", "channels_last", "eval_batch_size")
 # ... and the `study:` section's.
 SHARED_STUDY_KEYS = ("device", "deterministic")
 
@@ -54,7 +54,8 @@ class TrainSettings:
     bn_stats: str  # batch-norm statistics validated with: running (momentum) or recomputed
     rotation_degrees: float
     monitor: str  # validation loss that picks the best epoch: "bce" or "total"
-    early_stopping_patience: int  # 0 = off: always run every epoch
+    early_stopping_patience: int  # stop after this many epochs without a better `monitor` loss; 0 = off
+    early_stopping_min_epochs: int  # early stopping never ends a run before this many epochs (>= epochs: never)
     weights: str
     weights_path: str
     device: str
@@ -81,6 +82,9 @@ class TrainSettings:
         if not 0 <= self.warmup_epochs < self.epochs:
             raise ValueError(f"warmup_epochs must be at least 0 and below epochs ({self.epochs}), "
                              f"not {self.warmup_epochs!r}")
+        if self.early_stopping_patience < 0 or self.early_stopping_min_epochs < 0:
+            raise ValueError(f"early_stopping_patience and early_stopping_min_epochs must be at least 0, not "
+                             f"{self.early_stopping_patience!r} and {self.early_stopping_min_epochs!r}")
         if self.bn_stats not in BN_STATS:
             raise ValueError(f"bn_stats must be one of {BN_STATS}, not {self.bn_stats!r}")
         if self.grad_clip < 0:
