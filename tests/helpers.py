@@ -662,3 +662,13 @@ def train_settings(**overrides):
     block = training_block(schema_config("study", "train")) | reference_arm_settings()
     return TrainSettings(**{**block, "seed": 0, "prior_lambda": 0.0, "prior_radius": 0.0, "prior_sigma": 0.0,
                             **overrides})
+
+
+def copy_phantom(phantom, dest, parts=None):
+    """A copy of a phantom cohort's folder (conftest's `phantom_cohort`) at `dest`, to break: all of it but its
+    truth.h5, or only the sub-folders `parts`. Returns `dest`."""
+    if parts is None:
+        shutil.copytree(phantom, dest, ignore=shutil.ignore_patterns("truth.h5"))
+    for sub in parts or ():
+        shutil.copytree(phantom / sub, dest / sub)
+    return dest

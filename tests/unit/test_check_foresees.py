@@ -10,8 +10,9 @@ import pydicom
 import pytest
 from pydicom.encaps import encapsulate
 
+from helpers import copy_phantom
+
 from osteoloc.cohort.landmarks import DEFAULT_GROUPS
-from osteoloc.cohort.phantom.cohort import make_cohort
 from osteoloc.io.labels import hip_key
 from osteoloc.names import SIDES
 from osteoloc.preprocess.check import InputCheckFailed
@@ -28,17 +29,14 @@ PRIVATE_SYNTAX = "1.2.826.0.1.3680043.8.498.10101"
 
 
 @pytest.fixture(scope="module")
-def phantom(tmp_path_factory):
-    out = tmp_path_factory.mktemp("phantom")
-    make_cohort(PHANTOM, out)
-    return out
+def phantom(phantom_cohort):
+    return phantom_cohort(PHANTOM)  # tests/conftest.py: one per config and session
 
 
 @pytest.fixture
 def cohort(phantom, tmp_path):
     """A copy of the phantom's manifest, labels, images and points, to break."""
-    folder = tmp_path / "cohort"
-    shutil.copytree(phantom, folder, ignore=shutil.ignore_patterns("truth.h5"))
+    folder = copy_phantom(phantom, tmp_path / "cohort")
     return {"manifest": folder / "manifest.csv", "labels": folder / "labels.csv"}
 
 

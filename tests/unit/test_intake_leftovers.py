@@ -2,14 +2,14 @@
 two cohorts is two people, each in one split, its rows found by both); two hips whose head centres are
 implausibly close are no pelvis; the labels are checked before BoneFinder runs."""
 
-import shutil
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from helpers import copy_phantom
+
 from osteoloc.cohort.landmarks import DEFAULT_GROUPS, AnatomyLimits, LandmarkError, check_pair, head_circle
-from osteoloc.cohort.phantom.cohort import make_cohort
 from osteoloc.io.pts import read_hip_points
 from osteoloc.io.study_h5 import StudyFile
 from osteoloc.preprocess.check import InputCheckFailed
@@ -24,17 +24,13 @@ PHANTOM = {"subjects": 8, "seed": 6, "broken_fraction": 0, "spacing_mm": [1.0, 1
 
 
 @pytest.fixture(scope="module")
-def phantom(tmp_path_factory):
-    out = tmp_path_factory.mktemp("phantom")
-    make_cohort(PHANTOM, out)
-    return out
+def phantom(phantom_cohort):
+    return phantom_cohort(PHANTOM)  # tests/conftest.py: one per config and session
 
 
 @pytest.fixture
 def cohort(phantom, tmp_path):
-    folder = tmp_path / "cohort"
-    shutil.copytree(phantom, folder, ignore=shutil.ignore_patterns("truth.h5"))
-    return folder
+    return copy_phantom(phantom, tmp_path / "cohort")
 
 
 # --- splits: cohort + id ------------------------------------------------------------------------------

@@ -315,7 +315,7 @@ def _synthetic_effects(follow):
                         rows.append({"model": arm, "seed": seed, "subject": f"s{i:02d}", "target": target,
                                      "case": 8 * (i * 4 + t) + k, "kind": "moved", "role": "lesion",
                                      "com_follow": mean + 0.1 * rng.standard_normal(), "com_follow_chance": 0.0,
-                                     "com_follow_ceiling": 0.6})
+                                     "com_follow_ceiling": 0.6, "maps_undefined": int(k == 1 and i == 0)})
     return pd.DataFrame(rows)
 
 
@@ -336,3 +336,4 @@ def test_the_follow_rate_comparison_enters_holms_family():
     row = table[(table["metric"] == "com_follow") & (table["arm"] == "prior")].iloc[0]
     assert row["chance"] == 0.0 and row["ceiling"] == pytest.approx(0.6)
     assert row["place"] == pytest.approx(row["mean"] / 0.6)
+    assert row["n_undefined"] == 1  # per run and target, one intervention with an all-zero map

@@ -14,7 +14,6 @@ import pandas as pd
 import pytest
 import yaml
 
-from osteoloc.cohort.phantom.cohort import make_cohort
 from osteoloc.io.labels import MISSING_VALUES, LabelFormat, hip_key, read_labels
 from osteoloc.names import TARGETS, UNKNOWN
 
@@ -24,10 +23,8 @@ PHANTOM = {"subjects": 6, "seed": 5, "broken_fraction": 0, "missing_fraction": 0
 
 
 @pytest.fixture(scope="module")
-def phantom(tmp_path_factory):
-    out = tmp_path_factory.mktemp("phantom")
-    make_cohort(PHANTOM, out)
-    return out
+def phantom(phantom_cohort):
+    return phantom_cohort(PHANTOM)  # tests/conftest.py: one per config and session
 
 
 @pytest.fixture

@@ -2,16 +2,16 @@
 manifest the phantom wrote; what cannot be paired is listed with the reason; no identifier but the one
 asked for is written."""
 
-import shutil
 from pathlib import Path
 
 import pandas as pd
 import pydicom
 import pytest
 
+from helpers import copy_phantom
+
 from osteoloc.cli import main
 from osteoloc.cohort.manifest_builder import build_manifest, unpaired_path
-from osteoloc.cohort.phantom.cohort import make_cohort
 from osteoloc.io.manifest import REQUIRED_COLUMNS, read_manifest
 
 PHANTOM = {"subjects": 6, "seed": 1, "broken_fraction": 0, "split_pts_fraction": 0.5, "spacing_mm": [1.0, 1.0],
@@ -22,18 +22,14 @@ NAMING = dict(id_patterns=PATTERNS, cohort="CHECK", subject_format="{cohort}-{su
 
 
 @pytest.fixture(scope="module")
-def phantom(tmp_path_factory):
-    out = tmp_path_factory.mktemp("phantom")
-    make_cohort(PHANTOM, out)
-    return out
+def phantom(phantom_cohort):
+    return phantom_cohort(PHANTOM)  # tests/conftest.py: one per config and session
 
 
 @pytest.fixture
 def folder(phantom, tmp_path):
     """A copy of the phantom's images and automatic points, to break."""
-    for sub in ("images", "points/auto"):
-        shutil.copytree(phantom / sub, tmp_path / sub)
-    return tmp_path
+    return copy_phantom(phantom, tmp_path, ("images", "points/auto"))
 
 
 def by_image(frame):

@@ -11,8 +11,9 @@ import pydicom
 import pytest
 from pydicom.fileset import FileSet
 
+from helpers import copy_phantom
+
 from osteoloc.cohort.manifest_builder import build_manifest, unpaired_path
-from osteoloc.cohort.phantom.cohort import make_cohort
 
 PHANTOM = {"subjects": 4, "seed": 0, "broken_fraction": 0, "split_pts_fraction": 0.5, "spacing_mm": [1.0, 1.0],
            "dicom": {"transfer_syntax": {"explicit": 1, "rle": 0, "jpeg2000": 0}}}
@@ -22,17 +23,13 @@ HEADER_IDS = dict(subject_from="PatientID", visit_from="StudyDate")
 
 
 @pytest.fixture(scope="module")
-def phantom(tmp_path_factory):
-    out = tmp_path_factory.mktemp("phantom")
-    make_cohort(PHANTOM, out)
-    return out
+def phantom(phantom_cohort):
+    return phantom_cohort(PHANTOM)  # tests/conftest.py: one per config and session
 
 
 @pytest.fixture
 def folder(phantom, tmp_path):
-    for sub in ("images", "points/auto"):
-        shutil.copytree(phantom / sub, tmp_path / sub)
-    return tmp_path
+    return copy_phantom(phantom, tmp_path, ("images", "points/auto"))
 
 
 def unpaired_reasons(out):
