@@ -52,13 +52,18 @@ def intervention_summary(effects, n_boot=2000, seed=0):
     return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
 
 
+def _followed_moves(effects):
+    """The rows whose follow rate is scored: moved lesions on their own target's map, FOLLOW_METRIC defined."""
+    part = effects[(effects["kind"] == "moved") & (effects["role"] == "lesion")]
+    return part[part[FOLLOW_METRIC].notna()]
+
+
 def follow_hips(effects):
     """The primary follow rate's units: every moved lesion scored on its own target's map (both directions,
     every shift), one row per (run, intervention) with columns model, seed, target, subject, hip (the
     intervention: `case` of the crops file, the same in every run of a test set) and FOLLOW_METRIC, for
     `ablation.bootstrap_comparisons` (`stats.crossed_inference` pairs arms on (seed, subject, hip))."""
-    part = effects[(effects["kind"] == "moved") & (effects["role"] == "lesion")]
-    part = part[part[FOLLOW_METRIC].notna()]
+    part = _followed_moves(effects)
     return part.assign(hip=part["case"].astype(str))[["model", "seed", "target", "subject", "hip", FOLLOW_METRIC]]
 
 
@@ -67,14 +72,11 @@ def follow_seed_values(effects):
     n_undefined, chance, random_cell, ceiling, control): per run and target the mean over its moved lesions
     of FOLLOW_METRIC, of the image-blind map's (chance) and of the lesion-driven oracle's (ceiling);
     n_undefined: the moves where either map was all zero (scored as the uniform map, kept)."""
-    part = effects[(effects["kind"] == "moved") & (effects["role"] == "lesion")]
-    part = part[part[FOLLOW_METRIC].notna()]
-    grouped = part.groupby(["model", "seed", "target"], sort=False)
-    undefined = (part["maps_undefined"] > 0).groupby([part["model"], part["seed"], part["target"]], sort=False)
-    frame = pd.concat([grouped[FOLLOW_METRIC].mean().rename("value"), grouped[FOLLOW_METRIC].count().rename("n"),
-                       undefined.sum().astype(int).rename("n_undefined"),
-                       grouped[f"{FOLLOW_METRIC}_chance"].mean().rename("chance"),
-                       grouped[f"{FOLLOW_METRIC}_ceiling"].mean().rename("ceiling")], axis=1).reset_index()
+    part = _followed_moves(effects)
+    part = part.assign(_undefined=(part["maps_undefined"] > 0).astype(int))
+    frame = part.groupby(["model", "seed", "target"], sort=False).agg(
+        value=(FOLLOW_METRIC, "mean"), n=(FOLLOW_METRIC, "count"), n_undefined=("_undefined", "sum"),
+        chance=(f"{FOLLOW_METRIC}_chance", "mean"), ceiling=(f"{FOLLOW_METRIC}_ceiling", "mean")).reset_index()
     return frame.rename(columns={"model": "arm"}).assign(metric=FOLLOW_METRIC, random_cell=np.nan, control=np.nan)
 
 
