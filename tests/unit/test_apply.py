@@ -10,7 +10,7 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from osteoloc.apply.ensemble import ensemble_frame
-from osteoloc.apply.evaluate import auc_interval
+from osteoloc.report.stats import auc_interval
 from osteoloc.apply.gallery import hips_of, write_gallery, write_pictures
 from osteoloc.apply.study import SettingsMismatch, StudyNotFinished, check_folders, checked_study, finished_study
 from osteoloc.io.maps_h5 import maps_writer
@@ -178,7 +178,7 @@ def test_the_gallery_holds_one_entry_per_hip_and_target_and_escapes_ids(tmp_path
 
 
 def test_each_resamples_auc_is_sklearns_auc_of_the_drawn_hips():
-    from osteoloc.apply.evaluate import resampled_aucs
+    from osteoloc.report.stats import resampled_aucs
 
     rng = np.random.default_rng(3)
     labels = rng.integers(0, 2, 60)

@@ -10,6 +10,7 @@ for every localisation metric.
 import numpy as np
 import pandas as pd
 from scipy import stats
+from sklearn.metrics import roc_auc_score
 from statsmodels.stats.multitest import multipletests
 
 from osteoloc.names import CONFIDENCE, MODELS, TARGETS
@@ -531,6 +532,51 @@ def crossed_bootstrap_mean(frame, value, seed_col, cluster_col, n_boot=2000, see
     alpha = (1 - confidence) / 2
     low, high = np.nanquantile(estimates, [alpha, 1 - alpha])
     return mean, float(low), float(high)
+
+
+BOOT_CHUNK = 100  # resamples scored at once: memory is BOOT_CHUNK x hips weights, whatever n_boot
+
+
+def resampled_aucs(labels, scores, codes, draws):
+    """The AUC of each resample (NaN where it holds one class): `draws` (B, k) cluster indices drawn with
+    replacement, `codes` each hip's cluster. A resample weights each hip by how often its cluster was drawn;
+    the weighted Mann-Whitney count over the hips sorted once by score (ties count one half) is sklearn's
+    AUC of the resample, for every resample at once."""
+    n_clusters = codes.max() + 1
+    counts = np.stack([np.bincount(row, minlength=n_clusters) for row in draws]).astype(np.float64)
+    order = np.argsort(scores, kind="stable")
+    ranked = scores[order]
+    starts = np.flatnonzero(np.r_[True, ranked[1:] != ranked[:-1]])  # one group per distinct score
+    weights = counts[:, codes[order]]
+    positive = labels[order] == 1
+    pos = np.add.reduceat(weights * positive, starts, axis=1)
+    neg = np.add.reduceat(weights * ~positive, starts, axis=1)
+    below = np.cumsum(neg, axis=1) - neg
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (pos * (below + 0.5 * neg)).sum(axis=1) / (pos.sum(axis=1) * neg.sum(axis=1))
+
+
+def auc_interval(labels, scores, clusters, n_boot, seed, confidence=CONFIDENCE):
+    """(auc, low, high, n defined): sklearn's AUC and its percentile interval from `n_boot` resamples of the
+    clusters (subjects); NaN where the hips hold one class only."""
+    labels, scores = np.asarray(labels, dtype=int), np.asarray(scores, dtype=np.float64)
+    if len(np.unique(labels)) < 2:
+        return np.nan, np.nan, np.nan, 0
+    auc = float(roc_auc_score(labels, scores))
+    if n_boot == 0:
+        return auc, np.nan, np.nan, 0
+    codes, _ = pd.factorize(pd.Series(np.asarray(clusters)), sort=True)
+    n_clusters = codes.max() + 1
+    rng = np.random.default_rng(seed)
+    draws = np.concatenate([resampled_aucs(labels, scores, codes,
+                                           rng.integers(0, n_clusters, (min(BOOT_CHUNK, n_boot - done), n_clusters)))
+                            for done in range(0, n_boot, BOOT_CHUNK)])
+    draws = draws[np.isfinite(draws)]
+    if not len(draws):
+        return auc, np.nan, np.nan, 0
+    tail = (1 - confidence) / 2
+    low, high = np.quantile(draws, [tail, 1 - tail])
+    return auc, float(low), float(high), len(draws)
 
 
 def holm(pvalues, alpha=0.05):
