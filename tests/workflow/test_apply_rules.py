@@ -50,7 +50,9 @@ class _Entries(HTMLParser):
             self.entries.append(dict(attrs))
 
 
-@pytest.fixture(scope="module")
+# session-wide: the conftest runs the first ci_study test before the unit tests, so a module fixture would
+# be built twice (once for that test, again for the rest of this module)
+@pytest.fixture(scope="session")
 def applied(ci_study, tmp_path_factory):
     """A copy of the CI study (results only as the study; its checkout runs the apply) after `osteoloc apply`
     on its own test subjects: (workdir, out folder, fingerprint of the study's results before)."""

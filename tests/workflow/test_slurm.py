@@ -18,7 +18,7 @@ from workflow_copy import (
     REPO,
     TRAINED,
     copy_profiles,
-    copy_workflow,
+    copy_study,
     csv_outputs,
     kill_group,
     local_slurm_profile,
@@ -109,12 +109,12 @@ def test_scratch_workflow_heavy_rule_on_gpu_partition_cheap_rule_local(local_slu
 
 
 def test_tiny_study_through_slurm_matches_a_local_run(local_slurm, ci_study, tmp_path):
-    """The tiny study's paper A models through profiles/slurm (phantom and preprocessing local, the grid
-    search, the baseline's and the prior's training and Grad-CAM as SLURM jobs) give the same CSVs as the
+    """The tiny study's paper A models through profiles/slurm (phantom and preprocessing reused from the local
+    run, the grid search, the baseline's and the prior's training and Grad-CAM as SLURM jobs) give the same CSVs as the
     local run of the whole study (CPU, seeded); timing columns aside. (The rest of the study adds no other
     kind of cluster job; it runs here only locally, to keep the suite's time.)"""
     local = ci_study
-    cluster = copy_workflow(tmp_path / "slurm")
+    cluster = copy_study(ci_study, tmp_path / "slurm", without=TRAINED)  # the phantom and preprocessing: done
     profile = local_slurm_profile(cluster)
     targets = [f"results/explain/{model}/seed0/{name}" for model in ("baseline", "prior")
                for name in ("metrics.csv", "predictions.csv")]
