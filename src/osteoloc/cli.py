@@ -46,7 +46,7 @@ def _parser():
         help="do two runs of one design (e.g. the science study and its independent replication) reach the same "
              "conclusions?",
         description="Compare two ablation tables of one design comparison by comparison: a primary comparison's "
-                    "verdict is its sign when it survives Holm's correction, any other's its sign when its 95 %% "
+                    "verdict is its sign when it survives Holm's correction, any other's its sign when its 95 % "
                     "interval (the crossed random-effects one, else the bootstrap's, else the t interval over "
                     "seeds) excludes 0, else none. Prints the claims each run made; two runs agree on a "
                     "comparison only when both claim it with the same sign (no claim in both is not counted). "
