@@ -15,7 +15,7 @@ from helpers import copy_phantom
 from osteoloc.cohort.landmarks import DEFAULT_GROUPS
 from osteoloc.io.labels import hip_key
 from osteoloc.names import SIDES
-from osteoloc.preprocess.check import InputCheckFailed
+from osteoloc.io.errors import InputCheckFailed
 from osteoloc.preprocess.stages import check_inputs
 from osteoloc.preprocess.sources import NOTE_STAGES
 from osteoloc.preprocess.stages import preprocess_study

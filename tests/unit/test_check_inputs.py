@@ -14,7 +14,7 @@ from osteoloc.io import dicom_header
 from osteoloc.io.group_h5 import export_group_h5
 from helpers import load_study
 from osteoloc.io.dicom_header import read_header
-from osteoloc.preprocess.check import InputCheckFailed
+from osteoloc.io.errors import InputCheckFailed
 from osteoloc.preprocess.stages import check_inputs, preprocess_study
 from osteoloc.names import TARGETS
 

@@ -12,7 +12,7 @@ from helpers import copy_phantom
 from osteoloc.cohort.landmarks import DEFAULT_GROUPS, AnatomyLimits, LandmarkError, check_pair, head_circle
 from osteoloc.io.pts import read_hip_points
 from osteoloc.io.study_h5 import StudyFile
-from osteoloc.preprocess.check import InputCheckFailed
+from osteoloc.io.errors import InputCheckFailed
 from osteoloc.cohort.stages import check_labels
 from osteoloc.preprocess.sources import check_points
 from osteoloc.preprocess.stages import preprocess_study

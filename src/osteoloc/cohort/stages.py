@@ -1,6 +1,7 @@
 """The cohort stage's entry points, one per rule of workflow/rules/cohort.smk: the phantom's shards and
-their gather, the label table's check before BoneFinder runs, and the BoneFinder shards and their gather. Expert references are read by the preprocessing
-that uses them, not here: editing their reader reruns nothing of this stage."""
+their gather, the label table's check before BoneFinder runs, and the BoneFinder shards and their gather.
+Expert references are read by the preprocessing that uses them, not here: editing their reader reruns
+nothing of this stage."""
 
 import json
 import logging

@@ -14,8 +14,8 @@ an id typed as a number without its `.0` (`1001.0` -> `1001`).
 """
 
 import logging
-from collections import Counter
 import re
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 

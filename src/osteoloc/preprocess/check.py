@@ -29,7 +29,6 @@ import numpy as np
 
 from osteoloc.cohort.landmarks import AnatomyLimits, LandmarkError, check_hip, check_side
 from osteoloc.io.dicom_header import read_header
-from osteoloc.io.errors import InputCheckFailed  # noqa: F401 (raised here and by the stage; its users import it from here)
 from osteoloc.io.group_h5 import GroupFile
 from osteoloc.io.labels import cohort_key, hip_key, integer_text, read_labels, subject_key, visit_key
 from osteoloc.io.manifest import read_manifest

@@ -10,13 +10,12 @@ import pandas as pd
 
 from osteoloc.cohort.landmarks import AnatomyLimits
 from osteoloc.io.atomic import write_csv
+from osteoloc.io.errors import InputCheckFailed
 from osteoloc.io.group_h5 import GroupFile
-from osteoloc.io.labels import read_labels
+from osteoloc.io.labels import read_labels, refused_rows
 from osteoloc.io.manifest import read_manifest
 from osteoloc.io.shard_folder import ROWS, plan_shards, read_plan, write_plan, write_shard_rows
-from osteoloc.io.labels import refused_rows
-from osteoloc.preprocess.check import (COLUMNS, InputCheckFailed, check_group, check_manifest, near_ids,
-                                      problem_summary)
+from osteoloc.preprocess.check import COLUMNS, check_group, check_manifest, near_ids, problem_summary
 from osteoloc.preprocess.shards import (ContentDigests, assemble, changed_shards, gather_exclusions, gather_study,
                                         group_units, make_plan, manifest_units, shard_digests, source_keys,
                                         unlabelled, write_gathered, write_shard)
