@@ -7,10 +7,11 @@ import pytest
 import torch
 
 from osteoloc.explain.cam import scale_maps
-from osteoloc.explain.metrics import (CALIBRATED, Grid, Scoring, _closest_distance, _closest_distances, calibrated,
+from osteoloc.explain.metrics import (CALIBRATED, Grid, Scoring, _closest_distance, _closest_distances,
                                       cell_values, com_distance, cue_energy, energy_in_mask, energy_lift,
                                       landmark_control_map, localisation_table, mask_centroid, peak, peak_distance,
                                       pointing_hit, reference_levels, spread)
+from osteoloc.report.stats import calibrated
 from osteoloc.io.study_h5 import HipBatch
 
 

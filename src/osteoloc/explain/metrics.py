@@ -338,15 +338,6 @@ def reference_levels(grid, window, size, *, landmarks=None, mask=None, tolerance
     return levels
 
 
-def calibrated(value, chance, ceiling):
-    """A value's place between chance (0) and ceiling (1): (value - chance) / (ceiling - chance); the
-    direction is in the two levels (lower-is-better metrics have ceiling < chance). NaN when they meet."""
-    value, chance, ceiling = (np.asarray(v, dtype=np.float64) for v in (value, chance, ceiling))
-    span = ceiling - chance
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(np.abs(span) > EPS, (value - chance) / span, np.nan)
-
-
 def _score(heatmap, i, t, size, groups, exact, masks, centroids, tolerance_px, grid):
     """Every metric of one map: {name: value}."""
     cells, window = grid.peak_args(i, t, size) if grid is not None else (None, None)

@@ -2,6 +2,7 @@
 run's history, explain its predictions, maps and metrics; the grid selection, the report's tables and
 figures read them; nobody opens them any other way.
 
+- `best.pt`: beside the weights, what the run records of itself (`read_run_record`);
 - `history.csv`: one row per epoch, HISTORY_COLUMNS (losses, validation AUC per target, seconds);
 
 - `predictions.csv`: `row, subject, visit, side, target, label, prob` (test split, every target);
@@ -78,6 +79,16 @@ def with_prediction_columns(metrics, predictions, columns, source):
         raise ValueError(f"{source}: {missing} metrics rows without a predictions row (by {HIP_KEYS}), so "
                          "without a subject")
     return merged
+
+
+def read_run_record(best_path):
+    """What a run's best.pt records beside its weights: {"epoch", "environment", "throughput"} (the last
+    two empty for a best.pt written before they were recorded)."""
+    import torch  # here: the report jobs that import this module read no checkpoint (torch takes ~4 s to load)
+
+    best = torch.load(best_path, map_location="cpu", weights_only=True)
+    return {"epoch": best.get("epoch"), "environment": best.get("environment", {}),
+            "throughput": best.get("throughput", {})}
 
 
 def read_runs(paths, kind):

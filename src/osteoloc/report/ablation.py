@@ -24,9 +24,8 @@ from scipy import stats
 from sklearn.metrics import roc_auc_score
 
 from osteoloc.io.runs import read_runs, with_prediction_columns
-from osteoloc.report.stats import crossed_inference, hierarchical_bootstrap, holm, paired_wilcoxon
+from osteoloc.report.stats import calibrated, crossed_inference, hierarchical_bootstrap, holm, paired_wilcoxon
 from osteoloc.report.comparisons import comparison_arms
-from osteoloc.explain.metrics import calibrated
 from osteoloc.names import ABLATION_METRICS, CALIBRATED_METRICS, CONFIDENCE, PENALTY_WARNING, REFERENCE_ARM, TARGETS
 
 

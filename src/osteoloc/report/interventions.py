@@ -7,8 +7,7 @@ the same interventions and seeds, inside Holm's family)."""
 import numpy as np
 import pandas as pd
 
-from osteoloc.explain.metrics import calibrated
-from osteoloc.report.stats import crossed_bootstrap_mean
+from osteoloc.report.stats import calibrated, crossed_bootstrap_mean
 
 FOLLOW_METRIC = "com_follow"  # the primary follow rate: the CoM's move along the lesion's, per mm
 # (quantity, kind, role) of the table's rows: the follow rates of a moved lesion (per direction) on its own

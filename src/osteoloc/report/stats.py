@@ -17,10 +17,20 @@ from osteoloc.names import CONFIDENCE, MODELS, TARGETS
 
 EXACT_MAX_N = 50  # scipy's own threshold for the exact signed-rank distribution (no ties, no zeros)
 SIGN_FLIP_MAX_N = 16  # exact sign-flip enumeration with ties or zeros: 2^16 statistics, well under a second
+PLACE_EPS = 1e-6  # chance and ceiling closer than this: no place (explain.metrics' EPS)
 
 SEED_LEVEL_COLUMNS = ["seed", "metric", "target", "baseline_mean", "prior_mean"]
 SEED_LEVEL_TABLE_COLUMNS = ["metric", "target", "n_runs", "baseline_mean", "prior_mean", "mean_diff",
                             "improved", "W", "p"]
+
+
+def calibrated(value, chance, ceiling):
+    """A value's place between chance (0) and ceiling (1): (value - chance) / (ceiling - chance); the
+    direction is in the two levels (lower-is-better metrics have ceiling < chance). NaN when they meet."""
+    value, chance, ceiling = (np.asarray(v, dtype=np.float64) for v in (value, chance, ceiling))
+    span = ceiling - chance
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(np.abs(span) > PLACE_EPS, (value - chance) / span, np.nan)
 
 
 def paired_wilcoxon(baseline, prior):

@@ -20,9 +20,8 @@ import pandas as pd
 
 from osteoloc.io.atomic import write_csv, write_text
 from osteoloc.io.runs import with_prediction_columns
-from osteoloc.report.stats import (crossed_bootstrap_mean, delong_test, expected_calibration_error, image_level_table,
-                                   label_correlation, paired_wilcoxon, seed_level_table)
-from osteoloc.explain.metrics import calibrated
+from osteoloc.report.stats import (calibrated, crossed_bootstrap_mean, delong_test, expected_calibration_error,
+                                   image_level_table, label_correlation, paired_wilcoxon, seed_level_table)
 from osteoloc.names import ABLATION_METRICS, CALIBRATED_METRICS, MODELS, PENALTY_WARNING, SHORT_NAMES, TARGETS
 
 METRICS = ("com_distance", "peak_distance", "spread")

@@ -8,7 +8,7 @@ import math
 
 import pandas as pd
 
-from osteoloc.train.loop import read_run_record
+from osteoloc.io.runs import read_run_record
 
 
 def _rate(images, seconds):

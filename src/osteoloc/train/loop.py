@@ -416,14 +416,6 @@ def train_on_study(h5_path, split_path, settings, *, history_path, best_path, la
                  last_path=last_path, on_epoch_end=on_epoch_end, tensorboard_dir=tensorboard_dir)
 
 
-def read_run_record(best_path):
-    """What a run's best.pt records beside its weights: {"epoch", "environment", "throughput"} (the last
-    two empty for a best.pt written before they were recorded)."""
-    best = torch.load(best_path, map_location="cpu", weights_only=True)
-    return {"epoch": best.get("epoch"), "environment": best.get("environment", {}),
-            "throughput": best.get("throughput", {})}
-
-
 def reuse_run(source_best, source_history, settings, *, best_path, history_path):
     """Copy a finished run's best.pt and history.csv to `best_path` and `history_path` when it was trained
     with exactly these settings (the grid point chosen on the selection seed is the prior run of that
