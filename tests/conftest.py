@@ -35,10 +35,15 @@ def pytest_collection_modifyitems(items):
     # then the unit tests; then the SLURM group, the longest serial stretch, started early; then the rest.
     first = [next((item for item in items if "ci_study" in item.fixturenames), None)]
     first = [item for item in first if item is not None]
-    slurm = [item for item in items if item.get_closest_marker("xdist_group") and item not in first]
+    slurm = [item for item in items if _group(item) == "slurm" and item not in first]
     unit = [item for item in items if HERE / "unit" in Path(item.fspath).parents and item not in first]
     rest = [item for item in items if item not in first + slurm + unit]
     items[:] = first + unit + slurm + rest
+
+
+def _group(item):
+    marker = item.get_closest_marker("xdist_group")
+    return (marker.args[0] if marker.args else marker.kwargs.get("name")) if marker else None
 
 
 @pytest.hookimpl(hookwrapper=True)

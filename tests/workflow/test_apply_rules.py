@@ -16,6 +16,10 @@ from workflow_copy import copy_study, run_env, snakemake, write_override
 
 from osteoloc.names import TARGETS
 
+# One xdist worker runs them all: `applied` is session-wide, but a session is per worker, so tests spread over
+# two workers would run the apply twice.
+pytestmark = pytest.mark.xdist_group("apply")
+
 FLOAT_TOLERANCE = 1e-6  # probabilities are written by the same code from the same crops: equal to float32 print
 
 
