@@ -22,6 +22,7 @@ from osteoloc.cohort.phantom.dicom import dcmtk_missing
 REPO = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
 SNAKEMAKE = str(VENV_BIN / "snakemake")
+NO_SLURM_BIN = REPO / "tests" / "no_slurm"  # a stand-in scontrol for runs without SLURM (its comment says why)
 # What a workflow run needs; results/, .snakemake/ and the venv stay behind.
 WORKFLOW_PARTS = ("Snakefile", "workflow", "scripts", "config.yaml", "experiments", "profiles", "src")
 CI_CONFIG = "experiments/ci.yaml"
@@ -68,22 +69,24 @@ def copy_profiles(dest):
     shutil.copytree(REPO / "profiles", Path(dest) / "profiles", dirs_exist_ok=True)
 
 
-def run_env(workdir):
-    """The venv's tools first on PATH (SLURM jobs inherit it) and the copy's library first on PYTHONPATH."""
+def run_env(workdir, slurm=False):
+    """The venv's tools first on PATH (SLURM jobs inherit it) and the copy's library first on PYTHONPATH;
+    without `slurm` (a run through no SLURM profile) tests/no_slurm's scontrol before SLURM's."""
     env = dict(os.environ)
-    env["PATH"] = f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}"
+    env["PATH"] = os.pathsep.join([str(VENV_BIN), *([] if slurm else [str(NO_SLURM_BIN)]), env.get("PATH", "")])
     src = Path(workdir) / "src"
     if src.is_dir():
         env["PYTHONPATH"] = f"{src}{os.pathsep}{env.get('PYTHONPATH', '')}".rstrip(os.pathsep)
     return env
 
 
-def snakemake(workdir, *args, check=True, timeout=900):
-    """Run snakemake in `workdir`; on failure (check=True) raise with the whole output."""
+def snakemake(workdir, *args, check=True, timeout=900, slurm=False):
+    """Run snakemake in `workdir` (`slurm`: through a SLURM profile); on failure (check=True) raise with the
+    whole output."""
     proc = subprocess.run(
         [SNAKEMAKE, *map(str, args)],
         cwd=workdir,
-        env=run_env(workdir),
+        env=run_env(workdir, slurm),
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -96,13 +99,13 @@ def snakemake(workdir, *args, check=True, timeout=900):
     return proc
 
 
-def start_snakemake(workdir, *args, log_path):
+def start_snakemake(workdir, *args, log_path, slurm=False):
     """Start snakemake in its own process group (so the test can kill it with every job it started)."""
     log = open(log_path, "w")
     return subprocess.Popen(
         [SNAKEMAKE, *map(str, args)],
         cwd=workdir,
-        env=run_env(workdir),
+        env=run_env(workdir, slurm),
         stdout=log,
         stderr=subprocess.STDOUT,
         start_new_session=True,

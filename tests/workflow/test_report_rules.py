@@ -7,7 +7,7 @@ from pathlib import Path
 
 from helpers import REPORT_SEEDS as SEEDS
 from helpers import write_upstream
-from workflow_copy import REPO
+from workflow_copy import REPO, run_env
 
 from osteoloc.names import FIGURE_IDS, TABLE_IDS
 
@@ -29,7 +29,7 @@ def test_workflow_report_rules(tmp_path):
         + "rule all:\n    input: ALL_TARGETS,\n    default_target: True\n")
     snakemake = [str(Path(sys.executable).with_name("snakemake")), "-s", str(tmp_path / "Snakefile"),
                  "--directory", str(tmp_path)]
-    subprocess.run(snakemake + ["--cores", "2"], check=True)
+    subprocess.run(snakemake + ["--cores", "2"], check=True, env=run_env(tmp_path))
     for table_id in TABLE_IDS:
         assert (results / "report" / "tables" / f"{table_id}.tex").is_file()
     for figure_id in FIGURE_IDS:
@@ -37,6 +37,6 @@ def test_workflow_report_rules(tmp_path):
     summary = (results / "report" / "summary.md").read_text()
     assert "no landmarks" in summary
     html = tmp_path / "report.html"
-    subprocess.run(snakemake + ["--report", str(html)], check=True)
+    subprocess.run(snakemake + ["--report", str(html)], check=True, env=run_env(tmp_path))
     text = html.read_text(errors="replace")
     assert "case studies" in text and "Seed-level input" in text  # captions and labels reached the report

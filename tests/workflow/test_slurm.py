@@ -96,7 +96,7 @@ def test_scratch_workflow_heavy_rule_on_gpu_partition_cheap_rule_local(local_slu
     (tmp_path / "Snakefile").write_text(SCRATCH)
     copy_profiles(tmp_path)
     profile = local_slurm_profile(tmp_path)
-    snakemake(tmp_path, "--profile", profile, timeout=300)
+    snakemake(tmp_path, "--profile", profile, timeout=300, slurm=True)
 
     for seed in (0, 1):
         header, row = (tmp_path / f"out/train_{seed}.csv").read_text().split()
@@ -118,7 +118,7 @@ def test_tiny_study_through_slurm_matches_a_local_run(local_slurm, ci_study, tmp
     cluster = copy_study(ci_study, tmp_path / "slurm", without=TRAINED)  # the phantom and preprocessing: done
     profile = local_slurm_profile(cluster)
     targets = [f"results/explain/baseline/seed0/{name}" for name in ("metrics.csv", "predictions.csv")]
-    run = snakemake(cluster, *targets, "--profile", profile, "--configfile", CI_CONFIG, timeout=1800)
+    run = snakemake(cluster, *targets, "--profile", profile, "--configfile", CI_CONFIG, timeout=1800, slurm=True)
     assert "SLURM" in run.stdout + run.stderr, "jobs must have been submitted to SLURM"
     submitted = set(re.findall(r"rule (\w+):", run.stdout + run.stderr))
     assert {"train", "explain"} <= submitted, submitted
@@ -144,7 +144,8 @@ def test_scancelled_training_is_retried_and_resumes_from_its_checkpoint(local_sl
     run_dir = workdir / "results/train/baseline/seed0"
     profile = local_slurm_profile(workdir)
     log_path = tmp_path / "slurm_run.log"
-    proc = start_snakemake(workdir, "results/train/baseline/seed0/best.pt", "--profile", profile, *config, log_path=log_path)
+    proc = start_snakemake(workdir, "results/train/baseline/seed0/best.pt", "--profile", profile, *config,
+                           log_path=log_path, slurm=True)
     try:
         wait_for(lambda: epochs_in_checkpoint(run_dir / "last.pt") >= 1, 600, "the first epoch on SLURM", proc)
         job_ids = re.findall(r"SLURM jobid (\d+)", log_path.read_text())
