@@ -169,6 +169,9 @@ rule train_grid_point:
     threads: TRAIN_THREADS
     resources:
         **TRAIN_RESOURCES,
+    # before the baselines when both wait for a core: the grid's rounds, then the prior's seeds, are the
+    # study's longest chain of jobs
+    priority: 10
     script:
         "../../scripts/train.py"
 
