@@ -6,10 +6,11 @@ VENV := .venv
 STAMP := $(VENV)/.installed
 CORES ?= all
 PYTEST_ARGS ?=
-# pytest-xdist workers: three on a 2-core machine, because workflow tests spend part of their time waiting
-# (snakemake's scheduler, SLURM's status checks) and a third worker fills it (2026-12-07, quiet 2-core
-# machine: the suite in 9 min 25 s with 3, 9 min 54 s with 2)
-TEST_WORKERS ?= 3
+# pytest-xdist workers: one per core. Measured on a fresh clone of this 2-core machine (2026-12-07, b1a574b):
+# the suite in 548 s with 2 workers and 683 s with 3, where torch's threads in the third worker's tests and
+# the jobs they start compete for the cores. (Before the tests' stand-in scontrol, tests/no_slurm, a third
+# worker filled the 2 s waits of every snakemake start and was the faster: 565 s against 594 s.)
+TEST_WORKERS ?= 2
 
 .PHONY: study test test-fast report clean-venv
 

@@ -31,7 +31,7 @@ def pytest_collection_modifyitems(items):
         if HERE / "workflow" in Path(item.fspath).parents:
             item.add_marker(pytest.mark.workflow)
     # Order (the same in every worker, as xdist requires; `make test` keeps it: --no-loadscope-reorder):
-    # the first test that needs CI's study, so that it builds while the other workers run the unit tests;
+    # the first test that needs CI's study, so that it builds while the other worker runs the unit tests;
     # then the unit tests; then the SLURM group, the longest serial stretch, started early; then the rest.
     first = [next((item for item in items if "ci_study" in item.fixturenames), None)]
     first = [item for item in first if item is not None]
