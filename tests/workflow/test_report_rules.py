@@ -1,13 +1,10 @@
 """The explain and report rules through snakemake on synthetic upstream files (tests/unit/test_tables_figures.py)."""
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 from helpers import REPORT_SEEDS as SEEDS
 from helpers import write_upstream
-from workflow_copy import REPO, run_env
+from workflow_copy import REPO, snakemake
 
 from osteoloc.names import FIGURE_IDS, TABLE_IDS
 
@@ -27,9 +24,7 @@ def test_workflow_report_rules(tmp_path):
         f'configfile: "{tmp_path / "config.yaml"}"\n'
         + "".join(f'include: "{rules / name}"\n' for name in ("common.smk", "explain.smk", "report.smk"))
         + "rule all:\n    input: ALL_TARGETS,\n    default_target: True\n")
-    snakemake = [str(Path(sys.executable).with_name("snakemake")), "-s", str(tmp_path / "Snakefile"),
-                 "--directory", str(tmp_path)]
-    subprocess.run(snakemake + ["--cores", "2"], check=True, env=run_env(tmp_path))
+    snakemake(tmp_path, "--cores", "2")  # the Snakefile above, in its own folder
     for table_id in TABLE_IDS:
         assert (results / "report" / "tables" / f"{table_id}.tex").is_file()
     for figure_id in FIGURE_IDS:
@@ -37,6 +32,6 @@ def test_workflow_report_rules(tmp_path):
     summary = (results / "report" / "summary.md").read_text()
     assert "no landmarks" in summary
     html = tmp_path / "report.html"
-    subprocess.run(snakemake + ["--report", str(html)], check=True, env=run_env(tmp_path))
+    snakemake(tmp_path, "--report", str(html))
     text = html.read_text(errors="replace")
     assert "case studies" in text and "Seed-level input" in text  # captions and labels reached the report
